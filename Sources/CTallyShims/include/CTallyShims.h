@@ -1,0 +1,16 @@
+// C declarations that Swift's Glibc module does not expose on Linux: epoll, eventfd, TCP options
+// and accept4 (which needs _GNU_SOURCE, defined in shims.c).
+#ifndef CTALLY_SHIMS_H
+#define CTALLY_SHIMS_H
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
+int ctally_accept_nonblocking(int fd, struct sockaddr *address, socklen_t *length);
+
+#endif

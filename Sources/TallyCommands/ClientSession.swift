@@ -1,0 +1,56 @@
+// ClientSession: per-connection state the commands read and change (db, protocol, MULTI, WATCH).
+import TallyProtocol
+
+/// The state of one client connection. Owned by the I/O thread serving the connection, so it
+/// is never touched by two threads at once; it is deliberately not Sendable.
+public final class ClientSession {
+    /// Unique, increasing client id (CLIENT ID).
+    public let id: Int64
+    /// CLIENT SETNAME value; nil when unset.
+    public var name: [UInt8]?
+    /// CLIENT SETINFO lib-name / lib-ver.
+    public var libraryName: [UInt8]?
+    public var libraryVersion: [UInt8]?
+    /// The selected database (SELECT).
+    public var database: Int = 0
+    /// RESP2 or RESP3 (HELLO).
+    public var protocolVersion: RESPVersion = .resp2
+    /// False until AUTH succeeds when `requirepass` is set.
+    public var isAuthenticated: Bool = true
+    /// Set by QUIT, protocol errors and CLIENT KILL: close once pending replies are flushed.
+    public var closeAfterReply: Bool = false
+    /// The highest AOF offset this session's pending replies depend on (see CommandLog).
+    public var pendingLogOffset: UInt64 = 0
+    /// Name of the last command executed (CLIENT LIST `cmd=`).
+    public var lastCommandName: String = "NULL"
+    /// Peer and local addresses as CLIENT LIST prints them ("127.0.0.1:5000").
+    public var peerAddress: String = ""
+    public var localAddress: String = ""
+    /// File descriptor number (CLIENT LIST `fd=`).
+    public var descriptor: Int32 = -1
+    /// Creation and last-interaction times in Unix milliseconds.
+    public var createdAtMilliseconds: Int64 = 0
+    public var lastInteractionMilliseconds: Int64 = 0
+    /// Write commands to log, collected during one execution; reused to avoid allocation.
+    public var propagation = PropagationBuffer()
+    /// MULTI/WATCH state, managed by the transaction commands.
+    public var transaction = TransactionState()
+
+    /// Creates a session with `id`.
+    public init(id: Int64) { self.id = id }
+}
+
+/// What MULTI has queued and which keys WATCH observes.
+public struct TransactionState {
+    /// True between MULTI and EXEC/DISCARD.
+    public var isActive: Bool = false
+    /// True once a queued command failed to queue (unknown, arity): EXEC replies EXECABORT.
+    public var isPoisoned: Bool = false
+    /// The queued commands.
+    public var queued: [CommandArguments] = []
+    /// Watched keys: database, key, and the key's version when WATCH ran.
+    public var watched: [(database: Int, key: [UInt8], version: UInt64)] = []
+
+    /// Creates an idle transaction state.
+    public init() {}
+}

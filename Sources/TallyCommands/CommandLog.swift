@@ -1,0 +1,65 @@
+// CommandLog: the seam through which executed writes reach the AOF, in deterministic form.
+import TallyProtocol
+
+/// Write commands as they must be logged, collected while a command (or a whole EXEC) runs.
+///
+/// Records are RESP arrays back to back in `bytes`; each remembers the database it applies to
+/// so the log can emit SELECT when the database changes. The buffer is reused per session.
+public struct PropagationBuffer {
+    /// Encoded records, back to back.
+    public private(set) var bytes: [UInt8] = []
+    /// For each record, its database and where its bytes are.
+    public private(set) var records: [(database: Int, range: Range<Int>)] = []
+
+    /// Creates an empty buffer.
+    public init() {}
+
+    /// True if nothing was recorded.
+    @inlinable public var isEmpty: Bool { records.isEmpty }
+
+    /// Records `arguments` as executed against `database`.
+    public mutating func append(database: Int, arguments: CommandArguments) {
+        let start = bytes.count
+        arguments.encodeRESP(into: &bytes)
+        records.append((database, start..<bytes.count))
+    }
+
+    /// Records a command given as separate byte arrays (rewritten forms such as PEXPIREAT, DEL).
+    public mutating func append(database: Int, _ arguments: [[UInt8]]) {
+        let start = bytes.count
+        bytes.append(UInt8(ascii: "*"))
+        appendDecimal(arguments.count, to: &bytes)
+        bytes.append(13); bytes.append(10)
+        for argument in arguments {
+            bytes.append(UInt8(ascii: "$"))
+            appendDecimal(argument.count, to: &bytes)
+            bytes.append(13); bytes.append(10)
+            bytes.append(contentsOf: argument)
+            bytes.append(13); bytes.append(10)
+        }
+        records.append((database, start..<bytes.count))
+    }
+
+    /// Forgets all records, keeping capacity.
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        records.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Where executed write commands go (the AOF). Implementations are thread-safe.
+public protocol CommandLog: AnyObject, Sendable {
+    /// Appends a batch atomically (no other batch interleaves) and returns the log offset just
+    /// past it. Called while the shards the commands touched are still locked, so the log
+    /// order matches the execution order for every key.
+    func append(_ batch: borrowing PropagationBuffer) -> UInt64
+
+    /// The error reply for write commands while persistence is failing (MISCONF...), else nil.
+    func writeRefusal() -> [UInt8]?
+
+    /// Blocks until everything up to `offset` has reached the kernel (`write(2)`), and under
+    /// `appendfsync always` has been fsynced. The network layer calls it once per event-loop
+    /// iteration, before flushing replies, with the highest offset its sessions depend on:
+    /// that is group commit, since one write/fsync covers every connection and thread.
+    func waitUntilDurable(_ offset: UInt64)
+}

@@ -1,0 +1,39 @@
+// Clock: injected wall time, so expiry and everysec logic are testable without sleeping.
+import Glibc
+import Synchronization
+
+/// A source of Unix time in milliseconds.
+public protocol Clock: Sendable {
+    /// Milliseconds since the Unix epoch.
+    func nowMilliseconds() -> Int64
+}
+
+/// The real wall clock (`clock_gettime(CLOCK_REALTIME)`).
+public struct SystemClock: Clock {
+    /// Creates the system clock.
+    public init() {}
+
+    public func nowMilliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}
+
+/// A clock that only moves when told to; tests drive expiry with it.
+public final class ManualClock: Clock {
+    private let now: Atomic<Int64>
+
+    /// Starts at `milliseconds` (default: a fixed date in 2026, so tests are reproducible).
+    public init(milliseconds: Int64 = 1_790_000_000_000) { now = Atomic(milliseconds) }
+
+    public func nowMilliseconds() -> Int64 { now.load(ordering: .relaxed) }
+
+    /// Moves time forward by `milliseconds`.
+    public func advance(by milliseconds: Int64) {
+        now.add(milliseconds, ordering: .relaxed)
+    }
+
+    /// Sets the absolute time.
+    public func set(_ milliseconds: Int64) { now.store(milliseconds, ordering: .relaxed) }
+}

@@ -1,0 +1,53 @@
+// HashValue: an insertion-ordered field → value map (Redis replies small hashes in insertion order).
+
+/// Fields and values of a hash, kept in insertion order with an index for O(1) lookup.
+///
+/// Deleting a field moves the last field into its slot only when the hash is large; for small
+/// hashes order is kept exactly as Redis's listpack encoding keeps it.
+public struct HashValue: Sendable {
+    /// Field names in order.
+    public private(set) var fields: [[UInt8]] = []
+    /// Values, parallel to `fields`.
+    public private(set) var values: [[UInt8]] = []
+    private var index: [Key: Int] = [:]
+
+    /// Creates an empty hash.
+    public init() {}
+
+    /// Number of fields.
+    @inlinable public var count: Int { fields.count }
+
+    /// True if there are no fields.
+    @inlinable public var isEmpty: Bool { fields.isEmpty }
+
+    /// The value of `field`, if present.
+    public func value<C: Collection>(for field: C) -> [UInt8]? where C.Element == UInt8 {
+        guard let position = index[Key(Array(field))] else { return nil }
+        return values[position]
+    }
+
+    /// Sets `field` to `value`; returns true if the field is new.
+    @discardableResult
+    public mutating func set(field: [UInt8], value: [UInt8]) -> Bool {
+        let key = Key(field)
+        if let position = index[key] {
+            values[position] = value
+            return false
+        }
+        index[key] = fields.count
+        fields.append(field)
+        values.append(value)
+        return true
+    }
+
+    /// Removes `field`; returns true if it existed.
+    @discardableResult
+    public mutating func remove<C: Collection>(field: C) -> Bool where C.Element == UInt8 {
+        let key = Key(Array(field))
+        guard let position = index.removeValue(forKey: key) else { return false }
+        fields.remove(at: position)
+        values.remove(at: position)
+        for shifted in position..<fields.count { index[Key(fields[shifted])] = shifted }
+        return true
+    }
+}

@@ -1,0 +1,94 @@
+// CommandArguments: one parsed request (argv), stored flat so parsing does not allocate per argument.
+
+/// The arguments of one request, argv[0] being the command name.
+///
+/// All argument bytes live in one reusable array; each argument is a range of it. The parser
+/// clears and refills the same value for every command, so steady-state parsing allocates nothing.
+public struct CommandArguments {
+    /// All argument bytes, back to back.
+    public private(set) var bytes: [UInt8]
+    /// Where each argument lives in `bytes`.
+    public private(set) var ranges: [Range<Int>]
+
+    /// Creates an empty argument list.
+    public init() {
+        bytes = []
+        ranges = []
+        bytes.reserveCapacity(256)
+        ranges.reserveCapacity(16)
+    }
+
+    /// Creates arguments from byte arrays (tests, AOF loading, internal commands).
+    public init(_ arguments: [[UInt8]]) {
+        self.init()
+        for argument in arguments { append(argument) }
+    }
+
+    /// Number of arguments including the command name.
+    @inlinable public var count: Int { ranges.count }
+
+    /// Argument `index` as a slice of the shared storage (no copy).
+    @inlinable public subscript(index: Int) -> ArraySlice<UInt8> { bytes[ranges[index]] }
+
+    /// A copy of argument `index`, for storing it in the keyspace.
+    @inlinable public func copy(_ index: Int) -> [UInt8] { Array(bytes[ranges[index]]) }
+
+    /// Removes all arguments, keeping capacity.
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        ranges.removeAll(keepingCapacity: true)
+    }
+
+    /// Appends one argument.
+    public mutating func append<C: Collection>(_ argument: C) where C.Element == UInt8 {
+        let start = bytes.count
+        bytes.append(contentsOf: argument)
+        ranges.append(start..<bytes.count)
+    }
+
+    /// Appends one argument from raw memory.
+    public mutating func append(_ argument: UnsafeRawBufferPointer) {
+        let start = bytes.count
+        bytes.append(contentsOf: argument)
+        ranges.append(start..<bytes.count)
+    }
+
+    /// True if argument `index` equals `literal` ignoring ASCII case (option names, subcommands).
+    public func matches(_ index: Int, _ literal: StaticString) -> Bool {
+        let range = ranges[index]
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        return literal.withUTF8Buffer { expected in
+            var position = range.lowerBound
+            for byte in expected {
+                let actual = bytes[position]
+                let folded = actual >= 65 && actual <= 90 ? actual | 0x20 : actual
+                let wanted = byte >= 65 && byte <= 90 ? byte | 0x20 : byte
+                if folded != wanted { return false }
+                position += 1
+            }
+            return true
+        }
+    }
+
+    /// Encodes these arguments as a RESP multibulk array (the AOF record form).
+    public func encodeRESP(into output: inout [UInt8]) {
+        output.append(UInt8(ascii: "*"))
+        appendDecimal(count, to: &output)
+        output.append(13); output.append(10)
+        for range in ranges {
+            output.append(UInt8(ascii: "$"))
+            appendDecimal(range.count, to: &output)
+            output.append(13); output.append(10)
+            output.append(contentsOf: bytes[range])
+            output.append(13); output.append(10)
+        }
+    }
+}
+
+/// Appends the decimal form of `value` to `output` without allocating a String.
+public func appendDecimal(_ value: Int, to output: inout [UInt8]) {
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
+        let length = formatDecimal(Int64(value), into: scratch)
+        output.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[scratch.count - length..<scratch.count]))
+    }
+}

@@ -1,0 +1,247 @@
+// OutputBuffer: the reusable per-connection reply buffer, with RESP2/RESP3 encoders.
+
+/// The RESP dialect a connection speaks; `HELLO 3` switches a connection to `.resp3`.
+public enum RESPVersion: Int, Sendable {
+    case resp2 = 2
+    case resp3 = 3
+}
+
+/// A growable byte buffer that replies are encoded into and the network layer drains.
+///
+/// Names follow ByteBuffer: `write*` appends at `writerIndex`, the network layer consumes
+/// from `readerIndex` and calls `discardReadBytes()` once it has flushed. Integers are
+/// formatted in stack scratch space, so encoding a reply never allocates beyond the
+/// buffer's own (retained) capacity.
+public struct OutputBuffer {
+    /// The encoded bytes; `storage[readerIndex..<storage.count]` is pending output.
+    public private(set) var storage: [UInt8]
+    /// Index of the first byte not yet handed to the kernel.
+    public var readerIndex: Int
+    /// The dialect used by the encoders for nulls, maps, doubles and verbatim strings.
+    public var protocolVersion: RESPVersion
+
+    /// Creates an empty buffer with `initialCapacity` bytes reserved.
+    public init(initialCapacity: Int = 16 * 1024, protocolVersion: RESPVersion = .resp2) {
+        storage = []
+        storage.reserveCapacity(initialCapacity)
+        readerIndex = 0
+        self.protocolVersion = protocolVersion
+    }
+
+    /// Bytes written but not yet consumed.
+    @inlinable public var readableBytes: Int { storage.count - readerIndex }
+
+    /// Index where the next write lands; used to roll back a partially encoded reply.
+    @inlinable public var writerIndex: Int { storage.count }
+
+    /// Drops consumed bytes, keeping capacity so the next replies reuse the allocation.
+    public mutating func discardReadBytes() {
+        if readerIndex == storage.count {
+            storage.removeAll(keepingCapacity: true)
+        } else if readerIndex > 0 {
+            storage.removeSubrange(0..<readerIndex)
+        }
+        readerIndex = 0
+    }
+
+    /// Discards everything after `index` (an earlier `writerIndex`).
+    public mutating func truncate(to index: Int) {
+        precondition(index >= readerIndex && index <= storage.count, "truncate outside written bytes")
+        storage.removeSubrange(index..<storage.count)
+    }
+
+    /// Releases memory after a very large reply so one big response does not pin it forever.
+    public mutating func shrinkIfOversized(limitBytes: Int) {
+        if readableBytes == 0 && storage.capacity > limitBytes {
+            storage = []
+            storage.reserveCapacity(16 * 1024)
+            readerIndex = 0
+        }
+    }
+
+    // MARK: Raw writes
+
+    /// Appends raw bytes.
+    @inlinable public mutating func writeBytes<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        storage.append(contentsOf: bytes)
+    }
+
+    /// Appends raw bytes from a buffer pointer.
+    @inlinable public mutating func writeBytes(_ bytes: UnsafeRawBufferPointer) {
+        storage.append(contentsOf: bytes)
+    }
+
+    /// Appends a literal ASCII string (pre-built replies such as `+OK\r\n`).
+    @inlinable public mutating func writeStaticString(_ string: StaticString) {
+        string.withUTF8Buffer { storage.append(contentsOf: $0) }
+    }
+
+    /// Appends `\r\n`.
+    @inlinable public mutating func writeCRLF() {
+        storage.append(13)
+        storage.append(10)
+    }
+
+    /// Appends the decimal form of `value` without allocating.
+    public mutating func writeDecimal(_ value: Int64) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
+            let length = formatDecimal(value, into: scratch)
+            storage.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[scratch.count - length..<scratch.count]))
+        }
+    }
+
+    // MARK: RESP encoders
+
+    /// `+text\r\n`. `text` must not contain CR or LF.
+    public mutating func writeSimpleString<C: Collection>(_ text: C) where C.Element == UInt8 {
+        storage.append(UInt8(ascii: "+"))
+        storage.append(contentsOf: text)
+        writeCRLF()
+    }
+
+    /// `+text\r\n` for a literal.
+    public mutating func writeSimpleString(_ text: StaticString) {
+        storage.append(UInt8(ascii: "+"))
+        writeStaticString(text)
+        writeCRLF()
+    }
+
+    /// `-message\r\n`; `message` includes the error code, e.g. `ERR syntax error`.
+    /// Newlines inside the message are replaced by spaces, as Redis does.
+    public mutating func writeError<C: Collection>(_ message: C) where C.Element == UInt8 {
+        storage.append(UInt8(ascii: "-"))
+        for byte in message { storage.append(byte == 13 || byte == 10 ? 32 : byte) }
+        writeCRLF()
+    }
+
+    /// `-message\r\n` for a literal message (which must start with its error code).
+    public mutating func writeError(_ message: StaticString) {
+        storage.append(UInt8(ascii: "-"))
+        writeStaticString(message)
+        writeCRLF()
+    }
+
+    /// `:n\r\n`.
+    public mutating func writeInteger(_ value: Int64) {
+        storage.append(UInt8(ascii: ":"))
+        writeDecimal(value)
+        writeCRLF()
+    }
+
+    /// `:n\r\n` for an `Int`.
+    @inlinable public mutating func writeInteger(_ value: Int) { writeInteger(Int64(value)) }
+
+    /// `$len\r\nbytes\r\n`.
+    public mutating func writeBulkString<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        storage.append(UInt8(ascii: "$"))
+        writeDecimal(Int64(bytes.count))
+        writeCRLF()
+        storage.append(contentsOf: bytes)
+        writeCRLF()
+    }
+
+    /// A bulk string holding the decimal form of `value` (GET of an integer-encoded value).
+    public mutating func writeBulkDecimal(_ value: Int64) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
+            let length = formatDecimal(value, into: scratch)
+            storage.append(UInt8(ascii: "$"))
+            writeDecimal(Int64(length))
+            writeCRLF()
+            storage.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[scratch.count - length..<scratch.count]))
+            writeCRLF()
+        }
+    }
+
+    /// The null bulk reply: `$-1\r\n` in RESP2, `_\r\n` in RESP3.
+    public mutating func writeNull() {
+        if protocolVersion == .resp3 { writeStaticString("_\r\n") } else { writeStaticString("$-1\r\n") }
+    }
+
+    /// The null array reply (EXEC aborted by WATCH): `*-1\r\n` in RESP2, `_\r\n` in RESP3.
+    public mutating func writeNullArray() {
+        if protocolVersion == .resp3 { writeStaticString("_\r\n") } else { writeStaticString("*-1\r\n") }
+    }
+
+    /// `*count\r\n`.
+    public mutating func writeArrayHeader(_ count: Int) {
+        storage.append(UInt8(ascii: "*"))
+        writeDecimal(Int64(count))
+        writeCRLF()
+    }
+
+    /// `%pairs\r\n` in RESP3; `*2·pairs\r\n` in RESP2 (a flat key/value array).
+    public mutating func writeMapHeader(_ pairs: Int) {
+        if protocolVersion == .resp3 {
+            storage.append(UInt8(ascii: "%"))
+            writeDecimal(Int64(pairs))
+        } else {
+            storage.append(UInt8(ascii: "*"))
+            writeDecimal(Int64(pairs * 2))
+        }
+        writeCRLF()
+    }
+
+    /// `~count\r\n` in RESP3; `*count\r\n` in RESP2.
+    public mutating func writeSetHeader(_ count: Int) {
+        storage.append(UInt8(ascii: protocolVersion == .resp3 ? "~" : "*"))
+        writeDecimal(Int64(count))
+        writeCRLF()
+    }
+
+    /// RESP3 boolean `#t`/`#f`; RESP2 falls back to `:1`/`:0` as Redis does.
+    public mutating func writeBoolean(_ value: Bool) {
+        if protocolVersion == .resp3 {
+            writeStaticString(value ? "#t\r\n" : "#f\r\n")
+        } else {
+            writeStaticString(value ? ":1\r\n" : ":0\r\n")
+        }
+    }
+
+    /// RESP3 double `,text\r\n`; RESP2 sends the same text as a bulk string.
+    /// `text` is the already formatted number (Redis formats doubles with `%.17g`).
+    public mutating func writeDouble<C: Collection>(formatted text: C) where C.Element == UInt8 {
+        if protocolVersion == .resp3 {
+            storage.append(UInt8(ascii: ","))
+            storage.append(contentsOf: text)
+            writeCRLF()
+        } else {
+            writeBulkString(text)
+        }
+    }
+
+    /// RESP3 verbatim string `=len\r\ntxt:...\r\n` (INFO, CLIENT LIST); RESP2 sends a bulk string.
+    public mutating func writeVerbatim<C: Collection>(_ text: C, format: StaticString = "txt")
+    where C.Element == UInt8 {
+        if protocolVersion == .resp3 {
+            storage.append(UInt8(ascii: "="))
+            writeDecimal(Int64(text.count + 4))
+            writeCRLF()
+            writeStaticString(format)
+            storage.append(UInt8(ascii: ":"))
+            storage.append(contentsOf: text)
+            writeCRLF()
+        } else {
+            writeBulkString(text)
+        }
+    }
+}
+
+/// Writes the decimal digits of `value` right-aligned at the end of `scratch` (≥ 20 bytes)
+/// and returns how many bytes were used.
+@inlinable
+public func formatDecimal(_ value: Int64, into scratch: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    precondition(scratch.count >= 20, "decimal scratch too small")
+    // Work on the magnitude as UInt64 so Int64.min does not overflow on negation.
+    var magnitude = value < 0 ? UInt64(bitPattern: 0 &- value) : UInt64(value)
+    var position = scratch.count
+    repeat {
+        position -= 1
+        scratch[position] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 48
+        magnitude /= 10
+    } while magnitude != 0
+    if value < 0 {
+        position -= 1
+        scratch[position] = UInt8(ascii: "-")
+    }
+    return scratch.count - position
+}
