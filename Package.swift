@@ -15,7 +15,11 @@ let package = Package(
         .target(name: "TallyPlatform", dependencies: ["CTallyShims"]),
         .target(name: "TallyProtocol"),
         .target(name: "TallyKeyspace", dependencies: ["TallyProtocol"]),
-        .target(name: "TallyPersistence", dependencies: ["TallyPlatform", "TallyKeyspace", "TallyProtocol"]),
+        .target(
+            name: "TallyPersistence",
+            // TallyCommands: the AOF implements CommandLog and contributes CommandSpec rows (WAITAOF...).
+            dependencies: ["TallyPlatform", "TallyKeyspace", "TallyProtocol", "TallyCommands"]
+        ),
         .target(name: "TallyCommands", dependencies: ["TallyProtocol", "TallyKeyspace"]),
         .target(
             name: "TallyServer",
