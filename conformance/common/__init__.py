@@ -1,0 +1,1 @@
+"""Shared helpers of the conformance suite: RESP wire handling, server processes, reporting."""

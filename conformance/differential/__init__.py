@@ -1,0 +1,1 @@
+"""Differential tests: the same command streams to redis-server and the server under test, replies compared."""
