@@ -1,0 +1,314 @@
+"""Seeded random command streams over a small key set, sent pipelined to both servers; a mismatch is shrunk
+to a minimal reproducer by delta debugging (replaying from FLUSHALL)."""
+import random
+import time
+
+from ..common.resp import Connection, ConnectionClosed, ProtocolViolation, ReplyTimeout, encode_command
+from .compare import same
+
+KEYS = [b"k0", b"k1", b"k2", b"h0", b"h1", b"", b"\x00\xff", b"caf\xc3\xa9", b"cafe\xcc\x81"]
+FIELDS = [b"f0", b"f1", b"f2", b"", b"\xff"]
+INTS = [b"0", b"1", b"-1", b"7", b"100", b"+1", b" 1", b"01", b"-0", b"9223372036854775807",
+        b"9223372036854775808", b"-9223372036854775808", b"-9223372036854775809", b"4611686018427387904",
+        b"abc", b"1.5", b""]
+FLOATS = [b"0.1", b"0.2", b"-1.5", b"1e3", b"5.0e3", b"3", b"-0", b"1e400", b"1e-400", b"inf", b"nan",
+          b"0x10", b" 1", b"1.7976931348623157e308", b"abc", b"10.5"]
+VALUES = [b"v", b"", b"10", b"-3", b"hello world", b"\x00\x01\xff", b"3.5", b"12345678901234567890"]
+STREAM_LEN = 4000
+BATCH = 400
+
+
+class Op:
+    __slots__ = ("args", "mode", "poison")
+
+    def __init__(self, args, mode=None, poison=False):
+        self.args = args
+        self.mode = mode
+        self.poison = poison  # rejected at queue time (unknown command, wrong arity): aborts a MULTI
+
+    def text(self):
+        return " ".join(_quote(a) for a in self.args)
+
+
+def _quote(b):
+    if b and all(33 <= c < 127 and c not in b'"\'\\' for c in b):
+        return b.decode()
+    out = '"'
+    for c in b:
+        if c == 0x22:
+            out += '\\"'
+        elif c == 0x5C:
+            out += "\\\\"
+        elif 32 <= c < 127:
+            out += chr(c)
+        else:
+            out += "\\x%02x" % c
+    return out + '"'
+
+
+class Generator:
+    """Produces Ops; tracks MULTI nesting so EXEC replies get per-element comparison modes."""
+
+    def __init__(self, rng):
+        self.r = rng
+        self.in_multi = False
+        self.queued_modes = []
+        self.queue_poisoned = False
+
+    def key(self):
+        return self.r.choice(KEYS)
+
+    def int_arg(self):
+        r = self.r
+        return r.choice(INTS) if r.random() < 0.3 else str(r.randint(-1000, 1000)).encode()
+
+    def value(self):
+        r = self.r
+        x = r.random()
+        if x < 0.4:
+            return str(r.randint(-50, 50)).encode()
+        return r.choice(VALUES)
+
+    def expiry_seconds(self):
+        r = self.r
+        # Only far-away, non-positive or invalid expiries: a short one would expire at slightly different
+        # moments on the two servers and make the streams diverge for reasons other than a bug.
+        return r.choice([b"1000", b"5000", b"0", b"-5", b"9223372036854775807", b"abc", b"100000"])
+
+    def future_unix(self, ms=False):
+        t = int(time.time()) + self.r.choice([1000, 5000, -1000, -10])
+        if self.r.random() < 0.1:
+            return b"1"
+        return str(t * 1000 if ms else t).encode()
+
+    def one(self):
+        r = self.r
+        k = self.key()
+        f = r.choice(FIELDS)
+        choices = [
+            (12, lambda: Op([b"INCR", k])),
+            (4, lambda: Op([b"DECR", k])),
+            (10, lambda: Op([b"INCRBY", k, self.int_arg()])),
+            (4, lambda: Op([b"DECRBY", k, self.int_arg()])),
+            (5, lambda: Op([b"INCRBYFLOAT", k, r.choice(FLOATS)])),
+            (8, lambda: Op([b"GET", k])),
+            (8, lambda: self.set_op(k)),
+            (2, lambda: Op([b"SETNX", k, self.value()])),
+            (1, lambda: Op([b"SETEX", k, self.expiry_seconds(), self.value()])),
+            (1, lambda: Op([b"PSETEX", k, r.choice([b"1000000", b"0", b"-1"]), self.value()])),
+            (2, lambda: Op([b"GETSET", k, self.value()])),
+            (2, lambda: Op([b"GETDEL", k])),
+            (2, lambda: self.getex_op(k)),
+            (3, lambda: Op([b"MGET"] + [self.key() for _ in range(r.randint(1, 4))])),
+            (2, lambda: Op([b"MSET"] + [x for _ in range(r.randint(1, 3)) for x in (self.key(), self.value())])),
+            (2, lambda: Op([b"MSETNX"] + [x for _ in range(r.randint(1, 3)) for x in (self.key(), self.value())])),
+            (3, lambda: Op([b"APPEND", k, self.value()])),
+            (2, lambda: Op([b"STRLEN", k])),
+            (2, lambda: Op([b"GETRANGE", k, self.int_arg(), self.int_arg()])),
+            (2, lambda: Op([b"SETRANGE", k, r.choice([b"0", b"3", b"-1", b"20", b"536870912", b"x"]),
+                            self.value()])),
+            (8, lambda: Op([b"HINCRBY", k, f, self.int_arg()])),
+            (3, lambda: Op([b"HINCRBYFLOAT", k, f, r.choice(FLOATS)])),
+            (4, lambda: Op([b"HGET", k, f])),
+            (5, lambda: Op([b"HSET", k] + [x for _ in range(r.randint(1, 3)) for x in (r.choice(FIELDS),
+                                                                                      self.value())])),
+            (1, lambda: Op([b"HMSET", k, f, self.value()])),
+            (2, lambda: Op([b"HSETNX", k, f, self.value()])),
+            (2, lambda: Op([b"HMGET", k, f, r.choice(FIELDS)])),
+            (3, lambda: Op([b"HDEL", k] + [r.choice(FIELDS) for _ in range(r.randint(1, 3))])),
+            (2, lambda: Op([b"HLEN", k])),
+            (2, lambda: Op([b"HEXISTS", k, f])),
+            (3, lambda: Op([b"HGETALL", k], "sorted")),
+            (1, lambda: Op([b"HKEYS", k], "sorted")),
+            (1, lambda: Op([b"HVALS", k], "sorted")),
+            (4, lambda: Op([b"DEL"] + [self.key() for _ in range(r.randint(1, 3))])),
+            (1, lambda: Op([b"UNLINK", k])),
+            (3, lambda: Op([b"EXISTS"] + [self.key() for _ in range(r.randint(1, 3))])),
+            (3, lambda: Op([b"TYPE", k])),
+            (2, lambda: Op([b"RENAME", k, self.key()])),
+            (1, lambda: Op([b"RENAMENX", k, self.key()])),
+            (3, lambda: self.expire_op(k)),
+            (2, lambda: Op([b"TTL", k], "ttl")),
+            (2, lambda: Op([b"PTTL", k], "pttl")),
+            (1, lambda: Op([b"EXPIRETIME", k], "ttl")),
+            (1, lambda: Op([b"PEXPIRETIME", k], "pttl")),
+            (2, lambda: Op([b"PERSIST", k])),
+            (1, lambda: Op([b"KEYS", r.choice([b"*", b"k*", b"h?", b"[a-h]*", b"*\\xff", b"caf*"])], "sorted")),
+            (1, lambda: Op([b"DBSIZE"])),
+            (1, lambda: Op([b"SELECT", r.choice([b"0", b"0", b"0", b"1", b"16", b"-1", b"x"])])),
+            (1, lambda: Op([b"PING"] + ([self.value()] if r.random() < 0.5 else []))),
+            (1, lambda: Op([b"ECHO", self.value()])),
+            (1, lambda: Op([r.choice([b"NOSUCHCMD", b"incrbyx", b"GETT"]), k], poison=True)),
+            (1, lambda: Op([r.choice([b"INCR", b"GET", b"HSET", b"INCRBY", b"SET", b"EXPIRE", b"TTL", b"HGET"])],
+                           poison=True)),
+            (1, lambda: Op([b"EXISTS", k, k, k])),
+            (1, lambda: Op([b"MULTI"])),
+            (1, lambda: Op([b"EXEC"])),
+            (1, lambda: Op([b"DISCARD"])),
+            (1, lambda: Op([b"WATCH", k])),
+            (1, lambda: Op([b"UNWATCH"])),
+        ]
+        if r.random() < 0.0005:
+            return Op([b"FLUSHALL"])
+        total = sum(w for w, _ in choices)
+        x = r.uniform(0, total)
+        for w, make in choices:
+            x -= w
+            if x <= 0:
+                return make()
+        return choices[0][1]()
+
+    def set_op(self, k):
+        r = self.r
+        args = [b"SET", k, self.value()]
+        opts = [[b"NX"], [b"XX"], [b"GET"], [b"KEEPTTL"], [b"EX", self.expiry_seconds()],
+                [b"PX", r.choice([b"1000000", b"0", b"-1"])], [b"EXAT", self.future_unix()],
+                [b"PXAT", self.future_unix(ms=True)], [b"BADOPT"]]
+        for _ in range(r.choice([0, 0, 0, 1, 1, 2])):
+            args += r.choice(opts)
+        return Op(args)
+
+    def getex_op(self, k):
+        r = self.r
+        opt = r.choice([[], [b"PERSIST"], [b"EX", self.expiry_seconds()], [b"PX", b"1000000"],
+                        [b"EXAT", self.future_unix()], [b"PXAT", self.future_unix(ms=True)], [b"EX"],
+                        [b"PERSIST", b"EX", b"100"]])
+        return Op([b"GETEX", k] + opt)
+
+    def expire_op(self, k):
+        r = self.r
+        cmd = r.choice([b"EXPIRE", b"PEXPIRE", b"EXPIREAT", b"PEXPIREAT"])
+        if cmd == b"EXPIRE":
+            t = self.expiry_seconds()
+        elif cmd == b"PEXPIRE":
+            t = r.choice([b"1000000", b"0", b"-1", b"9223372036854775807"])
+        else:
+            t = self.future_unix(ms=cmd == b"PEXPIREAT")
+        flags = r.choice([[], [], [b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"NX", b"XX"], [b"GT", b"LT"], [b"BAD"]])
+        return Op([cmd, k, t] + flags)
+
+    def next(self):
+        return self.one()
+
+
+def assign_modes(ops):
+    """Gives each EXEC the per-element modes of the commands queued before it (simulating MULTI state)."""
+    in_multi = False
+    queued = []
+    poisoned = False
+    for op in ops:
+        name = op.args[0].upper()
+        if name == b"MULTI":
+            if not in_multi:
+                in_multi, queued, poisoned = True, [], False
+        elif name in (b"EXEC", b"DISCARD"):
+            if name == b"EXEC":
+                op.mode = ("exec", list(queued)) if in_multi and not poisoned else None
+            in_multi = False
+        elif in_multi:
+            if op.poison:
+                poisoned = True
+            elif name != b"WATCH":
+                queued.append(op.mode)
+    return ops
+
+
+def _connect(server, proto):
+    c = Connection(server.port, timeout=10.0)
+    if proto == 3:
+        c.command("HELLO", "3")
+    c.command("FLUSHALL")
+    return c
+
+
+def _run_stream(server, proto, ops):
+    """Sends ops in pipelined batches on a fresh connection; returns a list of (raw, parsed) or markers."""
+    c = _connect(server, proto)
+    out = []
+    try:
+        for i in range(0, len(ops), BATCH):
+            chunk = ops[i:i + BATCH]
+            c.send(b"".join(encode_command(op.args) for op in chunk))
+            out.extend(c.read_replies(len(chunk), timeout=30.0))
+    except (ReplyTimeout, ConnectionClosed, ProtocolViolation) as e:
+        out.append((("<%s: %s>" % (type(e).__name__, e)).encode(), None))
+    finally:
+        c.close()
+    return out
+
+
+def first_mismatch(ref, test, proto, ops):
+    """Index of the first op whose replies differ, or None."""
+    assign_modes(ops)
+    ra = _run_stream(ref, proto, ops)
+    rb = _run_stream(test, proto, ops)
+    for i in range(min(len(ra), len(rb))):
+        (raw_a, pa), (raw_b, pb) = ra[i], rb[i]
+        if pa is None or pb is None:
+            if raw_a != raw_b:
+                return i, ra[i], rb[i]
+            continue
+        if not same(ops[i].mode, raw_a, pa, raw_b, pb):
+            return i, ra[i], rb[i]
+    if len(ra) != len(rb):
+        i = min(len(ra), len(rb))
+        return i, ra[i] if i < len(ra) else (b"<none>", None), rb[i] if i < len(rb) else (b"<none>", None)
+    return None
+
+
+def minimize(ref, test, proto, ops, budget_s=25.0):
+    """ddmin over the op list: the smallest subsequence (replayed from FLUSHALL) that still mismatches."""
+    deadline = time.monotonic() + budget_s
+    n = 2
+    while len(ops) >= 2 and time.monotonic() < deadline:
+        size = len(ops) // n
+        reduced = False
+        for start in range(0, len(ops), max(size, 1)):
+            if time.monotonic() > deadline:
+                break
+            candidate = ops[:start] + ops[start + size:]
+            if candidate and first_mismatch(ref, test, proto, candidate) is not None:
+                ops = candidate
+                n = max(n - 1, 2)
+                reduced = True
+                break
+        if not reduced:
+            if n >= len(ops):
+                break
+            n = min(len(ops), n * 2)
+    m = first_mismatch(ref, test, proto, ops)
+    if m is not None:
+        ops = ops[:m[0] + 1]
+    return ops, m
+
+
+def run(ref, test, report, seed, total_ops, max_minimized=3):
+    rng = random.Random(seed)
+    minimized = 0
+    streams = max(1, total_ops // STREAM_LEN)
+    for s in range(streams):
+        proto = 3 if s % 4 == 3 else 2
+        gen = Generator(rng)
+        ops = [gen.next() for _ in range(STREAM_LEN)]
+        ops.append(Op([b"DISCARD"]))
+        for db in (b"0", b"1"):
+            ops += [Op([b"SELECT", db]), Op([b"KEYS", b"*"], "sorted")]
+        m = first_mismatch(ref, test, proto, ops)
+        group = "random/resp%d" % proto
+        if m is None:
+            report.record("differential", group, True)
+            continue
+        idx, (raw_a, _), (raw_b, _) = m
+        detail = ("seed %d stream %d (RESP%d): op #%d `%s`\n      redis: %r\n      test:  %r"
+                  % (seed, s, proto, idx, ops[idx].text(), raw_a[:300], raw_b[:300]))
+        if minimized < max_minimized:
+            minimized += 1
+            small, m2 = minimize(ref, test, proto, ops[:idx + 1])
+            detail += "\n      minimized reproducer (%d commands, from FLUSHALL, RESP%d):\n        %s" % (
+                len(small), proto, "\n        ".join(op.text() for op in small))
+            if m2 is not None:
+                detail += "\n      last reply redis: %r\n      last reply test:  %r" % (m2[1][0][:300],
+                                                                                     m2[2][0][:300])
+        for srv in (ref, test):
+            srv.restart_if_dead()
+        report.record("differential", group, False, detail)
