@@ -1,0 +1,191 @@
+// AOFRecordReader: streams RESP command records out of one AOF file in large chunks.
+import Glibc
+import TallyProtocol
+
+/// How a scan of one file ended.
+public enum AOFScanEnd: Equatable, Sendable {
+    /// Every byte belonged to a complete record (or an annotation).
+    case complete
+    /// The file ends inside a record; records before `validUpTo` are complete.
+    case truncated(validUpTo: Int64)
+    /// A byte that cannot start or continue a record was found at `offset`.
+    case formatError(offset: Int64, validUpTo: Int64)
+}
+
+/// Reads records (`*N\r\n$len\r\narg\r\n...`) one by one, reusing a single `CommandArguments`.
+///
+/// The rules follow Redis's `loadSingleAppendOnlyFile`: lines starting with `#` are annotations
+/// and skipped; a record must start with `*` and have N ≥ 1; each argument must start with `$`;
+/// running out of bytes anywhere inside a record is a truncation (the crash case), while a
+/// wrong byte is a format error (corruption). The CRLF after an argument is not inspected,
+/// exactly as Redis discards those two bytes unread.
+public struct AOFRecordReader<S: Storage> {
+    /// Bytes requested per read(2).
+    public static var chunkBytes: Int { 1 << 20 }
+
+    private let storage: S
+    private let file: StorageFile
+    private var buffer: [UInt8] = []
+    private var start = 0
+    /// File offset of `buffer[0]`.
+    private var bufferFileOffset: Int64
+    private var reachedEnd = false
+
+    /// The file offset just past the last complete record returned.
+    public private(set) var offset: Int64
+
+    /// Starts reading `file` at `offset` (after an RDB preamble, or 0); the file position must
+    /// already be there.
+    public init(storage: S, file: StorageFile, startingAt offset: Int64 = 0) {
+        self.storage = storage
+        self.file = file
+        self.offset = offset
+        bufferFileOffset = offset
+        buffer.reserveCapacity(Self.chunkBytes)
+    }
+
+    /// Seeds the reader with bytes already read past the current offset (the part of a chunk
+    /// an RDB preamble reader did not consume).
+    public mutating func prepend(_ bytes: ArraySlice<UInt8>) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    private enum Step {
+        case record(end: Int)
+        case skip(end: Int)
+        case needMore
+        case formatError(at: Int)
+    }
+
+    /// Reads the next record into `arguments`. Returns false at a clean end of file; `end`
+    /// then says how the scan ended. Throws on an I/O error.
+    public mutating func next(into arguments: inout CommandArguments, end: inout AOFScanEnd)
+        throws(StorageError) -> Bool
+    {
+        while true {
+            let step = parse(into: &arguments)
+            switch step {
+            case .record(let recordEnd):
+                start = recordEnd
+                offset = bufferFileOffset + Int64(recordEnd)
+                return true
+            case .skip(let skipEnd):
+                start = skipEnd
+                offset = bufferFileOffset + Int64(skipEnd)
+            case .formatError(let position):
+                end = .formatError(offset: bufferFileOffset + Int64(position), validUpTo: offset)
+                return false
+            case .needMore:
+                if reachedEnd {
+                    // An annotation may end the file without its newline, as fgets allows.
+                    if start == buffer.count || buffer[start] == 35 {
+                        end = .complete
+                    } else {
+                        end = .truncated(validUpTo: offset)
+                    }
+                    return false
+                }
+                try fill()
+            }
+        }
+    }
+
+    // Moves the unconsumed tail to the front and reads another chunk after it.
+    private mutating func fill() throws(StorageError) {
+        if start > 0 {
+            buffer.removeSubrange(0..<start)
+            bufferFileOffset += Int64(start)
+            start = 0
+        }
+        let existing = buffer.count
+        let wanted = Swift.max(Self.chunkBytes, existing)
+        buffer.append(contentsOf: repeatElement(0, count: wanted))
+        let result = readResult(storage, file, &buffer, existing..<buffer.count)
+        let readCount = (try? result.get()) ?? 0
+        buffer.removeLast(wanted - readCount)
+        let _: Int = try result.get()
+        if readCount == 0 { reachedEnd = true }
+    }
+
+    // Parses one record (or annotation) starting at `start` without consuming it.
+    private func parse(into arguments: inout CommandArguments) -> Step {
+        let count = buffer.count
+        var position = start
+        guard position < count else { return .needMore }
+        if buffer[position] == 35 {
+            guard let newline = findNewline(from: position) else { return .needMore }
+            return .skip(end: newline + 1)
+        }
+        guard buffer[position] == 42 else { return .formatError(at: position) }
+        guard let headerEnd = findNewline(from: position) else { return .needMore }
+        guard let argumentCount = leadingInteger(position + 1, headerEnd), argumentCount >= 1 else {
+            return .formatError(at: position)
+        }
+        position = headerEnd + 1
+        arguments.removeAll()
+        for _ in 0..<argumentCount {
+            guard position < count else { return .needMore }
+            guard buffer[position] == 36 else { return .formatError(at: position) }
+            guard let lengthEnd = findNewline(from: position) else { return .needMore }
+            guard let length = leadingInteger(position + 1, lengthEnd), length >= 0 else {
+                return .formatError(at: position)
+            }
+            let dataStart = lengthEnd + 1
+            guard length <= count - dataStart - 2 else { return .needMore }
+            arguments.append(buffer[dataStart..<dataStart + length])
+            position = dataStart + length + 2
+        }
+        return .record(end: position)
+    }
+
+    private func findNewline(from position: Int) -> Int? {
+        buffer.withUnsafeBytes { raw -> Int? in
+            guard position < raw.count, let base = raw.baseAddress else { return nil }
+            guard let found = memchr(base + position, 10, raw.count - position) else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
+        }
+    }
+
+    // atoi/strtol over the header line: optional sign, digits, then only "\r" before the newline.
+    private func leadingInteger(_ from: Int, _ newline: Int) -> Int? {
+        var index = from
+        var negative = false
+        if index < newline, buffer[index] == 45 {
+            negative = true
+            index += 1
+        }
+        var value = 0
+        var digits = 0
+        while index < newline, buffer[index] >= 48, buffer[index] <= 57 {
+            let (product, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = product.addingReportingOverflow(Int(buffer[index] - 48))
+            if overflow1 || overflow2 { return nil }
+            value = sum
+            digits += 1
+            index += 1
+        }
+        guard digits > 0 else { return nil }
+        return negative ? -value : value
+    }
+}
+
+/// Reads from `file` into `buffer[range]`, returning the count or the error as a value (the
+/// buffer closures cannot throw a typed error).
+func readResult<S: Storage>(
+    _ storage: S, _ file: StorageFile, _ buffer: inout [UInt8], _ range: Range<Int>
+) -> Result<Int, StorageError> {
+    buffer.withUnsafeMutableBytes { raw in
+        do throws(StorageError) {
+            return .success(try storage.read(file, into: UnsafeMutableRawBufferPointer(rebasing: raw[range])))
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
+/// Reads from `file` into `buffer[range]`; returns the byte count (0 at end of file).
+func readInto<S: Storage>(
+    _ storage: S, _ file: StorageFile, _ buffer: inout [UInt8], _ range: Range<Int>
+) throws(StorageError) -> Int {
+    try readResult(storage, file, &buffer, range).get()
+}
