@@ -4,8 +4,9 @@ from ..common.resp import is_error
 # Modes: None/"exact" (raw bytes), "ttl" (integers within +-1, negatives exact), "pttl" (within +-1000),
 # "type" (same RESP type byte), "any" (both succeed or both fail), "sorted" (aggregates as sorted
 # multisets; maps as sorted pairs), "ignore:NAME" (maps/pair arrays: the value after key NAME only has
-# to have the same type), ("exec", [modes]) (per-element modes for an EXEC array reply).
-MODES = ("exact", "ttl", "pttl", "type", "any", "sorted")
+# to have the same type), "scan" (the runner iterates the cursor to 0 and compares the union of all
+# pages as a set), ("exec", [modes]) (per-element modes for an EXEC array reply).
+MODES = ("exact", "ttl", "pttl", "type", "any", "sorted", "scan")
 
 
 def _canon(reply):

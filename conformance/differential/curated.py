@@ -40,8 +40,11 @@ def _exchange(side, step):
     """Sends one step on one side; returns (raw, parsed) or (marker bytes, None) on failure."""
     try:
         c = side.conn(step.conn)
-        if step.directive == "raw":
-            c.send(b"".join(step.dargs))
+        if step.directive in ("raw", "rawrep"):
+            if step.directive == "raw":
+                c.send(b"".join(step.dargs))
+            else:
+                c.send(step.dargs[1] * int(step.dargs[0]) + b"".join(step.dargs[2:]))
             data, closed = c.read_until_close(idle=0.5, limit=5.0)
             if closed:
                 c.close()
@@ -51,6 +54,8 @@ def _exchange(side, step):
             if closed:
                 c.close()
             return data + (b"<closed>" if closed else b"<open>"), None
+        if step.mode == "scan":
+            return _full_scan(c, step.args), None
         c.send(encode_command(step.args))
         return c.read_reply(timeout=5.0)
     except ReplyTimeout:
@@ -102,6 +107,22 @@ def run_group(ref, test, group, proto, family, report, path):
         a.close()
         b.close()
     return ok_all
+
+
+def _full_scan(c, args):
+    """Iterates SCAN from args[1] until the cursor returns to 0; returns the sorted union as bytes."""
+    keys = set()
+    cursor = args[1]
+    for _ in range(100000):
+        c.send(encode_command([args[0], cursor] + list(args[2:])))
+        raw, reply = c.read_reply(timeout=5.0)
+        if reply[0] != "*" or len(reply[1]) != 2:
+            return raw
+        cursor = reply[1][0][1]
+        keys.update(item[1] for item in reply[1][1][1])
+        if cursor == b"0":
+            return b"<scan>" + b"|".join(repr(k).encode() for k in sorted(keys))
+    return b"<scan did not terminate>"
 
 
 def _show(raw, parsed):
