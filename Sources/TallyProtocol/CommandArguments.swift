@@ -39,6 +39,13 @@ public struct CommandArguments {
         ranges.removeAll(keepingCapacity: true)
     }
 
+    /// Reserves room for `byteCount` more argument bytes and `argumentCount` more arguments.
+    /// The request parser calls it with client-claimed sizes already capped by its limits.
+    public mutating func reserveAdditional(bytes byteCount: Int, arguments argumentCount: Int = 0) {
+        if bytes.capacity - bytes.count < byteCount { bytes.reserveCapacity(bytes.count + byteCount) }
+        if ranges.capacity - ranges.count < argumentCount { ranges.reserveCapacity(ranges.count + argumentCount) }
+    }
+
     /// Appends one argument.
     public mutating func append<C: Collection>(_ argument: C) where C.Element == UInt8 {
         let start = bytes.count

@@ -62,22 +62,22 @@ public struct OutputBuffer {
     // MARK: Raw writes
 
     /// Appends raw bytes.
-    @inlinable public mutating func writeBytes<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+    public mutating func writeBytes<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         storage.append(contentsOf: bytes)
     }
 
     /// Appends raw bytes from a buffer pointer.
-    @inlinable public mutating func writeBytes(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func writeBytes(_ bytes: UnsafeRawBufferPointer) {
         storage.append(contentsOf: bytes)
     }
 
     /// Appends a literal ASCII string (pre-built replies such as `+OK\r\n`).
-    @inlinable public mutating func writeStaticString(_ string: StaticString) {
+    public mutating func writeStaticString(_ string: StaticString) {
         string.withUTF8Buffer { storage.append(contentsOf: $0) }
     }
 
     /// Appends `\r\n`.
-    @inlinable public mutating func writeCRLF() {
+    public mutating func writeCRLF() {
         storage.append(13)
         storage.append(10)
     }

@@ -1,0 +1,322 @@
+// Posix: one typed wrapper per syscall. EINTR is retried, EAGAIN becomes `.wouldBlock`, EBADF/EFAULT trap.
+import CTallyShims
+import Glibc
+
+/// Typed syscall wrappers; nothing else in Tally calls Glibc socket or epoll I/O directly.
+public enum Posix {
+    // Errors that can only come from a bug in Tally (a stale descriptor, a bad pointer): trap
+    // instead of throwing, because no caller could recover meaningfully.
+    @inline(__always)
+    static func checkAcceptable(_ code: Int32, _ function: StaticString) {
+        precondition(code != EBADF && code != EFAULT, "\(function) failed with unacceptable errno \(code)")
+    }
+
+    /// Runs `body` until it does not fail with EINTR. Returns `.wouldBlock` on EAGAIN.
+    @inline(__always)
+    static func retrying<T: FixedWidthInteger>(
+        _ function: StaticString, _ body: () -> T
+    ) throws(Errno) -> IOResult<T> {
+        while true {
+            let result = body()
+            if result >= 0 { return .processed(result) }
+            let code = errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            checkAcceptable(code, function)
+            throw Errno(rawValue: code)
+        }
+    }
+
+    /// Applies an injected fault; returns true if the call must retry (forced EINTR).
+    @inline(__always)
+    static func injected(_ name: SyscallName) throws(Errno) -> IOResult<Int>? {
+        guard let fault = SyscallSeam.fault(for: name) else { return nil }
+        switch fault {
+        case .error(let code):
+            if code == .interrupted { return nil }  // the retry loop absorbs it: proceed with the real call
+            if code == .wouldBlock { return .wouldBlock }
+            throw code
+        case .shortWrite:
+            return nil
+        }
+    }
+
+    // MARK: Byte I/O
+
+    /// Reads up to `buffer.count` bytes; `.processed(0)` means end of stream.
+    /// The corresponding C function is `read`.
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> IOResult<Int> {
+        if let forced = try injected(.read) { return forced }
+        return try retrying("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes some prefix of `bytes` and returns its length. The corresponding C function is `write`.
+    public static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> IOResult<Int> {
+        var count = bytes.count
+        if let fault = SyscallSeam.fault(for: .write) {
+            switch fault {
+            case .shortWrite(let limit): count = min(count, limit)
+            case .error(let code):
+                if code == .wouldBlock { return .wouldBlock }
+                if code != .interrupted { throw code }
+            }
+        }
+        return try retrying("write") { Glibc.write(fd, bytes.baseAddress, count) }
+    }
+
+    /// Writes all of `bytes` on a blocking descriptor (logs, pid files), looping over short writes.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(Errno) {
+        var offset = 0
+        while offset < bytes.count {
+            switch try write(fd, UnsafeRawBufferPointer(rebasing: bytes[offset...])) {
+            case .processed(let written): offset += written
+            case .wouldBlock: usleep(1000)
+            }
+        }
+    }
+
+    /// Closes `fd`. EINTR is not retried: on Linux the descriptor is released anyway.
+    /// The corresponding C function is `close`.
+    public static func close(_ fd: Int32) {
+        if Glibc.close(fd) != 0 { checkAcceptable(errno, "close") }
+    }
+
+    /// Runs `body` with `fd`, closing it afterwards whatever happens.
+    public static func closeAfter<R>(_ fd: Int32, _ body: (Int32) throws -> R) rethrows -> R {
+        defer { close(fd) }
+        return try body(fd)
+    }
+
+    // MARK: Sockets
+
+    /// Creates a non-blocking, close-on-exec socket. The corresponding C function is `socket`.
+    public static func socket(domain: Int32, type: Int32) throws(Errno) -> Int32 {
+        let flags = Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = Glibc.socket(domain, type | flags, 0)
+        if fd < 0 { throw Errno.current }
+        return fd
+    }
+
+    /// Sets an integer socket option. The corresponding C function is `setsockopt`.
+    public static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) throws(Errno) {
+        var value = value
+        if setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            let code = errno
+            checkAcceptable(code, "setsockopt")
+            throw Errno(rawValue: code)
+        }
+    }
+
+    /// Disables Nagle's algorithm so small replies leave immediately.
+    public static func setNoDelay(_ fd: Int32) throws(Errno) {
+        try setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+    }
+
+    /// Enables TCP keepalive probes after `idleSeconds` of silence (Redis's `tcp-keepalive`).
+    public static func setKeepAlive(_ fd: Int32, idleSeconds: Int32) throws(Errno) {
+        try setOption(fd, level: SOL_SOCKET, name: SO_KEEPALIVE, value: 1)
+        try setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPIDLE, value: idleSeconds)
+        // Same split as Redis: probe every third of the idle time, give up after 3 probes.
+        try setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPINTVL, value: max(1, idleSeconds / 3))
+        try setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPCNT, value: 3)
+    }
+
+    /// Creates a listening TCP socket on `host:port` (IPv4 or IPv6 literal).
+    /// Returns the descriptor; `port` 0 picks an ephemeral port (see `localPort`).
+    public static func listenTCP(host: String, port: Int, backlog: Int32) throws(Errno) -> Int32 {
+        var storage = sockaddr_storage()
+        var length: socklen_t = 0
+        let family: Int32
+        if let v4 = parseIPv4(host, port: port) {
+            withUnsafeMutableBytes(of: &storage) { raw in raw.storeBytes(of: v4, as: sockaddr_in.self) }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            family = AF_INET
+        } else if let v6 = parseIPv6(host, port: port) {
+            withUnsafeMutableBytes(of: &storage) { raw in raw.storeBytes(of: v6, as: sockaddr_in6.self) }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            family = AF_INET6
+        } else {
+            throw Errno.invalidArgument
+        }
+        let fd = try socket(domain: family, type: Int32(SOCK_STREAM.rawValue))
+        do {
+            try setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+            if family == AF_INET6 {
+                // Like Redis: an IPv6 listener never also takes IPv4 traffic, so "0.0.0.0 ::" can coexist.
+                try setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1)
+            }
+            let bound = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
+            }
+            if bound != 0 { throw Errno.current }
+            if Glibc.listen(fd, backlog) != 0 { throw Errno.current }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Creates a listening unix-domain socket at `path` (an existing socket file is replaced).
+    public static func listenUnix(path: String, permissions: mode_t, backlog: Int32) throws(Errno) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Errno.invalidArgument }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        unlink(path)
+        let fd = try socket(domain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
+        do {
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            if bound != 0 { throw Errno.current }
+            if permissions != 0 { chmod(path, permissions) }
+            if Glibc.listen(fd, backlog) != 0 { throw Errno.current }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Accepts one connection as a non-blocking, close-on-exec socket.
+    /// The corresponding C function is `accept4`.
+    public static func accept(_ fd: Int32) throws(Errno) -> IOResult<Int32> {
+        if let forced = try injected(.accept) {
+            if case .wouldBlock = forced { return .wouldBlock }
+        }
+        return try retrying("accept") { ctally_accept_nonblocking(fd, nil, nil) }
+    }
+
+    /// The peer address as Redis prints it (`127.0.0.1:5000`, `::1:5000`, `/tmp/sock:0`).
+    public static func peerAddress(_ fd: Int32) -> String {
+        address(fd, peer: true)
+    }
+
+    /// The local address as Redis prints it.
+    public static func localAddress(_ fd: Int32) -> String {
+        address(fd, peer: false)
+    }
+
+    /// The port a TCP socket is bound to (after binding port 0).
+    public static func localPort(_ fd: Int32) -> Int {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard result == 0 else { return 0 }
+        return withUnsafeBytes(of: &storage) { raw -> Int in
+            switch Int32(raw.load(as: sa_family_t.self)) {
+            case AF_INET: return Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
+            case AF_INET6: return Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
+            default: return 0
+            }
+        }
+    }
+
+    private static func address(_ fd: Int32, peer: Bool) -> String {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
+            }
+        }
+        guard result == 0 else { return "?:0" }
+        return withUnsafeBytes(of: &storage) { raw -> String in
+            var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+            switch Int32(raw.load(as: sa_family_t.self)) {
+            case AF_INET:
+                var v4 = raw.load(as: sockaddr_in.self)
+                inet_ntop(AF_INET, &v4.sin_addr, &text, socklen_t(text.count))
+                return decodeCString(text) + ":" + String(UInt16(bigEndian: v4.sin_port))
+            case AF_INET6:
+                var v6 = raw.load(as: sockaddr_in6.self)
+                inet_ntop(AF_INET6, &v6.sin6_addr, &text, socklen_t(text.count))
+                return decodeCString(text) + ":" + String(UInt16(bigEndian: v6.sin6_port))
+            case AF_UNIX:
+                let unix = raw.load(as: sockaddr_un.self)
+                let path = withUnsafeBytes(of: unix.sun_path) { bytes -> String in
+                    let end = bytes.firstIndex(of: 0) ?? bytes.count
+                    return String(decoding: bytes[..<end], as: UTF8.self)
+                }
+                return path + ":0"
+            default:
+                return "?:0"
+            }
+        }
+    }
+
+    private static func decodeCString(_ text: [CChar]) -> String {
+        let end = text.firstIndex(of: 0) ?? text.count
+        return String(decoding: text[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private static func parseIPv4(_ host: String, port: Int) -> sockaddr_in? {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(truncatingIfNeeded: port).bigEndian
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return nil }
+        return address
+    }
+
+    private static func parseIPv6(_ host: String, port: Int) -> sockaddr_in6? {
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = UInt16(truncatingIfNeeded: port).bigEndian
+        guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { return nil }
+        return address
+    }
+
+    // MARK: Wake-ups and signals
+
+    /// Creates a non-blocking eventfd used to wake an epoll loop from another thread.
+    public static func eventFD() throws(Errno) -> Int32 {
+        let fd = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
+        if fd < 0 { throw Errno.current }
+        return fd
+    }
+
+    /// Adds one to an eventfd counter (wakes its loop). Never blocks.
+    public static func signalEventFD(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    }
+
+    /// Resets an eventfd counter after a wake-up.
+    public static func drainEventFD(_ fd: Int32) {
+        var value: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &value) { Glibc.read(fd, $0.baseAddress, 8) }
+    }
+
+    /// Ignores SIGPIPE so writes to closed sockets fail with EPIPE instead of killing the process.
+    public static func ignoreBrokenPipe() {
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Blocks `signals` in the calling thread (and threads it creates later), so they can be
+    /// collected synchronously with `waitForSignal`.
+    public static func blockSignals(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Waits until one of `signals` (previously blocked) is delivered and returns it.
+    public static func waitForSignal(_ signals: [Int32]) -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        var received: Int32 = 0
+        while sigwait(&set, &received) != 0 {}
+        return received
+    }
+}

@@ -1,0 +1,283 @@
+// RequestParser: incremental RESP multibulk + inline request parser with Redis 7.0's limits and errors.
+//
+// Input bytes are appended to one buffer; `next(into:)` parses from `position` and keeps the
+// pending multibulk count and bulk length between calls, so a command split across reads is
+// resumed where it stopped. Consumed bytes are compacted away only when the buffer drains or
+// when they dominate it, so steady-state parsing neither allocates nor re-scans.
+import Glibc
+
+/// The outcome of asking the parser for the next command.
+public enum ParseResult: Equatable, Sendable {
+    /// A full command (at least one argument) was stored into the arguments.
+    case command
+    /// The buffer holds no further complete command.
+    case needMoreData
+    /// The client sent malformed input; reply `-ERR <text>` and close the connection.
+    case protocolError(String)
+}
+
+/// Parser limits, mirroring redis.conf and networking.c constants.
+public struct RequestParserLimits: Sendable {
+    /// `proto-max-bulk-len`: the largest bulk argument accepted (default 512 MB).
+    public var maxBulkLength: Int
+    /// Largest multibulk count (Redis 7.0 accepts up to INT_MAX).
+    public var maxMultibulkLength: Int
+    /// `PROTO_INLINE_MAX_SIZE`: longest inline line or count line without a newline (64 KB).
+    public var maxInlineLength: Int
+    /// Unauthenticated clients may send at most this many arguments (Redis: 10).
+    public var unauthenticatedMaxArguments: Int
+    /// Unauthenticated clients may send bulks of at most this size (Redis: 16384).
+    public var unauthenticatedMaxBulkLength: Int
+
+    /// Redis 7.0 defaults.
+    public init(
+        maxBulkLength: Int = 512 * 1024 * 1024, maxMultibulkLength: Int = Int(Int32.max),
+        maxInlineLength: Int = 64 * 1024, unauthenticatedMaxArguments: Int = 10,
+        unauthenticatedMaxBulkLength: Int = 16384
+    ) {
+        self.maxBulkLength = maxBulkLength
+        self.maxMultibulkLength = maxMultibulkLength
+        self.maxInlineLength = maxInlineLength
+        self.unauthenticatedMaxArguments = unauthenticatedMaxArguments
+        self.unauthenticatedMaxBulkLength = unauthenticatedMaxBulkLength
+    }
+}
+
+/// Incremental request parser for one connection.
+public struct RequestParser {
+    private enum State {
+        /// Between commands: the next byte decides multibulk ('*') or inline.
+        case idle
+        /// Inside a multibulk request: `remaining` arguments left; `bulkLength` is -1 until
+        /// the `$len` line of the next argument has been read.
+        case multibulk(remaining: Int, bulkLength: Int)
+    }
+
+    /// Received bytes; `buffer[position...]` is not parsed yet.
+    public private(set) var buffer: [UInt8]
+    /// First unparsed byte.
+    public private(set) var position: Int = 0
+    /// Where the newline search resumes for the line currently being waited on, so a long
+    /// line arriving in pieces is not re-scanned from its start.
+    private var scanFrom: Int = 0
+    private var state: State = .idle
+    /// Limits enforced before allocating.
+    public var limits: RequestParserLimits
+    /// Compaction threshold: consumed prefix larger than this is removed even mid-stream.
+    private static let compactThresholdBytes = 64 * 1024
+    /// At most this many argument slots are reserved up front, whatever count the client claims.
+    public static let reservedArgumentsMax = 1024
+
+    /// Creates a parser.
+    public init(limits: RequestParserLimits = RequestParserLimits()) {
+        self.limits = limits
+        buffer = []
+        buffer.reserveCapacity(16 * 1024)
+    }
+
+    /// Bytes received but not parsed yet (the query buffer length Redis reports as `qbuf`).
+    public var unparsedBytes: Int { buffer.count - position }
+
+    /// Appends received bytes.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        compactIfUseful()
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Appends received bytes from any collection (tests).
+    public mutating func append<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
+        compactIfUseful()
+        buffer.append(contentsOf: bytes)
+    }
+
+    private mutating func compactIfUseful() {
+        if position == 0 { return }
+        if position == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+        } else if position >= Self.compactThresholdBytes || position * 2 >= buffer.count {
+            buffer.removeSubrange(0..<position)
+        } else {
+            return
+        }
+        scanFrom -= position
+        position = 0
+    }
+
+    /// Parses the next complete command into `arguments` (cleared first when a new command starts).
+    /// `authenticated` is false for clients that still need AUTH, which get tighter limits.
+    public mutating func next(into arguments: inout CommandArguments, authenticated: Bool = true) -> ParseResult {
+        while true {
+            switch state {
+            case .idle:
+                guard position < buffer.count else { return .needMoreData }
+                arguments.removeAll()
+                if buffer[position] == UInt8(ascii: "*") {
+                    switch parseMultibulkCount(into: &arguments, authenticated: authenticated) {
+                    case .needMoreData: return .needMoreData
+                    case .protocolError(let text): return .protocolError(text)
+                    case .command: continue  // state changed (or an empty *0 / *-1 was skipped)
+                    }
+                } else {
+                    switch parseInline(into: &arguments) {
+                    case .needMoreData: return .needMoreData
+                    case .protocolError(let text): return .protocolError(text)
+                    case .command:
+                        if arguments.count > 0 { return .command }
+                        continue  // empty line: skipped like Redis
+                    }
+                }
+            case .multibulk(let remaining, let bulkLength):
+                if remaining == 0 {
+                    state = .idle
+                    return .command
+                }
+                if bulkLength < 0 {
+                    guard let line = findLine() else {
+                        if buffer.count - position > limits.maxInlineLength {
+                            return .protocolError("Protocol error: too big bulk count string")
+                        }
+                        return .needMoreData
+                    }
+                    if buffer[position] != UInt8(ascii: "$") {
+                        let got = Character(Unicode.Scalar(buffer[position]))
+                        return .protocolError("Protocol error: expected '$', got '\(got)'")
+                    }
+                    guard let length = parseInteger(position + 1, line), length >= 0,
+                        length <= limits.maxBulkLength
+                    else {
+                        return .protocolError("Protocol error: invalid bulk length")
+                    }
+                    if !authenticated && length > limits.unauthenticatedMaxBulkLength {
+                        return .protocolError("Protocol error: unauthenticated bulk length")
+                    }
+                    position = line + 2
+                    scanFrom = position
+                    state = .multibulk(remaining: remaining, bulkLength: length)
+                    continue
+                }
+                // Like Redis, the two bytes after the payload are skipped without being checked.
+                guard buffer.count - position >= bulkLength + 2 else {
+                    // Grow once for a large argument instead of doubling repeatedly as it arrives.
+                    if bulkLength >= 32 * 1024 { arguments.reserveAdditional(bytes: bulkLength) }
+                    return .needMoreData
+                }
+                buffer.withUnsafeBytes { raw in
+                    arguments.append(UnsafeRawBufferPointer(rebasing: raw[position..<position + bulkLength]))
+                }
+                position += bulkLength + 2
+                scanFrom = position
+                state = .multibulk(remaining: remaining - 1, bulkLength: -1)
+            }
+        }
+    }
+
+    /// Finds the `\r` ending the line that starts at `position`, requiring one more byte after it
+    /// (Redis's rule). Returns its index, or nil and remembers where to resume.
+    private mutating func findLine() -> Int? {
+        let start = max(scanFrom, position)
+        let found: Int? = buffer.withUnsafeBytes { raw -> Int? in
+            guard start < raw.count else { return nil }
+            guard let base = raw.baseAddress else { return nil }
+            guard let hit = memchrBytes(base + start, 13, raw.count - start) else { return nil }
+            return start + hit
+        }
+        guard let carriage = found else {
+            scanFrom = buffer.count
+            return nil
+        }
+        if carriage + 1 >= buffer.count {
+            scanFrom = carriage
+            return nil
+        }
+        return carriage
+    }
+
+    private mutating func parseMultibulkCount(into arguments: inout CommandArguments, authenticated: Bool)
+        -> ParseResult
+    {
+        guard let line = findLine() else {
+            if buffer.count - position > limits.maxInlineLength {
+                return .protocolError("Protocol error: too big mbulk count string")
+            }
+            return .needMoreData
+        }
+        guard let count = parseInteger(position + 1, line), count <= limits.maxMultibulkLength else {
+            return .protocolError("Protocol error: invalid multibulk length")
+        }
+        if !authenticated && count > limits.unauthenticatedMaxArguments {
+            return .protocolError("Protocol error: unauthenticated multibulk length")
+        }
+        position = line + 2
+        scanFrom = position
+        if count > 0 {
+            state = .multibulk(remaining: count, bulkLength: -1)
+            arguments.reserveAdditional(bytes: 0, arguments: min(count, Self.reservedArgumentsMax))
+        }
+        return .command
+    }
+
+    private mutating func parseInline(into arguments: inout CommandArguments) -> ParseResult {
+        let start = max(scanFrom, position)
+        let newline: Int? = buffer.withUnsafeBytes { raw -> Int? in
+            guard start < raw.count, let base = raw.baseAddress else { return nil }
+            return memchrBytes(base + start, 10, raw.count - start).map { start + $0 }
+        }
+        guard let newline else {
+            scanFrom = buffer.count
+            if buffer.count - position > limits.maxInlineLength {
+                return .protocolError("Protocol error: too big inline request")
+            }
+            return .needMoreData
+        }
+        var end = newline
+        if end > position && buffer[end - 1] == 13 { end -= 1 }
+        guard splitInlineArguments(buffer[position..<end], into: &arguments) else {
+            return .protocolError("Protocol error: unbalanced quotes in request")
+        }
+        position = newline + 1
+        scanFrom = position
+        return .command
+    }
+
+    /// Strict decimal parse of `buffer[from..<to]` with Redis's string2ll rules: optional '-',
+    /// no '+', no leading zeros, no spaces, must fit in Int64.
+    private func parseInteger(_ from: Int, _ to: Int) -> Int? {
+        parseStrictInteger(buffer[from..<to]).map { Int($0) }
+    }
+}
+
+/// Parses a signed decimal exactly like Redis's `string2ll`: no '+', no leading zeros,
+/// no whitespace, within Int64. Returns nil otherwise.
+public func parseStrictInteger<C: Collection>(_ digits: C) -> Int64? where C.Element == UInt8 {
+    var iterator = digits.makeIterator()
+    guard var byte = iterator.next() else { return nil }
+    let count = digits.count
+    if count == 1 && byte == UInt8(ascii: "0") { return 0 }
+    var negative = false
+    if byte == UInt8(ascii: "-") {
+        negative = true
+        guard let next = iterator.next() else { return nil }
+        byte = next
+    }
+    guard byte >= UInt8(ascii: "1") && byte <= UInt8(ascii: "9") else { return nil }
+    var magnitude = UInt64(byte - 48)
+    while let digit = iterator.next() {
+        guard digit >= 48 && digit <= 57 else { return nil }
+        let (times, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
+        let (sum, overflow2) = times.addingReportingOverflow(UInt64(digit - 48))
+        if overflow1 || overflow2 { return nil }
+        magnitude = sum
+    }
+    if negative {
+        if magnitude > UInt64(Int64.max) + 1 { return nil }
+        return magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)
+    }
+    return magnitude > UInt64(Int64.max) ? nil : Int64(magnitude)
+}
+
+/// Index of the first `byte` in `count` bytes at `base` (libc memchr is vectorized).
+@inline(__always)
+func memchrBytes(_ base: UnsafeRawPointer, _ byte: UInt8, _ count: Int) -> Int? {
+    guard let hit = memchr(base, Int32(byte), count) else { return nil }
+    return base.distance(to: UnsafeRawPointer(hit))
+}
