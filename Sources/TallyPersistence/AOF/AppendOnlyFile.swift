@@ -1,0 +1,547 @@
+// AppendOnlyFile: the AOF writer: in-memory buffer, group-commit write/fsync, failure policy, incr rotation.
+import Dispatch
+import Glibc
+import TallyCommands
+import TallyProtocol
+
+/// `appendfsync`.
+public enum AppendFsyncPolicy: String, Sendable {
+    /// fdatasync after every write, before replies leave (group commit).
+    case always
+    /// write before replies; a background thread fsyncs about once a second.
+    case everysec
+    /// write before replies; the kernel decides when data reaches the disk.
+    case no
+}
+
+/// Settings of the AOF writer.
+public struct AOFWriterConfiguration: Sendable {
+    /// The AOF directory (`dir`/`appenddirname`).
+    public var directory: String
+    /// File naming (`appendfilename`).
+    public var naming: AOFNaming
+    /// `appendfsync`.
+    public var fsyncPolicy: AppendFsyncPolicy
+    /// Start the everysec background fsync thread (tests drive `backgroundFsyncPass()` instead).
+    public var startsFsyncThread: Bool
+    /// Called when durability can no longer be promised under `always` (Redis exits). The
+    /// default logs and calls `exit(1)`; tests record the call instead.
+    public var fatal: @Sendable (String) -> Void
+    /// Log destination.
+    public var log: AOFLogger
+
+    /// Creates a configuration.
+    public init(
+        directory: String, naming: AOFNaming = AOFNaming(), fsyncPolicy: AppendFsyncPolicy = .everysec,
+        startsFsyncThread: Bool = true, log: @escaping AOFLogger = { _, _ in },
+        fatal: (@Sendable (String) -> Void)? = nil
+    ) {
+        self.directory = directory
+        self.naming = naming
+        self.fsyncPolicy = fsyncPolicy
+        self.startsFsyncThread = startsFsyncThread
+        self.log = log
+        self.fatal = fatal ?? { message in
+            log(.warning, message)
+            exit(1)
+        }
+    }
+}
+
+/// A pthread mutex with one condition variable. Swift's `Mutex` has no condition, and group
+/// commit needs waiters that sleep until the flushing thread has covered their offset.
+final class AOFConditionLock: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    func wait() { pthread_cond_wait(condition, mutex) }
+    func broadcast() { pthread_cond_broadcast(condition) }
+
+    /// Waits at most `milliseconds` (spurious wake-ups possible; callers re-check).
+    func wait(milliseconds: Int64) {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let nanoseconds = Int64(deadline.tv_nsec) + (milliseconds % 1000) * 1_000_000
+        deadline.tv_sec += Int(milliseconds / 1000 + nanoseconds / 1_000_000_000)
+        deadline.tv_nsec = Int(nanoseconds % 1_000_000_000)
+        pthread_cond_timedwait(condition, mutex, &deadline)
+    }
+}
+
+/// The AOF writer, shared by every I/O thread.
+///
+/// ```
+///  I/O thread A ──append()──┐                     ┌─ first waiter becomes the flusher:
+///  I/O thread B ──append()──┼─► buffer (locked) ──┤  one write(2) of the whole buffer,
+///  I/O thread C ──append()──┘                     │  fdatasync under `always`
+///                                                 └─ others wait on the condition until covered
+///  fsync thread (everysec): every second, fdatasync if written > fsynced
+/// ```
+///
+/// Offsets are logical: the count of bytes appended since this writer was created, across incr
+/// files, so sessions can compare `pendingLogOffset` with `writtenOffset`/`fsyncedOffset`.
+///
+/// Failure policy (Redis's flushAppendOnlyFile): a write that fails after writing part of the
+/// buffer is truncated back; under `always` any write or fsync error calls `fatal` (exit), as the
+/// contract is that acknowledged writes are on disk. Otherwise the error is sticky:
+/// `writeRefusal()` returns MISCONF, the data stays buffered and the write is retried at most
+/// once per second; success clears the status. `isDurable(_:)` tells the network layer whether
+/// replies depending on an offset may be sent: while it is false they must be held (or the
+/// connection closed), never acknowledged.
+///
+/// Thread safety: every mutable field is guarded by `lock`; the class is `@unchecked Sendable`
+/// because the pthread lock is invisible to the compiler.
+public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
+    /// Bound on the fsync postponement under everysec (Redis: 2 seconds).
+    public static var fsyncPostponeMillisecondsMax: Int64 { 2000 }
+    /// Minimum time between retries of a failed write.
+    public static var writeRetryMillisecondsMin: Int64 { 1000 }
+
+    let storage: S
+    /// Settings.
+    public let configuration: AOFWriterConfiguration
+    let lock = AOFConditionLock()
+
+    // Guarded by `lock`.
+    private var buffer: [UInt8] = []
+    private var spare: [UInt8] = []
+    private var appended: UInt64 = 0
+    private var written: UInt64 = 0
+    private var fsynced: UInt64 = 0
+    private var selectedDatabase = -1
+    private var flushing = false
+    private var fsyncInProgress = false
+    private var postponedSince: Int64?
+    private var writeErrorCode: Int32?
+    private var fsyncErrorCode: Int32?
+    private var lastWriteAttempt: Int64 = 0
+    private var lastErrorLog: Int64 = 0
+    private var failedFatally = false
+    private var stopping = false
+    private var fsyncThreadRunning = false
+    private var incrFile: StorageFile
+    private(set) var manifest: AOFManifest
+    private var currentIncrSize: Int64
+    private var earlierIncrSize: Int64 = 0
+    private var baseSize: Int64
+    private var delayedFsyncs = 0
+
+    /// Opens the last incr file of `manifest` (which must have one) for appending.
+    public init(storage: S, manifest: AOFManifest, baseSize: Int64, configuration: AOFWriterConfiguration)
+        throws(StorageError)
+    {
+        precondition(!manifest.incrs.isEmpty, "the manifest must list an incr file to append to")
+        self.storage = storage
+        self.configuration = configuration
+        self.manifest = manifest
+        self.baseSize = baseSize
+        let last = manifest.incrs[manifest.incrs.count - 1]
+        incrFile = try storage.openForAppend(storagePath(configuration.directory, last.name))
+        currentIncrSize = try storage.size(incrFile)
+        for info in manifest.incrs.dropLast() {
+            if let file = try? storage.openForReading(storagePath(configuration.directory, info.name)) {
+                earlierIncrSize += (try? storage.size(file)) ?? 0
+                storage.close(file)
+            }
+        }
+        buffer.reserveCapacity(64 * 1024)
+        spare.reserveCapacity(64 * 1024)
+        if configuration.fsyncPolicy == .everysec && configuration.startsFsyncThread { startFsyncThread() }
+    }
+
+    deinit {
+        storage.close(incrFile)
+    }
+
+    // MARK: CommandLog
+
+    public func append(_ batch: borrowing PropagationBuffer) -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        let before = buffer.count
+        for record in batch.records {
+            if record.database != selectedDatabase {
+                appendSelect(record.database)
+                selectedDatabase = record.database
+            }
+            buffer.append(contentsOf: batch.bytes[record.range])
+        }
+        appended += UInt64(buffer.count - before)
+        return appended
+    }
+
+    private func appendSelect(_ database: Int) {
+        var digits: [UInt8] = []
+        appendDecimal(database, to: &digits)
+        buffer.append(contentsOf: "*2\r\n$6\r\nSELECT\r\n$".utf8)
+        appendDecimal(digits.count, to: &buffer)
+        buffer.append(contentsOf: [13, 10])
+        buffer.append(contentsOf: digits)
+        buffer.append(contentsOf: [13, 10])
+    }
+
+    public func writeRefusal() -> [UInt8]? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let code = writeErrorCode ?? fsyncErrorCode else { return nil }
+        return Array("MISCONF Errors writing to the AOF file: \(errnoDescription(code))".utf8)
+    }
+
+    public func waitUntilDurable(_ offset: UInt64) {
+        _ = flush(upTo: offset)
+    }
+
+    /// True if everything up to `offset` has been written (and fsynced under `always`). The
+    /// network layer calls it after `waitUntilDurable`; false means hold the replies.
+    public func isDurable(_ offset: UInt64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return coveredLocked(offset)
+    }
+
+    private func coveredLocked(_ offset: UInt64) -> Bool {
+        if failedFatally { return false }
+        if configuration.fsyncPolicy == .always { return fsynced >= offset }
+        return written >= offset
+    }
+
+    /// Writes (and under `always` fsyncs) everything up to at least `offset`; returns whether
+    /// `offset` is covered. Group commit: one caller writes the whole buffer for everyone.
+    @discardableResult
+    public func flush(upTo offset: UInt64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        while true {
+            if failedFatally { return false }
+            if coveredLocked(offset) { return true }
+            if flushing {
+                lock.wait()
+                continue
+            }
+            let now = monotonicMilliseconds()
+            if writeErrorCode != nil && now - lastWriteAttempt < Self.writeRetryMillisecondsMin {
+                return false
+            }
+            // everysec: a write(2) issued while fdatasync runs on the same file blocks in the
+            // kernel anyway; Redis postpones it up to 2 s, then writes and counts a delayed fsync.
+            if configuration.fsyncPolicy == .everysec && fsyncInProgress {
+                let since = postponedSince ?? now
+                postponedSince = since
+                if now - since < Self.fsyncPostponeMillisecondsMax {
+                    lock.wait(milliseconds: Self.fsyncPostponeMillisecondsMax - (now - since))
+                    continue
+                }
+                delayedFsyncs += 1
+                configuration.log(
+                    .notice,
+                    "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the AOF buffer without "
+                        + "waiting for fsync to complete, this may slow down Redis.")
+            }
+            postponedSince = nil
+            if buffer.isEmpty {
+                // Written but not fsynced under `always` (an earlier fsync failed): fsync now.
+                guard configuration.fsyncPolicy == .always else { return coveredLocked(offset) }
+            }
+            writeBufferLocked(now: now)
+        }
+    }
+
+    // Hands the buffer to storage with the lock released; called with the lock held.
+    private func writeBufferLocked(now: Int64) {
+        flushing = true
+        lastWriteAttempt = now
+        var chunk = buffer
+        swap(&buffer, &spare)
+        buffer.removeAll(keepingCapacity: true)
+        let file = incrFile
+        let sizeBefore = currentIncrSize
+        let policy = configuration.fsyncPolicy
+        lock.unlock()
+
+        var done = 0
+        var failure: StorageError?
+        chunk.withUnsafeBytes { raw in
+            while done < raw.count {
+                do throws(StorageError) {
+                    done += try storage.write(file, UnsafeRawBufferPointer(rebasing: raw[done...]))
+                } catch {
+                    failure = error
+                    return
+                }
+            }
+        }
+        var fsyncFailure: StorageError?
+        if failure == nil && policy == .always {
+            do throws(StorageError) { try storage.fsync(file) } catch { fsyncFailure = error }
+        }
+        var truncatedBack = false
+        if failure != nil && done > 0 {
+            // Undo the partial write so the file never ends inside a record we will rewrite.
+            truncatedBack = (try? storage.truncate(file, to: sizeBefore)) != nil
+            if !truncatedBack {
+                configuration.log(.warning, "Could not remove short write from the append-only file.")
+            }
+        }
+
+        lock.lock()
+        flushing = false
+        defer { lock.broadcast() }
+        if let failure {
+            let kept = truncatedBack ? 0 : done
+            written += UInt64(kept)
+            currentIncrSize += Int64(kept)
+            // Unwritten bytes go back in front of anything appended meanwhile.
+            chunk.removeFirst(kept)
+            chunk.append(contentsOf: buffer)
+            buffer = chunk
+            if policy == .always {
+                failedFatally = true
+                configuration.fatal(
+                    "Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting... ("
+                        + "\(failure))")
+                return
+            }
+            if writeErrorCode == nil || now - lastErrorLog > 30_000 {
+                configuration.log(.warning, "Error writing to the AOF file: \(errnoDescription(failure.code))")
+                lastErrorLog = now
+            }
+            writeErrorCode = failure.code
+            return
+        }
+        written += UInt64(chunk.count)
+        currentIncrSize += Int64(chunk.count)
+        chunk.removeAll(keepingCapacity: true)
+        spare = chunk
+        if writeErrorCode != nil {
+            configuration.log(.warning, "AOF write error looks solved, Redis can write again.")
+            writeErrorCode = nil
+        }
+        if let fsyncFailure {
+            failedFatally = true
+            configuration.fatal(
+                "Can't persist AOF for fsync error when the AOF fsync policy is 'always': "
+                    + "\(errnoDescription(fsyncFailure.code)). Exiting...")
+            return
+        }
+        if policy == .always { fsynced = written }
+    }
+
+    // MARK: everysec fsync
+
+    /// One pass of the background fsync: fdatasync if something written is not yet durable.
+    /// Returns true if an fsync ran. The thread calls it about once a second; tests call it.
+    @discardableResult
+    public func backgroundFsyncPass() -> Bool {
+        lock.lock()
+        guard written > fsynced, !fsyncInProgress, !failedFatally else {
+            lock.unlock()
+            return false
+        }
+        fsyncInProgress = true
+        let target = written
+        let file = incrFile
+        lock.unlock()
+        var failure: StorageError?
+        do throws(StorageError) { try storage.fsync(file) } catch { failure = error }
+        lock.lock()
+        fsyncInProgress = false
+        if let failure {
+            if fsyncErrorCode == nil {
+                configuration.log(.warning, "Error fsyncing the AOF file: \(errnoDescription(failure.code))")
+            }
+            fsyncErrorCode = failure.code
+        } else {
+            fsynced = Swift.max(fsynced, target)
+            if fsyncErrorCode != nil { configuration.log(.warning, "AOF fsync error looks solved.") }
+            fsyncErrorCode = nil
+        }
+        lock.broadcast()
+        lock.unlock()
+        return true
+    }
+
+    private func startFsyncThread() {
+        fsyncThreadRunning = true
+        // A dedicated Dispatch thread (not a pthread with a C callback: a generic class cannot
+        // form one). It lives until `shutdown()`.
+        DispatchQueue(label: "tally.aof.fsync", qos: .utility).async { self.fsyncLoop() }
+    }
+
+    // Wakes every second; fsync runs outside the lock so appenders are never blocked by it.
+    private func fsyncLoop() {
+        while true {
+            lock.lock()
+            if !stopping { lock.wait(milliseconds: 1000) }
+            let stop = stopping
+            lock.unlock()
+            backgroundFsyncPass()
+            if stop { break }
+        }
+        lock.lock()
+        fsyncThreadRunning = false
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Called from the server cron (~10 Hz): retries a failed write once a second, as Redis's
+    /// serverCron does, and writes a buffer nobody is waiting for.
+    public func tick() {
+        lock.lock()
+        let pending = appended
+        lock.unlock()
+        _ = flush(upTo: pending)
+    }
+
+    /// Flushes, fsyncs and stops the fsync thread (SHUTDOWN). Returns false if data could not
+    /// be made durable.
+    @discardableResult
+    public func shutdown() -> Bool {
+        lock.lock()
+        let pending = appended
+        lock.unlock()
+        var ok = flush(upTo: pending)
+        lock.lock()
+        stopping = true
+        lock.broadcast()
+        while fsyncThreadRunning { lock.wait() }
+        let file = incrFile
+        lock.unlock()
+        do throws(StorageError) { try storage.fsync(file) } catch { ok = false }
+        if ok {
+            lock.lock()
+            fsynced = written
+            lock.unlock()
+        }
+        return ok
+    }
+
+    // MARK: State for INFO, WAITAOF and rewrite
+
+    /// A consistent view of the writer's counters.
+    public struct Snapshot: Sendable {
+        /// Bytes appended (logical offset).
+        public var appendedOffset: UInt64
+        /// Bytes handed to write(2).
+        public var writtenOffset: UInt64
+        /// Bytes known durable.
+        public var fsyncedOffset: UInt64
+        /// Bytes waiting in the buffer (`aof_buffer_length`).
+        public var bufferLength: Int
+        /// Base + incr file sizes (`aof_current_size`).
+        public var currentSize: Int64
+        /// Base size (`aof_base_size`).
+        public var baseSize: Int64
+        /// 1 while a background fsync runs (`aof_pending_bio_fsync`).
+        public var fsyncInProgress: Bool
+        /// Writes issued without waiting for a slow fsync (`aof_delayed_fsync`).
+        public var delayedFsyncs: Int
+        /// The sticky write/fsync error, if any (`aof_last_write_status:err`).
+        public var errorCode: Int32?
+    }
+
+    /// The current counters.
+    public func snapshot() -> Snapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        return Snapshot(
+            appendedOffset: appended, writtenOffset: written, fsyncedOffset: fsynced, bufferLength: buffer.count,
+            currentSize: baseSize + earlierIncrSize + currentIncrSize, baseSize: baseSize,
+            fsyncInProgress: fsyncInProgress, delayedFsyncs: delayedFsyncs,
+            errorCode: writeErrorCode ?? fsyncErrorCode)
+    }
+
+    /// The manifest currently in force.
+    public func currentManifest() -> AOFManifest {
+        lock.lock()
+        defer { lock.unlock() }
+        return manifest
+    }
+
+    /// Starts a new incr file (rewrite step 1): flushes and fsyncs the current one, opens
+    /// `appendonly.aof.<seq+1>.incr.aof`, persists the manifest, and makes the next record
+    /// start with SELECT. On failure nothing changes. Returns the new manifest.
+    func rotateIncrFile() throws(StorageError) -> AOFManifest {
+        lock.lock()
+        let pending = appended
+        lock.unlock()
+        flush(upTo: pending)
+        lock.lock()
+        defer { lock.unlock() }
+        while flushing || fsyncInProgress { lock.wait() }
+        if let code = writeErrorCode {
+            throw StorageError(code: code, operation: "write", path: "AOF buffer")
+        }
+        // Everything written so far goes to the old file, durably, before the switch.
+        try storage.fsync(incrFile)
+        fsynced = written
+        var next = manifest
+        next.currentIncrSequence += 1
+        let name = configuration.naming.incrFileName(sequence: next.currentIncrSequence)
+        next.incrs.append(AOFFileInfo(name: name, sequence: next.currentIncrSequence, type: .incr))
+        let path = storagePath(configuration.directory, name)
+        let file = try storage.create(path)
+        do throws(StorageError) {
+            try persistManifest(next)
+        } catch {
+            storage.close(file)
+            try? storage.remove(path)
+            throw error
+        }
+        storage.close(incrFile)
+        incrFile = file
+        earlierIncrSize += currentIncrSize
+        currentIncrSize = 0
+        manifest = next
+        selectedDatabase = -1
+        return next
+    }
+
+    /// Installs a manifest produced by a finished rewrite (already persisted) and the new
+    /// base size; incr files no longer listed stop counting towards `aof_current_size`.
+    func adoptRewrittenManifest(_ next: AOFManifest, baseSize: Int64, keptIncrSizes: Int64) {
+        lock.lock()
+        defer { lock.unlock() }
+        manifest = next
+        self.baseSize = baseSize
+        earlierIncrSize = keptIncrSizes
+    }
+
+    /// Writes `manifest` atomically: temp file, fsync, rename, fsync directory.
+    func persistManifest(_ manifest: AOFManifest) throws(StorageError) {
+        try writeManifest(manifest, storage: storage, directory: configuration.directory, naming: configuration.naming)
+    }
+}
+
+/// Writes `manifest` to `directory` atomically and durably (temp, fsync, rename, fsync dir).
+public func writeManifest<S: Storage>(_ manifest: AOFManifest, storage: S, directory: String, naming: AOFNaming)
+    throws(StorageError)
+{
+    let bytes = manifest.encoded()
+    do {
+        try atomicReplace(storage, directory: directory, name: naming.manifestName) { sink in
+            try sink.write(bytes)
+        }
+    } catch let error as StorageError {
+        throw error
+    } catch {
+        throw StorageError(code: EIO, operation: "write", path: naming.manifestName)
+    }
+}
