@@ -30,6 +30,10 @@ public struct CommandFlags: OptionSet, Sendable {
     public static let noScript = CommandFlags(rawValue: 1 << 10)
     /// Reported as `skip_slowlog`/`sentinel` etc. are not modelled; this marks random output.
     public static let random = CommandFlags(rawValue: 1 << 11)
+    /// Allowed while the server is busy running a script (COMMAND reports `allow_busy`).
+    public static let allowBusy = CommandFlags(rawValue: 1 << 12)
+    /// Not recorded in the slow log (COMMAND reports `skip_slowlog`).
+    public static let skipSlowlog = CommandFlags(rawValue: 1 << 13)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and

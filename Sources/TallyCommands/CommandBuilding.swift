@@ -1,0 +1,44 @@
+// CommandBuilding: compact row construction and argument helpers shared by the command families.
+import TallyKeyspace
+import TallyProtocol
+
+/// Builds a row; `keys` is (first, last, step) and `categories` is space separated, as
+/// COMMAND INFO prints them.
+func command(_ name: String, _ arity: Int, _ flags: CommandFlags, keys: (Int, Int, Int) = (0, 0, 0),
+             _ categories: String, _ handler: @escaping CommandHandler) -> CommandSpec {
+    CommandSpec(name: name, arity: arity, flags: flags, firstKey: keys.0, lastKey: keys.1, step: keys.2,
+                categories: categories.split(separator: " ").map(String.init), handler: handler)
+}
+
+extension CommandContext {
+    /// Argument `index` parsed as a Redis integer, or nil after writing the not-an-integer error.
+    mutating func integerArgument(_ index: Int) -> Int64? {
+        if let value = parseRedisInteger(arguments[index]) { return value }
+        output.writeError(RedisError.notInteger)
+        return nil
+    }
+
+    /// The command name as Redis prints it in messages (lowercase table name).
+    var commandName: String { spec.name }
+
+    /// Writes `-ERR invalid expire time in '<name>' command`.
+    mutating func writeInvalidExpire() {
+        var message: [UInt8] = Array("ERR invalid expire time in '".utf8)
+        message.append(contentsOf: spec.name.utf8)
+        message.append(contentsOf: "' command".utf8)
+        output.writeError(message)
+    }
+}
+
+/// Constant byte strings used in propagated commands.
+enum Words {
+    static let set: [UInt8] = Array("SET".utf8)
+    static let del: [UInt8] = Array("DEL".utf8)
+    static let pxat: [UInt8] = Array("PXAT".utf8)
+    static let keepTTL: [UInt8] = Array("KEEPTTL".utf8)
+    static let pexpireAt: [UInt8] = Array("PEXPIREAT".utf8)
+    static let persist: [UInt8] = Array("PERSIST".utf8)
+    static let hset: [UInt8] = Array("HSET".utf8)
+    static let exec: [UInt8] = Array("EXEC".utf8)
+    static let multi: [UInt8] = Array("MULTI".utf8)
+}

@@ -1,0 +1,137 @@
+// CommandContext: what a handler sees while it runs: arguments, reply buffer, session, locks held.
+import TallyKeyspace
+import TallyProtocol
+
+/// The state of one command execution, passed `inout` to its handler.
+///
+/// Handlers lock the shards they need through the context (`lockShard`, `lockShards`); the
+/// engine calls `finish()` after the handler, which propagates lazily expired keys, appends
+/// the command's deterministic form to the log while the locks are still held (so the log
+/// order equals the execution order for every key), and then unlocks.
+public struct CommandContext {
+    /// The request (argv[0] is the command name).
+    public let arguments: CommandArguments
+    /// Where the reply goes.
+    public var output: OutputBuffer
+    /// The client.
+    public let session: ClientSession
+    /// The engine (keyspace, table, clock, log).
+    public let engine: CommandEngine
+    /// The table row being executed.
+    public let spec: CommandSpec
+    /// Unix milliseconds at command start; expiry checks within one command use it.
+    public let now: Int64
+    /// True while running as part of EXEC: every shard is already held and the log is written
+    /// once, wrapped in MULTI/EXEC, when EXEC finishes.
+    public let insideExec: Bool
+    /// Shards this command locked itself.
+    public private(set) var heldShards = ShardMask()
+
+    init(arguments: CommandArguments, output: OutputBuffer, session: ClientSession, engine: CommandEngine,
+         spec: CommandSpec, now: Int64, insideExec: Bool) {
+        self.arguments = arguments
+        self.output = output
+        self.session = session
+        self.engine = engine
+        self.spec = spec
+        self.now = now
+        self.insideExec = insideExec
+    }
+
+    /// The selected database.
+    @inline(__always) public var database: Int { session.database }
+
+    /// The keyspace.
+    @inline(__always) public var keyspace: Keyspace { engine.keyspace }
+
+    /// Argument `index` as a key.
+    @inline(__always) public func key(_ index: Int) -> Key { Key(arguments[index]) }
+
+    // MARK: Locking
+
+    /// Locks the shard of `key` (a no-op when EXEC already holds every shard) and returns it.
+    /// A command locking several shards must use `lockShards` instead (ascending order).
+    public mutating func lockShard(for key: Key) -> Shard {
+        let index = keyspace.shardIndex(for: key.bytes)
+        let shard = keyspace.shards[index]
+        if heldShards.contains(index) || keyspace.isExclusivelyHeldByCurrentThread { return shard }
+        precondition(heldShards.isEmpty, "lock several shards at once with lockShards")
+        shard.lock()
+        heldShards.insert(index)
+        return shard
+    }
+
+    /// Locks every shard in `mask` in ascending order (no-op under EXEC).
+    public mutating func lockShards(_ mask: ShardMask) {
+        if keyspace.isExclusivelyHeldByCurrentThread { return }
+        precondition(heldShards.isEmpty, "shards must be locked in one ascending pass")
+        keyspace.lock(mask)
+        heldShards = mask
+    }
+
+    /// The mask of the shards of the key arguments `first`, `first + step`, ... `last`.
+    public func shardMask(keysFrom first: Int, through last: Int, step: Int = 1) -> ShardMask {
+        var mask = ShardMask()
+        var index = first
+        while index <= last {
+            mask.insert(keyspace.shardIndex(for: arguments[index]))
+            index += step
+        }
+        return mask
+    }
+
+    /// Locks every shard (FLUSHALL, KEYS...), or nothing under EXEC.
+    public mutating func lockAllShards() { lockShards(keyspace.allShards) }
+
+    // MARK: Propagation and change counting
+
+    /// Records that the dataset changed `count` times (Redis's `server.dirty`).
+    @inline(__always) public func addChanges(_ count: Int64) { engine.addChanges(count) }
+
+    /// Propagates the request exactly as received.
+    public mutating func propagateArguments() {
+        preparePropagation()
+        session.propagation.append(database: database, arguments: arguments)
+    }
+
+    /// Propagates a rewritten command (PEXPIREAT, SET ... KEEPTTL, DEL ...).
+    public mutating func propagate(_ command: [[UInt8]]) {
+        preparePropagation()
+        session.propagation.append(database: database, command)
+    }
+
+    /// Drains lazily expired keys as DELs first (they happened before this command's effect),
+    /// and opens the MULTI of an EXEC before its first write.
+    private mutating func preparePropagation() {
+        drainExpiredKeys()
+        if insideExec && session.propagation.isEmpty {
+            session.propagation.append(database: database, [Array("MULTI".utf8)])
+        }
+    }
+
+    /// Moves keys deleted by lazy expiry in the shards this command holds into DEL records.
+    mutating func drainExpiredKeys() {
+        let mask = keyspace.isExclusivelyHeldByCurrentThread ? keyspace.allShards : heldShards
+        mask.forEach { index in
+            let shard = keyspace.shards[index]
+            if shard.expiredDuringOperation.isEmpty { return }
+            for expired in shard.expiredDuringOperation {
+                if insideExec && session.propagation.isEmpty {
+                    session.propagation.append(database: database, [Array("MULTI".utf8)])
+                }
+                session.propagation.append(database: expired.database, [Array("DEL".utf8), expired.key.bytes])
+            }
+            shard.expiredDuringOperation.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Propagates, logs and unlocks. Idempotent; the engine calls it after every handler.
+    public mutating func finish() {
+        if !heldShards.isEmpty || keyspace.isExclusivelyHeldByCurrentThread { drainExpiredKeys() }
+        if !insideExec && !session.propagation.isEmpty { engine.flushPropagation(session) }
+        if !heldShards.isEmpty {
+            keyspace.unlock(heldShards)
+            heldShards = ShardMask()
+        }
+    }
+}

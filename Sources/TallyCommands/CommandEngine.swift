@@ -1,0 +1,290 @@
+// CommandEngine: dispatch (lookup, auth, arity, MULTI queuing), statistics, logging and active expiry.
+import Glibc
+import Synchronization
+import TallyKeyspace
+import TallyProtocol
+
+/// Engine settings fixed at start (those changeable at runtime have setters on the engine).
+public struct EngineConfiguration: Sendable {
+    /// Number of logical databases (`databases`).
+    public var databases: Int
+    /// Number of keyspace shards: a power of two in 1...64.
+    public var shards: Int
+    /// `requirepass`; nil = no password.
+    public var requirePass: [UInt8]?
+    /// `proto-max-bulk-len`: the largest string SETRANGE/APPEND may build.
+    public var maxStringBytes: Int
+
+    /// Creates a configuration.
+    public init(databases: Int = 16, shards: Int = 16, requirePass: [UInt8]? = nil,
+                maxStringBytes: Int = 512 * 1024 * 1024) {
+        self.databases = databases
+        self.shards = shards
+        self.requirePass = requirePass
+        self.maxStringBytes = maxStringBytes
+    }
+}
+
+/// One row of INFO commandstats.
+public struct CommandStatisticsRow: Sendable {
+    /// Lowercase command name.
+    public var name: String
+    public var calls: Int64
+    public var microseconds: Int64
+    public var rejectedCalls: Int64
+    public var failedCalls: Int64
+}
+
+/// Executes commands against the sharded keyspace; shared by every I/O thread.
+///
+/// ```
+///  execute(argv) ─► table lookup ─► NOAUTH? ─► arity? ─► MULTI? queue ─► MISCONF? ─► handler
+///                                                                             │ locks shard(s)
+///                                 reply ◄── unlock ◄── log.append(propagation) ◄┘
+/// ```
+public final class CommandEngine: Sendable {
+    /// The data.
+    public let keyspace: Keyspace
+    /// Every command, server commands included.
+    public let table: CommandTable
+    /// Time source for expiry.
+    public let clock: any Clock
+    /// Settings.
+    public let configuration: EngineConfiguration
+    private let log = Mutex<(any CommandLog)?>(nil)
+    private let hasLog = Atomic<Bool>(false)
+    private let dirty = Atomic<Int64>(0)
+    private let password = Mutex<[UInt8]?>(nil)
+    private let passwordSet = Atomic<Bool>(false)
+    private let nextClientID = Atomic<Int64>(0)
+
+    /// Creates an engine with the built-in command families plus `serverCommands`.
+    public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
+        self.configuration = configuration
+        self.clock = clock
+        keyspace = Keyspace(databases: configuration.databases, shards: configuration.shards)
+        table = CommandTable(CommandEngine.builtinCommands() + serverCommands)
+        password.withLock { $0 = configuration.requirePass }
+        passwordSet.store(configuration.requirePass != nil, ordering: .relaxed)
+    }
+
+    /// Every command family implemented in this module.
+    static func builtinCommands() -> [CommandSpec] {
+        CounterCommands.specs + StringCommands.specs + HashCommands.specs + KeyspaceCommands.specs
+            + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
+            + IntrospectionCommands.specs
+    }
+
+    /// A fresh, unique client id (for sessions the server creates).
+    public func makeClientID() -> Int64 { nextClientID.add(1, ordering: .relaxed).newValue }
+
+    // MARK: Log, password, dirty counter
+
+    /// Attaches the AOF (nil detaches it).
+    public func attachLog(_ log: (any CommandLog)?) {
+        self.log.withLock { $0 = log }
+        hasLog.store(log != nil, ordering: .releasing)
+    }
+
+    /// The attached log, if any.
+    public var attachedLog: (any CommandLog)? {
+        if !hasLog.load(ordering: .acquiring) { return nil }
+        return log.withLock { $0 }
+    }
+
+    /// Changes `requirepass` at runtime (CONFIG SET); nil or empty removes it.
+    public func setRequirePass(_ newPassword: [UInt8]?) {
+        let value = (newPassword?.isEmpty ?? true) ? nil : newPassword
+        password.withLock { $0 = value }
+        passwordSet.store(value != nil, ordering: .releasing)
+    }
+
+    /// The current `requirepass`.
+    public var requirePass: [UInt8]? { password.withLock { $0 } }
+
+    /// True when clients must AUTH before other commands.
+    @inline(__always) public var requiresAuthentication: Bool { passwordSet.load(ordering: .acquiring) }
+
+    /// Changes since the last successful save (Redis's `dirty`).
+    public var changesSinceLastSave: Int64 { dirty.load(ordering: .relaxed) }
+
+    /// Adds to the dirty counter.
+    @inline(__always) public func addChanges(_ count: Int64) {
+        if count != 0 { dirty.add(count, ordering: .relaxed) }
+    }
+
+    /// After a save that started when the counter read `countAtSnapshot`, keeps only the
+    /// changes made since (as Redis does with `dirty_before_bgsave`).
+    public func resetChangesSinceLastSave(subtracting countAtSnapshot: Int64) {
+        dirty.subtract(countAtSnapshot, ordering: .relaxed)
+    }
+
+    /// Sets the dirty counter (e.g. 0 after loading).
+    public func resetChangesSinceLastSave(to value: Int64) { dirty.store(value, ordering: .relaxed) }
+
+    /// Appends the session's propagation buffer to the log (if attached) and clears it. Called
+    /// with the shard locks of the logged commands still held.
+    func flushPropagation(_ session: ClientSession) {
+        if session.propagation.isEmpty { return }
+        if let log = attachedLog {
+            session.pendingLogOffset = log.append(session.propagation)
+        }
+        session.propagation.removeAll()
+    }
+
+    // MARK: Statistics
+
+    /// INFO commandstats rows for commands called at least once.
+    public func commandStatistics() -> [CommandStatisticsRow] {
+        var rows: [CommandStatisticsRow] = []
+        for (index, spec) in table.rows.enumerated() {
+            let statistics = table.statistics[index]
+            let calls = statistics.calls.load(ordering: .relaxed)
+            let rejected = statistics.rejectedCalls.load(ordering: .relaxed)
+            let failed = statistics.failedCalls.load(ordering: .relaxed)
+            if calls == 0 && rejected == 0 && failed == 0 { continue }
+            rows.append(CommandStatisticsRow(
+                name: spec.name, calls: calls, microseconds: statistics.microseconds.load(ordering: .relaxed),
+                rejectedCalls: rejected, failedCalls: failed))
+        }
+        return rows
+    }
+
+    /// Zeroes command and keyspace statistics (CONFIG RESETSTAT).
+    public func resetStatistics() {
+        for statistics in table.statistics { statistics.reset() }
+        keyspace.resetStatistics()
+    }
+
+    // MARK: Dispatch
+
+    /// Executes one request and writes its reply into `output`.
+    public func execute(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
+        guard arguments.count > 0 else { return }
+        output.protocolVersion = session.protocolVersion
+        guard let row = table.lookup(arguments[0]) else {
+            if session.transaction.isActive { session.transaction.isPoisoned = true }
+            writeUnknownCommandError(arguments, into: &output)
+            return
+        }
+        let spec = table.rows[row]
+        let statistics = table.statistics[row]
+        if !session.isAuthenticated && requiresAuthentication && !spec.flags.contains(.noAuth) {
+            reject(session, statistics)
+            output.writeError(RedisError.noAuth)
+            return
+        }
+        if !CommandTable.arityAccepts(spec.arity, arguments.count) {
+            reject(session, statistics)
+            writeArityError(spec.name, into: &output)
+            return
+        }
+        if session.transaction.isActive && !spec.flags.contains(.transactionControl) {
+            if spec.flags.contains(.write), let refusal = attachedLog?.writeRefusal() {
+                reject(session, statistics)
+                output.writeError(refusal)
+                return
+            }
+            session.transaction.queued.append(arguments)
+            output.writeStaticString("+QUEUED\r\n")
+            return
+        }
+        run(row: row, arguments, session: session, output: &output, insideExec: false)
+    }
+
+    private func reject(_ session: ClientSession, _ statistics: CommandStatistics) {
+        if session.transaction.isActive { session.transaction.isPoisoned = true }
+        statistics.rejectedCalls.add(1, ordering: .relaxed)
+    }
+
+    /// Runs a looked-up, validated command (also used by EXEC for each queued command).
+    func run(row: Int, _ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer,
+             insideExec: Bool) {
+        let spec = table.rows[row]
+        let statistics = table.statistics[row]
+        if spec.flags.contains(.write), let refusal = attachedLog?.writeRefusal() {
+            statistics.rejectedCalls.add(1, ordering: .relaxed)
+            output.writeError(refusal)
+            return
+        }
+        let start = monotonicMicroseconds()
+        let replyStart = output.writerIndex
+        // Move the buffer into the context instead of copying it, so appending to it does not
+        // trigger a copy-on-write of the whole reply buffer.
+        var context = CommandContext(
+            arguments: arguments, output: OutputBuffer(initialCapacity: 0, protocolVersion: output.protocolVersion),
+            session: session, engine: self, spec: spec, now: clock.nowMilliseconds(), insideExec: insideExec)
+        swap(&context.output, &output)
+        spec.handler(&context)
+        context.finish()
+        swap(&context.output, &output)
+        let elapsed = monotonicMicroseconds() - start
+        statistics.calls.add(1, ordering: .relaxed)
+        statistics.microseconds.add(elapsed, ordering: .relaxed)
+        if output.writerIndex > replyStart && output.storage[replyStart] == UInt8(ascii: "-") {
+            statistics.failedCalls.add(1, ordering: .relaxed)
+        }
+        session.lastCommandName = spec.name
+    }
+
+    /// Runs a command by name bypassing auth/MULTI checks (tests, internal callers).
+    /// Returns false when the name is unknown or the arity is wrong (the error is written).
+    @discardableResult
+    public func executeDirect(_ arguments: CommandArguments, session: ClientSession,
+                              output: inout OutputBuffer) -> Bool {
+        guard let row = table.lookup(arguments[0]) else {
+            writeUnknownCommandError(arguments, into: &output)
+            return false
+        }
+        guard CommandTable.arityAccepts(table.rows[row].arity, arguments.count) else {
+            writeArityError(table.rows[row].name, into: &output)
+            return false
+        }
+        run(row: row, arguments, session: session, output: &output, insideExec: false)
+        return true
+    }
+
+    // MARK: Active expiry
+
+    /// One active expiry cycle (the server calls it about 10 times per second): for every
+    /// shard and database, samples 20 keys with a TTL, deletes the expired ones, and repeats
+    /// while more than 25% of a sample was expired, within a time budget of ~25 ms per call.
+    /// Deleted keys are logged as DEL while their shard is locked.
+    public func activeExpireCycle() {
+        let deadline = monotonicMicroseconds() + 25_000
+        var random = SystemRandomNumberGenerator()
+        var propagation = PropagationBuffer()
+        let log = attachedLog
+        for shard in keyspace.shards {
+            shard.lock()
+            let now = clock.nowMilliseconds()
+            for database in 0..<keyspace.databaseCount where shard.expiringCount(database) > 0 {
+                var rounds = 0
+                while true {
+                    let (sampled, expired) = shard.sampleExpired(database, now: now, sampleSize: 20, random: &random)
+                    rounds += 1
+                    if sampled == 0 || expired * 4 <= sampled { break }
+                    if rounds % 16 == 0 && monotonicMicroseconds() > deadline { break }
+                }
+            }
+            if !shard.expiredDuringOperation.isEmpty {
+                for expired in shard.expiredDuringOperation {
+                    propagation.append(database: expired.database, [Array("DEL".utf8), expired.key.bytes])
+                }
+                shard.expiredDuringOperation.removeAll(keepingCapacity: true)
+                if let log { _ = log.append(propagation) }
+                propagation.removeAll()
+            }
+            shard.unlock()
+            if monotonicMicroseconds() > deadline { break }
+        }
+    }
+}
+
+/// Microseconds of CLOCK_MONOTONIC (command durations).
+@inline(__always)
+func monotonicMicroseconds() -> Int64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
+}

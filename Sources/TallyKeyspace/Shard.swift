@@ -1,0 +1,345 @@
+// Shard: one independently locked slice of the keyspace (all databases), with its operations.
+import Synchronization
+
+/// Errors of shard operations; the command layer maps each to Redis's exact reply text.
+public enum KeyspaceError: Error, Sendable, Equatable {
+    /// WRONGTYPE: the key holds another kind of value.
+    case wrongType
+    /// The stored value (or hash field) is not an integer.
+    case notInteger
+    /// The stored value (or hash field) is not a valid float.
+    case notFloat
+    /// INCR/DECR would leave the 64-bit range.
+    case overflow
+    /// INCRBYFLOAT would produce NaN or Infinity.
+    case nanOrInfinity
+    /// A string would exceed 512 MB.
+    case tooLarge
+}
+
+/// Set by any session's write to a watched key; read by the watching session at EXEC.
+///
+/// Writers on other threads set it while holding the key's shard lock; the owner reads it at
+/// EXEC while holding every shard lock, so an atomic flag is enough (no per-key versions).
+public final class WatchToken: Sendable {
+    private let dirty = Atomic<Bool>(false)
+
+    /// Creates a clean token.
+    public init() {}
+
+    /// True once a watched key changed.
+    public var isDirty: Bool { dirty.load(ordering: .acquiring) }
+
+    /// Marks the transaction as doomed.
+    public func markDirty() { dirty.store(true, ordering: .releasing) }
+}
+
+/// A key in a specific database (the watcher registry's key).
+public struct DatabaseKey: Hashable, Sendable {
+    /// The database index.
+    public var database: Int
+    /// The key.
+    public var key: Key
+
+    /// Creates a database-qualified key.
+    public init(database: Int, key: Key) {
+        self.database = database
+        self.key = key
+    }
+}
+
+/// The keys of one database that carry a TTL, kept so active expiry can sample them in O(1).
+struct ExpiringKeys {
+    var keys: [Key] = []
+    var positions: [Key: Int] = [:]
+
+    var count: Int { keys.count }
+
+    mutating func insert(_ key: Key) {
+        if positions[key] != nil { return }
+        positions[key] = keys.count
+        keys.append(key)
+    }
+
+    mutating func remove(_ key: Key) {
+        guard let position = positions.removeValue(forKey: key) else { return }
+        let last = keys.removeLast()
+        if position < keys.count {
+            keys[position] = last
+            positions[last] = position
+        }
+    }
+
+    mutating func removeAll() {
+        keys.removeAll()
+        positions.removeAll()
+    }
+}
+
+/// One shard: per-database tables of the keys that hash to it, guarded by `lock`.
+///
+/// Every method other than `lock()`/`unlock()` requires the caller to hold the lock. All
+/// mutations funnel through `store`, `remove` and `setExpiry`, which keep the TTL index and
+/// notify watchers, so no operation can forget either.
+public final class Shard: @unchecked Sendable {
+    /// This shard's position in the keyspace (locks are always taken in ascending index order).
+    public let index: Int
+    /// The mutex guarding everything below.
+    public let mutex = ShardLock()
+    /// Per-database tables.
+    public internal(set) var tables: [[Key: Entry]]
+    var expiring: [ExpiringKeys]
+    var watchers: [DatabaseKey: [WatchToken]] = [:]
+    /// Keys deleted by lazy expiry during the current command, to be propagated as DEL.
+    public var expiredDuringOperation: [DatabaseKey] = []
+    /// Keyspace hits and misses (INFO stats), counted under the lock.
+    public internal(set) var hits: Int64 = 0
+    public internal(set) var misses: Int64 = 0
+    /// Keys removed because they expired (lazily or actively).
+    public internal(set) var expiredKeys: Int64 = 0
+    /// Per-database running estimate of the TTL of keys with one (INFO `avg_ttl`), in ms.
+    public internal(set) var averageTTL: [Int64]
+
+    init(index: Int, databases: Int) {
+        self.index = index
+        tables = Array(repeating: [:], count: databases)
+        expiring = Array(repeating: ExpiringKeys(), count: databases)
+        averageTTL = Array(repeating: 0, count: databases)
+    }
+
+    /// Acquires this shard.
+    @inline(__always) public func lock() { mutex.lock() }
+    /// Releases this shard.
+    @inline(__always) public func unlock() { mutex.unlock() }
+
+    // MARK: Primitive mutations
+
+    /// Marks every session watching `key` as dirty.
+    @inline(__always)
+    public func touch(_ database: Int, _ key: Key) {
+        if watchers.isEmpty { return }
+        if let tokens = watchers[DatabaseKey(database: database, key: key)] {
+            for token in tokens { token.markDirty() }
+        }
+    }
+
+    /// Stores `entry` under `key`, replacing any previous entry and its TTL.
+    public func store(_ database: Int, _ key: Key, _ entry: Entry) {
+        let previous = tables[database].updateValue(entry, forKey: key)
+        if entry.expiresAtMilliseconds != nil {
+            if previous?.expiresAtMilliseconds == nil { expiring[database].insert(key) }
+        } else if previous?.expiresAtMilliseconds != nil {
+            expiring[database].remove(key)
+        }
+        touch(database, key)
+    }
+
+    /// Removes `key`; returns the removed entry.
+    @discardableResult
+    public func remove(_ database: Int, _ key: Key) -> Entry? {
+        guard let previous = tables[database].removeValue(forKey: key) else { return nil }
+        if previous.expiresAtMilliseconds != nil { expiring[database].remove(key) }
+        touch(database, key)
+        return previous
+    }
+
+    /// Changes the TTL of an existing key (nil = persist). Returns false if the key is absent.
+    @discardableResult
+    public func setExpiry(_ database: Int, _ key: Key, _ milliseconds: Int64?) -> Bool {
+        guard let index = tables[database].index(forKey: key) else { return false }
+        let had = tables[database].values[index].expiresAtMilliseconds != nil
+        tables[database].values[index].expiresAtMilliseconds = milliseconds
+        if milliseconds != nil && !had { expiring[database].insert(key) }
+        if milliseconds == nil && had { expiring[database].remove(key) }
+        touch(database, key)
+        return true
+    }
+
+    // MARK: Lookups
+
+    /// The live entry for `key`, deleting it first if it has expired (lazy expiry).
+    /// Does not count hits or misses (write paths and EXISTS-style checks).
+    public func lookup(_ database: Int, _ key: Key, now: Int64) -> Entry? {
+        guard let entry = tables[database][key] else { return nil }
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
+            expire(database, key)
+            return nil
+        }
+        return entry
+    }
+
+    /// Like `lookup`, and counts a keyspace hit or miss (read commands).
+    public func lookupRead(_ database: Int, _ key: Key, now: Int64) -> Entry? {
+        let entry = lookup(database, key, now: now)
+        if entry == nil { misses &+= 1 } else { hits &+= 1 }
+        return entry
+    }
+
+    /// True if the key exists and has not expired, without counting a hit.
+    public func contains(_ database: Int, _ key: Key, now: Int64) -> Bool {
+        lookup(database, key, now: now) != nil
+    }
+
+    /// Deletes an expired key and records it for DEL propagation.
+    func expire(_ database: Int, _ key: Key) {
+        remove(database, key)
+        expiredKeys &+= 1
+        expiredDuringOperation.append(DatabaseKey(database: database, key: key))
+    }
+
+    /// Counts a read command's hit or miss found by other means.
+    public func countRead(hit: Bool) {
+        if hit { hits &+= 1 } else { misses &+= 1 }
+    }
+
+    /// Resets hit/miss/expired counters (CONFIG RESETSTAT).
+    public func resetStatistics() {
+        hits = 0
+        misses = 0
+        expiredKeys = 0
+    }
+
+    // MARK: Watchers
+
+    /// Registers `token` to be marked dirty when `key` changes.
+    public func addWatcher(_ database: Int, _ key: Key, _ token: WatchToken) {
+        watchers[DatabaseKey(database: database, key: key), default: []].append(token)
+    }
+
+    /// Unregisters `token` from `key`.
+    public func removeWatcher(_ database: Int, _ key: Key, _ token: WatchToken) {
+        let watched = DatabaseKey(database: database, key: key)
+        guard var tokens = watchers[watched] else { return }
+        tokens.removeAll { $0 === token }
+        watchers[watched] = tokens.isEmpty ? nil : tokens
+    }
+
+    /// Marks watchers of every existing key in `database` dirty (FLUSHDB/FLUSHALL).
+    func touchAll(_ database: Int) {
+        if watchers.isEmpty { return }
+        for (watched, tokens) in watchers where watched.database == database {
+            if tables[database][watched.key] != nil { for token in tokens { token.markDirty() } }
+        }
+    }
+
+    /// Empties `database` in this shard; returns how many keys it held.
+    @discardableResult
+    public func removeAll(_ database: Int) -> Int {
+        touchAll(database)
+        let count = tables[database].count
+        tables[database] = [:]
+        expiring[database].removeAll()
+        return count
+    }
+
+    /// Number of keys (expired ones not yet removed included, as Redis's DBSIZE counts them).
+    public func count(_ database: Int) -> Int { tables[database].count }
+
+    /// Number of keys with a TTL.
+    public func expiringCount(_ database: Int) -> Int { expiring[database].count }
+
+    // MARK: Active expiry
+
+    /// Samples up to `sampleSize` keys with a TTL in `database`, deletes the expired ones and
+    /// returns (sampled, expired). Deleted keys are appended to `expiredDuringOperation`.
+    public func sampleExpired(_ database: Int, now: Int64, sampleSize: Int,
+                              random: inout SystemRandomNumberGenerator) -> (sampled: Int, expired: Int) {
+        let available = expiring[database].count
+        if available == 0 { return (0, 0) }
+        let samples = min(sampleSize, available)
+        var expired = 0
+        var ttlSum: Int64 = 0
+        var ttlSamples: Int64 = 0
+        defer {
+            // Redis's estimate: each cycle moves avg_ttl 2% toward the sample's mean TTL.
+            if ttlSamples > 0 {
+                let sampleMean = ttlSum / ttlSamples
+                let previous = averageTTL[database]
+                averageTTL[database] = previous == 0 ? sampleMean : previous / 50 * 49 + sampleMean / 50
+            }
+        }
+        for _ in 0..<samples {
+            let count = expiring[database].count
+            if count == 0 { break }
+            let key = expiring[database].keys[Int.random(in: 0..<count, using: &random)]
+            if let expiry = tables[database][key]?.expiresAtMilliseconds, expiry <= now {
+                expire(database, key)
+                expired += 1
+            } else if let expiry = tables[database][key]?.expiresAtMilliseconds {
+                ttlSum += expiry - now
+                ttlSamples += 1
+            }
+        }
+        return (samples, expired)
+    }
+
+    // MARK: Value operations
+
+    /// INCRBY on `key`: returns the new value. Keeps the TTL, as Redis does.
+    public func incrementBy(_ database: Int, _ key: Key, delta: Int64, now: Int64) throws(KeyspaceError) -> Int64 {
+        var current: Int64 = 0
+        var expiry: Int64?
+        if let entry = lookup(database, key, now: now) {
+            expiry = entry.expiresAtMilliseconds
+            switch entry.value {
+            case .integer(let value): current = value
+            case .string(let bytes):
+                guard let value = parseRedisInteger(bytes) else { throw .notInteger }
+                current = value
+            case .hash: throw .wrongType
+            }
+        }
+        let (result, overflow) = current.addingReportingOverflow(delta)
+        if overflow { throw .overflow }
+        store(database, key, Entry(value: .integer(result), expiresAtMilliseconds: expiry))
+        return result
+    }
+
+    /// The string bytes stored at `key` (nil if absent), throwing for a hash.
+    public func getString(_ database: Int, _ key: Key, now: Int64) throws(KeyspaceError) -> Value? {
+        guard let entry = lookupRead(database, key, now: now) else { return nil }
+        if case .hash = entry.value { throw .wrongType }
+        return entry.value
+    }
+
+    /// Applies `body` to the hash at `key` (creating an empty one when `create`), storing the
+    /// result back; an emptied hash is removed, as Redis removes empty aggregates. `body` sets
+    /// its `changed` flag when it modified the hash, so watchers are only touched by real writes.
+    /// Returns nil when the key is absent and `create` is false.
+    public func withHash<R>(
+        _ database: Int, _ key: Key, now: Int64, create: Bool,
+        _ body: (inout HashValue, inout Bool) throws(KeyspaceError) -> R
+    ) throws(KeyspaceError) -> R? {
+        var hash: HashValue
+        var existed = false
+        if let entry = lookup(database, key, now: now) {
+            guard case .hash(let existing) = entry.value else { throw .wrongType }
+            hash = existing
+            existed = true
+            // Drop the stored copy so `hash` is uniquely referenced and mutates in place.
+            tables[database][key]?.value = .integer(0)
+        } else {
+            if !create { return nil }
+            hash = HashValue()
+        }
+        var changed = false
+        let result: R
+        do {
+            result = try body(&hash, &changed)
+        } catch {
+            if existed { tables[database][key]?.value = .hash(hash) }
+            throw error
+        }
+        if existed {
+            if hash.isEmpty {
+                remove(database, key)
+            } else {
+                tables[database][key]?.value = .hash(hash)
+                if changed { touch(database, key) }
+            }
+        } else if !hash.isEmpty {
+            store(database, key, Entry(value: .hash(hash)))
+        }
+        return result
+    }
+}
