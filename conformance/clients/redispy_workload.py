@@ -1,0 +1,138 @@
+"""redis-py 8.1.0 counter workload: prints `ok NAME` / `FAIL NAME detail` lines; usage: PORT."""
+import sys
+import threading
+import time
+
+import redis
+
+PORT = int(sys.argv[1])
+failures = 0
+
+
+def check(name, cond, detail=""):
+    global failures
+    if cond:
+        print("ok %s" % name)
+    else:
+        failures += 1
+        print("FAIL %s %s" % (name, detail))
+    sys.stdout.flush()
+
+
+def guarded(name, fn):
+    global failures
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - report any client exception as this check's failure
+        failures += 1
+        print("FAIL %s exception %s: %s" % (name, type(e).__name__, e))
+
+
+def pool_hammer():
+    pool = redis.ConnectionPool(host="127.0.0.1", port=PORT, max_connections=16)
+    r = redis.Redis(connection_pool=pool)
+    r.delete("py:c0", "py:c1", "py:c2")
+    threads, per_thread, errors = 12, 400, []
+
+    def work(t):
+        try:
+            c = redis.Redis(connection_pool=pool)
+            for i in range(per_thread):
+                c.incrby("py:c%d" % (i % 3), t + 1)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    total = sum(int(r.get("py:c%d" % k) or 0) for k in range(3))
+    expected = sum((t + 1) * per_thread for t in range(threads))
+    check("pool-threads-incrby-sum", not errors and total == expected, "got %s want %s errors %s"
+          % (total, expected, errors[:2]))
+
+
+def pipelines():
+    r = redis.Redis(host="127.0.0.1", port=PORT)
+    r.delete("py:p")
+    p = r.pipeline(transaction=True)
+    for _ in range(100):
+        p.incr("py:p")
+    res = p.execute()
+    check("pipeline-transaction", res == list(range(1, 101)) and r.get("py:p") == b"100", str(res[-3:]))
+    p = r.pipeline(transaction=False)
+    p.incrby("py:p", 5).get("py:p").set("py:s", "x").incr("py:s").hset("py:h", "f", 1).hincrby("py:h", "f", 2)
+    res = p.execute(raise_on_error=False)
+    check("pipeline-plain", res[0] == 105 and res[1] == b"105" and res[2] is True
+          and isinstance(res[3], redis.ResponseError) and res[4] == 1 and res[5] == 3, repr(res))
+    p = r.pipeline(transaction=True)
+    p.incr("py:p").incr("py:s").incr("py:p")
+    res = p.execute(raise_on_error=False)
+    check("transaction-runtime-error", res[0] == 106 and isinstance(res[1], redis.ResponseError) and res[2] == 107,
+          repr(res))
+
+
+def watch_retry():
+    r = redis.Redis(host="127.0.0.1", port=PORT)
+    r.set("py:w", 0)
+    workers, per_worker, retries, errors = 6, 60, [0], []
+
+    def work():
+        try:
+            c = redis.Redis(host="127.0.0.1", port=PORT)
+            for _ in range(per_worker):
+                with c.pipeline() as p:
+                    while True:
+                        try:
+                            p.watch("py:w")
+                            v = int(p.get("py:w"))
+                            p.multi()
+                            p.set("py:w", v + 1)
+                            p.execute()
+                            break
+                        except redis.WatchError:
+                            retries[0] += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(workers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    final = int(r.get("py:w"))
+    check("watch-retry-exact", not errors and final == workers * per_worker,
+          "final %s want %s errors %s" % (final, workers * per_worker, errors[:2]))
+    print("info watch retries %d" % retries[0])
+
+
+def resp3():
+    r = redis.Redis(host="127.0.0.1", port=PORT, protocol=3)
+    r.delete("py:r3", "py:h3")
+    check("resp3-incr", r.incrby("py:r3", 7) == 7 and r.incrbyfloat("py:r3", 0.5) == 7.5)
+    r.hset("py:h3", mapping={"a": 1, "b": 2})
+    h = r.hgetall("py:h3")
+    check("resp3-hgetall-map", h == {b"a": b"1", b"b": b"2"}, repr(h))
+    check("resp3-ping", r.ping() is True)
+    check("resp3-get-missing", r.get("py:missing") is None)
+
+
+def cache_pattern():
+    r = redis.Redis(host="127.0.0.1", port=PORT)
+    r.set("py:cache:a", "payload", ex=100)
+    r.set("py:cache:b", "short", px=300)
+    ttl = r.ttl("py:cache:a")
+    check("cache-set-ex-ttl", 99 <= ttl <= 100, str(ttl))
+    check("cache-get", r.get("py:cache:a") == b"payload")
+    time.sleep(0.5)
+    check("cache-expired", r.get("py:cache:b") is None and r.exists("py:cache:b") == 0)
+    check("cache-del", r.delete("py:cache:a", "py:cache:zz") == 1 and r.get("py:cache:a") is None)
+    check("getex-persist", r.set("py:g", 1, ex=50) and r.getex("py:g", persist=True) == b"1"
+          and r.ttl("py:g") == -1)
+
+
+for name, fn in [("pool", pool_hammer), ("pipelines", pipelines), ("watch", watch_retry), ("resp3", resp3),
+                 ("cache", cache_pattern)]:
+    guarded(name, fn)
+sys.exit(1 if failures else 0)
