@@ -1,0 +1,412 @@
+// RDBReader: streams an RDB file (versions 1-10) into (database, key, entry) callbacks, verifying its CRC64.
+import TallyKeyspace
+
+/// Something bytes can be read from in chunks: a storage file or memory.
+public protocol ByteSource {
+    /// Reads up to `buffer.count` bytes; 0 means end of data.
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int
+}
+
+/// Reads an open `Storage` file from its current position.
+public struct StorageSource<S: Storage>: ByteSource {
+    /// The backend.
+    public let storage: S
+    /// The file.
+    public let file: StorageFile
+
+    /// Wraps an open file.
+    public init(storage: S, file: StorageFile) {
+        self.storage = storage
+        self.file = file
+    }
+
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
+        try storage.read(file, into: buffer)
+    }
+}
+
+/// Reads from an in-memory byte array.
+public struct MemorySource: ByteSource {
+    /// The bytes.
+    public let bytes: [UInt8]
+    /// Next position to read.
+    public private(set) var position = 0
+
+    /// Wraps `bytes`.
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
+        let count = min(buffer.count, bytes.count - position)
+        if count > 0 {
+            bytes.withUnsafeBytes { source in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[position..<(position + count)]))
+            }
+        }
+        position += count
+        return count
+    }
+}
+
+/// How to load an RDB file.
+public struct RDBLoadOptions: Sendable {
+    /// Keys whose expiry is before this Unix-ms time are dropped (loading dump.rdb); nil keeps
+    /// every key (an AOF base, where later commands may still refer to them).
+    public var dropExpiredBefore: Int64?
+    /// Number of databases the server has; a higher SELECTDB is an error, as in Redis.
+    public var databaseCount: Int = 16
+    /// Verify the CRC64 trailer (`rdbchecksum`); a zero trailer is never checked.
+    public var verifyChecksum: Bool = true
+
+    /// Default options: keep expired keys, 16 databases, verify the checksum.
+    public init(dropExpiredBefore: Int64? = nil, databaseCount: Int = 16, verifyChecksum: Bool = true) {
+        self.dropExpiredBefore = dropExpiredBefore
+        self.databaseCount = databaseCount
+        self.verifyChecksum = verifyChecksum
+    }
+}
+
+/// What a load found.
+public struct RDBLoadResult: Sendable {
+    /// The file's RDB version.
+    public var version = 0
+    /// Keys passed to the callback.
+    public var keysLoaded = 0
+    /// Keys dropped because they had already expired.
+    public var expiredKeysDropped = 0
+    /// Empty hashes skipped (Redis skips them too).
+    public var emptyKeysSkipped = 0
+    /// Aux fields in file order.
+    public var aux: [(key: [UInt8], value: [UInt8])] = []
+    /// Offset just past the checksum trailer (where an AOF tail would start).
+    public var endOffset: Int64 = 0
+    /// True when the file has the trailer checksum verified (false if zero or not checked).
+    public var checksumVerified = false
+
+    /// The `aof-base` aux field as a flag.
+    public var isAOFBase: Bool {
+        aux.contains { $0.key == Array("aof-base".utf8) && $0.value == Array("1".utf8) }
+    }
+
+    /// The value of aux field `name`, if present.
+    public func auxValue(_ name: String) -> [UInt8]? {
+        aux.last { $0.key == Array(name.utf8) }?.value
+    }
+}
+
+/// Reads an RDB stream with a large buffer, calling back once per key.
+///
+/// Bytes read past the end of the RDB (the command tail of an AOF with an RDB preamble) are
+/// left in `leftoverBytes`, and `RDBLoadResult.endOffset` says where the RDB ended.
+public struct RDBReader<Source: ByteSource> {
+    private var source: Source
+    private let name: String
+    private var buffer: [UInt8]
+    private var position = 0          // next unread byte in buffer
+    private var checksummed = 0       // buffer[..<checksummed] is folded into crc
+    private var bufferStartOffset: Int64 = 0
+    private var crc = CRC64()
+    private var atEnd = false
+    private let chunkBytes: Int
+
+    /// Wraps `source`; `name` is used in error messages.
+    public init(source: Source, name: String, chunkBytes: Int = 1 << 20) {
+        precondition(chunkBytes >= 64, "chunk too small")
+        self.source = source
+        self.name = name
+        self.chunkBytes = chunkBytes
+        self.buffer = []
+    }
+
+    /// Bytes that were read from the source beyond the end of the RDB.
+    public var leftoverBytes: ArraySlice<UInt8> { buffer[position...] }
+
+    /// The source, to continue reading after the RDB (after consuming `leftoverBytes`).
+    public var remainingSource: Source { source }
+
+    private var offset: Int64 { bufferStartOffset + Int64(position) }
+
+    private func fail(_ kind: RDBError.Kind, _ message: String, at where_: Int64? = nil) -> RDBError {
+        RDBError(kind, file: name, offset: where_ ?? offset, message)
+    }
+
+    /// Makes at least `count` unread bytes available, or throws `truncated`.
+    private mutating func ensure(_ count: Int) throws(RDBError) {
+        while buffer.count - position < count {
+            if atEnd { throw fail(.truncated, "unexpected end of file", at: bufferStartOffset + Int64(buffer.count)) }
+            // Fold consumed bytes into the CRC, then drop them before reading more.
+            foldChecksum()
+            if position > 0 {
+                buffer.removeSubrange(0..<position)
+                bufferStartOffset += Int64(position)
+                checksummed -= position
+                position = 0
+            }
+            let want = max(chunkBytes, count - buffer.count)
+            let oldCount = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: want))
+            let got: Int
+            do {
+                got = try buffer.withUnsafeMutableBytes { (raw) throws(StorageError) in
+                    try source.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[oldCount...]))
+                }
+            } catch {
+                buffer.removeSubrange(oldCount...)
+                throw fail(.io, "read failed: \(error)")
+            }
+            buffer.removeSubrange((oldCount + got)...)
+            if got == 0 { atEnd = true }
+        }
+    }
+
+    private mutating func foldChecksum() {
+        if checksummed < position {
+            let range = checksummed..<position
+            buffer.withUnsafeBytes { crc.update(UnsafeRawBufferPointer(rebasing: $0[range])) }
+            checksummed = position
+        }
+    }
+
+    private mutating func readByte() throws(RDBError) -> UInt8 {
+        try ensure(1)
+        let byte = buffer[position]
+        position += 1
+        return byte
+    }
+
+    private mutating func readBytes(_ count: Int) throws(RDBError) -> [UInt8] {
+        // Read in bounded steps so a corrupt huge length fails as truncation, not as a huge allocation.
+        var result: [UInt8] = []
+        result.reserveCapacity(min(count, chunkBytes))
+        while result.count < count {
+            let step = min(count - result.count, chunkBytes)
+            try ensure(step)
+            result.append(contentsOf: buffer[position..<(position + step)])
+            position += step
+        }
+        return result
+    }
+
+    private mutating func readLittleEndian(_ width: Int) throws(RDBError) -> UInt64 {
+        try ensure(width)
+        var value: UInt64 = 0
+        for index in 0..<width { value |= UInt64(buffer[position + index]) << (8 * UInt64(index)) }
+        position += width
+        return value
+    }
+
+    /// A length, or a special string encoding number when `encoded` is true.
+    private mutating func readLength() throws(RDBError) -> (value: UInt64, encoded: Bool) {
+        let start = offset
+        let first = try readByte()
+        switch first >> 6 {
+        case 0: return (UInt64(first & 0x3f), false)
+        case 1: return ((UInt64(first & 0x3f) << 8) | UInt64(try readByte()), false)
+        case 3: return (UInt64(first & 0x3f), true)
+        default:
+            let width: Int
+            if first == 0x80 { width = 4 } else if first == 0x81 { width = 8 } else {
+                throw fail(.corrupt, "unknown length encoding 0x\(String(first, radix: 16))", at: start)
+            }
+            var value: UInt64 = 0
+            for _ in 0..<width { value = (value << 8) | UInt64(try readByte()) }
+            return (value, false)
+        }
+    }
+
+    private mutating func readPlainLength(_ what: String) throws(RDBError) -> Int {
+        let start = offset
+        let (value, encoded) = try readLength()
+        guard !encoded, value <= UInt64(Int.max) else { throw fail(.corrupt, "invalid \(what) length", at: start) }
+        return Int(value)
+    }
+
+    /// A string in any encoding (raw, int8/16/32, LZF).
+    private mutating func readString() throws(RDBError) -> [UInt8] {
+        let start = offset
+        let (value, encoded) = try readLength()
+        if !encoded {
+            guard value <= UInt64(Int.max) else { throw fail(.corrupt, "invalid string length", at: start) }
+            return try readBytes(Int(value))
+        }
+        switch UInt8(value) {
+        case RDBFormat.StringEncoding.int8:
+            return decimalBytes(Int64(Int8(bitPattern: try readByte())))
+        case RDBFormat.StringEncoding.int16:
+            return decimalBytes(Int64(Int16(truncatingIfNeeded: try readLittleEndian(2))))
+        case RDBFormat.StringEncoding.int32:
+            return decimalBytes(Int64(Int32(truncatingIfNeeded: try readLittleEndian(4))))
+        case RDBFormat.StringEncoding.lzf:
+            let compressedLength = try readPlainLength("compressed")
+            let length = try readPlainLength("uncompressed")
+            let compressed = try readBytes(compressedLength)
+            do {
+                return try LZF.decompress(compressed, expectedLength: length)
+            } catch {
+                throw fail(.corrupt, "invalid LZF data (\(error.reason))", at: start)
+            }
+        default:
+            throw fail(.corrupt, "unknown string encoding \(value)", at: start)
+        }
+    }
+
+    /// Reads the whole file, calling `body` for each live key, and verifies the trailer.
+    public mutating func load(
+        options: RDBLoadOptions = RDBLoadOptions(),
+        _ body: (_ database: Int, _ key: Key, _ entry: Entry) throws -> Void
+    ) throws -> RDBLoadResult {
+        var result = RDBLoadResult()
+        let magic = try readBytes(9)
+        guard magic.starts(with: Array("REDIS".utf8)) else { throw fail(.badMagic, "wrong signature", at: 0) }
+        var version = 0
+        for digit in magic[5...] {
+            guard digit >= 48 && digit <= 57 else { throw fail(.badVersion, "bad RDB version", at: 5) }
+            version = version * 10 + Int(digit - 48)
+        }
+        guard (1...RDBFormat.version).contains(version) else {
+            throw fail(.badVersion, "can't handle RDB format version \(version)", at: 5)
+        }
+        result.version = version
+        var database = 0
+        var expiry: Int64?
+        while true {
+            let opcodeOffset = offset
+            let type = try readByte()
+            switch type {
+            case RDBFormat.Opcode.expireTime:
+                expiry = Int64(Int32(truncatingIfNeeded: try readLittleEndian(4))) * 1000
+                continue
+            case RDBFormat.Opcode.expireTimeMilliseconds:
+                expiry = Int64(bitPattern: try readLittleEndian(8))
+                continue
+            case RDBFormat.Opcode.idle:
+                _ = try readLength()
+                continue
+            case RDBFormat.Opcode.frequency:
+                _ = try readByte()
+                continue
+            case RDBFormat.Opcode.selectDatabase:
+                let selected = try readPlainLength("database")
+                guard selected < options.databaseCount else {
+                    throw fail(.corrupt, "database \(selected) out of range (server has \(options.databaseCount))",
+                               at: opcodeOffset)
+                }
+                database = selected
+                continue
+            case RDBFormat.Opcode.resizeDatabase:
+                _ = try readPlainLength("database size")
+                _ = try readPlainLength("expires size")
+                continue
+            case RDBFormat.Opcode.aux:
+                let key = try readString()
+                let value = try readString()
+                result.aux.append((key, value))
+                continue
+            case RDBFormat.Opcode.moduleAux:
+                throw fail(.unsupportedType, "unsupported module aux data", at: opcodeOffset)
+            case RDBFormat.Opcode.function, RDBFormat.Opcode.function2:
+                throw fail(.unsupportedType, "unsupported function library", at: opcodeOffset)
+            case RDBFormat.Opcode.endOfFile:
+                try finishTrailer(version: version, options: options, result: &result)
+                return result
+            case 0...RDBFormat.ValueType.highestKnown:
+                break
+            default:
+                throw fail(.unknownOpcode, "unknown opcode \(type)", at: opcodeOffset)
+            }
+            let key = try readString()
+            let value: Value
+            switch type {
+            case RDBFormat.ValueType.string:
+                value = Value.fromBytes(try readString())
+            case RDBFormat.ValueType.hash:
+                value = .hash(try readHashPairs(key: key))
+            case RDBFormat.ValueType.hashZiplist, RDBFormat.ValueType.hashListpack:
+                let blobOffset = offset
+                let blob = try readString()
+                let elements: [[UInt8]]
+                do {
+                    elements = type == RDBFormat.ValueType.hashListpack
+                        ? try Listpack.decode(blob) : try Ziplist.decode(blob)
+                } catch {
+                    throw fail(.corrupt, "invalid \(type == 16 ? "listpack" : "ziplist") for key "
+                        + "\(printableKey(key)) (\(error.reason) at blob byte \(error.offset))", at: blobOffset)
+                }
+                value = .hash(try makeHash(elements, key: key, at: blobOffset))
+            default:
+                throw fail(.unsupportedType, "unsupported type \(type) for key \(printableKey(key))",
+                           at: opcodeOffset)
+            }
+            let entryExpiry = expiry
+            expiry = nil
+            if case .hash(let hash) = value, hash.isEmpty {
+                result.emptyKeysSkipped += 1
+                continue
+            }
+            if let now = options.dropExpiredBefore, let when = entryExpiry, when < now {
+                result.expiredKeysDropped += 1
+                continue
+            }
+            try body(database, Key(key), Entry(value: value, expiresAtMilliseconds: entryExpiry))
+            result.keysLoaded += 1
+        }
+    }
+
+    private mutating func readHashPairs(key: [UInt8]) throws(RDBError) -> HashValue {
+        let start = offset
+        let count = try readPlainLength("hash")
+        var hash = HashValue()
+        for _ in 0..<count {
+            let field = try readString()
+            let value = try readString()
+            guard hash.set(field: field, value: value) else {
+                throw fail(.corrupt, "duplicate hash field in key \(printableKey(key))", at: start)
+            }
+        }
+        return hash
+    }
+
+    private func makeHash(_ elements: [[UInt8]], key: [UInt8], at blobOffset: Int64) throws(RDBError) -> HashValue {
+        guard elements.count % 2 == 0 else {
+            throw fail(.corrupt, "odd number of hash elements for key \(printableKey(key))", at: blobOffset)
+        }
+        var hash = HashValue()
+        var index = 0
+        while index < elements.count {
+            guard hash.set(field: elements[index], value: elements[index + 1]) else {
+                throw fail(.corrupt, "duplicate hash field in key \(printableKey(key))", at: blobOffset)
+            }
+            index += 2
+        }
+        return hash
+    }
+
+    private mutating func finishTrailer(
+        version: Int, options: RDBLoadOptions, result: inout RDBLoadResult
+    ) throws(RDBError) {
+        foldChecksum()
+        let computed = crc.value
+        if version >= 5 {
+            let trailerOffset = offset
+            let stored = try readLittleEndian(8)
+            if stored != 0 && options.verifyChecksum {
+                guard stored == computed else {
+                    throw fail(.badChecksum, "RDB CRC error (stored \(String(stored, radix: 16)), "
+                        + "computed \(String(computed, radix: 16)))", at: trailerOffset)
+                }
+                result.checksumVerified = true
+            }
+        }
+        result.endOffset = offset
+    }
+}
+
+/// Loads an RDB file from `storage` at `path`.
+public func loadRDBFile<S: Storage>(
+    _ storage: S, path: String, options: RDBLoadOptions = RDBLoadOptions(),
+    _ body: (_ database: Int, _ key: Key, _ entry: Entry) throws -> Void
+) throws -> RDBLoadResult {
+    let file = try storage.openForReading(path)
+    defer { storage.close(file) }
+    var reader = RDBReader(source: StorageSource(storage: storage, file: file), name: path)
+    return try reader.load(options: options, body)
+}

@@ -1,0 +1,204 @@
+// RDBWriter: streams keys and values in RDB version 10 format, with Redis 7.0's string and hash encodings.
+import TallyKeyspace
+
+/// Settings that change the bytes an RDB writer produces.
+public struct RDBWriterOptions: Sendable {
+    /// `rdbcompression`: LZF-compress strings longer than 20 bytes when that saves space.
+    public var compression: Bool = true
+    /// `rdbchecksum`: write the CRC64 trailer (8 zero bytes when off).
+    public var checksum: Bool = true
+    /// `hash-max-listpack-entries`: larger hashes are written as type 4.
+    public var hashMaxListpackEntries: Int = RDBFormat.defaultHashMaxListpackEntries
+    /// `hash-max-listpack-value`: hashes with a longer field or value are written as type 4.
+    public var hashMaxListpackValue: Int = RDBFormat.defaultHashMaxListpackValue
+    /// Value of the `aof-base` aux field: true for the RDB preamble/base of an AOF.
+    public var aofBase: Bool = false
+    /// `ctime` aux field (Unix seconds).
+    public var creationTimeSeconds: Int64 = 0
+    /// `used-mem` aux field (bytes).
+    public var usedMemoryBytes: Int64 = 0
+
+    /// Default options (Redis defaults).
+    public init() {}
+}
+
+/// Writes an RDB file: `writeHeader()`, then per database `beginDatabase` and `writeEntry`, then
+/// `finish()`. Every byte goes through a CRC64 so the trailer matches what Redis computes.
+public struct RDBWriter<Sink: ByteSink> {
+    private var sink: ChecksummingSink<Sink>
+    /// The options in force.
+    public let options: RDBWriterOptions
+    /// Keys written so far.
+    public private(set) var keysWritten = 0
+    private var scratch: [UInt8] = []
+
+    /// Wraps `sink`; nothing is written until `writeHeader()`.
+    public init(sink: Sink, options: RDBWriterOptions = RDBWriterOptions()) {
+        self.sink = ChecksummingSink(sink, enabled: options.checksum)
+        self.options = options
+        scratch.reserveCapacity(256)
+    }
+
+    /// Writes the magic `REDIS0010` and the aux fields Redis 7.0 writes.
+    public mutating func writeHeader() throws(StorageError) {
+        try sink.write(Array("REDIS0010".utf8))
+        try writeAux("redis-ver", Array(RDBFormat.compatibleRedisVersion.utf8))
+        try writeAux("redis-bits", Array("64".utf8))
+        try writeAux("ctime", decimalBytes(options.creationTimeSeconds))
+        try writeAux("used-mem", decimalBytes(options.usedMemoryBytes))
+        try writeAux("aof-base", Array((options.aofBase ? "1" : "0").utf8))
+    }
+
+    /// Writes one aux field (`FA key value`).
+    public mutating func writeAux(_ key: String, _ value: [UInt8]) throws(StorageError) {
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(RDBFormat.Opcode.aux)
+        encodeString(Array(key.utf8), into: &scratch)
+        encodeString(value, into: &scratch)
+        try sink.write(scratch)
+    }
+
+    /// Starts a database section: `FE db`, `FB keys expires`. Call only for non-empty databases.
+    public mutating func beginDatabase(_ database: Int, keyCount: Int, expiringKeyCount: Int) throws(StorageError) {
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(RDBFormat.Opcode.selectDatabase)
+        RDBWriter.encodeLength(UInt64(database), into: &scratch)
+        scratch.append(RDBFormat.Opcode.resizeDatabase)
+        RDBWriter.encodeLength(UInt64(keyCount), into: &scratch)
+        RDBWriter.encodeLength(UInt64(expiringKeyCount), into: &scratch)
+        try sink.write(scratch)
+    }
+
+    /// Writes one key: `[FC ms] type key value`.
+    public mutating func writeEntry(key: Key, entry: Entry) throws(StorageError) {
+        scratch.removeAll(keepingCapacity: true)
+        if let expiry = entry.expiresAtMilliseconds {
+            scratch.append(RDBFormat.Opcode.expireTimeMilliseconds)
+            Listpack.appendLittleEndian(UInt64(bitPattern: expiry), bytes: 8, to: &scratch)
+        }
+        switch entry.value {
+        case .integer(let value):
+            scratch.append(RDBFormat.ValueType.string)
+            encodeString(key.bytes, into: &scratch)
+            RDBWriter.encodeInteger(value, into: &scratch)
+        case .string(let bytes):
+            scratch.append(RDBFormat.ValueType.string)
+            encodeString(key.bytes, into: &scratch)
+            encodeString(bytes, into: &scratch)
+        case .hash(let hash):
+            if fitsListpack(hash) {
+                scratch.append(RDBFormat.ValueType.hashListpack)
+                encodeString(key.bytes, into: &scratch)
+                var elements: [[UInt8]] = []
+                elements.reserveCapacity(hash.count * 2)
+                for index in 0..<hash.count {
+                    elements.append(hash.fields[index])
+                    elements.append(hash.values[index])
+                }
+                encodeString(Listpack.encode(elements), into: &scratch)
+            } else {
+                scratch.append(RDBFormat.ValueType.hash)
+                encodeString(key.bytes, into: &scratch)
+                RDBWriter.encodeLength(UInt64(hash.count), into: &scratch)
+                for index in 0..<hash.count {
+                    encodeString(hash.fields[index], into: &scratch)
+                    encodeString(hash.values[index], into: &scratch)
+                    // Large hashes are flushed as they go so the scratch buffer stays small.
+                    if scratch.count >= 64 * 1024 {
+                        try sink.write(scratch)
+                        scratch.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+        }
+        try sink.write(scratch)
+        if scratch.capacity > 1 << 20 { scratch = [] }
+        keysWritten += 1
+    }
+
+    /// Writes `FF` and the checksum trailer, flushes, and returns the sink.
+    public mutating func finish() throws(StorageError) -> Sink {
+        try sink.write(byte: RDBFormat.Opcode.endOfFile)
+        var trailer: [UInt8] = []
+        Listpack.appendLittleEndian(options.checksum ? sink.checksum : 0, bytes: 8, to: &trailer)
+        try sink.write(trailer)
+        try sink.flush()
+        return sink.base
+    }
+
+    private func fitsListpack(_ hash: HashValue) -> Bool {
+        guard hash.count <= options.hashMaxListpackEntries else { return false }
+        let limit = options.hashMaxListpackValue
+        for index in 0..<hash.count where hash.fields[index].count > limit || hash.values[index].count > limit {
+            return false
+        }
+        return true
+    }
+
+    // MARK: Encodings
+
+    /// Length encoding: 6 bits, 14 bits big-endian, or 0x80/0x81 + 32/64-bit big-endian.
+    static func encodeLength(_ length: UInt64, into output: inout [UInt8]) {
+        if length < 64 {
+            output.append(UInt8(length))
+        } else if length < 16384 {
+            output.append(0x40 | UInt8(length >> 8))
+            output.append(UInt8(length & 0xff))
+        } else if length <= UInt64(UInt32.max) {
+            output.append(0x80)
+            for shift in stride(from: 24, through: 0, by: -8) {
+                output.append(UInt8(truncatingIfNeeded: length >> UInt64(shift)))
+            }
+        } else {
+            output.append(0x81)
+            for shift in stride(from: 56, through: 0, by: -8) {
+                output.append(UInt8(truncatingIfNeeded: length >> UInt64(shift)))
+            }
+        }
+    }
+
+    /// `C0`/`C1`/`C2` + little-endian int when `value` fits 32 bits, else nil.
+    static func encodeIntegerSpecial(_ value: Int64, into output: inout [UInt8]) -> Bool {
+        if value >= -128 && value <= 127 {
+            output.append(0xC0)
+            output.append(UInt8(bitPattern: Int8(value)))
+        } else if value >= -32768 && value <= 32767 {
+            output.append(0xC1)
+            Listpack.appendLittleEndian(UInt64(bitPattern: value), bytes: 2, to: &output)
+        } else if value >= Int64(Int32.min) && value <= Int64(Int32.max) {
+            output.append(0xC2)
+            Listpack.appendLittleEndian(UInt64(bitPattern: value), bytes: 4, to: &output)
+        } else {
+            return false
+        }
+        return true
+    }
+
+    /// An integer value as Redis's rdbSaveLongLongAsStringObject writes it: the int encoding when
+    /// it fits 32 bits, else its decimal digits as a plain length-prefixed string.
+    static func encodeInteger(_ value: Int64, into output: inout [UInt8]) {
+        if encodeIntegerSpecial(value, into: &output) { return }
+        let digits = decimalBytes(value)
+        encodeLength(UInt64(digits.count), into: &output)
+        output.append(contentsOf: digits)
+    }
+
+    /// A string as Redis's rdbSaveRawString writes it: the int encoding for canonical integers of
+    /// at most 11 characters, LZF for longer-than-20-byte strings when it saves at least 4 bytes,
+    /// otherwise length + bytes.
+    func encodeString(_ bytes: [UInt8], into output: inout [UInt8]) {
+        if bytes.count <= 11, let value = parseRedisInteger(bytes),
+           RDBWriter.encodeIntegerSpecial(value, into: &output) {
+            return
+        }
+        if options.compression && bytes.count > 20, let compressed = LZF.compress(bytes, limit: bytes.count - 4) {
+            output.append(0xC3)
+            RDBWriter.encodeLength(UInt64(compressed.count), into: &output)
+            RDBWriter.encodeLength(UInt64(bytes.count), into: &output)
+            output.append(contentsOf: compressed)
+            return
+        }
+        RDBWriter.encodeLength(UInt64(bytes.count), into: &output)
+        output.append(contentsOf: bytes)
+    }
+}
