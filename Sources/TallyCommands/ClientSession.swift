@@ -1,4 +1,5 @@
 // ClientSession: per-connection state the commands read and change (db, protocol, MULTI, WATCH).
+import TallyKeyspace
 import TallyProtocol
 
 /// The state of one client connection. Owned by the I/O thread serving the connection, so it
@@ -49,7 +50,11 @@ public struct TransactionState {
     /// The queued commands.
     public var queued: [CommandArguments] = []
     /// Watched keys: database, key, and the key's version when WATCH ran.
+    /// Tally's `version` is 1 when the key existed (not expired) at WATCH time, else 0: EXEC
+    /// aborts if such a key has since expired, as Redis 7.0 does.
     public var watched: [(database: Int, key: [UInt8], version: UInt64)] = []
+    /// Marked dirty by any write to a watched key; registered in the keys' shards.
+    public var watchToken: WatchToken?
 
     /// Creates an idle transaction state.
     public init() {}

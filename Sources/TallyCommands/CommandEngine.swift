@@ -288,3 +288,16 @@ func monotonicMicroseconds() -> Int64 {
     clock_gettime(CLOCK_MONOTONIC, &spec)
     return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
 }
+
+extension CommandEngine {
+    /// Releases what a closing connection holds in the keyspace (its WATCH registrations).
+    /// The server calls it when a connection closes.
+    public func sessionClosed(_ session: ClientSession) {
+        TransactionCommands.discardTransaction(session, self)
+    }
+
+    /// Prepares a new session: unauthenticated when `requirepass` is set.
+    public func sessionOpened(_ session: ClientSession) {
+        session.isAuthenticated = !requiresAuthentication
+    }
+}

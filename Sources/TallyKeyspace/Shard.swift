@@ -175,6 +175,13 @@ public final class Shard: @unchecked Sendable {
         return entry
     }
 
+    /// True if the key is stored and not past its expiry, without deleting or counting anything.
+    public func peekLive(_ database: Int, _ key: Key, now: Int64) -> Bool {
+        guard let entry = tables[database][key] else { return false }
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now { return false }
+        return true
+    }
+
     /// True if the key exists and has not expired, without counting a hit.
     public func contains(_ database: Int, _ key: Key, now: Int64) -> Bool {
         lookup(database, key, now: now) != nil
