@@ -139,7 +139,7 @@ public enum Posix {
             throw Errno.invalidArgument
         }
         let fd = try socket(domain: family, type: Int32(SOCK_STREAM.rawValue))
-        do {
+        do throws(Errno) {
             try setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
             if family == AF_INET6 {
                 // Like Redis: an IPv6 listener never also takes IPv4 traffic, so "0.0.0.0 ::" can coexist.
@@ -169,7 +169,7 @@ public enum Posix {
         }
         unlink(path)
         let fd = try socket(domain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
-        do {
+        do throws(Errno) {
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
@@ -274,6 +274,9 @@ public enum Posix {
         guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { return nil }
         return address
     }
+
+    /// Heap bytes in use according to the C allocator (INFO `used_memory`).
+    public static func heapBytesInUse() -> Int64 { Int64(ctally_heap_bytes_in_use()) }
 
     // MARK: Wake-ups and signals
 

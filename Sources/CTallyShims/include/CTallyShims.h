@@ -13,4 +13,7 @@
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int ctally_accept_nonblocking(int fd, struct sockaddr *address, socklen_t *length);
 
+/// Bytes the C allocator has handed out and not freed (mallinfo2: in-use + mmapped).
+long long ctally_heap_bytes_in_use(void);
+
 #endif

@@ -1,0 +1,91 @@
+// ClientRegistry: the cross-thread view of connected clients, for CLIENT LIST/KILL, INFO and maxclients.
+import Synchronization
+import TallyCommands
+
+/// What CLIENT LIST shows about one client, published by the owning I/O thread after each
+/// batch of commands (not per command), so other threads can read it without touching the
+/// thread-owned `ClientSession`.
+public struct ClientSnapshot: Sendable {
+    public var id: Int64
+    public var address: String
+    public var localAddress: String
+    public var descriptor: Int32
+    public var name: [UInt8]?
+    public var createdAtMilliseconds: Int64
+    public var lastInteractionMilliseconds: Int64
+    public var database: Int
+    public var inMulti: Int
+    public var queryBufferBytes: Int
+    public var outputBufferBytes: Int
+    public var lastCommand: String
+    public var protocolVersion: Int
+    public var waitingToWrite: Bool
+
+    /// One CLIENT LIST line (without the newline) in Redis 7.0's field order.
+    func line(nowMilliseconds: Int64) -> String {
+        let age = max(0, (nowMilliseconds - createdAtMilliseconds) / 1000)
+        let idle = max(0, (nowMilliseconds - lastInteractionMilliseconds) / 1000)
+        let nameText = name.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let events = waitingToWrite ? "rw" : "r"
+        return "id=\(id) addr=\(address) laddr=\(localAddress) fd=\(descriptor) name=\(nameText) age=\(age)"
+            + " idle=\(idle) flags=\(inMulti >= 0 ? "x" : "N") db=\(database) sub=0 psub=0 ssub=0 multi=\(inMulti)"
+            + " qbuf=\(queryBufferBytes) qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=\(outputBufferBytes)"
+            + " oll=0 omem=\(outputBufferBytes) tot-mem=\(queryBufferBytes + outputBufferBytes + 16384)"
+            + " events=\(events) cmd=\(lastCommand) user=default redir=-1 resp=\(protocolVersion)"
+    }
+}
+
+/// The shared half of a connection: its published snapshot and a kill request flag.
+public final class ClientRecord: Sendable {
+    /// Client id (also in the snapshot; kept here for lock-free lookups).
+    public let id: Int64
+    /// The I/O thread that owns the connection.
+    let ownerThread: Int
+    let snapshot: Mutex<ClientSnapshot>
+    let killRequested = Atomic<Bool>(false)
+
+    init(id: Int64, ownerThread: Int, snapshot: ClientSnapshot) {
+        self.id = id
+        self.ownerThread = ownerThread
+        self.snapshot = Mutex(snapshot)
+    }
+}
+
+/// All connected clients.
+public final class ClientRegistry: Sendable {
+    private let records = Mutex<[Int64: ClientRecord]>([:])
+    private let connected = Atomic<Int>(0)
+
+    /// Creates an empty registry.
+    public init() {}
+
+    /// Number of connected clients.
+    public var count: Int { connected.load(ordering: .relaxed) }
+
+    /// Reserves a client slot unless `limit` is reached; returns false when full (maxclients).
+    func reserveSlot(limit: Int) -> Bool {
+        while true {
+            let current = connected.load(ordering: .relaxed)
+            if current >= limit { return false }
+            if connected.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+                .exchanged
+            {
+                return true
+            }
+        }
+    }
+
+    /// Gives back a slot reserved with `reserveSlot`.
+    func releaseSlot() { connected.subtract(1, ordering: .relaxed) }
+
+    func add(_ record: ClientRecord) { records.withLock { $0[record.id] = record } }
+
+    func remove(_ id: Int64) { records.withLock { _ = $0.removeValue(forKey: id) } }
+
+    /// All records, ordered by id like Redis's client list.
+    func all() -> [ClientRecord] {
+        records.withLock { Array($0.values) }.sorted { $0.id < $1.id }
+    }
+
+    func record(id: Int64) -> ClientRecord? { records.withLock { $0[id] } }
+}

@@ -1,0 +1,223 @@
+// ConfigOptions: the single option table (name, kind, default, mutability) behind config files,
+// command-line overrides, CONFIG GET and CONFIG SET.
+import TallyProtocol
+
+/// How an option's arguments are validated and normalized.
+public enum ConfigKind: Sendable {
+    /// `yes` / `no`.
+    case bool
+    /// A signed integer within bounds.
+    case integer(min: Int64, max: Int64)
+    /// A byte size with optional unit (`512mb`, `1gb`, `64k`), stored as bytes.
+    case memory(min: Int64, max: Int64)
+    /// One of a fixed set of lowercase words.
+    case enumeration([String])
+    /// Any single string.
+    case string
+    /// `save` points: `""` or pairs of `<seconds> <changes>`.
+    case savePoints
+    /// One or more addresses (`bind`).
+    case addressList
+    /// An octal file mode (`unixsocketperm`).
+    case octal
+}
+
+/// One row of the option table.
+public struct ConfigOption: Sendable {
+    /// Lowercase name as written in redis.conf.
+    public let name: String
+    /// Validation rules.
+    public let kind: ConfigKind
+    /// Default value in normalized form.
+    public let defaultValue: String
+    /// Whether CONFIG SET may change it.
+    public let isMutable: Bool
+
+    init(_ name: String, _ kind: ConfigKind, _ defaultValue: String, mutable: Bool = true) {
+        self.name = name
+        self.kind = kind
+        self.defaultValue = defaultValue
+        self.isMutable = mutable
+    }
+
+    /// Validates `arguments` and returns the normalized value, or Redis's error text.
+    public func normalize(_ arguments: [String]) -> Result<String, ConfigError> {
+        switch kind {
+        case .savePoints:
+            return normalizeSave(arguments)
+        case .addressList:
+            guard !arguments.isEmpty else { return .failure(ConfigError("wrong number of arguments")) }
+            return .success(arguments.joined(separator: " "))
+        default:
+            break
+        }
+        guard arguments.count == 1 else { return .failure(ConfigError("wrong number of arguments")) }
+        let text = arguments[0]
+        switch kind {
+        case .bool:
+            switch text.lowercased() {
+            case "yes": return .success("yes")
+            case "no": return .success("no")
+            default: return .failure(ConfigError("argument must be 'yes' or 'no'"))
+            }
+        case .integer(let minimum, let maximum):
+            guard let value = parseStrictInteger(Array(text.utf8)) else {
+                return .failure(ConfigError("argument couldn't be parsed into an integer"))
+            }
+            guard value >= minimum && value <= maximum else {
+                return .failure(ConfigError("argument must be between \(minimum) and \(maximum) inclusive"))
+            }
+            return .success(String(value))
+        case .memory(let minimum, let maximum):
+            guard let value = parseMemory(text) else {
+                return .failure(ConfigError("argument must be a memory value"))
+            }
+            guard value >= minimum && value <= maximum else {
+                return .failure(ConfigError("argument must be between \(minimum) and \(maximum) inclusive"))
+            }
+            return .success(String(value))
+        case .enumeration(let words):
+            let lowered = text.lowercased()
+            guard words.contains(lowered) else {
+                return .failure(
+                    ConfigError("argument(s) must be one of the following: " + words.joined(separator: ", ")))
+            }
+            return .success(lowered)
+        case .octal:
+            guard !text.isEmpty, let value = Int(text, radix: 8), value >= 0, value <= 0o777 else {
+                return .failure(ConfigError("argument couldn't be parsed into an integer"))
+            }
+            return .success(String(value, radix: 8))
+        case .string, .savePoints, .addressList:
+            return .success(text)
+        }
+    }
+
+    private func normalizeSave(_ arguments: [String]) -> Result<String, ConfigError> {
+        // Both `save ""` and `save "3600 1 300 100"` (CONFIG SET form) are accepted, as in Redis.
+        let words = arguments.flatMap { $0.split(separator: " ").map(String.init) }
+        if words.isEmpty { return .success("") }
+        guard words.count % 2 == 0 else { return .failure(ConfigError("Invalid save parameters")) }
+        var normalized: [String] = []
+        for word in words {
+            guard let value = parseStrictInteger(Array(word.utf8)), value >= 0 else {
+                return .failure(ConfigError("Invalid save parameters"))
+            }
+            normalized.append(String(value))
+        }
+        return .success(normalized.joined(separator: " "))
+    }
+}
+
+/// A configuration error message (the text after the `>>>` line, or inside CONFIG SET's error).
+public struct ConfigError: Error, Sendable, Equatable {
+    /// Redis's wording.
+    public var message: String
+    /// Creates an error.
+    public init(_ message: String) { self.message = message }
+}
+
+/// Parses a Redis memory size: digits with an optional `b`, `k`, `kb`, `m`, `mb`, `g`, `gb` unit
+/// (case-insensitive; `k` = 1000, `kb` = 1024, as in Redis's memtoull).
+public func parseMemory(_ text: String) -> Int64? {
+    let lowered = text.lowercased()
+    let units: [(String, Int64)] = [
+        ("kb", 1024), ("mb", 1024 * 1024), ("gb", 1024 * 1024 * 1024),
+        ("k", 1000), ("m", 1_000_000), ("g", 1_000_000_000), ("b", 1),
+    ]
+    var digits = Substring(lowered)
+    var multiplier: Int64 = 1
+    for (suffix, factor) in units where lowered.hasSuffix(suffix) {
+        digits = digits.dropLast(suffix.count)
+        multiplier = factor
+        break
+    }
+    guard !digits.isEmpty, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }), let value = Int64(digits) else {
+        return nil
+    }
+    let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
+    return overflow ? nil : product
+}
+
+/// Every option Tally understands, with Redis 7.0.15's defaults.
+public enum ConfigTable {
+    static let mb: Int64 = 1024 * 1024
+    static let longMax = Int64.max
+
+    /// The rows, in the order CONFIG GET * reports them.
+    public static let options: [ConfigOption] = [
+        ConfigOption("port", .integer(min: 0, max: 65535), "6379", mutable: false),
+        ConfigOption("bind", .addressList, "127.0.0.1 -::1", mutable: false),
+        ConfigOption("unixsocket", .string, "", mutable: false),
+        ConfigOption("unixsocketperm", .octal, "0", mutable: false),
+        ConfigOption("protected-mode", .bool, "yes"),
+        ConfigOption("tcp-backlog", .integer(min: 0, max: Int64(Int32.max)), "511", mutable: false),
+        ConfigOption("tcp-keepalive", .integer(min: 0, max: Int64(Int32.max)), "300"),
+        ConfigOption("timeout", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("maxclients", .integer(min: 1, max: Int64(Int32.max)), "10000"),
+        ConfigOption("io-threads", .integer(min: 1, max: 128), "0", mutable: false),
+        ConfigOption("shards", .integer(min: 1, max: 1024), "0", mutable: false),
+        ConfigOption("databases", .integer(min: 1, max: Int64(Int32.max)), "16", mutable: false),
+        ConfigOption("daemonize", .bool, "no", mutable: false),
+        ConfigOption("pidfile", .string, "", mutable: false),
+        ConfigOption("loglevel", .enumeration(["debug", "verbose", "notice", "warning", "nothing"]), "notice"),
+        ConfigOption("logfile", .string, "", mutable: false),
+        ConfigOption("hz", .integer(min: 0, max: Int64(Int32.max)), "10"),
+        ConfigOption("requirepass", .string, ""),
+        ConfigOption("dir", .string, "./", mutable: false),
+        ConfigOption("dbfilename", .string, "dump.rdb"),
+        ConfigOption("save", .savePoints, "3600 1 300 100 60 10000"),
+        ConfigOption("rdbcompression", .bool, "yes"),
+        ConfigOption("rdbchecksum", .bool, "yes"),
+        ConfigOption("rdb-save-incremental-fsync", .bool, "yes"),
+        ConfigOption("rdb-del-sync-files", .bool, "no"),
+        ConfigOption("stop-writes-on-bgsave-error", .bool, "yes"),
+        ConfigOption("appendonly", .bool, "yes"),
+        ConfigOption("appendfsync", .enumeration(["always", "everysec", "no"]), "everysec"),
+        ConfigOption("appendfilename", .string, "appendonly.aof", mutable: false),
+        ConfigOption("appenddirname", .string, "appendonlydir", mutable: false),
+        ConfigOption("aof-use-rdb-preamble", .bool, "yes"),
+        ConfigOption("aof-load-truncated", .bool, "yes"),
+        ConfigOption("aof-timestamp-enabled", .bool, "no"),
+        ConfigOption("aof-rewrite-incremental-fsync", .bool, "yes"),
+        ConfigOption("aof-disable-auto-gc", .bool, "no"),
+        ConfigOption("no-appendfsync-on-rewrite", .bool, "no"),
+        ConfigOption("auto-aof-rewrite-percentage", .integer(min: 0, max: Int64(Int32.max)), "100"),
+        ConfigOption("auto-aof-rewrite-min-size", .memory(min: 0, max: longMax), String(64 * mb)),
+        ConfigOption("proto-max-bulk-len", .memory(min: 1024 * 1024, max: longMax), String(512 * mb)),
+        ConfigOption("client-query-buffer-limit", .memory(min: 1024 * 1024, max: longMax), String(1024 * mb)),
+        ConfigOption("maxmemory", .memory(min: 0, max: longMax), "0"),
+        ConfigOption(
+            "maxmemory-policy",
+            .enumeration([
+                "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru", "allkeys-lfu",
+                "allkeys-random", "noeviction",
+            ]), "noeviction"),
+        ConfigOption("maxmemory-samples", .integer(min: 1, max: Int64(Int32.max)), "5"),
+        ConfigOption("hash-max-listpack-entries", .integer(min: 0, max: longMax), "512"),
+        ConfigOption("hash-max-listpack-value", .integer(min: 0, max: longMax), "64"),
+        ConfigOption("hash-max-ziplist-entries", .integer(min: 0, max: longMax), "512"),
+        ConfigOption("hash-max-ziplist-value", .integer(min: 0, max: longMax), "64"),
+        ConfigOption("lazyfree-lazy-eviction", .bool, "no"),
+        ConfigOption("lazyfree-lazy-expire", .bool, "no"),
+        ConfigOption("lazyfree-lazy-server-del", .bool, "no"),
+        ConfigOption("lazyfree-lazy-user-del", .bool, "no"),
+        ConfigOption("always-show-logo", .bool, "no", mutable: false),
+        ConfigOption("set-proc-title", .bool, "yes", mutable: false),
+        ConfigOption("active-expire-effort", .integer(min: 1, max: 10), "1"),
+        ConfigOption("slowlog-log-slower-than", .integer(min: -1, max: longMax), "10000"),
+        ConfigOption("slowlog-max-len", .integer(min: 0, max: longMax), "128"),
+        ConfigOption("latency-monitor-threshold", .integer(min: 0, max: longMax), "0"),
+    ]
+
+    private static let index: [String: Int] = {
+        var map: [String: Int] = [:]
+        for (position, option) in options.enumerated() { map[option.name] = position }
+        return map
+    }()
+
+    /// The row named `name` (case-insensitive).
+    public static func option(named name: String) -> ConfigOption? {
+        index[name.lowercased()].map { options[$0] }
+    }
+}

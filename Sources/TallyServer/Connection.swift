@@ -1,0 +1,48 @@
+// Connection: one client's thread-owned state: socket, session, parser, reply buffer.
+import TallyCommands
+import TallyPlatform
+import TallyProtocol
+
+/// A client connection. Owned by exactly one I/O thread for its whole life.
+final class Connection {
+    let descriptor: Int32
+    let session: ClientSession
+    var parser: RequestParser
+    var arguments = CommandArguments()
+    var output: OutputBuffer
+    let record: ClientRecord
+    /// EPOLLOUT is registered: a short write left replies pending; reading is paused until drained.
+    var waitingToWrite = false
+    /// In this iteration's pending-write list already.
+    var queuedForFlush = false
+    /// Output generated in one batch beyond which the rest of the input waits for the flush
+    /// (back-pressure for pipelines of large replies).
+    static let outputHighWaterBytes = 1 << 20
+
+    init(descriptor: Int32, session: ClientSession, parserLimits: RequestParserLimits, record: ClientRecord) {
+        self.descriptor = descriptor
+        self.session = session
+        self.parser = RequestParser(limits: parserLimits)
+        self.output = OutputBuffer()
+        self.record = record
+    }
+
+    /// Publishes the fields CLIENT LIST shows to other threads.
+    func publish() {
+        let session = session
+        let queued = parser.unparsedBytes
+        let pending = output.readableBytes
+        let writing = waitingToWrite
+        record.snapshot.withLock { snapshot in
+            snapshot.name = session.name
+            snapshot.lastInteractionMilliseconds = session.lastInteractionMilliseconds
+            snapshot.database = session.database
+            snapshot.inMulti = session.transaction.isActive ? session.transaction.queued.count : -1
+            snapshot.queryBufferBytes = queued
+            snapshot.outputBufferBytes = pending
+            snapshot.lastCommand = session.lastCommandName
+            snapshot.protocolVersion = session.protocolVersion.rawValue
+            snapshot.waitingToWrite = writing
+        }
+    }
+}

@@ -1,0 +1,331 @@
+// IOThread: one epoll event loop per thread; each owns its connections from accept to close.
+//
+//   acceptor (thread 0)                    I/O thread k
+//   ───────────────────                    ───────────────────────────────────────────────
+//   listener readable ─► accept4 ─► inbox[k].append(fd) ─► eventfd[k] ─► adopt fd, epoll add
+//                                                          readable ─► read ─► parse ─► execute
+//                                                          end of iteration:
+//                                                            log.waitUntilDurable(max offset)
+//                                                            write replies (EPOLLOUT if short)
+//
+// Nothing about a connection is touched by another thread except its `ClientRecord`.
+import Glibc
+import Synchronization
+import TallyCommands
+import TallyKeyspace
+import TallyPlatform
+import TallyProtocol
+
+/// One event loop. Created on the starting thread, then run on its own pthread.
+final class IOThread: @unchecked Sendable {
+    // @unchecked: everything mutable below is touched only by the loop's own thread, except
+    // `inbox` (a Mutex) and `wakeDescriptor` (an eventfd, written from any thread).
+    let index: Int
+    private let server: ServerCore
+    private let engine: CommandEngine
+    private let epoll: Epoll
+    let wakeDescriptor: Int32
+    private let inbox = Mutex<[Int32]>([])
+    private var connections: [Int32: Connection] = [:]
+    private var pendingFlush: [Connection] = []
+    private var listeners: [Int32] = []
+    private var nextAcceptTarget = 0
+    private var readScratch: UnsafeMutableRawBufferPointer
+    private var lastTimeoutCheckMilliseconds: Int64 = 0
+    /// Bytes read per read(2): Redis's PROTO_IOBUF_LEN is 16 KB; larger helps big pipelines.
+    static let readChunkBytes = 64 * 1024
+    /// Tokens above this mark listeners and the wake-up eventfd rather than client sockets.
+    private static let listenerTokenBase: UInt64 = 1 << 40
+    private static let wakeToken: UInt64 = 1 << 41
+
+    init(index: Int, server: ServerCore, engine: CommandEngine) throws(Errno) {
+        self.index = index
+        self.server = server
+        self.engine = engine
+        epoll = try Epoll(capacity: 1024)
+        wakeDescriptor = try Posix.eventFD()
+        try epoll.add(wakeDescriptor, events: .readable, token: Self.wakeToken)
+        readScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readChunkBytes, alignment: 16)
+    }
+
+    deinit { readScratch.deallocate() }
+
+    /// Makes this loop accept on `descriptor` (done before the thread starts).
+    func addListener(_ descriptor: Int32) throws(Errno) {
+        try epoll.add(descriptor, events: .readable, token: Self.listenerTokenBase | UInt64(listeners.count))
+        listeners.append(descriptor)
+    }
+
+    /// Hands an accepted socket to this loop (called from the acceptor thread).
+    func adopt(_ descriptor: Int32) {
+        inbox.withLock { $0.append(descriptor) }
+        Posix.signalEventFD(wakeDescriptor)
+    }
+
+    /// Wakes the loop so it notices kill requests.
+    func wake() { Posix.signalEventFD(wakeDescriptor) }
+
+    /// The loop body; never returns (the process exits through the shutdown path).
+    func run() {
+        while true {
+            let timeout: Int32 = 100
+            epoll.wait(timeoutMilliseconds: timeout) { ready in
+                if ready.token == Self.wakeToken {
+                    Posix.drainEventFD(wakeDescriptor)
+                    adoptInbox()
+                    processKillRequests()
+                } else if ready.token >= Self.listenerTokenBase {
+                    acceptAll(listeners[Int(ready.token - Self.listenerTokenBase)])
+                } else if let connection = connections[Int32(truncatingIfNeeded: ready.token)] {
+                    handle(connection, events: ready.events)
+                }
+            }
+            flushPending()
+            closeIdleClients()
+        }
+    }
+
+    // MARK: Accepting
+
+    private func acceptAll(_ listener: Int32) {
+        while true {
+            let accepted: IOResult<Int32>
+            do {
+                accepted = try Posix.accept(listener)
+            } catch {
+                if error != .connectionAborted {
+                    server.log.log(.warning, "Accepting client connection: \(error)")
+                }
+                if error == .tooManyOpenFiles { return }
+                continue
+            }
+            guard case .processed(let descriptor) = accepted else { return }
+            server.stats.connectionsReceived.add(1, ordering: .relaxed)
+            guard server.clients.reserveSlot(limit: server.maxClients) else {
+                // Same as Redis: best-effort error, then close; the client never counts as connected.
+                let message: StaticString = "-ERR max number of clients reached\r\n"
+                _ = try? Posix.write(descriptor, UnsafeRawBufferPointer(start: message.utf8Start, count: message.utf8CodeUnitCount))
+                Posix.close(descriptor)
+                server.stats.rejectedConnections.add(1, ordering: .relaxed)
+                continue
+            }
+            let threads = server.threads
+            let target = threads[nextAcceptTarget % threads.count]
+            nextAcceptTarget &+= 1
+            if target === self { register(descriptor) } else { target.adopt(descriptor) }
+        }
+    }
+
+    private func adoptInbox() {
+        let adopted = inbox.withLock { queue -> [Int32] in
+            let taken = queue
+            queue.removeAll(keepingCapacity: true)
+            return taken
+        }
+        for descriptor in adopted { register(descriptor) }
+    }
+
+    private func register(_ descriptor: Int32) {
+        // Unix sockets reject TCP options; failures there are expected and harmless.
+        try? Posix.setNoDelay(descriptor)
+        let keepAlive = server.tcpKeepAliveSeconds
+        if keepAlive > 0 { try? Posix.setKeepAlive(descriptor, idleSeconds: Int32(keepAlive)) }
+        let now = engine.clock.nowMilliseconds()
+        let session = ClientSession(id: engine.makeClientID())
+        session.isAuthenticated = !engine.requiresAuthentication
+        session.descriptor = descriptor
+        session.peerAddress = Posix.peerAddress(descriptor)
+        session.localAddress = Posix.localAddress(descriptor)
+        session.createdAtMilliseconds = now
+        session.lastInteractionMilliseconds = now
+        let record = ClientRecord(
+            id: session.id, ownerThread: index,
+            snapshot: ClientSnapshot(
+                id: session.id, address: session.peerAddress, localAddress: session.localAddress,
+                descriptor: descriptor, name: nil, createdAtMilliseconds: now, lastInteractionMilliseconds: now,
+                database: 0, inMulti: -1, queryBufferBytes: 0, outputBufferBytes: 0, lastCommand: "NULL",
+                protocolVersion: 2, waitingToWrite: false))
+        let connection = Connection(
+            descriptor: descriptor, session: session, parserLimits: server.parserLimits, record: record)
+        do {
+            try epoll.add(descriptor, events: .readable, token: UInt64(UInt32(bitPattern: descriptor)))
+        } catch {
+            Posix.close(descriptor)
+            server.clients.releaseSlot()
+            return
+        }
+        connections[descriptor] = connection
+        server.clients.add(record)
+        server.log.log(.verbose, "Accepted \(session.peerAddress)")
+    }
+
+    // MARK: Reading and executing
+
+    private func handle(_ connection: Connection, events: EpollEvents) {
+        if events.contains(.writable) || (connection.waitingToWrite && !events.isDisjoint(with: [.error, .hangup])) {
+            if !write(connection) { return }
+            if !connection.waitingToWrite {
+                // Drained: resume commands that were held back while the output was full.
+                execute(connection)
+                if connection.output.readableBytes > 0 { enqueueFlush(connection) }
+            }
+        }
+        guard !connection.waitingToWrite, !connection.session.closeAfterReply else { return }
+        if !events.isDisjoint(with: [.readable, .error, .hangup]) {
+            read(connection)
+        }
+    }
+
+    private func read(_ connection: Connection) {
+        let result: IOResult<Int>
+        do {
+            result = try Posix.read(connection.descriptor, into: readScratch)
+        } catch {
+            close(connection)
+            return
+        }
+        guard case .processed(let count) = result else { return }
+        if count == 0 {
+            close(connection)
+            return
+        }
+        server.stats.readsProcessed.add(1, ordering: .relaxed)
+        server.stats.netInputBytes.add(Int64(count), ordering: .relaxed)
+        connection.parser.append(UnsafeRawBufferPointer(rebasing: readScratch[0..<count]))
+        if connection.parser.unparsedBytes > server.queryBufferLimit {
+            server.log.log(.warning, "Closing client that reached max query buffer length (qbuf=\(connection.parser.unparsedBytes))")
+            close(connection)
+            return
+        }
+        connection.session.lastInteractionMilliseconds = engine.clock.nowMilliseconds()
+        execute(connection)
+        if connection.output.readableBytes > 0 || connection.session.closeAfterReply { enqueueFlush(connection) }
+    }
+
+    /// Runs every complete command in the connection's input, stopping early when the reply
+    /// buffer passes the high-water mark (the rest runs once the replies are flushed).
+    private func execute(_ connection: Connection) {
+        let session = connection.session
+        while !session.closeAfterReply && connection.output.readableBytes < Connection.outputHighWaterBytes {
+            let authenticated = session.isAuthenticated || !engine.requiresAuthentication
+            switch connection.parser.next(into: &connection.arguments, authenticated: authenticated) {
+            case .command:
+                engine.execute(connection.arguments, session: session, output: &connection.output)
+            case .needMoreData:
+                connection.publish()
+                return
+            case .protocolError(let text):
+                connection.output.writeError(Array(("ERR " + text).utf8))
+                server.log.log(.verbose, "Protocol error (\(text)) from client: id=\(session.id) addr=\(session.peerAddress)")
+                session.closeAfterReply = true
+            }
+        }
+        connection.publish()
+    }
+
+    // MARK: Writing
+
+    private func enqueueFlush(_ connection: Connection) {
+        if connection.queuedForFlush { return }
+        connection.queuedForFlush = true
+        pendingFlush.append(connection)
+    }
+
+    /// Group commit, then replies: one durability wait covers every connection served in this
+    /// iteration, and no reply leaves before the writes it acknowledges are in the AOF.
+    private func flushPending() {
+        if pendingFlush.isEmpty { return }
+        if let log = engine.attachedLog {
+            var highest: UInt64 = 0
+            for connection in pendingFlush { highest = max(highest, connection.session.pendingLogOffset) }
+            if highest > 0 { log.waitUntilDurable(highest) }
+        }
+        let batch = pendingFlush
+        pendingFlush.removeAll(keepingCapacity: true)
+        for connection in batch {
+            connection.queuedForFlush = false
+            guard connections[connection.descriptor] === connection else { continue }
+            _ = write(connection)
+        }
+    }
+
+    /// Writes pending output. Returns false if the connection was closed.
+    @discardableResult
+    private func write(_ connection: Connection) -> Bool {
+        while connection.output.readableBytes > 0 {
+            let result: IOResult<Int>
+            do {
+                result = try connection.output.storage.withUnsafeBytes { raw throws(Errno) in
+                    try Posix.write(connection.descriptor, UnsafeRawBufferPointer(rebasing: raw[connection.output.readerIndex...]))
+                }
+            } catch {
+                close(connection)
+                return false
+            }
+            switch result {
+            case .processed(let written):
+                connection.output.readerIndex += written
+                server.stats.netOutputBytes.add(Int64(written), ordering: .relaxed)
+            case .wouldBlock:
+                setWaitingToWrite(connection, true)
+                return true
+            }
+        }
+        server.stats.writesProcessed.add(1, ordering: .relaxed)
+        connection.output.discardReadBytes()
+        connection.output.shrinkIfOversized(limitBytes: 1 << 20)
+        if connection.session.closeAfterReply {
+            close(connection)
+            return false
+        }
+        setWaitingToWrite(connection, false)
+        return true
+    }
+
+    private func setWaitingToWrite(_ connection: Connection, _ waiting: Bool) {
+        guard connection.waitingToWrite != waiting else { return }
+        connection.waitingToWrite = waiting
+        // While replies are stuck we stop reading too: a client that does not read cannot make
+        // the server buffer unbounded output, and other clients are unaffected.
+        let events: EpollEvents = waiting ? .writable : .readable
+        try? epoll.modify(connection.descriptor, events: events, token: UInt64(UInt32(bitPattern: connection.descriptor)))
+    }
+
+    // MARK: Closing
+
+    private func close(_ connection: Connection) {
+        guard connections.removeValue(forKey: connection.descriptor) != nil else { return }
+        epoll.remove(connection.descriptor)
+        Posix.close(connection.descriptor)
+        server.clients.remove(connection.session.id)
+        server.clients.releaseSlot()
+        server.log.log(.verbose, "Client closed connection id=\(connection.session.id) addr=\(connection.session.peerAddress)")
+    }
+
+    private func processKillRequests() {
+        for connection in Array(connections.values) where connection.record.killRequested.load(ordering: .relaxed) {
+            if connection.output.readableBytes > 0 {
+                // Let the reply of the command that killed its own client go out first (Redis
+                // sets CLOSE_AFTER_REPLY in that case).
+                connection.session.closeAfterReply = true
+                enqueueFlush(connection)
+            } else {
+                close(connection)
+            }
+        }
+    }
+
+    private func closeIdleClients() {
+        let now = engine.clock.nowMilliseconds()
+        guard now - lastTimeoutCheckMilliseconds >= 1000 else { return }
+        lastTimeoutCheckMilliseconds = now
+        let timeoutSeconds = server.idleTimeoutSeconds
+        guard timeoutSeconds > 0 else { return }
+        for connection in Array(connections.values)
+        where now - connection.session.lastInteractionMilliseconds > Int64(timeoutSeconds) * 1000 {
+            // Clients in MULTI are not special in Redis either; blocked clients do not exist here.
+            server.log.log(.verbose, "Closing idle client")
+            close(connection)
+        }
+    }
+}

@@ -1,0 +1,217 @@
+// Server: the startup sequence (config → engine → load → attach log → listen → serve) and signals.
+import Glibc
+import TallyCommands
+import TallyKeyspace
+import TallyPlatform
+
+/// Entry point used by `tally-server`'s main.swift.
+public enum ServerMain {
+    /// Persistence wiring; replaced by the adapter for TallyPersistence when it is registered.
+    nonisolated(unsafe) public static var persistenceFactory: PersistenceFactory = { _, _ in NoPersistence() }
+
+    /// Parses `arguments` like redis-server and serves until shutdown. Returns the exit status
+    /// for startup failures (a running server exits from its shutdown path instead).
+    public static func run(arguments: [String]) -> Int32 {
+        if arguments.first == "-v" || arguments.first == "--version" {
+            print("Tally server v=\(tallyVersion) (Redis 7.0.15 compatible) bits=64")
+            return 0
+        }
+        if arguments.first == "-h" || arguments.first == "--help" {
+            print("Usage: tally-server [/path/to/redis.conf] [options]\n       tally-server -v or --version")
+            print("Examples:\n       tally-server --port 7777 --dir /tmp --appendonly no")
+            return 0
+        }
+        let configuration: ServerConfiguration
+        do {
+            configuration = try ServerConfiguration.fromCommandLine(arguments)
+        } catch {
+            var report = Array(error.report.utf8)
+            report.withUnsafeMutableBytes { _ = try? Posix.writeAll(STDERR_FILENO, UnsafeRawBufferPointer($0)) }
+            return 1
+        }
+        let server = Server(configuration: configuration, persistenceFactory: persistenceFactory)
+        return server.run()
+    }
+}
+
+/// One server process.
+public final class Server: Sendable {
+    let core: ServerCore
+    let configuration: ServerConfiguration
+
+    /// Creates a server for `configuration` (nothing starts until `run`).
+    public init(configuration: ServerConfiguration, persistenceFactory: PersistenceFactory) {
+        self.configuration = configuration
+        let log = ServerLog(path: configuration.string("logfile"), level: LogLevel(name: configuration.string("loglevel")))
+        core = ServerCore(configuration: configuration, log: log, persistence: persistenceFactory(configuration, log))
+    }
+
+    /// Starts everything and blocks the calling thread waiting for SIGTERM/SIGINT.
+    /// Returns 1 if startup fails.
+    public func run() -> Int32 {
+        let log = core.log
+        // Signals are blocked before any thread starts, so only the main thread's sigwait sees them.
+        Posix.ignoreBrokenPipe()
+        Posix.blockSignals([SIGTERM, SIGINT])
+        log.log(.notice, "oO0OoO0OoO0Oo Tally is starting oO0OoO0OoO0Oo")
+        log.log(.notice, "Tally version=\(tallyVersion) (Redis 7.0.15 protocol), bits=64, pid=\(getpid()), just started")
+        if configuration.configFile.isEmpty {
+            log.log(.warning, "Warning: no config file specified, using the default config. In order to specify a "
+                + "config file use tally-server /path/to/redis.conf")
+        } else {
+            log.log(.notice, "Configuration loaded")
+        }
+
+        // 1. The working directory, as Redis's `dir` does with chdir.
+        let dir = configuration.string("dir")
+        if !dir.isEmpty && chdir(dir) != 0 {
+            log.log(.warning, "Can't chdir to '\(dir)': \(Errno.current)")
+            return 1
+        }
+
+        // 2. The engine, with server and persistence commands in its table.
+        let engineConfiguration = EngineConfiguration(
+            databases: Int(configuration.integer("databases")), shards: Self.shardCount(configuration.shards),
+            requirePass: configuration.string("requirepass").isEmpty ? nil : Array(configuration.string("requirepass").utf8),
+            maxStringBytes: Int(configuration.integer("proto-max-bulk-len")))
+        let engine = CommandEngine(
+            configuration: engineConfiguration, clock: SystemClock(),
+            serverCommands: core.commandSpecs() + core.persistence.serverCommands)
+
+        // 3. Persistence: load the dataset, then start logging writes.
+        do {
+            let started = SystemClockMilliseconds.now()
+            try core.persistence.load(engine: engine, log: log)
+            log.log(.notice, "DB loaded from disk: \(fixed3(Double(SystemClockMilliseconds.now() - started) / 1000)) seconds")
+            engine.attachLog(try core.persistence.attach(engine: engine, log: log))
+        } catch {
+            log.log(.warning, error.message)
+            return 1
+        }
+
+        // 4. Listeners and I/O threads.
+        let threadCount = configuration.ioThreads
+        var threads: [IOThread] = []
+        do {
+            for index in 0..<threadCount { threads.append(try IOThread(index: index, server: core, engine: engine)) }
+        } catch {
+            log.log(.warning, "Failed creating the event loop: \(error)")
+            return 1
+        }
+        guard let listeners = openListeners(log: log) else { return 1 }
+        for listener in listeners {
+            do { try threads[0].addListener(listener) } catch {
+                log.log(.warning, "Failed watching a listener: \(error)")
+                return 1
+            }
+        }
+        core.setThreads(threads)
+        writePidFile(log: log)
+        for thread in threads { startThread { thread.run() } }
+        startCron(engine: engine)
+        log.log(.notice, "Running with \(threadCount) I/O threads and \(engine.keyspace.shards.count) shards")
+        log.log(.notice, "Ready to accept connections tcp")
+        if !configuration.string("unixsocket").isEmpty { log.log(.notice, "Ready to accept connections unix") }
+
+        // 5. Wait for a termination signal, then shut down through persistence.
+        while true {
+            let signal = Posix.waitForSignal([SIGTERM, SIGINT])
+            log.log(.warning, "Received \(signal == SIGINT ? "SIGINT" : "SIGTERM") scheduling shutdown...")
+            _ = core.shutdown(engine: engine, mode: .configured)
+            log.log(.warning, "SIGTERM received but errors trying to shut down the server, check the logs for more information")
+        }
+    }
+
+    /// Rounds the configured shard count to a power of two in 1...64 (the keyspace requires it).
+    static func shardCount(_ requested: Int) -> Int {
+        var count = 1
+        while count < requested && count < 64 { count *= 2 }
+        return count
+    }
+
+    private func openListeners(log: ServerLog) -> [Int32]? {
+        var listeners: [Int32] = []
+        let port = configuration.port
+        let backlog = Int32(configuration.integer("tcp-backlog"))
+        if port != 0 {
+            var boundPort = port
+            for entry in configuration.bindAddresses {
+                let optional = entry.hasPrefix("-")
+                let host = optional ? String(entry.dropFirst()) : entry
+                let address = host == "*" ? "0.0.0.0" : host == "::*" ? "::" : host
+                do {
+                    let fd = try Posix.listenTCP(host: address, port: boundPort, backlog: backlog)
+                    // With --port 0 the first listener picks the port and the others reuse it.
+                    boundPort = Posix.localPort(fd)
+                    listeners.append(fd)
+                } catch {
+                    if optional && (error == .addressNotAvailable || error == .addressFamilyNotSupported) {
+                        log.log(.notice, "Skipping optional bind address \(host): \(error)")
+                        continue
+                    }
+                    log.log(.warning, "Warning: Could not create server TCP listening socket \(host):\(port): \(error)")
+                    listeners.forEach { Posix.close($0) }
+                    return nil
+                }
+            }
+            core.boundPort.store(boundPort, ordering: .relaxed)
+            log.log(.notice, "Listening on port \(boundPort)")
+        }
+        let unixPath = configuration.string("unixsocket")
+        if !unixPath.isEmpty {
+            let permissions = mode_t(UInt32(configuration.string("unixsocketperm"), radix: 8) ?? 0)
+            do {
+                listeners.append(try Posix.listenUnix(path: unixPath, permissions: permissions, backlog: backlog))
+                core.cleanupPaths.withLock { $0.append(unixPath) }
+            } catch {
+                log.log(.warning, "Failed opening Unix socket: \(error)")
+                return nil
+            }
+        }
+        if listeners.isEmpty {
+            log.log(.warning, "Configured to not listen anywhere, exiting.")
+            return nil
+        }
+        return listeners
+    }
+
+    private func writePidFile(log: ServerLog) {
+        let path = configuration.string("pidfile")
+        guard !path.isEmpty else { return }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            log.log(.warning, "Failed to write PID file: \(Errno.current)")
+            return
+        }
+        var text = Array("\(getpid())\n".utf8)
+        text.withUnsafeMutableBytes { _ = try? Posix.writeAll(fd, UnsafeRawBufferPointer($0)) }
+        Posix.close(fd)
+        core.cleanupPaths.withLock { $0.append(path) }
+    }
+
+    /// The `hz` cron on its own thread: active expiry, persistence tick, ops/sec sampling.
+    private func startCron(engine: CommandEngine) {
+        let core = core
+        startThread {
+            var lastSampleMilliseconds: Int64 = 0
+            while true {
+                usleep(UInt32(1_000_000 / core.hz))
+                let now = SystemClockMilliseconds.now()
+                engine.activeExpireCycle()
+                core.persistence.tick(engine: engine, nowMilliseconds: now)
+                if now - lastSampleMilliseconds >= 100 {
+                    lastSampleMilliseconds = now
+                    let total = engine.commandStatistics().reduce(Int64(0)) { $0 + $1.calls }
+                    core.stats.sampleOperations(total: total, nowMilliseconds: now)
+                }
+            }
+        }
+    }
+}
+
+/// `%.3f` without Foundation.
+func fixed3(_ value: Double) -> String {
+    let thousandths = Int64((value * 1000).rounded())
+    let fraction = String(thousandths % 1000)
+    return String(thousandths / 1000) + "." + String(repeating: "0", count: 3 - fraction.count) + fraction
+}

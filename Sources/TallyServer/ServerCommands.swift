@@ -1,0 +1,512 @@
+// ServerCommands: INFO, CLIENT, CONFIG and SHUTDOWN as command-table rows with Redis 7.0 replies.
+import Glibc
+import TallyCommands
+import TallyKeyspace
+import TallyProtocol
+
+extension ServerCore {
+    /// The rows this module contributes to the command table.
+    func commandSpecs() -> [CommandSpec] {
+        [
+            CommandSpec(
+                name: "info", arity: -1, flags: [.loading, .stale], categories: ["@slow", "@dangerous"],
+                handler: { [self] context in info(&context) }),
+            CommandSpec(
+                name: "client", arity: -2, flags: [.loading, .stale], categories: ["@slow"],
+                handler: { [self] context in client(&context) }),
+            CommandSpec(
+                name: "config", arity: -2, flags: [.admin, .loading, .stale], categories: ["@admin", "@slow", "@dangerous"],
+                handler: { [self] context in config(&context) }),
+            CommandSpec(
+                name: "shutdown", arity: -1, flags: [.admin, .loading, .stale, .noMulti],
+                categories: ["@admin", "@slow", "@dangerous"], handler: { [self] context in shutdownCommand(&context) }),
+        ]
+    }
+
+    private func text(_ context: CommandContext, _ index: Int) -> String {
+        String(decoding: context.arguments[index], as: UTF8.self)
+    }
+
+    private func unknownSubcommand(_ context: inout CommandContext, _ command: String) {
+        let sub = text(context, 1)
+        context.output.writeError(Array("ERR unknown subcommand '\(sub)'. Try \(command) HELP.".utf8))
+    }
+
+    private func wrongArity(_ context: inout CommandContext, _ name: String) {
+        context.output.writeError(Array("ERR wrong number of arguments for '\(name)' command".utf8))
+    }
+
+    // MARK: INFO
+
+    private func info(_ context: inout CommandContext) {
+        var sections = Set<String>()
+        for index in 1..<context.arguments.count { sections.insert(text(context, index).lowercased()) }
+        let body = infoText(sections: sections, engine: context.engine)
+        context.output.writeVerbatim(Array(body.utf8))
+    }
+
+    /// INFO output for the requested sections (empty = default, "all"/"everything" = all).
+    func infoText(sections requested: Set<String>, engine: CommandEngine) -> String {
+        let defaults = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules",
+            "errorstats", "cluster", "keyspace"]
+        let all = defaults + ["commandstats", "latencystats"]
+        var wanted: Set<String>
+        if requested.isEmpty || requested.contains("default") {
+            wanted = Set(defaults)
+        } else {
+            wanted = requested
+        }
+        if requested.contains("all") || requested.contains("everything") { wanted = Set(all) }
+        var out = ""
+        for section in all where wanted.contains(section) {
+            if !out.isEmpty { out += "\r\n" }
+            writeSection(section, into: &out, engine: engine)
+        }
+        return out
+    }
+
+    private func writeSection(_ section: String, into out: inout String, engine: CommandEngine) {
+        let config = configuration.withLock { $0 }
+        let now = SystemClockMilliseconds.now()
+        func field(_ name: String, _ value: String) { out += name + ":" + value + "\r\n" }
+        switch section {
+        case "server":
+            out += "# Server\r\n"
+            var names = utsname()
+            uname(&names)
+            let system = [withUnsafeBytes(of: names.sysname) { cText($0) }, withUnsafeBytes(of: names.release) { cText($0) },
+                withUnsafeBytes(of: names.machine) { cText($0) }].joined(separator: " ")
+            let uptime = (now - startMilliseconds) / 1000
+            field("redis_version", "7.0.15")
+            field("tally_version", tallyVersion)
+            field("redis_git_sha1", "00000000")
+            field("redis_git_dirty", "0")
+            field("redis_build_id", "0")
+            field("redis_mode", "standalone")
+            field("os", system)
+            field("arch_bits", "64")
+            field("monotonic_clock", "POSIX clock_gettime")
+            field("multiplexing_api", "epoll")
+            field("atomicvar_api", "c11-builtin")
+            field("gcc_version", "0.0.0")
+            field("process_id", String(getpid()))
+            field("process_supervised", "no")
+            field("run_id", runID)
+            field("tcp_port", String(boundPort.load(ordering: .relaxed)))
+            field("server_time_usec", String(now * 1000))
+            field("uptime_in_seconds", String(uptime))
+            field("uptime_in_days", String(uptime / 86400))
+            field("hz", String(hz))
+            field("configured_hz", String(config.integer("hz")))
+            field("lru_clock", String((now / 1000) & ((1 << 24) - 1)))
+            field("executable", executablePath())
+            field("config_file", config.configFile)
+            field("io_threads_active", threads.count > 1 ? "1" : "0")
+            field("io_threads", String(threads.count))
+            field("shards", String(engine.keyspace.shards.count))
+        case "clients":
+            out += "# Clients\r\n"
+            field("connected_clients", String(clients.count))
+            field("cluster_connections", "0")
+            field("maxclients", String(maxClients))
+            field("client_recent_max_input_buffer", "0")
+            field("client_recent_max_output_buffer", "0")
+            field("blocked_clients", "0")
+            field("tracking_clients", "0")
+            field("clients_in_timeout_table", "0")
+        case "memory":
+            out += "# Memory\r\n"
+            let used = heapBytesInUse()
+            field("used_memory", String(used))
+            field("used_memory_human", humanBytes(used))
+            let rss = residentSetBytes()
+            field("used_memory_rss", String(rss))
+            field("used_memory_rss_human", humanBytes(rss))
+            field("maxmemory", String(config.integer("maxmemory")))
+            field("maxmemory_human", humanBytes(config.integer("maxmemory")))
+            field("maxmemory_policy", config.string("maxmemory-policy"))
+            field("mem_allocator", "libc")
+        case "persistence":
+            out += "# Persistence\r\n"
+            persistence.writeInfo(into: &out, engine: engine)
+        case "stats":
+            out += "# Stats\r\n"
+            let rows = engine.commandStatistics()
+            let total = rows.reduce(Int64(0)) { $0 + $1.calls }
+            let keyspace = engine.keyspace.statistics()
+            let failed = rows.reduce(Int64(0)) { $0 + $1.failedCalls + $1.rejectedCalls }
+            field("total_connections_received", String(stats.connectionsReceived.load(ordering: .relaxed)))
+            field("total_commands_processed", String(total))
+            field("instantaneous_ops_per_sec", String(stats.instantaneousOpsPerSecond))
+            field("total_net_input_bytes", String(stats.netInputBytes.load(ordering: .relaxed)))
+            field("total_net_output_bytes", String(stats.netOutputBytes.load(ordering: .relaxed)))
+            field("rejected_connections", String(stats.rejectedConnections.load(ordering: .relaxed)))
+            field("expired_keys", String(keyspace.expiredKeys))
+            field("evicted_keys", "0")
+            field("keyspace_hits", String(keyspace.hits))
+            field("keyspace_misses", String(keyspace.misses))
+            field("total_error_replies", String(failed))
+            field("total_reads_processed", String(stats.readsProcessed.load(ordering: .relaxed)))
+            field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))
+        case "replication":
+            out += "# Replication\r\n"
+            field("role", "master")
+            field("connected_slaves", "0")
+            field("master_failover_state", "no-failover")
+            field("master_replid", runID)
+            field("master_replid2", String(repeating: "0", count: 40))
+            field("master_repl_offset", "0")
+            field("second_repl_offset", "-1")
+            field("repl_backlog_active", "0")
+            field("repl_backlog_size", "1048576")
+            field("repl_backlog_first_byte_offset", "0")
+            field("repl_backlog_histlen", "0")
+        case "cpu":
+            out += "# CPU\r\n"
+            var usage = rusage()
+            getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+            func seconds(_ value: timeval) -> String { fixed6(Double(value.tv_sec) + Double(value.tv_usec) / 1e6) }
+            field("used_cpu_sys", seconds(usage.ru_stime))
+            field("used_cpu_user", seconds(usage.ru_utime))
+            field("used_cpu_sys_children", "0.000000")
+            field("used_cpu_user_children", "0.000000")
+        case "modules":
+            out += "# Modules\r\n"
+        case "errorstats":
+            out += "# Errorstats\r\n"
+        case "cluster":
+            out += "# Cluster\r\n"
+            field("cluster_enabled", "0")
+        case "keyspace":
+            out += "# Keyspace\r\n"
+            for row in engine.keyspace.databaseStatistics() where row.keys > 0 {
+                out += "db\(row.database):keys=\(row.keys),expires=\(row.expires),avg_ttl=\(row.averageTTLMilliseconds)\r\n"
+            }
+        case "commandstats":
+            out += "# Commandstats\r\n"
+            for row in engine.commandStatistics() {
+                let perCall = row.calls > 0 ? fixed2(Double(row.microseconds) / Double(row.calls)) : "0.00"
+                out += "cmdstat_\(row.name):calls=\(row.calls),usec=\(row.microseconds),usec_per_call=\(perCall)"
+                    + ",rejected_calls=\(row.rejectedCalls),failed_calls=\(row.failedCalls)\r\n"
+            }
+        case "latencystats":
+            out += "# Latencystats\r\n"
+        default:
+            break
+        }
+    }
+
+    // MARK: CLIENT
+
+    private func client(_ context: inout CommandContext) {
+        let count = context.arguments.count
+        let session = context.session
+        if context.arguments.matches(1, "id") && count == 2 {
+            context.output.writeInteger(session.id)
+        } else if context.arguments.matches(1, "getname") && count == 2 {
+            if let name = session.name { context.output.writeBulkString(name) } else { context.output.writeNull() }
+        } else if context.arguments.matches(1, "setname") && count == 3 {
+            let name = context.arguments.copy(2)
+            // Redis: names are printable ASCII without spaces (so CLIENT LIST stays parseable).
+            guard name.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+                context.output.writeError("ERR Client names cannot contain spaces, newlines or special characters.")
+                return
+            }
+            session.name = name.isEmpty ? nil : name
+            context.output.writeSimpleString("OK")
+        } else if context.arguments.matches(1, "setinfo") && count == 4 {
+            let value = context.arguments.copy(3)
+            guard value.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+                let attribute = text(context, 2)
+                context.output.writeError(
+                    Array("ERR \(attribute) cannot contain spaces, newlines or special characters.".utf8))
+                return
+            }
+            if context.arguments.matches(2, "lib-name") {
+                session.libraryName = value
+            } else if context.arguments.matches(2, "lib-ver") {
+                session.libraryVersion = value
+            } else {
+                context.output.writeError(Array("ERR Unrecognized option '\(text(context, 2))'".utf8))
+                return
+            }
+            context.output.writeSimpleString("OK")
+        } else if context.arguments.matches(1, "info") && count == 2 {
+            context.output.writeVerbatim(Array((ownSnapshot(session).line(nowMilliseconds: context.now) + "\n").utf8))
+        } else if context.arguments.matches(1, "list") {
+            clientList(&context)
+        } else if context.arguments.matches(1, "kill") && count >= 3 {
+            clientKill(&context)
+        } else if context.arguments.matches(1, "help") && count == 2 {
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME", "    Return the name of the current connection.",
+                "ID", "    Return the ID of the current connection.",
+                "INFO", "    Return information about the current client connection.",
+                "KILL <ip:port>", "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME.",
+                "LIST [options ...]", "    Return information about client connections. Options: ID.",
+                "SETNAME <name>", "    Assign the name <name> to the current connection.",
+                "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
+                "HELP", "    Print this help.",
+            ]
+            context.output.writeArrayHeader(lines.count)
+            for line in lines { context.output.writeSimpleString(Array(line.utf8)) }
+        } else {
+            unknownSubcommand(&context, "CLIENT")
+        }
+    }
+
+    /// The caller's own line, built from its live session (its published record lags a batch).
+    private func ownSnapshot(_ session: ClientSession) -> ClientSnapshot {
+        ClientSnapshot(
+            id: session.id, address: session.peerAddress, localAddress: session.localAddress,
+            descriptor: session.descriptor, name: session.name, createdAtMilliseconds: session.createdAtMilliseconds,
+            lastInteractionMilliseconds: session.lastInteractionMilliseconds, database: session.database,
+            inMulti: session.transaction.isActive ? session.transaction.queued.count : -1, queryBufferBytes: 0,
+            outputBufferBytes: 0, lastCommand: "client", protocolVersion: session.protocolVersion.rawValue,
+            waitingToWrite: false)
+    }
+
+    private func clientList(_ context: inout CommandContext) {
+        var filter: Set<Int64>?
+        if context.arguments.count > 2 {
+            if context.arguments.matches(2, "id") && context.arguments.count >= 4 {
+                var ids = Set<Int64>()
+                for index in 3..<context.arguments.count {
+                    guard let id = parseStrictInteger(context.arguments[index]), id > 0 else {
+                        context.output.writeError("ERR Invalid client ID")
+                        return
+                    }
+                    ids.insert(id)
+                }
+                filter = ids
+            } else if context.arguments.matches(2, "type") && context.arguments.count == 4 {
+                let kind = text(context, 3).lowercased()
+                guard ["normal", "master", "replica", "slave", "pubsub"].contains(kind) else {
+                    context.output.writeError(Array("ERR Unknown client type '\(text(context, 3))'".utf8))
+                    return
+                }
+                if kind != "normal" { filter = [] }
+            } else {
+                context.output.writeError("ERR syntax error")
+                return
+            }
+        }
+        var body = ""
+        for record in clients.all() where filter?.contains(record.id) ?? true {
+            let snapshot = record.id == context.session.id
+                ? ownSnapshot(context.session) : record.snapshot.withLock { $0 }
+            body += snapshot.line(nowMilliseconds: context.now) + "\n"
+        }
+        context.output.writeVerbatim(Array(body.utf8))
+    }
+
+    private func clientKill(_ context: inout CommandContext) {
+        let arguments = context.arguments
+        if arguments.count == 3 {
+            // Old form: CLIENT KILL addr:port, replies +OK or an error.
+            let address = text(context, 2)
+            guard let record = clients.all().first(where: { $0.snapshot.withLock { $0.address } == address }) else {
+                context.output.writeError("ERR No such client")
+                return
+            }
+            kill(record)
+            context.output.writeSimpleString("OK")
+            return
+        }
+        guard arguments.count % 2 == 0 else {
+            context.output.writeError("ERR syntax error")
+            return
+        }
+        var id: Int64?
+        var address: String?
+        var localAddress: String?
+        var skipMe = true
+        var index = 2
+        while index < arguments.count {
+            let value = text(context, index + 1)
+            if arguments.matches(index, "id") {
+                guard let parsed = parseStrictInteger(arguments[index + 1]), parsed > 0 else {
+                    context.output.writeError("ERR client-id should be greater than 0")
+                    return
+                }
+                id = parsed
+            } else if arguments.matches(index, "addr") {
+                address = value
+            } else if arguments.matches(index, "laddr") {
+                localAddress = value
+            } else if arguments.matches(index, "skipme") {
+                switch value.lowercased() {
+                case "yes": skipMe = true
+                case "no": skipMe = false
+                default:
+                    context.output.writeError("ERR syntax error")
+                    return
+                }
+            } else if arguments.matches(index, "type") || arguments.matches(index, "user") {
+                // No replicas, pub/sub or ACL users here: only "normal"/"default" can match.
+                let lowered = value.lowercased()
+                if lowered != "normal" && lowered != "default" { id = -1 }
+            } else {
+                context.output.writeError("ERR syntax error")
+                return
+            }
+            index += 2
+        }
+        var killed = 0
+        for record in clients.all() {
+            let snapshot = record.snapshot.withLock { $0 }
+            if let id, record.id != id { continue }
+            if let address, snapshot.address != address { continue }
+            if let localAddress, snapshot.localAddress != localAddress { continue }
+            if skipMe && record.id == context.session.id { continue }
+            kill(record)
+            killed += 1
+        }
+        context.output.writeInteger(killed)
+    }
+
+    private func kill(_ record: ClientRecord) {
+        record.killRequested.store(true, ordering: .relaxed)
+        let threads = threads
+        if record.ownerThread < threads.count { threads[record.ownerThread].wake() }
+    }
+
+    // MARK: CONFIG
+
+    private func config(_ context: inout CommandContext) {
+        let count = context.arguments.count
+        if context.arguments.matches(1, "get") {
+            guard count >= 3 else { return wrongArity(&context, "config|get") }
+            let snapshot = configuration.withLock { $0 }
+            var matched: [String] = []
+            for option in ConfigTable.options {
+                for index in 2..<count where globMatch(context.arguments[index], option.name.utf8, caseInsensitive: true) {
+                    matched.append(option.name)
+                    break
+                }
+            }
+            context.output.writeMapHeader(matched.count)
+            for name in matched {
+                context.output.writeBulkString(name.utf8)
+                context.output.writeBulkString(snapshot.rendered(name).utf8)
+            }
+        } else if context.arguments.matches(1, "set") {
+            guard count >= 4 && count % 2 == 0 else { return wrongArity(&context, "config|set") }
+            configSet(&context)
+        } else if context.arguments.matches(1, "resetstat") {
+            guard count == 2 else { return wrongArity(&context, "config|resetstat") }
+            stats.reset()
+            context.engine.resetStatistics()
+            context.output.writeSimpleString("OK")
+        } else if context.arguments.matches(1, "rewrite") {
+            guard count == 2 else { return wrongArity(&context, "config|rewrite") }
+            context.output.writeError("ERR The server is running without a config file")
+        } else if context.arguments.matches(1, "help") && count == 2 {
+            let lines = [
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
+                "RESETSTAT", "    Reset statistics reported by the INFO command.",
+                "HELP", "    Print this help.",
+            ]
+            context.output.writeArrayHeader(lines.count)
+            for line in lines { context.output.writeSimpleString(Array(line.utf8)) }
+        } else {
+            unknownSubcommand(&context, "CONFIG")
+        }
+    }
+
+    /// CONFIG SET name value [name value ...]: all pairs are validated first, then applied
+    /// together, so a bad pair changes nothing (as in Redis 7).
+    private func configSet(_ context: inout CommandContext) {
+        var pairs: [(ConfigOption, String)] = []
+        var seen = Set<String>()
+        var index = 2
+        while index < context.arguments.count {
+            let name = text(context, index).lowercased()
+            let value = text(context, index + 1)
+            guard let option = ConfigTable.option(named: name) else {
+                context.output.writeError(
+                    Array("ERR Unknown option or number of arguments for CONFIG SET - '\(name)'".utf8))
+                return
+            }
+            func fail(_ reason: String) {
+                context.output.writeError(
+                    Array("ERR CONFIG SET failed (possibly related to argument '\(name)') - \(reason)".utf8))
+            }
+            guard !seen.contains(option.name) else { return fail("duplicate parameter") }
+            seen.insert(option.name)
+            guard option.isMutable else { return fail("can't set immutable config") }
+            switch option.normalize([value]) {
+            case .success(let normalized): pairs.append((option, normalized))
+            case .failure(let error): return fail(error.message)
+            }
+            index += 2
+        }
+        for (option, value) in pairs {
+            if let refusal = persistence.configurationChanged(option.name, value: value, engine: context.engine) {
+                context.output.writeError(
+                    Array("ERR CONFIG SET failed (possibly related to argument '\(option.name)') - \(refusal)".utf8))
+                return
+            }
+        }
+        let updated = configuration.withLock { config -> ServerConfiguration in
+            for (option, value) in pairs { try? config.set(option.name, [value]) }
+            return config
+        }
+        if seen.contains("requirepass") {
+            context.engine.setRequirePass(Array(updated.string("requirepass").utf8))
+        }
+        refreshKnobs(from: updated)
+        context.output.writeSimpleString("OK")
+    }
+
+    // MARK: SHUTDOWN
+
+    private func shutdownCommand(_ context: inout CommandContext) {
+        var mode = ShutdownSaveMode.configured
+        for index in 1..<context.arguments.count {
+            if context.arguments.matches(index, "nosave") {
+                mode = .noSave
+            } else if context.arguments.matches(index, "save") {
+                mode = .save
+            } else if context.arguments.matches(index, "now") || context.arguments.matches(index, "force") {
+                continue
+            } else if context.arguments.matches(index, "abort") && context.arguments.count == 2 {
+                context.output.writeError("ERR No shutdown in progress.")
+                return
+            } else {
+                context.output.writeError("ERR syntax error")
+                return
+            }
+        }
+        if !shutdown(engine: context.engine, mode: mode) {
+            context.output.writeError("ERR Errors trying to SHUTDOWN. Check logs.")
+        }
+    }
+}
+
+/// Tally's own version (INFO `tally_version`).
+let tallyVersion = "0.1.0"
+
+private func cText(_ raw: UnsafeRawBufferPointer) -> String {
+    let end = raw.firstIndex(of: 0) ?? raw.count
+    return String(decoding: raw[..<end], as: UTF8.self)
+}
+
+/// Resident set size from /proc/self/statm (pages × page size).
+func residentSetBytes() -> Int64 {
+    guard let text = readWholeFile("/proc/self/statm") else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int64(fields[1]) else { return 0 }
+    return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+private func executablePath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard length > 0 else { return "" }
+    return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

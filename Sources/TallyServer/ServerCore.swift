@@ -1,0 +1,127 @@
+// ServerCore: state shared by the I/O threads, the cron and the server commands.
+import Glibc
+import Synchronization
+import TallyCommands
+import TallyPlatform
+import TallyProtocol
+
+/// Process-wide server state. Hot-path knobs are atomics so CONFIG SET takes effect without locks.
+final class ServerCore: Sendable {
+    let log: ServerLog
+    let stats = ServerStats()
+    let clients = ClientRegistry()
+    let persistence: any PersistenceSubsystem
+    let configuration: Mutex<ServerConfiguration>
+    let startMilliseconds: Int64
+    let runID: String
+    /// The TCP port actually bound (differs from the configured one with `--port 0`).
+    let boundPort = Atomic<Int>(0)
+    private let threadList = Mutex<[IOThread]>([])
+    private let maxClientsValue: Atomic<Int>
+    private let timeoutValue: Atomic<Int>
+    private let keepAliveValue: Atomic<Int>
+    private let queryBufferLimitValue: Atomic<Int>
+    private let maxBulkValue: Atomic<Int>
+    private let hzValue: Atomic<Int>
+    private let shuttingDown = Mutex<Bool>(false)
+    /// Files to remove at exit (unix socket, pid file).
+    let cleanupPaths = Mutex<[String]>([])
+
+    init(configuration: ServerConfiguration, log: ServerLog, persistence: any PersistenceSubsystem) {
+        self.configuration = Mutex(configuration)
+        self.log = log
+        self.persistence = persistence
+        startMilliseconds = SystemClockMilliseconds.now()
+        maxClientsValue = Atomic(Int(configuration.integer("maxclients")))
+        timeoutValue = Atomic(Int(configuration.integer("timeout")))
+        keepAliveValue = Atomic(Int(configuration.integer("tcp-keepalive")))
+        queryBufferLimitValue = Atomic(Int(configuration.integer("client-query-buffer-limit")))
+        maxBulkValue = Atomic(Int(configuration.integer("proto-max-bulk-len")))
+        hzValue = Atomic(Int(configuration.integer("hz")))
+        runID = Self.makeRunID()
+    }
+
+    var threads: [IOThread] { threadList.withLock { $0 } }
+    func setThreads(_ threads: [IOThread]) { threadList.withLock { $0 = threads } }
+
+    var maxClients: Int { maxClientsValue.load(ordering: .relaxed) }
+    var idleTimeoutSeconds: Int { timeoutValue.load(ordering: .relaxed) }
+    var tcpKeepAliveSeconds: Int { keepAliveValue.load(ordering: .relaxed) }
+    var queryBufferLimit: Int { queryBufferLimitValue.load(ordering: .relaxed) }
+    var hz: Int { max(1, min(500, hzValue.load(ordering: .relaxed))) }
+    var parserLimits: RequestParserLimits { RequestParserLimits(maxBulkLength: maxBulkValue.load(ordering: .relaxed)) }
+
+    /// Re-reads the hot-path knobs after CONFIG SET.
+    func refreshKnobs(from configuration: ServerConfiguration) {
+        maxClientsValue.store(Int(configuration.integer("maxclients")), ordering: .relaxed)
+        timeoutValue.store(Int(configuration.integer("timeout")), ordering: .relaxed)
+        keepAliveValue.store(Int(configuration.integer("tcp-keepalive")), ordering: .relaxed)
+        queryBufferLimitValue.store(Int(configuration.integer("client-query-buffer-limit")), ordering: .relaxed)
+        maxBulkValue.store(Int(configuration.integer("proto-max-bulk-len")), ordering: .relaxed)
+        hzValue.store(Int(configuration.integer("hz")), ordering: .relaxed)
+        log.setLevel(LogLevel(name: configuration.string("loglevel")))
+    }
+
+    /// Runs the persistence shutdown and exits the process. Returns only if persistence refused
+    /// (SHUTDOWN then replies with an error and the server keeps running).
+    func shutdown(engine: CommandEngine, mode: ShutdownSaveMode) -> Bool {
+        let proceed = shuttingDown.withLock { active -> Bool in
+            if active { return false }
+            active = true
+            return true
+        }
+        // A second concurrent request waits for the first to exit the process.
+        guard proceed else {
+            while true { sleep(1) }
+        }
+        log.log(.warning, "User requested shutdown...")
+        guard persistence.shutdown(engine: engine, mode: mode, log: log) else {
+            log.log(.warning, "Errors trying to shut down the server. Check the logs for more information.")
+            shuttingDown.withLock { $0 = false }
+            return false
+        }
+        for path in cleanupPaths.withLock({ $0 }) { unlink(path) }
+        log.log(.warning, "Redis is now ready to exit, bye bye...")
+        exit(0)
+    }
+
+    private static func makeRunID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<20).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 15)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}
+
+/// Wall-clock milliseconds (the server's own timestamps; the engine has its injected clock).
+enum SystemClockMilliseconds {
+    static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}
+
+/// Starts a detached pthread running `body` (I/O loops and the cron are plain threads so
+/// the command path never touches Swift concurrency).
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, { argument in
+        guard let argument else { return nil }
+        let box = Unmanaged<Box>.fromOpaque(argument).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    precondition(result == 0, "pthread_create failed: \(result)")
+    pthread_detach(thread)
+}
