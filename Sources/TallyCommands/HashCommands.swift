@@ -1,8 +1,260 @@
-// HashCommands: the hash command family.
+// HashCommands: HSET, HMSET, HSETNX, HGET, HMGET, HDEL, HLEN, HEXISTS, HSTRLEN, HGETALL, HKEYS, HVALS, HINCRBY(FLOAT).
 import TallyKeyspace
 import TallyProtocol
 
-/// The hash family.
+/// The hash family. Hashes keep insertion order so HGETALL matches Redis's listpack order.
 enum HashCommands {
-    static var specs: [CommandSpec] { [] }
+    static var specs: [CommandSpec] {
+        [
+            command("hset", -4, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hash @fast") { context in
+                hset(&context, legacy: false)
+            },
+            command("hmset", -4, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hash @fast") { context in
+                hset(&context, legacy: true)
+            },
+            command("hsetnx", 4, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hash @fast", hsetnx),
+            command("hget", 3, [.readonly, .fast], keys: (1, 1, 1), "@read @hash @fast", hget),
+            command("hmget", -3, [.readonly, .fast], keys: (1, 1, 1), "@read @hash @fast", hmget),
+            command("hdel", -3, [.write, .fast], keys: (1, 1, 1), "@write @hash @fast", hdel),
+            command("hlen", 2, [.readonly, .fast], keys: (1, 1, 1), "@read @hash @fast") { context in
+                read(&context, empty: { $0.output.writeInteger(0) }) { context, hash in
+                    context.output.writeInteger(hash.count)
+                }
+            },
+            command("hexists", 3, [.readonly, .fast], keys: (1, 1, 1), "@read @hash @fast") { context in
+                read(&context, empty: { $0.output.writeInteger(0) }) { context, hash in
+                    context.output.writeInteger(hash.value(for: context.arguments[2]) == nil ? 0 : 1)
+                }
+            },
+            command("hstrlen", 3, [.readonly, .fast], keys: (1, 1, 1), "@read @hash @fast") { context in
+                read(&context, empty: { $0.output.writeInteger(0) }) { context, hash in
+                    context.output.writeInteger(hash.value(for: context.arguments[2])?.count ?? 0)
+                }
+            },
+            command("hgetall", 2, [.readonly], keys: (1, 1, 1), "@read @hash @slow") { context in
+                read(&context, empty: { $0.output.writeMapHeader(0) }) { context, hash in
+                    context.output.writeMapHeader(hash.count)
+                    for index in 0..<hash.count {
+                        context.output.writeBulkString(hash.fields[index])
+                        context.output.writeBulkString(hash.values[index])
+                    }
+                }
+            },
+            command("hkeys", 2, [.readonly], keys: (1, 1, 1), "@read @hash @slow") { context in
+                read(&context, empty: { $0.output.writeArrayHeader(0) }) { context, hash in
+                    context.output.writeArrayHeader(hash.count)
+                    for field in hash.fields { context.output.writeBulkString(field) }
+                }
+            },
+            command("hvals", 2, [.readonly], keys: (1, 1, 1), "@read @hash @slow") { context in
+                read(&context, empty: { $0.output.writeArrayHeader(0) }) { context, hash in
+                    context.output.writeArrayHeader(hash.count)
+                    for value in hash.values { context.output.writeBulkString(value) }
+                }
+            },
+            command("hincrby", 4, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hash @fast", hincrby),
+            command("hincrbyfloat", 4, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hash @fast",
+                    hincrbyfloat),
+        ]
+    }
+
+    /// Runs `body` on the hash at argv[1] for a read; `empty` replies for a missing key.
+    static func read(_ context: inout CommandContext, empty: (inout CommandContext) -> Void,
+                     _ body: (inout CommandContext, HashValue) -> Void) {
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+            empty(&context)
+            return
+        }
+        guard case .hash(let hash) = entry.value else {
+            context.output.writeError(RedisError.wrongType)
+            return
+        }
+        body(&context, hash)
+    }
+
+    static func hget(_ context: inout CommandContext) {
+        read(&context, empty: { $0.output.writeNull() }) { context, hash in
+            if let value = hash.value(for: context.arguments[2]) {
+                context.output.writeBulkString(value)
+            } else {
+                context.output.writeNull()
+            }
+        }
+    }
+
+    static func hmget(_ context: inout CommandContext) {
+        let count = context.arguments.count
+        read(&context, empty: { context in
+            context.output.writeArrayHeader(count - 2)
+            for _ in 2..<count { context.output.writeNull() }
+        }) { context, hash in
+            context.output.writeArrayHeader(count - 2)
+            for index in 2..<count {
+                if let value = hash.value(for: context.arguments[index]) {
+                    context.output.writeBulkString(value)
+                } else {
+                    context.output.writeNull()
+                }
+            }
+        }
+    }
+
+    static func hset(_ context: inout CommandContext, legacy: Bool) {
+        let count = context.arguments.count
+        if count % 2 == 1 {
+            writeArityError(context.spec.name, into: &context.output)
+            return
+        }
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        let arguments = context.arguments
+        do {
+            let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
+                var created = 0
+                var index = 2
+                while index < count {
+                    if hash.set(field: arguments.copy(index), value: arguments.copy(index + 1)) { created += 1 }
+                    index += 2
+                }
+                changed = true
+                return created
+            } ?? 0
+            if legacy { context.output.writeOK() } else { context.output.writeInteger(created) }
+            context.addChanges(Int64((count - 2) / 2))
+            context.propagateArguments()
+        } catch {
+            context.output.writeKeyspaceError(error)
+        }
+    }
+
+    static func hsetnx(_ context: inout CommandContext) {
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        let arguments = context.arguments
+        do {
+            let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
+                if hash.value(for: arguments[2]) != nil { return false }
+                hash.set(field: arguments.copy(2), value: arguments.copy(3))
+                changed = true
+                return true
+            } ?? false
+            context.output.writeInteger(created ? 1 : 0)
+            if created {
+                context.addChanges(1)
+                context.propagateArguments()
+            }
+        } catch {
+            context.output.writeKeyspaceError(error)
+        }
+    }
+
+    static func hdel(_ context: inout CommandContext) {
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        let arguments = context.arguments
+        do {
+            let deleted = try shard.withHash(context.database, key, now: context.now, create: false) { hash, changed in
+                var deleted = 0
+                for index in 2..<arguments.count where hash.remove(field: arguments[index]) {
+                    deleted += 1
+                    changed = true
+                }
+                return deleted
+            } ?? 0
+            context.output.writeInteger(deleted)
+            if deleted > 0 {
+                context.addChanges(Int64(deleted))
+                context.propagateArguments()
+            }
+        } catch {
+            context.output.writeKeyspaceError(error)
+        }
+    }
+
+    static func hincrby(_ context: inout CommandContext) {
+        guard let delta = context.integerArgument(3) else { return }
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        let arguments = context.arguments
+        var failure: StaticString?
+        do {
+            let result = try shard.withHash(context.database, key, now: context.now, create: true) {
+                (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> Int64 in
+                var current: Int64 = 0
+                if let existing = hash.value(for: arguments[2]) {
+                    guard let parsed = parseRedisInteger(existing) else {
+                        failure = RedisError.hashNotInteger
+                        return Int64(0)
+                    }
+                    current = parsed
+                }
+                let (sum, overflow) = current.addingReportingOverflow(delta)
+                if overflow {
+                    failure = RedisError.overflow
+                    return Int64(0)
+                }
+                hash.set(field: arguments.copy(2), value: decimalBytes(sum))
+                changed = true
+                return sum
+            } ?? 0
+            if let failure {
+                context.output.writeError(failure)
+                return
+            }
+            context.output.writeInteger(result)
+            context.addChanges(1)
+            context.propagateArguments()
+        } catch {
+            context.output.writeKeyspaceError(error)
+        }
+    }
+
+    /// HINCRBYFLOAT, logged as `HSET key field <result>` so replay is exact.
+    static func hincrbyfloat(_ context: inout CommandContext) {
+        guard let increment = parseLongDouble(context.arguments[3]) else {
+            context.output.writeError(RedisError.notFloat)
+            return
+        }
+        if increment.isNaN || increment.isInfinite {
+            context.output.writeError("ERR value is NaN or Infinity")
+            return
+        }
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        let arguments = context.arguments
+        var failure: StaticString?
+        do {
+            let result = try shard.withHash(context.database, key, now: context.now, create: true) {
+                (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> [UInt8] in
+                var current: Float80 = 0
+                if let existing = hash.value(for: arguments[2]) {
+                    guard let parsed = parseLongDouble(existing) else {
+                        failure = RedisError.hashNotFloat
+                        return [UInt8]()
+                    }
+                    current = parsed
+                }
+                let sum = current + increment
+                if sum.isNaN || sum.isInfinite {
+                    failure = RedisError.nanOrInfinity
+                    return [UInt8]()
+                }
+                let formatted = formatLongDouble(sum)
+                hash.set(field: arguments.copy(2), value: formatted)
+                changed = true
+                return formatted
+            } ?? []
+            if let failure {
+                context.output.writeError(failure)
+                return
+            }
+            context.output.writeBulkString(result)
+            context.addChanges(1)
+            context.propagate([Words.hset, key.bytes, context.arguments.copy(2), result])
+        } catch {
+            context.output.writeKeyspaceError(error)
+        }
+    }
 }

@@ -1,8 +1,244 @@
-// KeyspaceCommands: the keyspace command family.
+// KeyspaceCommands: DEL, UNLINK, EXISTS, TYPE, RENAME, RENAMENX, KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHDB, FLUSHALL.
 import TallyKeyspace
 import TallyProtocol
 
-/// The keyspace family.
+/// The generic keyspace family.
 enum KeyspaceCommands {
-    static var specs: [CommandSpec] { [] }
+    static var specs: [CommandSpec] {
+        [
+            command("del", -2, [.write], keys: (1, -1, 1), "@keyspace @write @slow", delete),
+            command("unlink", -2, [.write, .fast], keys: (1, -1, 1), "@keyspace @write @fast", delete),
+            command("exists", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast", exists),
+            command("type", 2, [.readonly, .fast], keys: (1, 1, 1), "@keyspace @read @fast", type),
+            command("rename", 3, [.write], keys: (1, 2, 1), "@keyspace @write @slow") { context in
+                rename(&context, onlyIfAbsent: false)
+            },
+            command("renamenx", 3, [.write, .fast], keys: (1, 2, 1), "@keyspace @write @fast") { context in
+                rename(&context, onlyIfAbsent: true)
+            },
+            command("keys", 2, [.readonly], "@keyspace @read @slow @dangerous", keys),
+            command("scan", -2, [.readonly], "@keyspace @read @slow", scan),
+            command("randomkey", 1, [.readonly], "@keyspace @read @slow", randomKey),
+            command("dbsize", 1, [.readonly, .fast], "@keyspace @read @fast") { context in
+                context.lockAllShards()
+                context.output.writeInteger(context.keyspace.shards.reduce(0) { $0 + $1.count(context.database) })
+            },
+            command("flushdb", -1, [.write], "@keyspace @write @slow @dangerous") { context in
+                flush(&context, all: false)
+            },
+            command("flushall", -1, [.write], "@keyspace @write @slow @dangerous") { context in
+                flush(&context, all: true)
+            },
+        ]
+    }
+
+    static func delete(_ context: inout CommandContext) {
+        let count = context.arguments.count
+        context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
+        var deleted: Int64 = 0
+        for index in 1..<count {
+            let key = context.key(index)
+            let shard = context.keyspace.shard(for: key)
+            if shard.contains(context.database, key, now: context.now) {
+                shard.remove(context.database, key)
+                deleted += 1
+            }
+        }
+        context.output.writeInteger(deleted)
+        if deleted > 0 {
+            context.addChanges(deleted)
+            context.propagateArguments()
+        }
+    }
+
+    static func exists(_ context: inout CommandContext) {
+        let count = context.arguments.count
+        context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
+        var found: Int64 = 0
+        for index in 1..<count {
+            let key = context.key(index)
+            if context.keyspace.shard(for: key).lookupRead(context.database, key, now: context.now) != nil {
+                found += 1
+            }
+        }
+        context.output.writeInteger(found)
+    }
+
+    static func type(_ context: inout CommandContext) {
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        switch shard.lookupRead(context.database, key, now: context.now)?.value {
+        case nil: context.output.writeStaticString("+none\r\n")
+        case .hash: context.output.writeStaticString("+hash\r\n")
+        default: context.output.writeStaticString("+string\r\n")
+        }
+    }
+
+    static func rename(_ context: inout CommandContext, onlyIfAbsent: Bool) {
+        let source = context.key(1)
+        let target = context.key(2)
+        context.lockShards(context.shardMask(keysFrom: 1, through: 2))
+        let sourceShard = context.keyspace.shard(for: source)
+        let targetShard = context.keyspace.shard(for: target)
+        guard let entry = sourceShard.lookup(context.database, source, now: context.now) else {
+            context.output.writeError(RedisError.noSuchKey)
+            return
+        }
+        if source == target {
+            if onlyIfAbsent { context.output.writeInteger(0) } else { context.output.writeOK() }
+            return
+        }
+        if targetShard.contains(context.database, target, now: context.now) {
+            if onlyIfAbsent {
+                context.output.writeInteger(0)
+                return
+            }
+            targetShard.remove(context.database, target)
+        }
+        targetShard.store(context.database, target, entry)
+        sourceShard.remove(context.database, source)
+        context.addChanges(1)
+        if onlyIfAbsent { context.output.writeInteger(1) } else { context.output.writeOK() }
+        context.propagateArguments()
+    }
+
+    /// KEYS pattern: every live key of the database matching the glob (order unspecified).
+    static func keys(_ context: inout CommandContext) {
+        context.lockAllShards()
+        let pattern = context.arguments[1]
+        let matchAll = pattern.count == 1 && pattern.first == UInt8(ascii: "*")
+        var matched: [Key] = []
+        for shard in context.keyspace.shards {
+            for (key, entry) in shard.tables[context.database] {
+                if let expiry = entry.expiresAtMilliseconds, expiry <= context.now { continue }
+                if matchAll || globMatches(pattern, key.bytes[...]) { matched.append(key) }
+            }
+        }
+        context.output.writeArrayHeader(matched.count)
+        for key in matched { context.output.writeBulkString(key.bytes) }
+    }
+
+    /// SCAN cursor [MATCH p] [COUNT n] [TYPE t].
+    ///
+    /// The cursor is the index of the next shard to visit (0 = start and end). Each call visits
+    /// whole shards, under that shard's lock, until it has at least COUNT keys (COUNT is a
+    /// hint, as in Redis). Visiting a shard in one go is what guarantees every key present for
+    /// the whole scan is returned exactly once, whatever rehashing happens between calls.
+    static func scan(_ context: inout CommandContext) {
+        let arguments = context.arguments
+        guard let cursor = parseCursor(arguments[1]) else {
+            context.output.writeError(RedisError.invalidCursor)
+            return
+        }
+        var pattern: ArraySlice<UInt8>?
+        var count: Int64 = 10
+        var typeFilter: ArraySlice<UInt8>?
+        var index = 2
+        while index < arguments.count {
+            let more = arguments.count - index - 1
+            if arguments.matches(index, "count") && more >= 1 {
+                guard let value = context.integerArgument(index + 1) else { return }
+                if value < 1 {
+                    context.output.writeError(RedisError.syntax)
+                    return
+                }
+                count = value
+            } else if arguments.matches(index, "match") && more >= 1 {
+                pattern = arguments[index + 1]
+            } else if arguments.matches(index, "type") && more >= 1 {
+                typeFilter = arguments[index + 1]
+            } else {
+                context.output.writeError(RedisError.syntax)
+                return
+            }
+            index += 2
+        }
+        var matched: [Key] = []
+        var shardIndex = cursor
+        let shardCount = UInt64(context.keyspace.shards.count)
+        while shardIndex < shardCount && Int64(matched.count) < count {
+            let shard = context.keyspace.shards[Int(shardIndex)]
+            let locked = !context.keyspace.isExclusivelyHeldByCurrentThread
+            if locked { shard.lock() }
+            for (key, entry) in shard.tables[context.database] {
+                if let expiry = entry.expiresAtMilliseconds, expiry <= context.now { continue }
+                if let pattern, !globMatches(pattern, key.bytes[...]) { continue }
+                if let typeFilter {
+                    let isHash: Bool
+                    if case .hash = entry.value { isHash = true } else { isHash = false }
+                    let wanted = String(decoding: typeFilter, as: UTF8.self).lowercased()
+                    if wanted != (isHash ? "hash" : "string") { continue }
+                }
+                matched.append(key)
+            }
+            if locked { shard.unlock() }
+            shardIndex += 1
+        }
+        let next: UInt64 = shardIndex >= shardCount ? 0 : shardIndex
+        context.output.writeArrayHeader(2)
+        context.output.writeBulkString(decimalBytes(Int64(bitPattern: next)))
+        context.output.writeArrayHeader(matched.count)
+        for key in matched { context.output.writeBulkString(key.bytes) }
+    }
+
+    /// A SCAN cursor as Redis parses it (strtoull: digits only, no sign, no overflow).
+    static func parseCursor(_ bytes: ArraySlice<UInt8>) -> UInt64? {
+        if bytes.isEmpty { return nil }
+        var value: UInt64 = 0
+        for byte in bytes {
+            guard byte >= 48 && byte <= 57 else { return nil }
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - 48))
+            if overflow1 || overflow2 { return nil }
+            value = sum
+        }
+        return value
+    }
+
+    /// RANDOMKEY: a uniformly chosen live key, or null.
+    static func randomKey(_ context: inout CommandContext) {
+        context.lockAllShards()
+        let shards = context.keyspace.shards
+        for _ in 0..<100 {
+            let total = shards.reduce(0) { $0 + $1.count(context.database) }
+            if total == 0 { break }
+            var pick = Int.random(in: 0..<total)
+            for shard in shards {
+                let table = shard.tables[context.database]
+                if pick >= table.count {
+                    pick -= table.count
+                    continue
+                }
+                let (key, _) = table[table.index(table.startIndex, offsetBy: pick)]
+                if shard.lookup(context.database, key, now: context.now) != nil {
+                    context.output.writeBulkString(key.bytes)
+                    return
+                }
+                break
+            }
+        }
+        context.output.writeNull()
+    }
+
+    /// FLUSHDB / FLUSHALL [ASYNC|SYNC]: always propagated, dirty += removed keys (+1 for ALL).
+    static func flush(_ context: inout CommandContext, all: Bool) {
+        let arguments = context.arguments
+        if arguments.count > 2 || (arguments.count == 2 && !arguments.matches(1, "sync")
+                                   && !arguments.matches(1, "async")) {
+            context.output.writeError(RedisError.syntax)
+            return
+        }
+        context.lockAllShards()
+        var removed = 0
+        for shard in context.keyspace.shards {
+            if all {
+                for database in 0..<context.keyspace.databaseCount { removed += shard.removeAll(database) }
+            } else {
+                removed += shard.removeAll(context.database)
+            }
+        }
+        context.addChanges(Int64(removed) + (all ? 1 : 0))
+        context.output.writeOK()
+        context.propagateArguments()
+    }
 }
