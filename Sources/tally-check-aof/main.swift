@@ -13,32 +13,22 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-var fix = false
-var assumeYes = false
-var target: String?
-for argument in CommandLine.arguments.dropFirst() {
-    switch argument {
-    case "--fix": fix = true
-    case "--yes", "-y": assumeYes = true
-    default:
-        if argument.hasPrefix("--") || target != nil {
-            fail("Usage: tally-check-aof [--fix] [--yes] <file.manifest|file.aof>")
-        }
-        target = argument
-    }
-}
-guard let target else { fail("Usage: tally-check-aof [--fix] [--yes] <file.manifest|file.aof>") }
+/// The parsed command line and the checker; top-level state stays out of main-actor globals.
+struct CheckAOFTool {
+    var fix = false
+    var assumeYes = false
+    let storage = PosixStorage()
+    let checker = AOFChecker(storage: PosixStorage(), rdbReader: nil, output: { print($0) })
+
 
 func confirm() -> Bool {
     if assumeYes { return true }
     print("Continue? [y/N]: ", terminator: "")
-    fflush(stdout)
+    fflush(nil)
     guard let answer = readLine() else { return isatty(0) == 0 }
     return answer.first == "y" || answer.first == "Y"
 }
 
-let storage = PosixStorage()
-let checker = AOFChecker(storage: storage, rdbReader: nil, output: { print($0) })
 
 // Checks one file; fixes it when allowed; returns true if it is (now) valid.
 func checkAndMaybeFix(path: String, name: String, fixable: Bool) -> Bool {
@@ -73,6 +63,7 @@ func checkAndMaybeFix(path: String, name: String, fixable: Bool) -> Bool {
     return true
 }
 
+func run(_ target: String) -> Int32 {
 if target.hasSuffix(".manifest") {
     print("Start checking Multi Part AOF")
     let directory = target.lastIndex(of: "/").map { String(target[..<$0]) } ?? "."
@@ -97,13 +88,31 @@ if target.hasSuffix(".manifest") {
         let path = directory + "/" + info.name
         guard storage.exists(path) else { fail("AOF file \(info.name) listed in the manifest is missing") }
         print(info.type == .base ? "Start to check BASE AOF." : "Start to check INCR AOF \(info.name).")
-        if !checkAndMaybeFix(path: path, name: info.name, fixable: index == files.count - 1) { exit(1) }
+        if !checkAndMaybeFix(path: path, name: info.name, fixable: index == files.count - 1) { return 1 }
         print("\(info.type == .base ? "BASE" : "INCR") AOF \(info.name) is valid")
     }
     print("All AOF files and manifest are valid")
 } else {
     print("Start checking Old-Style AOF")
-    guard checkAndMaybeFix(path: target, name: target, fixable: true) else { exit(1) }
+    guard checkAndMaybeFix(path: target, name: target, fixable: true) else { return 1 }
     print("AOF \(target) is valid")
 }
-exit(0)
+return 0
+}
+}
+
+var tool = CheckAOFTool()
+var target: String?
+for argument in CommandLine.arguments.dropFirst() {
+    switch argument {
+    case "--fix": tool.fix = true
+    case "--yes", "-y": tool.assumeYes = true
+    default:
+        if argument.hasPrefix("--") || target != nil {
+            fail("Usage: tally-check-aof [--fix] [--yes] <file.manifest|file.aof>")
+        }
+        target = argument
+    }
+}
+guard let target else { fail("Usage: tally-check-aof [--fix] [--yes] <file.manifest|file.aof>") }
+exit(tool.run(target))

@@ -112,7 +112,7 @@ public struct AOFLoader<S: Storage> {
     /// Reads the manifest, or nil when the directory or the manifest does not exist (fresh start).
     public func readManifest() throws(AOFLoadError) -> AOFManifest? {
         let path = storagePath(directory, naming.manifestName)
-        guard storage.exists(directory), storage.exists(path) else { return nil }
+        guard storage.exists(path) else { return nil }
         let bytes: [UInt8]
         do throws(StorageError) {
             bytes = try readWholeFile(storage, path)

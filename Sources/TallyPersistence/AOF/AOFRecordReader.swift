@@ -25,8 +25,10 @@ public struct AOFRecordReader<S: Storage> {
 
     private let storage: S
     private let file: StorageFile
-    private var buffer: [UInt8] = []
+    private var buffer: [UInt8]
+    /// Valid bytes are `buffer[start..<end]`; the rest is spare room for the next read.
     private var start = 0
+    private var end = 0
     /// File offset of `buffer[0]`.
     private var bufferFileOffset: Int64
     private var reachedEnd = false
@@ -41,13 +43,7 @@ public struct AOFRecordReader<S: Storage> {
         self.file = file
         self.offset = offset
         bufferFileOffset = offset
-        buffer.reserveCapacity(Self.chunkBytes)
-    }
-
-    /// Seeds the reader with bytes already read past the current offset (the part of a chunk
-    /// an RDB preamble reader did not consume).
-    public mutating func prepend(_ bytes: ArraySlice<UInt8>) {
-        buffer.append(contentsOf: bytes)
+        buffer = [UInt8](repeating: 0, count: Self.chunkBytes)
     }
 
     private enum Step {
@@ -78,7 +74,7 @@ public struct AOFRecordReader<S: Storage> {
             case .needMore:
                 if reachedEnd {
                     // An annotation may end the file without its newline, as fgets allows.
-                    if start == buffer.count || buffer[start] == 35 {
+                    if start == self.end || buffer[start] == 35 {
                         end = .complete
                     } else {
                         end = .truncated(validUpTo: offset)
@@ -90,26 +86,30 @@ public struct AOFRecordReader<S: Storage> {
         }
     }
 
-    // Moves the unconsumed tail to the front and reads another chunk after it.
+    // Moves the unconsumed tail to the front (growing the buffer only for a record larger than
+    // it) and reads another chunk after it.
     private mutating func fill() throws(StorageError) {
         if start > 0 {
-            buffer.removeSubrange(0..<start)
+            let live = end - start
+            buffer.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                memmove(base, base + start, live)
+            }
             bufferFileOffset += Int64(start)
+            end = live
             start = 0
         }
-        let existing = buffer.count
-        let wanted = Swift.max(Self.chunkBytes, existing)
-        buffer.append(contentsOf: repeatElement(0, count: wanted))
-        let result = readResult(storage, file, &buffer, existing..<buffer.count)
-        let readCount = (try? result.get()) ?? 0
-        buffer.removeLast(wanted - readCount)
-        let _: Int = try result.get()
+        if end == buffer.count {
+            buffer.append(contentsOf: [UInt8](repeating: 0, count: Swift.max(Self.chunkBytes, buffer.count)))
+        }
+        let readCount = try readInto(storage, file, &buffer, end..<buffer.count)
+        end += readCount
         if readCount == 0 { reachedEnd = true }
     }
 
     // Parses one record (or annotation) starting at `start` without consuming it.
     private func parse(into arguments: inout CommandArguments) -> Step {
-        let count = buffer.count
+        let count = end
         var position = start
         guard position < count else { return .needMore }
         if buffer[position] == 35 {
@@ -139,9 +139,10 @@ public struct AOFRecordReader<S: Storage> {
     }
 
     private func findNewline(from position: Int) -> Int? {
-        buffer.withUnsafeBytes { raw -> Int? in
-            guard position < raw.count, let base = raw.baseAddress else { return nil }
-            guard let found = memchr(base + position, 10, raw.count - position) else { return nil }
+        let limit = end
+        return buffer.withUnsafeBytes { raw -> Int? in
+            guard position < limit, let base = raw.baseAddress else { return nil }
+            guard let found = memchr(base + position, 10, limit - position) else { return nil }
             return base.distance(to: UnsafeRawPointer(found))
         }
     }
