@@ -102,9 +102,11 @@ class Model:
             res.keys += 1
             per_worker = by_slot.get(slot, {})
             parts = {w: split(ops, window) for w, ops in per_worker.items()}
-            for must, maybe in parts.values():
+            for must, _ in parts.values():
                 res.acked += len(must)
-                res.discarded += sum(1 for op in maybe if op.recv is not None)
+            res.discarded += sum(1 for ops in per_worker.values() for op in ops
+                                 if op.recv is not None and op.error is None) - sum(
+                len(must) for must, _ in parts.values())
             if meta.kind == "ttl":
                 self._check_ttl(slot, parts, observed[slot], res)
                 continue
