@@ -119,6 +119,10 @@ class Model:
             if meta.group is not None and matches is not None:
                 group_matches.setdefault(meta.group, []).append((slot, matches))
         for group, entries in group_matches.items():
+            # Only a group whose keys are each explained on their own can be torn; an unexplained key
+            # is already counted as lost or phantom.
+            if not all(m for _, m in entries):
+                continue
             common = set.intersection(*(m for _, m in entries))
             if not common:
                 res.torn += 1

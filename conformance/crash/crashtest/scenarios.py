@@ -56,8 +56,9 @@ class ScenarioResult:
 class Context:
     """Per-run settings shared by all scenarios."""
 
-    def __init__(self, cycles, duration, workers, long, fill, root, verbose):
+    def __init__(self, cycles, duration, workers, long, fill, root, verbose, extra_args=()):
         self.cycles, self.duration, self.workers = cycles, duration, workers
+        self.extra_args = list(extra_args)
         self.long, self.fill, self.root, self.verbose = long, fill, root, verbose
 
 
@@ -312,7 +313,7 @@ def run_scenario(cls, label, argv, ctx, seed, log):
     shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
     os.makedirs(data_dir)
     result.data_dir = os.path.dirname(data_dir)
-    srv = ServerProc(label, argv, data_dir, cls.options)
+    srv = ServerProc(label, argv, data_dir, cls.options + ctx.extra_args)
     plan = KeyPlan(ctx.workers)
     model = Model(plan)
     started = time.monotonic()
