@@ -3,6 +3,7 @@ import Glibc
 import Synchronization
 import Testing
 import TallyCommands
+import TallyKeyspace
 import TallyProtocol
 import TallyPersistence
 import TallyTestSupport
@@ -178,5 +179,69 @@ final class FatalRecorder: Sendable {
         _ = try AOFLoader(storage: disk, directory: directory).load { _, _ in seen += 1 }
         #expect(seen == threads * perThread)
         #expect(disk.callCount(.fsync) - fsyncsBefore <= threads * perThread)
+    }
+}
+
+@Suite struct AOFRewriteTests {
+    let directory = "d"
+
+    func setUp(_ disk: SimulatedDisk) throws -> AppendOnlyFile<SimulatedDisk> {
+        let manifest = try AOFDirectory.prepare(
+            storage: disk, directory: directory, naming: AOFNaming(), existing: nil, emptyRDBBase: nil)
+        return try AppendOnlyFile(
+            storage: disk, manifest: manifest, baseSize: 0,
+            configuration: AOFWriterConfiguration(directory: directory, fsyncPolicy: .always, startsFsyncThread: false))
+    }
+
+    static let walker: AOFEntryWalker = { visit in
+        var hash = HashValue()
+        hash.set(field: Array("f".utf8), value: Array("3".utf8))
+        try visit(0, Array("counter".utf8), Entry(value: .integer(42)))
+        try visit(0, Array("temp".utf8), Entry(value: .string(Array("x".utf8)), expiresAtMilliseconds: 1_900_000_000_000))
+        try visit(2, Array("h".utf8), Entry(value: .hash(hash)))
+    }
+
+    @Test func rewriteSwitchesBaseAndKeepsNewIncr() throws {
+        let disk = SimulatedDisk()
+        let writer = try setUp(disk)
+        var before = PropagationBuffer()
+        before.append(database: 0, arguments: CommandArguments([Array("INCRBY".utf8), Array("counter".utf8), Array("42".utf8)]))
+        writer.waitUntilDurable(writer.append(before))
+        let rewriter = AOFRewriter(writer: writer)
+        #expect(rewriter.beginRewrite() == .started)
+        #expect(rewriter.beginRewrite() == .alreadyInProgress)
+        var after = PropagationBuffer()
+        after.append(database: 1, arguments: CommandArguments([Array("INCR".utf8), Array("n".utf8)]))
+        writer.waitUntilDurable(writer.append(after))
+        #expect(rewriter.rewrite(Self.walker))
+        let manifest = writer.currentManifest()
+        #expect(String(decoding: manifest.encoded(), as: UTF8.self)
+                == "file appendonly.aof.2.base.aof seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n")
+        #expect(!disk.exists(directory + "/appendonly.aof.1.incr.aof"))
+        #expect(!disk.exists(directory + "/appendonly.aof.1.base.aof"))
+        #expect(rewriter.info().rewrites == 1 && rewriter.info().lastRewriteOK)
+        var commands: [String] = []
+        _ = try AOFLoader(storage: disk, directory: directory).load { arguments, database in
+            commands.append("\(database):" + (0..<arguments.count).map { String(decoding: arguments[$0], as: UTF8.self) }
+                .joined(separator: " "))
+        }
+        #expect(commands == ["0:SET counter 42", "0:SET temp x", "0:PEXPIREAT temp 1900000000000", "2:HSET h f 3",
+                             "1:INCR n"])
+    }
+
+    @Test func failedRewriteKeepsEverything() throws {
+        let disk = SimulatedDisk()
+        let writer = try setUp(disk)
+        let rewriter = AOFRewriter(writer: writer)
+        #expect(rewriter.beginRewrite() == .started)
+        let manifest = writer.currentManifest()
+        disk.failNext(.rename, errno: EIO)
+        #expect(!rewriter.rewrite(Self.walker))
+        #expect(writer.currentManifest() == manifest)
+        #expect(!rewriter.info().lastRewriteOK)
+        #expect(!rewriter.isInProgress)
+        var info: [UInt8] = []
+        rewriter.info().append(to: &info, writer: writer)
+        #expect(String(decoding: info, as: UTF8.self).contains("aof_last_bgrewrite_status:err\r\n"))
     }
 }

@@ -115,7 +115,8 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
     /// Minimum time between retries of a failed write.
     public static var writeRetryMillisecondsMin: Int64 { 1000 }
 
-    let storage: S
+    /// The storage the AOF files live on.
+    public let storage: S
     /// Settings.
     public let configuration: AOFWriterConfiguration
     let lock = AOFConditionLock()
@@ -431,6 +432,25 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
             lock.unlock()
         }
         return ok
+    }
+
+    /// WAITAOF: writes up to `offset`, fsyncs right away (the client asked for it), then waits
+    /// until `offset` is fsynced or `timeoutMilliseconds` pass (0 = no limit). Blocks the
+    /// calling I/O thread, polling every millisecond; returns whether `offset` is fsynced.
+    public func waitUntilFsynced(_ offset: UInt64, timeoutMilliseconds: Int64) -> Bool {
+        let deadline = monotonicMilliseconds() + timeoutMilliseconds
+        flush(upTo: offset)
+        backgroundFsyncPass()
+        while true {
+            lock.lock()
+            let done = fsynced >= offset
+            lock.unlock()
+            if done { return true }
+            if timeoutMilliseconds > 0 && monotonicMilliseconds() >= deadline { return false }
+            usleep(1000)
+            flush(upTo: offset)
+            backgroundFsyncPass()
+        }
     }
 
     // MARK: State for INFO, WAITAOF and rewrite
