@@ -290,7 +290,13 @@ class SigtermScenario(Scenario):
 class SigtermAof(SigtermScenario):
     name = "sigterm-aof"
     options = AOF_EVERYSEC
-    proves = "SIGTERM with AOF everysec: shutdown flushes and fsyncs, nothing acknowledged is lost"
+    proves = "SIGTERM with AOF (everysec, then always, alternating): nothing acknowledged is lost"
+
+    def restart(self, srv, cycle):
+        # Alternate the fsync policy across restarts of the same AOF, which a real deployment may do too.
+        srv.options = (AOF_ALWAYS if cycle % 2 == 0 else AOF_EVERYSEC) + self.ctx.extra_args
+        self.result.count("restarts with appendfsync %s" % ("always" if cycle % 2 == 0 else "everysec"))
+        srv.start()
 
 
 class SigtermRdb(SigtermScenario):
