@@ -197,7 +197,8 @@ final class FatalRecorder: Sendable {
         var hash = HashValue()
         hash.set(field: Array("f".utf8), value: Array("3".utf8))
         try visit(0, Array("counter".utf8), Entry(value: .integer(42)))
-        try visit(0, Array("temp".utf8), Entry(value: .string(Array("x".utf8)), expiresAtMilliseconds: 1_900_000_000_000))
+        try visit(
+            0, Array("temp".utf8), Entry(value: .string(Array("x".utf8)), expiresAtMilliseconds: 1_900_000_000_000))
         try visit(2, Array("h".utf8), Entry(value: .hash(hash)))
     }
 
@@ -205,7 +206,8 @@ final class FatalRecorder: Sendable {
         let disk = SimulatedDisk()
         let writer = try setUp(disk)
         var before = PropagationBuffer()
-        before.append(database: 0, arguments: CommandArguments([Array("INCRBY".utf8), Array("counter".utf8), Array("42".utf8)]))
+        before.append(
+            database: 0, arguments: CommandArguments([Array("INCRBY".utf8), Array("counter".utf8), Array("42".utf8)]))
         writer.waitUntilDurable(writer.append(before))
         let rewriter = AOFRewriter(writer: writer)
         #expect(rewriter.beginRewrite() == .started)
@@ -222,8 +224,8 @@ final class FatalRecorder: Sendable {
         #expect(rewriter.info().rewrites == 1 && rewriter.info().lastRewriteOK)
         var commands: [String] = []
         _ = try AOFLoader(storage: disk, directory: directory).load { arguments, database in
-            commands.append("\(database):" + (0..<arguments.count).map { String(decoding: arguments[$0], as: UTF8.self) }
-                .joined(separator: " "))
+            let words = (0..<arguments.count).map { String(decoding: arguments[$0], as: UTF8.self) }
+            commands.append("\(database):" + words.joined(separator: " "))
         }
         #expect(commands == ["0:SET counter 42", "0:SET temp x", "0:PEXPIREAT temp 1900000000000", "2:HSET h f 3",
                              "1:INCR n"])

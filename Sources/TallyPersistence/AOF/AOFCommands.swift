@@ -13,7 +13,8 @@ public struct AOFCommandHooks: Sendable {
 
     /// Creates hooks.
     public init(
-        waitFsynced: @escaping @Sendable (UInt64, Int64) -> Bool?, startRewrite: @escaping @Sendable () -> AOFRewriteStart
+        waitFsynced: @escaping @Sendable (UInt64, Int64) -> Bool?,
+        startRewrite: @escaping @Sendable () -> AOFRewriteStart
     ) {
         self.waitFsynced = waitFsynced
         self.startRewrite = startRewrite
@@ -32,15 +33,20 @@ public enum AOFCommands {
                 waitAOF(&context, hooks: hooks)
             },
             CommandSpec(
-                name: "bgrewriteaof", arity: 1, flags: [.admin, .noScript], categories: ["@admin", "@slow", "@dangerous"]
+                name: "bgrewriteaof", arity: 1, flags: [.admin, .noScript],
+                categories: ["@admin", "@slow", "@dangerous"]
             ) { context in
                 switch hooks.startRewrite() {
-                case .started: context.output.writeSimpleString("Background append only file rewriting started")
+                case .started:
+                    context.output.writeSimpleString("Background append only file rewriting started")
                 case .alreadyInProgress:
                     context.output.writeError("ERR Background append only file rewriting already in progress")
                 case .failed:
                     context.output.writeError(
-                        "ERR Can't execute an AOF background rewriting. Please check the server logs for more information.")
+                        """
+                        ERR Can't execute an AOF background rewriting. \
+                        Please check the server logs for more information.
+                        """)
                 }
             },
         ]

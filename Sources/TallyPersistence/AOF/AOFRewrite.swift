@@ -131,8 +131,12 @@ public final class AOFRewriter<S: Storage>: Sendable {
         var next = manifest
         next.currentBaseSequence = sequence
         var history = next.history
-        if let oldBase = next.base { history.append(AOFFileInfo(name: oldBase.name, sequence: oldBase.sequence, type: .history)) }
-        for old in next.incrs.dropLast() { history.append(AOFFileInfo(name: old.name, sequence: old.sequence, type: .history)) }
+        if let oldBase = next.base {
+            history.append(AOFFileInfo(name: oldBase.name, sequence: oldBase.sequence, type: .history))
+        }
+        for old in next.incrs.dropLast() {
+            history.append(AOFFileInfo(name: old.name, sequence: old.sequence, type: .history))
+        }
         next.base = AOFFileInfo(name: name, sequence: sequence, type: .base)
         next.incrs = Array(next.incrs.suffix(1))
         next.history = history
