@@ -316,7 +316,7 @@ func shell(_ command: String) -> (status: Int32, output: String) {
                   + "redis-cli -p \(port) HINCRBY h f 3; redis-cli -p \(port) BGREWRITEAOF")
         usleep(700_000)
         _ = shell("redis-cli -p \(port) INCR counter; redis-cli -p \(port) -n 2 INCRBY other 7")
-        _ = shell("redis-cli -p \(port) shutdown")
+        _ = shell("redis-cli -p \(port) shutdown nosave")
         usleep(300_000)
         let storage = PosixStorage()
         let loader = AOFLoader(storage: storage, directory: root + "/appendonlydir")
