@@ -40,7 +40,7 @@ enum IntrospectionCommands {
                 if let row = table.lookup(arguments[index]) {
                     writeInfo(table.rows[row], into: &context.output)
                 } else {
-                    context.output.writeNullArray()
+                    context.output.writeNull()
                 }
             }
         } else if arguments.matches(1, "list") {

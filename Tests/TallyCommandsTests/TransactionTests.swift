@@ -1,0 +1,87 @@
+// TransactionTests: WATCH across sessions, expiry of watched keys, AUTH gating, RESP3 replies.
+import TallyCommands
+import TallyTestSupport
+import Testing
+
+@Suite struct TransactionTests {
+    @Test func watchSeesOtherSessionsWrites() {
+        let a = CommandHarness()
+        let b = CommandHarness(sharing: a)
+        a.run("SET", "k", "1")
+        a.run("WATCH", "k")
+        b.run("INCR", "k")
+        a.run("MULTI")
+        a.run("SET", "k", "100")
+        #expect(a.reply("EXEC") == "*-1\r\n")
+        #expect(a.reply("GET", "k") == "$1\r\n2\r\n")
+        // The watch is gone after EXEC: the same sequence now succeeds.
+        a.run("WATCH", "k")
+        a.run("MULTI")
+        a.run("SET", "k", "100")
+        #expect(a.reply("EXEC") == "*1\r\n+OK\r\n")
+    }
+
+    @Test func watchIgnoresOtherDatabasesAndFailedWrites() {
+        let a = CommandHarness()
+        let b = CommandHarness(sharing: a)
+        a.run("SET", "k", "1")
+        a.run("WATCH", "k")
+        b.run("SELECT", "1")
+        b.run("SET", "k", "x")
+        b.run("SELECT", "0")
+        b.run("SET", "k", "2", "NX")
+        a.run("MULTI")
+        a.run("GET", "k")
+        #expect(a.reply("EXEC") == "*1\r\n$1\r\n1\r\n")
+    }
+
+    @Test func expiryOfWatchedKeyAbortsAndFlushTouches() {
+        let a = CommandHarness()
+        a.run("SET", "k", "1", "PX", "100")
+        a.run("WATCH", "k")
+        a.clock.advance(by: 200)
+        a.run("MULTI")
+        a.run("PING")
+        #expect(a.reply("EXEC") == "*-1\r\n")
+        let b = CommandHarness(sharing: a)
+        a.run("SET", "j", "1")
+        a.run("WATCH", "j")
+        b.run("FLUSHALL")
+        a.run("MULTI")
+        #expect(a.reply("EXEC") == "*-1\r\n")
+    }
+
+    @Test func authGatesCommands() {
+        let h = CommandHarness(configuration: EngineConfiguration(requirePass: Array("secret".utf8)))
+        h.engine.sessionOpened(h.session)
+        #expect(h.reply("GET", "k") == "-NOAUTH Authentication required.\r\n")
+        #expect(h.reply("AUTH", "wrong") == "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+        #expect(h.reply("AUTH", "secre") == "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+        #expect(h.reply("AUTH", "secret") == "+OK\r\n")
+        #expect(h.reply("GET", "k") == "$-1\r\n")
+        #expect(h.reply("RESET") == "+RESET\r\n")
+        #expect(h.reply("PING") == "-NOAUTH Authentication required.\r\n")
+        #expect(h.reply("AUTH", "default", "secret") == "+OK\r\n")
+    }
+
+    @Test func resp3Replies() {
+        let h = CommandHarness()
+        let hello = h.reply("HELLO", "3")
+        #expect(hello.hasPrefix("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n"))
+        #expect(hello.hasSuffix("$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"))
+        h.run("HSET", "h", "b", "1", "a", "2")
+        #expect(h.reply("HGETALL", "h") == "%2\r\n$1\r\nb\r\n$1\r\n1\r\n$1\r\na\r\n$1\r\n2\r\n")
+        #expect(h.reply("GET", "nope") == "_\r\n")
+        #expect(h.reply("HGETALL", "nope") == "%0\r\n")
+        h.run("WATCH", "h")
+        CommandHarness(sharing: h).run("DEL", "h")
+        h.run("MULTI")
+        #expect(h.reply("EXEC") == "_\r\n")
+    }
+
+    @Test func quitClosesAfterReply() {
+        let h = CommandHarness()
+        #expect(h.reply("QUIT") == "+OK\r\n")
+        #expect(h.session.closeAfterReply)
+    }
+}
