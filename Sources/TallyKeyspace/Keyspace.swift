@@ -53,6 +53,14 @@ public struct DatabaseStatistics: Sendable, Equatable {
     public var expires: Int
     /// Estimated average TTL in milliseconds of keys with a TTL (sampled, as Redis estimates).
     public var averageTTLMilliseconds: Int64
+
+    /// Creates a row.
+    public init(database: Int, keys: Int, expires: Int, averageTTLMilliseconds: Int64) {
+        self.database = database
+        self.keys = keys
+        self.expires = expires
+        self.averageTTLMilliseconds = averageTTLMilliseconds
+    }
 }
 
 /// The whole dataset: `databases` logical databases, spread over `shards` shards by key hash.
