@@ -75,6 +75,13 @@ class ModelTests(unittest.TestCase):
             res = self.check([log], self.observed() | {self.owned: value})
             self.assertTrue(res.ok, res.failures)
 
+    def test_vanished_key_from_an_earlier_cycle_is_lost(self):
+        self.model.base[self.shared] = 42
+        self.assertEqual(self.check([], self.observed()).lost, 1)
+        self.setUp()
+        self.model.base[self.shared] = 42
+        self.assertTrue(self.check([], self.observed() | {self.shared: 42}).ok)
+
     def test_double_applied_write_is_a_phantom(self):
         log = [op(self.clock, self.owned, 0, 5), op(self.clock, self.owned, 0, 7)]
         res = self.check([log], self.observed() | {self.owned: 19})

@@ -193,10 +193,12 @@ class Model:
             if running == value:
                 lost_at = i + 1
         res.new_base[slot] = value
-        if lost_at is not None and lost_at < len(acked):
-            lost = len(acked) - lost_at
+        if value is None:
+            lost_at = 0  # the key vanished: everything acknowledged on it is gone (at least its old value)
+        if lost_at is not None and (lost_at < len(acked) or value is None):
+            lost = max(1, len(acked) - lost_at)
             res.lost += lost
-            if crash_time is not None:
+            if crash_time is not None and lost_at < len(acked):
                 res.loss_window = max(res.loss_window, crash_time - acked[lost_at].recv)
             res.fail("%s: found %s, expected %s (+ in-flight): %d acknowledged write(s) lost"
                      % (_fmt(slot), value, start, lost))

@@ -98,10 +98,12 @@ class ServerProc:
         """SIGKILL to the whole process group (server and any forked child), then reap."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if self.proc.poll() is None:
+            # Only while our leader is unreaped: its pid (= the group id) cannot belong to anyone else.
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
         self.wait_group_gone()
 
