@@ -89,10 +89,11 @@ def completed_save(conn, background, poll=0.005, timeout=120.0):
     deadline = time.monotonic() + timeout
     while background:
         fields = _info(conn)
-        if fields.get("rdb_bgsave_in_progress", "0") == "0" and _lastsave(conn) > before:
+        if fields.get("rdb_bgsave_in_progress", "0") == "0":
             if fields.get("rdb_last_bgsave_status", "ok") != "ok":
                 raise RuntimeError("BGSAVE failed: rdb_last_bgsave_status=%s" % fields["rdb_last_bgsave_status"])
-            break
+            if _lastsave(conn) > before:
+                break
         if time.monotonic() > deadline:
             raise RuntimeError("BGSAVE did not complete within %.0fs" % timeout)
         time.sleep(poll)
@@ -334,6 +335,7 @@ def run_scenario(cls, label, argv, ctx, seed, log):
     workload = None
     try:
         srv.start()
+        _preflight(srv, result)
         _check(result, model, [], ALL_ACKED, srv, plan, None, "initial empty state")
         n = scenario.fill_size()
         if n:
@@ -382,6 +384,24 @@ def run_scenario(cls, label, argv, ctx, seed, log):
     if result.passed:
         shutil.rmtree(result.data_dir, ignore_errors=True)
     return result
+
+
+def _preflight(srv, result):
+    """A server that accepts --appendonly yes but does not log would fail every check with a wall of
+    lost writes; say plainly what INFO reports instead."""
+    opts = srv.options
+    wanted = None
+    for i, o in enumerate(opts[:-1]):
+        if o == "--appendonly":
+            wanted = "1" if opts[i + 1] == "yes" else "0"
+    conn = Connection(srv.port, timeout=30.0)
+    try:
+        enabled = _info(conn).get("aof_enabled")
+    finally:
+        conn.close()
+    if wanted is not None and enabled is not None and enabled != wanted:
+        result.failures.append("server started with --appendonly %s but INFO persistence says aof_enabled:%s"
+                               % ("yes" if wanted == "1" else "no", enabled))
 
 
 def _check_windows(result, model, logs, windows, srv, plan, crash_time, what):
