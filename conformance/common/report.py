@@ -3,7 +3,7 @@ import sys
 
 
 class Report:
-    def __init__(self, verbose_limit=40):
+    def __init__(self, verbose_limit=12):
         self.rows = {}      # (section, group) -> [passed, failed]
         self.order = []
         self.failures = []  # (section, group, text)
@@ -17,7 +17,7 @@ class Report:
         self.rows[key][0 if ok else 1] += 1
         if not ok:
             self.failures.append((section, group, detail or ""))
-            shown = sum(1 for f in self.failures if f[0] == section)
+            shown = sum(1 for f in self.failures if f[0] == section and f[1] == group)
             if shown <= self.verbose_limit:
                 sys.stdout.write("FAIL [%s/%s] %s\n" % (section, group, detail))
                 sys.stdout.flush()
@@ -40,7 +40,6 @@ class Report:
             for k in keys:
                 p, f = self.rows[k]
                 print("  %-*s %8d %8d%s" % (width, k[1], p, f, "   <-- FAIL" if f else ""))
-        hidden = len(self.failures) - sum(min(self.verbose_limit, sum(1 for f in self.failures if f[0] == s))
-                                           for s in sections)
+        hidden = sum(max(0, v[1] - self.verbose_limit) for v in self.rows.values())
         if hidden > 0:
             print("\n(%d more failure details not shown)" % hidden)

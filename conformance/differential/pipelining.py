@@ -59,9 +59,17 @@ def run(ref, test, report, rng, long=False):
                     ("byte-by-byte", list(range(1, len(data)))),
                     ("random-splits", sorted(rng.sample(range(1, len(data)), min(60, len(data) - 1)))),
                     ("two-halves", [len(data) // 2])]
+        own = {srv.name: _send(srv, data, [], count) for srv in (ref, test)}
         for name, cuts in variants:
             for srv in (ref, test):
                 got = _send(srv, data, cuts, count)
+                if name != "single-write":
+                    # Self-consistency separates framing bugs from plain command differences.
+                    same_own = got == own[srv.name]
+                    report.record("differential", "pipelining-self/%s" % srv.name, same_own,
+                                  None if same_own else "pipelining %s round %d on %s: differs from its own "
+                                  "single-write replies at byte %d" % (name, r, srv.name,
+                                                                       _first_diff(own[srv.name], got)))
                 ok = got == expected
                 detail = None
                 if not ok:

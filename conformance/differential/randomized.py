@@ -256,9 +256,26 @@ def first_mismatch(ref, test, proto, ops):
     return None
 
 
+def _kind(op, raw_a, raw_b):
+    """What a mismatch looks like: the command and the shape of both replies (error text or type byte)."""
+    def shape(raw):
+        return raw[:48] if raw[:1] in (b"-", b"!", b"<") else raw[:1]
+    return op.args[0].upper(), shape(raw_a), shape(raw_b)
+
+
 def minimize(ref, test, proto, ops, budget_s=25.0):
-    """ddmin over the op list: the smallest subsequence (replayed from FLUSHALL) that still mismatches."""
+    """ddmin over the op list: the smallest subsequence (replayed from FLUSHALL) whose first mismatch is of
+    the same kind as the original one (so shrinking does not drift onto a different bug)."""
     deadline = time.monotonic() + budget_s
+    m0 = first_mismatch(ref, test, proto, ops)
+    if m0 is None:
+        return ops, None
+    target = _kind(ops[m0[0]], m0[1][0], m0[2][0])
+
+    def still_fails(candidate):
+        m = first_mismatch(ref, test, proto, candidate)
+        return m is not None and _kind(candidate[m[0]], m[1][0], m[2][0]) == target
+
     n = 2
     while len(ops) >= 2 and time.monotonic() < deadline:
         size = len(ops) // n
@@ -267,7 +284,7 @@ def minimize(ref, test, proto, ops, budget_s=25.0):
             if time.monotonic() > deadline:
                 break
             candidate = ops[:start] + ops[start + size:]
-            if candidate and first_mismatch(ref, test, proto, candidate) is not None:
+            if candidate and still_fails(candidate):
                 ops = candidate
                 n = max(n - 1, 2)
                 reduced = True
@@ -282,10 +299,11 @@ def minimize(ref, test, proto, ops, budget_s=25.0):
     return ops, m
 
 
-def run(ref, test, report, seed, total_ops, max_minimized=3):
+def run(ref, test, report, seed, total_ops, max_minimized=8):
     rng = random.Random(seed)
     minimized = 0
     timeouts = 0
+    seen = {}
     streams = max(1, total_ops // STREAM_LEN)
     for s in range(streams):
         proto = 3 if s % 4 == 3 else 2
@@ -308,7 +326,13 @@ def run(ref, test, report, seed, total_ops, max_minimized=3):
             timeouts += 1
         detail = ("seed %d stream %d (RESP%d): op #%d `%s`\n      redis: %r\n      test:  %r"
                   % (seed, s, proto, idx, ops[idx].text(), raw_a[:300], raw_b[:300]))
-        if minimized < max_minimized:
+        # One reproducer per kind of mismatch (command name + both replies), so that a single bug hit in
+        # many streams does not use up the minimization budget.
+        signature = (ops[idx].args[0].upper(), raw_a[:80], raw_b[:80])
+        if signature in seen:
+            detail += "\n      (same kind of mismatch as stream %d)" % seen[signature]
+        elif minimized < max_minimized:
+            seen[signature] = s
             minimized += 1
             small, m2 = minimize(ref, test, proto, ops[:idx + 1])
             detail += "\n      minimized reproducer (%d commands, from FLUSHALL, RESP%d):\n        %s" % (
