@@ -173,7 +173,8 @@ enum StringCommands {
         guard let expiry = context.expireArgument(2, unit) else { return }
         let key = context.key(1)
         let shard = context.lockShard(for: key)
-        shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[3]), expiresAtMilliseconds: expiry))
+        let value = Value.fromSlice(context.arguments[3])
+        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: expiry))
         context.addChanges(1)
         context.output.writeOK()
         context.propagate([Words.set, key.bytes, context.arguments.copy(3), Words.pxat, decimalBytes(expiry)])

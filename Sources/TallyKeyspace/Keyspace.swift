@@ -84,7 +84,8 @@ public final class Keyspace: Sendable {
     /// Creates an empty keyspace. `shards` must be a power of two between 1 and 64.
     public init(databases: Int = 16, shards: Int = 16) {
         precondition(databases >= 1, "at least one database")
-        precondition(shards >= 1 && shards <= 64 && shards & (shards - 1) == 0, "shards: power of two in 1...64")
+        precondition(shards >= 1 && shards <= 64 && shards & (shards - 1) == 0,
+                     "shards: power of two in 1...64")
         databaseCount = databases
         shardMaskBits = UInt64(shards - 1)
         self.shards = (0..<shards).map { Shard(index: $0, databases: databases) }
