@@ -59,6 +59,7 @@ class CheckResult:
         self.keys = 0
         self.acked = 0           # acknowledged writes that had to be present
         self.discarded = 0       # acknowledged writes legitimately absent (after the snapshot instant)
+        self.fill_checked = 0    # filler keys among `keys` / `acked`
         self.lost = 0
         self.phantoms = 0
         self.torn = 0
@@ -131,6 +132,7 @@ class Model:
         for k, want in self.fill.items():
             res.keys += 1
             res.acked += 1
+            res.fill_checked += 1
             got = observed_fill.get(k)
             if got != want:
                 if got is None or (isinstance(got, int) and got < want):

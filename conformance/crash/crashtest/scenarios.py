@@ -22,6 +22,7 @@ class ScenarioResult:
         self.keys = 0
         self.acked = 0
         self.discarded = 0
+        self.fill_checked = 0
         self.lost = 0
         self.phantoms = 0
         self.torn = 0
@@ -45,9 +46,11 @@ class ScenarioResult:
         self.notes[note] = self.notes.get(note, 0) + n
 
     def as_dict(self):
-        d = {k: getattr(self, k) for k in ("server", "scenario", "cycles", "keys", "acked", "discarded", "lost",
+        d = {k: getattr(self, k) for k in ("server", "scenario", "cycles", "keys", "acked", "discarded",
+                                             "fill_checked", "lost",
                                              "phantoms", "torn", "bad_ttl", "error_replies", "ops_sent",
                                              "loss_window", "loss_window_kind", "notes", "aborted", "seconds")}
+        d["workload_acked"] = self.acked - self.fill_checked
         d["passed"] = self.passed
         d["failures"] = self.failures[:50]
         return d
@@ -429,6 +432,7 @@ def _accumulate(result, model, res, window, crash_time):
     result.keys += res.keys
     result.acked += res.acked
     result.discarded += res.discarded
+    result.fill_checked += res.fill_checked
     result.lost += res.lost
     result.phantoms += res.phantoms
     result.torn += res.torn
