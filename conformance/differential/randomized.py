@@ -328,7 +328,7 @@ def run(ref, test, report, seed, total_ops, max_minimized=8):
                   % (seed, s, proto, idx, ops[idx].text(), raw_a[:300], raw_b[:300]))
         # One reproducer per kind of mismatch (command name + both replies), so that a single bug hit in
         # many streams does not use up the minimization budget.
-        signature = (ops[idx].args[0].upper(), raw_a[:80], raw_b[:80])
+        signature = _kind(ops[idx], raw_a, raw_b)
         if signature in seen:
             detail += "\n      (same kind of mismatch as stream %d)" % seen[signature]
         elif minimized < max_minimized:
