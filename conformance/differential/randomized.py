@@ -49,8 +49,9 @@ def _quote(b):
 class Generator:
     """Produces Ops; tracks MULTI nesting so EXEC replies get per-element comparison modes."""
 
-    def __init__(self, rng):
+    def __init__(self, rng, exclude=()):
         self.r = rng
+        self.exclude = set(exclude)
         self.in_multi = False
         self.queued_modes = []
         self.queue_poisoned = False
@@ -188,7 +189,10 @@ class Generator:
         return Op([cmd, k, t] + flags)
 
     def next(self):
-        return self.one()
+        while True:
+            op = self.one()
+            if op.args[0].upper() not in self.exclude:
+                return op
 
 
 def assign_modes(ops):
@@ -299,21 +303,25 @@ def minimize(ref, test, proto, ops, budget_s=25.0):
     return ops, m
 
 
-def run(ref, test, report, seed, total_ops, max_minimized=8):
-    rng = random.Random(seed)
-    minimized = 0
-    timeouts = 0
-    seen = {}
-    streams = max(1, total_ops // STREAM_LEN)
-    for s in range(streams):
+class _State:
+    def __init__(self, max_minimized):
+        self.minimized = 0
+        self.max_minimized = max_minimized
+        self.timeouts = 0
+        self.seen = {}
+        self.failing_commands = set()
+
+
+def _streams(ref, test, report, seed, rng, count, state, exclude=(), label="random"):
+    for s in range(count):
         proto = 3 if s % 4 == 3 else 2
-        gen = Generator(rng)
+        gen = Generator(rng, exclude)
         ops = [gen.next() for _ in range(STREAM_LEN)]
         ops.append(Op([b"DISCARD"]))
         for db in (b"0", b"1"):
             ops += [Op([b"SELECT", db]), Op([b"KEYS", b"*"], "sorted")]
-        group = "random/resp%d" % proto
-        if timeouts >= 3:
+        group = "%s/resp%d" % (label, proto)
+        if state.timeouts >= 3:
             report.record("differential", group, False, "seed %d stream %d not run: the server under test "
                           "stopped answering in 3 earlier streams" % (seed, s))
             continue
@@ -323,17 +331,21 @@ def run(ref, test, report, seed, total_ops, max_minimized=8):
             continue
         idx, (raw_a, _), (raw_b, _) = m
         if raw_b.startswith(b"<ReplyTimeout"):
-            timeouts += 1
-        detail = ("seed %d stream %d (RESP%d): op #%d `%s`\n      redis: %r\n      test:  %r"
-                  % (seed, s, proto, idx, ops[idx].text(), raw_a[:300], raw_b[:300]))
-        # One reproducer per kind of mismatch (command name + both replies), so that a single bug hit in
-        # many streams does not use up the minimization budget.
+            state.timeouts += 1
+        state.failing_commands.add(ops[idx].args[0].upper())
+        where = "seed %d %s stream %d (RESP%d)" % (seed, label, s, proto)
+        if exclude:
+            where += " excluding %s" % " ".join(sorted(x.decode() for x in exclude))
+        detail = ("%s: op #%d `%s`\n      redis: %r\n      test:  %r"
+                  % (where, idx, ops[idx].text(), raw_a[:300], raw_b[:300]))
+        # One reproducer per kind of mismatch (command name + shape of both replies), so that a single bug
+        # hit in many streams does not use up the minimization budget.
         signature = _kind(ops[idx], raw_a, raw_b)
-        if signature in seen:
-            detail += "\n      (same kind of mismatch as stream %d)" % seen[signature]
-        elif minimized < max_minimized:
-            seen[signature] = s
-            minimized += 1
+        if signature in state.seen:
+            detail += "\n      (same kind of mismatch as %s)" % state.seen[signature]
+        elif state.minimized < state.max_minimized:
+            state.seen[signature] = "%s stream %d" % (label, s)
+            state.minimized += 1
             small, m2 = minimize(ref, test, proto, ops[:idx + 1])
             detail += "\n      minimized reproducer (%d commands, from FLUSHALL, RESP%d):\n        %s" % (
                 len(small), proto, "\n        ".join(op.text() for op in small))
@@ -343,3 +355,17 @@ def run(ref, test, report, seed, total_ops, max_minimized=8):
         for srv in (ref, test):
             srv.restart_if_dead()
         report.record("differential", group, False, detail)
+
+
+def run(ref, test, report, seed, total_ops, max_minimized=8):
+    """The main streams, then (if some command mismatched) extra rounds that leave the failing commands out,
+    so that one frequent bug does not hide the others behind it."""
+    rng = random.Random(seed)
+    state = _State(max_minimized)
+    _streams(ref, test, report, seed, rng, max(1, total_ops // STREAM_LEN), state)
+    exclude = set()
+    for _ in range(3):
+        if not state.failing_commands - exclude or state.timeouts >= 3:
+            break
+        exclude |= state.failing_commands
+        _streams(ref, test, report, seed, rng, 8, state, exclude, "random-excluding")
