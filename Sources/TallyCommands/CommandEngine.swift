@@ -57,6 +57,9 @@ public final class CommandEngine: Sendable {
     private let password = Mutex<[UInt8]?>(nil)
     private let passwordSet = Atomic<Bool>(false)
     private let nextClientID = Atomic<Int64>(0)
+    /// Shard where the next active expiry cycle starts, so a cycle cut short by its time
+    /// budget does not starve the shards after it.
+    private let expireCursor = Atomic<Int>(0)
 
     /// Creates an engine with the built-in command families plus `serverCommands`.
     public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
@@ -255,7 +258,11 @@ public final class CommandEngine: Sendable {
         var random = SystemRandomNumberGenerator()
         var propagation = PropagationBuffer()
         let log = attachedLog
-        for shard in keyspace.shards {
+        let shardCount = keyspace.shards.count
+        let first = expireCursor.load(ordering: .relaxed) % shardCount
+        for step in 0..<shardCount {
+            let shard = keyspace.shards[(first + step) % shardCount]
+            expireCursor.store((first + step + 1) % shardCount, ordering: .relaxed)
             shard.lock()
             let now = clock.nowMilliseconds()
             for database in 0..<keyspace.databaseCount where shard.expiringCount(database) > 0 {
