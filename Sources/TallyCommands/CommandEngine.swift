@@ -29,9 +29,13 @@ public struct EngineConfiguration: Sendable {
 public struct CommandStatisticsRow: Sendable {
     /// Lowercase command name.
     public var name: String
+    /// Executions.
     public var calls: Int64
+    /// Total time spent executing, in microseconds (`usec`; `usec_per_call` = usec / calls).
     public var microseconds: Int64
+    /// Refused before running (arity, NOAUTH, MISCONF).
     public var rejectedCalls: Int64
+    /// Ran and replied with an error.
     public var failedCalls: Int64
 }
 

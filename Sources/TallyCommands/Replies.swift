@@ -2,7 +2,8 @@
 import TallyKeyspace
 import TallyProtocol
 
-/// Error messages exactly as Redis 7.0.15 words them (without the leading `-`).
+/// Error messages exactly as Redis 7.0.15 words them (without the leading `-`); each member
+/// is named after the condition it reports, and its text was checked against redis-server.
 public enum RedisError {
     public static let wrongType: StaticString = "WRONGTYPE Operation against a key holding the wrong kind of value"
     public static let notInteger: StaticString = "ERR value is not an integer or out of range"
