@@ -153,6 +153,15 @@ enum KeyspaceCommands {
             }
             index += 2
         }
+        // The TYPE filter as a kind: nil = no filter; an unknown type name matches nothing.
+        var wantHash: Bool?
+        var typeMatchesNothing = false
+        if let typeFilter {
+            let wanted = String(decoding: typeFilter, as: UTF8.self).lowercased()
+            if wanted == "hash" { wantHash = true } else if wanted == "string" { wantHash = false } else {
+                typeMatchesNothing = true
+            }
+        }
         var matched: [Key] = []
         var shardIndex = cursor
         let shardCount = UInt64(context.keyspace.shards.count)
@@ -163,11 +172,11 @@ enum KeyspaceCommands {
             for (key, entry) in shard.tables[context.database] {
                 if let expiry = entry.expiresAtMilliseconds, expiry <= context.now { continue }
                 if let pattern, !globMatches(pattern, key.bytes[...]) { continue }
-                if let typeFilter {
+                if typeMatchesNothing { continue }
+                if let wantHash {
                     let isHash: Bool
                     if case .hash = entry.value { isHash = true } else { isHash = false }
-                    let wanted = String(decoding: typeFilter, as: UTF8.self).lowercased()
-                    if wanted != (isHash ? "hash" : "string") { continue }
+                    if isHash != wantHash { continue }
                 }
                 matched.append(key)
             }
