@@ -81,24 +81,28 @@ struct ExpiringKeys {
 /// Every method other than `lock()`/`unlock()` requires the caller to hold the lock. All
 /// mutations funnel through `store`, `remove` and `setExpiry`, which keep the TTL index and
 /// notify watchers, so no operation can forget either.
+///
+/// The stored properties opt out of dynamic exclusivity checks (`@exclusivity(unchecked)`):
+/// the mutex already serializes every access, and the checks cost a large share of the hot
+/// path's instructions (measured in the probe described in NOTES.md).
 public final class Shard: @unchecked Sendable {
     /// This shard's position in the keyspace (locks are always taken in ascending index order).
     public let index: Int
     /// The mutex guarding everything below.
     public let mutex = ShardLock()
     /// Per-database tables.
-    public internal(set) var tables: [[Key: Entry]]
-    var expiring: [ExpiringKeys]
-    var watchers: [DatabaseKey: [WatchToken]] = [:]
+    @exclusivity(unchecked) public internal(set) var tables: [[Key: Entry]]
+    @exclusivity(unchecked) var expiring: [ExpiringKeys]
+    @exclusivity(unchecked) var watchers: [DatabaseKey: [WatchToken]] = [:]
     /// Keys deleted by lazy expiry during the current command, to be propagated as DEL.
-    public var expiredDuringOperation: [DatabaseKey] = []
+    @exclusivity(unchecked) public var expiredDuringOperation: [DatabaseKey] = []
     /// Keyspace hits and misses (INFO stats), counted under the lock.
-    public internal(set) var hits: Int64 = 0
-    public internal(set) var misses: Int64 = 0
+    @exclusivity(unchecked) public internal(set) var hits: Int64 = 0
+    @exclusivity(unchecked) public internal(set) var misses: Int64 = 0
     /// Keys removed because they expired (lazily or actively).
-    public internal(set) var expiredKeys: Int64 = 0
+    @exclusivity(unchecked) public internal(set) var expiredKeys: Int64 = 0
     /// Per-database running estimate of the TTL of keys with one (INFO `avg_ttl`), in ms.
-    public internal(set) var averageTTL: [Int64]
+    @exclusivity(unchecked) public internal(set) var averageTTL: [Int64]
 
     init(index: Int, databases: Int) {
         self.index = index
