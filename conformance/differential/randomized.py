@@ -148,6 +148,8 @@ class Generator:
             (1, lambda: Op([b"DISCARD"])),
             (1, lambda: Op([b"WATCH", k])),
             (1, lambda: Op([b"UNWATCH"])),
+            (1, lambda: Op([b"HELLO", r.choice([b"2", b"3"])], "ignore:id")),
+            (1, lambda: Op([b"RESET"])),
         ]
         if r.random() < 0.0005:
             return Op([b"FLUSHALL"])
@@ -205,6 +207,8 @@ def assign_modes(ops):
         if name == b"MULTI":
             if not in_multi:
                 in_multi, queued, poisoned = True, [], False
+        elif name == b"RESET":
+            in_multi = False
         elif name in (b"EXEC", b"DISCARD"):
             if name == b"EXEC":
                 op.mode = ("exec", list(queued)) if in_multi and not poisoned else None

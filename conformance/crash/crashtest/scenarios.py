@@ -105,6 +105,31 @@ def completed_save(conn, background, poll=0.005, timeout=120.0):
     return Window(ta, tb, "BGSAVE" if background else "SAVE"), time.monotonic() - ta
 
 
+def kill_while_loading(srv, rng, result, kills, load_seconds):
+    """Starts the server `kills` times and SIGKILLs it at a random point of its start-up (aimed inside
+    the previous start's duration; counted as "while LOADING" when PING had answered -LOADING), then
+    starts it for real. Returns how long that last start took."""
+    for _ in range(kills):
+        srv.spawn()
+        deadline = time.monotonic() + rng.uniform(0, (load_seconds or 0.3) * 0.9)
+        state = "down"
+        at_first_loading = rng.random() < 0.5  # else at a random moment, maybe after loading finished
+        while True:
+            state = srv.probe()
+            if time.monotonic() >= deadline or (state == "loading" and (at_first_loading or rng.random() < 0.05)):
+                break
+            time.sleep(0.001)
+        if not srv.alive():
+            raise StartFailed("server exited during start-up; log %s:\n%s" % (srv.log_path, srv.log_tail()))
+        srv.kill()
+        result.count("kills during start-up")
+        if state == "loading":
+            result.count("kills while LOADING observed")
+    srv.start()
+    result.notes["last start seconds"] = round(srv.last_start_seconds, 3)
+    return srv.last_start_seconds
+
+
 class Scenario:
     """Base class: options, filler size and how one cycle crashes and restarts the server."""
 
@@ -206,7 +231,8 @@ class RdbKillDuringBgsave(Scenario):
     options = RDB_MANUAL
     fill = 100_000
     proves = "RDB only: after SIGKILL the state is exactly one completed snapshot (the last acknowledged " \
-             "one, or the killed BGSAVE if it had already renamed its file)"
+             "one, or the killed BGSAVE if it had already renamed its file); some restarts are killed while " \
+             "loading the RDB"
 
     save_seconds = None
 
@@ -220,6 +246,11 @@ class RdbKillDuringBgsave(Scenario):
             completed_save(conn, background=False)
         finally:
             conn.close()
+
+    def restart(self, srv, cycle):
+        # Half of the restarts are first killed while loading the RDB.
+        self.load_seconds = kill_while_loading(srv, self.rng, self.result, self.rng.randint(0, 1),
+                                               getattr(self, "load_seconds", None))
 
     def crash(self, srv, cycle):
         time.sleep(self.run_time())
@@ -269,25 +300,8 @@ class KillDuringLoading(Scenario):
         return [ALL_ACKED], t
 
     def restart(self, srv, cycle):
-        for _ in range(self.rng.randint(1, 2)):
-            srv.spawn()
-            delay = self.rng.uniform(0, (self.load_seconds or 0.3) * 0.9)
-            deadline = time.monotonic() + delay
-            state = "down"
-            while True:
-                state = srv.probe()
-                if time.monotonic() >= deadline or (state == "loading" and self.rng.random() < 0.05):
-                    break
-                time.sleep(0.001)
-            if not srv.alive():
-                raise StartFailed("server exited during loading; log %s:\n%s" % (srv.log_path, srv.log_tail()))
-            srv.kill()
-            self.result.count("kills during start-up")
-            if state == "loading":
-                self.result.count("kills while LOADING observed")
-        srv.start()
-        self.load_seconds = srv.last_start_seconds
-        self.result.notes["last start seconds"] = round(srv.last_start_seconds, 3)
+        self.load_seconds = kill_while_loading(srv, self.rng, self.result, self.rng.randint(1, 2),
+                                               self.load_seconds)
 
 
 class SigtermScenario(Scenario):
