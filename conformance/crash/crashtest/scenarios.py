@@ -231,8 +231,8 @@ class RdbKillDuringBgsave(Scenario):
     options = RDB_MANUAL
     fill = 100_000
     proves = "RDB only: after SIGKILL the state is exactly one completed snapshot (the last acknowledged " \
-             "one, or the killed BGSAVE if it had already renamed its file); some restarts are killed while " \
-             "loading the RDB"
+             "one, or the killed BGSAVE if it had already renamed its file); half the restarts are first killed " \
+             "during start-up"
 
     save_seconds = None
 
