@@ -297,6 +297,9 @@ final class IOThread: @unchecked Sendable {
         guard connections.removeValue(forKey: connection.descriptor) != nil else { return }
         epoll.remove(connection.descriptor)
         Posix.close(connection.descriptor)
+        // Drops the session's WATCH registrations; without this every watched key of a client
+        // that disconnects mid-transaction stays in the shard's watcher table forever.
+        engine.sessionClosed(connection.session)
         server.clients.remove(connection.session.id)
         server.clients.releaseSlot()
         server.log.log(.verbose, "Client closed connection id=\(connection.session.id) addr=\(connection.session.peerAddress)")
