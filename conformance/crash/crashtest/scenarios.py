@@ -3,6 +3,7 @@ import os
 import random
 import shutil
 import time
+import traceback
 
 from .model import ALL_ACKED, Model, Window
 from .resp import Connection, ErrorReply, ServerGone, info_fields
@@ -368,6 +369,10 @@ def run_scenario(cls, label, argv, ctx, seed, log):
             windows, crash_time = scenario.crash(srv, cycle)
             if srv.alive():
                 srv.kill()
+            if srv.unexpected_exits:
+                result.failures.append("cycle %d: the server exited on its own (status %s) before it was "
+                                       "signalled; log tail:\n%s" % (cycle, srv.unexpected_exits, srv.log_tail(10)))
+                srv.unexpected_exits = []
             workload.join()
             result.ops_sent += workload.op_count()
             errs = workload.errors()
@@ -388,6 +393,8 @@ def run_scenario(cls, label, argv, ctx, seed, log):
                 break
     except (StartFailed, RuntimeError, ServerGone, OSError) as e:
         result.aborted = "%s: %s" % (type(e).__name__, e)
+    except Exception as e:  # noqa: BLE001 - a malformed reply must not stop the other scenarios
+        result.aborted = "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
     finally:
         if workload is not None:
             workload.stop_event.set()

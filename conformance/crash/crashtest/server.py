@@ -33,6 +33,8 @@ class ServerProc:
         self.log_path = os.path.join(os.path.dirname(data_dir.rstrip("/")), os.path.basename(data_dir) + ".log")
         self.starts = 0
         self.last_start_seconds = None
+        self.signalled = False
+        self.unexpected_exits = []  # exit statuses of runs that ended before we signalled them
 
     def command_line(self):
         return self.argv + ["--port", str(self.port), "--dir", self.dir] + self.options
@@ -50,6 +52,7 @@ class ServerProc:
                 raise StartFailed("cannot start %s: %s" % (" ".join(self.command_line()), e)) from e
         self.starts += 1
         self.spawned_at = time.monotonic()
+        self.signalled = False
 
     def probe(self):
         """One PING: returns 'ready', 'loading', or 'down'."""
@@ -98,6 +101,8 @@ class ServerProc:
         """SIGKILL to the whole process group (server and any forked child), then reap."""
         if self.proc is None:
             return
+        self.note_unexpected_exit()
+        self.signalled = True
         if self.proc.poll() is None:
             # Only while our leader is unreaped: its pid (= the group id) cannot belong to anyone else.
             try:
@@ -121,7 +126,10 @@ class ServerProc:
     def terminate(self, timeout=60.0):
         """SIGTERM to the server process only; returns its exit status, or None if it had to be killed."""
         if not self.alive():
+            self.note_unexpected_exit()
+            self.signalled = True
             return self.proc.returncode if self.proc else None
+        self.signalled = True
         self.proc.send_signal(signal.SIGTERM)
         try:
             status = self.proc.wait(timeout=timeout)
@@ -130,6 +138,10 @@ class ServerProc:
             return None
         self.wait_group_gone()
         return status
+
+    def note_unexpected_exit(self):
+        if not self.signalled and self.proc.poll() is not None:
+            self.unexpected_exits.append(self.proc.returncode)
 
     def log_tail(self, n=25):
         try:
