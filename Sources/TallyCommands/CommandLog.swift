@@ -62,4 +62,14 @@ public protocol CommandLog: AnyObject, Sendable {
     /// iteration, before flushing replies, with the highest offset its sessions depend on:
     /// that is group commit, since one write/fsync covers every connection and thread.
     func waitUntilDurable(_ offset: UInt64)
+
+    /// True if everything up to `offset` is written (fsynced under `always`). The network layer
+    /// asks after `waitUntilDurable`; false means the replies must be held back, because the
+    /// write failed and the data is only in memory.
+    func isDurable(_ offset: UInt64) -> Bool
+}
+
+extension CommandLog {
+    /// Logs that cannot fail (tests, in-memory logs) are durable as soon as they return.
+    public func isDurable(_ offset: UInt64) -> Bool { true }
 }

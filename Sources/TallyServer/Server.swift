@@ -6,8 +6,10 @@ import TallyPlatform
 
 /// Entry point used by `tally-server`'s main.swift.
 public enum ServerMain {
-    /// Persistence wiring; replaced by the adapter for TallyPersistence when it is registered.
-    nonisolated(unsafe) public static var persistenceFactory: PersistenceFactory = { _, _ in NoPersistence() }
+    /// Persistence wiring: `DiskPersistence` (AOF + RDB) by default; tests may install another.
+    nonisolated(unsafe) public static var persistenceFactory: PersistenceFactory = { configuration, log in
+        DiskPersistence(configuration: configuration, log: log)
+    }
 
     /// Parses `arguments` like redis-server and serves until shutdown. Returns the exit status
     /// for startup failures (a running server exits from its shutdown path instead).

@@ -39,6 +39,8 @@ public enum AOFCommands {
                 switch hooks.startRewrite() {
                 case .started:
                     context.output.writeSimpleString("Background append only file rewriting started")
+                case .scheduled:
+                    context.output.writeSimpleString("Background append only file rewriting scheduled")
                 case .alreadyInProgress:
                     context.output.writeError("ERR Background append only file rewriting already in progress")
                 case .failed:

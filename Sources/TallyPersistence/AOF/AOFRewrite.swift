@@ -19,6 +19,8 @@ public enum AOFRewriteStart: Equatable, Sendable {
     case started
     /// `-ERR Background append only file rewriting already in progress`.
     case alreadyInProgress
+    /// `+Background append only file rewriting scheduled` (a BGSAVE runs; it starts after).
+    case scheduled
     /// Could not even rotate the incr file; nothing changed.
     case failed(String)
 }
@@ -176,7 +178,7 @@ let rewriteItemsPerCommand = 64
 
 /// Writes the snapshot as RESP commands: SELECT per database change, SET (integers in decimal),
 /// HSET in chunks of 64 pairs, PEXPIREAT for keys with a TTL.
-func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: inout Sink) throws {
+public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: inout Sink) throws {
     var database = -1
     var scratch: [UInt8] = []
     try walk { entryDatabase, key, entry in

@@ -144,6 +144,8 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
     private var earlierIncrSize: Int64 = 0
     private var baseSize: Int64
     private var delayedFsyncs = 0
+    /// `appendfsync` in force; starts as `configuration.fsyncPolicy`, CONFIG SET changes it live.
+    private var policy: AppendFsyncPolicy
 
     /// Opens the last incr file of `manifest` (which must have one) for appending.
     public init(storage: S, manifest: AOFManifest, baseSize: Int64, configuration: AOFWriterConfiguration)
@@ -154,6 +156,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
         self.configuration = configuration
         self.manifest = manifest
         self.baseSize = baseSize
+        policy = configuration.fsyncPolicy
         let last = manifest.incrs[manifest.incrs.count - 1]
         incrFile = try storage.openForAppend(storagePath(configuration.directory, last.name))
         currentIncrSize = try storage.size(incrFile)
@@ -220,7 +223,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
 
     private func coveredLocked(_ offset: UInt64) -> Bool {
         if failedFatally { return false }
-        if configuration.fsyncPolicy == .always { return fsynced >= offset }
+        if policy == .always { return fsynced >= offset }
         return written >= offset
     }
 
@@ -243,7 +246,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
             }
             // everysec: a write(2) issued while fdatasync runs on the same file blocks in the
             // kernel anyway; Redis postpones it up to 2 s, then writes and counts a delayed fsync.
-            if configuration.fsyncPolicy == .everysec && fsyncInProgress {
+            if policy == .everysec && fsyncInProgress {
                 let since = postponedSince ?? now
                 postponedSince = since
                 if now - since < Self.fsyncPostponeMillisecondsMax {
@@ -259,7 +262,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
             postponedSince = nil
             if buffer.isEmpty {
                 // Written but not fsynced under `always` (an earlier fsync failed): fsync now.
-                guard configuration.fsyncPolicy == .always else { return coveredLocked(offset) }
+                guard policy == .always else { return coveredLocked(offset) }
             }
             writeBufferLocked(now: now)
         }
@@ -274,7 +277,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
         buffer.removeAll(keepingCapacity: true)
         let file = incrFile
         let sizeBefore = currentIncrSize
-        let policy = configuration.fsyncPolicy
+        let policy = policy
         lock.unlock()
 
         var done = 0
@@ -379,6 +382,26 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
         return true
     }
 
+    /// CONFIG SET appendfsync: takes effect for the next write. Switching to `everysec` starts
+    /// the background fsync thread if it is not running; switching to `always` makes the next
+    /// durability wait fsync whatever is still only written.
+    public func setFsyncPolicy(_ newPolicy: AppendFsyncPolicy) {
+        lock.lock()
+        defer { lock.unlock() }
+        policy = newPolicy
+        if newPolicy == .everysec && configuration.startsFsyncThread && !fsyncThreadRunning && !stopping {
+            startFsyncThread()
+        }
+        lock.broadcast()
+    }
+
+    /// The `appendfsync` policy in force.
+    public var fsyncPolicy: AppendFsyncPolicy {
+        lock.lock()
+        defer { lock.unlock() }
+        return policy
+    }
+
     private func startFsyncThread() {
         fsyncThreadRunning = true
         // A dedicated Dispatch thread (not a pthread with a C callback: a generic class cannot
@@ -392,8 +415,10 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
             lock.lock()
             if !stopping { lock.wait(milliseconds: 1000) }
             let stop = stopping
+            // After CONFIG SET appendfsync no/always the thread idles (always fsyncs inline).
+            let everysec = policy == .everysec
             lock.unlock()
-            backgroundFsyncPass()
+            if everysec || stop { backgroundFsyncPass() }
             if stop { break }
         }
         lock.lock()

@@ -1,0 +1,66 @@
+// PersistenceLog: the CommandLog the engine sees: the AOF writer (if on) plus the RDB MISCONF refusal.
+import Synchronization
+import TallyCommands
+import TallyPersistence
+
+/// Whether failed background saves currently refuse writes (`stop-writes-on-bgsave-error`).
+final class SaveErrorGate: Sendable {
+    /// Set while the last BGSAVE failed, save points exist and stop-writes-on-bgsave-error is yes.
+    let refusing = Atomic<Bool>(false)
+}
+
+/// Wraps one `AppendOnlyFile` generation (or none) for the engine.
+///
+/// Offsets stay monotonic across AOF generations (CONFIG SET appendonly no/yes replaces the
+/// writer): this log reports `offsetBase + writer offset`, and the new generation's base is
+/// the old one's last offset. Sessions keep offsets from older generations in
+/// `pendingLogOffset`; those were flushed when their writer was retired, so anything at or
+/// below `offsetBase` is durable by construction and never waits on the new writer.
+final class PersistenceLog: CommandLog {
+    let writer: AppendOnlyFile<PosixStorage>?
+    let offsetBase: UInt64
+    private let gate: SaveErrorGate
+
+    /// Redis's `shared.bgsaveerr` (server.c createSharedObjects), without the leading `-`.
+    static let bgsaveErrorText: [UInt8] = Array(
+        ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. "
+            + "Commands that may modify the data set are disabled, because this instance is configured to "
+            + "report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
+            + "Please check the Redis logs for details about the RDB error.").utf8)
+
+    init(writer: AppendOnlyFile<PosixStorage>?, offsetBase: UInt64, gate: SaveErrorGate) {
+        self.writer = writer
+        self.offsetBase = offsetBase
+        self.gate = gate
+    }
+
+    /// The offset just past everything appended so far.
+    var endOffset: UInt64 { offsetBase + (writer?.snapshot().appendedOffset ?? 0) }
+
+    func append(_ batch: borrowing PropagationBuffer) -> UInt64 {
+        guard let writer else { return offsetBase }
+        return offsetBase + writer.append(batch)
+    }
+
+    func writeRefusal() -> [UInt8]? {
+        // Redis checks the RDB error before the AOF one (writeCommandsDeniedByDiskError).
+        if gate.refusing.load(ordering: .relaxed) { return Self.bgsaveErrorText }
+        return writer?.writeRefusal()
+    }
+
+    func waitUntilDurable(_ offset: UInt64) {
+        guard let writer, offset > offsetBase else { return }
+        writer.waitUntilDurable(offset - offsetBase)
+    }
+
+    func isDurable(_ offset: UInt64) -> Bool {
+        guard let writer, offset > offsetBase else { return true }
+        return writer.isDurable(offset - offsetBase)
+    }
+
+    /// WAITAOF: whether `offset` is fsynced within the timeout.
+    func waitUntilFsynced(_ offset: UInt64, timeoutMilliseconds: Int64) -> Bool {
+        guard let writer, offset > offsetBase else { return true }
+        return writer.waitUntilFsynced(offset - offsetBase, timeoutMilliseconds: timeoutMilliseconds)
+    }
+}
