@@ -82,6 +82,15 @@ class ModelTests(unittest.TestCase):
         self.model.base[self.shared] = 42
         self.assertTrue(self.check([], self.observed() | {self.shared: 42}).ok)
 
+    def test_wrong_reply_is_reported(self):
+        a, b = op(self.clock, self.owned, 0, 5), op(self.clock, self.owned, 0, 7)
+        a.reply, b.reply = 5, 19
+        res = self.check([[a, b]], self.observed() | {self.owned: 12})
+        self.assertEqual(res.bad_replies, 1)
+        self.setUp()
+        b.reply = 12
+        self.assertTrue(self.check([[a, b]], self.observed() | {self.owned: 12}).ok)
+
     def test_double_applied_write_is_a_phantom(self):
         log = [op(self.clock, self.owned, 0, 5), op(self.clock, self.owned, 0, 7)]
         res = self.check([log], self.observed() | {self.owned: 19})

@@ -18,7 +18,7 @@ SUM_SET_CAP = 2_000_000  # beyond this many candidate sums a shared key falls ba
 
 
 class Op:
-    __slots__ = ("slot", "worker", "arg", "send", "recv", "wall_send", "wall_recv", "error", "block")
+    __slots__ = ("slot", "worker", "arg", "send", "recv", "wall_send", "wall_recv", "error", "block", "reply")
 
     def __init__(self, slot, worker, arg, block=None):
         self.slot = slot
@@ -28,6 +28,7 @@ class Op:
         self.send = self.recv = None
         self.wall_send = self.wall_recv = None
         self.error = None
+        self.reply = None       # the counter's new value as the server answered it
 
 
 class Window:
@@ -60,6 +61,7 @@ class CheckResult:
         self.acked = 0           # acknowledged writes that had to be present
         self.discarded = 0       # acknowledged writes legitimately absent (after the snapshot instant)
         self.fill_checked = 0    # filler keys among `keys` / `acked`
+        self.bad_replies = 0     # INCRBY answers that do not follow from the key's own history
         self.lost = 0
         self.phantoms = 0
         self.torn = 0
@@ -70,7 +72,7 @@ class CheckResult:
 
     @property
     def ok(self):
-        return not (self.lost or self.phantoms or self.torn or self.bad_ttl or self.failures)
+        return not (self.lost or self.phantoms or self.torn or self.bad_ttl or self.bad_replies or self.failures)
 
     def fail(self, text):
         if len(self.failures) < 12:
@@ -111,6 +113,8 @@ class Model:
             if meta.kind == "ttl":
                 self._check_ttl(slot, parts, observed[slot], res)
                 continue
+            if len(per_worker) == 1 and meta.owner is not None:
+                self._check_replies(slot, next(iter(per_worker.values())), res)
             value = observed[slot]
             if isinstance(value, str):
                 res.phantoms += 1
@@ -144,6 +148,20 @@ class Model:
             res.phantoms += 1
             res.fail("unknown key present: %r" % k)
         return res
+
+    def _check_replies(self, slot, ops, res):
+        """An owned counter has one writer, so each reply must be the base plus the deltas sent so far:
+        a wrong answer before the crash (a double apply, a lost update) shows up here."""
+        running = self.base[slot] or 0
+        for op in ops:
+            if op.error is not None:
+                continue
+            running += op.arg
+            if op.reply is not None and op.reply != running:
+                res.bad_replies += 1
+                res.fail("%s: INCRBY %d answered %d, expected %d from the key's history"
+                         % (_fmt(slot), op.arg, op.reply, running))
+                return
 
     def _check_counter(self, slot, parts, value, res, crash_time):
         """Checks one counter / hash field. Returns the set of per-writer prefix lengths that explain the

@@ -115,6 +115,8 @@ class Worker(threading.Thread):
             if not isinstance(reply, expect):
                 op.error = reply
                 self.errors.append("%r -> %r" % (data[:80], reply))
+            elif expect is int:
+                op.reply = reply
             return
         # MULTI/EXEC over the worker's group keys: all of them or none must survive.
         self.block_seq += 1
@@ -130,9 +132,11 @@ class Worker(threading.Thread):
         now_wall, now = time.time(), time.monotonic()
         ok = isinstance(replies[-1], list) and len(replies[-1]) == len(ops) and all(
             isinstance(x, int) for x in replies[-1])
-        for op in ops:
+        for i, op in enumerate(ops):
             op.recv, op.wall_recv = now, now_wall
-            if not ok:
+            if ok:
+                op.reply = replies[-1][i]
+            else:
                 op.error = replies[-1]
         if not ok:
             self.errors.append("MULTI/EXEC -> %r" % (replies,))
