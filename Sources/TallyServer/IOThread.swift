@@ -28,6 +28,9 @@ final class IOThread: @unchecked Sendable {
     private let inbox = Mutex<[Int32]>([])
     private var connections: [Int32: Connection] = [:]
     private var pendingFlush: [Connection] = []
+    /// Connections whose replies acknowledge writes the AOF failed to write; retried each
+    /// iteration (every 10 ms at most) and released once the log reports them durable.
+    private var heldForDurability: [Connection] = []
     private var listeners: [Int32] = []
     private var nextAcceptTarget = 0
     private var readScratch: UnsafeMutableRawBufferPointer
@@ -68,7 +71,7 @@ final class IOThread: @unchecked Sendable {
     /// The loop body; never returns (the process exits through the shutdown path).
     func run() {
         while true {
-            let timeout: Int32 = 100
+            let timeout: Int32 = heldForDurability.isEmpty ? 100 : 10
             epoll.wait(timeoutMilliseconds: timeout) { ready in
                 if ready.token == Self.wakeToken {
                     Posix.drainEventFD(wakeDescriptor)
@@ -234,11 +237,19 @@ final class IOThread: @unchecked Sendable {
     /// Group commit, then replies: one durability wait covers every connection served in this
     /// iteration, and no reply leaves before the writes it acknowledges are in the AOF.
     private func flushPending() {
+        if !heldForDurability.isEmpty {
+            // Still flagged queuedForFlush, so nothing else enqueued them meanwhile.
+            pendingFlush.append(contentsOf: heldForDurability)
+            heldForDurability.removeAll(keepingCapacity: true)
+        }
         if pendingFlush.isEmpty { return }
         if let log = engine.attachedLog {
             var highest: UInt64 = 0
             for connection in pendingFlush { highest = max(highest, connection.session.pendingLogOffset) }
-            if highest > 0 { log.waitUntilDurable(highest) }
+            if highest > 0 {
+                log.waitUntilDurable(highest)
+                if !log.isDurable(highest) { holdUndurable(log) }
+            }
         }
         let batch = pendingFlush
         pendingFlush.removeAll(keepingCapacity: true)
@@ -247,6 +258,21 @@ final class IOThread: @unchecked Sendable {
             guard connections[connection.descriptor] === connection else { continue }
             _ = write(connection)
         }
+    }
+
+    /// The AOF could not write (disk full, EIO): replies that acknowledge unwritten records stay
+    /// unsent until a later iteration's flush succeeds; the others go out now.
+    private func holdUndurable(_ log: any CommandLog) {
+        var ready: [Connection] = []
+        for connection in pendingFlush {
+            let offset = connection.session.pendingLogOffset
+            if offset > 0 && !log.isDurable(offset) {
+                heldForDurability.append(connection)
+            } else {
+                ready.append(connection)
+            }
+        }
+        pendingFlush = ready
     }
 
     /// Writes pending output. Returns false if the connection was closed.
