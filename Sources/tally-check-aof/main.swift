@@ -18,7 +18,15 @@ struct CheckAOFTool {
     var fix = false
     var assumeYes = false
     let storage = PosixStorage()
-    let checker = AOFChecker(storage: PosixStorage(), rdbReader: nil, output: { print($0) })
+    // RDB bases and preambles are validated by the RDB reader (structure, LZF, CRC64); the
+    // checker then checks any RESP tail from where the RDB part ended.
+    let checker = AOFChecker(
+        storage: PosixStorage(),
+        rdbReader: { storage, path in
+            try loadRDBFile(storage, path: path, options: RDBLoadOptions(databaseCount: 1 << 16)) { _, _, _ in }
+                .endOffset
+        },
+        output: { print($0) })
 
 
 func confirm() -> Bool {

@@ -18,6 +18,7 @@ enum SnapshotFiles {
 
     /// Writes `snapshot` to `directory/name` through atomic replace; returns the file size.
     /// Each database gets exact RESIZEDB hints, as Redis writes them.
+    @discardableResult
     static func write(
         _ snapshot: KeyspaceSnapshot, storage: PosixStorage, directory: String, name: String,
         options: RDBWriterOptions, incrementalFsync: Bool
