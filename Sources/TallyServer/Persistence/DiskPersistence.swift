@@ -158,8 +158,8 @@ public final class DiskPersistence: PersistenceSubsystem {
         // An RDB base (or RDB preamble): keys with a past TTL are kept, as Redis does for AOF
         // preambles; the replayed tail or active expiry removes them.
         loader.rdbReader = { storage, path in
-            let result = try loadRDBFile(
-                storage, path: path, options: RDBLoadOptions(dropExpiredBefore: nil, databaseCount: databases)
+            let result = try SnapshotFiles.load(
+                storage: storage, path: path, options: RDBLoadOptions(dropExpiredBefore: nil, databaseCount: databases)
             ) { database, key, entry in
                 engine.keyspace.insertLoaded(database: database, key: key, entry: entry)
             }
@@ -209,8 +209,8 @@ public final class DiskPersistence: PersistenceSubsystem {
         defer { loadingStatus.isLoading.store(false, ordering: .releasing) }
         let now = engine.clock.nowMilliseconds()
         do {
-            let result = try loadRDBFile(
-                storage, path: path,
+            let result = try SnapshotFiles.load(
+                storage: storage, path: path,
                 options: RDBLoadOptions(dropExpiredBefore: now, databaseCount: settings.databases)
             ) { database, key, entry in
                 engine.keyspace.insertLoaded(database: database, key: key, entry: entry)
@@ -369,7 +369,6 @@ public final class DiskPersistence: PersistenceSubsystem {
                 log.log(.warning, "Error trying to save the DB, can't exit.")
                 return false
             }
-            log.log(.notice, "DB saved on disk")
         }
         if let writer = current?.writer {
             log.log(.notice, "Calling fsync() on the AOF file.")

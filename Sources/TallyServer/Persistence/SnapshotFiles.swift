@@ -60,6 +60,22 @@ enum SnapshotFiles {
         }
     }
 
+    /// Read size for loading RDB files: large enough to amortize read(2), small enough that
+    /// zero-filling the buffer costs nothing noticeable for the tiny files most starts load.
+    static let loadChunkBytes = 64 * 1024
+
+    /// Loads an RDB file (dump.rdb, an AOF base or preamble), calling `body` for each key.
+    static func load(
+        storage: PosixStorage, path: String, options: RDBLoadOptions,
+        _ body: (_ database: Int, _ key: Key, _ entry: Entry) throws -> Void
+    ) throws -> RDBLoadResult {
+        let file = try storage.openForReading(path)
+        defer { storage.close(file) }
+        var reader = RDBReader(
+            source: StorageSource(storage: storage, file: file), name: path, chunkBytes: loadChunkBytes)
+        return try reader.load(options: options, body)
+    }
+
     /// Visits a snapshot database by database (the order RDB and RESP bases need).
     static func walker(_ snapshot: KeyspaceSnapshot) -> AOFEntryWalker {
         { visit in
