@@ -64,6 +64,14 @@ public final class CommandEngine: Sendable {
     /// Shard where the next active expiry cycle starts, so a cycle cut short by its time
     /// budget does not starve the shards after it.
     private let expireCursor = Atomic<Int>(0)
+    /// `maxmemory` in bytes; 0 = unlimited, and then dispatch does no eviction work at all.
+    private let memoryLimit = Atomic<Int>(0)
+    /// `maxmemory-policy` as an index into `EvictionPolicy.allCases`.
+    private let evictionPolicyIndex = Atomic<Int>(0)
+    /// `maxmemory-samples`.
+    private let evictionSamples = Atomic<Int>(5)
+    /// Shard where the next eviction step starts (spreads victims over shards).
+    private let evictionCursor = Atomic<Int>(0)
 
     /// Creates an engine with the built-in command families plus `serverCommands`.
     public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
@@ -161,6 +169,7 @@ public final class CommandEngine: Sendable {
     public func resetStatistics() {
         for statistics in table.statistics { statistics.reset() }
         keyspace.resetStatistics()
+        keyspace.resetEvictedKeys()
     }
 
     // MARK: Dispatch
@@ -186,6 +195,11 @@ public final class CommandEngine: Sendable {
             writeArityError(spec.name, into: &output)
             return
         }
+        if memoryLimit.load(ordering: .relaxed) != 0 && !enforceMemoryLimit(spec, session: session) {
+            reject(session, statistics)
+            output.writeError(RedisError.outOfMemory)
+            return
+        }
         if session.transaction.isActive && !spec.flags.contains(.transactionControl) {
             if spec.flags.contains(.write), let refusal = attachedLog?.writeRefusal() {
                 reject(session, statistics)
@@ -197,6 +211,60 @@ public final class CommandEngine: Sendable {
             return
         }
         run(row: row, arguments, session: session, output: &output, insideExec: false)
+    }
+
+    // MARK: maxmemory
+
+    /// Sets `maxmemory` (0 = no limit), `maxmemory-policy` and `maxmemory-samples`; takes
+    /// effect for the next command (CONFIG SET is live).
+    public func setMemoryLimit(bytes: Int, policy: EvictionPolicy, samples: Int) {
+        let index = EvictionPolicy.allCases.firstIndex(of: policy) ?? 0
+        if evictionPolicyIndex.load(ordering: .relaxed) != index || bytes != 0 {
+            keyspace.configureEviction(policy, clock: clock)
+        }
+        evictionPolicyIndex.store(index, ordering: .relaxed)
+        evictionSamples.store(max(1, samples), ordering: .relaxed)
+        memoryLimit.store(max(0, bytes), ordering: .relaxed)
+    }
+
+    /// The configured `maxmemory` (0 = none).
+    public var memoryLimitBytes: Int { memoryLimit.load(ordering: .relaxed) }
+
+    /// The configured `maxmemory-policy`.
+    public var evictionPolicy: EvictionPolicy {
+        EvictionPolicy.allCases[evictionPolicyIndex.load(ordering: .relaxed)]
+    }
+
+    /// Redis's `performEvictions` before a command: evicts until the estimate is under the
+    /// limit, logging each victim as DEL. Returns false when the command must be refused with
+    /// OOM: still over the limit and the command may grow memory (`denyOOM`, or EXEC of a
+    /// transaction holding such a command).
+    func enforceMemoryLimit(_ spec: CommandSpec, session: ClientSession) -> Bool {
+        let limit = memoryLimit.load(ordering: .relaxed)
+        if keyspace.usedMemoryBytes <= limit { return true }
+        let log = attachedLog
+        var cursor = evictionCursor.load(ordering: .relaxed)
+        var propagation = PropagationBuffer()
+        let underLimit = keyspace.evict(
+            toAtMost: limit, policy: evictionPolicy, samples: evictionSamples.load(ordering: .relaxed),
+            now: clock.nowMilliseconds(), cursor: &cursor
+        ) { victims in
+            guard let log else { return }
+            for victim in victims {
+                propagation.append(database: victim.database, [Array("DEL".utf8), victim.key.bytes])
+            }
+            _ = log.append(propagation)
+            propagation.removeAll()
+        }
+        evictionCursor.store(cursor, ordering: .relaxed)
+        if underLimit { return true }
+        if spec.flags.contains(.denyOOM) { return false }
+        if spec.name == "exec" && session.transaction.isActive {
+            for queued in session.transaction.queued {
+                if let row = table.lookup(queued[0]), table.rows[row].flags.contains(.denyOOM) { return false }
+            }
+        }
+        return true
     }
 
     private func reject(_ session: ClientSession, _ statistics: CommandStatistics) {

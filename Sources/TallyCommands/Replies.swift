@@ -18,6 +18,7 @@ public enum RedisError {
     public static let noSuchKey: StaticString = "ERR no such key"
     public static let databaseOutOfRange: StaticString = "ERR DB index is out of range"
     public static let noAuth: StaticString = "NOAUTH Authentication required."
+    public static let outOfMemory: StaticString = "OOM command not allowed when used memory > 'maxmemory'."
     public static let wrongPass: StaticString = "WRONGPASS invalid username-password pair or user is disabled."
     public static let authNotConfigured: StaticString = """
         ERR AUTH <password> called without any password configured for the default user. \

@@ -10,6 +10,8 @@ public struct HashValue: Sendable {
     /// Values, parallel to `fields`.
     public private(set) var values: [[UInt8]] = []
     private var index: [Key: Int] = [:]
+    /// Sum of field and value lengths, kept up to date so the memory estimate is O(1).
+    public private(set) var payloadBytes = 0
 
     /// Creates an empty hash.
     public init() {}
@@ -31,10 +33,12 @@ public struct HashValue: Sendable {
     public mutating func set(field: [UInt8], value: [UInt8]) -> Bool {
         let key = Key(field)
         if let position = index[key] {
+            payloadBytes += value.count - values[position].count
             values[position] = value
             return false
         }
         index[key] = fields.count
+        payloadBytes += field.count + value.count
         fields.append(field)
         values.append(value)
         return true
@@ -45,6 +49,7 @@ public struct HashValue: Sendable {
     public mutating func remove<C: Collection>(field: C) -> Bool where C.Element == UInt8 {
         let key = Key(Array(field))
         guard let position = index.removeValue(forKey: key) else { return false }
+        payloadBytes -= fields[position].count + values[position].count
         fields.remove(at: position)
         values.remove(at: position)
         for shifted in position..<fields.count { index[Key(fields[shifted])] = shifted }

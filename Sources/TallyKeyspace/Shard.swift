@@ -103,12 +103,33 @@ public final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) public internal(set) var expiredKeys: Int64 = 0
     /// Per-database running estimate of the TTL of keys with one (INFO `avg_ttl`), in ms.
     @exclusivity(unchecked) public internal(set) var averageTTL: [Int64]
+    /// Running `MemoryEstimate` of this shard's entries. Written only under the lock (so a
+    /// plain load + store suffices); atomic so the engine can sum shards without locking.
+    public let usedBytes = Atomic<Int>(0)
+    /// What lookups and stores record in `Entry.access` (set by `configureEviction`).
+    @exclusivity(unchecked) public internal(set) var accessMode: AccessMode = .none
+    /// Every key per database, indexed for O(1) random sampling; kept only while an
+    /// allkeys-* eviction policy is configured (volatile-* policies sample `expiring`).
+    @exclusivity(unchecked) var sampledKeys: [ExpiringKeys]?
+    /// Clock for access stamps taken in `store` (which has no `now` argument).
+    @exclusivity(unchecked) var accessClock: (any Clock)?
+    /// Generator for LFU coin flips and eviction samples.
+    @exclusivity(unchecked) var fastRandom: FastRandom
+    /// Keys removed by `maxmemory` eviction (INFO `evicted_keys`).
+    @exclusivity(unchecked) public internal(set) var evictedKeys: Int64 = 0
 
     init(index: Int, databases: Int) {
         self.index = index
         tables = Array(repeating: [:], count: databases)
         expiring = Array(repeating: ExpiringKeys(), count: databases)
         averageTTL = Array(repeating: 0, count: databases)
+        fastRandom = FastRandom(seed: 0x2545_F491_4F6C_DD1D &* UInt64(index + 1))
+    }
+
+    /// Adds `delta` to `usedBytes` (caller holds the lock).
+    @inline(__always)
+    func account(_ delta: Int) {
+        if delta != 0 { usedBytes.store(usedBytes.load(ordering: .relaxed) &+ delta, ordering: .relaxed) }
     }
 
     /// Acquires this shard.
@@ -129,7 +150,15 @@ public final class Shard: @unchecked Sendable {
 
     /// Stores `entry` under `key`, replacing any previous entry and its TTL.
     public func store(_ database: Int, _ key: Key, _ entry: Entry) {
+        var entry = entry
+        if accessMode != .none { entry.access = accessStampForStore(database, key) }
         let previous = tables[database].updateValue(entry, forKey: key)
+        if let previous {
+            account(MemoryEstimate.bytes(of: entry.value) - MemoryEstimate.bytes(of: previous.value))
+        } else {
+            account(MemoryEstimate.bytes(key: key, value: entry.value))
+            if sampledKeys != nil { sampledKeys![database].insert(key) }
+        }
         if entry.expiresAtMilliseconds != nil {
             if previous?.expiresAtMilliseconds == nil { expiring[database].insert(key) }
         } else if previous?.expiresAtMilliseconds != nil {
@@ -142,6 +171,8 @@ public final class Shard: @unchecked Sendable {
     @discardableResult
     public func remove(_ database: Int, _ key: Key) -> Entry? {
         guard let previous = tables[database].removeValue(forKey: key) else { return nil }
+        account(-MemoryEstimate.bytes(key: key, value: previous.value))
+        if sampledKeys != nil { sampledKeys![database].remove(key) }
         if previous.expiresAtMilliseconds != nil { expiring[database].remove(key) }
         touch(database, key)
         return previous
@@ -164,6 +195,7 @@ public final class Shard: @unchecked Sendable {
     /// The live entry for `key`, deleting it first if it has expired (lazy expiry).
     /// Does not count hits or misses (write paths and EXISTS-style checks).
     public func lookup(_ database: Int, _ key: Key, now: Int64) -> Entry? {
+        if accessMode != .none { return lookupTouching(database, key, now: now) }
         guard let entry = tables[database][key] else { return nil }
         if let expiry = entry.expiresAtMilliseconds, expiry <= now {
             expire(database, key)
@@ -238,8 +270,12 @@ public final class Shard: @unchecked Sendable {
     public func removeAll(_ database: Int) -> Int {
         touchAll(database)
         let count = tables[database].count
+        var released = 0
+        for (key, entry) in tables[database] { released += MemoryEstimate.bytes(key: key, value: entry.value) }
+        account(-released)
         tables[database] = [:]
         expiring[database].removeAll()
+        if sampledKeys != nil { sampledKeys![database].removeAll() }
         return count
     }
 
@@ -327,7 +363,9 @@ public final class Shard: @unchecked Sendable {
             guard case .hash(let existing) = entry.value else { throw .wrongType }
             hash = existing
             existed = true
-            // Drop the stored copy so `hash` is uniquely referenced and mutates in place.
+            // Drop the stored copy so `hash` is uniquely referenced and mutates in place. The
+            // estimate follows what is stored: the hash's bytes leave now and come back below.
+            account(-MemoryEstimate.bytes(of: entry.value))
             tables[database][key]?.value = .integer(0)
         } else {
             if !create { return nil }
@@ -338,7 +376,10 @@ public final class Shard: @unchecked Sendable {
         do {
             result = try body(&hash, &changed)
         } catch {
-            if existed { tables[database][key]?.value = .hash(hash) }
+            if existed {
+                tables[database][key]?.value = .hash(hash)
+                account(MemoryEstimate.bytes(of: .hash(hash)))
+            }
             throw error
         }
         if existed {
@@ -346,6 +387,7 @@ public final class Shard: @unchecked Sendable {
                 remove(database, key)
             } else {
                 tables[database][key]?.value = .hash(hash)
+                account(MemoryEstimate.bytes(of: .hash(hash)))
                 if changed { touch(database, key) }
             }
         } else if !hash.isEmpty {

@@ -34,10 +34,14 @@ public struct Entry: Sendable {
     public var value: Value
     /// Absolute expiry time in Unix milliseconds; nil for a persistent key.
     public var expiresAtMilliseconds: Int64?
+    /// LRU clock or LFU counter for `maxmemory` eviction (see `AccessMode`); maintained by the
+    /// shard only while an LRU/LFU policy is configured, 0 otherwise.
+    public var access: UInt32
 
     /// Creates an entry.
-    @inlinable public init(value: Value, expiresAtMilliseconds: Int64? = nil) {
+    @inlinable public init(value: Value, expiresAtMilliseconds: Int64? = nil, access: UInt32 = 0) {
         self.value = value
         self.expiresAtMilliseconds = expiresAtMilliseconds
+        self.access = access
     }
 }

@@ -79,6 +79,7 @@ public final class Server: Sendable {
         let engine = CommandEngine(
             configuration: engineConfiguration, clock: SystemClock(),
             serverCommands: core.commandSpecs() + core.persistence.serverCommands)
+        core.applyMemoryLimit(from: configuration, to: engine)
 
         // 3. Persistence: load the dataset, then start logging writes.
         do {

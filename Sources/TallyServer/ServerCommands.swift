@@ -122,6 +122,7 @@ extension ServerCore {
             let rss = residentSetBytes()
             field("used_memory_rss", String(rss))
             field("used_memory_rss_human", humanBytes(rss))
+            field("used_memory_dataset", String(engine.keyspace.usedMemoryBytes))
             field("maxmemory", String(config.integer("maxmemory")))
             field("maxmemory_human", humanBytes(config.integer("maxmemory")))
             field("maxmemory_policy", config.string("maxmemory-policy"))
@@ -142,7 +143,7 @@ extension ServerCore {
             field("total_net_output_bytes", String(stats.netOutputBytes.load(ordering: .relaxed)))
             field("rejected_connections", String(stats.rejectedConnections.load(ordering: .relaxed)))
             field("expired_keys", String(keyspace.expiredKeys))
-            field("evicted_keys", "0")
+            field("evicted_keys", String(engine.keyspace.evictedKeys))
             field("keyspace_hits", String(keyspace.hits))
             field("keyspace_misses", String(keyspace.misses))
             field("total_error_replies", String(failed))
@@ -458,6 +459,9 @@ extension ServerCore {
         }
         if seen.contains("requirepass") {
             context.engine.setRequirePass(Array(updated.string("requirepass").utf8))
+        }
+        if seen.contains("maxmemory") || seen.contains("maxmemory-policy") || seen.contains("maxmemory-samples") {
+            applyMemoryLimit(from: updated, to: context.engine)
         }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")

@@ -1,0 +1,214 @@
+// Eviction: Redis-style approximate LRU/LFU/TTL/random victim selection for `maxmemory`.
+//
+//   engine.execute ─► over maxmemory? ─► keyspace.evict ─► shard k (locked): sample N candidates
+//                                              ▲                  per database, remove the best,
+//                                              └── next shard ◄── report DEL for the AOF
+//
+// Like Redis, no exact ordering is kept: each step samples `maxmemory-samples` keys in each of
+// a few consecutive shards (keys hash uniformly over shards, so together they approximate a
+// sample of the keyspace, as Redis's eviction pool does) and removes the one with the highest
+// idle time / lowest frequency / nearest expiry.
+import Synchronization
+
+extension Shard {
+    /// Access stamp for an entry being stored now (LRU: now; LFU: the previous counter,
+    /// touched, as Redis keeps the LFU counter when a key is overwritten).
+    func accessStampForStore(_ database: Int, _ key: Key) -> UInt32 {
+        let now = accessClock?.nowMilliseconds() ?? 0
+        switch accessMode {
+        case .none:
+            return 0
+        case .lru:
+            return UInt32(truncatingIfNeeded: now / 1000)
+        case .lfu:
+            guard let previous = tables[database][key] else { return LFU.fresh(nowMilliseconds: now) }
+            return previous.access
+        }
+    }
+
+    /// `lookup` while an LRU/LFU policy is active: same result, and records the access.
+    func lookupTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
+        guard let index = tables[database].index(forKey: key) else { return nil }
+        var entry = tables[database].values[index]
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
+            expire(database, key)
+            return nil
+        }
+        switch accessMode {
+        case .none:
+            break
+        case .lru:
+            entry.access = UInt32(truncatingIfNeeded: now / 1000)
+        case .lfu:
+            let random = UInt32(truncatingIfNeeded: fastRandom.next() >> 32)
+            entry.access = LFU.touched(entry.access, nowMilliseconds: now, random: random)
+        }
+        tables[database].values[index].access = entry.access
+        return entry
+    }
+
+    /// Applies `policy` to this shard (caller holds the lock): builds or drops the all-keys
+    /// sampling index and, when the access mode changes, stamps existing keys as accessed now,
+    /// so switching policy at runtime does not make every old key look maximally cold.
+    func configureEviction(_ policy: EvictionPolicy, clock: any Clock) {
+        accessClock = clock
+        let needsIndex = policy != .noEviction && !policy.onlyVolatile
+        if needsIndex && sampledKeys == nil {
+            var indexes = Array(repeating: ExpiringKeys(), count: tables.count)
+            for database in tables.indices {
+                for key in tables[database].keys { indexes[database].insert(key) }
+            }
+            sampledKeys = indexes
+        } else if !needsIndex {
+            sampledKeys = nil
+        }
+        let mode = policy.accessMode
+        if mode != accessMode {
+            accessMode = mode
+            let now = clock.nowMilliseconds()
+            let stamp: UInt32
+            switch mode {
+            case .none: stamp = 0
+            case .lru: stamp = UInt32(truncatingIfNeeded: now / 1000)
+            case .lfu: stamp = LFU.fresh(nowMilliseconds: now)
+            }
+            for database in tables.indices {
+                var index = tables[database].startIndex
+                while index != tables[database].endIndex {
+                    tables[database].values[index].access = stamp
+                    index = tables[database].index(after: index)
+                }
+            }
+        }
+    }
+
+    /// The best of `samples` candidates per database under `policy` (caller holds the lock),
+    /// or nil when this shard has no candidate. Removes nothing.
+    func bestCandidate(policy: EvictionPolicy, samples: Int, now: Int64) -> (score: Int64, victim: DatabaseKey)? {
+        var best: (score: Int64, database: Int, key: Key)?
+        let databases = tables.count
+        let start = databases > 1 ? fastRandom.below(databases) : 0
+        for step in 0..<databases {
+            let database = (start + step) % databases
+            let candidates = policy.onlyVolatile ? expiring[database] : (sampledKeys?[database] ?? ExpiringKeys())
+            let available = candidates.count
+            if available == 0 { continue }
+            if policy == .allKeysRandom || policy == .volatileRandom {
+                best = (0, database, candidates.keys[fastRandom.below(available)])
+                break
+            }
+            for _ in 0..<min(samples, available) {
+                let key = candidates.keys[fastRandom.below(available)]
+                guard let entry = tables[database][key] else { continue }
+                let score = Self.evictionScore(entry, policy: policy, now: now)
+                if best == nil || score > best!.score { best = (score, database, key) }
+            }
+        }
+        guard let best else { return nil }
+        return (best.score, DatabaseKey(database: best.database, key: best.key))
+    }
+
+    /// Removes an eviction victim if it is still there (caller holds the lock).
+    func evict(_ victim: DatabaseKey) -> Bool {
+        guard remove(victim.database, victim.key) != nil else { return false }
+        evictedKeys &+= 1
+        return true
+    }
+
+    /// Higher = evict first.
+    static func evictionScore(_ entry: Entry, policy: EvictionPolicy, now: Int64) -> Int64 {
+        switch policy {
+        case .allKeysLRU, .volatileLRU:
+            // Wrapping difference of 32-bit second clocks: the idle time in seconds.
+            let nowSeconds = UInt32(truncatingIfNeeded: now / 1000)
+            return Int64(nowSeconds &- entry.access)
+        case .allKeysLFU, .volatileLFU:
+            return 255 - Int64(LFU.decayedCounter(entry.access, nowMilliseconds: now))
+        case .volatileTTL:
+            return Int64.max - (entry.expiresAtMilliseconds ?? Int64.max)
+        case .noEviction, .allKeysRandom, .volatileRandom:
+            return 0
+        }
+    }
+}
+
+extension Keyspace {
+    /// Sum of the shards' running memory estimates (`MemoryEstimate`), without locking.
+    public var usedMemoryBytes: Int {
+        var total = 0
+        for shard in shards { total &+= shard.usedBytes.load(ordering: .relaxed) }
+        return total
+    }
+
+    /// Keys removed by eviction since start (or CONFIG RESETSTAT).
+    public var evictedKeys: Int64 {
+        var total: Int64 = 0
+        for shard in shards {
+            let locked = acquire(shard)
+            total &+= shard.evictedKeys
+            if locked { shard.unlock() }
+        }
+        return total
+    }
+
+    /// Zeroes the evicted-keys counter (CONFIG RESETSTAT).
+    public func resetEvictedKeys() {
+        for shard in shards {
+            let locked = acquire(shard)
+            shard.evictedKeys = 0
+            if locked { shard.unlock() }
+        }
+    }
+
+    /// Switches every shard to `policy` (CONFIG SET maxmemory-policy). O(keys) when an
+    /// allkeys-* index must be built or the access mode changes; otherwise O(shards).
+    public func configureEviction(_ policy: EvictionPolicy, clock: any Clock) {
+        for shard in shards {
+            let locked = acquire(shard)
+            shard.configureEviction(policy, clock: clock)
+            if locked { shard.unlock() }
+        }
+    }
+
+    /// Evicts keys chosen by `policy` until the estimate is at most `limitBytes`. `evicted` is
+    /// called with each shard's victims while that shard is still locked (the AOF must see the
+    /// DEL before any later write to those keys). Returns false when memory is still over the
+    /// limit because no key is eligible (noeviction, or volatile-* with no TTL keys).
+    public func evict(
+        toAtMost limitBytes: Int, policy: EvictionPolicy, samples: Int, now: Int64,
+        cursor: inout Int, evicted: ([DatabaseKey]) -> Void
+    ) -> Bool {
+        if policy == .noEviction { return usedMemoryBytes <= limitBytes }
+        /// Shards sampled per victim: enough that the choice is close to a global one, few
+        /// enough that one eviction locks only a handful of shards, one at a time.
+        let probedShardsMax = 4
+        let probed = min(probedShardsMax, shards.count)
+        var emptyProbes = 0
+        while usedMemoryBytes > limitBytes {
+            // Every shard probed without finding a candidate: nothing is eligible.
+            if emptyProbes * probed >= shards.count + probed { return false }
+            var best: (score: Int64, shard: Shard, victim: DatabaseKey)?
+            for step in 0..<probed {
+                let shard = shards[(cursor &+ step) % shards.count]
+                let locked = acquire(shard)
+                if let candidate = shard.bestCandidate(policy: policy, samples: max(1, samples), now: now),
+                   best == nil || candidate.score > best!.score {
+                    best = (candidate.score, shard, candidate.victim)
+                }
+                if locked { shard.unlock() }
+            }
+            cursor &+= 1
+            guard let best else {
+                emptyProbes += 1
+                cursor &+= probed - 1
+                continue
+            }
+            emptyProbes = 0
+            let locked = acquire(best.shard)
+            // Another thread may have removed it between the probe and now; then just retry.
+            if best.shard.evict(best.victim) { evicted([best.victim]) }
+            if locked { best.shard.unlock() }
+        }
+        return true
+    }
+}

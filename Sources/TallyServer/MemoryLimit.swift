@@ -1,0 +1,13 @@
+// MemoryLimit: hands the maxmemory options from the configuration to the engine (start and CONFIG SET).
+import TallyCommands
+import TallyKeyspace
+
+extension ServerCore {
+    /// Applies `maxmemory`, `maxmemory-policy` and `maxmemory-samples` to `engine`.
+    func applyMemoryLimit(from configuration: ServerConfiguration, to engine: CommandEngine) {
+        let policy = EvictionPolicy(rawValue: configuration.string("maxmemory-policy")) ?? .noEviction
+        let bytes = configuration.integer("maxmemory")
+        engine.setMemoryLimit(
+            bytes: Int(clamping: bytes), policy: policy, samples: Int(clamping: configuration.integer("maxmemory-samples")))
+    }
+}
