@@ -133,11 +133,25 @@ final class IOThread: @unchecked Sendable {
         try? Posix.setNoDelay(descriptor)
         let keepAlive = server.tcpKeepAliveSeconds
         if keepAlive > 0 { try? Posix.setKeepAlive(descriptor, idleSeconds: Int32(keepAlive)) }
+        let peerAddress = Posix.peerAddress(descriptor)
+        let protectedMode = server.configuration.withLock { $0.string("protected-mode") == "yes" }
+        if ClientLimits.protectedModeRefuses(
+            protectedMode: protectedMode, passwordSet: engine.requiresAuthentication, peerAddress: peerAddress)
+        {
+            // Best effort, like Redis: one write of the refusal, then close.
+            let message = ClientLimits.protectedModeRefusal
+            let bytes = UnsafeRawBufferPointer(start: message.utf8Start, count: message.utf8CodeUnitCount)
+            _ = try? Posix.write(descriptor, bytes)
+            Posix.close(descriptor)
+            server.clients.releaseSlot()
+            server.stats.rejectedConnections.add(1, ordering: .relaxed)
+            return
+        }
         let now = engine.clock.nowMilliseconds()
         let session = ClientSession(id: engine.makeClientID())
         session.isAuthenticated = !engine.requiresAuthentication
         session.descriptor = descriptor
-        session.peerAddress = Posix.peerAddress(descriptor)
+        session.peerAddress = peerAddress
         session.localAddress = Posix.localAddress(descriptor)
         session.createdAtMilliseconds = now
         session.lastInteractionMilliseconds = now

@@ -7,7 +7,7 @@ extension ServerCore {
     func applyMemoryLimit(from configuration: ServerConfiguration, to engine: CommandEngine) {
         let policy = EvictionPolicy(rawValue: configuration.string("maxmemory-policy")) ?? .noEviction
         let bytes = configuration.integer("maxmemory")
-        engine.setMemoryLimit(
-            bytes: Int(clamping: bytes), policy: policy, samples: Int(clamping: configuration.integer("maxmemory-samples")))
+        let samples = Int(clamping: configuration.integer("maxmemory-samples"))
+        engine.setMemoryLimit(bytes: Int(clamping: bytes), policy: policy, samples: samples)
     }
 }
