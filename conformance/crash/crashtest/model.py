@@ -61,6 +61,7 @@ class CheckResult:
         self.acked = 0           # acknowledged writes that had to be present
         self.discarded = 0       # acknowledged writes legitimately absent (after the snapshot instant)
         self.fill_checked = 0    # filler keys among `keys` / `acked`
+        self.lost_after_signal = 0  # lost writes whose reply came after the kill/SIGTERM was sent
         self.bad_replies = 0     # INCRBY answers that do not follow from the key's own history
         self.lost = 0
         self.phantoms = 0
@@ -218,10 +219,15 @@ class Model:
         if lost_at is not None and (lost_at < len(acked) or value is None):
             lost = max(1, len(acked) - lost_at)
             res.lost += lost
+            when = ""
             if crash_time is not None and lost_at < len(acked):
                 res.loss_window = max(res.loss_window, crash_time - acked[lost_at].recv)
-            res.fail("%s: found %s, expected %s (+ in-flight): %d acknowledged write(s) lost"
-                     % (_fmt(slot), value, start, lost))
+                after = sum(1 for op in acked[lost_at:] if op.recv > crash_time)
+                res.lost_after_signal += after
+                when = ", the first acknowledged %+.1f ms relative to the kill/SIGTERM" % (
+                    (acked[lost_at].recv - crash_time) * 1000)
+            res.fail("%s: found %s, expected %s (+ in-flight): %d acknowledged write(s) lost%s"
+                     % (_fmt(slot), value, start, lost, when))
         else:
             res.phantoms += 1
             res.fail("%s: found %s, expected %s (+ in-flight %s): phantom or double-applied write"

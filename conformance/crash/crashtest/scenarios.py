@@ -458,6 +458,8 @@ def _accumulate(result, model, res, window, crash_time):
     result.phantoms += res.phantoms
     result.torn += res.torn
     result.bad_ttl += res.bad_ttl
+    if res.lost_after_signal:
+        result.count("lost writes acknowledged after the signal", res.lost_after_signal)
     result.error_replies += res.bad_replies
     if result.loss_window_kind == "snapshot" and crash_time is not None and window.ta != float("inf"):
         result.loss_window = max(result.loss_window, crash_time - window.ta)
