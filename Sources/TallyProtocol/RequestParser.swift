@@ -139,7 +139,10 @@ public struct RequestParser {
                         return .needMoreData
                     }
                     if buffer[position] != UInt8(ascii: "$") {
-                        let got = Character(Unicode.Scalar(buffer[position]))
+                        // Redis turns CR/LF inside error text into spaces; a raw one would
+                        // break the reply's framing (found by the parser fuzzer).
+                        let byte = buffer[position]
+                        let got = byte == 13 || byte == 10 ? " " : Character(Unicode.Scalar(byte))
                         return .protocolError("Protocol error: expected '$', got '\(got)'")
                     }
                     guard let length = parseInteger(position + 1, line), length >= 0,
