@@ -71,7 +71,8 @@ final class IOThread: @unchecked Sendable {
     /// The loop body; never returns (the process exits through the shutdown path).
     func run() {
         while true {
-            let timeout: Int32 = heldForDurability.isEmpty ? 100 : 10
+            // Connections with held-back input are resumed next iteration without sleeping.
+            let timeout: Int32 = pendingFlush.isEmpty ? (heldForDurability.isEmpty ? 100 : 10) : 0
             epoll.wait(timeoutMilliseconds: timeout) { ready in
                 if ready.token == Self.wakeToken {
                     Posix.drainEventFD(wakeDescriptor)
@@ -270,7 +271,13 @@ final class IOThread: @unchecked Sendable {
         for connection in batch {
             connection.queuedForFlush = false
             guard connections[connection.descriptor] === connection else { continue }
-            _ = write(connection)
+            guard write(connection), !connection.waitingToWrite else { continue }
+            if connection.parser.unparsedBytes > 0 && !connection.session.closeAfterReply {
+                // Execution stopped at the output high-water mark; the input is already here,
+                // so no readable event will come: resume now and flush next iteration.
+                execute(connection)
+                if connection.output.readableBytes > 0 { enqueueFlush(connection) }
+            }
         }
     }
 

@@ -1,0 +1,124 @@
+// RequestParserTests: every split point, Redis 7.0's limits and the exact protocol.tcl error texts.
+import TallyProtocol
+import TallyTestSupport
+import XCTest
+
+final class RequestParserTests: XCTestCase {
+    private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+    private func command(_ parts: String...) -> ParsedItem { .command(parts.map { Array($0.utf8) }) }
+
+    private func check(
+        _ input: [UInt8], _ expected: [ParsedItem], verifier: DripFeedVerifier = DripFeedVerifier(),
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
+        let failures = verifier.mismatches(input, expected: expected)
+        XCTAssertEqual(failures.count, 0, failures.prefix(3).joined(separator: "\n"), file: file, line: line)
+    }
+
+    func testMultibulkAtEverySplit() {
+        check(bytes("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n"), [command("SET", "k", "hello")])
+    }
+
+    func testPipelinedMixOfMultibulkAndInline() {
+        let input = bytes("*1\r\n$4\r\nPING\r\nINCR counter\r\n*2\r\n$4\r\nINCR\r\n$1\r\nx\r\nGET  x\n")
+        check(input, [command("PING"), command("INCR", "counter"), command("INCR", "x"), command("GET", "x")])
+    }
+
+    func testBinarySafeArguments() {
+        var input = bytes("*2\r\n$3\r\nGET\r\n$6\r\n")
+        let payload: [UInt8] = [0, 13, 10, 255, 42, 13]
+        input += payload + bytes("\r\n")
+        check(input, [.command([bytes("GET"), payload])])
+    }
+
+    func testEmptyInlineLinesAndEmptyMultibulkAreSkipped() {
+        check(bytes("\r\n\r\n*0\r\n*-1\r\n\nPING\r\n"), [command("PING")])
+    }
+
+    func testBulkTerminatorIsSkippedUncheckedLikeRedis() {
+        // Redis 7.0.15 answers two PONGs to this input: the 2 bytes after a bulk are not validated.
+        check(bytes("*1\r\n$4\r\nPINGxxPING\r\n"), [command("PING"), command("PING")])
+    }
+
+    func testInlineQuotingRules() {
+        check(bytes("set \"a\\x41\\n\" 'it\\'s'\r\n"), [.command([bytes("set"), bytes("aA\n"), bytes("it's")])])
+        check(bytes("SET k \"\"\r\n"), [.command([bytes("SET"), bytes("k"), []])])
+        check(bytes("\"foo\r\n"), [.error("Protocol error: unbalanced quotes in request")])
+        check(bytes("set 'x' \"y\"z\r\n"), [.error("Protocol error: unbalanced quotes in request")])
+    }
+
+    func testProtocolErrorTexts() {
+        check(bytes("*3000000000\r\n"), [.error("Protocol error: invalid multibulk length")])
+        check(bytes("*\r\n"), [.error("Protocol error: invalid multibulk length")])
+        check(bytes("*01\r\n"), [.error("Protocol error: invalid multibulk length")])
+        check(bytes("*+1\r\n"), [.error("Protocol error: invalid multibulk length")])
+        check(bytes("*abc\r\n"), [.error("Protocol error: invalid multibulk length")])
+        check(bytes("*1\r\nfoo\r\n"), [.error("Protocol error: expected '$', got 'f'")])
+        check(bytes("*1\r\n$-1\r\n"), [.error("Protocol error: invalid bulk length")])
+        check(bytes("*1\r\n$\r\n"), [.error("Protocol error: invalid bulk length")])
+        check(bytes("*1\r\n$600000000\r\n"), [.error("Protocol error: invalid bulk length")])
+        check(bytes("*1\r\n$2147483648\r\n"), [.error("Protocol error: invalid bulk length")])
+    }
+
+    func testTooBigLinesWithoutNewline() {
+        let verifier = DripFeedVerifier(limits: RequestParserLimits(maxInlineLength: 16))
+        check(bytes(String(repeating: "a", count: 17)), [.error("Protocol error: too big inline request")],
+            verifier: verifier)
+        check(bytes("*" + String(repeating: "1", count: 17)), [.error("Protocol error: too big mbulk count string")],
+            verifier: verifier)
+        check(bytes("*1\r\n$" + String(repeating: "1", count: 17)),
+            [.error("Protocol error: too big bulk count string")], verifier: verifier)
+        // Exactly at the limit is still waiting for more data, not an error.
+        check(bytes(String(repeating: "a", count: 16)), [], verifier: verifier)
+    }
+
+    func testDefaultInlineLimitIs64KB() {
+        var parser = RequestParser()
+        var arguments = CommandArguments()
+        parser.append(contentsOf: [UInt8](repeating: 97, count: 64 * 1024))
+        XCTAssertEqual(parser.next(into: &arguments), .needMoreData)
+        parser.append(contentsOf: [97])
+        XCTAssertEqual(parser.next(into: &arguments), .protocolError("Protocol error: too big inline request"))
+    }
+
+    func testProtoMaxBulkLenIsConfigurable() {
+        let verifier = DripFeedVerifier(limits: RequestParserLimits(maxBulkLength: 4))
+        check(bytes("*1\r\n$4\r\nPING\r\n"), [command("PING")], verifier: verifier)
+        check(bytes("*1\r\n$5\r\nHELLO\r\n"), [.error("Protocol error: invalid bulk length")], verifier: verifier)
+    }
+
+    func testUnauthenticatedLimits() {
+        let verifier = DripFeedVerifier(authenticated: false)
+        check(bytes("*11\r\n"), [.error("Protocol error: unauthenticated multibulk length")], verifier: verifier)
+        check(bytes("*1\r\n$16385\r\n"), [.error("Protocol error: unauthenticated bulk length")], verifier: verifier)
+        check(bytes("*2\r\n$4\r\nAUTH\r\n$3\r\npwd\r\n"), [command("AUTH", "pwd")], verifier: verifier)
+    }
+
+    func testLargeBulkArrivingInPiecesAndBufferCompaction() {
+        var parser = RequestParser()
+        var arguments = CommandArguments()
+        let payload = [UInt8](repeating: 7, count: 300_000)
+        let input = bytes("*2\r\n$3\r\nSET\r\n$300000\r\n") + payload + bytes("\r\n*1\r\n$4\r\nPING\r\n")
+        var offset = 0
+        var results: [[UInt8]] = []
+        while offset < input.count {
+            let end = min(input.count, offset + 4096)
+            parser.append(contentsOf: input[offset..<end])
+            offset = end
+            while case .command = parser.next(into: &arguments) { results.append(arguments.copy(arguments.count - 1)) }
+        }
+        XCTAssertEqual(results, [payload, bytes("PING")])
+        XCTAssertEqual(parser.unparsedBytes, 0)
+    }
+
+    func testStrictIntegerParsing() {
+        XCTAssertEqual(parseStrictInteger(bytes("0")), 0)
+        XCTAssertEqual(parseStrictInteger(bytes("-9223372036854775808")), Int64.min)
+        XCTAssertEqual(parseStrictInteger(bytes("9223372036854775807")), Int64.max)
+        XCTAssertNil(parseStrictInteger(bytes("9223372036854775808")))
+        XCTAssertNil(parseStrictInteger(bytes("-0")))
+        XCTAssertNil(parseStrictInteger(bytes("007")))
+        XCTAssertNil(parseStrictInteger(bytes(" 1")))
+        XCTAssertNil(parseStrictInteger(bytes("")))
+    }
+}

@@ -1,0 +1,421 @@
+// PersistenceTests: the real tally-server killed, restarted and cross-checked with redis-server 7.0 files.
+import Foundation
+import TallyTestSupport
+import XCTest
+
+final class PersistenceTests: XCTestCase {
+    private var servers: [ServerProcess] = []
+    private var redisProcesses: [Process] = []
+    private var directories: [String] = []
+
+    override func tearDown() {
+        for server in servers { server.stop() }
+        servers.removeAll()
+        for process in redisProcesses where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        redisProcesses.removeAll()
+        for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+        directories.removeAll()
+    }
+
+    // MARK: Helpers
+
+    private func makeDirectory() throws -> String {
+        let path = NSTemporaryDirectory() + "tally-persist-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        directories.append(path)
+        return path
+    }
+
+    /// Starts tally-server on `directory` (the AOF on unless `arguments` say otherwise).
+    private func startTally(_ directory: String, _ arguments: [String] = []) throws -> ServerProcess {
+        let server = try ServerProcess(arguments: ["--dir", directory, "--appendonly", "yes"] + arguments)
+        servers.append(server)
+        return server
+    }
+
+    private func kill9(_ server: ServerProcess) {
+        server.signal(SIGKILL)
+        _ = server.waitForExit()
+    }
+
+    private static func redisBinary(_ name: String) -> String? {
+        ["/usr/bin/\(name)", "/usr/local/bin/\(name)"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Starts redis-server 7.0 on `directory`; returns its port.
+    private func startRedis(_ directory: String, appendOnly: Bool) throws -> Int {
+        guard let binary = Self.redisBinary("redis-server") else { throw XCTSkip("redis-server is not installed") }
+        let port = ServerProcess.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = [
+            "--port", String(port), "--dir", directory, "--save", "", "--appendonly", appendOnly ? "yes" : "no",
+            "--logfile", directory + "/redis.log",
+        ]
+        try process.run()
+        redisProcesses.append(process)
+        for _ in 0..<200 {
+            if let client = try? RESPClient(port: port), (try? client.call("PING")) == .simple("PONG") { return port }
+            if !process.isRunning { break }
+            usleep(20_000)
+        }
+        let log = (try? String(contentsOfFile: directory + "/redis.log", encoding: .utf8)) ?? ""
+        XCTFail("redis-server did not start: \(log)")
+        throw RESPClientError.closed
+    }
+
+    private func stopRedis(port: Int) throws {
+        let client = try RESPClient(port: port)
+        _ = try? client.call("SHUTDOWN", "NOSAVE")
+        for process in redisProcesses { process.waitUntilExit() }
+    }
+
+    private func files(in directory: String) -> [String: Data] {
+        var result: [String: Data] = [:]
+        let enumerator = FileManager.default.enumerator(atPath: directory)
+        while let name = enumerator?.nextObject() as? String {
+            var isDirectory: ObjCBool = false
+            let path = directory + "/" + name
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                result[name] = FileManager.default.contents(atPath: path)
+            }
+        }
+        return result
+    }
+
+    /// Per-key bookkeeping of a workload: what was acknowledged, and the increment whose reply
+    /// never came (it may or may not have been applied).
+    private final class Ledger: @unchecked Sendable {
+        // @unchecked: every field is touched under `lock`.
+        let lock = NSLock()
+        var acknowledged: [Int64]
+        var inFlight: [Int64]
+        var operations = 0
+        init(keys: Int) {
+            acknowledged = Array(repeating: 0, count: keys)
+            inFlight = Array(repeating: 0, count: keys)
+        }
+    }
+
+    /// Runs `workers` INCRBY loops (one key each) until the server dies; `chaos` runs beside
+    /// them, then the server gets SIGKILL. Then restarts on the same directory and checks that every
+    /// acknowledged increment is there and nothing beyond the one unacknowledged per key.
+    private func runKillScenario(
+        fsync: String, workers: Int = 4, extra: [String] = [], chaos: @escaping @Sendable (Int) -> Void
+    ) throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--appendfsync", fsync] + extra)
+        let port = server.port
+        let pid = server.process.processIdentifier
+        let ledger = Ledger(keys: workers)
+        DispatchQueue.concurrentPerform(iterations: workers + 1) { index in
+            if index == workers {
+                chaos(port)
+                kill(pid, SIGKILL)
+                return
+            }
+            guard let client = try? RESPClient(port: port) else { return }
+            var delta: Int64 = Int64(index) + 1
+            while true {
+                delta = delta % 1000 + 1
+                ledger.lock.lock()
+                ledger.inFlight[index] = delta
+                ledger.lock.unlock()
+                guard case .integer(let value)? = try? client.call("INCRBY", "key:\(index)", String(delta)) else {
+                    return
+                }
+                ledger.lock.lock()
+                ledger.acknowledged[index] += delta
+                ledger.inFlight[index] = 0
+                ledger.operations += 1
+                let expected = ledger.acknowledged[index]
+                ledger.lock.unlock()
+                XCTAssertEqual(value, expected, "the server's own count diverged for key:\(index)")
+            }
+        }
+        _ = server.waitForExit()
+        XCTAssertGreaterThan(ledger.operations, 100, "the workload barely ran")
+        let restarted = try startTally(directory, ["--appendfsync", fsync] + extra)
+        let client = try RESPClient(port: restarted.port)
+        for index in 0..<workers {
+            let reply = try client.call("GET", "key:\(index)")
+            let stored = Int64(reply.text ?? "0") ?? -1
+            let acknowledged = ledger.acknowledged[index]
+            let pending = ledger.inFlight[index]
+            XCTAssertTrue(
+                stored == acknowledged || (pending != 0 && stored == acknowledged + pending),
+                "\(fsync): key:\(index) holds \(stored); acknowledged \(acknowledged), in flight \(pending)")
+        }
+    }
+
+    // MARK: kill -9
+
+    func testKillDuringIncrbyUnderAlwaysKeepsEveryAcknowledgedIncrement() throws {
+        try runKillScenario(fsync: "always") { _ in usleep(800_000) }
+    }
+
+    func testKillDuringIncrbyUnderEverysecKeepsEveryAcknowledgedIncrement() throws {
+        // A process crash (not a power cut): written data is in the kernel, so nothing
+        // acknowledged may be lost even though it was not fsynced yet.
+        try runKillScenario(fsync: "everysec") { _ in usleep(800_000) }
+    }
+
+    func testKillDuringIncrbyUnderNoKeepsEveryAcknowledgedIncrement() throws {
+        try runKillScenario(fsync: "no") { _ in usleep(800_000) }
+    }
+
+    func testKillDuringRewritesKeepsEveryAcknowledgedIncrement() throws {
+        try runKillScenario(fsync: "everysec") { port in
+            guard let client = try? RESPClient(port: port) else { return }
+            for round in 0..<6 {
+                usleep(120_000)
+                let reply = try? client.call("BGREWRITEAOF")
+                if round == 0 {
+                    XCTAssertEqual(reply, .simple("Background append only file rewriting started"))
+                }
+            }
+        }
+    }
+
+    func testKillDuringRewriteWithoutPreambleKeepsEveryAcknowledgedIncrement() throws {
+        try runKillScenario(fsync: "always", extra: ["--aof-use-rdb-preamble", "no"]) { port in
+            guard let client = try? RESPClient(port: port) else { return }
+            for _ in 0..<4 {
+                usleep(150_000)
+                _ = try? client.call("BGREWRITEAOF")
+            }
+        }
+    }
+
+    // MARK: Clean shutdown
+
+    func testSigtermKeepsEverythingAndSavesWhenSavePointsExist() throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--save", "3600 1"])
+        let client = try RESPClient(port: server.port)
+        for index in 1...200 { _ = try client.call("INCRBY", "k\(index % 10)", String(index)) }
+        XCTAssertEqual(try client.call("SET", "ttl", "v", "EX", "1000"), .simple("OK"))
+        server.signal(SIGTERM)
+        XCTAssertEqual(server.waitForExit(), 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/dump.rdb"), "no final RDB save")
+        let restarted = try startTally(directory)
+        let again = try RESPClient(port: restarted.port)
+        for key in 0..<10 {
+            let expected = (1...200).filter { $0 % 10 == key }.reduce(0, +)
+            XCTAssertEqual(try again.call("GET", "k\(key)").text, String(expected))
+        }
+        guard case .integer(let ttl) = try again.call("TTL", "ttl") else { return XCTFail("no TTL") }
+        XCTAssertGreaterThan(ttl, 990)
+        // The same data also comes back from dump.rdb alone.
+        restarted.signal(SIGKILL)
+        _ = restarted.waitForExit()
+        let fromDump = try startTally(directory, ["--appendonly", "no"])
+        XCTAssertEqual(try RESPClient(port: fromDump.port).call("GET", "k3").text, "1960")
+    }
+
+    func testShutdownRefusedWhenTheFinalSaveFails() throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--dbfilename", "blocked"])
+        try FileManager.default.createDirectory(atPath: directory + "/blocked", withIntermediateDirectories: false)
+        let client = try RESPClient(port: server.port)
+        XCTAssertEqual(try client.call("INCR", "c"), .integer(1))
+        XCTAssertEqual(try client.call("SHUTDOWN", "SAVE"), .error("ERR Errors trying to SHUTDOWN. Check logs."))
+        // Still serving, and the data is intact.
+        XCTAssertEqual(try client.call("INCR", "c"), .integer(2))
+    }
+
+    // MARK: Interoperability with redis-server 7.0.15
+
+    func testRedisToolsAcceptTallyAppendOnlyDirectory() throws {
+        guard let checker = Self.redisBinary("redis-check-aof") else { throw XCTSkip("redis-check-aof missing") }
+        let directory = try makeDirectory()
+        let server = try startTally(directory)
+        let client = try RESPClient(port: server.port)
+        for index in 0..<300 { _ = try client.call("INCRBY", "n\(index % 17)", String(index)) }
+        _ = try client.call("HSET", "h", "f", "1", "g", "two")
+        _ = try client.call("SET", "big", "17179869184")
+        _ = try client.call("SET", "ttl", "v", "PX", "5000000")
+        XCTAssertEqual(try client.call("BGREWRITEAOF"), .simple("Background append only file rewriting started"))
+        usleep(400_000)
+        for index in 0..<50 { _ = try client.call("INCRBY", "n\(index % 17)", "1") }
+        _ = try client.call("SELECT", "5")
+        _ = try client.call("SET", "in5", "x")
+        _ = try client.call("SELECT", "0")
+        var expected: [String: String] = [:]
+        for index in 0..<17 { expected["n\(index)"] = try client.call("GET", "n\(index)").text }
+        kill9(server)
+
+        let manifest = directory + "/appendonlydir/appendonly.aof.manifest"
+        let base = try String(contentsOfFile: manifest, encoding: .utf8)
+        XCTAssertTrue(base.hasPrefix("file appendonly.aof.2.base.rdb seq 2 type b\n"), base)
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: checker)
+        check.arguments = [manifest]
+        let pipe = Pipe()
+        check.standardOutput = pipe
+        try check.run()
+        check.waitUntilExit()
+        let report = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(check.terminationStatus, 0, report)
+
+        let port = try startRedis(directory, appendOnly: true)
+        let redis = try RESPClient(port: port)
+        for (key, value) in expected { XCTAssertEqual(try redis.call("GET", key).text, value, key) }
+        XCTAssertEqual(try redis.call("HGET", "h", "g").text, "two")
+        XCTAssertEqual(try redis.call("GET", "big").text, "17179869184")
+        guard case .integer(let ttl) = try redis.call("PTTL", "ttl") else { return XCTFail("no PTTL") }
+        XCTAssertGreaterThan(ttl, 4_900_000)
+        _ = try redis.call("SELECT", "5")
+        XCTAssertEqual(try redis.call("GET", "in5").text, "x")
+    }
+
+    func testTallyLoadsRedisWrittenAppendOnlyDirectory() throws {
+        let directory = try makeDirectory()
+        let port = try startRedis(directory, appendOnly: true)
+        let redis = try RESPClient(port: port)
+        for index in 0..<100 { _ = try redis.call("INCRBY", "r\(index % 9)", String(index)) }
+        _ = try redis.call("SET", "ttl", "v", "EX", "7000")
+        _ = try redis.call("BGREWRITEAOF")
+        usleep(500_000)
+        for index in 0..<30 { _ = try redis.call("INCR", "r\(index % 9)") }
+        _ = try redis.call("HSET", "h", "a", "1")
+        var expected: [String: String] = [:]
+        for index in 0..<9 { expected["r\(index)"] = try redis.call("GET", "r\(index)").text }
+        try stopRedis(port: port)
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory + "/appendonlydir")
+        XCTAssertTrue(names.contains { $0.hasSuffix(".base.rdb") }, "\(names)")
+
+        let server = try startTally(directory)
+        let client = try RESPClient(port: server.port)
+        for (key, value) in expected { XCTAssertEqual(try client.call("GET", key).text, value, key) }
+        XCTAssertEqual(try client.call("HGET", "h", "a").text, "1")
+        guard case .integer(let ttl) = try client.call("TTL", "ttl") else { return XCTFail("no TTL") }
+        XCTAssertGreaterThan(ttl, 6900)
+    }
+
+    func testDumpRoundTripWithRedisBothWays() throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--appendonly", "no"])
+        let client = try RESPClient(port: server.port)
+        _ = try client.call("SET", "neg", "-5")
+        _ = try client.call("SET", "big", "17179869184")
+        _ = try client.call("SET", "007", "1")
+        _ = try client.call("SET", "gone", "x", "PX", "1")
+        _ = try client.call("SET", "kept", "x", "EX", "9000")
+        _ = try client.call("HSET", "h", "f", String(repeating: "z", count: 100))
+        XCTAssertEqual(try client.call("SAVE"), .simple("OK"))
+        kill9(server)
+
+        let port = try startRedis(directory, appendOnly: false)
+        let redis = try RESPClient(port: port)
+        XCTAssertEqual(try redis.call("GET", "neg").text, "-5")
+        XCTAssertEqual(try redis.call("GET", "big").text, "17179869184")
+        XCTAssertEqual(try redis.call("GET", "007").text, "1")
+        XCTAssertEqual(try redis.call("GET", "gone"), .bulk(nil))
+        XCTAssertEqual(try redis.call("HGET", "h", "f").text?.count, 100)
+        _ = try redis.call("INCRBY", "neg", "10")
+        _ = try redis.call("SET", "fromredis", "yes")
+        XCTAssertEqual(try redis.call("SAVE"), .simple("OK"))
+        try stopRedis(port: port)
+
+        let again = try startTally(directory, ["--appendonly", "no"])
+        let second = try RESPClient(port: again.port)
+        XCTAssertEqual(try second.call("GET", "neg").text, "5")
+        XCTAssertEqual(try second.call("GET", "fromredis").text, "yes")
+        XCTAssertEqual(try second.call("DBSIZE"), .integer(6))
+        guard case .integer(let ttl) = try second.call("TTL", "kept") else { return XCTFail("no TTL") }
+        XCTAssertGreaterThan(ttl, 8900)
+    }
+
+    // MARK: Refusing to start
+
+    func testCorruptDumpRefusesToStartAndLeavesTheFile() throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--appendonly", "no"])
+        let client = try RESPClient(port: server.port)
+        for index in 0..<50 { _ = try client.call("SET", "key\(index)", "value\(index)") }
+        XCTAssertEqual(try client.call("SAVE"), .simple("OK"))
+        kill9(server)
+        let path = directory + "/dump.rdb"
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0x5a
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let before = files(in: directory)
+
+        let failing = try ServerProcess(
+            arguments: ["--dir", directory, "--appendonly", "no"], waitReady: false)
+        servers.append(failing)
+        let status = failing.waitForExit()
+        XCTAssertNotNil(status)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(failing.output.contains("dump.rdb"), failing.output)
+        XCTAssertTrue(failing.output.contains("offset"), failing.output)
+        XCTAssertEqual(files(in: directory), before, "a file changed while refusing to start")
+    }
+
+    func testCorruptMiddleOfAppendOnlyFileRefusesToStartAndLeavesTheFiles() throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--appendfsync", "always"])
+        let client = try RESPClient(port: server.port)
+        for index in 0..<200 { _ = try client.call("INCRBY", "c", String(index)) }
+        kill9(server)
+        let path = directory + "/appendonlydir/appendonly.aof.1.incr.aof"
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
+        // Replace a '*' record header in the middle with garbage (not a truncated tail).
+        let middle = bytes.count / 2
+        let star = try XCTUnwrap(bytes[middle...].firstIndex(of: UInt8(ascii: "*")))
+        bytes[star] = UInt8(ascii: "!")
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let before = files(in: directory)
+
+        let failing = try ServerProcess(
+            arguments: ["--dir", directory, "--appendonly", "yes"], waitReady: false)
+        servers.append(failing)
+        let status = failing.waitForExit()
+        XCTAssertNotNil(status)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(failing.output.contains("appendonly.aof.1.incr.aof"), failing.output)
+        XCTAssertTrue(failing.output.contains("offset"), failing.output)
+        XCTAssertEqual(files(in: directory), before, "a file changed while refusing to start")
+    }
+
+    // MARK: Runtime switches
+
+    func testConfigSetAppendOnlyYesCreatesBaseAndSurvivesKill() throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--appendonly", "no"])
+        let client = try RESPClient(port: server.port)
+        _ = try client.call("SET", "before", "1")
+        XCTAssertEqual(try client.call("CONFIG", "SET", "appendonly", "yes"), .simple("OK"))
+        XCTAssertEqual(try client.call("INCR", "after"), .integer(1))
+        usleep(400_000)
+        XCTAssertEqual(try client.call("CONFIG", "SET", "appendfsync", "always"), .simple("OK"))
+        XCTAssertEqual(try client.call("INCR", "after"), .integer(2))
+        let manifest = try String(contentsOfFile: directory + "/appendonlydir/appendonly.aof.manifest", encoding: .utf8)
+        XCTAssertTrue(manifest.contains("type b"), manifest)
+        kill9(server)
+        let restarted = try startTally(directory)
+        let again = try RESPClient(port: restarted.port)
+        XCTAssertEqual(try again.call("GET", "before").text, "1")
+        XCTAssertEqual(try again.call("GET", "after").text, "2")
+    }
+
+    func testFailedBackgroundSaveRefusesWritesWithMisconf() throws {
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--appendonly", "no", "--save", "3600 1", "--dbfilename", "blocked"])
+        try FileManager.default.createDirectory(atPath: directory + "/blocked", withIntermediateDirectories: false)
+        let client = try RESPClient(port: server.port)
+        XCTAssertEqual(try client.call("BGSAVE"), .simple("Background saving started"))
+        usleep(400_000)
+        guard case .error(let text) = try client.call("INCR", "c") else { return XCTFail("write accepted") }
+        XCTAssertTrue(text.hasPrefix("MISCONF Redis is configured to save RDB snapshots"), text)
+        XCTAssertEqual(try client.call("GET", "c"), .bulk(nil))
+        XCTAssertEqual(try client.call("CONFIG", "SET", "dbfilename", "dump.rdb"), .simple("OK"))
+        XCTAssertEqual(try client.call("BGSAVE"), .simple("Background saving started"))
+        usleep(400_000)
+        XCTAssertEqual(try client.call("INCR", "c"), .integer(1))
+    }
+}

@@ -1,0 +1,182 @@
+// ServerTests: the real tally-server binary on an ephemeral port, spoken to over TCP.
+import Foundation
+import TallyTestSupport
+import XCTest
+
+final class ServerTests: XCTestCase {
+    private var servers: [ServerProcess] = []
+
+    override func tearDown() {
+        for server in servers { server.stop() }
+        servers.removeAll()
+    }
+
+    private func start(_ arguments: [String] = []) throws -> ServerProcess {
+        let server = try ServerProcess(arguments: arguments)
+        servers.append(server)
+        return server
+    }
+
+    func testPipelinedCommandsInOneWriteAndSplitAcrossWrites() throws {
+        let server = try start()
+        let client = try RESPClient(port: server.port)
+        try client.sendRaw("*2\r\n$4\r\nINCR\r\n$1\r\nc\r\nINCR c\r\n*3\r\n$6\r\nINCRBY\r\n$1\r\nc\r\n$2\r\n10\r\n")
+        XCTAssertEqual(try client.readReply(), .integer(1))
+        XCTAssertEqual(try client.readReply(), .integer(2))
+        XCTAssertEqual(try client.readReply(), .integer(12))
+        // The same command delivered one byte at a time.
+        for byte in RESPClient.encode(["INCR", "c"]) {
+            try client.sendRaw([byte])
+            usleep(1000)
+        }
+        XCTAssertEqual(try client.readReply(), .integer(13))
+    }
+
+    func testProtocolErrorRepliesThenCloses() throws {
+        let server = try start()
+        let client = try RESPClient(port: server.port)
+        try client.sendRaw("*1\r\n$4\r\nPING\r\n*3000000000\r\n")
+        let bytes = try client.readUntilClosed()
+        XCTAssertEqual(String(decoding: bytes, as: UTF8.self), "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n")
+    }
+
+    func testStalledReaderDoesNotBlockOtherClients() throws {
+        let server = try start()
+        let setup = try RESPClient(port: server.port)
+        let big = String(repeating: "x", count: 512 * 1024)
+        XCTAssertEqual(try setup.call("SET", "big", big), .simple("OK"))
+        // This client asks for ~50 MB of replies (far beyond the socket buffers) and does not read.
+        let stalled = try RESPClient(port: server.port)
+        var pipeline: [UInt8] = []
+        for _ in 0..<100 { pipeline += RESPClient.encode(["GET", "big"]) }
+        try stalled.sendRaw(pipeline)
+        usleep(300_000)
+        let other = try RESPClient(port: server.port, timeoutSeconds: 3)
+        for value in 1...50 { XCTAssertEqual(try other.call("INCR", "n"), .integer(Int64(value))) }
+        // The stalled client still gets every reply once it reads.
+        var received = 0
+        while received < 100 {
+            guard case .bulk(let payload?) = try stalled.readReply() else { return XCTFail("expected bulk") }
+            XCTAssertEqual(payload.count, big.utf8.count)
+            received += 1
+        }
+        let info = try other.call("INFO", "memory")
+        XCTAssertNotNil(info.text?.range(of: "used_memory:"))
+    }
+
+    func testMaxClientsRefusesExtraConnections() throws {
+        let server = try start(["--maxclients", "2"])
+        let first = try RESPClient(port: server.port)
+        let second = try RESPClient(port: server.port)
+        XCTAssertEqual(try first.call("PING"), .simple("PONG"))
+        XCTAssertEqual(try second.call("PING"), .simple("PONG"))
+        let third = try RESPClient(port: server.port)
+        XCTAssertEqual(String(decoding: try third.readUntilClosed(), as: UTF8.self), "-ERR max number of clients reached\r\n")
+        let info = try first.call("INFO", "stats")
+        XCTAssertNotNil(info.text?.range(of: "rejected_connections:1\r\n"))
+    }
+
+    func testUnknownOptionExitsWithRedisReport() throws {
+        let server = try ServerProcess(arguments: ["--foo", "bar"], waitReady: false)
+        servers.append(server)
+        XCTAssertEqual(server.waitForExit(), 1)
+        XCTAssertTrue(server.output.contains(
+            "*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration file, at line 6\n>>> 'foo \"bar\"'\n"
+                + "Bad directive or wrong number of arguments\n"), server.output)
+    }
+
+    func testBadValueInConfigFileNamesTheLine() throws {
+        let path = NSTemporaryDirectory() + "tally-\(UUID().uuidString).conf"
+        try "# comment\nport 0\nmaxmemory 12xb\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let server = try ServerProcess(waitReady: false, configFile: path)
+        servers.append(server)
+        XCTAssertEqual(server.waitForExit(), 1)
+        XCTAssertTrue(server.output.contains("at line 3\n>>> 'maxmemory 12xb'\nargument must be a memory value\n"),
+            server.output)
+    }
+
+    func testConfigGetAndSet() throws {
+        let server = try start(["--maxmemory", "64mb"])
+        let client = try RESPClient(port: server.port)
+        XCTAssertEqual(try client.call("CONFIG", "GET", "maxmemory"), .array([.bulk(Array("maxmemory".utf8)),
+            .bulk(Array("67108864".utf8))]))
+        XCTAssertEqual(try client.call("CONFIG", "SET", "timeout", "30", "hz", "20"), .simple("OK"))
+        guard case .array(let items?) = try client.call("CONFIG", "GET", "timeout", "h?") else { return XCTFail() }
+        XCTAssertEqual(items.compactMap(\.text), ["timeout", "30", "hz", "20"])
+        XCTAssertEqual(try client.call("CONFIG", "SET", "foo", "bar"),
+            .error("ERR Unknown option or number of arguments for CONFIG SET - 'foo'"))
+        XCTAssertEqual(try client.call("CONFIG", "SET", "timeout", "x"),
+            .error("ERR CONFIG SET failed (possibly related to argument 'timeout') - argument couldn't be parsed into an integer"))
+        XCTAssertEqual(try client.call("CONFIG", "SET", "hz", "5", "hz", "6"),
+            .error("ERR CONFIG SET failed (possibly related to argument 'hz') - duplicate parameter"))
+        XCTAssertEqual(try client.call("CONFIG", "SET", "daemonize", "yes"),
+            .error("ERR CONFIG SET failed (possibly related to argument 'daemonize') - can't set immutable config"))
+        XCTAssertEqual(try client.call("CONFIG", "SET", "appendfsync", "bad"),
+            .error("ERR CONFIG SET failed (possibly related to argument 'appendfsync') - argument(s) must be one of the following: always, everysec, no"))
+        // A failed multi-pair SET changes nothing.
+        XCTAssertEqual(try client.call("CONFIG", "GET", "hz"), .array([.bulk(Array("hz".utf8)), .bulk(Array("20".utf8))]))
+        XCTAssertEqual(try client.call("CONFIG", "RESETSTAT"), .simple("OK"))
+    }
+
+    func testInfoFields() throws {
+        let server = try start()
+        let client = try RESPClient(port: server.port)
+        XCTAssertEqual(try client.call("INCR", "counter"), .integer(1))
+        XCTAssertEqual(try client.call("GET", "missing"), .bulk(nil))
+        guard let info = try client.call("INFO").text else { return XCTFail("INFO is not a bulk") }
+        for expected in ["# Server\r\nredis_version:7.0.15\r\n", "tally_version:", "process_id:\(server.process.processIdentifier)",
+            "tcp_port:\(server.port)\r\n", "connected_clients:1\r\n", "used_memory:", "used_memory_human:",
+            "keyspace_misses:1\r\n", "db0:keys=1,expires=0,avg_ttl=0\r\n", "# Persistence\r\n"]
+        {
+            XCTAssertNotNil(info.range(of: expected), "missing \(expected)")
+        }
+        guard let stats = try client.call("INFO", "commandstats").text else { return XCTFail() }
+        XCTAssertTrue(stats.hasPrefix("# Commandstats\r\n"))
+        XCTAssertNotNil(stats.range(of: "cmdstat_incr:calls=1,usec="))
+        XCTAssertNil(stats.range(of: "# Server"))
+        XCTAssertEqual(try client.call("INFO", "nosuchsection"), .bulk([]))
+    }
+
+    func testClientCommands() throws {
+        let server = try start()
+        let first = try RESPClient(port: server.port)
+        let second = try RESPClient(port: server.port)
+        guard case .integer(let secondID) = try second.call("CLIENT", "ID") else { return XCTFail() }
+        XCTAssertEqual(try first.call("CLIENT", "SETNAME", "worker-1"), .simple("OK"))
+        XCTAssertEqual(try first.call("CLIENT", "GETNAME"), .bulk(Array("worker-1".utf8)))
+        XCTAssertEqual(try first.call("CLIENT", "SETNAME", "a b"),
+            .error("ERR Client names cannot contain spaces, newlines or special characters."))
+        guard let list = try first.call("CLIENT", "LIST").text else { return XCTFail() }
+        XCTAssertEqual(list.split(separator: "\n").count, 2)
+        XCTAssertNotNil(list.range(of: "name=worker-1 "))
+        XCTAssertNotNil(list.range(of: "id=\(secondID) addr=127.0.0.1:"))
+        XCTAssertEqual(try first.call("CLIENT", "KILL", "ID", "999999"), .integer(0))
+        XCTAssertEqual(try first.call("CLIENT", "KILL", "1.2.3.4:5"), .error("ERR No such client"))
+        XCTAssertEqual(try first.call("CLIENT", "KILL", "ID", String(secondID)), .integer(1))
+        XCTAssertThrowsError(try second.call("PING"))
+        XCTAssertEqual(try first.call("CLIENT", "FOO"), .error("ERR unknown subcommand 'FOO'. Try CLIENT HELP."))
+    }
+
+    func testIdleClientsAreClosedAfterTimeout() throws {
+        let server = try start(["--timeout", "1"])
+        let idle = try RESPClient(port: server.port)
+        XCTAssertEqual(try idle.call("PING"), .simple("PONG"))
+        sleep(3)
+        XCTAssertEqual(try idle.readUntilClosed(), [])
+    }
+
+    func testSigtermAndShutdownExitCleanly() throws {
+        let server = try start()
+        server.signal(SIGTERM)
+        XCTAssertEqual(server.waitForExit(), 0)
+        XCTAssertTrue(server.output.contains("Received SIGTERM scheduling shutdown..."))
+        XCTAssertTrue(server.output.contains("ready to exit, bye bye"))
+
+        let second = try start()
+        let client = try RESPClient(port: second.port)
+        XCTAssertEqual(try client.call("SHUTDOWN", "BOGUS"), .error("ERR syntax error"))
+        try client.sendRaw(RESPClient.encode(["SHUTDOWN", "NOSAVE"]))
+        XCTAssertEqual(second.waitForExit(), 0)
+    }
+}
