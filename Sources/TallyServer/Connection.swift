@@ -15,6 +15,8 @@ final class Connection {
     var waitingToWrite = false
     /// In this iteration's pending-write list already.
     var queuedForFlush = false
+    /// When pending output first went over the soft `client-output-buffer-limit` (ms; 0 = not over).
+    var outputSoftLimitSince: Int64 = 0
     /// Output generated in one batch beyond which the rest of the input waits for the flush
     /// (back-pressure for pipelines of large replies).
     static let outputHighWaterBytes = 1 << 20

@@ -229,16 +229,34 @@ final class IOThread: @unchecked Sendable {
             switch connection.parser.next(into: &connection.arguments, authenticated: authenticated) {
             case .command:
                 engine.execute(connection.arguments, session: session, output: &connection.output)
+                if !server.outputLimits.isUnlimited && outputLimitExceeded(connection) { return }
             case .needMoreData:
                 connection.publish()
                 return
             case .protocolError(let text):
                 connection.output.writeError(Array(("ERR " + text).utf8))
-                server.log.log(.verbose, "Protocol error (\(text)) from client: id=\(session.id) addr=\(session.peerAddress)")
+                server.log.log(
+                    .verbose, "Protocol error (\(text)) from client: id=\(session.id) addr=\(session.peerAddress)")
                 session.closeAfterReply = true
             }
         }
         connection.publish()
+    }
+
+    /// Closes the client (dropping its pending replies, as Redis does) when its output is over
+    /// `client-output-buffer-limit`; returns true if it was closed.
+    private func outputLimitExceeded(_ connection: Connection) -> Bool {
+        let now = engine.clock.nowMilliseconds()
+        let pending = connection.output.readableBytes
+        guard server.outputLimits.exceeded(
+            pendingBytes: pending, nowMilliseconds: now, softSince: &connection.outputSoftLimitSince)
+        else { return false }
+        server.log.log(
+            .warning,
+            "Client id=\(connection.session.id) addr=\(connection.session.peerAddress) scheduled to be closed ASAP "
+                + "for overcoming of output buffer limits.")
+        close(connection)
+        return true
     }
 
     // MARK: Writing

@@ -23,6 +23,8 @@ final class ServerCore: Sendable {
     private let queryBufferLimitValue: Atomic<Int>
     private let maxBulkValue: Atomic<Int>
     private let hzValue: Atomic<Int>
+    /// `client-output-buffer-limit` for normal clients.
+    let outputLimits = OutputBufferLimits()
     private let shuttingDown = Mutex<Bool>(false)
     /// Files to remove at exit (unix socket, pid file).
     let cleanupPaths = Mutex<[String]>([])
@@ -38,6 +40,7 @@ final class ServerCore: Sendable {
         queryBufferLimitValue = Atomic(Int(configuration.integer("client-query-buffer-limit")))
         maxBulkValue = Atomic(Int(configuration.integer("proto-max-bulk-len")))
         hzValue = Atomic(Int(configuration.integer("hz")))
+        outputLimits.update(from: configuration)
         runID = Self.makeRunID()
     }
 
@@ -59,6 +62,7 @@ final class ServerCore: Sendable {
         queryBufferLimitValue.store(Int(configuration.integer("client-query-buffer-limit")), ordering: .relaxed)
         maxBulkValue.store(Int(configuration.integer("proto-max-bulk-len")), ordering: .relaxed)
         hzValue.store(Int(configuration.integer("hz")), ordering: .relaxed)
+        outputLimits.update(from: configuration)
         log.setLevel(LogLevel(name: configuration.string("loglevel")))
     }
 

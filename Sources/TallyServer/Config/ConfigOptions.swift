@@ -20,6 +20,8 @@ public enum ConfigKind: Sendable {
     case addressList
     /// An octal file mode (`unixsocketperm`).
     case octal
+    /// `client-output-buffer-limit`: `<class> <hard> <soft> <soft seconds>` groups.
+    case outputBufferLimits
 }
 
 /// One row of the option table.
@@ -48,6 +50,8 @@ public struct ConfigOption: Sendable {
         case .addressList:
             guard !arguments.isEmpty else { return .failure(ConfigError("wrong number of arguments")) }
             return .success(arguments.joined(separator: " "))
+        case .outputBufferLimits:
+            return ClientLimits.normalizeOutputBufferLimits(arguments)
         default:
             break
         }
@@ -88,7 +92,7 @@ public struct ConfigOption: Sendable {
                 return .failure(ConfigError("argument couldn't be parsed into an integer"))
             }
             return .success(String(value, radix: 8))
-        case .string, .savePoints, .addressList:
+        case .string, .savePoints, .addressList, .outputBufferLimits:
             return .success(text)
         }
     }
@@ -186,6 +190,9 @@ public enum ConfigTable {
         ConfigOption("auto-aof-rewrite-min-size", .memory(min: 0, max: longMax), String(64 * mb)),
         ConfigOption("proto-max-bulk-len", .memory(min: 1024 * 1024, max: longMax), String(512 * mb)),
         ConfigOption("client-query-buffer-limit", .memory(min: 1024 * 1024, max: longMax), String(1024 * mb)),
+        ConfigOption(
+            "client-output-buffer-limit", .outputBufferLimits,
+            "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"),
         ConfigOption("maxmemory", .memory(min: 0, max: longMax), "0"),
         ConfigOption(
             "maxmemory-policy",
