@@ -61,7 +61,8 @@ extension ClientLimits {
             guard let hard = parseMemory(words[group + 1]), let soft = parseMemory(words[group + 2]),
                   let seconds = Int64(words[group + 3]), hard >= 0, soft >= 0, seconds >= 0
             else {
-                return .failure(ConfigError("Error in hard, soft or soft_seconds setting in buffer limit configuration."))
+                return .failure(
+                    ConfigError("Error in hard, soft or soft_seconds setting in buffer limit configuration."))
             }
             limits[name] = [hard, soft, seconds]
         }

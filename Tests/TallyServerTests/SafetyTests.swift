@@ -143,6 +143,46 @@ final class SafetyTests: XCTestCase {
         XCTAssertEqual(try allowed.call("PING"), .simple("PONG"))
     }
 
+    func testClientOutputBufferLimitClosesAClientThatDoesNotRead() throws {
+        let server = try start(["--client-output-buffer-limit", "normal 256kb 0 0"])
+        let control = try RESPClient(port: server.port)
+        XCTAssertEqual(try control.call("CONFIG", "GET", "client-output-buffer-limit"), .array([
+            .bulk(Array("client-output-buffer-limit".utf8)),
+            .bulk(Array("normal 262144 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".utf8)),
+        ]))
+        XCTAssertEqual(try control.call("SET", "blob", String(repeating: "b", count: 64 * 1024)), .simple("OK"))
+        let hog = try RESPClient(port: server.port)
+        hog.setReceiveBuffer(4096)
+        var pipeline: [UInt8] = []
+        for _ in 0..<200 { pipeline += RESPClient.encode(["GET", "blob"]) }
+        try? hog.sendRaw(pipeline)
+        var connected = ""
+        for _ in 0..<100 {
+            connected = try info(control, "connected_clients") ?? ""
+            if connected == "1" { break }
+            usleep(20_000)
+        }
+        XCTAssertEqual(connected, "1", "the client over the hard limit should have been closed")
+        XCTAssertTrue(server.output.contains("for overcoming of output buffer limits"))
+        try assertServes(server)
+
+        XCTAssertEqual(try control.call("CONFIG", "SET", "client-output-buffer-limit", "normal 1mb 512kb"),
+                       .error("ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit') - "
+                              + "Wrong number of arguments in buffer limit configuration."))
+        XCTAssertEqual(try control.call("CONFIG", "SET", "client-output-buffer-limit", "bogus 1 1 1"),
+                       .error("ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit') - "
+                              + "Invalid client class specified in buffer limit configuration."))
+        // Back to Redis's default for normal clients: unlimited.
+        XCTAssertEqual(try control.call("CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0"), .simple("OK"))
+        let reader = try RESPClient(port: server.port)
+        try reader.sendRaw(pipeline)
+        for _ in 0..<200 {
+            guard case .bulk(let bytes?) = try reader.readReply(), bytes.count == 64 * 1024 else {
+                return XCTFail("expected the 64 KB value")
+            }
+        }
+    }
+
     func testMaxmemoryEvictsOverTheWireAndNoevictionRefuses() throws {
         let server = try start(["--maxmemory", "1mb", "--maxmemory-policy", "allkeys-lru"])
         let client = try RESPClient(port: server.port)
