@@ -210,7 +210,11 @@ final class IOThread: @unchecked Sendable {
         server.stats.readsProcessed.add(1, ordering: .relaxed)
         server.stats.netInputBytes.add(Int64(count), ordering: .relaxed)
         connection.parser.append(UnsafeRawBufferPointer(rebasing: readScratch[0..<count]))
-        if connection.parser.unparsedBytes > server.queryBufferLimit {
+        // The arguments already parsed out of a request still in progress count too: otherwise
+        // `*2147483647` followed by endless tiny bulks grows argv without bound while the
+        // unparsed buffer stays small (ranges cost 16 bytes per argument).
+        let pendingArguments = connection.arguments.bytes.count + connection.arguments.count * 16
+        if connection.parser.unparsedBytes + pendingArguments > server.queryBufferLimit {
             server.log.log(.warning, "Closing client that reached max query buffer length (qbuf=\(connection.parser.unparsedBytes))")
             close(connection)
             return

@@ -93,6 +93,25 @@ final class SafetyTests: XCTestCase {
         try assertServes(server)
     }
 
+    func testEndlessArgumentsOfOneRequestHitTheQueryBufferLimit() throws {
+        let server = try start(["--client-query-buffer-limit", "1mb"])
+        let client = try RESPClient(port: server.port)
+        // Each bulk is parsed out of the buffer at once, so only the argv memory grows.
+        try client.sendRaw("*2147483647\r\n")
+        let chunk = Array(String(repeating: "$1\r\na\r\n", count: 10_000).utf8)
+        var closed = false
+        for _ in 0..<100 {
+            do { try client.sendRaw(chunk) } catch {
+                closed = true
+                break
+            }
+        }
+        if !closed { XCTAssertEqual((try? client.readUntilClosed()) ?? [], []) }
+        let other = try RESPClient(port: server.port)
+        XCTAssertEqual(try info(other, "connected_clients"), "1")
+        try assertServes(server)
+    }
+
     func testUnauthenticatedClientsGetTighterLimitsAndRedisErrors() throws {
         let server = try start(["--requirepass", "s3cret"])
         let client = try RESPClient(port: server.port)
