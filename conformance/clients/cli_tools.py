@@ -4,7 +4,7 @@ import subprocess
 from ..common.resp import Connection, encode_command
 
 
-def _cli(port, args, stdin=None, timeout=60):
+def _cli(port, args, stdin=None, timeout=20):
     p = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port)] + args, input=stdin,
                        capture_output=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
@@ -124,7 +124,7 @@ def redis_benchmark(port, ref_port, long=False):
     _flush(port)
     n = 100000 if long else 20000
     p = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "incr,get,set", "-n", str(n),
-                        "-r", "1000", "-c", "20", "-q"], capture_output=True, timeout=300)
+                        "-r", "1000", "-c", "20", "-q"], capture_output=True, timeout=120)
     text = (p.stdout + p.stderr).decode(errors="replace")
     lines = [ln for ln in text.replace("\r", "\n").splitlines() if "requests per second" in ln]
     tests = {ln.split(":")[0].strip() for ln in lines}
@@ -149,7 +149,7 @@ def redis_benchmark(port, ref_port, long=False):
         c.close()
     out.append(("benchmark-incr-sum", total == n, "sum of %d counter:* keys = %d, want %d" % (keys, total, n)))
     p = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "incr", "-n", str(n),
-                        "-P", "16", "-c", "10", "-q"], capture_output=True, timeout=300)
+                        "-P", "16", "-c", "10", "-q"], capture_output=True, timeout=120)
     v = _get_int(port, "counter:__rand_int__")
     out.append(("benchmark-pipelined-incr", p.returncode == 0 and v == n, "counter:__rand_int__ = %s want %d"
                 % (v, n)))

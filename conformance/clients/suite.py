@@ -4,12 +4,13 @@ import shutil
 import subprocess
 import tempfile
 
+from ..common.resp import Connection, ConnectionClosed, ProtocolViolation, ReplyTimeout
 from . import cli_tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _external(argv, env=None, timeout=180):
+def _external(argv, env=None, timeout=90):
     """Runs a workload program; returns checks parsed from its `ok NAME` / `FAIL NAME detail` lines."""
     try:
         p = subprocess.run(argv, capture_output=True, timeout=timeout, env=env)
@@ -28,6 +29,20 @@ def _external(argv, env=None, timeout=180):
     if not checks:
         checks.append(("no-output", False, p.stderr.decode(errors="replace")[-500:]))
     return checks
+
+
+def _unresponsive(srv):
+    """Why the server cannot take a workload (dead or not answering PING in 5 s), or None."""
+    srv.restart_if_dead()
+    try:
+        c = Connection(srv.port, timeout=5.0)
+        try:
+            raw, _ = c.command("PING")
+        finally:
+            c.close()
+        return None if raw == b"+PONG\r\n" else "PING answered %r" % raw[:60]
+    except (OSError, ReplyTimeout, ConnectionClosed, ProtocolViolation) as e:
+        return "PING failed: %s %s" % (type(e).__name__, e)
 
 
 def _build_hiredis(tmp):
@@ -60,6 +75,10 @@ def run(ref, test, report, seed, long=False):
         for name, fn, available in workloads:
             for srv in (ref, test):
                 group = "%s/%s" % (name, srv.name)
+                problem = _unresponsive(srv)
+                if problem:
+                    report.record("clients", group, False, "%s not run: %s" % (name, problem))
+                    continue
                 if not available:
                     report.record("clients", group, False, "%s is not installed" % name)
                     continue

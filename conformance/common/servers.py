@@ -27,8 +27,11 @@ class ServerProcess:
         self.dir = None
         self.proc = None
         self.log_path = None
+        self.timeouts = 0  # replies that never came: after a few, callers stop sending to a hung server
 
     def start(self, timeout=20.0):
+        if self.dir:  # a restart after a crash: the old dir (and its log) is not needed any more
+            shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = tempfile.mkdtemp(prefix="tally-conf-%s-" % self.name)
         self.log_path = os.path.join(self.dir, "server.log")
         last_error = None

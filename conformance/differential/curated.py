@@ -67,15 +67,33 @@ def _exchange(side, step):
     except ProtocolViolation as e:
         side.conns.pop(step.conn, None)
         return ("<protocol violation: %s>" % e).encode(), None
+    except OSError as e:
+        side.conns.pop(step.conn, None)
+        return ("<cannot connect: %s>" % e).encode(), None
+
+
+HUNG_LIMIT = 5
 
 
 def run_group(ref, test, group, proto, family, report, path):
     ok_all = True
+    if test.timeouts >= HUNG_LIMIT:
+        for step in group:
+            if step.directive not in ("sleep", "reconnect"):
+                report.record("differential", "%s/resp%d" % (family, proto), False,
+                              "%s:%d not run: the server under test stopped answering (%d timeouts)"
+                              % (os.path.relpath(path), step.lineno, test.timeouts))
+        return False
     a = _Side(ref, proto)
     b = _Side(test, proto)
     try:
         for side in (a, b):
-            raw, _ = side.conn(1).command("FLUSHALL")
+            try:
+                raw, _ = side.conn(1).command("FLUSHALL")
+            except (OSError, ConnectionClosed, ReplyTimeout, ProtocolViolation) as e:
+                raw = ("<%s: %s>" % (type(e).__name__, e)).encode()
+            if raw.startswith(b"<ReplyTimeout"):
+                side.server.timeouts += 1
             if not raw.startswith(b"+OK"):
                 report.record("differential", "%s/resp%d" % (family, proto), False,
                               "%s: FLUSHALL failed on %s: %r" % (path, side.server.name, raw))
@@ -99,6 +117,8 @@ def run_group(ref, test, group, proto, family, report, path):
             raw_a, pa = _exchange(a, step)
             raw_b, pb = _exchange(b, step)
             hung = raw_b == b"<timeout>"
+            if hung:
+                test.timeouts += 1
             if pa is None or pb is None or step.mode is None:
                 ok = raw_a == raw_b
             else:

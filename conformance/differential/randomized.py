@@ -231,7 +231,10 @@ def _connect(server, proto):
 
 def _run_stream(server, proto, ops):
     """Sends ops in pipelined batches on a fresh connection; returns a list of (raw, parsed) or markers."""
-    c = _connect(server, proto)
+    try:
+        c = _connect(server, proto)
+    except (OSError, ReplyTimeout, ConnectionClosed, ProtocolViolation) as e:
+        return [(("<cannot start the stream: %s: %s>" % (type(e).__name__, e)).encode(), None)]
     out = []
     try:
         for i in range(0, len(ops), BATCH):
@@ -311,7 +314,6 @@ class _State:
     def __init__(self, max_minimized):
         self.minimized = 0
         self.max_minimized = max_minimized
-        self.timeouts = 0
         self.seen = {}
         self.failing_commands = set()
 
@@ -325,17 +327,18 @@ def _streams(ref, test, report, seed, rng, count, state, exclude=(), label="rand
         for db in (b"0", b"1"):
             ops += [Op([b"SELECT", db]), Op([b"KEYS", b"*"], "sorted")]
         group = "%s/resp%d" % (label, proto)
-        if state.timeouts >= 3:
+        if test.timeouts >= 3:
             report.record("differential", group, False, "seed %d stream %d not run: the server under test "
-                          "stopped answering in 3 earlier streams" % (seed, s))
+                          "stopped answering (3 or more timeouts)" % (seed, s))
             continue
         m = first_mismatch(ref, test, proto, ops)
         if m is None:
             report.record("differential", group, True)
             continue
         idx, (raw_a, _), (raw_b, _) = m
-        if raw_b.startswith(b"<ReplyTimeout"):
-            state.timeouts += 1
+        no_reply = raw_b.startswith(b"<ReplyTimeout") or raw_b.startswith(b"<cannot start")
+        if no_reply:
+            test.timeouts += 1
         state.failing_commands.add(ops[idx].args[0].upper())
         where = "seed %d %s stream %d (RESP%d)" % (seed, label, s, proto)
         if exclude:
@@ -347,7 +350,7 @@ def _streams(ref, test, report, seed, rng, count, state, exclude=(), label="rand
         signature = _kind(ops[idx], raw_a, raw_b)
         if signature in state.seen:
             detail += "\n      (same kind of mismatch as %s)" % state.seen[signature]
-        elif state.minimized < state.max_minimized:
+        elif state.minimized < state.max_minimized and not no_reply:
             state.seen[signature] = "%s stream %d" % (label, s)
             state.minimized += 1
             small, m2 = minimize(ref, test, proto, ops[:idx + 1])
@@ -369,7 +372,7 @@ def run(ref, test, report, seed, total_ops, max_minimized=8):
     _streams(ref, test, report, seed, rng, max(1, total_ops // STREAM_LEN), state)
     exclude = set()
     for _ in range(3):
-        if not state.failing_commands - exclude or state.timeouts >= 3:
+        if not state.failing_commands - exclude or test.timeouts >= 3:
             break
         exclude |= state.failing_commands
         _streams(ref, test, report, seed, rng, 8, state, exclude, "random-excluding")
