@@ -101,6 +101,9 @@ public final class CommandEngine: Sendable {
         hasLog.store(log != nil, ordering: .releasing)
     }
 
+    /// True while a log is attached (one atomic load: the per-command propagation fast path).
+    @inline(__always) var isLogAttached: Bool { hasLog.load(ordering: .acquiring) }
+
     /// The attached log, if any.
     public var attachedLog: (any CommandLog)? {
         if !hasLog.load(ordering: .acquiring) { return nil }
@@ -196,6 +199,13 @@ public final class CommandEngine: Sendable {
             return
         }
         if memoryLimit.load(ordering: .relaxed) != 0 && !enforceMemoryLimit(spec, session: session) {
+            if spec.name == "exec" && session.transaction.isActive {
+                // Redis aborts the whole transaction here, naming the reason.
+                TransactionCommands.discardTransaction(session, self)
+                statistics.rejectedCalls.add(1, ordering: .relaxed)
+                output.writeError(Self.execAbortOutOfMemory)
+                return
+            }
             reject(session, statistics)
             output.writeError(RedisError.outOfMemory)
             return
@@ -235,10 +245,14 @@ public final class CommandEngine: Sendable {
         EvictionPolicy.allCases[evictionPolicyIndex.load(ordering: .relaxed)]
     }
 
+    static let execAbortOutOfMemory: StaticString =
+        "EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'."
+
     /// Redis's `performEvictions` before a command: evicts until the estimate is under the
     /// limit, logging each victim as DEL. Returns false when the command must be refused with
-    /// OOM: still over the limit and the command may grow memory (`denyOOM`, or EXEC of a
-    /// transaction holding such a command).
+    /// OOM: still over the limit and the command may grow memory (`denyOOM`, EXEC of a
+    /// transaction holding such a command, or anything but EXEC/DISCARD/QUIT/RESET inside
+    /// MULTI, since queuing itself takes memory).
     func enforceMemoryLimit(_ spec: CommandSpec, session: ClientSession) -> Bool {
         let limit = memoryLimit.load(ordering: .relaxed)
         if keyspace.usedMemoryBytes <= limit { return true }
@@ -259,6 +273,7 @@ public final class CommandEngine: Sendable {
         evictionCursor.store(cursor, ordering: .relaxed)
         if underLimit { return true }
         if spec.flags.contains(.denyOOM) { return false }
+        if session.transaction.isActive && !["exec", "discard", "quit", "reset"].contains(spec.name) { return false }
         if spec.name == "exec" && session.transaction.isActive {
             for queued in session.transaction.queued {
                 if let row = table.lookup(queued[0]), table.rows[row].flags.contains(.denyOOM) { return false }

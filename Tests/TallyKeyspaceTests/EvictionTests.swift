@@ -55,10 +55,20 @@ private final class RecordingLog: CommandLog {
         #expect(harness.reply("INCR", "key:1") == "-OOM command not allowed when used memory > 'maxmemory'.\r\n")
         #expect(harness.reply("GET", "key:1").hasPrefix("$100\r\n"))
         #expect(harness.reply("DEL", "key:1") == ":1\r\n")
-        // Inside MULTI the refusal happens at queue time and dooms the transaction, as in Redis.
+        // Inside MULTI every queued command is refused (queuing takes memory) and the
+        // transaction is doomed, as in Redis 7.0.15.
         #expect(harness.reply("MULTI") == "+OK\r\n")
-        #expect(harness.reply("SET", "x", "1").hasPrefix("-OOM"))
-        #expect(harness.reply("EXEC").hasPrefix("-EXECABORT"))
+        #expect(harness.reply("GET", "key:2").hasPrefix("-OOM"))
+        #expect(harness.reply("EXEC") == "-EXECABORT Transaction discarded because of previous errors.\r\n")
+        // A transaction queued before memory ran out is aborted at EXEC if it would write.
+        harness.engine.setMemoryLimit(bytes: 0, policy: .noEviction, samples: 5)
+        #expect(harness.reply("MULTI") == "+OK\r\n")
+        #expect(harness.reply("SET", "x", "1") == "+QUEUED\r\n")
+        harness.engine.setMemoryLimit(bytes: 1000, policy: .noEviction, samples: 5)
+        #expect(harness.reply("EXEC") == "-EXECABORT Transaction discarded because of: "
+            + "OOM command not allowed when used memory > 'maxmemory'.\r\n")
+        #expect(harness.reply("EXISTS", "x") == ":0\r\n")
+        #expect(harness.reply("DISCARD") == "-ERR DISCARD without MULTI\r\n")
         #expect(harness.engine.keyspace.evictedKeys == 0)
         harness.engine.setMemoryLimit(bytes: 0, policy: .noEviction, samples: 5)
         #expect(harness.reply("SET", "new", "1") == "+OK\r\n")
