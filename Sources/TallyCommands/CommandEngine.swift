@@ -227,10 +227,17 @@ public final class CommandEngine: Sendable {
 
     /// Sets `maxmemory` (0 = no limit), `maxmemory-policy` and `maxmemory-samples`; takes
     /// effect for the next command (CONFIG SET is live).
-    public func setMemoryLimit(bytes: Int, policy: EvictionPolicy, samples: Int) {
+    public func setMemoryLimit(
+        bytes: Int, policy: EvictionPolicy, samples: Int, lfuLogFactor: Int = Int(LFU.logFactor),
+        lfuDecayMinutes: Int = Int(LFU.decayMinutes)
+    ) {
         let index = EvictionPolicy.allCases.firstIndex(of: policy) ?? 0
-        if evictionPolicyIndex.load(ordering: .relaxed) != index || bytes != 0 {
-            keyspace.configureEviction(policy, clock: clock)
+        let factor = UInt32(clamping: lfuLogFactor)
+        let decay = Int64(max(0, lfuDecayMinutes))
+        if evictionPolicyIndex.load(ordering: .relaxed) != index || bytes != 0 || factor != LFU.logFactor
+            || decay != LFU.decayMinutes
+        {
+            keyspace.configureEviction(policy, clock: clock, lfuLogFactor: factor, lfuDecayMinutes: decay)
         }
         evictionPolicyIndex.store(index, ordering: .relaxed)
         evictionSamples.store(max(1, samples), ordering: .relaxed)

@@ -41,7 +41,9 @@ extension Shard {
             entry.access = UInt32(truncatingIfNeeded: now / 1000)
         case .lfu:
             let random = UInt32(truncatingIfNeeded: fastRandom.next() >> 32)
-            entry.access = LFU.touched(entry.access, nowMilliseconds: now, random: random)
+            entry.access = LFU.touched(
+                entry.access, nowMilliseconds: now, random: random, logFactor: lfuLogFactor,
+                decayMinutes: lfuDecayMinutes)
         }
         tables[database].values[index].access = entry.access
         return entry
@@ -50,8 +52,10 @@ extension Shard {
     /// Applies `policy` to this shard (caller holds the lock): builds or drops the all-keys
     /// sampling index and, when the access mode changes, stamps existing keys as accessed now,
     /// so switching policy at runtime does not make every old key look maximally cold.
-    func configureEviction(_ policy: EvictionPolicy, clock: any Clock) {
+    func configureEviction(_ policy: EvictionPolicy, clock: any Clock, lfuLogFactor: UInt32, lfuDecayMinutes: Int64) {
         accessClock = clock
+        self.lfuLogFactor = lfuLogFactor
+        self.lfuDecayMinutes = lfuDecayMinutes
         let needsIndex = policy != .noEviction && !policy.onlyVolatile
         if needsIndex && sampledKeys == nil {
             var indexes = Array(repeating: ExpiringKeys(), count: tables.count)
@@ -100,7 +104,7 @@ extension Shard {
             for _ in 0..<min(samples, available) {
                 let key = candidates.keys[fastRandom.below(available)]
                 guard let entry = tables[database][key] else { continue }
-                let score = Self.evictionScore(entry, policy: policy, now: now)
+                let score = evictionScore(entry, policy: policy, now: now)
                 if best == nil || score > best!.score { best = (score, database, key) }
             }
         }
@@ -116,14 +120,14 @@ extension Shard {
     }
 
     /// Higher = evict first.
-    static func evictionScore(_ entry: Entry, policy: EvictionPolicy, now: Int64) -> Int64 {
+    func evictionScore(_ entry: Entry, policy: EvictionPolicy, now: Int64) -> Int64 {
         switch policy {
         case .allKeysLRU, .volatileLRU:
             // Wrapping difference of 32-bit second clocks: the idle time in seconds.
             let nowSeconds = UInt32(truncatingIfNeeded: now / 1000)
             return Int64(nowSeconds &- entry.access)
         case .allKeysLFU, .volatileLFU:
-            return 255 - Int64(LFU.decayedCounter(entry.access, nowMilliseconds: now))
+            return 255 - Int64(LFU.decayedCounter(entry.access, nowMilliseconds: now, decayMinutes: lfuDecayMinutes))
         case .volatileTTL:
             return Int64.max - (entry.expiresAtMilliseconds ?? Int64.max)
         case .noEviction, .allKeysRandom, .volatileRandom:
@@ -162,10 +166,13 @@ extension Keyspace {
 
     /// Switches every shard to `policy` (CONFIG SET maxmemory-policy). O(keys) when an
     /// allkeys-* index must be built or the access mode changes; otherwise O(shards).
-    public func configureEviction(_ policy: EvictionPolicy, clock: any Clock) {
+    public func configureEviction(
+        _ policy: EvictionPolicy, clock: any Clock, lfuLogFactor: UInt32 = LFU.logFactor,
+        lfuDecayMinutes: Int64 = LFU.decayMinutes
+    ) {
         for shard in shards {
             let locked = acquire(shard)
-            shard.configureEviction(policy, clock: clock)
+            shard.configureEviction(policy, clock: clock, lfuLogFactor: lfuLogFactor, lfuDecayMinutes: lfuDecayMinutes)
             if locked { shard.unlock() }
         }
     }

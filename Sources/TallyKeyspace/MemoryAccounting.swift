@@ -64,7 +64,7 @@ public enum MemoryEstimate {
     /// Estimated bytes held by `key` → `entry`.
     @inlinable
     public static func bytes(key: Key, value: Value) -> Int {
-        entryOverheadBytes + bufferHeaderBytes + key.bytes.count + bytes(of: value)
+        entryOverheadBytes + bufferHeaderBytes + key.count + bytes(of: value)
     }
 
     /// Estimated heap bytes of a value (an integer is stored inline: 0).
@@ -79,13 +79,13 @@ public enum MemoryEstimate {
     }
 }
 
-/// Redis's LFU constants (`lfu-log-factor 10`, `lfu-decay-time 1`, `LFU_INIT_VAL 5`).
+/// Redis's LFU counter (`LFU_INIT_VAL 5`; `lfu-log-factor` default 10, `lfu-decay-time` default 1).
 public enum LFU {
     /// Counter of a new key, so it is not evicted before it has a chance to be used.
     public static let initialCounter: UInt32 = 5
-    /// Higher = the counter saturates more slowly.
+    /// Default `lfu-log-factor`: higher = the counter saturates more slowly.
     public static let logFactor: UInt32 = 10
-    /// Minutes per counter decrement while a key is idle.
+    /// Default `lfu-decay-time`: minutes per counter decrement while a key is idle (0 = never).
     public static let decayMinutes: Int64 = 1
 
     /// Stamp of a fresh key at `nowMilliseconds`.
@@ -101,21 +101,26 @@ public enum LFU {
 
     /// The counter after decay for the idle time since the stamp (what eviction compares).
     @inlinable
-    public static func decayedCounter(_ stamp: UInt32, nowMilliseconds: Int64) -> UInt32 {
+    public static func decayedCounter(_ stamp: UInt32, nowMilliseconds: Int64, decayMinutes: Int64 = decayMinutes)
+        -> UInt32
+    {
         let counter = stamp & 0xFF
         let last = stamp >> 8
         let now = minutes(nowMilliseconds)
         // The minute clock wraps every ~45 days, as Redis's 16-bit one does.
         let elapsed = Int64(now >= last ? now - last : 0xFFFF - last + now)
-        let periods = elapsed / decayMinutes
+        let periods = decayMinutes > 0 ? elapsed / decayMinutes : 0
         return periods >= Int64(counter) ? 0 : counter - UInt32(periods)
     }
 
     /// The stamp after one access: decay, then a logarithmic increment (probability
     /// 1 / ((counter - 5) * logFactor + 1)), using `random` in 0..<2^32.
     @inlinable
-    public static func touched(_ stamp: UInt32, nowMilliseconds: Int64, random: UInt32) -> UInt32 {
-        var counter = decayedCounter(stamp, nowMilliseconds: nowMilliseconds)
+    public static func touched(
+        _ stamp: UInt32, nowMilliseconds: Int64, random: UInt32, logFactor: UInt32 = logFactor,
+        decayMinutes: Int64 = decayMinutes
+    ) -> UInt32 {
+        var counter = decayedCounter(stamp, nowMilliseconds: nowMilliseconds, decayMinutes: decayMinutes)
         if counter < 255 {
             let base = counter > initialCounter ? counter - initialCounter : 0
             let probability = 1.0 / Double(base * logFactor + 1)

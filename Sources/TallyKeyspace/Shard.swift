@@ -113,6 +113,9 @@ public final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var sampledKeys: [ExpiringKeys]?
     /// Clock for access stamps taken in `store` (which has no `now` argument).
     @exclusivity(unchecked) var accessClock: (any Clock)?
+    /// `lfu-log-factor` and `lfu-decay-time` (set by `configureEviction`).
+    @exclusivity(unchecked) var lfuLogFactor = LFU.logFactor
+    @exclusivity(unchecked) var lfuDecayMinutes = LFU.decayMinutes
     /// Generator for LFU coin flips and eviction samples.
     @exclusivity(unchecked) var fastRandom: FastRandom
     /// Keys removed by `maxmemory` eviction (INFO `evicted_keys`).

@@ -460,7 +460,8 @@ extension ServerCore {
         if seen.contains("requirepass") {
             context.engine.setRequirePass(Array(updated.string("requirepass").utf8))
         }
-        if seen.contains("maxmemory") || seen.contains("maxmemory-policy") || seen.contains("maxmemory-samples") {
+        let evictionOptions = ["maxmemory", "maxmemory-policy", "maxmemory-samples", "lfu-log-factor", "lfu-decay-time"]
+        if evictionOptions.contains(where: seen.contains) {
             applyMemoryLimit(from: updated, to: context.engine)
         }
         refreshKnobs(from: updated)
