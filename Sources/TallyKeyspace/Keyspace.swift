@@ -114,7 +114,10 @@ public final class Keyspace: Sendable {
     @usableFromInline var shardMask: UInt64 { shardMaskBits }
 
     /// The shard holding `key`.
-    @inlinable public func shard(for key: Key) -> Shard { shards[shardIndex(for: key.bytes)] }
+    @inlinable public func shard(for key: Key) -> Shard { shards[shardIndex(for: key)] }
+
+    /// The shard index of `key` (hashes its bytes in place: no array is built for inline keys).
+    @inlinable public func shardIndex(for key: Key) -> Int { key.withUnsafeBytes { shardIndex(for: $0) } }
 
     /// Locks the shards of `mask` in ascending order.
     public func lock(_ mask: ShardMask) { mask.forEach { shards[$0].lock() } }
@@ -229,7 +232,7 @@ public final class Keyspace: Sendable {
 
     /// Inserts an entry read from an RDB or AOF base, replacing any existing one.
     public func insertLoaded(database: Int, key: Key, entry: Entry) {
-        let shard = shards[shardIndex(for: key.bytes)]
+        let shard = shards[shardIndex(for: key)]
         let locked = acquire(shard)
         shard.store(database, key, entry)
         if locked { shard.unlock() }

@@ -1,23 +1,124 @@
 // Key, Value and Entry: the byte-level data model shared by the keyspace, commands and persistence.
 
 /// A key: arbitrary bytes. Two keys are equal only if their bytes are equal (no Unicode folding).
+///
+/// Keys of up to `Key.inlineCapacity` (22) bytes, nearly all real keys (`counter:000000012345`
+/// is 20), live inline in the 24-byte value: building one from request bytes does not allocate,
+/// and a table slot needs no separate heap buffer (about 50 bytes per key saved). Longer keys
+/// use an array. The form depends only on the length, so equal keys always share a form.
 public struct Key: Hashable, Sendable {
-    /// The key's bytes.
-    public var bytes: [UInt8]
+    /// The most bytes stored inline.
+    public static let inlineCapacity = 22
+
+    @usableFromInline var storage: KeyStorage
 
     /// Wraps `bytes`.
-    @inlinable public init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    /// Copies the bytes of a slice (an argument of a request).
-    @inlinable public init(_ slice: ArraySlice<UInt8>) { self.bytes = Array(slice) }
-
-    @inlinable public func hash(into hasher: inout Hasher) {
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    @inlinable public init(_ bytes: [UInt8]) {
+        if bytes.count <= Key.inlineCapacity {
+            storage = bytes.withUnsafeBytes { .small(SmallKeyBytes($0)) }
+        } else {
+            storage = .large(bytes)
+        }
     }
 
-    @inlinable public static func == (lhs: Key, rhs: Key) -> Bool { lhs.bytes == rhs.bytes }
+    /// Copies the bytes of a slice (an argument of a request); allocates only for long keys.
+    @inlinable public init(_ slice: ArraySlice<UInt8>) {
+        if slice.count <= Key.inlineCapacity {
+            storage = slice.withUnsafeBytes { .small(SmallKeyBytes($0)) }
+        } else {
+            storage = .large(Array(slice))
+        }
+    }
+
+    /// Copies raw bytes.
+    @inlinable public init(_ raw: UnsafeRawBufferPointer) {
+        if raw.count <= Key.inlineCapacity {
+            storage = .small(SmallKeyBytes(raw))
+        } else {
+            storage = .large(Array(raw))
+        }
+    }
+
+    /// The key's bytes (a new array for an inline key: prefer `withUnsafeBytes` on hot paths).
+    public var bytes: [UInt8] {
+        get {
+            switch storage {
+            case .small: return withUnsafeBytes { Array($0) }
+            case .large(let array): return array
+            }
+        }
+        set { self = Key(newValue) }
+    }
+
+    /// Number of bytes.
+    @inlinable public var count: Int {
+        switch storage {
+        case .small(let small): return Int(small.count)
+        case .large(let array): return array.count
+        }
+    }
+
+    /// Calls `body` with the key's bytes, without copying them into an array.
+    @inlinable
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch storage {
+        case .small(var small):
+            let count = Int(small.count)
+            // `small` is a local copy, so its address is stable for the duration of the call.
+            return try Swift.withUnsafeBytes(of: &small) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        case .large(let array):
+            return try array.withUnsafeBytes(body)
+        }
+    }
+
+    @inlinable public func hash(into hasher: inout Hasher) {
+        switch storage {
+        case .small(let small):
+            hasher.combine(small.word0)
+            hasher.combine(small.word1)
+            hasher.combine(UInt64(small.word2) | UInt64(small.word3) << 32 | UInt64(small.count) << 48)
+        case .large(let array):
+            array.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+    }
+
+    @inlinable public static func == (lhs: Key, rhs: Key) -> Bool {
+        switch (lhs.storage, rhs.storage) {
+        case (.small(let left), .small(let right)):
+            return left.word0 == right.word0 && left.word1 == right.word1 && left.word2 == right.word2
+                && left.word3 == right.word3 && left.count == right.count
+        case (.large(let left), .large(let right)):
+            return left == right
+        default:
+            return false
+        }
+    }
 }
 
+/// A key's two forms (see `Key`). 24 bytes: a 23-byte inline payload plus the case tag.
+@usableFromInline
+enum KeyStorage: Sendable {
+    case small(SmallKeyBytes)
+    case large([UInt8])
+}
+
+/// Up to 22 key bytes, zero-padded (so word comparison is byte comparison), and their count.
+/// The fields are laid out in order with no padding (8 + 8 + 4 + 2 + 1 = 23 bytes), so the
+/// first 22 bytes of its memory are the key bytes.
+@usableFromInline
+struct SmallKeyBytes: Sendable {
+    @usableFromInline var word0: UInt64 = 0
+    @usableFromInline var word1: UInt64 = 0
+    @usableFromInline var word2: UInt32 = 0
+    @usableFromInline var word3: UInt16 = 0
+    @usableFromInline var count: UInt8 = 0
+
+    /// Copies `raw` (at most 22 bytes).
+    @inlinable init(_ raw: UnsafeRawBufferPointer) {
+        Swift.withUnsafeMutableBytes(of: &self) { target in target.copyMemory(from: raw) }
+        count = UInt8(truncatingIfNeeded: raw.count)
+    }
+}
 /// A stored value. Canonical 64-bit integers are kept unboxed, like Redis's int encoding.
 public enum Value: Sendable {
     /// A string value whose bytes are the canonical decimal form of this integer.
