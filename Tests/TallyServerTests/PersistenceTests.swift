@@ -111,33 +111,26 @@ final class PersistenceTests: XCTestCase {
         let port = server.port
         let pid = server.process.processIdentifier
         let ledger = Ledger(keys: workers)
-        DispatchQueue.concurrentPerform(iterations: workers + 1) { index in
-            if index == workers {
-                chaos(port)
-                kill(pid, SIGKILL)
-                return
-            }
-            guard let client = try? RESPClient(port: port) else { return }
-            var delta: Int64 = Int64(index) + 1
-            while true {
-                delta = delta % 1000 + 1
-                ledger.lock.lock()
-                ledger.inFlight[index] = delta
-                ledger.lock.unlock()
-                guard case .integer(let value)? = try? client.call("INCRBY", "key:\(index)", String(delta)) else {
-                    return
+        // Real threads, not concurrentPerform: the workers never return on their own, so a
+        // pool with fewer threads than iterations would never run the killer.
+        let group = DispatchGroup()
+        for index in 0...workers {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                if index == workers {
+                    chaos(port)
+                    kill(pid, SIGKILL)
+                } else {
+                    Self.incrementUntilClosed(port: port, index: index, ledger: ledger)
                 }
-                ledger.lock.lock()
-                ledger.acknowledged[index] += delta
-                ledger.inFlight[index] = 0
-                ledger.operations += 1
-                let expected = ledger.acknowledged[index]
-                ledger.lock.unlock()
-                XCTAssertEqual(value, expected, "the server's own count diverged for key:\(index)")
-            }
+            }.start()
         }
+        group.wait()
         _ = server.waitForExit()
         XCTAssertGreaterThan(ledger.operations, 100, "the workload barely ran")
+        print("kill -9 under \(fsync)\(extra.isEmpty ? "" : " " + extra.joined(separator: " ")): "
+            + "\(ledger.operations) acknowledged INCRBYs before SIGKILL")
         let restarted = try startTally(directory, ["--appendfsync", fsync] + extra)
         let client = try RESPClient(port: restarted.port)
         for index in 0..<workers {
@@ -148,6 +141,27 @@ final class PersistenceTests: XCTestCase {
             XCTAssertTrue(
                 stored == acknowledged || (pending != 0 && stored == acknowledged + pending),
                 "\(fsync): key:\(index) holds \(stored); acknowledged \(acknowledged), in flight \(pending)")
+        }
+    }
+
+    private static func incrementUntilClosed(port: Int, index: Int, ledger: Ledger) {
+        guard let client = try? RESPClient(port: port) else { return }
+        var delta = Int64(index) + 1
+        while true {
+            delta = delta % 1000 + 1
+            ledger.lock.lock()
+            ledger.inFlight[index] = delta
+            ledger.lock.unlock()
+            guard case .integer(let value)? = try? client.call("INCRBY", "key:\(index)", String(delta)) else {
+                return
+            }
+            ledger.lock.lock()
+            ledger.acknowledged[index] += delta
+            ledger.inFlight[index] = 0
+            ledger.operations += 1
+            let expected = ledger.acknowledged[index]
+            ledger.lock.unlock()
+            XCTAssertEqual(value, expected, "the server's own count diverged for key:\(index)")
         }
     }
 
