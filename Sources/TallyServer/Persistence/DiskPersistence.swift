@@ -361,7 +361,14 @@ public final class DiskPersistence: PersistenceSubsystem {
     // MARK: Shutdown
 
     public func shutdown(engine: CommandEngine, mode: ShutdownSaveMode, log: ServerLog) -> Bool {
-        let (settings, current) = state.withLock { ($0.settings, $0.log) }
+        let (settings, current, initialAOF) = state.withLock {
+            ($0.settings, $0.log, $0.enablingAOF && $0.rewriteInProgress)
+        }
+        if initialAOF {
+            // Redis refuses too: the AOF on disk does not hold the dataset until this base exists.
+            log.log(.warning, "Writing initial AOF, can't exit.")
+            return false
+        }
         let wantsSave = mode == .save || (mode == .configured && !settings.savePoints.isEmpty)
         if wantsSave {
             log.log(.notice, "Saving the final RDB snapshot before exiting.")
@@ -454,10 +461,24 @@ public final class DiskPersistence: PersistenceSubsystem {
             storage.close(file)
             manifest.incrs.append(AOFFileInfo(name: name, sequence: sequence, type: .incr))
             manifest.currentIncrSequence = sequence
-            let generation = try makeGeneration(settings: settings, manifest: manifest)
             // Attaching the log and taking the snapshot under every shard lock: each write is
-            // either in the snapshot or in the new incr file, never both, never neither.
+            // either in the snapshot or in the new incr file, never both, never neither. A
+            // previous generation (a retried first rewrite) is flushed first, and the new one's
+            // offsets start where it ended, so no session waits on offsets the new writer
+            // never issued.
             let locked = engine.keyspace.lockExclusive()
+            let previous = state.withLock { state -> PersistenceLog? in
+                if let current = state.log { state.nextOffsetBase = current.endOffset }
+                return state.log
+            }
+            if let writer = previous?.writer { _ = writer.shutdown() }
+            let generation: (log: PersistenceLog, rewriter: AOFRewriter<PosixStorage>)
+            do {
+                generation = try makeGeneration(settings: settings, manifest: manifest)
+            } catch {
+                engine.keyspace.unlockExclusive(locked)
+                throw error
+            }
             engine.attachLog(generation.log)
             let snapshot = engine.keyspace.snapshot()
             engine.keyspace.unlockExclusive(locked)
@@ -485,6 +506,10 @@ public final class DiskPersistence: PersistenceSubsystem {
 
     /// CONFIG SET appendonly no (Redis stopAppendOnly): flush and fsync, then stop logging.
     private func disableAppendOnly(engine: CommandEngine) {
+        // Under every shard lock no append is in flight: the last offset is final, the writer
+        // is flushed before anyone can be told their write is durable, and the next
+        // generation (or the MISCONF-only log) continues from that offset.
+        let locked = engine.keyspace.lockExclusive()
         let current = state.withLock { state -> PersistenceLog? in
             state.settings.appendOnly = false
             state.enablingAOF = false
@@ -495,10 +520,9 @@ public final class DiskPersistence: PersistenceSubsystem {
             if let current { state.nextOffsetBase = current.endOffset }
             return current
         }
-        let locked = engine.keyspace.lockExclusive()
+        if let writer = current?.writer { _ = writer.shutdown() }
         engine.attachLog(gateLogIfNeeded())
         engine.keyspace.unlockExclusive(locked)
-        if let writer = current?.writer { _ = writer.shutdown() }
     }
 
     // MARK: Background work
@@ -709,12 +733,10 @@ public final class DiskPersistence: PersistenceSubsystem {
         }
         let was = gate.refusing.exchange(refusing, ordering: .relaxed)
         guard was != refusing, let engine else { return }
-        let hasAOF = state.withLock { $0.log != nil }
-        if !hasAOF {
-            let locked = engine.keyspace.lockExclusive()
-            engine.attachLog(gateLogIfNeeded())
-            engine.keyspace.unlockExclusive(locked)
-        }
+        // Under the shard locks so enabling/disabling the AOF cannot interleave with this.
+        let locked = engine.keyspace.lockExclusive()
+        if state.withLock({ $0.log == nil }) { engine.attachLog(gateLogIfNeeded()) }
+        engine.keyspace.unlockExclusive(locked)
     }
 
     /// With the AOF off, a writer-less log exists only to refuse writes after a failed BGSAVE.
