@@ -432,4 +432,54 @@ final class PersistenceTests: XCTestCase {
         usleep(400_000)
         XCTAssertEqual(try client.call("INCR", "c"), .integer(1))
     }
+
+    // MARK: Disk full
+
+    /// Runs a command, returning whether it exited 0.
+    private static func run(_ path: String, _ arguments: [String]) -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }
+
+    func testRepliesAreHeldWhileTheAppendOnlyFileCannotBeWritten() throws {
+        // A 2 MB tmpfs to fill up; needs mount privileges (skipped elsewhere).
+        let directory = try makeDirectory()
+        guard Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", directory]) else {
+            throw XCTSkip("cannot mount a tmpfs here")
+        }
+        defer { _ = Self.run("/bin/umount", ["-l", directory]) }
+        let server = try startTally(directory, ["--appendfsync", "everysec"])
+        let filler = directory + "/filler"
+        XCTAssertTrue(FileManager.default.createFile(atPath: filler, contents: Data(count: 1900 * 1024)))
+
+        let writer = try RESPClient(port: server.port, timeoutSeconds: 1)
+        try writer.sendRaw(RESPClient.encode(["SET", "big", String(repeating: "a", count: 300_000)]))
+        // The AOF write fails with ENOSPC: the reply must not come while the data is only in memory.
+        XCTAssertThrowsError(try writer.readReply()) { error in
+            XCTAssertEqual(error as? RESPClientError, .timedOut)
+        }
+        let other = try RESPClient(port: server.port)
+        XCTAssertEqual(
+            try other.call("INCR", "c"), .error("MISCONF Errors writing to the AOF file: No space left on device"))
+
+        try FileManager.default.removeItem(atPath: filler)
+        // The writer retries about once a second; then the held reply goes out.
+        var reply: RESPValue?
+        for _ in 0..<5 where reply == nil { reply = try? writer.readReply() }
+        XCTAssertEqual(reply, .simple("OK"))
+        XCTAssertEqual(try other.call("INCR", "c"), .integer(1))
+        kill9(server)
+        let restarted = try startTally(directory)
+        let client = try RESPClient(port: restarted.port)
+        XCTAssertEqual(try client.call("STRLEN", "big"), .integer(300_000))
+        XCTAssertEqual(try client.call("GET", "c").text, "1")
+        restarted.signal(SIGKILL)
+        _ = restarted.waitForExit()
+    }
 }
