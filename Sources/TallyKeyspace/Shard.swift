@@ -327,6 +327,30 @@ public final class Shard: @unchecked Sendable {
 
     /// INCRBY on `key`: returns the new value. Keeps the TTL, as Redis does.
     public func incrementBy(_ database: Int, _ key: Key, delta: Int64, now: Int64) throws(KeyspaceError) -> Int64 {
+        // Fast path for a live key when no access stamps are kept: one hash probe instead of a
+        // lookup plus a `store` (each hashing the key). The result equals what `store` writes:
+        // same expiry, access 0, estimate minus the old value's bytes, watchers touched; the
+        // key stays in the TTL and sampling indexes it is already in.
+        if accessMode == .none, let index = tables[database].index(forKey: key) {
+            let entry = tables[database].values[index]
+            if entry.expiresAtMilliseconds.map({ $0 > now }) ?? true {
+                let value: Int64
+                switch entry.value {
+                case .integer(let stored): value = stored
+                case .string(let bytes):
+                    guard let parsed = parseRedisInteger(bytes) else { throw .notInteger }
+                    value = parsed
+                case .hash: throw .wrongType
+                }
+                let (result, overflow) = value.addingReportingOverflow(delta)
+                if overflow { throw .overflow }
+                tables[database].values[index] = Entry(
+                    value: .integer(result), expiresAtMilliseconds: entry.expiresAtMilliseconds)
+                account(-MemoryEstimate.bytes(of: entry.value))
+                touch(database, key)
+                return result
+            }
+        }
         var current: Int64 = 0
         var expiry: Int64?
         if let entry = lookup(database, key, now: now) {
