@@ -108,7 +108,8 @@ final class IOThread: @unchecked Sendable {
             guard server.clients.reserveSlot(limit: server.maxClients) else {
                 // Same as Redis: best-effort error, then close; the client never counts as connected.
                 let message: StaticString = "-ERR max number of clients reached\r\n"
-                _ = try? Posix.write(descriptor, UnsafeRawBufferPointer(start: message.utf8Start, count: message.utf8CodeUnitCount))
+                let reply = UnsafeRawBufferPointer(start: message.utf8Start, count: message.utf8CodeUnitCount)
+                _ = try? Posix.write(descriptor, reply)
                 Posix.close(descriptor)
                 server.stats.rejectedConnections.add(1, ordering: .relaxed)
                 continue
@@ -215,7 +216,8 @@ final class IOThread: @unchecked Sendable {
         // unparsed buffer stays small (ranges cost 16 bytes per argument).
         let pendingArguments = connection.arguments.bytes.count + connection.arguments.count * 16
         if connection.parser.unparsedBytes + pendingArguments > server.queryBufferLimit {
-            server.log.log(.warning, "Closing client that reached max query buffer length (qbuf=\(connection.parser.unparsedBytes))")
+            let queued = connection.parser.unparsedBytes
+            server.log.log(.warning, "Closing client that reached max query buffer length (qbuf=\(queued))")
             close(connection)
             return
         }
@@ -325,7 +327,8 @@ final class IOThread: @unchecked Sendable {
             let result: IOResult<Int>
             do {
                 result = try connection.output.storage.withUnsafeBytes { raw throws(Errno) in
-                    try Posix.write(connection.descriptor, UnsafeRawBufferPointer(rebasing: raw[connection.output.readerIndex...]))
+                    let pending = UnsafeRawBufferPointer(rebasing: raw[connection.output.readerIndex...])
+                    return try Posix.write(connection.descriptor, pending)
                 }
             } catch {
                 close(connection)
@@ -357,7 +360,8 @@ final class IOThread: @unchecked Sendable {
         // While replies are stuck we stop reading too: a client that does not read cannot make
         // the server buffer unbounded output, and other clients are unaffected.
         let events: EpollEvents = waiting ? .writable : .readable
-        try? epoll.modify(connection.descriptor, events: events, token: UInt64(UInt32(bitPattern: connection.descriptor)))
+        let token = UInt64(UInt32(bitPattern: connection.descriptor))
+        try? epoll.modify(connection.descriptor, events: events, token: token)
     }
 
     // MARK: Closing
@@ -371,7 +375,8 @@ final class IOThread: @unchecked Sendable {
         engine.sessionClosed(connection.session)
         server.clients.remove(connection.session.id)
         server.clients.releaseSlot()
-        server.log.log(.verbose, "Client closed connection id=\(connection.session.id) addr=\(connection.session.peerAddress)")
+        let session = connection.session
+        server.log.log(.verbose, "Client closed connection id=\(session.id) addr=\(session.peerAddress)")
     }
 
     private func processKillRequests() {

@@ -15,12 +15,12 @@ public enum ServerMain {
     /// for startup failures (a running server exits from its shutdown path instead).
     public static func run(arguments: [String]) -> Int32 {
         if arguments.first == "-v" || arguments.first == "--version" {
-            print("Tally server v=\(tallyVersion) (Redis 7.0.15 compatible) bits=64")
+            writeStandardOutput("Tally server v=\(tallyVersion) (Redis 7.0.15 compatible) bits=64\n")
             return 0
         }
         if arguments.first == "-h" || arguments.first == "--help" {
-            print("Usage: tally-server [/path/to/redis.conf] [options]\n       tally-server -v or --version")
-            print("Examples:\n       tally-server --port 7777 --dir /tmp --appendonly no")
+            writeStandardOutput("Usage: tally-server [/path/to/redis.conf] [options]\n       tally-server -v or --version\n"
+                + "Examples:\n       tally-server --port 7777 --dir /tmp --appendonly no\n")
             return 0
         }
         let configuration: ServerConfiguration
@@ -44,7 +44,8 @@ public final class Server: Sendable {
     /// Creates a server for `configuration` (nothing starts until `run`).
     public init(configuration: ServerConfiguration, persistenceFactory: PersistenceFactory) {
         self.configuration = configuration
-        let log = ServerLog(path: configuration.string("logfile"), level: LogLevel(name: configuration.string("loglevel")))
+        let level = LogLevel(name: configuration.string("loglevel"))
+        let log = ServerLog(path: configuration.string("logfile"), level: level)
         core = ServerCore(configuration: configuration, log: log, persistence: persistenceFactory(configuration, log))
     }
 
@@ -56,7 +57,7 @@ public final class Server: Sendable {
         Posix.ignoreBrokenPipe()
         Posix.blockSignals([SIGTERM, SIGINT])
         log.log(.notice, "oO0OoO0OoO0Oo Tally is starting oO0OoO0OoO0Oo")
-        log.log(.notice, "Tally version=\(tallyVersion) (Redis 7.0.15 protocol), bits=64, pid=\(getpid()), just started")
+        log.log(.notice, "Tally version=\(tallyVersion) (Redis 7.0.15 protocol), bits=64, pid=\(getpid()), started")
         if configuration.configFile.isEmpty {
             log.log(.warning, "Warning: no config file specified, using the default config. In order to specify a "
                 + "config file use tally-server /path/to/redis.conf")
@@ -72,9 +73,10 @@ public final class Server: Sendable {
         }
 
         // 2. The engine, with server and persistence commands in its table.
+        let password = configuration.string("requirepass")
         let engineConfiguration = EngineConfiguration(
             databases: Int(configuration.integer("databases")), shards: Self.shardCount(configuration.shards),
-            requirePass: configuration.string("requirepass").isEmpty ? nil : Array(configuration.string("requirepass").utf8),
+            requirePass: password.isEmpty ? nil : Array(password.utf8),
             maxStringBytes: Int(configuration.integer("proto-max-bulk-len")))
         let engine = CommandEngine(
             configuration: engineConfiguration, clock: SystemClock(),
@@ -85,7 +87,8 @@ public final class Server: Sendable {
         do {
             let started = SystemClockMilliseconds.now()
             try core.persistence.load(engine: engine, log: log)
-            log.log(.notice, "DB loaded from disk: \(fixed3(Double(SystemClockMilliseconds.now() - started) / 1000)) seconds")
+            let seconds = Double(SystemClockMilliseconds.now() - started) / 1000
+            log.log(.notice, "DB loaded from disk: \(fixed3(seconds)) seconds")
             engine.attachLog(try core.persistence.attach(engine: engine, log: log))
         } catch {
             log.log(.warning, error.message)
@@ -121,7 +124,7 @@ public final class Server: Sendable {
             let signal = Posix.waitForSignal([SIGTERM, SIGINT])
             log.log(.warning, "Received \(signal == SIGINT ? "SIGINT" : "SIGTERM") scheduling shutdown...")
             _ = core.shutdown(engine: engine, mode: .configured)
-            log.log(.warning, "SIGTERM received but errors trying to shut down the server, check the logs for more information")
+            log.log(.warning, "SIGTERM received but errors trying to shut down the server, check the logs")
         }
     }
 
@@ -217,4 +220,9 @@ func fixed3(_ value: Double) -> String {
     let thousandths = Int64((value * 1000).rounded())
     let fraction = String(thousandths % 1000)
     return String(thousandths / 1000) + "." + String(repeating: "0", count: 3 - fraction.count) + fraction
+}
+
+private func writeStandardOutput(_ text: String) {
+    var bytes = Array(text.utf8)
+    bytes.withUnsafeMutableBytes { _ = try? Posix.writeAll(STDOUT_FILENO, UnsafeRawBufferPointer($0)) }
 }

@@ -15,11 +15,13 @@ extension ServerCore {
                 name: "client", arity: -2, flags: [.loading, .stale], categories: ["@slow"],
                 handler: { [self] context in client(&context) }),
             CommandSpec(
-                name: "config", arity: -2, flags: [.admin, .loading, .stale], categories: ["@admin", "@slow", "@dangerous"],
+                name: "config", arity: -2, flags: [.admin, .loading, .stale],
+                categories: ["@admin", "@slow", "@dangerous"],
                 handler: { [self] context in config(&context) }),
             CommandSpec(
                 name: "shutdown", arity: -1, flags: [.admin, .loading, .stale, .noMulti],
-                categories: ["@admin", "@slow", "@dangerous"], handler: { [self] context in shutdownCommand(&context) }),
+                categories: ["@admin", "@slow", "@dangerous"],
+                handler: { [self] context in shutdownCommand(&context) }),
         ]
     }
 
@@ -74,8 +76,10 @@ extension ServerCore {
             out += "# Server\r\n"
             var names = utsname()
             uname(&names)
-            let system = [withUnsafeBytes(of: names.sysname) { cText($0) }, withUnsafeBytes(of: names.release) { cText($0) },
-                withUnsafeBytes(of: names.machine) { cText($0) }].joined(separator: " ")
+            let system = [
+                withUnsafeBytes(of: names.sysname) { cText($0) }, withUnsafeBytes(of: names.release) { cText($0) },
+                withUnsafeBytes(of: names.machine) { cText($0) },
+            ].joined(separator: " ")
             let uptime = (now - startMilliseconds) / 1000
             field("redis_version", "7.0.15")
             field("tally_version", tallyVersion)
@@ -181,7 +185,8 @@ extension ServerCore {
         case "keyspace":
             out += "# Keyspace\r\n"
             for row in engine.keyspace.databaseStatistics() where row.keys > 0 {
-                out += "db\(row.database):keys=\(row.keys),expires=\(row.expires),avg_ttl=\(row.averageTTLMilliseconds)\r\n"
+                out += "db\(row.database):keys=\(row.keys),expires=\(row.expires)"
+                    + ",avg_ttl=\(row.averageTTLMilliseconds)\r\n"
             }
         case "commandstats":
             out += "# Commandstats\r\n"
@@ -245,7 +250,8 @@ extension ServerCore {
                 "ID", "    Return the ID of the current connection.",
                 "INFO", "    Return information about the current client connection.",
                 "KILL <ip:port>", "    Kill connection made from <ip:port>.",
-                "KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME.",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME.",
                 "LIST [options ...]", "    Return information about client connections. Options: ID.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
                 "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
@@ -383,7 +389,8 @@ extension ServerCore {
             let snapshot = configuration.withLock { $0 }
             var matched: [String] = []
             for option in ConfigTable.options {
-                for index in 2..<count where globMatch(context.arguments[index], option.name.utf8, caseInsensitive: true) {
+                for index in 2..<count
+                where globMatch(context.arguments[index], option.name.utf8, caseInsensitive: true) {
                     matched.append(option.name)
                     break
                 }

@@ -59,7 +59,9 @@ public struct DripFeedVerifier {
     /// A description of every way of cutting `input` whose result differs from `expected`;
     /// empty when all agree. Tries: whole, byte by byte, and every split into two pieces.
     public func mismatches(_ input: [UInt8], expected: [ParsedItem]) -> [String] {
-        var cuts: [(String, [Int])] = [("whole", [input.count]), ("byte-by-byte", Array(repeating: 1, count: input.count))]
+        var cuts: [(String, [Int])] = [
+            ("whole", [input.count]), ("byte-by-byte", Array(repeating: 1, count: input.count)),
+        ]
         if input.count > 1 {
             for split in 1..<input.count { cuts.append(("split at \(split)", [split, input.count - split])) }
         }

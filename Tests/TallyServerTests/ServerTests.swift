@@ -37,7 +37,8 @@ final class ServerTests: XCTestCase {
         let client = try RESPClient(port: server.port)
         try client.sendRaw("*1\r\n$4\r\nPING\r\n*3000000000\r\n")
         let bytes = try client.readUntilClosed()
-        XCTAssertEqual(String(decoding: bytes, as: UTF8.self), "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n")
+        XCTAssertEqual(
+            String(decoding: bytes, as: UTF8.self), "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n")
     }
 
     func testStalledReaderDoesNotBlockOtherClients() throws {
@@ -71,7 +72,8 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(try first.call("PING"), .simple("PONG"))
         XCTAssertEqual(try second.call("PING"), .simple("PONG"))
         let third = try RESPClient(port: server.port)
-        XCTAssertEqual(String(decoding: try third.readUntilClosed(), as: UTF8.self), "-ERR max number of clients reached\r\n")
+        let refusal = String(decoding: try third.readUntilClosed(), as: UTF8.self)
+        XCTAssertEqual(refusal, "-ERR max number of clients reached\r\n")
         let info = try first.call("INFO", "stats")
         XCTAssertNotNil(info.text?.range(of: "rejected_connections:1\r\n"))
     }
@@ -81,7 +83,8 @@ final class ServerTests: XCTestCase {
         servers.append(server)
         XCTAssertEqual(server.waitForExit(), 1)
         XCTAssertTrue(server.output.contains(
-            "*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration file, at line 6\n>>> 'foo \"bar\"'\n"
+            "*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration file, at line 6\n"
+                + ">>> 'foo \"bar\"'\n"
                 + "Bad directive or wrong number of arguments\n"), server.output)
     }
 
@@ -107,15 +110,18 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(try client.call("CONFIG", "SET", "foo", "bar"),
             .error("ERR Unknown option or number of arguments for CONFIG SET - 'foo'"))
         XCTAssertEqual(try client.call("CONFIG", "SET", "timeout", "x"),
-            .error("ERR CONFIG SET failed (possibly related to argument 'timeout') - argument couldn't be parsed into an integer"))
+            .error("ERR CONFIG SET failed (possibly related to argument 'timeout') - "
+                + "argument couldn't be parsed into an integer"))
         XCTAssertEqual(try client.call("CONFIG", "SET", "hz", "5", "hz", "6"),
             .error("ERR CONFIG SET failed (possibly related to argument 'hz') - duplicate parameter"))
         XCTAssertEqual(try client.call("CONFIG", "SET", "daemonize", "yes"),
             .error("ERR CONFIG SET failed (possibly related to argument 'daemonize') - can't set immutable config"))
         XCTAssertEqual(try client.call("CONFIG", "SET", "appendfsync", "bad"),
-            .error("ERR CONFIG SET failed (possibly related to argument 'appendfsync') - argument(s) must be one of the following: always, everysec, no"))
+            .error("ERR CONFIG SET failed (possibly related to argument 'appendfsync') - "
+                + "argument(s) must be one of the following: always, everysec, no"))
         // A failed multi-pair SET changes nothing.
-        XCTAssertEqual(try client.call("CONFIG", "GET", "hz"), .array([.bulk(Array("hz".utf8)), .bulk(Array("20".utf8))]))
+        XCTAssertEqual(
+            try client.call("CONFIG", "GET", "hz"), .array([.bulk(Array("hz".utf8)), .bulk(Array("20".utf8))]))
         XCTAssertEqual(try client.call("CONFIG", "RESETSTAT"), .simple("OK"))
     }
 
@@ -125,7 +131,8 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(try client.call("INCR", "counter"), .integer(1))
         XCTAssertEqual(try client.call("GET", "missing"), .bulk(nil))
         guard let info = try client.call("INFO").text else { return XCTFail("INFO is not a bulk") }
-        for expected in ["# Server\r\nredis_version:7.0.15\r\n", "tally_version:", "process_id:\(server.process.processIdentifier)",
+        for expected in [
+            "# Server\r\nredis_version:7.0.15\r\n", "tally_version:", "process_id:\(server.process.processIdentifier)",
             "tcp_port:\(server.port)\r\n", "connected_clients:1\r\n", "used_memory:", "used_memory_human:",
             "keyspace_misses:1\r\n", "db0:keys=1,expires=0,avg_ttl=0\r\n", "# Persistence\r\n"]
         {

@@ -63,6 +63,8 @@ public struct ServerConfiguration: Sendable {
         return value
     }
 
+    private var badDirective: String { "Bad directive or wrong number of arguments" }
+
     /// Parses redis.conf text. `firstLine` numbers lines so errors match Redis's report.
     public mutating func apply(configText text: String, includeDepth: Int = 0) throws(ConfigFileError) {
         var lineNumber = 0
@@ -79,13 +81,13 @@ public struct ServerConfiguration: Sendable {
             let name = words[0].lowercased()
             if name == "include" && words.count == 2 {
                 guard includeDepth < 8, let included = readWholeFile(words[1]) else {
-                    throw ConfigFileError(line: lineNumber, text: line, message: "Bad directive or wrong number of arguments")
+                    throw ConfigFileError(line: lineNumber, text: line, message: badDirective)
                 }
                 try apply(configText: included, includeDepth: includeDepth + 1)
                 continue
             }
             guard ConfigTable.option(named: name) != nil, words.count >= 2 || name == "save" else {
-                throw ConfigFileError(line: lineNumber, text: line, message: "Bad directive or wrong number of arguments")
+                throw ConfigFileError(line: lineNumber, text: line, message: badDirective)
             }
             do {
                 try set(name, Array(words.dropFirst()))
