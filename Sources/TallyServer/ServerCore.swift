@@ -79,7 +79,12 @@ final class ServerCore: Sendable {
             while true { sleep(1) }
         }
         log.log(.warning, "User requested shutdown...")
+        // Freeze the keyspace first: holding every shard lock stops the I/O threads from
+        // executing (and acknowledging) further writes that the final save would not contain.
+        // Redis gets the same effect by saving on its single command thread.
+        let frozen = engine.keyspace.lockExclusive()
         guard persistence.shutdown(engine: engine, mode: mode, log: log) else {
+            engine.keyspace.unlockExclusive(frozen)
             log.log(.warning, "Errors trying to shut down the server. Check the logs for more information.")
             shuttingDown.withLock { $0 = false }
             return false
