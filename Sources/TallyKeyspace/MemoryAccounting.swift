@@ -61,10 +61,13 @@ public enum MemoryEstimate {
     /// Per-field cost of a hash besides the field and value bytes (two buffers, index slot).
     public static let hashFieldOverheadBytes = 3 * bufferHeaderBytes + 32
 
-    /// Estimated bytes held by `key` → `entry`.
+    /// Estimated bytes held by `key` → `entry`. Keys of up to `Key.inlineCapacity` bytes live
+    /// inside the table slot, with no heap buffer of their own.
     @inlinable
     public static func bytes(key: Key, value: Value) -> Int {
-        entryOverheadBytes + bufferHeaderBytes + key.count + bytes(of: value)
+        let keyCount = key.count
+        let keyHeap = keyCount <= Key.inlineCapacity ? 0 : bufferHeaderBytes + keyCount
+        return entryOverheadBytes + keyHeap + bytes(of: value)
     }
 
     /// Estimated heap bytes of a value (an integer is stored inline: 0).
