@@ -17,8 +17,8 @@ public struct CommandContext {
     public let session: ClientSession
     /// The engine (keyspace, table, clock, log).
     public let engine: CommandEngine
-    /// The table row being executed.
-    public let spec: CommandSpec
+    /// The index of the table row being executed.
+    let row: Int
     /// Unix milliseconds at command start; expiry checks within one command use it.
     public let now: Int64
     /// True while running as part of EXEC: every shard is already held and the log is written
@@ -28,15 +28,19 @@ public struct CommandContext {
     public private(set) var heldShards = ShardMask()
 
     init(arguments: CommandArguments, output: OutputBuffer, session: ClientSession, engine: CommandEngine,
-         spec: CommandSpec, now: Int64, insideExec: Bool) {
+         row: Int, now: Int64, insideExec: Bool) {
         self.arguments = arguments
         self.output = output
         self.session = session
         self.engine = engine
-        self.spec = spec
+        self.row = row
         self.now = now
         self.insideExec = insideExec
     }
+
+    /// The table row being executed (looked up on use: the context is built for every command,
+    /// and holding a copy cost four retain/release pairs each time).
+    public var spec: CommandSpec { engine.table.rows[row] }
 
     /// The selected database.
     @inline(__always) public var database: Int { session.database }
