@@ -19,8 +19,9 @@ public enum ServerMain {
             return 0
         }
         if arguments.first == "-h" || arguments.first == "--help" {
-            writeStandardOutput("Usage: tally-server [/path/to/redis.conf] [options]\n       tally-server -v or --version\n"
-                + "Examples:\n       tally-server --port 7777 --dir /tmp --appendonly no\n")
+            writeStandardOutput(
+                "Usage: tally-server [/path/to/redis.conf] [options]\n       tally-server -v or --version\n"
+                    + "Examples:\n       tally-server --port 7777 --dir /tmp --appendonly no\n")
             return 0
         }
         let configuration: ServerConfiguration
