@@ -46,10 +46,6 @@ enum CounterCommands {
     /// INCRBYFLOAT: long double arithmetic, formatted like `%.17Lg`; propagated as
     /// `SET key <result> KEEPTTL` so replay does not depend on float formatting.
     static func incrementByFloat(_ context: inout CommandContext) {
-        guard let increment = parseLongDouble(context.arguments[2]) else {
-            context.output.writeError(RedisError.notFloat)
-            return
-        }
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         var current: Float80 = 0
@@ -68,6 +64,11 @@ enum CounterCommands {
                 context.output.writeError(RedisError.wrongType)
                 return
             }
+        }
+        // Redis checks the key's type and stored value before it parses the increment.
+        guard let increment = parseLongDouble(context.arguments[2]) else {
+            context.output.writeError(RedisError.notFloat)
+            return
         }
         let result = current + increment
         if result.isNaN || result.isInfinite {

@@ -87,7 +87,7 @@ extension Value {
 public let maximumLongDoubleCharacters = 5 * 1024
 
 /// Parses `bytes` like Redis's `string2ld` (strtold on the whole text): no leading space, no
-/// trailing garbage, no NaN, no overflow to ±HUGE_VAL or underflow to zero. "inf" is
+/// trailing garbage or embedded NUL, no NaN, no overflow to ±HUGE_VAL or underflow to zero. "inf" is
 /// accepted here; the caller rejects an infinite result.
 public func parseLongDouble<C: Collection>(_ bytes: C) -> Float80? where C.Element == UInt8 {
     let length = bytes.count
@@ -105,7 +105,9 @@ public func parseLongDouble<C: Collection>(_ bytes: C) -> Float80? where C.Eleme
         var end: UnsafeMutablePointer<CChar>?
         errno = 0
         let value = strtold(base, &end)
-        guard let end, end.pointee == 0 else { return nil }
+        // Redis also checks that strtold consumed every byte: a NUL inside the text ("1\0",
+        // or a value starting with NUL) stops strtold early and must be refused, not read as 0.
+        guard let end, end == base + length else { return nil }
         if errno == EINVAL || value.isNaN { return nil }
         if errno == ERANGE && (value.isInfinite || value == 0) { return nil }
         return value
