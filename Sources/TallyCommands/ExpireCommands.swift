@@ -38,7 +38,6 @@ enum ExpireCommands {
     /// Redis's `expireGenericCommand`: parse, NX/XX/GT/LT, overflow checks, then set the TTL, or
     /// delete the key when the time is already past (logged as DEL).
     static func setExpire(_ context: inout CommandContext, relative: Bool, seconds: Bool) {
-        guard var when = context.integerArgument(2) else { return }
         var nx = false, xx = false, gt = false, lt = false
         for index in 3..<context.arguments.count {
             let arguments = context.arguments
@@ -65,6 +64,8 @@ enum ExpireCommands {
             context.output.writeError("ERR GT and LT options at the same time are not compatible")
             return
         }
+        // Redis validates the options (and their combination) before the time argument.
+        guard var when = context.integerArgument(2) else { return }
         if seconds {
             if when > Int64.max / 1000 || when < Int64.min / 1000 {
                 context.writeInvalidExpire()

@@ -226,15 +226,17 @@ enum StringCommands {
             }
             index += 1
         }
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        let (value, ok) = readString(&context, shard, key)
+        guard ok, let value else { return }
+        // Like Redis, the expire value is only checked once the key is known to be a string:
+        // a missing key answers nil even for `EX abc`.
         var expiry: Int64?
         if let unit {
             guard let milliseconds = context.expireArgument(expireIndex, unit) else { return }
             expiry = milliseconds
         }
-        let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (value, ok) = readString(&context, shard, key)
-        guard ok, let value else { return }
         context.output.writeValue(value)
         if let expiry {
             if (unit == .unixSeconds || unit == .unixMilliseconds) && expiry <= context.now {
