@@ -190,14 +190,18 @@ public final class CommandEngine: Sendable {
         // name, categories, subcommands and handler (measured: ~9 retains per pipelined INCR).
         let flags = table.rows[row].flags
         let statistics = table.statistics[row]
-        if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
-            reject(session, statistics)
-            output.writeError(RedisError.noAuth)
+        // Redis checks the arity before authentication, and a refused EXEC discards the
+        // transaction (MULTI or not) with EXECABORT naming the reason.
+        if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) {
+            var reason: [UInt8] = Array("wrong number of arguments for '".utf8)
+            reason.append(contentsOf: table.rows[row].name.utf8)
+            reason.append(contentsOf: "' command".utf8)
+            refuse(row, reason: reason, session: session, statistics, output: &output)
             return
         }
-        if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) {
-            reject(session, statistics)
-            writeArityError(table.rows[row].name, into: &output)
+        if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
+            refuse(row, reason: Array("-NOAUTH Authentication required.".utf8), session: session, statistics,
+                   output: &output)
             return
         }
         if memoryLimit.load(ordering: .relaxed) != 0 && !enforceMemoryLimit(table.rows[row], session: session) {
@@ -289,6 +293,25 @@ public final class CommandEngine: Sendable {
             }
         }
         return true
+    }
+
+    /// Redis's `rejectCommand`: flags an open transaction and answers `reason` as an error
+    /// (`ERR reason`, or `CODE text` when `reason` is `-CODE text`); a refused EXEC instead
+    /// discards the transaction and answers `EXECABORT Transaction discarded because of: ...`.
+    private func refuse(_ row: Int, reason: [UInt8], session: ClientSession, _ statistics: CommandStatistics,
+                        output: inout OutputBuffer) {
+        let hasCode = reason.first == UInt8(ascii: "-")
+        var message: [UInt8]
+        if table.rows[row].name == "exec" {
+            TransactionCommands.discardTransaction(session, self)
+            statistics.rejectedCalls.add(1, ordering: .relaxed)
+            message = Array("EXECABORT Transaction discarded because of: ".utf8)
+        } else {
+            reject(session, statistics)
+            message = hasCode ? [] : Array("ERR ".utf8)
+        }
+        message.append(contentsOf: reason.dropFirst(hasCode ? 1 : 0))
+        output.writeError(message)
     }
 
     private func reject(_ session: ClientSession, _ statistics: CommandStatistics) {
