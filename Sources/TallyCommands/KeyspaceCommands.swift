@@ -190,18 +190,33 @@ enum KeyspaceCommands {
         for key in matched { context.output.writeBulkString(key.bytes) }
     }
 
-    /// A SCAN cursor as Redis parses it (strtoull: digits only, no sign, no overflow).
+    /// A SCAN cursor as Redis parses it: `strtoul` in base 10 on the C string (so it stops at
+    /// a NUL byte), refused when it starts with a space, leaves other bytes, or overflows. A
+    /// sign is allowed and `-n` wraps (`-1` is 2^64-1); an empty cursor reads as 0.
     static func parseCursor(_ bytes: ArraySlice<UInt8>) -> UInt64? {
-        if bytes.isEmpty { return nil }
+        var index = bytes.startIndex
+        if index == bytes.endIndex || bytes[index] == 0 { return 0 }
+        let first = bytes[index]
+        if first == 32 || (first >= 9 && first <= 13) { return nil }
+        var negative = false
+        if first == UInt8(ascii: "-") || first == UInt8(ascii: "+") {
+            negative = first == UInt8(ascii: "-")
+            index += 1
+        }
         var value: UInt64 = 0
-        for byte in bytes {
-            guard byte >= 48 && byte <= 57 else { return nil }
+        var digits = 0
+        while index < bytes.endIndex, bytes[index] >= 48 && bytes[index] <= 57 {
             let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - 48))
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[index] - 48))
             if overflow1 || overflow2 { return nil }
             value = sum
+            digits += 1
+            index += 1
         }
-        return value
+        // Without digits strtoul consumes nothing, so the sign itself is the leftover byte.
+        if digits == 0 { return nil }
+        if index < bytes.endIndex && bytes[index] != 0 { return nil }
+        return negative ? 0 &- value : value
     }
 
     /// RANDOMKEY: a uniformly chosen live key, or null.
