@@ -55,6 +55,7 @@ class Generator:
         self.in_multi = False
         self.queued_modes = []
         self.queue_poisoned = False
+        self.relative_counter = 0
 
     def key(self):
         return self.r.choice(KEYS)
@@ -181,13 +182,21 @@ class Generator:
     def expire_op(self, k):
         r = self.r
         cmd = r.choice([b"EXPIRE", b"PEXPIRE", b"EXPIREAT", b"PEXPIREAT"])
-        if cmd == b"EXPIRE":
+        flags = r.choice([[], [], [b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"NX", b"XX"], [b"GT", b"LT"], [b"BAD"]])
+        if cmd in (b"EXPIRE", b"PEXPIRE") and flags in ([b"GT"], [b"LT"]):
+            # GT/LT compare against a TTL set earlier relative to another instant, so an equal
+            # relative amount is "greater" or not depending on whether a millisecond ticked in
+            # between. Give each such op a distinct whole-second amount, away from the other
+            # amounts the generator uses, so the outcome depends on the order only.
+            self.relative_counter += 1
+            seconds = 1500 + self.relative_counter % 3000
+            t = str(seconds if cmd == b"EXPIRE" else seconds * 1000).encode()
+        elif cmd == b"EXPIRE":
             t = self.expiry_seconds()
         elif cmd == b"PEXPIRE":
             t = r.choice([b"1000000", b"0", b"-1", b"9223372036854775807"])
         else:
             t = self.future_unix(ms=cmd == b"PEXPIREAT")
-        flags = r.choice([[], [], [b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"NX", b"XX"], [b"GT", b"LT"], [b"BAD"]])
         return Op([cmd, k, t] + flags)
 
     def next(self):
