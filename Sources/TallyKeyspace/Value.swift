@@ -160,23 +160,39 @@ public enum Value: Sendable {
     /// Any other string value.
     case string([UInt8])
     /// A hash of field → value, in insertion order (as Redis's listpack hashes reply).
-    case hash(HashValue)
+    /// Boxed (`indirect`): inline, the 32-byte `HashValue` made every value 33 bytes and every
+    /// entry 48, counters included; boxed, a value is 9 bytes and an entry 24.
+    indirect case hash(HashValue)
 }
 
 /// A keyspace entry: a value and its absolute expiry in Unix milliseconds, if any.
+///
+/// 24 bytes: the value (9), the access stamp in the padding after it, and the expiry as a plain
+/// Int64 with `Int64.min` for "none" (an `Int64?` would take 9 bytes and make the entry 32:
+/// 8 bytes per table slot, ~17 bytes per key at the tables' load factor).
 public struct Entry: Sendable {
     /// The value.
     public var value: Value
-    /// Absolute expiry time in Unix milliseconds; nil for a persistent key.
-    public var expiresAtMilliseconds: Int64?
     /// LRU clock or LFU counter for `maxmemory` eviction (see `AccessMode`); maintained by the
     /// shard only while an LRU/LFU policy is configured, 0 otherwise.
     public var access: UInt32
+    /// The expiry, or `Entry.noExpiry`.
+    @usableFromInline var expiryStorage: Int64
+
+    /// The stored form of "no expiry".
+    @usableFromInline static let noExpiry = Int64.min
+
+    /// Absolute expiry time in Unix milliseconds; nil for a persistent key. `Int64.min` itself
+    /// is stored as `Int64.min + 1`: both are long past, so the key is expired either way.
+    @inlinable public var expiresAtMilliseconds: Int64? {
+        get { expiryStorage == Entry.noExpiry ? nil : expiryStorage }
+        set { expiryStorage = newValue.map { max($0, Entry.noExpiry + 1) } ?? Entry.noExpiry }
+    }
 
     /// Creates an entry.
     @inlinable public init(value: Value, expiresAtMilliseconds: Int64? = nil, access: UInt32 = 0) {
         self.value = value
-        self.expiresAtMilliseconds = expiresAtMilliseconds
         self.access = access
+        expiryStorage = expiresAtMilliseconds.map { max($0, Entry.noExpiry + 1) } ?? Entry.noExpiry
     }
 }
