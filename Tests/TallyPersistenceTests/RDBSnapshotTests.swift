@@ -60,7 +60,11 @@ import TallyTestSupport
         populate(engine, count: 10, now: clock.nowMilliseconds())
         engine.addChanges(10)
         disk.setFailing(.fsync, errno: ENOSPC)
+        // A failed SAVE answers -ERR but, as in Redis, does not turn on MISCONF; a failed BGSAVE does.
         #expect(!controller.save(engine: engine))
+        #expect(controller.writeRefusal() == nil)
+        #expect(controller.startBackgroundSave(engine: engine) == .started)
+        controller.waitForBackgroundSave()
         #expect(controller.writeRefusal().map { String(decoding: $0, as: UTF8.self).hasPrefix("MISCONF ") } == true)
         #expect(disk.contents(of: "data/dump.rdb") == Array("old".utf8))
         #expect(try disk.listDirectory("data") == ["dump.rdb"])
@@ -73,6 +77,50 @@ import TallyTestSupport
         #expect(controller.lastSaveSucceeded)
         #expect(controller.writeRefusal() == nil)
         #expect(controller.lastSaveSeconds == clock.nowMilliseconds() / 1000)
+        var info = ""
+        controller.writeInfo(into: &info, engine: engine)
+        #expect(info.contains("rdb_saves:3\r\n"))
+    }
+
+    @Test func backgroundSaveWaitsForAnotherBackgroundJob() throws {
+        let clock = ManualClock()
+        let disk = SimulatedDisk()
+        var settings = SnapshotSettings(directory: ".")
+        settings.savePoints = []
+        let controller = SnapshotController(storage: disk, settings: settings, clock: clock)
+        let engine = makeEngine(clock)
+        populate(engine, count: 20, now: clock.nowMilliseconds())
+        // An AOF rewrite holds the slot: plain BGSAVE is refused, SCHEDULE defers it.
+        #expect(controller.beginOtherBackgroundJob())
+        #expect(controller.startBackgroundSave(engine: engine) == .otherJobActive)
+        #expect(controller.startBackgroundSave(engine: engine, schedule: true) == .scheduled)
+        #expect(!controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds()))
+        #expect(disk.contents(of: "dump.rdb") == nil)
+        controller.endOtherBackgroundJob()
+        #expect(controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds()))
+        // While the save runs the slot cannot be claimed, so rewrites wait in turn.
+        let claimedDuringSave = controller.isBackgroundSaveInProgress && controller.beginOtherBackgroundJob()
+        controller.waitForBackgroundSave()
+        #expect(!claimedDuringSave)
+        #expect(disk.contents(of: "dump.rdb") != nil)
+        #expect(controller.beginOtherBackgroundJob())
+        controller.endOtherBackgroundJob()
+        // Inside EXEC the save is always deferred to the cron.
+        #expect(controller.startBackgroundSave(engine: engine, deferred: true) == .scheduled)
+        #expect(controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds()))
+        controller.waitForBackgroundSave()
+        #expect(controller.lastSaveSucceeded)
+    }
+
+    @Test func emptyDumpFileIsAnError() throws {
+        let clock = ManualClock()
+        let disk = SimulatedDisk()
+        disk.install("dump.rdb", [])
+        let controller = SnapshotController(storage: disk, settings: SnapshotSettings(directory: "."), clock: clock)
+        #expect(throws: RDBError.self) { try controller.load(into: makeEngine(clock)) }
+        let missing = SnapshotController(storage: SimulatedDisk(), settings: SnapshotSettings(directory: "."),
+                                         clock: clock)
+        #expect(try missing.load(into: makeEngine(clock)) == nil)
     }
 
     @Test func saveRulesNeedBothTimeAndChanges() throws {

@@ -33,18 +33,30 @@ public func saveSnapshot<S: Storage>(
 }
 
 /// Loads `directory/fileName` into `keyspace`, dropping keys already expired at `nowMilliseconds`.
-/// A missing or empty file loads nothing and returns nil (Redis starts empty then).
+/// A missing file loads nothing and returns nil (Redis starts empty then); an empty one is an
+/// error, as in Redis.
 public func loadSnapshotFile<S: Storage>(
-    storage: S, directory: String, fileName: String, into keyspace: Keyspace, nowMilliseconds: Int64
+    storage: S, directory: String, fileName: String, into keyspace: Keyspace, nowMilliseconds: Int64,
+    chunkBytes: Int = 1 << 20
 ) throws -> RDBLoadResult? {
     let path = storagePath(directory, fileName)
     guard storage.exists(path) else { return nil }
     let file = try storage.openForReading(path)
     defer { storage.close(file) }
-    if try storage.size(file) == 0 { return nil }
-    var reader = RDBReader(source: StorageSource(storage: storage, file: file), name: path)
+    var reader = RDBReader(source: StorageSource(storage: storage, file: file), name: path, chunkBytes: chunkBytes)
     let options = RDBLoadOptions(dropExpiredBefore: nowMilliseconds, databaseCount: keyspace.databaseCount)
     return try reader.load(options: options) { database, key, entry in
         keyspace.insertLoaded(database: database, key: key, entry: entry)
     }
+}
+
+/// Loads the RDB file at `path` (an AOF base or preamble) reading `chunkBytes` at a time.
+public func loadRDBFile<S: Storage>(
+    _ storage: S, path: String, options: RDBLoadOptions, chunkBytes: Int,
+    _ body: (_ database: Int, _ key: Key, _ entry: Entry) throws -> Void
+) throws -> RDBLoadResult {
+    let file = try storage.openForReading(path)
+    defer { storage.close(file) }
+    var reader = RDBReader(source: StorageSource(storage: storage, file: file), name: path, chunkBytes: chunkBytes)
+    return try reader.load(options: options, body)
 }

@@ -20,16 +20,12 @@ import TallyProtocol
 struct PersistenceSettings: Sendable {
     var appendOnly: Bool
     var fsyncPolicy: AppendFsyncPolicy
-    var savePoints: [(seconds: Int64, changes: Int64)]
-    var dbFileName: String
     var appendDirectory: String
     var naming: AOFNaming
     var useRDBPreamble: Bool
     var loadTruncated: Bool
     var compression: Bool
     var checksum: Bool
-    var saveIncrementalFsync: Bool
-    var stopWritesOnSaveError: Bool
     var rewritePercentage: Int64
     var rewriteMinimumBytes: Int64
     var databases: Int
@@ -37,32 +33,33 @@ struct PersistenceSettings: Sendable {
     init(_ configuration: ServerConfiguration) {
         appendOnly = configuration.bool("appendonly")
         fsyncPolicy = AppendFsyncPolicy(rawValue: configuration.string("appendfsync")) ?? .everysec
-        savePoints = configuration.savePoints
-        dbFileName = configuration.string("dbfilename")
         appendDirectory = configuration.string("appenddirname")
         naming = AOFNaming(appendFileName: configuration.string("appendfilename"))
         useRDBPreamble = configuration.bool("aof-use-rdb-preamble")
         loadTruncated = configuration.bool("aof-load-truncated")
         compression = configuration.bool("rdbcompression")
         checksum = configuration.bool("rdbchecksum")
-        saveIncrementalFsync = configuration.bool("rdb-save-incremental-fsync")
-        stopWritesOnSaveError = configuration.bool("stop-writes-on-bgsave-error")
         rewritePercentage = configuration.integer("auto-aof-rewrite-percentage")
         rewriteMinimumBytes = configuration.integer("auto-aof-rewrite-min-size")
         databases = Int(configuration.integer("databases"))
     }
 
-    /// Parses the normalized `save` value ("" or "<seconds> <changes> ...").
-    static func parseSavePoints(_ text: String) -> [(seconds: Int64, changes: Int64)] {
-        let words = text.split(separator: " ").compactMap { Int64($0) }
-        return stride(from: 0, to: words.count - 1, by: 2).map { (words[$0], words[$0 + 1]) }
+    /// The RDB settings of `configuration` (dump.rdb lives in the working directory, `dir`).
+    static func snapshotSettings(_ configuration: ServerConfiguration) -> SnapshotSettings {
+        var settings = SnapshotSettings(directory: ".")
+        settings.fileName = configuration.string("dbfilename")
+        settings.savePoints = configuration.savePoints.map { SavePoint(seconds: $0.seconds, changes: $0.changes) }
+        settings.writer.compression = configuration.bool("rdbcompression")
+        settings.writer.checksum = configuration.bool("rdbchecksum")
+        settings.incrementalFsync = configuration.bool("rdb-save-incremental-fsync")
+        settings.stopWritesOnError = configuration.bool("stop-writes-on-bgsave-error")
+        settings.loadChunkBytes = SnapshotFiles.loadChunkBytes
+        return settings
     }
 }
 
 /// The persistence subsystem `tally-server` runs with.
 public final class DiskPersistence: PersistenceSubsystem {
-    /// Seconds between retries of a failed automatic BGSAVE (Redis's CONFIG_BGSAVE_RETRY_DELAY).
-    static let saveRetryDelayMilliseconds: Int64 = 5000
     /// Consecutive rewrite failures after which automatic rewrites back off (aofRewriteLimited).
     static let rewriteFailuresBeforeBackoff = 3
     /// Longest automatic-rewrite back-off.
@@ -70,6 +67,9 @@ public final class DiskPersistence: PersistenceSubsystem {
 
     let storage = PosixStorage()
     let log: ServerLog
+    /// SAVE, BGSAVE, LASTSAVE, save points and the RDB INFO fields; AOF rewrites share its
+    /// one-background-job slot.
+    let snapshots: SnapshotController<PosixStorage>
     let gate = SaveErrorGate()
     let loadingStatus = AOFLoadingStatus()
     let state: Mutex<State>
@@ -83,18 +83,6 @@ public final class DiskPersistence: PersistenceSubsystem {
         var nextOffsetBase: UInt64 = 0
         /// Redis's AOF_WAIT_REWRITE: appendonly was switched on and the first base is being written.
         var enablingAOF = false
-        // RDB.
-        var saveInProgress = false
-        var saveStartedMilliseconds: Int64 = 0
-        var saveScheduled = false
-        var saveKeysTotal = 0
-        var lastSaveSeconds: Int64
-        var lastSaveAttemptMilliseconds: Int64 = 0
-        var lastBackgroundSaveOK = true
-        var lastBackgroundSaveSeconds: Int64 = -1
-        var saves = 0
-        var loadKeysLoaded = 0
-        var loadKeysExpired = 0
         var loadStartedSeconds: Int64 = 0
         // AOF rewrite.
         var rewriteInProgress = false
@@ -106,22 +94,25 @@ public final class DiskPersistence: PersistenceSubsystem {
         var lastRewriteSeconds: Int64 = -1
         var lastRewriteOK = true
         var rewrites = 0
-
-        var childActive: Bool { saveInProgress || rewriteInProgress }
         var writer: AppendOnlyFile<PosixStorage>? { log?.writer }
     }
 
     /// Creates the subsystem for `configuration`; nothing touches the disk until `load`.
     public init(configuration: ServerConfiguration, log: ServerLog) {
         self.log = log
-        state = Mutex(State(settings: PersistenceSettings(configuration), lastSaveSeconds: Int64(time(nil))))
+        state = Mutex(State(settings: PersistenceSettings(configuration)))
+        snapshots = SnapshotController(
+            storage: storage, settings: PersistenceSettings.snapshotSettings(configuration), clock: SystemClock(),
+            log: Self.logger(log), usedMemoryBytes: { SnapshotFiles.residentBytes() })
+        snapshots.onSaveFinished { [weak self] _ in self?.refreshSaveGate() }
     }
 
     var settings: PersistenceSettings { state.withLock { $0.settings } }
 
-    func aofLogger() -> AOFLogger {
-        let log = log
-        return { level, message in
+    func aofLogger() -> AOFLogger { Self.logger(log) }
+
+    static func logger(_ log: ServerLog) -> AOFLogger {
+        { level, message in
             switch level {
             case .warning: log.log(.warning, message)
             case .notice: log.log(.notice, message)
@@ -158,8 +149,9 @@ public final class DiskPersistence: PersistenceSubsystem {
         // An RDB base (or RDB preamble): keys with a past TTL are kept, as Redis does for AOF
         // preambles; the replayed tail or active expiry removes them.
         loader.rdbReader = { storage, path in
-            let result = try SnapshotFiles.load(
-                storage: storage, path: path, options: RDBLoadOptions(dropExpiredBefore: nil, databaseCount: databases)
+            let result = try loadRDBFile(
+                storage, path: path, options: RDBLoadOptions(dropExpiredBefore: nil, databaseCount: databases),
+                chunkBytes: SnapshotFiles.loadChunkBytes
             ) { database, key, entry in
                 engine.keyspace.insertLoaded(database: database, key: key, entry: entry)
             }
@@ -187,43 +179,27 @@ public final class DiskPersistence: PersistenceSubsystem {
         }
         if let summary {
             log.log(.notice, "DB loaded from append only file (\(summary.commandsReplayed) commands replayed)")
-            state.withLock {
-                $0.loadKeysLoaded = counter.withLock { $0 }
-                $0.rewriteBaseSize = summary.totalSize
-            }
-        } else if storage.exists(settings.dbFileName) {
+            snapshots.recordLoad(keysLoaded: counter.withLock { $0 }, keysExpired: 0)
+            state.withLock { $0.rewriteBaseSize = summary.totalSize }
+        } else if storage.exists(snapshots.settings.fileName) {
             // Redis 7.0.15 does the same: with appendonly yes and no AOF, dump.rdb is ignored and
             // an empty AOF is created. Say so, since the data in dump.rdb is not loaded.
             log.log(
                 .warning,
                 "appendonly is yes but \(settings.appendDirectory)/\(settings.naming.manifestName) does not exist: "
-                    + "starting empty, \(settings.dbFileName) is NOT loaded (use CONFIG SET appendonly yes on a "
+                    + "starting empty, \(snapshots.settings.fileName) is NOT loaded "
+                    + "(use CONFIG SET appendonly yes on a "
                     + "running server to switch from RDB to AOF)")
         }
     }
 
     private func loadDump(engine: CommandEngine, settings: PersistenceSettings) throws(PersistenceStartupError) {
-        let path = settings.dbFileName
+        let path = snapshots.settings.fileName
         guard storage.exists(path) else { return }
         loadingStatus.isLoading.store(true, ordering: .releasing)
         defer { loadingStatus.isLoading.store(false, ordering: .releasing) }
-        let now = engine.clock.nowMilliseconds()
         do {
-            let result = try SnapshotFiles.load(
-                storage: storage, path: path,
-                options: RDBLoadOptions(dropExpiredBefore: now, databaseCount: settings.databases)
-            ) { database, key, entry in
-                engine.keyspace.insertLoaded(database: database, key: key, entry: entry)
-            }
-            if let version = result.auxValue("redis-ver") {
-                log.log(.notice, "Loading RDB produced by version \(String(decoding: version, as: UTF8.self))")
-            }
-            log.log(.notice, "Done loading RDB, keys loaded: \(result.keysLoaded), "
-                + "keys expired: \(result.expiredKeysDropped).")
-            state.withLock {
-                $0.loadKeysLoaded = result.keysLoaded
-                $0.loadKeysExpired = result.expiredKeysDropped
-            }
+            _ = try snapshots.load(into: engine)
         } catch let error as RDBError {
             throw PersistenceStartupError(
                 "Short read or OOM loading DB. Unrecoverable error, aborting now.\n"
@@ -324,55 +300,42 @@ public final class DiskPersistence: PersistenceSubsystem {
     public func tick(engine: CommandEngine, nowMilliseconds now: Int64) {
         let (writer, settings) = state.withLock { ($0.writer, $0.settings) }
         writer?.tick()
-        enum Action { case none, save(String), rewrite(String) }
-        let action = state.withLock { state -> Action in
-            if state.childActive { return .none }
-            if state.rewriteScheduled { return .rewrite("") }
-            if state.saveScheduled { return .save("") }
-            let dirty = engine.changesSinceLastSave
-            let nowSeconds = now / 1000
-            for point in settings.savePoints
-            where dirty >= point.changes && nowSeconds - state.lastSaveSeconds > point.seconds
-                && (now - state.lastSaveAttemptMilliseconds > Self.saveRetryDelayMilliseconds
-                    || state.lastBackgroundSaveOK) {
-                return .save("\(point.changes) changes in \(point.seconds) seconds. Saving...")
-            }
-            guard let writer = state.writer, !state.enablingAOF, settings.rewritePercentage > 0 else { return .none }
+        // A scheduled rewrite goes first, then scheduled saves and save points, then auto-rewrite.
+        let scheduled = state.withLock { !$0.rewriteInProgress && $0.rewriteScheduled }
+        if scheduled, !snapshots.isBackgroundSaveInProgress {
+            _ = startRewrite(engine: engine)
+            return
+        }
+        if snapshots.tick(engine: engine, nowMilliseconds: now) { return }
+        let message = state.withLock { state -> String? in
+            guard !state.rewriteInProgress, let writer = state.writer, !state.enablingAOF,
+                settings.rewritePercentage > 0 else { return nil }
             let current = writer.snapshot().currentSize
-            guard current > settings.rewriteMinimumBytes else { return .none }
+            guard current > settings.rewriteMinimumBytes else { return nil }
             let base = max(state.rewriteBaseSize, 1)
             let growth = current * 100 / base - 100
-            guard growth >= settings.rewritePercentage else { return .none }
-            if now < state.nextAutoRewriteMilliseconds { return .none }
-            return .rewrite("Starting automatic rewriting of AOF on \(growth)% growth")
+            guard growth >= settings.rewritePercentage else { return nil }
+            if now < state.nextAutoRewriteMilliseconds { return nil }
+            return "Starting automatic rewriting of AOF on \(growth)% growth"
         }
-        switch action {
-        case .none:
-            break
-        case .save(let message):
-            if !message.isEmpty { log.log(.notice, message) }
-            _ = startBackgroundSave(engine: engine, schedule: false, automatic: true)
-        case .rewrite(let message):
-            if !message.isEmpty { log.log(.notice, message) }
-            _ = startRewrite(engine: engine)
-        }
+        guard let message, !snapshots.isBackgroundSaveInProgress else { return }
+        log.log(.notice, message)
+        _ = startRewrite(engine: engine)
     }
 
     // MARK: Shutdown
 
     public func shutdown(engine: CommandEngine, mode: ShutdownSaveMode, log: ServerLog) -> Bool {
-        let (settings, current, initialAOF) = state.withLock {
-            ($0.settings, $0.log, $0.enablingAOF && $0.rewriteInProgress)
-        }
+        let (current, initialAOF) = state.withLock { ($0.log, $0.enablingAOF && $0.rewriteInProgress) }
         if initialAOF {
             // Redis refuses too: the AOF on disk does not hold the dataset until this base exists.
             log.log(.warning, "Writing initial AOF, can't exit.")
             return false
         }
-        let wantsSave = mode == .save || (mode == .configured && !settings.savePoints.isEmpty)
+        let wantsSave = mode == .save || (mode == .configured && !snapshots.settings.savePoints.isEmpty)
         if wantsSave {
             log.log(.notice, "Saving the final RDB snapshot before exiting.")
-            if !saveNow(engine: engine) {
+            if !snapshots.save(engine: engine) {
                 log.log(.warning, "Error trying to save the DB, can't exit.")
                 return false
             }
@@ -401,17 +364,21 @@ public final class DiskPersistence: PersistenceSubsystem {
             }
             writer?.setFsyncPolicy(policy)
         case "save":
-            state.withLock { $0.settings.savePoints = PersistenceSettings.parseSavePoints(value) }
+            snapshots.update { $0.savePoints = SavePoint.parse(value) }
             refreshSaveGate()
         case "stop-writes-on-bgsave-error":
-            state.withLock { $0.settings.stopWritesOnSaveError = value == "yes" }
+            snapshots.update { $0.stopWritesOnError = value == "yes" }
             refreshSaveGate()
-        case "dbfilename": state.withLock { $0.settings.dbFileName = value }
+        case "dbfilename": snapshots.update { $0.fileName = value }
         case "aof-use-rdb-preamble": state.withLock { $0.settings.useRDBPreamble = value == "yes" }
         case "aof-load-truncated": state.withLock { $0.settings.loadTruncated = value == "yes" }
-        case "rdbcompression": state.withLock { $0.settings.compression = value == "yes" }
-        case "rdbchecksum": state.withLock { $0.settings.checksum = value == "yes" }
-        case "rdb-save-incremental-fsync": state.withLock { $0.settings.saveIncrementalFsync = value == "yes" }
+        case "rdbcompression":
+            state.withLock { $0.settings.compression = value == "yes" }
+            snapshots.update { $0.writer.compression = value == "yes" }
+        case "rdbchecksum":
+            state.withLock { $0.settings.checksum = value == "yes" }
+            snapshots.update { $0.writer.checksum = value == "yes" }
+        case "rdb-save-incremental-fsync": snapshots.update { $0.incrementalFsync = value == "yes" }
         case "auto-aof-rewrite-percentage": state.withLock { $0.settings.rewritePercentage = Int64(value) ?? 100 }
         case "auto-aof-rewrite-min-size":
             state.withLock { $0.settings.rewriteMinimumBytes = Int64(value) ?? $0.settings.rewriteMinimumBytes }
@@ -428,7 +395,7 @@ public final class DiskPersistence: PersistenceSubsystem {
     private func enableAppendOnly(engine: CommandEngine) -> String? {
         let busy = state.withLock { state -> Bool in
             state.settings.appendOnly = true
-            return state.childActive
+            return !claimBackgroundSlot(&state)
         }
         if busy {
             // Redis also defers the first rewrite until the running child finishes.
@@ -498,6 +465,7 @@ public final class DiskPersistence: PersistenceSubsystem {
             }
             return nil
         } catch {
+            releaseBackgroundSlot()
             log.log(.warning, "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. "
                 + "(\(error))")
             return "Can't start the AOF: \(error)"
@@ -527,85 +495,19 @@ public final class DiskPersistence: PersistenceSubsystem {
 
     // MARK: Background work
 
-    /// BGSAVE (and the save-point cron). Redis's replies for each case.
-    enum SaveStart {
-        case started, scheduled, alreadyInProgress, childActive, failed
+    /// Claims the one background-job slot for a rewrite (false while a rewrite or BGSAVE runs).
+    /// Called under `state`'s lock; the controller's lock is always taken inside it, never around it.
+    private func claimBackgroundSlot(_ state: inout State) -> Bool {
+        guard !state.rewriteInProgress, snapshots.beginOtherBackgroundJob() else { return false }
+        state.rewriteInProgress = true
+        state.rewriteStartedMilliseconds = monotonicMilliseconds()
+        return true
     }
 
-    func startBackgroundSave(engine: CommandEngine, schedule: Bool, automatic: Bool) -> SaveStart {
-        let decision = state.withLock { state -> SaveStart? in
-            if state.saveInProgress { return .alreadyInProgress }
-            if state.rewriteInProgress {
-                if schedule {
-                    state.saveScheduled = true
-                    return .scheduled
-                }
-                return .childActive
-            }
-            state.saveInProgress = true
-            state.saveScheduled = false
-            state.saveStartedMilliseconds = monotonicMilliseconds()
-            state.lastSaveAttemptMilliseconds = SystemClockMilliseconds.now()
-            state.saves += 1
-            return nil
-        }
-        if let decision { return decision }
-        let dirtyAtStart = engine.changesSinceLastSave
-        let snapshot = engine.keyspace.snapshot()
-        let settings = settings
-        var keys = 0
-        for database in 0..<snapshot.databaseCount { keys += snapshot.keyCount(database: database) }
-        state.withLock { $0.saveKeysTotal = keys }
-        log.log(.notice, "Background saving started")
-        startThread { [self] in
-            let ok = writeDump(snapshot, settings: settings)
-            let seconds = (monotonicMilliseconds() - state.withLock { $0.saveStartedMilliseconds }) / 1000
-            if ok {
-                engine.resetChangesSinceLastSave(subtracting: dirtyAtStart)
-                log.log(.notice, "Background saving terminated with success")
-            } else {
-                log.log(.warning, "Background saving error")
-            }
-            state.withLock { state in
-                state.saveInProgress = false
-                state.lastBackgroundSaveOK = ok
-                state.lastBackgroundSaveSeconds = seconds
-                if ok { state.lastSaveSeconds = Int64(time(nil)) }
-            }
-            refreshSaveGate()
-        }
-        return .started
-    }
-
-    /// SAVE and the shutdown save: a blocking save of a snapshot on the calling thread.
-    func saveNow(engine: CommandEngine) -> Bool {
-        let dirtyAtStart = engine.changesSinceLastSave
-        let snapshot = engine.keyspace.snapshot()
-        let ok = writeDump(snapshot, settings: settings)
-        if ok {
-            engine.resetChangesSinceLastSave(subtracting: dirtyAtStart)
-            state.withLock { state in
-                state.lastSaveSeconds = Int64(time(nil))
-                state.lastBackgroundSaveOK = true
-            }
-            refreshSaveGate()
-        }
-        return ok
-    }
-
-    private func writeDump(_ snapshot: KeyspaceSnapshot, settings: PersistenceSettings) -> Bool {
-        do {
-            try SnapshotFiles.write(
-                snapshot, storage: storage, directory: ".", name: settings.dbFileName,
-                options: SnapshotFiles.options(compression: settings.compression, checksum: settings.checksum,
-                                               aofBase: false),
-                incrementalFsync: settings.saveIncrementalFsync)
-            log.log(.notice, "DB saved on disk")
-            return true
-        } catch {
-            log.log(.warning, "Failed opening the temp RDB file or writing it: \(error)")
-            return false
-        }
+    /// Gives the slot back without a rewrite having run (its start failed).
+    private func releaseBackgroundSlot() {
+        state.withLock { $0.rewriteInProgress = false }
+        snapshots.endOtherBackgroundJob()
     }
 
     /// BGREWRITEAOF and the auto-rewrite cron.
@@ -613,15 +515,14 @@ public final class DiskPersistence: PersistenceSubsystem {
         enum Decision { case reply(AOFRewriteStart), enable, noWriter, run(AOFRewriter<PosixStorage>) }
         let decision = state.withLock { state -> Decision in
             if state.rewriteInProgress { return .reply(.alreadyInProgress) }
-            if state.saveInProgress {
+            guard claimBackgroundSlot(&state) else {
+                // A BGSAVE runs: the rewrite starts from the cron once it ends.
                 state.rewriteScheduled = true
                 return .reply(.scheduled)
             }
+            state.rewriteScheduled = false
             if state.enablingAOF { return .enable }
             guard let rewriter = state.rewriter else { return .noWriter }
-            state.rewriteInProgress = true
-            state.rewriteScheduled = false
-            state.rewriteStartedMilliseconds = monotonicMilliseconds()
             return .run(rewriter)
         }
         switch decision {
@@ -652,10 +553,6 @@ public final class DiskPersistence: PersistenceSubsystem {
     /// BGREWRITEAOF with appendonly no: like Redis 7.0, writes a base and a manifest listing
     /// only that base (no incr file), leaving the AOF off.
     private func rewriteWithoutAOF(engine: CommandEngine) -> AOFRewriteStart {
-        state.withLock { state in
-            state.rewriteInProgress = true
-            state.rewriteStartedMilliseconds = monotonicMilliseconds()
-        }
         let settings = settings
         let snapshot = engine.keyspace.snapshot()
         log.log(.notice, "Background append only file rewriting started")
@@ -670,8 +567,8 @@ public final class DiskPersistence: PersistenceSubsystem {
                 let asRDB = settings.useRDBPreamble
                 let name = settings.naming.baseFileName(sequence: sequence, rdbPreamble: asRDB)
                 if asRDB {
-                    try SnapshotFiles.write(
-                        snapshot, storage: storage, directory: settings.appendDirectory, name: name,
+                    try saveSnapshot(
+                        snapshot, storage: storage, directory: settings.appendDirectory, fileName: name,
                         options: SnapshotFiles.options(compression: settings.compression, checksum: settings.checksum,
                                                        aofBase: true),
                         incrementalFsync: true)
@@ -722,15 +619,14 @@ public final class DiskPersistence: PersistenceSubsystem {
                 }
             }
         }
+        snapshots.endOtherBackgroundJob()
     }
 
     /// Recomputes whether writes are refused for a failed BGSAVE and attaches the refusing log
     /// when the AOF is off (with the AOF on, its PersistenceLog consults the same gate).
     func refreshSaveGate() {
-        let (refusing, engine) = state.withLock { state -> (Bool, CommandEngine?) in
-            (state.settings.stopWritesOnSaveError && !state.settings.savePoints.isEmpty
-                && !state.lastBackgroundSaveOK, state.engine)
-        }
+        let refusing = snapshots.writeRefusal() != nil
+        let engine = state.withLock { $0.engine }
         let was = gate.refusing.exchange(refusing, ordering: .relaxed)
         guard was != refusing, let engine else { return }
         // Under the shard locks so enabling/disabling the AOF cannot interleave with this.

@@ -1,9 +1,9 @@
-// SnapshotFiles: writing keyspace snapshots as RDB files (dump.rdb, AOF bases) and reading them back.
+// SnapshotFiles: RDB helpers for AOF bases (options, walker-driven writes) and the used-mem aux field.
 import Glibc
 import TallyKeyspace
 import TallyPersistence
 
-/// RDB file helpers shared by SAVE/BGSAVE, AOF rewrites and start-up loading.
+/// RDB file helpers for AOF rewrites and start-up loading (dump.rdb itself is SnapshotController's).
 enum SnapshotFiles {
     /// Writer options for a file written now.
     static func options(compression: Bool, checksum: Bool, aofBase: Bool) -> RDBWriterOptions {
@@ -14,29 +14,6 @@ enum SnapshotFiles {
         options.creationTimeSeconds = Int64(time(nil))
         options.usedMemoryBytes = residentBytes()
         return options
-    }
-
-    /// Writes `snapshot` to `directory/name` through atomic replace; returns the file size.
-    /// Each database gets exact RESIZEDB hints, as Redis writes them.
-    @discardableResult
-    static func write(
-        _ snapshot: KeyspaceSnapshot, storage: PosixStorage, directory: String, name: String,
-        options: RDBWriterOptions, incrementalFsync: Bool
-    ) throws -> Int64 {
-        try atomicReplace(storage, directory: directory, name: name, incrementalFsync: incrementalFsync) { sink in
-            var writer = RDBWriter(sink: sink, options: options)
-            try writer.writeHeader()
-            for database in 0..<snapshot.databaseCount {
-                let keys = snapshot.keyCount(database: database)
-                if keys == 0 { continue }
-                try writer.beginDatabase(
-                    database, keyCount: keys, expiringKeyCount: snapshot.expiringKeyCount(database: database))
-                try snapshot.forEachEntry(database: database) { key, entry in
-                    try writer.writeEntry(key: key, entry: entry)
-                }
-            }
-            sink = try writer.finish()
-        }
     }
 
     /// Writes an AOF base from a rewrite walker. The walker visits databases in order but does
@@ -63,18 +40,6 @@ enum SnapshotFiles {
     /// Read size for loading RDB files: large enough to amortize read(2), small enough that
     /// zero-filling the buffer costs nothing noticeable for the tiny files most starts load.
     static let loadChunkBytes = 64 * 1024
-
-    /// Loads an RDB file (dump.rdb, an AOF base or preamble), calling `body` for each key.
-    static func load(
-        storage: PosixStorage, path: String, options: RDBLoadOptions,
-        _ body: (_ database: Int, _ key: Key, _ entry: Entry) throws -> Void
-    ) throws -> RDBLoadResult {
-        let file = try storage.openForReading(path)
-        defer { storage.close(file) }
-        var reader = RDBReader(
-            source: StorageSource(storage: storage, file: file), name: path, chunkBytes: loadChunkBytes)
-        return try reader.load(options: options, body)
-    }
 
     /// Visits a snapshot database by database (the order RDB and RESP bases need).
     static func walker(_ snapshot: KeyspaceSnapshot) -> AOFEntryWalker {
