@@ -21,12 +21,8 @@ final class PersistenceLog: CommandLog {
     let offsetBase: UInt64
     private let gate: SaveErrorGate
 
-    /// Redis's `shared.bgsaveerr` (server.c createSharedObjects), without the leading `-`.
-    static let bgsaveErrorText: [UInt8] = Array(
-        ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. "
-            + "Commands that may modify the data set are disabled, because this instance is configured to "
-            + "report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
-            + "Please check the Redis logs for details about the RDB error.").utf8)
+    /// Redis's `shared.bgsaveerr`, without the leading `-` (one text, SnapshotController's).
+    static var bgsaveErrorText: [UInt8] { SnapshotController<PosixStorage>.misconfMessage }
 
     init(writer: AppendOnlyFile<PosixStorage>?, offsetBase: UInt64, gate: SaveErrorGate) {
         self.writer = writer
