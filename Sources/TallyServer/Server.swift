@@ -84,19 +84,8 @@ public final class Server: Sendable {
             serverCommands: core.commandSpecs() + core.persistence.serverCommands)
         core.applyMemoryLimit(from: configuration, to: engine)
 
-        // 3. Persistence: load the dataset, then start logging writes.
-        do {
-            let started = SystemClockMilliseconds.now()
-            try core.persistence.load(engine: engine, log: log)
-            let seconds = Double(SystemClockMilliseconds.now() - started) / 1000
-            log.log(.notice, "DB loaded from disk: \(fixed3(seconds)) seconds")
-            engine.attachLog(try core.persistence.attach(engine: engine, log: log))
-        } catch {
-            log.log(.warning, error.message)
-            return 1
-        }
-
-        // 4. Listeners and I/O threads.
+        // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
+        //    loading ends, commands without the `loading` flag are answered -LOADING.
         let threadCount = configuration.ioThreads
         var threads: [IOThread] = []
         do {
@@ -114,7 +103,21 @@ public final class Server: Sendable {
         }
         core.setThreads(threads)
         writePidFile(log: log)
+        for thread in threads { thread.loading.store(true, ordering: .releasing) }
         for thread in threads { startThread { thread.run() } }
+
+        // 4. Persistence: load the dataset, then start logging writes.
+        do {
+            let started = SystemClockMilliseconds.now()
+            try core.persistence.load(engine: engine, log: log)
+            let seconds = Double(SystemClockMilliseconds.now() - started) / 1000
+            log.log(.notice, "DB loaded from disk: \(fixed3(seconds)) seconds")
+            engine.attachLog(try core.persistence.attach(engine: engine, log: log))
+        } catch {
+            log.log(.warning, error.message)
+            return 1
+        }
+        for thread in threads { thread.loading.store(false, ordering: .releasing) }
         startCron(engine: engine)
         log.log(.notice, "Running with \(threadCount) I/O threads and \(engine.keyspace.shards.count) shards")
         log.log(.notice, "Ready to accept connections tcp")

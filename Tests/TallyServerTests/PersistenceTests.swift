@@ -46,7 +46,7 @@ final class PersistenceTests: XCTestCase {
     }
 
     /// Starts redis-server 7.0 on `directory`; returns its port.
-    private func startRedis(_ directory: String, appendOnly: Bool) throws -> Int {
+    private func startRedis(_ directory: String, appendOnly: Bool, _ extra: [String] = []) throws -> Int {
         guard let binary = Self.redisBinary("redis-server") else { throw XCTSkip("redis-server is not installed") }
         let port = ServerProcess.freePort()
         let process = Process()
@@ -54,7 +54,7 @@ final class PersistenceTests: XCTestCase {
         process.arguments = [
             "--port", String(port), "--dir", directory, "--save", "", "--appendonly", appendOnly ? "yes" : "no",
             "--logfile", directory + "/redis.log",
-        ]
+        ] + extra
         try process.run()
         redisProcesses.append(process)
         for _ in 0..<200 {
@@ -308,6 +308,50 @@ final class PersistenceTests: XCTestCase {
         XCTAssertEqual(try client.call("HGET", "h", "a").text, "1")
         guard case .integer(let ttl) = try client.call("TTL", "ttl") else { return XCTFail("no TTL") }
         XCTAssertGreaterThan(ttl, 6900)
+    }
+
+    /// Like Redis, Tally accepts clients while it loads: commands without the `loading` flag get
+    /// -LOADING (PING included), INFO reports loading:1, and the data is there once loading ends.
+    func testClientsGetLoadingWhileALargeDumpLoads() throws {
+        let directory = try makeDirectory()
+        let keys = 300_000
+        let port = try startRedis(directory, appendOnly: false, ["--enable-debug-command", "yes"])
+        let redis = try RESPClient(port: port)
+        XCTAssertEqual(try redis.call("DEBUG", "POPULATE", String(keys)), .simple("OK"))
+        XCTAssertEqual(try redis.call("SAVE"), .simple("OK"))
+        try stopRedis(port: port)
+
+        let server = try ServerProcess(arguments: ["--dir", directory, "--appendonly", "no"], waitReady: false)
+        servers.append(server)
+        var client: RESPClient?
+        let deadline = Date().addingTimeInterval(30)
+        while client == nil && Date() < deadline {
+            client = try? RESPClient(port: server.port)
+            if client == nil { usleep(2_000) }
+        }
+        guard let client else { return XCTFail("never accepted a connection: \(server.output)") }
+        var loadingReplies = 0
+        var sawLoadingInfo = false
+        while Date() < deadline {
+            let reply = try client.call("GET", "key:4321")
+            guard case .error(let text) = reply else {
+                XCTAssertEqual(reply.text, "value:4321")
+                break
+            }
+            XCTAssertEqual(text, "LOADING Redis is loading the dataset in memory")
+            loadingReplies += 1
+            if loadingReplies == 1 {
+                XCTAssertEqual(try client.call("PING"), .error("LOADING Redis is loading the dataset in memory"))
+                let info = try client.call("INFO", "persistence").text ?? ""
+                sawLoadingInfo = info.contains("loading:1\r\n") && info.contains("loading_start_time:")
+                    || !info.contains("loading:1")
+            }
+        }
+        XCTAssertGreaterThan(loadingReplies, 0, "the dump loaded before the first command")
+        XCTAssertTrue(sawLoadingInfo)
+        XCTAssertEqual(try client.call("DBSIZE"), .integer(Int64(keys)))
+        XCTAssertEqual(try client.call("PING"), .simple("PONG"))
+        XCTAssertTrue(try client.call("INFO", "persistence").text?.contains("loading:0\r\n") == true)
     }
 
     func testDumpRoundTripWithRedisBothWays() throws {

@@ -72,6 +72,8 @@ public final class DiskPersistence: PersistenceSubsystem {
     let snapshots: SnapshotController<PosixStorage>
     let gate = SaveErrorGate()
     let loadingStatus = AOFLoadingStatus()
+    /// Set once the dataset is loaded and the AOF attached (clients are served -LOADING before).
+    let startupComplete = Atomic<Bool>(false)
     let state: Mutex<State>
 
     struct State {
@@ -211,7 +213,10 @@ public final class DiskPersistence: PersistenceSubsystem {
 
     public func attach(engine: CommandEngine, log: ServerLog) throws(PersistenceStartupError) -> (any CommandLog)? {
         let settings = settings
-        guard settings.appendOnly else { return nil }
+        guard settings.appendOnly else {
+            startupComplete.store(true, ordering: .releasing)
+            return nil
+        }
         do {
             let generation = try openAppendOnlyFile(settings: settings, onServerStart: true, existingRequired: false)
             state.withLock { state in
@@ -221,6 +226,7 @@ public final class DiskPersistence: PersistenceSubsystem {
                     state.rewriteBaseSize = generation.log.writer?.snapshot().currentSize ?? 0
                 }
             }
+            startupComplete.store(true, ordering: .releasing)
             return generation.log
         } catch {
             throw PersistenceStartupError("Can't open the append-only file: \(error)")
@@ -327,6 +333,11 @@ public final class DiskPersistence: PersistenceSubsystem {
 
     public func shutdown(engine: CommandEngine, mode: ShutdownSaveMode, log: ServerLog) -> Bool {
         let (current, initialAOF) = state.withLock { ($0.log, $0.enablingAOF && $0.rewriteInProgress) }
+        if !startupComplete.load(ordering: .acquiring) {
+            // Like Redis's prepareForShutdown while loading: saving a partial dataset would lose data.
+            log.log(.warning, "Shutting down while loading the dataset: not saving.")
+            return true
+        }
         if initialAOF {
             // Redis refuses too: the AOF on disk does not hold the dataset until this base exists.
             log.log(.warning, "Writing initial AOF, can't exit.")
@@ -352,6 +363,8 @@ public final class DiskPersistence: PersistenceSubsystem {
     public func configurationChanged(_ name: String, value: String, engine: CommandEngine) -> String? {
         switch name {
         case "appendonly":
+            // The loader owns the AOF directory until start-up finishes.
+            guard startupComplete.load(ordering: .acquiring) else { return "the dataset is still loading" }
             let on = value == "yes"
             let was = state.withLock { $0.settings.appendOnly }
             if on && !was { return enableAppendOnly(engine: engine) }
