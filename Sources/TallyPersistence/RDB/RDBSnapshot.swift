@@ -1,4 +1,5 @@
 // RDBSnapshot: writes a point-in-time KeyspaceSnapshot as dump.rdb (atomically) and loads dump.rdb into a Keyspace.
+import Synchronization
 import TallyKeyspace
 
 /// Streams every non-empty database of `snapshot` through `writer` (header and trailer included).
@@ -37,13 +38,18 @@ public func saveSnapshot<S: Storage>(
 /// error, as in Redis.
 public func loadSnapshotFile<S: Storage>(
     storage: S, directory: String, fileName: String, into keyspace: Keyspace, nowMilliseconds: Int64,
-    chunkBytes: Int = 1 << 20
+    chunkBytes: Int = 1 << 20, progress: AOFLoadingStatus? = nil
 ) throws -> RDBLoadResult? {
     let path = storagePath(directory, fileName)
     guard storage.exists(path) else { return nil }
     let file = try storage.openForReading(path)
     defer { storage.close(file) }
-    var reader = RDBReader(source: StorageSource(storage: storage, file: file), name: path, chunkBytes: chunkBytes)
+    if let progress {
+        progress.totalBytes.store(try storage.size(file), ordering: .relaxed)
+        progress.loadedBytes.store(0, ordering: .relaxed)
+    }
+    let source = ProgressSource(base: StorageSource(storage: storage, file: file), progress: progress)
+    var reader = RDBReader(source: source, name: path, chunkBytes: chunkBytes)
     let options = RDBLoadOptions(dropExpiredBefore: nowMilliseconds, databaseCount: keyspace.databaseCount)
     return try reader.load(options: options) { database, key, entry in
         keyspace.insertLoaded(database: database, key: key, entry: entry)
@@ -59,4 +65,16 @@ public func loadRDBFile<S: Storage>(
     defer { storage.close(file) }
     var reader = RDBReader(source: StorageSource(storage: storage, file: file), name: path, chunkBytes: chunkBytes)
     return try reader.load(options: options, body)
+}
+
+/// Counts the bytes read into `progress.loadedBytes` (INFO's `loading_loaded_bytes`).
+struct ProgressSource<Base: ByteSource>: ByteSource {
+    var base: Base
+    let progress: AOFLoadingStatus?
+
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
+        let count = try base.read(into: buffer)
+        progress?.loadedBytes.add(Int64(count), ordering: .relaxed)
+        return count
+    }
 }

@@ -143,12 +143,13 @@ public final class SnapshotController<S: Storage>: Sendable {
     }
 
     /// Loads dump.rdb into the engine's keyspace at startup (missing or empty file: nothing loaded),
-    /// dropping keys already expired by the engine's clock.
-    public func load(into engine: CommandEngine) throws -> RDBLoadResult? {
+    /// dropping keys already expired by the engine's clock. `progress` gets the byte counts INFO shows.
+    public func load(into engine: CommandEngine, progress: AOFLoadingStatus? = nil) throws -> RDBLoadResult? {
         let settings = self.settings
         let result = try loadSnapshotFile(
             storage: storage, directory: settings.directory, fileName: settings.fileName,
-            into: engine.keyspace, nowMilliseconds: engine.clock.nowMilliseconds(), chunkBytes: settings.loadChunkBytes)
+            into: engine.keyspace, nowMilliseconds: engine.clock.nowMilliseconds(), chunkBytes: settings.loadChunkBytes,
+            progress: progress)
         engine.resetChangesSinceLastSave(to: 0)
         if let result {
             if let version = result.auxValue("redis-ver") {

@@ -201,7 +201,7 @@ public final class DiskPersistence: PersistenceSubsystem {
         loadingStatus.isLoading.store(true, ordering: .releasing)
         defer { loadingStatus.isLoading.store(false, ordering: .releasing) }
         do {
-            _ = try snapshots.load(into: engine)
+            _ = try snapshots.load(into: engine, progress: loadingStatus)
         } catch let error as RDBError {
             throw PersistenceStartupError(
                 "Short read or OOM loading DB. Unrecoverable error, aborting now.\n"
