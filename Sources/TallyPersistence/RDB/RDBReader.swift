@@ -224,6 +224,47 @@ public struct RDBReader<Source: ByteSource> {
     private mutating func readString() throws(RDBError) -> [UInt8] {
         let start = offset
         let (value, encoded) = try readLength()
+        return try readStringBody(value, encoded: encoded, start: start)
+    }
+
+    /// A string key: short plain keys go straight from the read buffer into an inline `Key`,
+    /// without the intermediate array `readString` allocates.
+    private mutating func readKey() throws(RDBError) -> Key {
+        let start = offset
+        let (value, encoded) = try readLength()
+        if !encoded && value <= UInt64(Key.inlineCapacity) {
+            let count = Int(value)
+            try ensure(count)
+            let from = position
+            let key = buffer.withUnsafeBytes { Key(UnsafeRawBufferPointer(rebasing: $0[from..<(from + count)])) }
+            position += count
+            return key
+        }
+        return Key(try readStringBody(value, encoded: encoded, start: start))
+    }
+
+    /// A string value: integer-encoded strings become `.integer` directly instead of being
+    /// printed as decimal bytes and parsed back (they are always canonical, so the result is
+    /// what `Value.fromBytes` of those bytes gives).
+    private mutating func readStringValue() throws(RDBError) -> Value {
+        let start = offset
+        let (value, encoded) = try readLength()
+        if encoded {
+            switch UInt8(truncatingIfNeeded: value) {
+            case RDBFormat.StringEncoding.int8:
+                return .integer(Int64(Int8(bitPattern: try readByte())))
+            case RDBFormat.StringEncoding.int16:
+                return .integer(Int64(Int16(truncatingIfNeeded: try readLittleEndian(2))))
+            case RDBFormat.StringEncoding.int32:
+                return .integer(Int64(Int32(truncatingIfNeeded: try readLittleEndian(4))))
+            default:
+                break
+            }
+        }
+        return Value.fromBytes(try readStringBody(value, encoded: encoded, start: start))
+    }
+
+    private mutating func readStringBody(_ value: UInt64, encoded: Bool, start: Int64) throws(RDBError) -> [UInt8] {
         if !encoded {
             guard value <= UInt64(Int.max) else { throw fail(.corrupt, "invalid string length", at: start) }
             return try readBytes(Int(value))
@@ -312,6 +353,20 @@ public struct RDBReader<Source: ByteSource> {
                 break
             default:
                 throw fail(.unknownOpcode, "unknown opcode \(type)", at: opcodeOffset)
+            }
+            if type == RDBFormat.ValueType.string {
+                // The common case (counters, strings), without intermediate arrays.
+                let key = try readKey()
+                let value = try readStringValue()
+                let entryExpiry = expiry
+                expiry = nil
+                if let now = options.dropExpiredBefore, let when = entryExpiry, when < now {
+                    result.expiredKeysDropped += 1
+                    continue
+                }
+                try body(database, key, Entry(value: value, expiresAtMilliseconds: entryExpiry))
+                result.keysLoaded += 1
+                continue
             }
             let key = try readString()
             let value: Value
