@@ -46,13 +46,6 @@ public struct AOFRecordReader<S: Storage> {
         buffer = [UInt8](repeating: 0, count: Self.chunkBytes)
     }
 
-    private enum Step {
-        case record(end: Int)
-        case skip(end: Int)
-        case needMore
-        case formatError(at: Int)
-    }
-
     /// Reads the next record into `arguments`. Returns false at a clean end of file; `end`
     /// then says how the scan ended. Throws on an I/O error.
     public mutating func next(into arguments: inout CommandArguments, end: inout AOFScanEnd)
@@ -107,59 +100,78 @@ public struct AOFRecordReader<S: Storage> {
         if readCount == 0 { reachedEnd = true }
     }
 
-    // Parses one record (or annotation) starting at `start` without consuming it.
-    private func parse(into arguments: inout CommandArguments) -> Step {
-        let count = end
-        var position = start
+    // Parses one record (or annotation) starting at `start` without consuming it. The work is
+    // done by non-generic code over the raw bytes: inside this generic type (instantiated from
+    // another module, so unspecialized) every `Step` and slice operation went through runtime
+    // generic metadata, which cost more than the parse itself.
+    private func parse(into arguments: inout CommandArguments) -> AOFParseStep {
+        let from = start
+        let limit = end
+        return buffer.withUnsafeBytes { raw in
+            AOFParseStep.parse(UnsafeRawBufferPointer(rebasing: raw[0..<limit]), from: from, into: &arguments)
+        }
+    }
+}
+
+enum AOFParseStep {
+    case record(end: Int)
+    case skip(end: Int)
+    case needMore
+    case formatError(at: Int)
+
+    // `bytes` holds the valid bytes; parsing starts at `from`.
+    static func parse(_ bytes: UnsafeRawBufferPointer, from: Int, into arguments: inout CommandArguments)
+        -> AOFParseStep
+    {
+        let count = bytes.count
+        var position = from
         guard position < count else { return .needMore }
-        if buffer[position] == 35 {
-            guard let newline = findNewline(from: position) else { return .needMore }
+        if bytes[position] == 35 {
+            guard let newline = findNewline(bytes, from: position) else { return .needMore }
             return .skip(end: newline + 1)
         }
-        guard buffer[position] == 42 else { return .formatError(at: position) }
-        guard let headerEnd = findNewline(from: position) else { return .needMore }
-        guard let argumentCount = leadingInteger(position + 1, headerEnd), argumentCount >= 1 else {
+        guard bytes[position] == 42 else { return .formatError(at: position) }
+        guard let headerEnd = findNewline(bytes, from: position) else { return .needMore }
+        guard let argumentCount = leadingInteger(bytes, position + 1, headerEnd), argumentCount >= 1 else {
             return .formatError(at: position)
         }
         position = headerEnd + 1
         arguments.removeAll()
         for _ in 0..<argumentCount {
             guard position < count else { return .needMore }
-            guard buffer[position] == 36 else { return .formatError(at: position) }
-            guard let lengthEnd = findNewline(from: position) else { return .needMore }
-            guard let length = leadingInteger(position + 1, lengthEnd), length >= 0 else {
+            guard bytes[position] == 36 else { return .formatError(at: position) }
+            guard let lengthEnd = findNewline(bytes, from: position) else { return .needMore }
+            guard let length = leadingInteger(bytes, position + 1, lengthEnd), length >= 0 else {
                 return .formatError(at: position)
             }
             let dataStart = lengthEnd + 1
             guard length <= count - dataStart - 2 else { return .needMore }
-            arguments.append(buffer[dataStart..<dataStart + length])
+            arguments.append(UnsafeRawBufferPointer(rebasing: bytes[dataStart..<dataStart + length]))
             position = dataStart + length + 2
         }
         return .record(end: position)
     }
 
-    private func findNewline(from position: Int) -> Int? {
-        let limit = end
-        return buffer.withUnsafeBytes { raw -> Int? in
-            guard position < limit, let base = raw.baseAddress else { return nil }
-            guard let found = memchr(base + position, 10, limit - position) else { return nil }
-            return base.distance(to: UnsafeRawPointer(found))
-        }
+    private static func findNewline(_ bytes: UnsafeRawBufferPointer, from position: Int) -> Int? {
+        let limit = bytes.count
+        guard position < limit, let base = bytes.baseAddress else { return nil }
+        guard let found = memchr(base + position, 10, limit - position) else { return nil }
+        return base.distance(to: UnsafeRawPointer(found))
     }
 
     // atoi/strtol over the header line: optional sign, digits, then only "\r" before the newline.
-    private func leadingInteger(_ from: Int, _ newline: Int) -> Int? {
+    private static func leadingInteger(_ bytes: UnsafeRawBufferPointer, _ from: Int, _ newline: Int) -> Int? {
         var index = from
         var negative = false
-        if index < newline, buffer[index] == 45 {
+        if index < newline, bytes[index] == 45 {
             negative = true
             index += 1
         }
         var value = 0
         var digits = 0
-        while index < newline, buffer[index] >= 48, buffer[index] <= 57 {
+        while index < newline, bytes[index] >= 48, bytes[index] <= 57 {
             let (product, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = product.addingReportingOverflow(Int(buffer[index] - 48))
+            let (sum, overflow2) = product.addingReportingOverflow(Int(bytes[index] - 48))
             if overflow1 || overflow2 { return nil }
             value = sum
             digits += 1
