@@ -130,7 +130,14 @@ public struct RDBReader<Source: ByteSource> {
     }
 
     /// Makes at least `count` unread bytes available, or throws `truncated`.
+    @inline(__always)
     private mutating func ensure(_ count: Int) throws(RDBError) {
+        // Fast path inlined into every read: the bytes are nearly always buffered already.
+        if buffer.count - position >= count { return }
+        try refill(count)
+    }
+
+    private mutating func refill(_ count: Int) throws(RDBError) {
         while buffer.count - position < count {
             if atEnd { throw fail(.truncated, "unexpected end of file", at: bufferStartOffset + Int64(buffer.count)) }
             // Fold consumed bytes into the CRC, then drop them before reading more.
@@ -166,6 +173,7 @@ public struct RDBReader<Source: ByteSource> {
         }
     }
 
+    @inline(__always)
     private mutating func readByte() throws(RDBError) -> UInt8 {
         try ensure(1)
         let byte = buffer[position]
