@@ -68,7 +68,8 @@ public struct DatabaseStatistics: Sendable, Equatable {
 /// ```
 ///  I/O thread A ──execute(INCR k1)──► shard 3 lock ─┐
 ///  I/O thread B ──execute(MSET k1 k2)─► shard 3, 9 ─┤ (ascending order: no deadlock)
-///  BGSAVE ───────snapshot()──────────► all shards, O(1) COW copy each, then unlocked
+///  BGSAVE ───────snapshot()──────────► all shards, O(1) COW copy each, then unlocked; a
+///                                      writer serializes a pending image before mutating
 /// ```
 public final class Keyspace: Sendable {
     /// The shards; `shards[i].index == i`.
@@ -222,12 +223,28 @@ public final class Keyspace: Sendable {
     }
 
     /// Takes a point-in-time copy of every database: all shards are locked together while
-    /// each shard's tables are copied (O(1) copy-on-write), then released.
-    public func snapshot() -> KeyspaceSnapshot {
+    /// each shard's tables are captured (O(1) copy-on-write), then released.
+    ///
+    /// With a `serializer`, a writer about to mutate a shard whose image the consumer has not
+    /// taken yet first turns that image into bytes and lets go of it, so the mutation works on
+    /// an unshared table instead of copying it: the save then costs about the serialized size
+    /// of the dataset in extra memory instead of a second copy of every table. Consume such a
+    /// snapshot with `forEachShardImage`.
+    public func snapshot(serializer: ShardImageSerializer? = nil) -> KeyspaceSnapshot {
         let locked = lockExclusive()
-        let tables = shards.map { $0.tables }
+        var slots: [ShardImageSlot] = []
+        slots.reserveCapacity(shards.count)
+        for shard in shards {
+            // An earlier snapshot's pending image must not be captured by this one's slot.
+            shard.serializePendingImage()
+            let slot = ShardImageSlot(tables: shard.tables, serializer: serializer)
+            slot.keyCounts = shard.tables.map(\.count)
+            slot.expiringCounts = shard.expiring.map(\.count)
+            if serializer != nil { shard.pendingImage = slot }
+            slots.append(slot)
+        }
         unlockExclusive(locked)
-        return KeyspaceSnapshot(tables: tables, databaseCount: databaseCount)
+        return KeyspaceSnapshot(keyspace: self, slots: slots)
     }
 
     /// Inserts an entry read from an RDB or AOF base, replacing any existing one.
@@ -252,40 +269,125 @@ public final class Keyspace: Sendable {
     }
 }
 
+/// Turns one shard's point-in-time tables (index = database) into the bytes its consumer writes
+/// (for an RDB: one self-contained `FE db` section per non-empty database).
+public typealias ShardImageSerializer = @Sendable (_ tables: [[Key: Entry]]) -> [UInt8]
+
+/// One shard's image in a snapshot, as the consumer receives it.
+public enum ShardImage {
+    /// The tables (index = database); the consumer serializes them.
+    case tables([[Key: Entry]])
+    /// Already serialized by a writer that needed the shard (the serializer's output).
+    case serialized([UInt8])
+}
+
+/// One shard's part of a snapshot. Every access holds that shard's lock: writers (through
+/// `Shard.serializePendingImage`) and the consumer (through `KeyspaceSnapshot`) both reach it.
+final class ShardImageSlot: @unchecked Sendable {
+    var tables: [[Key: Entry]]?
+    var chunk: [UInt8]?
+    var keyCounts: [Int] = []
+    var expiringCounts: [Int] = []
+    let serializer: ShardImageSerializer?
+
+    init(tables: [[Key: Entry]], serializer: ShardImageSerializer?) {
+        self.tables = tables
+        self.serializer = serializer
+    }
+
+    /// Drops the image once handed out (caller holds the shard lock).
+    func forget() {
+        tables = nil
+        chunk = nil
+        keyCounts = keyCounts.map { _ in 0 }
+        expiringCounts = expiringCounts.map { _ in 0 }
+    }
+
+    /// Serializes the held tables and drops them (caller holds the shard lock).
+    func serialize() {
+        guard let serializer, let held = tables else { return }
+        tables = nil
+        chunk = serializer(held)
+    }
+}
+
 /// A point-in-time image of the keyspace for RDB saving and AOF rewrite.
 ///
 /// `@unchecked Sendable` because it is handed to one background thread that owns it from
 /// then on: the tables it holds are value copies no live shard can mutate (copy-on-write),
-/// and `forEachEntry` releasing them is only called by that owner.
+/// and each slot is only touched under its shard's lock.
 public final class KeyspaceSnapshot: @unchecked Sendable {
-    private var tables: [[[Key: Entry]]]
+    private let keyspace: Keyspace
+    private let slots: [ShardImageSlot]
     /// Number of databases.
-    public let databaseCount: Int
+    public var databaseCount: Int { keyspace.databaseCount }
 
-    init(tables: [[[Key: Entry]]], databaseCount: Int) {
-        self.tables = tables
-        self.databaseCount = databaseCount
+    init(keyspace: Keyspace, slots: [ShardImageSlot]) {
+        self.keyspace = keyspace
+        self.slots = slots
     }
 
-    /// Keys in `database` at snapshot time (expired-but-unreclaimed keys included).
+    deinit { release() }
+
+    /// Keys in `database` at snapshot time (expired-but-unreclaimed keys included), less those
+    /// already handed to the consumer.
     public func keyCount(database: Int) -> Int {
-        tables.reduce(0) { $0 + $1[database].count }
+        slots.reduce(0) { $0 + $1.keyCounts[database] }
     }
 
-    /// Keys with a TTL in `database`.
+    /// Keys with a TTL in `database` at snapshot time, less those already handed out.
     public func expiringKeyCount(database: Int) -> Int {
-        tables.reduce(0) { total, shard in
-            total + shard[database].values.reduce(0) { $0 + ($1.expiresAtMilliseconds == nil ? 0 : 1) }
+        slots.reduce(0) { $0 + $1.expiringCounts[database] }
+    }
+
+    /// Runs `body` holding shard `index`'s lock (unless this thread holds every shard).
+    private func withShard<R>(_ index: Int, _ body: (Shard, ShardImageSlot) -> R) -> R {
+        let shard = keyspace.shards[index]
+        let locked = keyspace.acquire(shard)
+        defer { if locked { shard.unlock() } }
+        return body(shard, slots[index])
+    }
+
+    /// Hands each shard's image to `body`, in shard order, and forgets it (so memory falls as
+    /// the save progresses). Call once; it is the only consumer of a snapshot taken with a
+    /// serializer.
+    public func forEachShardImage(_ body: (ShardImage) throws -> Void) throws {
+        defer { release() }
+        for index in slots.indices {
+            let image: ShardImage? = withShard(index) { shard, slot in
+                if shard.pendingImage === slot { shard.pendingImage = nil }
+                defer { slot.forget() }
+                if let chunk = slot.chunk { return .serialized(chunk) }
+                if let tables = slot.tables { return .tables(tables) }
+                return nil
+            }
+            if let image { try body(image) }
+        }
+    }
+
+    /// Detaches every image writers still hold back for and drops what is left (after the
+    /// consumer finished or gave up).
+    public func release() {
+        for index in slots.indices {
+            withShard(index) { shard, slot in
+                if shard.pendingImage === slot { shard.pendingImage = nil }
+                slot.forget()
+            }
         }
     }
 
     /// Visits every entry of `database`, one shard at a time, releasing each shard's image
     /// after visiting it (so the old copies are freed as the save progresses). Call once per
-    /// database.
+    /// database, on a snapshot taken without a serializer.
     public func forEachEntry(database: Int, _ body: (Key, Entry) throws -> Void) rethrows {
-        for shard in tables.indices {
-            for (key, entry) in tables[shard][database] { try body(key, entry) }
-            tables[shard][database] = [:]
+        for index in slots.indices {
+            let slot = slots[index]
+            precondition(slot.serializer == nil, "forEachEntry needs a snapshot taken without a serializer")
+            guard let tables = slot.tables else { continue }
+            for (key, entry) in tables[database] { try body(key, entry) }
+            slot.tables![database] = [:]
+            slot.keyCounts[database] = 0
+            slot.expiringCounts[database] = 0
         }
     }
 }

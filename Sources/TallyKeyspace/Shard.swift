@@ -120,6 +120,9 @@ public final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var fastRandom: FastRandom
     /// Keys removed by `maxmemory` eviction (INFO `evicted_keys`).
     @exclusivity(unchecked) public internal(set) var evictedKeys: Int64 = 0
+    /// This shard's image in a snapshot whose consumer has not taken it yet (snapshots taken
+    /// with a serializer only); the next mutation serializes it first (`prepareWrite`).
+    @exclusivity(unchecked) var pendingImage: ShardImageSlot?
 
     init(index: Int, databases: Int) {
         self.index = index
@@ -142,6 +145,20 @@ public final class Shard: @unchecked Sendable {
 
     // MARK: Primitive mutations
 
+    /// Call before mutating `tables`: if a snapshot still holds this shard's pre-image, turn it
+    /// into bytes and let go of it, so the mutation does not copy the whole table.
+    @inline(__always)
+    func prepareWrite() {
+        if pendingImage != nil { serializePendingImage() }
+    }
+
+    /// Serializes and detaches the pending snapshot image, if any (caller holds the lock).
+    func serializePendingImage() {
+        guard let slot = pendingImage else { return }
+        pendingImage = nil
+        slot.serialize()
+    }
+
     /// Marks every session watching `key` as dirty.
     @inline(__always)
     public func touch(_ database: Int, _ key: Key) {
@@ -153,6 +170,7 @@ public final class Shard: @unchecked Sendable {
 
     /// Stores `entry` under `key`, replacing any previous entry and its TTL.
     public func store(_ database: Int, _ key: Key, _ entry: Entry) {
+        prepareWrite()
         var entry = entry
         if accessMode != .none { entry.access = accessStampForStore(database, key) }
         let previous = tables[database].updateValue(entry, forKey: key)
@@ -173,6 +191,7 @@ public final class Shard: @unchecked Sendable {
     /// Removes `key`; returns the removed entry.
     @discardableResult
     public func remove(_ database: Int, _ key: Key) -> Entry? {
+        prepareWrite()
         guard let previous = tables[database].removeValue(forKey: key) else { return nil }
         account(-MemoryEstimate.bytes(key: key, value: previous.value))
         if sampledKeys != nil { sampledKeys![database].remove(key) }
@@ -184,6 +203,7 @@ public final class Shard: @unchecked Sendable {
     /// Changes the TTL of an existing key (nil = persist). Returns false if the key is absent.
     @discardableResult
     public func setExpiry(_ database: Int, _ key: Key, _ milliseconds: Int64?) -> Bool {
+        prepareWrite()
         guard let index = tables[database].index(forKey: key) else { return false }
         let had = tables[database].values[index].expiresAtMilliseconds != nil
         tables[database].values[index].expiresAtMilliseconds = milliseconds
@@ -271,6 +291,9 @@ public final class Shard: @unchecked Sendable {
     /// Empties `database` in this shard; returns how many keys it held.
     @discardableResult
     public func removeAll(_ database: Int) -> Int {
+        // Emptying needs no serialization: the table is replaced, not copied, so a pending
+        // snapshot image can simply stay with its snapshot (detached from this shard).
+        pendingImage = nil
         touchAll(database)
         let count = tables[database].count
         var released = 0
@@ -331,6 +354,7 @@ public final class Shard: @unchecked Sendable {
         // lookup plus a `store` (each hashing the key). The result equals what `store` writes:
         // same expiry, access 0, estimate minus the old value's bytes, watchers touched; the
         // key stays in the TTL and sampling indexes it is already in.
+        prepareWrite()
         if accessMode == .none, let index = tables[database].index(forKey: key) {
             let entry = tables[database].values[index]
             if entry.expiresAtMilliseconds.map({ $0 > now }) ?? true {
@@ -390,6 +414,7 @@ public final class Shard: @unchecked Sendable {
             guard case .hash(let existing) = entry.value else { throw .wrongType }
             hash = existing
             existed = true
+            prepareWrite()
             // Drop the stored copy so `hash` is uniquely referenced and mutates in place. The
             // estimate follows what is stored: the hash's bytes leave now and come back below.
             account(-MemoryEstimate.bytes(of: entry.value))

@@ -2,23 +2,113 @@
 import Synchronization
 import TallyKeyspace
 
-/// Streams every non-empty database of `snapshot` through `writer` (header and trailer included).
-/// The snapshot releases each shard's image after it is visited, so memory falls as it goes.
+/// Streams `snapshot` through an RDB writer (header and trailer included), one shard at a time:
+/// each shard's sections come either from a writer that serialized them early (see
+/// `Keyspace.snapshot(serializer:)`) or are serialized here; each is released once written.
 public func writeSnapshot<Sink: ByteSink>(
     _ snapshot: KeyspaceSnapshot, to sink: Sink, options: RDBWriterOptions
 ) throws -> Sink {
     var writer = RDBWriter(sink: sink, options: options)
     try writer.writeHeader()
-    for database in 0..<snapshot.databaseCount {
-        let keys = snapshot.keyCount(database: database)
-        guard keys > 0 else { continue }
-        try writer.beginDatabase(database, keyCount: keys,
-                                 expiringKeyCount: snapshot.expiringKeyCount(database: database))
-        try snapshot.forEachEntry(database: database) { key, entry in
-            try writer.writeEntry(key: key, entry: entry)
+    try snapshot.forEachShardImage { image in
+        switch image {
+        case .serialized(let bytes):
+            try CompactSections.expand(bytes) { chunk throws(StorageError) in try writer.writeEncoded(chunk, keys: 0) }
+        case .tables(let tables):
+            try writer.writeEncoded(RDBWriter<MemorySink>.shardSections(tables, options: options),
+                                    keys: tables.reduce(0) { $0 + $1.count })
         }
     }
     return try writer.finish()
+}
+
+/// The serializer to pass to `Keyspace.snapshot(serializer:)` for a snapshot `writeSnapshot`
+/// will write with `options`: writers then turn a shard's pending image into these bytes.
+public func rdbShardSerializer(options: RDBWriterOptions) -> ShardImageSerializer {
+    { tables in CompactSections.encode(tables, options: options) }
+}
+
+/// A shard's RDB sections held in memory until the save writes them, prefix-compressed record
+/// by record: each record (a section header or one entry's RDB bytes) is stored as
+/// `varint shared, varint suffixCount, suffix`, where `shared` bytes repeat the previous
+/// record's start. Counters named alike (`counter:000000123456`) share most of their encoding,
+/// so a held shard costs about 10 bytes a key instead of 24: the peak extra memory of a save
+/// under writes is the sum of these.
+enum CompactSections {
+    static func encode(_ tables: [[Key: Entry]], options: RDBWriterOptions) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(tables.reduce(0) { $0 + $1.count } * 12 + 16)
+        var previous: [UInt8] = []
+        var record: [UInt8] = []
+        previous.reserveCapacity(64)
+        record.reserveCapacity(64)
+        func emit() {
+            let limit = Swift.min(previous.count, record.count)
+            var shared = 0
+            while shared < limit && previous[shared] == record[shared] { shared += 1 }
+            appendVarint(shared, to: &output)
+            appendVarint(record.count - shared, to: &output)
+            output.append(contentsOf: record[shared...])
+            swap(&previous, &record)
+            record.removeAll(keepingCapacity: true)
+        }
+        for (database, table) in tables.enumerated() where !table.isEmpty {
+            RDBWriter<MemorySink>.appendSectionHeader(database: database, table: table, into: &record)
+            emit()
+            for (key, entry) in table {
+                RDBWriter<MemorySink>.appendEntry(key: key, entry: entry, options: options, into: &record)
+                emit()
+            }
+        }
+        return output
+    }
+
+    /// Rebuilds the RDB bytes of `compact`, handing them to `write` about 64 KiB at a time.
+    static func expand(
+        _ compact: [UInt8], _ write: ([UInt8]) throws(StorageError) -> Void
+    ) throws(StorageError) {
+        var output: [UInt8] = []
+        output.reserveCapacity(80 * 1024)
+        var previous: [UInt8] = []
+        var record: [UInt8] = []
+        var position = 0
+        while position < compact.count {
+            let shared = readVarint(compact, &position)
+            let suffix = readVarint(compact, &position)
+            record.removeAll(keepingCapacity: true)
+            record.append(contentsOf: previous[..<shared])
+            record.append(contentsOf: compact[position..<(position + suffix)])
+            position += suffix
+            output.append(contentsOf: record)
+            swap(&previous, &record)
+            if output.count >= 64 * 1024 {
+                try write(output)
+                output.removeAll(keepingCapacity: true)
+            }
+        }
+        try write(output)
+    }
+
+    static func appendVarint(_ value: Int, to output: inout [UInt8]) {
+        var remaining = UInt(value)
+        while remaining >= 0x80 {
+            output.append(UInt8(truncatingIfNeeded: remaining) | 0x80)
+            remaining >>= 7
+        }
+        output.append(UInt8(remaining))
+    }
+
+    static func readVarint(_ bytes: [UInt8], _ position: inout Int) -> Int {
+        var value = 0
+        var shift = 0
+        while true {
+            let byte = bytes[position]
+            position += 1
+            value |= Int(byte & 0x7f) << shift
+            if byte < 0x80 { return value }
+            shift += 7
+        }
+    }
 }
 
 /// Saves `snapshot` to `directory/fileName` with the atomic-replace protocol (temp file, fsync,

@@ -72,6 +72,61 @@ public struct RDBWriter<Sink: ByteSink> {
     /// Writes one key: `[FC ms] type key value`.
     public mutating func writeEntry(key: Key, entry: Entry) throws(StorageError) {
         scratch.removeAll(keepingCapacity: true)
+        RDBWriter.appendEntry(key: key, entry: entry, options: options, into: &scratch)
+        try sink.write(scratch)
+        if scratch.capacity > 1 << 20 { scratch = [] }
+        keysWritten += 1
+    }
+
+    /// Writes bytes already in RDB form (a shard section from `shardSections`), counting `keys`.
+    public mutating func writeEncoded(_ bytes: [UInt8], keys: Int) throws(StorageError) {
+        try sink.write(bytes)
+        keysWritten += keys
+    }
+
+    /// One shard's point-in-time tables (index = database) as self-contained RDB sections (the same
+    /// for every `Sink`; call it as `RDBWriter<MemorySink>.shardSections`):
+    /// per non-empty database `FE db`, `FB keys expires`, then its entries. Several sections
+    /// for the same database load fine in redis-server and redis-check-rdb (NOTES.md).
+    public static func shardSections(_ tables: [[Key: Entry]], options: RDBWriterOptions) -> [UInt8] {
+        var output: [UInt8] = []
+        // Counters take about 25 bytes each; reserving avoids repeated regrowth copies.
+        output.reserveCapacity(tables.reduce(0) { $0 + $1.count } * 28 + 16)
+        for (database, table) in tables.enumerated() where !table.isEmpty {
+            appendSectionHeader(database: database, table: table, into: &output)
+            for (key, entry) in table { appendEntry(key: key, entry: entry, options: options, into: &output) }
+        }
+        return output
+    }
+
+    /// `FE db FB keys expires` for one shard's table of `database`.
+    static func appendSectionHeader(database: Int, table: [Key: Entry], into output: inout [UInt8]) {
+        var expiring = 0
+        for entry in table.values where entry.expiresAtMilliseconds != nil { expiring += 1 }
+        output.append(RDBFormat.Opcode.selectDatabase)
+        encodeLength(UInt64(database), into: &output)
+        output.append(RDBFormat.Opcode.resizeDatabase)
+        encodeLength(UInt64(table.count), into: &output)
+        encodeLength(UInt64(expiring), into: &output)
+    }
+
+    /// Appends one key's encoding: `[FC ms] type key value`.
+    static func appendEntry(key: Key, entry: Entry, options: RDBWriterOptions, into scratch: inout [UInt8]) {
+        if entry.expiresAtMilliseconds == nil, case .integer(let value) = entry.value {
+            // Counters dominate: write the key from its storage without building an array
+            // (a key of 12-20 bytes can be neither int-encoded nor LZF-compressed).
+            let plain = key.withUnsafeBytes { raw -> Bool in
+                guard raw.count > 11 && raw.count <= 20 else { return false }
+                scratch.append(RDBFormat.ValueType.string)
+                encodeLength(UInt64(raw.count), into: &scratch)
+                scratch.append(contentsOf: raw)
+                return true
+            }
+            if plain {
+                encodeInteger(value, into: &scratch)
+                return
+            }
+        }
         if let expiry = entry.expiresAtMilliseconds {
             scratch.append(RDBFormat.Opcode.expireTimeMilliseconds)
             Listpack.appendLittleEndian(UInt64(bitPattern: expiry), bytes: 8, to: &scratch)
@@ -79,41 +134,33 @@ public struct RDBWriter<Sink: ByteSink> {
         switch entry.value {
         case .integer(let value):
             scratch.append(RDBFormat.ValueType.string)
-            encodeString(key.bytes, into: &scratch)
-            RDBWriter.encodeInteger(value, into: &scratch)
+            encodeString(key.bytes, options: options, into: &scratch)
+            encodeInteger(value, into: &scratch)
         case .string(let bytes):
             scratch.append(RDBFormat.ValueType.string)
-            encodeString(key.bytes, into: &scratch)
-            encodeString(bytes, into: &scratch)
+            encodeString(key.bytes, options: options, into: &scratch)
+            encodeString(bytes, options: options, into: &scratch)
         case .hash(let hash):
-            if fitsListpack(hash) {
+            if fitsListpack(hash, options: options) {
                 scratch.append(RDBFormat.ValueType.hashListpack)
-                encodeString(key.bytes, into: &scratch)
+                encodeString(key.bytes, options: options, into: &scratch)
                 var elements: [[UInt8]] = []
                 elements.reserveCapacity(hash.count * 2)
                 for index in 0..<hash.count {
                     elements.append(hash.fields[index])
                     elements.append(hash.values[index])
                 }
-                encodeString(Listpack.encode(elements), into: &scratch)
+                encodeString(Listpack.encode(elements), options: options, into: &scratch)
             } else {
                 scratch.append(RDBFormat.ValueType.hash)
-                encodeString(key.bytes, into: &scratch)
-                RDBWriter.encodeLength(UInt64(hash.count), into: &scratch)
+                encodeString(key.bytes, options: options, into: &scratch)
+                encodeLength(UInt64(hash.count), into: &scratch)
                 for index in 0..<hash.count {
-                    encodeString(hash.fields[index], into: &scratch)
-                    encodeString(hash.values[index], into: &scratch)
-                    // Large hashes are flushed as they go so the scratch buffer stays small.
-                    if scratch.count >= 64 * 1024 {
-                        try sink.write(scratch)
-                        scratch.removeAll(keepingCapacity: true)
-                    }
+                    encodeString(hash.fields[index], options: options, into: &scratch)
+                    encodeString(hash.values[index], options: options, into: &scratch)
                 }
             }
         }
-        try sink.write(scratch)
-        if scratch.capacity > 1 << 20 { scratch = [] }
-        keysWritten += 1
     }
 
     /// Writes `FF` and the checksum trailer, flushes, and returns the sink.
@@ -126,7 +173,7 @@ public struct RDBWriter<Sink: ByteSink> {
         return sink.base
     }
 
-    private func fitsListpack(_ hash: HashValue) -> Bool {
+    private static func fitsListpack(_ hash: HashValue, options: RDBWriterOptions) -> Bool {
         guard hash.count <= options.hashMaxListpackEntries else { return false }
         let limit = options.hashMaxListpackValue
         for index in 0..<hash.count where hash.fields[index].count > limit || hash.values[index].count > limit {
@@ -187,6 +234,11 @@ public struct RDBWriter<Sink: ByteSink> {
     /// at most 11 characters, LZF for longer-than-20-byte strings when it saves at least 4 bytes,
     /// otherwise length + bytes.
     func encodeString(_ bytes: [UInt8], into output: inout [UInt8]) {
+        RDBWriter.encodeString(bytes, options: options, into: &output)
+    }
+
+    /// `encodeString` with explicit options (serializers running outside a writer).
+    static func encodeString(_ bytes: [UInt8], options: RDBWriterOptions, into output: inout [UInt8]) {
         if bytes.count <= 11, let value = parseRedisInteger(bytes),
            RDBWriter.encodeIntegerSpecial(value, into: &output) {
             return

@@ -187,9 +187,10 @@ public final class SnapshotController<S: Storage>: Sendable {
         let settings = self.settings
         let start = clock.nowMilliseconds()
         let changes = engine.changesSinceLastSave
-        let snapshot = engine.keyspace.snapshot()
+        let options = options(settings, nowMilliseconds: start)
+        let snapshot = engine.keyspace.snapshot(serializer: rdbShardSerializer(options: options))
         state.withLock { $0.saves += 1 }
-        let ok = write(snapshot, settings: settings, options: options(settings, nowMilliseconds: start))
+        let ok = write(snapshot, settings: settings, options: options)
         record(ok: ok, engine: engine, changesAtStart: changes, start: start, background: false)
         return ok
     }
@@ -229,11 +230,11 @@ public final class SnapshotController<S: Storage>: Sendable {
         }
         guard let settings = decision.settings else { return decision.reply }
         let changes = engine.changesSinceLastSave
-        let snapshot = engine.keyspace.snapshot()
+        let options = options(settings, nowMilliseconds: start)
+        let snapshot = engine.keyspace.snapshot(serializer: rdbShardSerializer(options: options))
         var keys = 0
         for database in 0..<snapshot.databaseCount { keys += snapshot.keyCount(database: database) }
         state.withLock { $0.currentKeysTotal = keys }
-        let options = options(settings, nowMilliseconds: start)
         log(.notice, "Background saving started")
         finished.enter()
         queue.async {

@@ -1,0 +1,197 @@
+// SnapshotUnderLoadTests: a snapshot taken while writers run is written as of its instant, and Redis loads it.
+import Dispatch
+import Foundation
+import Synchronization
+import Testing
+import TallyKeyspace
+import TallyPersistence
+import TallyTestSupport
+
+/// A keyspace with writers hammering every shard, and the exact state at a snapshot's instant.
+final class LoadedKeyspace: @unchecked Sendable {
+    // @unchecked: `expected` is written once before the writers see the object.
+    let keyspace = Keyspace(databases: 4, shards: 64)
+    let stop = Atomic<Bool>(false)
+    let operations = Atomic<Int>(0)
+    let writers = DispatchGroup()
+    var expected: [Int: [Key: Entry]] = [:]
+
+    init(keys: Int) {
+        for index in 0..<keys {
+            let database = index % 3 == 0 ? 1 : 0
+            let entry: Entry
+            switch index % 10 {
+            case 0: entry = Entry(value: .integer(Int64(index)), expiresAtMilliseconds: 4_000_000_000_000)
+            case 1: entry = Entry(value: .string(Array("text-\(index)-".utf8) + Array(repeating: 120, count: 30)))
+            case 2:
+                var fields = HashValue()
+                fields.set(field: Array("f".utf8), value: Array("\(index)".utf8))
+                entry = Entry(value: .hash(fields))
+            default: entry = Entry(value: .integer(Int64(index)))
+            }
+            keyspace.insertLoaded(database: database, key: Key(Array("key:\(index)".utf8)), entry: entry)
+        }
+    }
+
+    /// Writers: INCR existing keys, create keys that did not exist, delete some, change TTLs.
+    func startWriters(count: Int, keys: Int) {
+        for writer in 0..<count {
+            writers.enter()
+            DispatchQueue.global().async { [self] in
+                defer { writers.leave() }
+                var round = 0
+                while !stop.load(ordering: .relaxed) {
+                    round += 1
+                    let index = (round &* 7919 &+ writer &* 104_729) % keys
+                    let database = index % 3 == 0 ? 1 : 0
+                    let key = Key(Array("key:\(index)".utf8))
+                    let shard = keyspace.shard(for: key)
+                    shard.lock()
+                    switch round % 4 {
+                    case 0:
+                        let fresh = Key(Array("new:\(writer):\(round)".utf8))
+                        let other = keyspace.shard(for: fresh)
+                        shard.unlock()
+                        other.lock()
+                        other.store(database, fresh, Entry(value: .integer(Int64(round))))
+                        other.unlock()
+                        shard.lock()
+                    case 1: shard.remove(database, key)
+                    case 2: shard.setExpiry(database, key, 4_100_000_000_000)
+                    default: _ = try? shard.incrementBy(database, key, delta: 1, now: 0)
+                    }
+                    shard.unlock()
+                    operations.add(1, ordering: .relaxed)
+                }
+            }
+        }
+    }
+
+    /// Takes a serializing snapshot with the writers running; records the state at that instant.
+    func snapshotNow(options: RDBWriterOptions) -> KeyspaceSnapshot {
+        let locked = keyspace.lockExclusive()
+        var state: [Int: [Key: Entry]] = [:]
+        for shard in keyspace.shards {
+            for database in 0..<keyspace.databaseCount {
+                for (key, entry) in shard.tables[database] { state[database, default: [:]][key] = entry }
+            }
+        }
+        let snapshot = keyspace.snapshot(serializer: rdbShardSerializer(options: options))
+        keyspace.unlockExclusive(locked)
+        expected = state
+        return snapshot
+    }
+
+    func stopWriters() {
+        stop.store(true, ordering: .relaxed)
+        writers.wait()
+    }
+}
+
+/// Compares a loaded dump with the state at the snapshot instant, entry by entry.
+func expectSameState(_ loaded: [Int: [Key: Entry]], _ expected: [Int: [Key: Entry]]) {
+    #expect(Set(loaded.keys) == Set(expected.keys.filter { !(expected[$0]?.isEmpty ?? true) }))
+    for (database, table) in expected {
+        let got = loaded[database] ?? [:]
+        #expect(got.count == table.count, "db \(database): \(got.count) keys loaded, \(table.count) at the instant")
+        var mismatches = 0
+        for (key, entry) in table {
+            guard let other = got[key], sameValue(other.value, entry.value),
+                  other.expiresAtMilliseconds == entry.expiresAtMilliseconds else {
+                mismatches += 1
+                continue
+            }
+        }
+        #expect(mismatches == 0, "db \(database): \(mismatches) entries differ from the snapshot instant")
+    }
+}
+
+@Suite(.serialized) struct SnapshotUnderLoadTests {
+    @Test func dumpEqualsTheStateAtTheSnapshotInstantWhileWritersRun() throws {
+        let keys = 40_000
+        let load = LoadedKeyspace(keys: keys)
+        load.startWriters(count: 4, keys: keys)
+        usleep(50_000)
+        let options = RDBWriterOptions()
+        let snapshot = load.snapshotNow(options: options)
+        // Let the writers reach every shard first, so most images are serialized by writers.
+        let before = load.operations.load(ordering: .relaxed)
+        for _ in 0..<500 where load.operations.load(ordering: .relaxed) - before < 5000 { usleep(10_000) }
+        #expect(load.operations.load(ordering: .relaxed) - before >= 5000, "the writers barely ran")
+        let disk = SimulatedDisk()
+        try disk.makeDirectory("data")
+        try saveSnapshot(snapshot, storage: disk, directory: "data", fileName: "dump.rdb", options: options)
+        load.stopWriters()
+        var loaded: [Int: [Key: Entry]] = [:]
+        let result = try loadRDBFile(disk, path: "data/dump.rdb", options: RDBLoadOptions(), chunkBytes: 65536) {
+            database, key, entry in
+            #expect(loaded[database]?[key] == nil, "duplicate key in the dump")
+            loaded[database, default: [:]][key] = entry
+        }
+        #expect(result.keysLoaded == load.expected.values.reduce(0) { $0 + $1.count })
+        expectSameState(loaded, load.expected)
+        // Keys created after the instant are live but absent from the dump.
+        func created(_ table: [Key: Entry]) -> Int {
+            table.keys.filter { $0.bytes.starts(with: Array("new:".utf8)) }.count
+        }
+        let live = load.keyspace.shards.reduce(0) { $0 + created($1.tables[0]) + created($1.tables[1]) }
+        let dumped = loaded.values.reduce(0) { $0 + created($1) }
+        #expect(live > dumped, "no key was created after the instant")
+    }
+
+    @Test func laterSnapshotAndFlushDuringPendingImagesKeepEachInstant() throws {
+        let load = LoadedKeyspace(keys: 5_000)
+        let options = RDBWriterOptions()
+        let first = load.snapshotNow(options: options)
+        let firstState = load.expected
+        // A write serializes its shard's image; a second snapshot serializes the rest of the
+        // first's; a flush detaches without serializing.
+        let probe = Key(Array("key:1".utf8))
+        let shard = load.keyspace.shard(for: probe)
+        shard.lock()
+        shard.store(0, probe, Entry(value: .integer(-1)))
+        shard.unlock()
+        let second = load.snapshotNow(options: options)
+        let secondState = load.expected
+        load.keyspace.removeAll()
+        let disk = SimulatedDisk()
+        try disk.makeDirectory("data")
+        for (name, snapshot, state) in [("a.rdb", first, firstState), ("b.rdb", second, secondState)] {
+            try saveSnapshot(snapshot, storage: disk, directory: "data", fileName: name, options: options)
+            var loaded: [Int: [Key: Entry]] = [:]
+            _ = try loadRDBFile(disk, path: "data/" + name, options: RDBLoadOptions(), chunkBytes: 65536) {
+                database, key, entry in loaded[database, default: [:]][key] = entry
+            }
+            expectSameState(loaded, state)
+        }
+    }
+}
+
+@Suite(.serialized, .enabled(if: redisBinariesPresent, "redis-server/redis-cli/redis-check-rdb not installed"))
+struct SnapshotUnderLoadInteropTests {
+    @Test func redisLoadsADumpWrittenUnderConcurrentWrites() throws {
+        let directory = freshDirectory("load")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let keys = 30_000
+        let load = LoadedKeyspace(keys: keys)
+        load.startWriters(count: 4, keys: keys)
+        usleep(50_000)
+        let options = RDBWriterOptions()
+        let snapshot = load.snapshotNow(options: options)
+        let before = load.operations.load(ordering: .relaxed)
+        for _ in 0..<500 where load.operations.load(ordering: .relaxed) - before < 5000 { usleep(10_000) }
+        try saveSnapshot(snapshot, storage: PosixStorage(), directory: directory, fileName: "dump.rdb",
+                         options: options)
+        load.stopWriters()
+        let check = try runProgram(redisCheckRDBPath, [directory + "/dump.rdb"])
+        #expect(check.status == 0, "redis-check-rdb: \(check.output)")
+        #expect(check.output.contains("RDB looks OK"))
+        let redis = try RedisProcess(directory: directory)
+        defer { redis.stop() }
+        for database in 0..<2 {
+            let count = load.expected[database]?.count ?? 0
+            #expect(try redis.cli("-n", "\(database)", "DBSIZE") == "\(count)\n")
+        }
+        #expect(try redis.cli("-n", "1", "GET", "key:3").hasSuffix("\n"))
+    }
+}
