@@ -1,5 +1,6 @@
 // Numbers: Redis's exact number parsing and formatting rules (string2ll, string2ld, ld2string).
 import Glibc
+import TallyProtocol
 
 /// Parses `bytes` the way Redis's `string2ll` does: optional `-`, no `+`, no spaces, no leading
 /// zeros, at most 20 characters, and no overflow. Returns nil when Redis would refuse it.
@@ -43,18 +44,8 @@ public func parseRedisInteger<C: Collection>(_ bytes: C) -> Int64? where C.Eleme
 /// The canonical decimal bytes of `value` (what GET returns for an integer-encoded value).
 public func decimalBytes(_ value: Int64) -> [UInt8] {
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
-        var magnitude = value < 0 ? UInt64(bitPattern: 0 &- value) : UInt64(value)
-        var position = scratch.count
-        repeat {
-            position -= 1
-            scratch[position] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 48
-            magnitude /= 10
-        } while magnitude != 0
-        if value < 0 {
-            position -= 1
-            scratch[position] = UInt8(ascii: "-")
-        }
-        return Array(scratch[position..<scratch.count])
+        let length = formatDecimal(value, into: scratch)
+        return Array(scratch[(scratch.count - length)...])
     }
 }
 
