@@ -293,7 +293,7 @@ func shell(_ command: String) -> (status: Int32, output: String) {
         #expect(check.status == 0, "\(check.output)")
         #expect(check.output.contains("All AOF files and manifest are valid"))
         // The real server loads it too.
-        let port = 17_000 + Int(getpid() % 1000)
+        let port = ServerProcess.freePort()
         let started = shell("redis-server --port \(port) --dir \(root) --appendonly yes --save '' --daemonize yes "
                                 + "--logfile \(root)/redis.log")
         #expect(started.status == 0)
@@ -308,7 +308,7 @@ func shell(_ command: String) -> (status: Int32, output: String) {
     @Test(.enabled(if: AOFInteropTests.redisAvailable)) func loadsRedisWrittenDirectory() throws {
         let root = "/tmp/tally-aof-redis-\(getpid())"
         _ = shell("rm -rf \(root); mkdir -p \(root)")
-        let port = 18_000 + Int(getpid() % 1000)
+        let port = ServerProcess.freePort()
         _ = shell("redis-server --port \(port) --dir \(root) --appendonly yes --aof-use-rdb-preamble no --save '' "
                   + "--daemonize yes --logfile \(root)/redis.log")
         usleep(500_000)

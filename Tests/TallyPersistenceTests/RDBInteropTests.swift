@@ -42,28 +42,38 @@ final class RedisProcess {
 
     init(directory: String, dbfilename: String = "dump.rdb") throws {
         self.directory = directory
-        var chosen = 0
-        for _ in 0..<20 {
-            let candidate = Int.random(in: 20_000..<60_000)
-            let probe = try runProgram(redisCliPath, ["-p", "\(candidate)", "PING"])
-            if !probe.output.contains("PONG") {
-                chosen = candidate
-                break
+        // A random port can be taken between choosing and binding (other suites start servers
+        // in parallel), so a bind failure retries on another port instead of failing the test.
+        var lastLog = ""
+        for _ in 0..<8 {
+            let candidate = ServerProcess.freePort()
+            if try Self.start(port: candidate, directory: directory, dbfilename: dbfilename, log: &lastLog) {
+                port = candidate
+                return
             }
+            if !lastLog.contains("Address already in use") { break }
         }
-        port = chosen
+        throw RedisStartFailure(log: lastLog)
+    }
+
+    /// Starts redis-server on `port`; true once it answers PING, false (with its log) otherwise.
+    private static func start(port: Int, directory: String, dbfilename: String, log: inout String) throws -> Bool {
+        let logPath = directory + "/redis-\(port).log"
         let started = try runProgram(redisServerPath, [
             "--port", "\(port)", "--dir", directory, "--dbfilename", dbfilename, "--appendonly", "no",
             "--save", "", "--daemonize", "yes", "--sanitize-dump-payload", "yes",
-            "--logfile", directory + "/redis.log", "--pidfile", directory + "/redis.pid",
+            "--logfile", logPath, "--pidfile", directory + "/redis-\(port).pid",
         ], captureOutput: false)
-        guard started.status == 0 else { throw RedisStartFailure(log: started.output) }
-        for _ in 0..<100 {
-            if try cli("PING").contains("PONG") { return }
-            usleep(50_000)
+        if started.status == 0 {
+            for _ in 0..<100 {
+                if try runProgram(redisCliPath, ["-p", "\(port)", "PING"]).output.contains("PONG") { return true }
+                if let text = try? String(contentsOfFile: logPath, encoding: .utf8),
+                    text.contains("aborting") { break }
+                usleep(50_000)
+            }
         }
-        let log = (try? String(contentsOfFile: directory + "/redis.log", encoding: .utf8)) ?? ""
-        throw RedisStartFailure(log: log)
+        log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? started.output
+        return false
     }
 
     struct RedisStartFailure: Error { let log: String }
