@@ -24,7 +24,7 @@ public struct HashValue: Sendable {
 
     /// The value of `field`, if present.
     public func value<C: Collection>(for field: C) -> [UInt8]? where C.Element == UInt8 {
-        guard let position = index[Key(Array(field))] else { return nil }
+        guard let position = index[Self.lookupKey(field)] else { return nil }
         return values[position]
     }
 
@@ -44,11 +44,16 @@ public struct HashValue: Sendable {
         return true
     }
 
+    /// The index key for `field`, built from its bytes in place: request arguments are slices,
+    /// and an inline key needs no intermediate array.
+    private static func lookupKey<C: Collection>(_ field: C) -> Key where C.Element == UInt8 {
+        field.withContiguousStorageIfAvailable { Key(UnsafeRawBufferPointer($0)) } ?? Key(Array(field))
+    }
+
     /// Removes `field`; returns true if it existed.
     @discardableResult
     public mutating func remove<C: Collection>(field: C) -> Bool where C.Element == UInt8 {
-        let key = Key(Array(field))
-        guard let position = index.removeValue(forKey: key) else { return false }
+        guard let position = index.removeValue(forKey: Self.lookupKey(field)) else { return false }
         payloadBytes -= fields[position].count + values[position].count
         fields.remove(at: position)
         values.remove(at: position)
