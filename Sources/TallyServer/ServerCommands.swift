@@ -30,12 +30,11 @@ extension ServerCore {
     }
 
     private func unknownSubcommand(_ context: inout CommandContext, _ command: String) {
-        let sub = text(context, 1)
-        context.output.writeError(Array("ERR unknown subcommand '\(sub)'. Try \(command) HELP.".utf8))
+        writeUnknownSubcommandError(context.arguments, parent: command, into: &context.output)
     }
 
     private func wrongArity(_ context: inout CommandContext, _ name: String) {
-        context.output.writeError(Array("ERR wrong number of arguments for '\(name)' command".utf8))
+        writeArityError(name, into: &context.output)
     }
 
     // MARK: INFO
@@ -69,7 +68,7 @@ extension ServerCore {
 
     private func writeSection(_ section: String, into out: inout String, engine: CommandEngine) {
         let config = configuration.withLock { $0 }
-        let now = SystemClockMilliseconds.now()
+        let now = SystemClock().nowMilliseconds()
         func field(_ name: String, _ value: String) { out += name + ":" + value + "\r\n" }
         switch section {
         case "server":
