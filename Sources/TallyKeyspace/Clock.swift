@@ -20,6 +20,13 @@ public struct SystemClock: Clock {
     }
 }
 
+/// Milliseconds of CLOCK_MONOTONIC: for durations and pacing, never for expiry (which is wall time).
+public func monotonicMilliseconds() -> Int64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+}
+
 /// A clock that only moves when told to; tests drive expiry with it.
 public final class ManualClock: Clock {
     private let now: Atomic<Int64>

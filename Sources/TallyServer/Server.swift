@@ -108,9 +108,9 @@ public final class Server: Sendable {
 
         // 4. Persistence: load the dataset, then start logging writes.
         do {
-            let started = SystemClockMilliseconds.now()
+            let started = SystemClock().nowMilliseconds()
             try core.persistence.load(engine: engine, log: log)
-            let seconds = Double(SystemClockMilliseconds.now() - started) / 1000
+            let seconds = Double(SystemClock().nowMilliseconds() - started) / 1000
             log.log(.notice, "DB loaded from disk: \(fixed3(seconds)) seconds")
             engine.attachLog(try core.persistence.attach(engine: engine, log: log))
         } catch {
@@ -206,7 +206,7 @@ public final class Server: Sendable {
             var lastSampleMilliseconds: Int64 = 0
             while true {
                 usleep(UInt32(1_000_000 / core.hz))
-                let now = SystemClockMilliseconds.now()
+                let now = SystemClock().nowMilliseconds()
                 engine.activeExpireCycle()
                 core.persistence.tick(engine: engine, nowMilliseconds: now)
                 if now - lastSampleMilliseconds >= 100 {

@@ -2,6 +2,7 @@
 import Glibc
 import Synchronization
 import TallyCommands
+import TallyKeyspace
 import TallyPlatform
 import TallyProtocol
 
@@ -33,7 +34,7 @@ final class ServerCore: Sendable {
         self.configuration = Mutex(configuration)
         self.log = log
         self.persistence = persistence
-        startMilliseconds = SystemClockMilliseconds.now()
+        startMilliseconds = SystemClock().nowMilliseconds()
         maxClientsValue = Atomic(Int(configuration.integer("maxclients")))
         timeoutValue = Atomic(Int(configuration.integer("timeout")))
         keepAliveValue = Atomic(Int(configuration.integer("tcp-keepalive")))
@@ -104,15 +105,6 @@ final class ServerCore: Sendable {
             text.append(digits[Int(byte & 15)])
         }
         return String(decoding: text, as: UTF8.self)
-    }
-}
-
-/// Wall-clock milliseconds (the server's own timestamps; the engine has its injected clock).
-enum SystemClockMilliseconds {
-    static func now() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
     }
 }
 

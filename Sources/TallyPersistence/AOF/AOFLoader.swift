@@ -2,6 +2,7 @@
 import Glibc
 import Synchronization
 import TallyProtocol
+import TallyKeyspace
 
 /// Severity of an AOF log line (Redis's `#`/`*`/`-` levels, as the server's logger prints them).
 public enum AOFLogLevel: Sendable {
@@ -363,11 +364,4 @@ func readWholeFile<S: Storage>(_ storage: S, _ path: String) throws(StorageError
         if count == 0 { return output }
         output.append(contentsOf: chunk[0..<count])
     }
-}
-
-/// Milliseconds from CLOCK_MONOTONIC, for durations in logs and fsync pacing.
-func monotonicMilliseconds() -> Int64 {
-    var spec = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &spec)
-    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
 }

@@ -3,6 +3,7 @@ import Dispatch
 import Glibc
 import TallyCommands
 import TallyProtocol
+import TallyKeyspace
 
 /// `appendfsync`.
 public enum AppendFsyncPolicy: String, Sendable {

@@ -608,7 +608,7 @@ public final class DiskPersistence: PersistenceSubsystem {
     }
 
     private func rewriteFinished(ok: Bool) {
-        let now = SystemClockMilliseconds.now()
+        let now = SystemClock().nowMilliseconds()
         state.withLock { state in
             state.lastRewriteSeconds = (monotonicMilliseconds() - state.rewriteStartedMilliseconds) / 1000
             state.rewriteInProgress = false
@@ -668,11 +668,4 @@ func writeRESPBaseFile(_ walk: AOFEntryWalker, storage: PosixStorage, directory:
     try atomicReplace(storage, directory: directory, name: name, incrementalFsync: true) { sink in
         try writeRESPBase(walk, into: &sink)
     }
-}
-
-/// Milliseconds of CLOCK_MONOTONIC (durations of saves and rewrites).
-func monotonicMilliseconds() -> Int64 {
-    var spec = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &spec)
-    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
 }

@@ -3,6 +3,7 @@ import Glibc
 import TallyCommands
 import TallyPersistence
 import TallyProtocol
+import TallyKeyspace
 
 extension DiskPersistence {
     public var serverCommands: [CommandSpec] {
