@@ -193,10 +193,8 @@ public final class CommandEngine: Sendable {
         // Redis checks the arity before authentication, and a refused EXEC discards the
         // transaction (MULTI or not) with EXECABORT naming the reason.
         if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) {
-            var reason: [UInt8] = Array("wrong number of arguments for '".utf8)
-            reason.append(contentsOf: table.rows[row].name.utf8)
-            reason.append(contentsOf: "' command".utf8)
-            refuse(row, reason: reason, session: session, statistics, output: &output)
+            refuse(row, reason: arityErrorReason(table.rows[row].name), session: session, statistics,
+                   output: &output)
             return
         }
         if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
@@ -205,15 +203,7 @@ public final class CommandEngine: Sendable {
             return
         }
         if memoryLimit.load(ordering: .relaxed) != 0 && !enforceMemoryLimit(table.rows[row], session: session) {
-            if table.rows[row].name == "exec" && session.transaction.isActive {
-                // Redis aborts the whole transaction here, naming the reason.
-                TransactionCommands.discardTransaction(session, self)
-                statistics.rejectedCalls.add(1, ordering: .relaxed)
-                output.writeError(Self.execAbortOutOfMemory)
-                return
-            }
-            reject(session, statistics)
-            output.writeError(RedisError.outOfMemory)
+            refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
             return
         }
         if session.transaction.isActive && !flags.contains(.transactionControl) {
@@ -258,8 +248,8 @@ public final class CommandEngine: Sendable {
         EvictionPolicy.allCases[evictionPolicyIndex.load(ordering: .relaxed)]
     }
 
-    static let execAbortOutOfMemory: StaticString =
-        "EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'."
+    /// The OOM refusal as `refuse` takes it (with its code), built once.
+    static let outOfMemoryReason: [UInt8] = Array("-".utf8) + RedisError.outOfMemory.withUTF8Buffer { Array($0) }
 
     /// Redis's `performEvictions` before a command: evicts until the estimate is under the
     /// limit, logging each victim as DEL. Returns false when the command must be refused with

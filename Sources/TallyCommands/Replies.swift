@@ -92,10 +92,16 @@ private func appendCString(_ bytes: ArraySlice<UInt8>, limit: Int, to output: in
 /// Writes `-ERR wrong number of arguments for 'name' command` (`name` as the table spells it,
 /// `parent|sub` for subcommands).
 public func writeArityError(_ name: String, into output: inout OutputBuffer) {
-    var message: [UInt8] = Array("ERR wrong number of arguments for '".utf8)
-    message.append(contentsOf: name.utf8)
-    message.append(contentsOf: "' command".utf8)
-    output.writeError(message)
+    output.writeError(Array("ERR ".utf8) + arityErrorReason(name))
+}
+
+/// `wrong number of arguments for 'name' command`, without the error code: EXEC's refusal
+/// quotes it after "EXECABORT Transaction discarded because of:".
+public func arityErrorReason(_ name: String) -> [UInt8] {
+    var reason: [UInt8] = Array("wrong number of arguments for '".utf8)
+    reason.append(contentsOf: name.utf8)
+    reason.append(contentsOf: "' command".utf8)
+    return reason
 }
 
 /// Writes `-ERR unknown subcommand 'sub'. Try PARENT HELP.` as Redis 7.0 does.
