@@ -36,6 +36,10 @@ public final class ClientSession {
     public var propagation = PropagationBuffer()
     /// MULTI/WATCH state, managed by the transaction commands.
     public var transaction = TransactionState()
+    /// True for the session that replays the AOF at start-up: its commands are history, not
+    /// requests, so the -LOADING gate does not apply (Redis runs them from a fake client that
+    /// never passes through processCommand).
+    public var isReplayingLog: Bool = false
 
     /// Creates a session with `id`.
     public init(id: Int64) { self.id = id }
@@ -49,6 +53,11 @@ public struct TransactionState {
     public var isPoisoned: Bool = false
     /// The queued commands.
     public var queued: [CommandArguments] = []
+    /// The union of the queued commands' flags, and of their complements (Redis's
+    /// `mstate.cmd_flags` / `cmd_inv_flags`): EXEC is a write if any queued command is, and
+    /// may run while loading only if every queued command may.
+    public var queuedFlags: CommandFlags = []
+    public var queuedMissingFlags: CommandFlags = []
     /// Watched keys: database, key, and the key's version when WATCH ran.
     /// Tally's `version` is 1 when the key existed (not expired) at WATCH time, else 0: EXEC
     /// aborts if such a key has since expired, as Redis 7.0 does.
@@ -58,4 +67,18 @@ public struct TransactionState {
 
     /// Creates an idle transaction state.
     public init() {}
+
+    /// Queues a command that passed dispatch's checks, remembering its flags.
+    mutating func enqueue(_ arguments: CommandArguments, flags: CommandFlags) {
+        queued.append(arguments)
+        queuedFlags.formUnion(flags)
+        queuedMissingFlags.formUnion(flags.symmetricDifference(CommandFlags(rawValue: ~0)))
+    }
+
+    /// Forgets the queued commands and their flags.
+    mutating func clearQueue() {
+        queued.removeAll()
+        queuedFlags = []
+        queuedMissingFlags = []
+    }
 }

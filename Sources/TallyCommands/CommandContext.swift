@@ -89,18 +89,38 @@ public struct CommandContext {
 
     // MARK: Propagation and change counting
 
-    /// Records that the dataset changed `count` times (Redis's `server.dirty`).
-    @inline(__always) public func addChanges(_ count: Int64) { engine.addChanges(count) }
+    /// Changes this command made to the dataset (its share of Redis's `server.dirty`).
+    public private(set) var changes: Int64 = 0
+    /// What this command logs beyond the default (see `finish`).
+    private var propagation = PropagationChoice.derived
 
-    /// Propagates the request exactly as received.
-    public mutating func propagateArguments() {
-        if skipsPropagation { return }
-        preparePropagation()
-        session.propagation.append(database: database, arguments: arguments)
+    private enum PropagationChoice {
+        /// Log the request verbatim if and only if it changed the dataset.
+        case derived
+        /// Log the request verbatim even without changes (FLUSHALL on an empty keyspace).
+        case forced
+        /// The handler logged a deterministic rewrite instead (SET ... PXAT, DEL...).
+        case rewritten
     }
 
-    /// Propagates a rewritten command (PEXPIREAT, SET ... KEEPTTL, DEL ...).
+    /// Records that the dataset changed `count` times (Redis's `server.dirty`). A write
+    /// command that records changes is logged verbatim unless the handler rewrote it: what is
+    /// logged derives from the row (`.write`) and this result, as Redis's `call()` derives it
+    /// from the dirty counter.
+    @inline(__always) public mutating func addChanges(_ count: Int64) {
+        changes &+= count
+        engine.addChanges(count)
+    }
+
+    /// Logs the request verbatim even if it changed nothing (Redis's forceCommandPropagation).
+    public mutating func forcePropagation() {
+        if propagation == .derived { propagation = .forced }
+    }
+
+    /// Logs a deterministic rewrite of the request (PEXPIREAT, SET ... KEEPTTL, DEL ...)
+    /// instead of the request itself. Only for a command that records changes.
     public mutating func propagate(_ command: [[UInt8]]) {
+        propagation = .rewritten
         if skipsPropagation { return }
         preparePropagation()
         session.propagation.append(database: database, command)
@@ -138,9 +158,22 @@ public struct CommandContext {
         }
     }
 
-    /// Propagates, logs and unlocks. Idempotent; the engine calls it after every handler.
+    /// Propagates, logs and unlocks. The engine calls it once after every handler.
+    ///
+    /// The record is derived here, in one place: a command that changed the dataset (or
+    /// forced propagation) and did not log a rewrite is logged as received. Debug builds
+    /// check that a handler's changes and its propagation agree, and that only rows flagged
+    /// `.write` change anything.
     public mutating func finish() {
+        assert(changes == 0 || engine.table.flags[row].contains(.write),
+               "\(spec.name) changed the dataset but its row is not flagged write")
+        assert(propagation != .rewritten || changes > 0,
+               "\(spec.name) logged a rewrite without recording a change")
         if !heldShards.isEmpty || keyspace.isExclusivelyHeldByCurrentThread { drainExpiredKeys() }
+        if propagation != .rewritten && (changes > 0 || propagation == .forced) && !skipsPropagation {
+            preparePropagation()
+            session.propagation.append(database: database, arguments: arguments)
+        }
         if !insideExec && !session.propagation.isEmpty { engine.flushPropagation(session) }
         if !heldShards.isEmpty {
             keyspace.unlock(heldShards)

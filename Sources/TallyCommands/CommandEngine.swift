@@ -42,9 +42,11 @@ public struct CommandStatisticsRow: Sendable {
 /// Executes commands against the sharded keyspace; shared by every I/O thread.
 ///
 /// ```
-///  execute(argv) ─► table lookup ─► NOAUTH? ─► arity? ─► MULTI? queue ─► MISCONF? ─► handler
-///                                                                             │ locks shard(s)
-///                                 reply ◄── unlock ◄── log.append(propagation) ◄┘
+///  execute(argv) ─► lookup ─► arity/subcommand ─► NOAUTH ─► no-multi ─► OOM ─► MISCONF ─► LOADING ─┐
+///                                              (any refusal inside MULTI dooms the transaction)   │
+///                                                          +QUEUED ◄── in MULTI? ──► handler ◄────┘
+///                                                                                       │ locks shard(s)
+///                              reply ◄── unlock ◄── log.append(derived propagation) ◄───┘
 /// ```
 public final class CommandEngine: Sendable {
     /// The data.
@@ -72,6 +74,11 @@ public final class CommandEngine: Sendable {
     private let evictionSamples = Atomic<Int>(5)
     /// Shard where the next eviction step starts (spreads victims over shards).
     private let evictionCursor = Atomic<Int>(0)
+    /// True while the dataset loads at start-up (see `setLoading`).
+    private let loadingDataset = Atomic<Bool>(false)
+    /// The PING row: Redis refuses PING too while persistence is failing, so a health check
+    /// notices (server.c processCommand).
+    private let pingRow: Int
 
     /// Creates an engine with the built-in command families plus `serverCommands`.
     public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
@@ -79,6 +86,7 @@ public final class CommandEngine: Sendable {
         self.clock = clock
         keyspace = Keyspace(databases: configuration.databases, shards: configuration.shards)
         table = CommandTable(CommandEngine.builtinCommands() + serverCommands)
+        pingRow = table.lookup(Array("ping".utf8)[...]) ?? -1
         password.withLock { $0 = configuration.requirePass }
         passwordSet.store(configuration.requirePass != nil, ordering: .relaxed)
     }
@@ -178,6 +186,11 @@ public final class CommandEngine: Sendable {
     // MARK: Dispatch
 
     /// Executes one request and writes its reply into `output`.
+    ///
+    /// Every check a command's flags ask for happens here, once, in the order of Redis 7.0's
+    /// `processCommand` (server.c): existence, arity (a container's subcommand has its own
+    /// arity and flags), NOAUTH, `no-multi` inside MULTI, OOM, MISCONF, -LOADING, then MULTI
+    /// queuing or execution. A refusal inside MULTI dooms the transaction (EXECABORT).
     public func execute(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
         guard arguments.count > 0 else { return }
         output.protocolVersion = session.protocolVersion
@@ -186,38 +199,71 @@ public final class CommandEngine: Sendable {
             writeUnknownCommandError(arguments, into: &output)
             return
         }
-        // Read single fields of the row: copying the whole CommandSpec retains and releases its
-        // name, categories, subcommands and handler (measured: ~9 retains per pipelined INCR).
-        let flags = table.rows[row].flags
         let statistics = table.statistics[row]
-        // Redis checks the arity before authentication, and a refused EXEC discards the
-        // transaction (MULTI or not) with EXECABORT naming the reason.
+        var flags = table.flags[row]
         if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) {
-            refuse(row, reason: arityErrorReason(table.rows[row].name), session: session, statistics,
-                   output: &output)
-            return
+            return refuse(row, reason: arityErrorReason(table.rows[row].name), session: session, statistics,
+                          output: &output)
         }
-        if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
-            refuse(row, reason: Array("-NOAUTH Authentication required.".utf8), session: session, statistics,
-                   output: &output)
-            return
-        }
-        if memoryLimit.load(ordering: .relaxed) != 0 && !enforceMemoryLimit(table.rows[row], session: session) {
-            refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
-            return
-        }
-        if session.transaction.isActive && !flags.contains(.transactionControl) {
-            if flags.contains(.write), let refusal = attachedLog?.writeRefusal() {
-                reject(session, statistics)
-                output.writeError(refusal)
-                return
+        if table.hasSubcommands(row) && arguments.count >= 2 {
+            guard let sub = table.subcommand(of: row, named: arguments[1]) else {
+                return refuse(row, reason: unknownSubcommandReason(arguments, parent: table.rows[row].name),
+                              session: session, statistics, output: &output)
             }
-            session.transaction.queued.append(arguments)
+            let subcommand = table.rows[row].subcommands[sub]
+            if !CommandTable.arityAccepts(subcommand.arity, arguments.count) {
+                return refuse(row, reason: arityErrorReason(subcommand.name), session: session, statistics,
+                              output: &output)
+            }
+            flags = subcommand.flags
+        }
+        let transaction = session.transaction.isActive
+        let isExec = transaction && flags.contains(.transactionControl) && table.rows[row].name == "exec"
+        if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
+            return refuse(row, reason: Self.noAuthReason, session: session, statistics, output: &output)
+        }
+        if transaction && flags.contains(.noMulti) {
+            return refuse(row, reason: Self.notInTransactionReason, session: session, statistics, output: &output)
+        }
+        if memoryLimit.load(ordering: .relaxed) != 0
+            && !enforceMemoryLimit(flags, isExec: isExec, session: session, row: row)
+        {
+            return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
+        }
+        let isWrite = flags.contains(.write) || (isExec && session.transaction.queuedFlags.contains(.write))
+        if isWrite || row == pingRow, let refusal = attachedLog?.writeRefusal() {
+            return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics, output: &output)
+        }
+        if loadingDataset.load(ordering: .acquiring) && !session.isReplayingLog
+            && (!flags.contains(.loading) || (isExec && session.transaction.queuedMissingFlags.contains(.loading)))
+        {
+            return refuse(row, reason: Self.loadingReason, session: session, statistics, output: &output)
+        }
+        if transaction && !flags.contains(.transactionControl) {
+            session.transaction.enqueue(arguments, flags: flags)
             output.writeStaticString("+QUEUED\r\n")
             return
         }
         run(row: row, arguments, session: session, output: &output, insideExec: false)
     }
+
+    /// Refusal reasons as `refuse` takes them (with their code), built once.
+    static let noAuthReason: [UInt8] = errorReason(RedisError.noAuth)
+    static let notInTransactionReason: [UInt8] = Array("Command not allowed inside a transaction".utf8)
+    static let loadingReason: [UInt8] = errorReason(RedisError.loading)
+
+    private static func errorReason(_ text: StaticString) -> [UInt8] {
+        Array("-".utf8) + text.withUTF8Buffer { Array($0) }
+    }
+
+    // MARK: Loading
+
+    /// Marks the dataset as loading (start-up): until it is cleared, commands without the
+    /// `loading` flag are answered -LOADING.
+    public func setLoading(_ loading: Bool) { loadingDataset.store(loading, ordering: .releasing) }
+
+    /// True while the dataset is loading.
+    public var isLoading: Bool { loadingDataset.load(ordering: .acquiring) }
 
     // MARK: maxmemory
 
@@ -249,14 +295,14 @@ public final class CommandEngine: Sendable {
     }
 
     /// The OOM refusal as `refuse` takes it (with its code), built once.
-    static let outOfMemoryReason: [UInt8] = Array("-".utf8) + RedisError.outOfMemory.withUTF8Buffer { Array($0) }
+    static let outOfMemoryReason: [UInt8] = errorReason(RedisError.outOfMemory)
 
     /// Redis's `performEvictions` before a command: evicts until the estimate is under the
     /// limit, logging each victim as DEL. Returns false when the command must be refused with
     /// OOM: still over the limit and the command may grow memory (`denyOOM`, EXEC of a
     /// transaction holding such a command, or anything but EXEC/DISCARD/QUIT/RESET inside
     /// MULTI, since queuing itself takes memory).
-    func enforceMemoryLimit(_ spec: CommandSpec, session: ClientSession) -> Bool {
+    func enforceMemoryLimit(_ flags: CommandFlags, isExec: Bool, session: ClientSession, row: Int) -> Bool {
         let limit = memoryLimit.load(ordering: .relaxed)
         if keyspace.usedMemoryBytes <= limit { return true }
         let log = attachedLog
@@ -275,14 +321,11 @@ public final class CommandEngine: Sendable {
         }
         evictionCursor.store(cursor, ordering: .relaxed)
         if underLimit { return true }
-        if spec.flags.contains(.denyOOM) { return false }
-        if session.transaction.isActive && !["exec", "discard", "quit", "reset"].contains(spec.name) { return false }
-        if spec.name == "exec" && session.transaction.isActive {
-            for queued in session.transaction.queued {
-                if let row = table.lookup(queued[0]), table.rows[row].flags.contains(.denyOOM) { return false }
-            }
-        }
-        return true
+        if flags.contains(.denyOOM) { return false }
+        if isExec { return !session.transaction.queuedFlags.contains(.denyOOM) }
+        // Queuing takes memory too: inside MULTI only the transaction controls pass (server.c
+        // processCommand's reject_cmd_on_oom).
+        return !session.transaction.isActive || flags.contains(.transactionControl)
     }
 
     /// Redis's `rejectCommand`: flags an open transaction and answers `reason` as an error
@@ -313,11 +356,6 @@ public final class CommandEngine: Sendable {
     func run(row: Int, _ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer,
              insideExec: Bool) {
         let statistics = table.statistics[row]
-        if table.rows[row].flags.contains(.write), let refusal = attachedLog?.writeRefusal() {
-            statistics.rejectedCalls.add(1, ordering: .relaxed)
-            output.writeError(refusal)
-            return
-        }
         let start = monotonicMicroseconds()
         let replyStart = output.writerIndex
         // Move the buffer into the context instead of copying it, so appending to it does not
@@ -336,23 +374,6 @@ public final class CommandEngine: Sendable {
             statistics.failedCalls.add(1, ordering: .relaxed)
         }
         session.lastCommandName = table.rows[row].name
-    }
-
-    /// Runs a command by name bypassing auth/MULTI checks (tests, internal callers).
-    /// Returns false when the name is unknown or the arity is wrong (the error is written).
-    @discardableResult
-    public func executeDirect(_ arguments: CommandArguments, session: ClientSession,
-                              output: inout OutputBuffer) -> Bool {
-        guard let row = table.lookup(arguments[0]) else {
-            writeUnknownCommandError(arguments, into: &output)
-            return false
-        }
-        guard CommandTable.arityAccepts(table.rows[row].arity, arguments.count) else {
-            writeArityError(table.rows[row].name, into: &output)
-            return false
-        }
-        run(row: row, arguments, session: session, output: &output, insideExec: false)
-        return true
     }
 
     // MARK: Active expiry

@@ -1,39 +1,45 @@
 // CommandSpec: one row of the declarative command table (name, arity, flags, key positions, handler).
 import TallyProtocol
 
-/// Command properties that drive dispatch, MULTI queuing, AOF logging and COMMAND output.
+/// Command properties, as Redis 7.0's `CMD_*` flags (server.h). Each flag that changes behaviour is
+/// read in exactly one place of `CommandEngine.execute`, in the order of Redis's `processCommand`;
+/// the others are only reported by COMMAND INFO, for clients that route on them.
 public struct CommandFlags: OptionSet, Sendable {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    /// May modify the keyspace; successful executions are logged to the AOF.
+    /// May modify the keyspace. Dispatch refuses it while persistence is failing (MISCONF); a
+    /// handler that changed the dataset without it trips an assertion in debug builds.
     public static let write = CommandFlags(rawValue: 1 << 0)
-    /// Only reads data.
+    /// Only reads data (reported).
     public static let readonly = CommandFlags(rawValue: 1 << 1)
-    /// May grow memory use (refused under maxmemory noeviction).
+    /// May grow memory use: refused with OOM when eviction cannot get under `maxmemory`.
     public static let denyOOM = CommandFlags(rawValue: 1 << 2)
-    /// Administrative (CONFIG, SHUTDOWN, SAVE...).
+    /// Administrative (CONFIG, SHUTDOWN, SAVE...; reported).
     public static let admin = CommandFlags(rawValue: 1 << 3)
-    /// O(1) or O(log N) in practice.
+    /// O(1) or O(log N) in practice (reported).
     public static let fast = CommandFlags(rawValue: 1 << 4)
-    /// Allowed before AUTH (AUTH, HELLO, QUIT...).
+    /// Allowed before AUTH (AUTH, HELLO, QUIT...): dispatch skips the NOAUTH check.
     public static let noAuth = CommandFlags(rawValue: 1 << 5)
-    /// Allowed while the dataset is loading.
+    /// Allowed while the dataset loads; dispatch answers -LOADING to every other command.
     public static let loading = CommandFlags(rawValue: 1 << 6)
-    /// Allowed on a stale replica (reported by COMMAND only).
+    /// Allowed on a stale replica (reported; Tally has no replication yet).
     public static let stale = CommandFlags(rawValue: 1 << 7)
-    /// Not allowed inside MULTI (WATCH, MULTI itself...): replies with an error there.
+    /// Refused inside MULTI with "Command not allowed inside a transaction" (SAVE, SHUTDOWN...),
+    /// which also dooms the transaction, as Redis's processCommand does.
     public static let noMulti = CommandFlags(rawValue: 1 << 8)
-    /// Executes immediately even inside MULTI (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET).
+    /// Tally's own: runs at once inside MULTI instead of being queued (Redis names these
+    /// commands in processCommand: EXEC, DISCARD, MULTI, WATCH, QUIT, RESET).
     public static let transactionControl = CommandFlags(rawValue: 1 << 9)
-    /// Not shown in MONITOR, kept for COMMAND output.
+    /// Not allowed from scripts (reported; Tally has no scripting yet).
     public static let noScript = CommandFlags(rawValue: 1 << 10)
-    /// Reported as `skip_slowlog`/`sentinel` etc. are not modelled; this marks random output.
-    public static let random = CommandFlags(rawValue: 1 << 11)
-    /// Allowed while the server is busy running a script (COMMAND reports `allow_busy`).
+    /// Allowed while a script is busy (reported).
     public static let allowBusy = CommandFlags(rawValue: 1 << 12)
-    /// Not recorded in the slow log (COMMAND reports `skip_slowlog`).
+    /// Not recorded in the slow log (reported).
     public static let skipSlowlog = CommandFlags(rawValue: 1 << 13)
+    /// Refused during asynchronous (diskless replica) loading (reported; Tally always loads
+    /// synchronously, where `loading` decides).
+    public static let noAsyncLoading = CommandFlags(rawValue: 1 << 14)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and

@@ -32,6 +32,12 @@ public final class CommandTable: Sendable {
     public let rows: [CommandSpec]
     /// Counters, parallel to `rows`.
     public let statistics: [CommandStatistics]
+    /// Each row's flags, parallel to `rows`: dispatch reads them without copying a row (a
+    /// `CommandSpec` copy retains its name, categories, subcommands and handler).
+    public let flags: [CommandFlags]
+    /// For container commands (CLIENT, CONFIG, COMMAND), the lowercase names of their
+    /// subcommands after the `|`, in the order of `rows[row].subcommands`; empty otherwise.
+    private let subcommandNames: [[[UInt8]]]
     private let names: [[UInt8]]
     /// Open-addressing slots holding row index + 1 (0 = empty); size is a power of two.
     private let slots: [Int32]
@@ -40,6 +46,14 @@ public final class CommandTable: Sendable {
     public init(_ rows: [CommandSpec]) {
         self.rows = rows
         statistics = rows.map { _ in CommandStatistics() }
+        flags = rows.map(\.flags)
+        subcommandNames = rows.map { row in
+            row.subcommands.map { sub in
+                let name = sub.name.lowercased()
+                precondition(name.hasPrefix(row.name + "|"), "subcommand \(sub.name) of \(row.name)")
+                return Array(name.utf8.dropFirst(row.name.utf8.count + 1))
+            }
+        }
         names = rows.map { Array($0.name.lowercased().utf8) }
         var size = 16
         while size < rows.count * 4 { size *= 2 }
@@ -93,6 +107,19 @@ public final class CommandTable: Sendable {
             }
             slot = (slot + 1) & mask
         }
+    }
+
+    /// True if `row` is a container command whose second argument names a subcommand.
+    @inline(__always)
+    public func hasSubcommands(_ row: Int) -> Bool { !subcommandNames[row].isEmpty }
+
+    /// The index into `rows[row].subcommands` of the subcommand named `name` (any case), or
+    /// nil (Redis's lookupSubcommand); containers have a handful, so a scan is enough.
+    public func subcommand(of row: Int, named name: ArraySlice<UInt8>) -> Int? {
+        for (index, candidate) in subcommandNames[row].enumerated() where candidate.count == name.count {
+            if zip(candidate, name).allSatisfy({ $0 == CommandTable.fold($1) }) { return index }
+        }
+        return nil
     }
 
     /// The row for `name` (any case), or nil.

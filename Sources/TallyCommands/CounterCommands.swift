@@ -37,7 +37,6 @@ enum CounterCommands {
             let result = try shard.incrementBy(context.database, key, delta: delta, now: context.now)
             context.output.writeInteger(result)
             context.addChanges(1)
-            context.propagateArguments()
         } catch {
             context.output.writeKeyspaceError(error)
         }

@@ -134,6 +134,5 @@ enum ExpireCommands {
         shard.setExpiry(context.database, key, nil)
         context.addChanges(1)
         context.output.writeInteger(1)
-        context.propagateArguments()
     }
 }

@@ -123,7 +123,6 @@ enum HashCommands {
             } ?? 0
             if legacy { context.output.writeOK() } else { context.output.writeInteger(created) }
             context.addChanges(Int64((count - 2) / 2))
-            context.propagateArguments()
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -143,7 +142,6 @@ enum HashCommands {
             context.output.writeInteger(created ? 1 : 0)
             if created {
                 context.addChanges(1)
-                context.propagateArguments()
             }
         } catch {
             context.output.writeKeyspaceError(error)
@@ -166,7 +164,6 @@ enum HashCommands {
             context.output.writeInteger(deleted)
             if deleted > 0 {
                 context.addChanges(Int64(deleted))
-                context.propagateArguments()
             }
         } catch {
             context.output.writeKeyspaceError(error)
@@ -205,7 +202,6 @@ enum HashCommands {
             }
             context.output.writeInteger(result)
             context.addChanges(1)
-            context.propagateArguments()
         } catch {
             context.output.writeKeyspaceError(error)
         }

@@ -47,7 +47,6 @@ enum KeyspaceCommands {
         context.output.writeInteger(deleted)
         if deleted > 0 {
             context.addChanges(deleted)
-            context.propagateArguments()
         }
     }
 
@@ -99,7 +98,6 @@ enum KeyspaceCommands {
         sourceShard.remove(context.database, source)
         context.addChanges(1)
         if onlyIfAbsent { context.output.writeInteger(1) } else { context.output.writeOK() }
-        context.propagateArguments()
     }
 
     /// KEYS pattern: every live key of the database matching the glob (order unspecified).
@@ -263,6 +261,7 @@ enum KeyspaceCommands {
         }
         context.addChanges(Int64(removed) + (all ? 1 : 0))
         context.output.writeOK()
-        context.propagateArguments()
+        // Logged even when nothing was removed, as Redis's forceCommandPropagation does.
+        context.forcePropagation()
     }
 }

@@ -31,6 +31,7 @@ public enum RedisError {
     public static let watchInsideMulti: StaticString = "ERR WATCH inside MULTI is not allowed"
     public static let invalidCursor: StaticString = "ERR invalid cursor"
     public static let noProto: StaticString = "NOPROTO unsupported protocol version"
+    public static let loading: StaticString = "LOADING Redis is loading the dataset in memory"
 }
 
 extension OutputBuffer {
@@ -107,10 +108,16 @@ public func arityErrorReason(_ name: String) -> [UInt8] {
 /// Writes `-ERR unknown subcommand 'sub'. Try PARENT HELP.` as Redis 7.0 does.
 public func writeUnknownSubcommandError(_ arguments: CommandArguments, parent: String,
                                         into output: inout OutputBuffer) {
-    var message: [UInt8] = Array("ERR unknown subcommand '".utf8)
+    output.writeError(Array("ERR ".utf8) + unknownSubcommandReason(arguments, parent: parent))
+}
+
+/// `unknown subcommand 'sub'. Try PARENT HELP.` without the error code (server.c
+/// commandCheckExistence), as dispatch refuses it.
+public func unknownSubcommandReason(_ arguments: CommandArguments, parent: String) -> [UInt8] {
+    var message: [UInt8] = Array("unknown subcommand '".utf8)
     appendCString(arguments[1], limit: 128, to: &message)
     message.append(contentsOf: "'. Try ".utf8)
     message.append(contentsOf: parent.uppercased().utf8)
     message.append(contentsOf: " HELP.".utf8)
-    output.writeError(message)
+    return message
 }

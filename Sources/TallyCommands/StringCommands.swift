@@ -141,8 +141,6 @@ enum StringCommands {
         if !returnOld { context.output.writeOK() }
         if let expiry, unit != .unixMilliseconds {
             context.propagate([Words.set, key.bytes, context.arguments.copy(2), Words.pxat, decimalBytes(expiry)])
-        } else {
-            context.propagateArguments()
         }
     }
 
@@ -165,7 +163,6 @@ enum StringCommands {
         shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])))
         context.addChanges(1)
         context.output.writeInteger(1)
-        context.propagateArguments()
     }
 
     /// SETEX key seconds value / PSETEX key ms value, propagated as SET key value PXAT ms.
@@ -299,7 +296,6 @@ enum StringCommands {
         }
         context.addChanges(Int64((count - 1) / 2))
         if onlyIfNoneExist { context.output.writeInteger(1) } else { context.output.writeOK() }
-        context.propagateArguments()
     }
 
     static func append(_ context: inout CommandContext) {
@@ -326,7 +322,6 @@ enum StringCommands {
         }
         context.addChanges(1)
         context.output.writeInteger(length)
-        context.propagateArguments()
     }
 
     static func strlen(_ context: inout CommandContext) {
@@ -400,7 +395,6 @@ enum StringCommands {
                                                   expiresAtMilliseconds: entry?.expiresAtMilliseconds))
         context.addChanges(1)
         context.output.writeInteger(bytes.count)
-        context.propagateArguments()
     }
 }
 

@@ -35,7 +35,7 @@ enum TransactionCommands {
         }
         context.session.transaction.isActive = true
         context.session.transaction.isPoisoned = false
-        context.session.transaction.queued.removeAll()
+        context.session.transaction.clearQueue()
         context.output.writeOK()
     }
 
@@ -43,7 +43,7 @@ enum TransactionCommands {
     static func discardTransaction(_ session: ClientSession, _ engine: CommandEngine) {
         session.transaction.isActive = false
         session.transaction.isPoisoned = false
-        session.transaction.queued.removeAll()
+        session.transaction.clearQueue()
         unwatchAll(session, engine)
     }
 
@@ -109,7 +109,7 @@ enum TransactionCommands {
         }
         let queued = session.transaction.queued
         session.transaction.isActive = false
-        session.transaction.queued.removeAll()
+        session.transaction.clearQueue()
         unwatchAll(session, engine)
         context.output.writeArrayHeader(queued.count)
         for arguments in queued {

@@ -253,11 +253,6 @@ public final class Shard: @unchecked Sendable {
         expiredDuringOperation.append(DatabaseKey(database: database, key: key))
     }
 
-    /// Counts a read command's hit or miss found by other means.
-    public func countRead(hit: Bool) {
-        if hit { hits &+= 1 } else { misses &+= 1 }
-    }
-
     /// Resets hit/miss/expired counters (CONFIG RESETSTAT).
     public func resetStatistics() {
         hits = 0

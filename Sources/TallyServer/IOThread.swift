@@ -25,8 +25,6 @@ final class IOThread: @unchecked Sendable {
     private let engine: CommandEngine
     private let epoll: Epoll
     let wakeDescriptor: Int32
-    /// True while the server loads its dataset: commands without the `loading` flag get -LOADING.
-    let loading = Atomic<Bool>(false)
     private let inbox = Mutex<[Int32]>([])
     private var connections: [Int32: Connection] = [:]
     private var pendingFlush: [Connection] = []
@@ -236,10 +234,6 @@ final class IOThread: @unchecked Sendable {
             let authenticated = session.isAuthenticated || !engine.requiresAuthentication
             switch connection.parser.next(into: &connection.arguments, authenticated: authenticated) {
             case .command:
-                if loading.load(ordering: .acquiring) && refusedWhileLoading(connection, authenticated: authenticated) {
-                    connection.output.writeError(Self.loadingError)
-                    continue
-                }
                 engine.execute(connection.arguments, session: session, output: &connection.output)
                 if !server.outputLimits.isUnlimited && outputLimitExceeded(connection) { return }
             case .needMoreData:
@@ -253,19 +247,6 @@ final class IOThread: @unchecked Sendable {
             }
         }
         connection.publish()
-    }
-
-    static let loadingError: StaticString = "LOADING Redis is loading the dataset in memory"
-
-    /// Redis's start-up check: a known command with a valid arity, from an authenticated client,
-    /// is refused while loading unless flagged `loading` (unknown, arity and NOAUTH errors come first).
-    private func refusedWhileLoading(_ connection: Connection, authenticated: Bool) -> Bool {
-        let arguments = connection.arguments
-        guard arguments.count > 0, let row = engine.table.lookup(arguments[0]) else { return false }
-        let spec = engine.table.rows[row]
-        guard CommandTable.arityAccepts(spec.arity, arguments.count), authenticated || spec.flags.contains(.noAuth)
-        else { return false }
-        return !spec.flags.contains(.loading)
     }
 
     /// Closes the client (dropping its pending replies, as Redis does) when its output is over

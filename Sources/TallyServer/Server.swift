@@ -103,7 +103,7 @@ public final class Server: Sendable {
         }
         core.setThreads(threads)
         writePidFile(log: log)
-        for thread in threads { thread.loading.store(true, ordering: .releasing) }
+        engine.setLoading(true)
         for thread in threads { startThread { thread.run() } }
 
         // 4. Persistence: load the dataset, then start logging writes.
@@ -117,7 +117,7 @@ public final class Server: Sendable {
             log.log(.warning, error.message)
             return 1
         }
-        for thread in threads { thread.loading.store(false, ordering: .releasing) }
+        engine.setLoading(false)
         startCron(engine: engine)
         log.log(.notice, "Running with \(threadCount) I/O threads and \(engine.keyspace.shards.count) shards")
         log.log(.notice, "Ready to accept connections tcp")

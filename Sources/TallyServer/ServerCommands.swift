@@ -12,17 +12,46 @@ extension ServerCore {
                 name: "info", arity: -1, flags: [.loading, .stale], categories: ["@slow", "@dangerous"],
                 handler: { [self] context in info(&context) }),
             CommandSpec(
-                name: "client", arity: -2, flags: [.loading, .stale], categories: ["@slow"],
+                name: "client", arity: -2, flags: [], categories: ["@slow"], subcommands: Self.clientSubcommands,
                 handler: { [self] context in client(&context) }),
             CommandSpec(
-                name: "config", arity: -2, flags: [.admin, .loading, .stale],
-                categories: ["@admin", "@slow", "@dangerous"],
+                name: "config", arity: -2, flags: [], categories: ["@slow"], subcommands: Self.configSubcommands,
                 handler: { [self] context in config(&context) }),
             CommandSpec(
-                name: "shutdown", arity: -1, flags: [.admin, .loading, .stale, .noMulti],
+                name: "shutdown", arity: -1, flags: [.admin, .noScript, .loading, .stale, .noMulti, .allowBusy],
                 categories: ["@admin", "@slow", "@dangerous"],
                 handler: { [self] context in shutdownCommand(&context) }),
         ]
+    }
+
+    /// CLIENT's subcommands as Redis 7.0 declares them (arity and flags decide in dispatch;
+    /// SETINFO is Redis 7.2's, accepted because client libraries send it on connect).
+    static let clientSubcommands: [CommandSpec] = [
+        subcommand("client|id", 2, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|getname", 2, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|setname", 3, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|setinfo", 4, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|info", 2, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|list", -2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
+        subcommand("client|kill", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
+        subcommand("client|help", 2, [.loading, .stale], "@slow @connection"),
+    ]
+
+    /// CONFIG's subcommands as Redis 7.0 declares them.
+    static let configSubcommands: [CommandSpec] = [
+        subcommand("config|get", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous"),
+        subcommand("config|set", -4, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous"),
+        subcommand("config|resetstat", 2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous"),
+        subcommand("config|rewrite", 2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous"),
+        subcommand("config|help", 2, [.loading, .stale], "@slow"),
+    ]
+
+    /// A subcommand row: dispatch reads its arity and flags; the container's handler runs it.
+    private static func subcommand(_ name: String, _ arity: Int, _ flags: CommandFlags, _ categories: String)
+        -> CommandSpec
+    {
+        CommandSpec(name: name, arity: arity, flags: flags,
+                    categories: categories.split(separator: " ").map(String.init)) { _ in }
     }
 
     private func text(_ context: CommandContext, _ index: Int) -> String {

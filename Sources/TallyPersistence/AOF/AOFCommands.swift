@@ -33,7 +33,7 @@ public enum AOFCommands {
                 waitAOF(&context, hooks: hooks)
             },
             CommandSpec(
-                name: "bgrewriteaof", arity: 1, flags: [.admin, .noScript],
+                name: "bgrewriteaof", arity: 1, flags: [.admin, .noScript, .noAsyncLoading],
                 categories: ["@admin", "@slow", "@dangerous"]
             ) { context in
                 switch hooks.startRewrite() {

@@ -337,7 +337,7 @@ public final class SnapshotController<S: Storage>: Sendable {
     /// SAVE, BGSAVE [SCHEDULE] and LASTSAVE rows for the command table, with Redis 7.0's replies.
     public var serverCommands: [CommandSpec] {
         [
-            CommandSpec(name: "save", arity: 1, flags: [.admin, .noScript],
+            CommandSpec(name: "save", arity: 1, flags: [.admin, .noScript, .noAsyncLoading, .noMulti],
                         categories: ["@admin", "@slow", "@dangerous"]) { context in
                 // Redis refuses SAVE only while an RDB child runs (a rewrite may go on).
                 if self.isBackgroundSaveInProgress {
@@ -348,7 +348,7 @@ public final class SnapshotController<S: Storage>: Sendable {
                     context.output.writeError("ERR")
                 }
             },
-            CommandSpec(name: "bgsave", arity: -1, flags: [.admin, .noScript],
+            CommandSpec(name: "bgsave", arity: -1, flags: [.admin, .noScript, .noAsyncLoading],
                         categories: ["@admin", "@slow", "@dangerous"]) { context in
                 var schedule = false
                 if context.arguments.count == 2 && context.arguments.matches(1, "schedule") {
@@ -367,7 +367,7 @@ public final class SnapshotController<S: Storage>: Sendable {
                     context.output.writeError(SnapshotController.otherJobActiveError.utf8)
                 }
             },
-            CommandSpec(name: "lastsave", arity: 1, flags: [.fast, .random, .loading, .stale],
+            CommandSpec(name: "lastsave", arity: 1, flags: [.fast, .loading, .stale],
                         categories: ["@admin", "@fast", "@dangerous"]) { context in
                 context.output.writeInteger(self.lastSaveSeconds)
             },

@@ -162,6 +162,7 @@ public final class DiskPersistence: PersistenceSubsystem {
         }
         let session = ClientSession(id: 0)
         session.isAuthenticated = true
+        session.isReplayingLog = true
         var output = OutputBuffer(initialCapacity: 1024)
         let summary: AOFLoadSummary?
         do {
