@@ -1,12 +1,21 @@
-// Glob: Redis's stringmatchlen pattern matching (KEYS, SCAN MATCH), byte for byte.
+// Glob: Redis's stringmatchlen pattern matching (KEYS, SCAN MATCH, CONFIG GET, COMMAND LIST), byte for byte.
 
-/// True if `string` matches the glob `pattern` with Redis's rules: `*`, `?`, `[abc]`, `[^a]`,
-/// `[a-z]` (reversed ranges allowed), and `\` escapes; an unterminated `[` matches like a class
-/// that ends at the end of the pattern.
-func globMatches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
+/// True if `string` matches the glob `pattern` with Redis's rules (util.c stringmatchlen): `*`,
+/// `?`, `[abc]`, `[^a]`, `[a-z]` (reversed ranges allowed), and `\` escapes; an unterminated
+/// `[` matches like a class that ends at the end of the pattern. `caseInsensitive` folds ASCII
+/// letters as `nocase` does (CONFIG GET, COMMAND LIST FILTERBY PATTERN). The only glob matcher.
+public func globMatches<P: Collection, S: Collection>(_ pattern: P, _ string: S, caseInsensitive: Bool = false)
+    -> Bool where P.Element == UInt8, S.Element == UInt8
+{
     var skipLongerMatches = false
+    if caseInsensitive {
+        return globMatch(pattern.map(foldASCII), 0, string.map(foldASCII)[...], &skipLongerMatches)
+    }
     return globMatch(Array(pattern), 0, Array(string)[...], &skipLongerMatches)
 }
+
+@inline(__always)
+private func foldASCII(_ byte: UInt8) -> UInt8 { byte >= 65 && byte <= 90 ? byte | 0x20 : byte }
 
 private func globMatch(_ pattern: [UInt8], _ start: Int, _ text: ArraySlice<UInt8>,
                        _ skipLongerMatches: inout Bool) -> Bool {

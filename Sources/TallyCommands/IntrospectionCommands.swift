@@ -44,13 +44,7 @@ enum IntrospectionCommands {
                 }
             }
         } else if arguments.matches(1, "list") {
-            var names: [String] = []
-            for row in table.rows {
-                names.append(row.name)
-                for sub in row.subcommands { names.append(sub.name) }
-            }
-            context.output.writeArrayHeader(names.count)
-            for name in names { context.output.writeBulkString(name.utf8) }
+            list(&context)
         } else if arguments.matches(1, "docs") {
             var rows: [CommandSpec] = []
             if arguments.count == 2 {
@@ -70,6 +64,47 @@ enum IntrospectionCommands {
         } else {
             writeUnknownSubcommandError(arguments, parent: "command", into: &context.output)
         }
+    }
+
+    /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob] (server.c
+    /// commandListCommand): every command and subcommand name, optionally filtered. Tally has
+    /// no modules, so a MODULE filter lists nothing; an unknown category lists nothing.
+    static func list(_ context: inout CommandContext) {
+        let arguments = context.arguments
+        enum Filter { case none, module, category([UInt8]), pattern(ArraySlice<UInt8>) }
+        var filter = Filter.none
+        var index = 2
+        while index < arguments.count {
+            guard arguments.matches(index, "filterby") && arguments.count - 1 - index == 2 else {
+                return context.output.writeError(RedisError.syntax)
+            }
+            if arguments.matches(index + 1, "module") {
+                filter = .module
+            } else if arguments.matches(index + 1, "aclcat") {
+                let name = String(decoding: arguments[index + 2], as: UTF8.self).lowercased()
+                filter = .category(Array(("@" + name).utf8))
+            } else if arguments.matches(index + 1, "pattern") {
+                filter = .pattern(arguments[index + 2])
+            } else {
+                return context.output.writeError(RedisError.syntax)
+            }
+            index += 3
+        }
+        var names: [String] = []
+        for row in context.engine.table.rows {
+            for spec in [row] + row.subcommands {
+                switch filter {
+                case .none: names.append(spec.name)
+                case .module: break
+                case .category(let category):
+                    if spec.categories.contains(where: { Array($0.utf8) == category }) { names.append(spec.name) }
+                case .pattern(let pattern):
+                    if globMatches(pattern, spec.name.utf8, caseInsensitive: true) { names.append(spec.name) }
+                }
+            }
+        }
+        context.output.writeArrayHeader(names.count)
+        for name in names { context.output.writeBulkString(name.utf8) }
     }
 
     /// The documentation group Redis files a command under, from its ACL categories.

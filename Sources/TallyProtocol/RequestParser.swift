@@ -65,6 +65,15 @@ public struct RequestParser {
     public var limits: RequestParserLimits
     /// Compaction threshold: consumed prefix larger than this is removed even mid-stream.
     private static let compactThresholdBytes = 64 * 1024
+    /// Capacity reserved for a connection's input, like Redis's PROTO_IOBUF_LEN read size.
+    public static let readBufferBytes = 16 * 1024
+    /// A buffer above this may shrink towards its recent peak (Redis's PROTO_RESIZE_THRESHOLD).
+    static let resizeThresholdBytes = 32 * 1024
+    /// Free space below this is never worth a reallocation.
+    static let resizeWasteMinimumBytes = 4 * 1024
+    /// The most bytes buffered at once since the last `resizeQueryBuffer` (at least one read's
+    /// worth), so a buffer that grew for one large request can shrink back afterwards.
+    private var peakBytes: Int = 0
     /// At most this many argument slots are reserved up front, whatever count the client claims.
     public static let reservedArgumentsMax = 1024
 
@@ -72,22 +81,59 @@ public struct RequestParser {
     public init(limits: RequestParserLimits = RequestParserLimits()) {
         self.limits = limits
         buffer = []
-        buffer.reserveCapacity(16 * 1024)
+        buffer.reserveCapacity(Self.readBufferBytes)
     }
 
     /// Bytes received but not parsed yet (the query buffer length Redis reports as `qbuf`).
     public var unparsedBytes: Int { buffer.count - position }
 
+    /// Room for more input without reallocating (`qbuf-free`): parsed bytes are reused.
+    public var freeBytes: Int { buffer.capacity - unparsedBytes }
+
     /// Appends received bytes.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        compactIfUseful()
+        prepareAppend()
         buffer.append(contentsOf: bytes)
+        peakBytes = max(peakBytes, buffer.count - position + Self.readBufferBytes)
     }
 
     /// Appends received bytes from any collection (tests).
     public mutating func append<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
-        compactIfUseful()
+        prepareAppend()
         buffer.append(contentsOf: bytes)
+        peakBytes = max(peakBytes, buffer.count - position + Self.readBufferBytes)
+    }
+
+    private mutating func prepareAppend() {
+        compactIfUseful()
+        // A buffer freed while its client was idle gets a whole read's worth back at once.
+        if buffer.capacity == 0 { buffer.reserveCapacity(Self.readBufferBytes) }
+    }
+
+    /// Gives back what the query buffer no longer needs, as Redis's clientsCronResizeQueryBuffer
+    /// does (networking is per client there, per I/O thread here): an idle client's buffer is
+    /// freed entirely, and a buffer over 32 KB shrinks to its recent peak (never below the bulk
+    /// argument being received) once it wastes more than 4 KB. Called about ten times a second.
+    public mutating func resizeQueryBuffer(idle: Bool) {
+        if position > 0 {
+            buffer.removeSubrange(0..<position)
+            scanFrom -= position
+            position = 0
+        }
+        var pendingBulkBytes = 0
+        if case .multibulk(_, let length) = state, length > 0 { pendingBulkBytes = length + 2 }
+        if buffer.capacity - buffer.count > Self.resizeWasteMinimumBytes {
+            if idle {
+                buffer = buffer.isEmpty ? [] : Array(buffer)
+            } else if buffer.capacity > Self.resizeThresholdBytes && buffer.capacity / 2 > peakBytes {
+                let target = max(buffer.count, peakBytes, pendingBulkBytes)
+                var resized: [UInt8] = []
+                resized.reserveCapacity(target)
+                resized.append(contentsOf: buffer)
+                buffer = resized
+            }
+        }
+        peakBytes = max(buffer.count, pendingBulkBytes)
     }
 
     private mutating func compactIfUseful() {

@@ -16,6 +16,8 @@ public struct ClientSnapshot: Sendable {
     public var database: Int
     public var inMulti: Int
     public var queryBufferBytes: Int
+    /// Room in the query buffer (`qbuf-free`).
+    public var queryBufferFreeBytes: Int = 0
     public var outputBufferBytes: Int
     public var lastCommand: String
     public var protocolVersion: Int
@@ -29,8 +31,9 @@ public struct ClientSnapshot: Sendable {
         let events = waitingToWrite ? "rw" : "r"
         return "id=\(id) addr=\(address) laddr=\(localAddress) fd=\(descriptor) name=\(nameText) age=\(age)"
             + " idle=\(idle) flags=\(inMulti >= 0 ? "x" : "N") db=\(database) sub=0 psub=0 ssub=0 multi=\(inMulti)"
-            + " qbuf=\(queryBufferBytes) qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=\(outputBufferBytes)"
-            + " oll=0 omem=\(outputBufferBytes) tot-mem=\(queryBufferBytes + outputBufferBytes + 16384)"
+            + " qbuf=\(queryBufferBytes) qbuf-free=\(queryBufferFreeBytes) argv-mem=0 multi-mem=0 rbs=16384 rbp=0"
+            + " obl=\(outputBufferBytes) oll=0 omem=\(outputBufferBytes)"
+            + " tot-mem=\(queryBufferBytes + queryBufferFreeBytes + outputBufferBytes + 16384)"
             + " events=\(events) cmd=\(lastCommand) user=default redir=-1 resp=\(protocolVersion)"
     }
 }

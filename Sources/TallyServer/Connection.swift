@@ -33,6 +33,7 @@ final class Connection {
     func publish() {
         let session = session
         let queued = parser.unparsedBytes
+        let free = parser.freeBytes
         let pending = output.readableBytes
         let writing = waitingToWrite
         record.snapshot.withLock { snapshot in
@@ -41,6 +42,7 @@ final class Connection {
             snapshot.database = session.database
             snapshot.inMulti = session.transaction.isActive ? session.transaction.queued.count : -1
             snapshot.queryBufferBytes = queued
+            snapshot.queryBufferFreeBytes = free
             snapshot.outputBufferBytes = pending
             snapshot.lastCommand = session.lastCommandName
             snapshot.protocolVersion = session.protocolVersion.rawValue

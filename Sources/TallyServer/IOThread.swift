@@ -35,6 +35,7 @@ final class IOThread: @unchecked Sendable {
     private var nextAcceptTarget = 0
     private var readScratch: UnsafeMutableRawBufferPointer
     private var lastTimeoutCheckMilliseconds: Int64 = 0
+    private var lastQueryBufferResizeMilliseconds: Int64 = 0
     /// Bytes read per read(2): Redis's PROTO_IOBUF_LEN is 16 KB; larger helps big pipelines.
     static let readChunkBytes = 64 * 1024
     /// Tokens above this mark listeners and the wake-up eventfd rather than client sockets.
@@ -86,6 +87,7 @@ final class IOThread: @unchecked Sendable {
             }
             flushPending()
             closeIdleClients()
+            resizeQueryBuffers()
         }
     }
 
@@ -391,6 +393,25 @@ final class IOThread: @unchecked Sendable {
             }
         }
     }
+
+    /// Every 100 ms, gives unused query-buffer memory back (`RequestParser.resizeQueryBuffer`):
+    /// a connection idle for over 2 s holds no input buffer at all, so thousands of idle
+    /// clients cost no input memory, and one large request does not pin its buffer forever.
+    private func resizeQueryBuffers() {
+        let now = engine.clock.nowMilliseconds()
+        guard now - lastQueryBufferResizeMilliseconds >= Self.queryBufferResizeIntervalMilliseconds else { return }
+        lastQueryBufferResizeMilliseconds = now
+        for connection in connections.values {
+            let idle = now - connection.session.lastInteractionMilliseconds > Self.idleQueryBufferMilliseconds
+            connection.parser.resizeQueryBuffer(idle: idle)
+            connection.publish()
+        }
+    }
+
+    /// How often `resizeQueryBuffers` runs (Redis's clientsCron runs at `hz`, 10 by default).
+    static let queryBufferResizeIntervalMilliseconds: Int64 = 100
+    /// Idle time after which a client's query buffer is freed (Redis: more than 2 s).
+    static let idleQueryBufferMilliseconds: Int64 = 2000
 
     private func closeIdleClients() {
         let now = engine.clock.nowMilliseconds()

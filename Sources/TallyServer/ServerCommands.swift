@@ -418,7 +418,7 @@ extension ServerCore {
             var matched: [String] = []
             for option in ConfigTable.options {
                 for index in 2..<count
-                where globMatch(context.arguments[index], option.name.utf8, caseInsensitive: true) {
+                where globMatches(context.arguments[index], option.name.utf8, caseInsensitive: true) {
                     matched.append(option.name)
                     break
                 }

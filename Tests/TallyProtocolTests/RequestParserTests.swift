@@ -15,6 +15,43 @@ final class RequestParserTests: XCTestCase {
         XCTAssertEqual(failures.count, 0, failures.prefix(3).joined(separator: "\n"), file: file, line: line)
     }
 
+    /// Redis's clientsCronResizeQueryBuffer rules: idle buffers are freed, a buffer grown for one
+    /// large request shrinks to its recent peak, and a bulk still arriving keeps its room.
+    func testQueryBufferShrinksAfterLargeRequestAndWhenIdle() {
+        var parser = RequestParser()
+        var arguments = CommandArguments()
+        XCTAssertGreaterThanOrEqual(parser.freeBytes, RequestParser.readBufferBytes)
+        let large = bytes("*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$400000\r\n") + [UInt8](repeating: 65, count: 400_000)
+            + bytes("\r\n")
+        parser.append(contentsOf: large)
+        XCTAssertEqual(parser.next(into: &arguments), .command)
+        let grown = parser.unparsedBytes + parser.freeBytes
+        XCTAssertGreaterThan(grown, 400_000)
+        // The first pass only records the peak; the next one shrinks to it (a read's worth).
+        parser.resizeQueryBuffer(idle: false)
+        parser.append(contentsOf: bytes("PING\r\n"))
+        XCTAssertEqual(parser.next(into: &arguments), .command)
+        parser.resizeQueryBuffer(idle: false)
+        let shrunk = parser.unparsedBytes + parser.freeBytes
+        XCTAssertGreaterThan(shrunk, 0)
+        XCTAssertLessThan(shrunk, 64 * 1024)
+        // Resizing in the middle of a bulk keeps what was received.
+        parser.append(contentsOf: bytes("*2\r\n$4\r\nECHO\r\n$100000\r\nabc"))
+        XCTAssertEqual(parser.next(into: &arguments), .needMoreData)
+        parser.resizeQueryBuffer(idle: false)
+        parser.resizeQueryBuffer(idle: true)
+        parser.append(contentsOf: [UInt8](repeating: 66, count: 99_997) + bytes("\r\n"))
+        XCTAssertEqual(parser.next(into: &arguments), .command)
+        XCTAssertEqual(arguments[1].count, 100_000)
+        XCTAssertEqual(arguments[1].prefix(3), bytes("abc")[...])
+        // Idle: nothing is kept; the next read gets a whole read buffer again.
+        parser.resizeQueryBuffer(idle: true)
+        XCTAssertEqual(parser.unparsedBytes + parser.freeBytes, 0)
+        parser.append(contentsOf: bytes("PING\r\n"))
+        XCTAssertGreaterThanOrEqual(parser.freeBytes, RequestParser.readBufferBytes - 6)
+        XCTAssertEqual(parser.next(into: &arguments), .command)
+    }
+
     func testMultibulkAtEverySplit() {
         check(bytes("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n"), [command("SET", "k", "hello")])
     }
