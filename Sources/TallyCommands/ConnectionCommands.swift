@@ -114,8 +114,7 @@ enum ConnectionCommands {
             } else if arguments.matches(index, "setname") && more >= 1 {
                 let candidate = arguments.copy(index + 1)
                 if candidate.contains(where: { $0 < 33 || $0 > 126 }) {
-                    context.output.writeError(
-                        "ERR Client names cannot contain spaces, newlines or special characters.")
+                    context.output.writeError(RedisError.invalidClientName)
                     return
                 }
                 name = candidate

@@ -32,6 +32,9 @@ public enum RedisError {
     public static let invalidCursor: StaticString = "ERR invalid cursor"
     public static let noProto: StaticString = "NOPROTO unsupported protocol version"
     public static let loading: StaticString = "LOADING Redis is loading the dataset in memory"
+    public static let invalidClientName: StaticString =
+        "ERR Client names cannot contain spaces, newlines or special characters."
+    public static let backgroundSaveInProgress: StaticString = "ERR Background save already in progress"
 }
 
 extension OutputBuffer {

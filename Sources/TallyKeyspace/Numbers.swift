@@ -1,45 +1,7 @@
-// Numbers: Redis's exact number parsing and formatting rules (string2ll, string2ld, ld2string).
+// Numbers: Redis's exact number parsing and formatting rules (string2ld, ld2string; string2ll is
+// TallyProtocol's parseRedisInteger).
 import Glibc
 import TallyProtocol
-
-/// Parses `bytes` the way Redis's `string2ll` does: optional `-`, no `+`, no spaces, no leading
-/// zeros, at most 20 characters, and no overflow. Returns nil when Redis would refuse it.
-///
-/// The same rule decides whether a stored string is kept as `.integer` (Redis's int encoding),
-/// so "007" or "+1" stay strings and round-trip byte for byte.
-@inlinable
-public func parseRedisInteger<C: Collection>(_ bytes: C) -> Int64? where C.Element == UInt8 {
-    let length = bytes.count
-    // LONG_STR_SIZE is 21: anything longer cannot be a 64-bit integer in canonical form.
-    if length == 0 || length >= 21 { return nil }
-    var index = bytes.startIndex
-    if length == 1 && bytes[index] == UInt8(ascii: "0") { return 0 }
-    var negative = false
-    if bytes[index] == UInt8(ascii: "-") {
-        negative = true
-        index = bytes.index(after: index)
-        if index == bytes.endIndex { return nil }
-    }
-    let first = bytes[index]
-    guard first >= UInt8(ascii: "1") && first <= UInt8(ascii: "9") else { return nil }
-    var magnitude = UInt64(first &- 48)
-    index = bytes.index(after: index)
-    while index != bytes.endIndex {
-        let byte = bytes[index]
-        guard byte >= 48 && byte <= 57 else { return nil }
-        let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
-        let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte &- 48))
-        if overflow1 || overflow2 { return nil }
-        magnitude = sum
-        index = bytes.index(after: index)
-    }
-    if negative {
-        if magnitude > UInt64(Int64.max) + 1 { return nil }
-        return magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)
-    }
-    if magnitude > UInt64(Int64.max) { return nil }
-    return Int64(magnitude)
-}
 
 /// The canonical decimal bytes of `value` (what GET returns for an integer-encoded value).
 public func decimalBytes(_ value: Int64) -> [UInt8] {

@@ -1,5 +1,6 @@
 // Shard: one independently locked slice of the keyspace (all databases), with its operations.
 import Synchronization
+import TallyProtocol
 
 /// Errors of shard operations; the command layer maps each to Redis's exact reply text.
 public enum KeyspaceError: Error, Sendable, Equatable {

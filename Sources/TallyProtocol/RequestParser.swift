@@ -291,37 +291,8 @@ public struct RequestParser {
     /// Strict decimal parse of `buffer[from..<to]` with Redis's string2ll rules: optional '-',
     /// no '+', no leading zeros, no spaces, must fit in Int64.
     private func parseInteger(_ from: Int, _ to: Int) -> Int? {
-        parseStrictInteger(buffer[from..<to]).map { Int($0) }
+        parseRedisInteger(buffer[from..<to]).map { Int($0) }
     }
-}
-
-/// Parses a signed decimal exactly like Redis's `string2ll`: no '+', no leading zeros,
-/// no whitespace, within Int64. Returns nil otherwise.
-public func parseStrictInteger<C: Collection>(_ digits: C) -> Int64? where C.Element == UInt8 {
-    var iterator = digits.makeIterator()
-    guard var byte = iterator.next() else { return nil }
-    let count = digits.count
-    if count == 1 && byte == UInt8(ascii: "0") { return 0 }
-    var negative = false
-    if byte == UInt8(ascii: "-") {
-        negative = true
-        guard let next = iterator.next() else { return nil }
-        byte = next
-    }
-    guard byte >= UInt8(ascii: "1") && byte <= UInt8(ascii: "9") else { return nil }
-    var magnitude = UInt64(byte - 48)
-    while let digit = iterator.next() {
-        guard digit >= 48 && digit <= 57 else { return nil }
-        let (times, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
-        let (sum, overflow2) = times.addingReportingOverflow(UInt64(digit - 48))
-        if overflow1 || overflow2 { return nil }
-        magnitude = sum
-    }
-    if negative {
-        if magnitude > UInt64(Int64.max) + 1 { return nil }
-        return magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)
-    }
-    return magnitude > UInt64(Int64.max) ? nil : Int64(magnitude)
 }
 
 /// Index of the first `byte` in `count` bytes at `base` (libc memchr is vectorized).

@@ -243,7 +243,7 @@ extension ServerCore {
             let name = context.arguments.copy(2)
             // Redis: names are printable ASCII without spaces (so CLIENT LIST stays parseable).
             guard name.allSatisfy({ $0 > 32 && $0 < 127 }) else {
-                context.output.writeError("ERR Client names cannot contain spaces, newlines or special characters.")
+                context.output.writeError(RedisError.invalidClientName)
                 return
             }
             session.name = name.isEmpty ? nil : name
@@ -309,7 +309,7 @@ extension ServerCore {
             if context.arguments.matches(2, "id") && context.arguments.count >= 4 {
                 var ids = Set<Int64>()
                 for index in 3..<context.arguments.count {
-                    guard let id = parseStrictInteger(context.arguments[index]), id > 0 else {
+                    guard let id = parseRedisInteger(context.arguments[index]), id > 0 else {
                         context.output.writeError("ERR Invalid client ID")
                         return
                     }
@@ -324,7 +324,7 @@ extension ServerCore {
                 }
                 if kind != "normal" { filter = [] }
             } else {
-                context.output.writeError("ERR syntax error")
+                context.output.writeError(RedisError.syntax)
                 return
             }
         }
@@ -351,7 +351,7 @@ extension ServerCore {
             return
         }
         guard arguments.count % 2 == 0 else {
-            context.output.writeError("ERR syntax error")
+            context.output.writeError(RedisError.syntax)
             return
         }
         var id: Int64?
@@ -362,7 +362,7 @@ extension ServerCore {
         while index < arguments.count {
             let value = text(context, index + 1)
             if arguments.matches(index, "id") {
-                guard let parsed = parseStrictInteger(arguments[index + 1]), parsed > 0 else {
+                guard let parsed = parseRedisInteger(arguments[index + 1]), parsed > 0 else {
                     context.output.writeError("ERR client-id should be greater than 0")
                     return
                 }
@@ -376,7 +376,7 @@ extension ServerCore {
                 case "yes": skipMe = true
                 case "no": skipMe = false
                 default:
-                    context.output.writeError("ERR syntax error")
+                    context.output.writeError(RedisError.syntax)
                     return
                 }
             } else if arguments.matches(index, "type") || arguments.matches(index, "user") {
@@ -384,7 +384,7 @@ extension ServerCore {
                 let lowered = value.lowercased()
                 if lowered != "normal" && lowered != "default" { id = -1 }
             } else {
-                context.output.writeError("ERR syntax error")
+                context.output.writeError(RedisError.syntax)
                 return
             }
             index += 2
@@ -518,7 +518,7 @@ extension ServerCore {
                 context.output.writeError("ERR No shutdown in progress.")
                 return
             } else {
-                context.output.writeError("ERR syntax error")
+                context.output.writeError(RedisError.syntax)
                 return
             }
         }

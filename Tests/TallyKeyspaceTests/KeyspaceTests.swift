@@ -1,5 +1,6 @@
 // KeyspaceTests: sharding, lazy expiry on a manual clock, snapshots, loading and number rules.
 import TallyKeyspace
+import TallyProtocol
 import Testing
 
 @Suite struct KeyspaceTests {

@@ -149,13 +149,13 @@ final class RequestParserTests: XCTestCase {
     }
 
     func testStrictIntegerParsing() {
-        XCTAssertEqual(parseStrictInteger(bytes("0")), 0)
-        XCTAssertEqual(parseStrictInteger(bytes("-9223372036854775808")), Int64.min)
-        XCTAssertEqual(parseStrictInteger(bytes("9223372036854775807")), Int64.max)
-        XCTAssertNil(parseStrictInteger(bytes("9223372036854775808")))
-        XCTAssertNil(parseStrictInteger(bytes("-0")))
-        XCTAssertNil(parseStrictInteger(bytes("007")))
-        XCTAssertNil(parseStrictInteger(bytes(" 1")))
-        XCTAssertNil(parseStrictInteger(bytes("")))
+        XCTAssertEqual(parseRedisInteger(bytes("0")), 0)
+        XCTAssertEqual(parseRedisInteger(bytes("-9223372036854775808")), Int64.min)
+        XCTAssertEqual(parseRedisInteger(bytes("9223372036854775807")), Int64.max)
+        XCTAssertNil(parseRedisInteger(bytes("9223372036854775808")))
+        XCTAssertNil(parseRedisInteger(bytes("-0")))
+        XCTAssertNil(parseRedisInteger(bytes("007")))
+        XCTAssertNil(parseRedisInteger(bytes(" 1")))
+        XCTAssertNil(parseRedisInteger(bytes("")))
     }
 }

@@ -1,5 +1,6 @@
 // Listpack and ziplist: the compact blobs Redis stores small hashes as (RDB types 16 and 13).
 import TallyKeyspace
+import TallyProtocol
 
 /// Encodes and decodes Redis listpacks (the 7.0 small-hash encoding, RDB type 16).
 ///

@@ -1,5 +1,6 @@
 // RDBWriter: streams keys and values in RDB version 10 format, with Redis 7.0's string and hash encodings.
 import TallyKeyspace
+import TallyProtocol
 
 /// Settings that change the bytes an RDB writer produces.
 public struct RDBWriterOptions: Sendable {

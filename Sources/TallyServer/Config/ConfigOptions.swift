@@ -65,7 +65,7 @@ public struct ConfigOption: Sendable {
             default: return .failure(ConfigError("argument must be 'yes' or 'no'"))
             }
         case .integer(let minimum, let maximum):
-            guard let value = parseStrictInteger(Array(text.utf8)) else {
+            guard let value = parseRedisInteger(Array(text.utf8)) else {
                 return .failure(ConfigError("argument couldn't be parsed into an integer"))
             }
             guard value >= minimum && value <= maximum else {
@@ -104,7 +104,7 @@ public struct ConfigOption: Sendable {
         guard words.count % 2 == 0 else { return .failure(ConfigError("Invalid save parameters")) }
         var normalized: [String] = []
         for word in words {
-            guard let value = parseStrictInteger(Array(word.utf8)), value >= 0 else {
+            guard let value = parseRedisInteger(Array(word.utf8)), value >= 0 else {
                 return .failure(ConfigError("Invalid save parameters"))
             }
             normalized.append(String(value))
