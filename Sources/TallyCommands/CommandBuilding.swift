@@ -18,6 +18,32 @@ extension CommandContext {
         return nil
     }
 
+    /// Argument `index` as a 32-bit integer, or nil after writing Redis's reply (object.c
+    /// getIntFromObjectOrReply): `message` for either failure when given, else the
+    /// not-an-integer error, or the 32-bit range error for an integer outside it.
+    mutating func int32Argument(_ index: Int, message: StaticString? = nil) -> Int? {
+        guard let value = parseRedisInteger(arguments[index]) else {
+            output.writeError(message ?? RedisError.notInteger)
+            return nil
+        }
+        guard let narrow = Int32(exactly: value) else {
+            output.writeError(message ?? RedisError.notInt32)
+            return nil
+        }
+        return Int(narrow)
+    }
+
+    /// Argument `index` as a database number (MOVE, COPY ... DB): nil after writing the error
+    /// for a non-integer or a database that does not exist.
+    mutating func databaseArgument(_ index: Int) -> Int? {
+        guard let database = int32Argument(index) else { return nil }
+        guard database >= 0 && database < keyspace.databaseCount else {
+            output.writeError(RedisError.databaseOutOfRange)
+            return nil
+        }
+        return database
+    }
+
     /// The command name as Redis prints it in messages (lowercase table name).
     var commandName: String { spec.name }
 

@@ -188,16 +188,8 @@ enum ConnectionCommands {
     }
 
     static func select(_ context: inout CommandContext) {
-        guard let index = parseRedisInteger(context.arguments[1]), index <= Int64(Int32.max),
-              index >= Int64(Int32.min) else {
-            context.output.writeError(RedisError.notInteger)
-            return
-        }
-        if index < 0 || index >= Int64(context.keyspace.databaseCount) {
-            context.output.writeError(RedisError.databaseOutOfRange)
-            return
-        }
-        context.session.database = Int(index)
+        guard let database = context.databaseArgument(1) else { return }
+        context.session.database = database
         context.output.writeOK()
     }
 }

@@ -1,4 +1,5 @@
-// KeyspaceCommands: DEL, UNLINK, EXISTS, TYPE, RENAME, RENAMENX, KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHDB, FLUSHALL.
+// KeyspaceCommands: DEL, UNLINK, EXISTS, TYPE, RENAME, RENAMENX, MOVE, COPY, SWAPDB, KEYS, SCAN, RANDOMKEY,
+// DBSIZE, FLUSHDB, FLUSHALL.
 import TallyKeyspace
 import TallyProtocol
 
@@ -16,6 +17,9 @@ enum KeyspaceCommands {
             command("renamenx", 3, [.write, .fast], keys: (1, 2, 1), "@keyspace @write @fast") { context in
                 rename(&context, onlyIfAbsent: true)
             },
+            command("move", 3, [.write, .fast], keys: (1, 1, 1), "@keyspace @write @fast", move),
+            command("copy", -3, [.write, .denyOOM], keys: (1, 2, 1), "@keyspace @write @slow", copy),
+            command("swapdb", 3, [.write, .fast], "@keyspace @write @fast @dangerous", swapDatabases),
             command("keys", 2, [.readonly], "@keyspace @read @slow @dangerous", keys),
             command("scan", -2, [.readonly], "@keyspace @read @slow", scan),
             command("randomkey", 1, [.readonly], "@keyspace @read @slow", randomKey),
@@ -98,6 +102,78 @@ enum KeyspaceCommands {
         sourceShard.remove(context.database, source)
         context.addChanges(1)
         if onlyIfAbsent { context.output.writeInteger(1) } else { context.output.writeOK() }
+    }
+
+    /// MOVE key db (db.c moveCommand): moves the key with its TTL to another database unless it
+    /// exists there. A key's shard is the same in every database, so one lock covers both.
+    static func move(_ context: inout CommandContext) {
+        guard let target = context.databaseArgument(2) else { return }
+        if target == context.database { return context.output.writeError(RedisError.sameObject) }
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        guard let entry = shard.lookup(context.database, key, now: context.now),
+              shard.lookup(target, key, now: context.now) == nil
+        else { return context.output.writeInteger(0) }
+        shard.store(target, key, entry)
+        shard.remove(context.database, key)
+        context.addChanges(1)
+        context.output.writeInteger(1)
+    }
+
+    /// COPY source destination [DB db] [REPLACE] (db.c copyCommand): copies the value and its
+    /// TTL; values are copy-on-write, so the copy is independent of the original.
+    static func copy(_ context: inout CommandContext) {
+        var target = context.database
+        var replace = false
+        var index = 3
+        while index < context.arguments.count {
+            if context.arguments.matches(index, "replace") {
+                replace = true
+            } else if context.arguments.matches(index, "db") && index + 1 < context.arguments.count {
+                guard let database = context.databaseArgument(index + 1) else { return }
+                target = database
+                index += 1
+            } else {
+                return context.output.writeError(RedisError.syntax)
+            }
+            index += 1
+        }
+        let source = context.key(1)
+        let destination = context.key(2)
+        if target == context.database && source == destination {
+            return context.output.writeError(RedisError.sameObject)
+        }
+        context.lockShards(context.shardMask(keysFrom: 1, through: 2))
+        let sourceShard = context.keyspace.shard(for: source)
+        let destinationShard = context.keyspace.shard(for: destination)
+        guard let entry = sourceShard.lookupRead(context.database, source, now: context.now) else {
+            return context.output.writeInteger(0)
+        }
+        if destinationShard.lookup(target, destination, now: context.now) != nil {
+            if !replace { return context.output.writeInteger(0) }
+            destinationShard.remove(target, destination)
+        }
+        destinationShard.store(target, destination, entry)
+        context.addChanges(1)
+        context.output.writeInteger(1)
+    }
+
+    /// SWAPDB a b (db.c swapdbCommand): exchanges two databases' contents under every shard
+    /// lock; clients stay on their database numbers and see the other data.
+    static func swapDatabases(_ context: inout CommandContext) {
+        guard let first = context.int32Argument(1, message: RedisError.invalidFirstDatabase),
+              let second = context.int32Argument(2, message: RedisError.invalidSecondDatabase)
+        else { return }
+        let databases = 0..<context.keyspace.databaseCount
+        guard databases.contains(first) && databases.contains(second) else {
+            return context.output.writeError(RedisError.databaseOutOfRange)
+        }
+        context.lockAllShards()
+        if first != second {
+            for shard in context.keyspace.shards { shard.swapDatabases(first, second, now: context.now) }
+        }
+        context.addChanges(1)
+        context.output.writeOK()
     }
 
     /// KEYS pattern: every live key of the database matching the glob (order unspecified).

@@ -284,6 +284,25 @@ public final class Shard: @unchecked Sendable {
         }
     }
 
+    /// Exchanges the contents of two databases in this shard (SWAPDB). Watchers stay with their
+    /// database numbers, so a watched key whose visible state may change is touched: one live
+    /// in either database before the swap (db.c dbSwapDatabases, multi.c touchAllWatchedKeysInDb;
+    /// a key that was stale or missing on both sides does not change logically).
+    public func swapDatabases(_ first: Int, _ second: Int, now: Int64) {
+        prepareWrite()
+        if !watchers.isEmpty {
+            for (watched, tokens) in watchers where watched.database == first || watched.database == second {
+                if peekLive(first, watched.key, now: now) || peekLive(second, watched.key, now: now) {
+                    for token in tokens { token.markDirty() }
+                }
+            }
+        }
+        tables.swapAt(first, second)
+        expiring.swapAt(first, second)
+        averageTTL.swapAt(first, second)
+        if sampledKeys != nil { sampledKeys!.swapAt(first, second) }
+    }
+
     /// Empties `database` in this shard; returns how many keys it held.
     @discardableResult
     public func removeAll(_ database: Int) -> Int {

@@ -84,4 +84,38 @@ import Testing
         #expect(h.reply("QUIT") == "+OK\r\n")
         #expect(h.session.closeAfterReply)
     }
+
+    /// multi.tcl's SWAPDB cases: a watched key that exists on either side is touched; a key
+    /// missing or stale on both sides is not.
+    @Test func swapdbTouchesWatchedKeysThatChangeVisibly() {
+        let client = CommandHarness()
+        client.run("SET", "x", "30")
+        client.run("WATCH", "x")
+        client.run("SWAPDB", "0", "1")
+        client.run("MULTI")
+        client.run("PING")
+        #expect(client.reply("EXEC") == "*-1\r\n")
+
+        client.run("FLUSHALL")
+        client.run("SELECT", "1")
+        client.run("SET", "x", "30")
+        client.run("SELECT", "0")
+        client.run("WATCH", "x")
+        client.run("SWAPDB", "0", "1")
+        client.run("MULTI")
+        client.run("PING")
+        #expect(client.reply("EXEC") == "*-1\r\n")
+
+        client.run("FLUSHALL")
+        client.run("SELECT", "1")
+        client.run("SET", "x", "foo", "PX", "1")
+        client.clock.advance(by: 2)
+        client.run("SELECT", "0")
+        client.run("WATCH", "x")
+        client.run("SWAPDB", "0", "1")
+        client.run("MULTI")
+        client.run("PING")
+        #expect(client.reply("EXEC") == "*1\r\n+PONG\r\n")
+        #expect(client.reply("DBSIZE") == ":1\r\n")
+    }
 }
