@@ -417,14 +417,6 @@ public final class CommandEngine: Sendable {
     }
 }
 
-/// Microseconds of CLOCK_MONOTONIC (command durations).
-@inline(__always)
-func monotonicMicroseconds() -> Int64 {
-    var spec = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &spec)
-    return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
-}
-
 extension CommandEngine {
     /// Releases what a closing connection holds in the keyspace (its WATCH registrations).
     /// The server calls it when a connection closes.

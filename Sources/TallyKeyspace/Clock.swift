@@ -21,10 +21,14 @@ public struct SystemClock: Clock {
 }
 
 /// Milliseconds of CLOCK_MONOTONIC: for durations and pacing, never for expiry (which is wall time).
-public func monotonicMilliseconds() -> Int64 {
+public func monotonicMilliseconds() -> Int64 { monotonicMicroseconds() / 1000 }
+
+/// Microseconds of CLOCK_MONOTONIC (command durations, time budgets).
+@inline(__always)
+public func monotonicMicroseconds() -> Int64 {
     var spec = timespec()
     clock_gettime(CLOCK_MONOTONIC, &spec)
-    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
 }
 
 /// A clock that only moves when told to; tests drive expiry with it.
