@@ -79,6 +79,8 @@ public final class CommandEngine: Sendable {
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
     /// notices (server.c processCommand).
     private let pingRow: Int
+    /// The EXEC row: dispatch judges it by the flags of the commands it would run.
+    private let execRow: Int
 
     /// Creates an engine with the built-in command families plus `serverCommands`.
     public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
@@ -87,6 +89,7 @@ public final class CommandEngine: Sendable {
         keyspace = Keyspace(databases: configuration.databases, shards: configuration.shards)
         table = CommandTable(CommandEngine.builtinCommands() + serverCommands)
         pingRow = table.lookup(Array("ping".utf8)[...]) ?? -1
+        execRow = table.lookup(Array("exec".utf8)[...]) ?? -1
         password.withLock { $0 = configuration.requirePass }
         passwordSet.store(configuration.requirePass != nil, ordering: .relaxed)
     }
@@ -218,7 +221,7 @@ public final class CommandEngine: Sendable {
             flags = subcommand.flags
         }
         let transaction = session.transaction.isActive
-        let isExec = transaction && flags.contains(.transactionControl) && table.rows[row].name == "exec"
+        let isExec = transaction && row == execRow
         if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
             return refuse(row, reason: Self.noAuthReason, session: session, statistics, output: &output)
         }

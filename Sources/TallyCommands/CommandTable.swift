@@ -38,6 +38,9 @@ public final class CommandTable: Sendable {
     /// For container commands (CLIENT, CONFIG, COMMAND), the lowercase names of their
     /// subcommands after the `|`, in the order of `rows[row].subcommands`; empty otherwise.
     private let subcommandNames: [[[UInt8]]]
+    /// True for container rows, parallel to `rows` (read per command without touching the
+    /// nested arrays).
+    private let isContainer: [Bool]
     private let names: [[UInt8]]
     /// Open-addressing slots holding row index + 1 (0 = empty); size is a power of two.
     private let slots: [Int32]
@@ -47,6 +50,7 @@ public final class CommandTable: Sendable {
         self.rows = rows
         statistics = rows.map { _ in CommandStatistics() }
         flags = rows.map(\.flags)
+        isContainer = rows.map { !$0.subcommands.isEmpty }
         subcommandNames = rows.map { row in
             row.subcommands.map { sub in
                 let name = sub.name.lowercased()
@@ -111,7 +115,7 @@ public final class CommandTable: Sendable {
 
     /// True if `row` is a container command whose second argument names a subcommand.
     @inline(__always)
-    public func hasSubcommands(_ row: Int) -> Bool { !subcommandNames[row].isEmpty }
+    public func hasSubcommands(_ row: Int) -> Bool { isContainer[row] }
 
     /// The index into `rows[row].subcommands` of the subcommand named `name` (any case), or
     /// nil (Redis's lookupSubcommand); containers have a handful, so a scan is enough.
