@@ -1,6 +1,7 @@
 // PersistenceSubsystem: the seam through which the AOF and RDB code plug into server startup,
 // INFO, the cron and shutdown. The server calls it; TallyPersistence adapters implement it.
 import TallyCommands
+import TallyKeyspace
 
 /// What SHUTDOWN (or SIGTERM) asked for.
 public enum ShutdownSaveMode: Sendable, Equatable {

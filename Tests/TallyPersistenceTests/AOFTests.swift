@@ -2,6 +2,7 @@
 import Glibc
 import Testing
 import TallyCommands
+import TallyKeyspace
 import TallyProtocol
 import TallyPersistence
 import TallyTestSupport

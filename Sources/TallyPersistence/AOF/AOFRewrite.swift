@@ -181,46 +181,39 @@ let rewriteItemsPerCommand = 64
 public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: inout Sink) throws {
     var database = -1
     var scratch: [UInt8] = []
+    var digits: [UInt8] = []
     try walk { entryDatabase, key, entry in
         scratch.removeAll(keepingCapacity: true)
-        var arguments = CommandArguments()
         if entryDatabase != database {
-            arguments.append(Array("SELECT".utf8))
-            var digits: [UInt8] = []
-            appendDecimal(entryDatabase, to: &digits)
-            arguments.append(digits)
-            arguments.encodeRESP(into: &scratch)
+            RESPRecord.appendSelect(entryDatabase, to: &scratch)
             database = entryDatabase
         }
         switch entry.value {
         case .integer(let value):
-            var digits: [UInt8] = []
+            digits.removeAll(keepingCapacity: true)
             appendDecimal(Int(value), to: &digits)
-            arguments = CommandArguments([Array("SET".utf8), key, digits])
-            arguments.encodeRESP(into: &scratch)
+            RESPRecord.append([Array("SET".utf8), key, digits], to: &scratch)
         case .string(let bytes):
-            arguments = CommandArguments([Array("SET".utf8), key, bytes])
-            arguments.encodeRESP(into: &scratch)
+            RESPRecord.append([Array("SET".utf8), key, bytes], to: &scratch)
         case .hash(let hash):
             var index = 0
             while index < hash.count {
-                arguments = CommandArguments([Array("HSET".utf8), key])
-                for position in index..<Swift.min(index + rewriteItemsPerCommand, hash.count) {
-                    arguments.append(hash.fields[position])
-                    arguments.append(hash.values[position])
+                let end = Swift.min(index + rewriteItemsPerCommand, hash.count)
+                RESPRecord.appendHeader(count: 2 + 2 * (end - index), to: &scratch)
+                RESPRecord.appendBulk("HSET".utf8, to: &scratch)
+                RESPRecord.appendBulk(key, to: &scratch)
+                for position in index..<end {
+                    RESPRecord.appendBulk(hash.fields[position], to: &scratch)
+                    RESPRecord.appendBulk(hash.values[position], to: &scratch)
                 }
-                arguments.encodeRESP(into: &scratch)
-                index += rewriteItemsPerCommand
+                index = end
             }
         }
         if let expiry = entry.expiresAtMilliseconds {
-            var digits: [UInt8] = []
+            digits.removeAll(keepingCapacity: true)
             appendDecimal(Int(expiry), to: &digits)
-            arguments = CommandArguments([Array("PEXPIREAT".utf8), key, digits])
-            arguments.encodeRESP(into: &scratch)
+            RESPRecord.append([Array("PEXPIREAT".utf8), key, digits], to: &scratch)
         }
         try sink.write(scratch)
     }
 }
-
-

@@ -184,23 +184,13 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
         let before = buffer.count
         for record in batch.records {
             if record.database != selectedDatabase {
-                appendSelect(record.database)
+                RESPRecord.appendSelect(record.database, to: &buffer)
                 selectedDatabase = record.database
             }
             buffer.append(contentsOf: batch.bytes[record.range])
         }
         appended += UInt64(buffer.count - before)
         return appended
-    }
-
-    private func appendSelect(_ database: Int) {
-        var digits: [UInt8] = []
-        appendDecimal(database, to: &digits)
-        buffer.append(contentsOf: "*2\r\n$6\r\nSELECT\r\n$".utf8)
-        appendDecimal(digits.count, to: &buffer)
-        buffer.append(contentsOf: [13, 10])
-        buffer.append(contentsOf: digits)
-        buffer.append(contentsOf: [13, 10])
     }
 
     public func writeRefusal() -> [UInt8]? {

@@ -1,6 +1,7 @@
 // PersistenceLog: the CommandLog the engine sees: the AOF writer (if on) plus the RDB MISCONF refusal.
 import Synchronization
 import TallyCommands
+import TallyKeyspace
 import TallyPersistence
 
 /// Whether failed background saves currently refuse writes (`stop-writes-on-bgsave-error`).

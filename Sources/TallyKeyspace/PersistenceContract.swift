@@ -1,4 +1,8 @@
-// CommandLog: the seam through which executed writes reach the AOF, in deterministic form.
+// PersistenceContract: what the command layer and the persistence engine agree on, below both:
+// the write log (records + offsets), the dataset persistence saves and loads, and the control
+// calls SAVE/BGSAVE/BGREWRITEAOF/WAITAOF make. Redis keeps rio and the AOF below the command
+// layer the same way: commands call into persistence, persistence never calls command code
+// except through the replay hook it is given at start-up.
 import TallyProtocol
 
 /// Write commands as they must be logged, collected while a command (or a whole EXEC) runs.
@@ -27,16 +31,7 @@ public struct PropagationBuffer {
     /// Records a command given as separate byte arrays (rewritten forms such as PEXPIREAT, DEL).
     public mutating func append(database: Int, _ arguments: [[UInt8]]) {
         let start = bytes.count
-        bytes.append(UInt8(ascii: "*"))
-        appendDecimal(arguments.count, to: &bytes)
-        bytes.append(13); bytes.append(10)
-        for argument in arguments {
-            bytes.append(UInt8(ascii: "$"))
-            appendDecimal(argument.count, to: &bytes)
-            bytes.append(13); bytes.append(10)
-            bytes.append(contentsOf: argument)
-            bytes.append(13); bytes.append(10)
-        }
+        RESPRecord.append(arguments, to: &bytes)
         records.append((database, start..<bytes.count))
     }
 
