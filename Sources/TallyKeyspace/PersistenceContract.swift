@@ -68,3 +68,68 @@ extension CommandLog {
     /// Logs that cannot fail (tests, in-memory logs) are durable as soon as they return.
     public func isDurable(_ offset: UInt64) -> Bool { true }
 }
+
+/// The dataset the persistence engine saves, loads and logs (CommandEngine implements it).
+/// Persistence reaches commands only through this and the replay hook it gets at start-up.
+public protocol PersistedDataset: AnyObject, Sendable {
+    /// The keyspace snapshots are taken from and loads insert into.
+    var keyspace: Keyspace { get }
+    /// Redis's `server.dirty`: writes since the last successful save.
+    var changesSinceLastSave: Int64 { get }
+    /// After a save: subtracts the changes the saved snapshot contained (later writes still count).
+    func resetChangesSinceLastSave(subtracting countAtSnapshot: Int64)
+    /// Sets the counter (0 after loading).
+    func resetChangesSinceLastSave(to value: Int64)
+    /// Routes executed writes to `log` (nil: nothing is logged or refused).
+    func attachLog(_ log: (any CommandLog)?)
+}
+
+/// What SAVE did.
+public enum SaveOutcome: Sendable, Equatable {
+    /// `+OK`.
+    case saved
+    /// `-ERR` (the reason is in the log, as in Redis).
+    case failed
+    /// `-ERR Background save already in progress`.
+    case backgroundSaveInProgress
+}
+
+/// What BGSAVE did.
+public enum BackgroundSaveStart: Sendable, Equatable {
+    /// The save is running.
+    case started
+    /// It runs from the cron once the other job ends (BGSAVE SCHEDULE, or inside EXEC).
+    case scheduled
+    /// Another save runs already.
+    case alreadyInProgress
+    /// Another background job (an AOF rewrite) runs and no SCHEDULE was given.
+    case otherJobActive
+}
+
+/// What BGREWRITEAOF did.
+public enum AOFRewriteStart: Equatable, Sendable {
+    /// `+Background append only file rewriting started`.
+    case started
+    /// `-ERR Background append only file rewriting already in progress`.
+    case alreadyInProgress
+    /// `+Background append only file rewriting scheduled` (a BGSAVE runs; it starts after).
+    case scheduled
+    /// Could not even start (rotate the incr file...); nothing changed.
+    case failed(String)
+}
+
+/// The calls SAVE, BGSAVE, LASTSAVE, BGREWRITEAOF and WAITAOF make (the persistence engine
+/// implements it; the command rows in TallyCommands/PersistenceCommands.swift call it).
+public protocol PersistenceControl: AnyObject, Sendable {
+    /// SAVE: a blocking save of the dataset.
+    func save() -> SaveOutcome
+    /// BGSAVE [SCHEDULE]; `deferred` is true inside EXEC (Redis defers the fork to the cron).
+    func startBackgroundSave(schedule: Bool, deferred: Bool) -> BackgroundSaveStart
+    /// LASTSAVE: Unix seconds of the last successful save.
+    var lastSaveSeconds: Int64 { get }
+    /// BGREWRITEAOF.
+    func startRewrite() -> AOFRewriteStart
+    /// WAITAOF: nil while appendonly is off; else waits until `offset` is fsynced or
+    /// `timeoutMilliseconds` pass (0 = no limit) and returns whether it was.
+    func waitFsynced(_ offset: UInt64, timeoutMilliseconds: Int64) -> Bool?
+}
