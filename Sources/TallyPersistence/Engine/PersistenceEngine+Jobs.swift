@@ -13,6 +13,7 @@ extension PersistenceEngine {
 
     public var lastSaveSeconds: Int64 { state.withLock { $0.lastSaveSeconds } }
 
+    /// SAVE (Redis: saveCommand, rdb.c).
     public func save() -> SaveOutcome {
         // Redis refuses SAVE only while an RDB child runs (a rewrite may go on).
         let (busy, dataset) = state.withLock { ($0.job == .save, $0.dataset) }
@@ -37,6 +38,8 @@ extension PersistenceEngine {
         return ok
     }
 
+    /// BGSAVE (Redis: bgsaveCommand and rdbSaveBackground, rdb.c): refused while a save runs,
+    /// scheduled behind another job only with SCHEDULE (or inside EXEC, which always defers).
     public func startBackgroundSave(schedule: Bool, deferred: Bool) -> BackgroundSaveStart {
         let start = clock.nowMilliseconds()
         let decision = state.withLock { state -> SaveDecision in
@@ -115,6 +118,8 @@ extension PersistenceEngine {
         let rdbOptions: RDBWriterOptions?
     }
 
+    /// BGREWRITEAOF and the cron's rewrites (Redis: bgrewriteaofCommand and
+    /// rewriteAppendOnlyFileBackground, aof.c): scheduled behind a running BGSAVE.
     public func startRewrite() -> AOFRewriteStart {
         let now = clock.nowMilliseconds()
         guard let dataset else { return .failed("not started") }

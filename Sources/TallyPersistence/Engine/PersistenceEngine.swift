@@ -145,7 +145,7 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
 
     /// Called `hz` times a second: retries a failed AOF write (paced to once a second inside the
     /// writer), then starts at most one job: a scheduled rewrite, a scheduled or due save, an
-    /// automatic rewrite (serverCron's order).
+    /// automatic rewrite (serverCron's order, server.c).
     public func tick() {
         let now = clock.nowMilliseconds()
         state.withLock { $0.writer }?.tick()
