@@ -25,8 +25,9 @@ let package = Package(
         .target(name: "TallyKeyspace", dependencies: ["TallyProtocol"], swiftSettings: hotPathSettings),
         .target(
             name: "TallyPersistence",
-            // TallyCommands: the AOF implements CommandLog and contributes CommandSpec rows (WAITAOF...).
-            dependencies: ["TallyPlatform", "TallyKeyspace", "TallyProtocol", "TallyCommands"],
+            // Not TallyCommands: the command rows call PersistenceControl and AOF loading replays
+            // through a closure, both declared below the two modules (TallyKeyspace).
+            dependencies: ["TallyPlatform", "TallyKeyspace", "TallyProtocol"],
             swiftSettings: hotPathSettings
         ),
         .target(

@@ -11,19 +11,30 @@ public enum Posix {
         precondition(code != EBADF && code != EFAULT, "\(function) failed with unacceptable errno \(code)")
     }
 
+    /// The one EINTR loop in Tally: runs `body` (a call returning -1 and setting errno on
+    /// failure) until it does not fail with EINTR, and returns its result or throws its errno.
+    /// The socket wrappers below and PosixStorage's file calls all go through it.
+    @inlinable
+    public static func retryingInterrupted<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let code = errno
+            if code != EINTR { throw Errno(rawValue: code) }
+        }
+    }
+
     /// Runs `body` until it does not fail with EINTR. Returns `.wouldBlock` on EAGAIN.
     @inline(__always)
     static func retrying<T: FixedWidthInteger>(
         _ function: StaticString, _ body: () -> T
     ) throws(Errno) -> IOResult<T> {
-        while true {
-            let result = body()
-            if result >= 0 { return .processed(result) }
-            let code = errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
-            checkAcceptable(code, function)
-            throw Errno(rawValue: code)
+        do {
+            return .processed(try retryingInterrupted(body))
+        } catch {
+            if error.rawValue == EAGAIN || error.rawValue == EWOULDBLOCK { return .wouldBlock }
+            checkAcceptable(error.rawValue, function)
+            throw error
         }
     }
 

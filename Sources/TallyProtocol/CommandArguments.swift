@@ -79,15 +79,46 @@ public struct CommandArguments {
 
     /// Encodes these arguments as a RESP multibulk array (the AOF record form).
     public func encodeRESP(into output: inout [UInt8]) {
+        RESPRecord.appendHeader(count: count, to: &output)
+        for range in ranges { RESPRecord.appendBulk(bytes[range], to: &output) }
+    }
+}
+
+/// The one encoder of RESP command records (`*N` then `$len` bulks): AOF appends, SELECT
+/// records, rewrite bases and propagated commands all go through it, so a record that
+/// redis-check-aof accepts is written in one place (Redis: catAppendOnlyGenericCommand).
+public enum RESPRecord {
+    /// Appends `*<count>\r\n`.
+    @inline(__always)
+    public static func appendHeader(count: Int, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "*"))
         appendDecimal(count, to: &output)
         output.append(13); output.append(10)
-        for range in ranges {
-            output.append(UInt8(ascii: "$"))
-            appendDecimal(range.count, to: &output)
-            output.append(13); output.append(10)
-            output.append(contentsOf: bytes[range])
-            output.append(13); output.append(10)
+    }
+
+    /// Appends `$<length>\r\n<bytes>\r\n`.
+    @inline(__always)
+    public static func appendBulk<C: Collection>(_ bytes: C, to output: inout [UInt8]) where C.Element == UInt8 {
+        output.append(UInt8(ascii: "$"))
+        appendDecimal(bytes.count, to: &output)
+        output.append(13); output.append(10)
+        output.append(contentsOf: bytes)
+        output.append(13); output.append(10)
+    }
+
+    /// Appends a whole record given as separate arguments.
+    public static func append(_ arguments: [[UInt8]], to output: inout [UInt8]) {
+        appendHeader(count: arguments.count, to: &output)
+        for argument in arguments { appendBulk(argument, to: &output) }
+    }
+
+    /// Appends `SELECT <database>` (emitted by the AOF when the database changes).
+    public static func appendSelect(_ database: Int, to output: inout [UInt8]) {
+        appendHeader(count: 2, to: &output)
+        appendBulk("SELECT".utf8, to: &output)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
+            let length = formatDecimal(Int64(database), into: scratch)
+            appendBulk(UnsafeBufferPointer(rebasing: scratch[scratch.count - length..<scratch.count]), to: &output)
         }
     }
 }

@@ -2,15 +2,11 @@
 import Glibc
 import TallyCommands
 import TallyKeyspace
+import TallyPersistence
 import TallyPlatform
 
 /// Entry point used by `tally-server`'s main.swift.
 public enum ServerMain {
-    /// Persistence wiring: `DiskPersistence` (AOF + RDB) by default; tests may install another.
-    nonisolated(unsafe) public static var persistenceFactory: PersistenceFactory = { configuration, log in
-        DiskPersistence(configuration: configuration, log: log)
-    }
-
     /// Parses `arguments` like redis-server and serves until shutdown. Returns the exit status
     /// for startup failures (a running server exits from its shutdown path instead).
     public static func run(arguments: [String]) -> Int32 {
@@ -32,7 +28,7 @@ public enum ServerMain {
             report.withUnsafeMutableBytes { _ = try? Posix.writeAll(STDERR_FILENO, UnsafeRawBufferPointer($0)) }
             return 1
         }
-        let server = Server(configuration: configuration, persistenceFactory: persistenceFactory)
+        let server = Server(configuration: configuration)
         return server.run()
     }
 }
@@ -43,11 +39,12 @@ public final class Server: Sendable {
     let configuration: ServerConfiguration
 
     /// Creates a server for `configuration` (nothing starts until `run`).
-    public init(configuration: ServerConfiguration, persistenceFactory: PersistenceFactory) {
+    public init(configuration: ServerConfiguration) {
         self.configuration = configuration
         let level = LogLevel(name: configuration.string("loglevel"))
         let log = ServerLog(path: configuration.string("logfile"), level: level)
-        core = ServerCore(configuration: configuration, log: log, persistence: persistenceFactory(configuration, log))
+        core = ServerCore(configuration: configuration, log: log,
+                          persistence: ServerPersistence.make(configuration: configuration, log: log))
     }
 
     /// Starts everything and blocks the calling thread waiting for SIGTERM/SIGINT.
@@ -81,7 +78,7 @@ public final class Server: Sendable {
             maxStringBytes: Int(configuration.integer("proto-max-bulk-len")))
         let engine = CommandEngine(
             configuration: engineConfiguration, clock: SystemClock(),
-            serverCommands: core.commandSpecs() + core.persistence.serverCommands)
+            serverCommands: core.commandSpecs() + PersistenceCommands.specs(control: core.persistence))
         core.applyMemoryLimit(from: configuration, to: engine)
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
@@ -109,10 +106,10 @@ public final class Server: Sendable {
         // 4. Persistence: load the dataset, then start logging writes.
         do {
             let started = SystemClock().nowMilliseconds()
-            try core.persistence.load(engine: engine, log: log)
+            try core.persistence.load(into: engine)
             let seconds = Double(SystemClock().nowMilliseconds() - started) / 1000
             log.log(.notice, "DB loaded from disk: \(fixed3(seconds)) seconds")
-            engine.attachLog(try core.persistence.attach(engine: engine, log: log))
+            try core.persistence.openAppendLog()
         } catch {
             log.log(.warning, error.message)
             return 1
@@ -208,7 +205,7 @@ public final class Server: Sendable {
                 usleep(UInt32(1_000_000 / core.hz))
                 let now = SystemClock().nowMilliseconds()
                 engine.activeExpireCycle()
-                core.persistence.tick(engine: engine, nowMilliseconds: now)
+                core.persistence.tick()
                 if now - lastSampleMilliseconds >= 100 {
                     lastSampleMilliseconds = now
                     let total = engine.commandStatistics().reduce(Int64(0)) { $0 + $1.calls }

@@ -2,6 +2,7 @@
 import Glibc
 import TallyCommands
 import TallyKeyspace
+import TallyPersistence
 import TallyProtocol
 
 extension ServerCore {
@@ -161,7 +162,7 @@ extension ServerCore {
             field("mem_allocator", "libc")
         case "persistence":
             out += "# Persistence\r\n"
-            persistence.writeInfo(into: &out, engine: engine)
+            persistence.writeInfo(into: &out)
         case "stats":
             out += "# Stats\r\n"
             let rows = engine.commandStatistics()
@@ -482,7 +483,7 @@ extension ServerCore {
             index += 2
         }
         for (option, value) in pairs {
-            if let refusal = persistence.configurationChanged(option.name, value: value, engine: context.engine) {
+            if let refusal = persistence.configurationChanged(option.name, value: value) {
                 context.output.writeError(
                     Array("ERR CONFIG SET failed (possibly related to argument '\(option.name)') - \(refusal)".utf8))
                 return

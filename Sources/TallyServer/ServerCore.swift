@@ -3,6 +3,7 @@ import Glibc
 import Synchronization
 import TallyCommands
 import TallyKeyspace
+import TallyPersistence
 import TallyPlatform
 import TallyProtocol
 
@@ -11,7 +12,7 @@ final class ServerCore: Sendable {
     let log: ServerLog
     let stats = ServerStats()
     let clients = ClientRegistry()
-    let persistence: any PersistenceSubsystem
+    let persistence: ServerPersistence
     let configuration: Mutex<ServerConfiguration>
     let startMilliseconds: Int64
     let runID: String
@@ -30,7 +31,7 @@ final class ServerCore: Sendable {
     /// Files to remove at exit (unix socket, pid file).
     let cleanupPaths = Mutex<[String]>([])
 
-    init(configuration: ServerConfiguration, log: ServerLog, persistence: any PersistenceSubsystem) {
+    init(configuration: ServerConfiguration, log: ServerLog, persistence: ServerPersistence) {
         self.configuration = Mutex(configuration)
         self.log = log
         self.persistence = persistence
@@ -84,7 +85,7 @@ final class ServerCore: Sendable {
         // executing (and acknowledging) further writes that the final save would not contain.
         // Redis gets the same effect by saving on its single command thread.
         let frozen = engine.keyspace.lockExclusive()
-        guard persistence.shutdown(engine: engine, mode: mode, log: log) else {
+        guard persistence.shutdown(mode: mode) else {
             engine.keyspace.unlockExclusive(frozen)
             log.log(.warning, "Errors trying to shut down the server. Check the logs for more information.")
             shuttingDown.withLock { $0 = false }

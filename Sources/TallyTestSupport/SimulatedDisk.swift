@@ -1,4 +1,5 @@
 // SimulatedDisk: an in-memory Storage that separates written from durable state, for power-cut and fault tests.
+import Dispatch
 import Glibc
 import Synchronization
 import TallyPersistence
@@ -53,9 +54,31 @@ public final class SimulatedDisk: Storage {
     }
 
     private let state = Mutex(State())
+    /// While set, fsync calls wait (a disk busy flushing); `fsyncsWaiting` counts them.
+    private let fsyncHold = Mutex<DispatchSemaphore?>(nil)
+    private let fsyncWaiters = Atomic<Int>(0)
 
     /// Creates an empty disk.
     public init() {}
+
+    /// Makes every fsync block until `releaseFsyncs()`: the everysec postponement and
+    /// `aof_pending_bio_fsync` need an fsync that is visibly in progress.
+    public func holdFsyncs() { fsyncHold.withLock { $0 = DispatchSemaphore(value: 0) } }
+
+    /// Lets held fsyncs (and later ones) proceed.
+    public func releaseFsyncs() {
+        guard let hold = fsyncHold.withLock({ gate -> DispatchSemaphore? in defer { gate = nil }; return gate })
+        else { return }
+        // Signals outlive this call: an fsync that picked up the hold but has not started
+        // waiting yet passes too.
+        for _ in 0..<Self.fsyncHoldWaitersMax { hold.signal() }
+    }
+
+    /// More fsyncs than any test runs at once.
+    static var fsyncHoldWaitersMax: Int { 64 }
+
+    /// Number of fsync calls currently blocked by `holdFsyncs()`.
+    public var fsyncsWaiting: Int { fsyncWaiters.load(ordering: .acquiring) }
 
     // MARK: Fault injection
 
@@ -279,6 +302,11 @@ public final class SimulatedDisk: Storage {
     }
 
     public func fsync(_ file: StorageFile) throws(StorageError) {
+        if let hold = fsyncHold.withLock({ $0 }) {
+            fsyncWaiters.add(1, ordering: .releasing)
+            hold.wait()
+            fsyncWaiters.subtract(1, ordering: .releasing)
+        }
         try withState { (state) throws(StorageError) in
             try Self.check(&state, .fsync, file.path)
             guard let handle = state.handles[file.id], var inode = state.inodes[handle.inode] else {

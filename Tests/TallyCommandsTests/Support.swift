@@ -1,6 +1,7 @@
 // Support: a recording CommandLog for propagation tests.
 import Synchronization
 import TallyCommands
+import TallyKeyspace
 
 /// Records every appended batch as text ("SET k v|DEL x" per record, records joined by "; ").
 final class RecordingLog: CommandLog {

@@ -2,6 +2,7 @@
 import Glibc
 import Testing
 import TallyCommands
+import TallyKeyspace
 import TallyProtocol
 import TallyPersistence
 import TallyTestSupport
@@ -267,6 +268,18 @@ func shell(_ command: String) -> (status: Int32, output: String) {
     return ((status >> 8) & 0xff, String(decoding: output, as: UTF8.self))
 }
 
+/// Polls `command` (a shell line) until its output contains `expected`, for up to `timeoutSeconds`:
+/// a real redis-server's start-up, background rewrite or exit, without guessing a sleep.
+@discardableResult
+func pollShell(_ command: String, until expected: String, timeoutSeconds: Int64 = 30) -> Bool {
+    let deadline = monotonicMilliseconds() + timeoutSeconds * 1000
+    while monotonicMilliseconds() < deadline {
+        if shell(command).output.contains(expected) { return true }
+        usleep(10_000)
+    }
+    return false
+}
+
 @Suite struct AOFInteropTests {
     static var redisAvailable: Bool { shell("command -v redis-server && command -v redis-check-aof").status == 0 }
 
@@ -297,7 +310,8 @@ func shell(_ command: String) -> (status: Int32, output: String) {
         let started = shell("redis-server --port \(port) --dir \(root) --appendonly yes --save '' --daemonize yes "
                                 + "--logfile \(root)/redis.log")
         #expect(started.status == 0)
-        usleep(500_000)
+        #expect(pollShell("redis-cli -p \(port) PING", until: "PONG"))
+        #expect(pollShell("redis-cli -p \(port) INFO persistence", until: "loading:0"))
         let value = shell("redis-cli -p \(port) -n 3 GET k; redis-cli -p \(port) GET c")
         _ = shell("redis-cli -p \(port) shutdown nosave")
         #expect(value.output == "v\n5\n", "\(value.output)")
@@ -311,13 +325,14 @@ func shell(_ command: String) -> (status: Int32, output: String) {
         let port = ServerProcess.freePort()
         _ = shell("redis-server --port \(port) --dir \(root) --appendonly yes --aof-use-rdb-preamble no --save '' "
                   + "--daemonize yes --logfile \(root)/redis.log")
-        usleep(500_000)
+        #expect(pollShell("redis-cli -p \(port) PING", until: "PONG"))
         _ = shell("redis-cli -p \(port) INCRBY counter 41; redis-cli -p \(port) SET temp 1 EX 1000; "
                   + "redis-cli -p \(port) HINCRBY h f 3; redis-cli -p \(port) BGREWRITEAOF")
-        usleep(700_000)
+        #expect(pollShell("redis-cli -p \(port) INFO persistence | tr -d '\\r'",
+                          until: "aof_rewrite_in_progress:0\naof_rewrite_scheduled:0"))
         _ = shell("redis-cli -p \(port) INCR counter; redis-cli -p \(port) -n 2 INCRBY other 7")
         _ = shell("redis-cli -p \(port) shutdown nosave")
-        usleep(300_000)
+        #expect(pollShell("redis-cli -p \(port) PING 2>&1", until: "Connection refused"))
         let storage = PosixStorage()
         let loader = AOFLoader(storage: storage, directory: root + "/appendonlydir")
         let (summary, commands) = try replayed(loader)

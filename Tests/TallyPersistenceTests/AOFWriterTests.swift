@@ -17,15 +17,15 @@ final class FatalRecorder: Sendable {
 @Suite struct AOFWriterTests {
     let directory = "d"
 
-    func makeWriter(_ disk: SimulatedDisk, _ policy: AppendFsyncPolicy, fatal: FatalRecorder = FatalRecorder())
-        throws -> AppendOnlyFile<SimulatedDisk>
+    func makeWriter(_ disk: SimulatedDisk, _ policy: AppendFsyncPolicy, fatal: FatalRecorder = FatalRecorder(),
+                    clock: ManualClock = ManualClock()) throws -> AppendOnlyFile<SimulatedDisk>
     {
         let manifest = try AOFDirectory.prepare(
             storage: disk, directory: directory, naming: AOFNaming(), existing: nil, emptyRDBBase: nil)
         return try AppendOnlyFile(
             storage: disk, manifest: manifest, baseSize: 0,
             configuration: AOFWriterConfiguration(
-                directory: directory, fsyncPolicy: policy, startsFsyncThread: false,
+                directory: directory, fsyncPolicy: policy, startsFsyncThread: false, clock: clock,
                 fatal: { message in fatal.messages.withLock { $0.append(message) } }))
     }
 
@@ -111,7 +111,8 @@ final class FatalRecorder: Sendable {
     /// retry after a second succeeds and clears the status without duplicating bytes.
     @Test func writeErrorRefusesThenRecovers() throws {
         let disk = SimulatedDisk()
-        let writer = try makeWriter(disk, .everysec)
+        let clock = ManualClock()
+        let writer = try makeWriter(disk, .everysec, clock: clock)
         let first = writer.append(batch(0, "SET", "a", "1"))
         writer.waitUntilDurable(first)
         let before = disk.contents(of: incrPath) ?? []
@@ -124,16 +125,14 @@ final class FatalRecorder: Sendable {
         #expect(refusal == "MISCONF Errors writing to the AOF file: No space left on device")
         #expect(disk.contents(of: incrPath) == before, "the partial write must be truncated back")
         #expect(writer.snapshot().errorCode == ENOSPC)
-        var info: [UInt8] = []
-        var fields = AOFInfo()
-        fields.enabled = true
-        fields.append(to: &info, writer: writer)
-        #expect(String(decoding: info, as: UTF8.self).contains("aof_last_write_status:err\r\n"))
         disk.clearFaults()
         // Retries are paced to one per second, as Redis's serverCron does.
         writer.tick()
         #expect(!writer.isDurable(second))
-        usleep(1_050_000)
+        clock.advance(by: 999)
+        writer.tick()
+        #expect(!writer.isDurable(second))
+        clock.advance(by: 1)
         writer.tick()
         #expect(writer.isDurable(second))
         #expect(writer.writeRefusal() == nil)
@@ -183,67 +182,60 @@ final class FatalRecorder: Sendable {
 }
 
 @Suite struct AOFRewriteTests {
-    let directory = "d"
-
-    func setUp(_ disk: SimulatedDisk) throws -> AppendOnlyFile<SimulatedDisk> {
-        let manifest = try AOFDirectory.prepare(
-            storage: disk, directory: directory, naming: AOFNaming(), existing: nil, emptyRDBBase: nil)
-        return try AppendOnlyFile(
-            storage: disk, manifest: manifest, baseSize: 0,
-            configuration: AOFWriterConfiguration(directory: directory, fsyncPolicy: .always, startsFsyncThread: false))
+    /// A started engine with a RESP-only AOF (appendonlydir/).
+    func harness() throws -> PersistenceHarness {
+        var settings = PersistenceSettings()
+        settings.appendOnly = true
+        settings.useRDBPreamble = false
+        settings.fsyncPolicy = .always
+        let harness = PersistenceHarness(settings: settings)
+        try harness.start()
+        return harness
     }
 
-    static let walker: AOFEntryWalker = { visit in
-        var hash = HashValue()
-        hash.set(field: Array("f".utf8), value: Array("3".utf8))
-        try visit(0, Array("counter".utf8), Entry(value: .integer(42)))
-        try visit(
-            0, Array("temp".utf8), Entry(value: .string(Array("x".utf8)), expiresAtMilliseconds: 1_900_000_000_000))
-        try visit(2, Array("h".utf8), Entry(value: .hash(hash)))
-    }
+    var manifestPath: String { "appendonlydir/" + AOFNaming().manifestName }
 
     @Test func rewriteSwitchesBaseAndKeepsNewIncr() throws {
-        let disk = SimulatedDisk()
-        let writer = try setUp(disk)
-        var before = PropagationBuffer()
-        before.append(
-            database: 0, arguments: CommandArguments([Array("INCRBY".utf8), Array("counter".utf8), Array("42".utf8)]))
-        writer.waitUntilDurable(writer.append(before))
-        let rewriter = AOFRewriter(writer: writer)
-        #expect(rewriter.beginRewrite() == .started)
-        #expect(rewriter.beginRewrite() == .alreadyInProgress)
-        var after = PropagationBuffer()
-        after.append(database: 1, arguments: CommandArguments([Array("INCR".utf8), Array("n".utf8)]))
-        writer.waitUntilDurable(writer.append(after))
-        #expect(rewriter.rewrite(Self.walker))
-        let manifest = writer.currentManifest()
-        #expect(String(decoding: manifest.encoded(), as: UTF8.self)
+        let aof = try harness()
+        #expect(aof.run("INCRBY", "counter", "42") == ":42\r\n")
+        var hash = HashValue()
+        hash.set(field: Array("f".utf8), value: Array("3".utf8))
+        let keyspace = aof.commands.engine.keyspace
+        keyspace.insertLoaded(database: 0, key: key("temp"),
+                              entry: Entry(value: .string(Array("x".utf8)), expiresAtMilliseconds: 1_900_000_000_000))
+        keyspace.insertLoaded(database: 2, key: key("h"), entry: Entry(value: .hash(hash)))
+        #expect(aof.run("BGREWRITEAOF") == "+Background append only file rewriting started\r\n")
+        #expect(aof.run("BGREWRITEAOF") == "-ERR Background append only file rewriting already in progress\r\n")
+        #expect(aof.info("aof_rewrite_in_progress") == "1")
+        aof.run("SELECT", "1")
+        aof.run("INCR", "n")
+        #expect(aof.jobs.runNext())
+        #expect(String(decoding: aof.disk.contents(of: manifestPath) ?? [], as: UTF8.self)
                 == "file appendonly.aof.2.base.aof seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n")
-        #expect(!disk.exists(directory + "/appendonly.aof.1.incr.aof"))
-        #expect(!disk.exists(directory + "/appendonly.aof.1.base.aof"))
-        #expect(rewriter.info().rewrites == 1 && rewriter.info().lastRewriteOK)
-        var commands: [String] = []
-        _ = try AOFLoader(storage: disk, directory: directory).load { arguments, database in
-            let words = (0..<arguments.count).map { String(decoding: arguments[$0], as: UTF8.self) }
-            commands.append("\(database):" + words.joined(separator: " "))
-        }
-        #expect(commands == ["0:SET counter 42", "0:SET temp x", "0:PEXPIREAT temp 1900000000000", "2:HSET h f 3",
-                             "1:INCR n"])
+        #expect(!aof.disk.exists("appendonlydir/appendonly.aof.1.incr.aof"))
+        #expect(!aof.disk.exists("appendonlydir/appendonly.aof.1.base.aof"))
+        #expect(aof.info("aof_rewrites") == "1")
+        #expect(aof.info("aof_last_bgrewrite_status") == "ok")
+        #expect(aof.info("aof_rewrite_in_progress") == "0")
+        let (_, commands) = try replayed(AOFLoader(storage: aof.disk, directory: "appendonlydir"))
+        // Keys of one database come in hash-table order; the base is complete and the incr follows.
+        #expect(commands.sorted() == ["0:PEXPIREAT temp 1900000000000", "0:SET counter 42", "0:SET temp x",
+                                      "1:INCR n", "2:HSET h f 3"])
+        #expect(commands.last == "1:INCR n")
     }
 
     @Test func failedRewriteKeepsEverything() throws {
-        let disk = SimulatedDisk()
-        let writer = try setUp(disk)
-        let rewriter = AOFRewriter(writer: writer)
-        #expect(rewriter.beginRewrite() == .started)
-        let manifest = writer.currentManifest()
-        disk.failNext(.rename, errno: EIO)
-        #expect(!rewriter.rewrite(Self.walker))
-        #expect(writer.currentManifest() == manifest)
-        #expect(!rewriter.info().lastRewriteOK)
-        #expect(!rewriter.isInProgress)
-        var info: [UInt8] = []
-        rewriter.info().append(to: &info, writer: writer)
-        #expect(String(decoding: info, as: UTF8.self).contains("aof_last_bgrewrite_status:err\r\n"))
+        let aof = try harness()
+        aof.run("SET", "a", "1")
+        #expect(aof.run("BGREWRITEAOF") == "+Background append only file rewriting started\r\n")
+        let manifest = aof.disk.contents(of: manifestPath)
+        aof.disk.failNext(.rename, errno: EIO)
+        #expect(aof.jobs.runNext())
+        #expect(aof.disk.contents(of: manifestPath) == manifest)
+        #expect(aof.info("aof_last_bgrewrite_status") == "err")
+        #expect(aof.info("aof_rewrite_in_progress") == "0")
+        #expect(aof.info("aof_rewrites_consecutive_failures") == "1")
+        let (_, commands) = try replayed(AOFLoader(storage: aof.disk, directory: "appendonlydir"))
+        #expect(commands == ["0:SET a 1"])
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 import Testing
 import TallyCommands
+import TallyKeyspace
 import TallyPersistence
 import TallyProtocol
 import TallyTestSupport

@@ -1,4 +1,4 @@
-// RDBSnapshotTests: SnapshotController SAVE/BGSAVE, save rules and MISCONF, saved and loaded on SimulatedDisk.
+// RDBSnapshotTests: the engine's SAVE/BGSAVE, save rules and MISCONF, saved and loaded on SimulatedDisk.
 import Glibc
 import Testing
 import TallyCommands
@@ -7,10 +7,6 @@ import TallyPersistence
 import TallyTestSupport
 
 @Suite struct RDBSnapshotTests {
-    func makeEngine(_ clock: ManualClock) -> CommandEngine {
-        CommandEngine(configuration: EngineConfiguration(), clock: clock, serverCommands: [])
-    }
-
     func populate(_ engine: CommandEngine, count: Int, now: Int64) {
         for index in 0..<count {
             engine.keyspace.insertLoaded(database: index % 3, key: key("k\(index)"),
@@ -22,122 +18,127 @@ import TallyTestSupport
         engine.keyspace.insertLoaded(database: 0, key: key("h"), entry: Entry(value: .hash(fields)))
     }
 
+    func settings(_ directory: String = ".", savePoints: [SavePoint] = SavePoint.defaults) -> PersistenceSettings {
+        var settings = PersistenceSettings()
+        settings.directory = directory
+        settings.savePoints = savePoints
+        return settings
+    }
+
+    /// A started harness on `disk`.
+    func harness(_ settings: PersistenceSettings, disk: SimulatedDisk = SimulatedDisk(),
+                 clock: ManualClock = ManualClock()) throws -> PersistenceHarness {
+        let harness = PersistenceHarness(settings: settings, disk: disk, clock: clock)
+        try harness.start()
+        return harness
+    }
+
     @Test func backgroundSaveRoundTripsThroughSimulatedDisk() throws {
-        let clock = ManualClock()
         let disk = SimulatedDisk()
         try disk.makeDirectory("data")
-        let controller = SnapshotController(storage: disk, settings: SnapshotSettings(directory: "data"), clock: clock)
-        let engine = makeEngine(clock)
-        populate(engine, count: 500, now: clock.nowMilliseconds())
+        let saver = try harness(settings("data"), disk: disk)
+        let engine = saver.commands.engine
+        populate(engine, count: 500, now: saver.clock.nowMilliseconds())
         engine.addChanges(501)
-        #expect(controller.startBackgroundSave(engine: engine) == .started)
-        controller.waitForBackgroundSave()
-        #expect(controller.lastSaveSucceeded)
+        #expect(saver.persistence.startBackgroundSave(schedule: false, deferred: false) == .started)
+        #expect(saver.jobs.runNext())
+        #expect(saver.info("rdb_last_bgsave_status") == "ok")
         #expect(engine.changesSinceLastSave == 0)
         #expect(try disk.listDirectory("data") == ["dump.rdb"])
         // The saved file survives a power cut (it was fsynced and its directory too).
         disk.powerCut(seed: 3)
-        let restored = makeEngine(clock)
-        let result = try #require(try controller.load(into: restored))
-        #expect(result.keysLoaded == 501)
-        #expect(restored.keyspace.count(database: 0) == 168)
-        #expect(restored.keyspace.count(database: 1) == 167)
-        var info = ""
-        controller.writeInfo(into: &info, engine: restored)
+        let restored = try harness(settings("data"), disk: disk, clock: saver.clock)
+        #expect(restored.info("rdb_last_load_keys_loaded") == "501")
+        #expect(restored.commands.engine.keyspace.count(database: 0) == 168)
+        #expect(restored.commands.engine.keyspace.count(database: 1) == 167)
+        let info = restored.info()
         #expect(info.contains("rdb_last_bgsave_status:ok\r\n"))
         #expect(info.contains("rdb_bgsave_in_progress:0\r\n"))
     }
 
     @Test func failedSaveRefusesWritesUntilASaveSucceeds() throws {
-        let clock = ManualClock()
         let disk = SimulatedDisk()
         try disk.makeDirectory("data")
+        let saver = try harness(settings("data", savePoints: [SavePoint(seconds: 60, changes: 1)]), disk: disk)
         disk.install("data/dump.rdb", Array("old".utf8))
-        var settings = SnapshotSettings(directory: "data")
-        settings.savePoints = [SavePoint(seconds: 60, changes: 1)]
-        let controller = SnapshotController(storage: disk, settings: settings, clock: clock)
-        let engine = makeEngine(clock)
+        let engine = saver.commands.engine
+        let clock = saver.clock
         populate(engine, count: 10, now: clock.nowMilliseconds())
         engine.addChanges(10)
         disk.setFailing(.fsync, errno: ENOSPC)
         // A failed SAVE answers -ERR but, as in Redis, does not turn on MISCONF; a failed BGSAVE does.
-        #expect(!controller.save(engine: engine))
-        #expect(controller.writeRefusal() == nil)
-        #expect(controller.startBackgroundSave(engine: engine) == .started)
-        controller.waitForBackgroundSave()
-        #expect(controller.writeRefusal().map { String(decoding: $0, as: UTF8.self).hasPrefix("MISCONF ") } == true)
+        #expect(saver.run("SAVE") == "-ERR\r\n")
+        #expect(engine.attachedLog == nil)
+        #expect(saver.run("BGSAVE") == "+Background saving started\r\n")
+        #expect(saver.jobs.runNext())
+        #expect(saver.run("SET", "k", "v").hasPrefix("-MISCONF Redis is configured to save RDB snapshots"))
         #expect(disk.contents(of: "data/dump.rdb") == Array("old".utf8))
         #expect(try disk.listDirectory("data") == ["dump.rdb"])
         #expect(engine.changesSinceLastSave == 10)
         // The rule fires on the cron tick only after the retry delay.
         clock.advance(by: 61_000)
         disk.setFailing(.fsync, errno: nil)
-        controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds())
-        controller.waitForBackgroundSave()
-        #expect(controller.lastSaveSucceeded)
-        #expect(controller.writeRefusal() == nil)
-        #expect(controller.lastSaveSeconds == clock.nowMilliseconds() / 1000)
-        var info = ""
-        controller.writeInfo(into: &info, engine: engine)
-        #expect(info.contains("rdb_saves:3\r\n"))
+        saver.persistence.tick()
+        #expect(saver.jobs.runNext())
+        #expect(saver.info("rdb_last_bgsave_status") == "ok")
+        #expect(saver.run("SET", "k", "v") == "+OK\r\n")
+        #expect(saver.run("LASTSAVE") == ":\(clock.nowMilliseconds() / 1000)\r\n")
+        #expect(saver.info("rdb_saves") == "3")
     }
 
     @Test func backgroundSaveWaitsForAnotherBackgroundJob() throws {
-        let clock = ManualClock()
-        let disk = SimulatedDisk()
-        var settings = SnapshotSettings(directory: ".")
-        settings.savePoints = []
-        let controller = SnapshotController(storage: disk, settings: settings, clock: clock)
-        let engine = makeEngine(clock)
-        populate(engine, count: 20, now: clock.nowMilliseconds())
-        // An AOF rewrite holds the slot: plain BGSAVE is refused, SCHEDULE defers it.
-        #expect(controller.beginOtherBackgroundJob())
-        #expect(controller.startBackgroundSave(engine: engine) == .otherJobActive)
-        #expect(controller.startBackgroundSave(engine: engine, schedule: true) == .scheduled)
-        #expect(!controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds()))
-        #expect(disk.contents(of: "dump.rdb") == nil)
-        controller.endOtherBackgroundJob()
-        #expect(controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds()))
-        // While the save runs the slot cannot be claimed, so rewrites wait in turn.
-        let claimedDuringSave = controller.isBackgroundSaveInProgress && controller.beginOtherBackgroundJob()
-        controller.waitForBackgroundSave()
-        #expect(!claimedDuringSave)
-        #expect(disk.contents(of: "dump.rdb") != nil)
-        #expect(controller.beginOtherBackgroundJob())
-        controller.endOtherBackgroundJob()
+        let saver = try harness(settings(savePoints: []))
+        let engine = saver.commands.engine
+        populate(engine, count: 20, now: saver.clock.nowMilliseconds())
+        // A rewrite (appendonly no: base + manifest only) holds the slot: plain BGSAVE is
+        // refused, SCHEDULE defers it.
+        #expect(saver.run("BGREWRITEAOF") == "+Background append only file rewriting started\r\n")
+        #expect(saver.run("BGSAVE") == "-ERR Another child process is active (AOF?): can't BGSAVE right now. "
+                    + "Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.\r\n")
+        #expect(saver.run("BGSAVE", "SCHEDULE") == "+Background saving scheduled\r\n")
+        saver.persistence.tick()
+        #expect(saver.jobs.count == 1)
+        #expect(saver.disk.contents(of: "dump.rdb") == nil)
+        #expect(saver.jobs.runNext())
+        saver.persistence.tick()
+        #expect(saver.info("rdb_bgsave_in_progress") == "1")
+        // While the save runs, SAVE and another BGSAVE are refused.
+        #expect(saver.run("SAVE") == "-ERR Background save already in progress\r\n")
+        #expect(saver.run("BGSAVE") == "-ERR Background save already in progress\r\n")
+        #expect(saver.jobs.runNext())
+        #expect(saver.disk.contents(of: "dump.rdb") != nil)
         // Inside EXEC the save is always deferred to the cron.
-        #expect(controller.startBackgroundSave(engine: engine, deferred: true) == .scheduled)
-        #expect(controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds()))
-        controller.waitForBackgroundSave()
-        #expect(controller.lastSaveSucceeded)
+        #expect(saver.persistence.startBackgroundSave(schedule: false, deferred: true) == .scheduled)
+        saver.persistence.tick()
+        #expect(saver.jobs.runNext())
+        #expect(saver.info("rdb_last_bgsave_status") == "ok")
     }
 
     @Test func emptyDumpFileIsAnError() throws {
-        let clock = ManualClock()
         let disk = SimulatedDisk()
         disk.install("dump.rdb", [])
-        let controller = SnapshotController(storage: disk, settings: SnapshotSettings(directory: "."), clock: clock)
-        #expect(throws: RDBError.self) { try controller.load(into: makeEngine(clock)) }
-        let missing = SnapshotController(storage: SimulatedDisk(), settings: SnapshotSettings(directory: "."),
-                                         clock: clock)
-        #expect(try missing.load(into: makeEngine(clock)) == nil)
+        let broken = PersistenceHarness(settings: settings(), disk: disk)
+        #expect(throws: PersistenceStartupError.self) { try broken.start() }
+        do {
+            try broken.start()
+        } catch {
+            #expect(error.message.hasPrefix("Short read or OOM loading DB."))
+        }
+        let missing = try harness(settings())
+        #expect(missing.info("rdb_last_load_keys_loaded") == "0")
     }
 
     @Test func saveRulesNeedBothTimeAndChanges() throws {
-        let clock = ManualClock()
-        let disk = SimulatedDisk()
-        var settings = SnapshotSettings(directory: ".")
-        settings.savePoints = [SavePoint(seconds: 300, changes: 100)]
-        let controller = SnapshotController(storage: disk, settings: settings, clock: clock)
-        let engine = makeEngine(clock)
+        let saver = try harness(settings(savePoints: [SavePoint(seconds: 300, changes: 100)]))
+        let engine = saver.commands.engine
         engine.addChanges(150)
-        controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds())
-        controller.waitForBackgroundSave()
-        #expect(disk.contents(of: "dump.rdb") == nil)
-        clock.advance(by: 301_000)
-        controller.tick(engine: engine, nowMilliseconds: clock.nowMilliseconds())
-        controller.waitForBackgroundSave()
-        #expect(disk.contents(of: "dump.rdb") != nil)
+        saver.persistence.tick()
+        #expect(saver.jobs.count == 0)
+        #expect(saver.disk.contents(of: "dump.rdb") == nil)
+        saver.clock.advance(by: 301_000)
+        saver.persistence.tick()
+        #expect(saver.jobs.runNext())
+        #expect(saver.disk.contents(of: "dump.rdb") != nil)
         #expect(engine.changesSinceLastSave == 0)
     }
 }

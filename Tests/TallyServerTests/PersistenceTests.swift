@@ -67,6 +67,19 @@ final class PersistenceTests: XCTestCase {
         throw RESPClientError.closed
     }
 
+    /// Polls INFO persistence until `field` reads `value` (a background job of a real process
+    /// finished), failing after `timeoutSeconds`; replaces fixed sleeps that lose on a loaded machine.
+    private func waitForInfo(_ client: RESPClient, _ field: String, _ value: String, timeoutSeconds: Double = 30,
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            let info = try client.call("INFO", "persistence").text ?? ""
+            if info.contains("\r\n\(field):\(value)\r\n") { return }
+            usleep(2_000)
+        }
+        XCTFail("INFO \(field) never became \(value)", file: file, line: line)
+    }
+
     private func stopRedis(port: Int) throws {
         let client = try RESPClient(port: port)
         _ = try? client.call("SHUTDOWN", "NOSAVE")
@@ -253,7 +266,7 @@ final class PersistenceTests: XCTestCase {
         _ = try client.call("SET", "big", "17179869184")
         _ = try client.call("SET", "ttl", "v", "PX", "5000000")
         XCTAssertEqual(try client.call("BGREWRITEAOF"), .simple("Background append only file rewriting started"))
-        usleep(400_000)
+        try waitForInfo(client, "aof_rewrite_in_progress", "0")
         for index in 0..<50 { _ = try client.call("INCRBY", "n\(index % 17)", "1") }
         _ = try client.call("SELECT", "5")
         _ = try client.call("SET", "in5", "x")
@@ -293,7 +306,8 @@ final class PersistenceTests: XCTestCase {
         for index in 0..<100 { _ = try redis.call("INCRBY", "r\(index % 9)", String(index)) }
         _ = try redis.call("SET", "ttl", "v", "EX", "7000")
         _ = try redis.call("BGREWRITEAOF")
-        usleep(500_000)
+        try waitForInfo(redis, "aof_rewrite_scheduled", "0")
+        try waitForInfo(redis, "aof_rewrite_in_progress", "0")
         for index in 0..<30 { _ = try redis.call("INCR", "r\(index % 9)") }
         _ = try redis.call("HSET", "h", "a", "1")
         var expected: [String: String] = [:]
@@ -450,7 +464,7 @@ final class PersistenceTests: XCTestCase {
         _ = try client.call("SET", "before", "1")
         XCTAssertEqual(try client.call("CONFIG", "SET", "appendonly", "yes"), .simple("OK"))
         XCTAssertEqual(try client.call("INCR", "after"), .integer(1))
-        usleep(400_000)
+        try waitForInfo(client, "aof_rewrite_in_progress", "0")
         XCTAssertEqual(try client.call("CONFIG", "SET", "appendfsync", "always"), .simple("OK"))
         XCTAssertEqual(try client.call("INCR", "after"), .integer(2))
         let manifest = try String(contentsOfFile: directory + "/appendonlydir/appendonly.aof.manifest", encoding: .utf8)
@@ -468,13 +482,13 @@ final class PersistenceTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: directory + "/blocked", withIntermediateDirectories: false)
         let client = try RESPClient(port: server.port)
         XCTAssertEqual(try client.call("BGSAVE"), .simple("Background saving started"))
-        usleep(400_000)
+        try waitForInfo(client, "rdb_bgsave_in_progress", "0")
         guard case .error(let text) = try client.call("INCR", "c") else { return XCTFail("write accepted") }
         XCTAssertTrue(text.hasPrefix("MISCONF Redis is configured to save RDB snapshots"), text)
         XCTAssertEqual(try client.call("GET", "c"), .bulk(nil))
         XCTAssertEqual(try client.call("CONFIG", "SET", "dbfilename", "dump.rdb"), .simple("OK"))
         XCTAssertEqual(try client.call("BGSAVE"), .simple("Background saving started"))
-        usleep(400_000)
+        try waitForInfo(client, "rdb_bgsave_in_progress", "0")
         XCTAssertEqual(try client.call("INCR", "c"), .integer(1))
     }
 

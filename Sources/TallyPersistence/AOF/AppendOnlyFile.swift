@@ -1,7 +1,6 @@
 // AppendOnlyFile: the AOF writer: in-memory buffer, group-commit write/fsync, failure policy, incr rotation.
 import Dispatch
 import Glibc
-import TallyCommands
 import TallyProtocol
 import TallyKeyspace
 
@@ -25,27 +24,29 @@ public struct AOFWriterConfiguration: Sendable {
     public var fsyncPolicy: AppendFsyncPolicy
     /// Start the everysec background fsync thread (tests drive `backgroundFsyncPass()` instead).
     public var startsFsyncThread: Bool
-    /// Called when durability can no longer be promised under `always` (Redis exits). The
-    /// default logs and calls `exit(1)`; tests record the call instead.
+    /// Called once when durability can no longer be promised under `always` (Redis exits
+    /// there). The writer itself only stops acknowledging: every later `isDurable` is false,
+    /// so replies stay held. The owner decides what to do; `tally-server` exits.
     public var fatal: @Sendable (String) -> Void
     /// Log destination.
     public var log: AOFLogger
+    /// Time for retry pacing, the everysec postponement and WAITAOF deadlines (a manual clock
+    /// in tests, so those schedules run without sleeping).
+    public var clock: any Clock
 
-    /// Creates a configuration.
+    /// Creates a configuration; without `fatal`, the fatal message is only logged.
     public init(
         directory: String, naming: AOFNaming = AOFNaming(), fsyncPolicy: AppendFsyncPolicy = .everysec,
-        startsFsyncThread: Bool = true, log: @escaping AOFLogger = { _, _ in },
+        startsFsyncThread: Bool = true, clock: any Clock = SystemClock(), log: @escaping AOFLogger = { _, _ in },
         fatal: (@Sendable (String) -> Void)? = nil
     ) {
         self.directory = directory
         self.naming = naming
         self.fsyncPolicy = fsyncPolicy
         self.startsFsyncThread = startsFsyncThread
+        self.clock = clock
         self.log = log
-        self.fatal = fatal ?? { message in
-            log(.warning, message)
-            exit(1)
-        }
+        self.fatal = fatal ?? { message in log(.warning, message) }
     }
 }
 
@@ -101,8 +102,8 @@ final class AOFConditionLock: @unchecked Sendable {
 /// files, so sessions can compare `pendingLogOffset` with `writtenOffset`/`fsyncedOffset`.
 ///
 /// Failure policy (Redis's flushAppendOnlyFile): a write that fails after writing part of the
-/// buffer is truncated back; under `always` any write or fsync error calls `fatal` (exit), as the
-/// contract is that acknowledged writes are on disk. Otherwise the error is sticky:
+/// buffer is truncated back; under `always` any write or fsync error calls `fatal` (Redis exits), as
+/// the contract is that acknowledged writes are on disk. Otherwise the error is sticky:
 /// `writeRefusal()` returns MISCONF, the data stays buffered and the write is retried at most
 /// once per second; success clears the status. `isDurable(_:)` tells the network layer whether
 /// replies depending on an offset may be sent: while it is false they must be held (or the
@@ -115,6 +116,9 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
     public static var fsyncPostponeMillisecondsMax: Int64 { 2000 }
     /// Minimum time between retries of a failed write.
     public static var writeRetryMillisecondsMin: Int64 { 1000 }
+    /// Longest single wait while postponing behind a running fsync: the clock is re-read at
+    /// least this often, so an injected clock's jumps are seen (a finished fsync wakes it anyway).
+    static var postponeWaitMillisecondsMax: Int64 { 50 }
 
     /// The storage the AOF files live on.
     public let storage: S
@@ -184,23 +188,13 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
         let before = buffer.count
         for record in batch.records {
             if record.database != selectedDatabase {
-                appendSelect(record.database)
+                RESPRecord.appendSelect(record.database, to: &buffer)
                 selectedDatabase = record.database
             }
             buffer.append(contentsOf: batch.bytes[record.range])
         }
         appended += UInt64(buffer.count - before)
         return appended
-    }
-
-    private func appendSelect(_ database: Int) {
-        var digits: [UInt8] = []
-        appendDecimal(database, to: &digits)
-        buffer.append(contentsOf: "*2\r\n$6\r\nSELECT\r\n$".utf8)
-        appendDecimal(digits.count, to: &buffer)
-        buffer.append(contentsOf: [13, 10])
-        buffer.append(contentsOf: digits)
-        buffer.append(contentsOf: [13, 10])
     }
 
     public func writeRefusal() -> [UInt8]? {
@@ -241,7 +235,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
                 lock.wait()
                 continue
             }
-            let now = monotonicMilliseconds()
+            let now = configuration.clock.nowMilliseconds()
             if writeErrorCode != nil && now - lastWriteAttempt < Self.writeRetryMillisecondsMin {
                 return false
             }
@@ -251,7 +245,8 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
                 let since = postponedSince ?? now
                 postponedSince = since
                 if now - since < Self.fsyncPostponeMillisecondsMax {
-                    lock.wait(milliseconds: Self.fsyncPostponeMillisecondsMax - (now - since))
+                    lock.wait(milliseconds: Swift.min(Self.fsyncPostponeMillisecondsMax - (now - since),
+                                                      Self.postponeWaitMillisecondsMax))
                     continue
                 }
                 delayedFsyncs += 1
@@ -464,7 +459,8 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
     /// until `offset` is fsynced or `timeoutMilliseconds` pass (0 = no limit). Blocks the
     /// calling I/O thread, polling every millisecond; returns whether `offset` is fsynced.
     public func waitUntilFsynced(_ offset: UInt64, timeoutMilliseconds: Int64) -> Bool {
-        let deadline = monotonicMilliseconds() + timeoutMilliseconds
+        let clock = configuration.clock
+        let deadline = clock.nowMilliseconds() + timeoutMilliseconds
         flush(upTo: offset)
         backgroundFsyncPass()
         while true {
@@ -472,7 +468,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
             let done = fsynced >= offset
             lock.unlock()
             if done { return true }
-            if timeoutMilliseconds > 0 && monotonicMilliseconds() >= deadline { return false }
+            if timeoutMilliseconds > 0 && clock.nowMilliseconds() >= deadline { return false }
             usleep(1000)
             flush(upTo: offset)
             backgroundFsyncPass()
@@ -501,6 +497,9 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
         public var delayedFsyncs: Int
         /// The sticky write/fsync error, if any (`aof_last_write_status:err`).
         public var errorCode: Int32?
+        /// True while a write waits behind a running everysec fsync (Redis's
+        /// aof_flush_postponed_start is set).
+        public var writePostponed: Bool
     }
 
     /// The current counters.
@@ -511,7 +510,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
             appendedOffset: appended, writtenOffset: written, fsyncedOffset: fsynced, bufferLength: buffer.count,
             currentSize: baseSize + earlierIncrSize + currentIncrSize, baseSize: baseSize,
             fsyncInProgress: fsyncInProgress, delayedFsyncs: delayedFsyncs,
-            errorCode: writeErrorCode ?? fsyncErrorCode)
+            errorCode: writeErrorCode ?? fsyncErrorCode, writePostponed: postponedSince != nil)
     }
 
     /// The manifest currently in force.

@@ -1,5 +1,6 @@
 // PosixStorage: the real `Storage` backend, one Glibc call per operation with EINTR retried.
 import Glibc
+import TallyPlatform
 
 /// Files on the local file system, through open/read/write/fdatasync/rename and friends.
 ///
@@ -9,17 +10,16 @@ public final class PosixStorage: Storage {
     /// Creates the backend. It holds no state: file descriptors are the handles.
     public init() {}
 
-    /// Runs `body` until it does not fail with EINTR; returns its result or throws errno.
+    /// Runs `body` through the platform's EINTR loop; any other failure becomes a
+    /// `StorageError` naming the operation and the path.
     @inline(__always)
-    private func retrying<T: BinaryInteger>(
+    private func retrying<T: FixedWidthInteger>(
         _ operation: String, _ path: String, _ body: () -> T
     ) throws(StorageError) -> T {
-        while true {
-            let result = body()
-            if result >= 0 { return result }
-            let code = errno
-            if code == EINTR { continue }
-            throw StorageError(code: code, operation: operation, path: path)
+        do {
+            return try Posix.retryingInterrupted(body)
+        } catch {
+            throw StorageError(code: error.rawValue, operation: operation, path: path)
         }
     }
 

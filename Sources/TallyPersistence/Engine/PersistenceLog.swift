@@ -1,7 +1,6 @@
-// PersistenceLog: the CommandLog the engine sees: the AOF writer (if on) plus the RDB MISCONF refusal.
+// PersistenceLog: the CommandLog the command engine sees: one AOF generation (or none) plus the RDB MISCONF gate.
 import Synchronization
-import TallyCommands
-import TallyPersistence
+import TallyKeyspace
 
 /// Whether failed background saves currently refuse writes (`stop-writes-on-bgsave-error`).
 final class SaveErrorGate: Sendable {
@@ -9,22 +8,23 @@ final class SaveErrorGate: Sendable {
     let refusing = Atomic<Bool>(false)
 }
 
-/// Wraps one `AppendOnlyFile` generation (or none) for the engine.
+/// Wraps one `AppendOnlyFile` generation (or none, to refuse writes after a failed BGSAVE
+/// while the AOF is off).
 ///
 /// Offsets stay monotonic across AOF generations (CONFIG SET appendonly no/yes replaces the
 /// writer): this log reports `offsetBase + writer offset`, and the new generation's base is
 /// the old one's last offset. Sessions keep offsets from older generations in
 /// `pendingLogOffset`; those were flushed when their writer was retired, so anything at or
 /// below `offsetBase` is durable by construction and never waits on the new writer.
-final class PersistenceLog: CommandLog {
-    let writer: AppendOnlyFile<PosixStorage>?
+///
+/// The per-command path (`append`) adds one comparison and one addition to the writer's
+/// append: no lock of its own, no allocation.
+final class PersistenceLog<S: Storage>: CommandLog {
+    let writer: AppendOnlyFile<S>?
     let offsetBase: UInt64
     private let gate: SaveErrorGate
 
-    /// Redis's `shared.bgsaveerr`, without the leading `-` (one text, SnapshotController's).
-    static var bgsaveErrorText: [UInt8] { SnapshotController<PosixStorage>.misconfMessage }
-
-    init(writer: AppendOnlyFile<PosixStorage>?, offsetBase: UInt64, gate: SaveErrorGate) {
+    init(writer: AppendOnlyFile<S>?, offsetBase: UInt64, gate: SaveErrorGate) {
         self.writer = writer
         self.offsetBase = offsetBase
         self.gate = gate
@@ -40,7 +40,7 @@ final class PersistenceLog: CommandLog {
 
     func writeRefusal() -> [UInt8]? {
         // Redis checks the RDB error before the AOF one (writeCommandsDeniedByDiskError).
-        if gate.refusing.load(ordering: .relaxed) { return Self.bgsaveErrorText }
+        if gate.refusing.load(ordering: .relaxed) { return PersistenceEngine<S>.misconfMessage }
         return writer?.writeRefusal()
     }
 

@@ -1,0 +1,115 @@
+// PersistenceWiring: tally-server's persistence engine: PosixStorage, the system clock, ServerLog, exit on fatal.
+import Glibc
+import TallyCommands
+import TallyKeyspace
+import TallyPersistence
+import TallyProtocol
+
+/// The engine `tally-server` runs.
+typealias ServerPersistence = PersistenceEngine<PosixStorage>
+
+extension PersistenceSettings {
+    /// The persistence options of `configuration` (dump.rdb lives in `dir`, already the cwd).
+    init(_ configuration: ServerConfiguration) {
+        self.init()
+        rdbFileName = configuration.string("dbfilename")
+        savePoints = configuration.savePoints.map { SavePoint(seconds: $0.seconds, changes: $0.changes) }
+        compression = configuration.bool("rdbcompression")
+        checksum = configuration.bool("rdbchecksum")
+        incrementalFsync = configuration.bool("rdb-save-incremental-fsync")
+        stopWritesOnError = configuration.bool("stop-writes-on-bgsave-error")
+        appendOnly = configuration.bool("appendonly")
+        fsyncPolicy = AppendFsyncPolicy(rawValue: configuration.string("appendfsync")) ?? .everysec
+        appendDirectory = configuration.string("appenddirname")
+        naming = AOFNaming(appendFileName: configuration.string("appendfilename"))
+        useRDBPreamble = configuration.bool("aof-use-rdb-preamble")
+        loadTruncated = configuration.bool("aof-load-truncated")
+        rewritePercentage = configuration.integer("auto-aof-rewrite-percentage")
+        rewriteMinimumBytes = configuration.integer("auto-aof-rewrite-min-size")
+        databases = Int(configuration.integer("databases"))
+    }
+
+    /// `self` with CONFIG SET `name` `value` (already normalized) applied; nil for options
+    /// persistence does not read.
+    func setting(_ name: String, _ value: String) -> PersistenceSettings? {
+        var next = self
+        let yes = value == "yes"
+        switch name {
+        case "appendonly": next.appendOnly = yes
+        case "appendfsync":
+            guard let policy = AppendFsyncPolicy(rawValue: value) else { return nil }
+            next.fsyncPolicy = policy
+        case "save": next.savePoints = SavePoint.parse(value)
+        case "stop-writes-on-bgsave-error": next.stopWritesOnError = yes
+        case "dbfilename": next.rdbFileName = value
+        case "aof-use-rdb-preamble": next.useRDBPreamble = yes
+        case "aof-load-truncated": next.loadTruncated = yes
+        case "rdbcompression": next.compression = yes
+        case "rdbchecksum": next.checksum = yes
+        case "rdb-save-incremental-fsync": next.incrementalFsync = yes
+        case "auto-aof-rewrite-percentage": next.rewritePercentage = Int64(value) ?? next.rewritePercentage
+        case "auto-aof-rewrite-min-size": next.rewriteMinimumBytes = Int64(value) ?? next.rewriteMinimumBytes
+        default: return nil
+        }
+        return next
+    }
+}
+
+extension PersistenceEngine where S == PosixStorage {
+    /// The engine for `configuration`, logging to `log`. A fatal AOF outcome (a failed write or
+    /// fsync under `appendfsync always`) exits the process, as Redis does: acknowledged writes
+    /// are promised to be on disk, and the engine already holds every later reply.
+    static func make(configuration: ServerConfiguration, log: ServerLog) -> ServerPersistence {
+        ServerPersistence(
+            storage: PosixStorage(), settings: PersistenceSettings(configuration), clock: SystemClock(),
+            log: { level, message in
+                switch level {
+                case .warning: log.log(.warning, message)
+                case .notice: log.log(.notice, message)
+                case .verbose: log.log(.verbose, message)
+                }
+            },
+            jobs: .thread, usedMemoryBytes: { residentBytes() },
+            onFatal: { message in
+                log.log(.warning, message)
+                exit(1)
+            })
+    }
+
+    /// CONFIG SET of one option; returns an error text to refuse it, nil to accept it.
+    func configurationChanged(_ name: String, value: String) -> String? {
+        guard let next = settings.setting(name, value) else { return nil }
+        return apply(next)
+    }
+
+    /// Loads the dataset into `engine`, replaying AOF commands through it as a client would
+    /// (a client the -LOADING gate lets through: `isReplayingLog`).
+    func load(into engine: CommandEngine) throws(PersistenceStartupError) {
+        let session = ClientSession(id: 0)
+        session.isAuthenticated = true
+        session.isReplayingLog = true
+        var output = OutputBuffer(initialCapacity: 1024)
+        try load(into: engine) { arguments, database in
+            guard arguments.count > 0, engine.table.lookup(arguments[0]) != nil else {
+                let name = arguments.count > 0 ? String(decoding: arguments[0], as: UTF8.self) : ""
+                throw AOFReplayError(reason: "Unknown command '\(name)' reading the append only file")
+            }
+            session.database = database
+            engine.execute(arguments, session: session, output: &output)
+            output.readerIndex = output.writerIndex
+            output.discardReadBytes()
+        }
+    }
+}
+
+/// Resident set size from /proc/self/statm (the `used-mem` aux field; informational only).
+func residentBytes() -> Int64 {
+    guard let file = fopen("/proc/self/statm", "r") else { return 0 }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 128)
+    guard fgets(&line, Int32(line.count), file) != nil else { return 0 }
+    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let fields = text.split(separator: " ")
+    guard fields.count >= 2, let pages = Int64(fields[1]) else { return 0 }
+    return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
+}
