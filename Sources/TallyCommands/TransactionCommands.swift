@@ -78,8 +78,7 @@ enum TransactionCommands {
             if already { continue }
             let shard = context.keyspace.shard(for: key)
             shard.lock()
-            let live: UInt64 = shard.peekLive(database, key, now: context.now) ? 1 : 0
-            shard.addWatcher(database, key, token)
+            let live: UInt64 = shard.addWatcher(database, key, token, now: context.now) ? 1 : 0
             shard.unlock()
             context.session.transaction.watched.append((database, key.bytes, live))
         }

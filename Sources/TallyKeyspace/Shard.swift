@@ -49,6 +49,14 @@ public struct DatabaseKey: Hashable, Sendable {
     }
 }
 
+/// One session's WATCH of one key. `stale` is Redis's `watchedKey.expired`: the key was stored
+/// but already past its expiry when WATCHed, so deleting it (lazily, actively, by FLUSH) is no
+/// logical change and does not doom the transaction; any other write still does.
+struct WatchRegistration {
+    let token: WatchToken
+    var stale: Bool
+}
+
 /// The keys of one database that carry a TTL, kept so active expiry can sample them in O(1).
 struct ExpiringKeys {
     var keys: [Key] = []
@@ -94,7 +102,7 @@ public final class Shard: @unchecked Sendable {
     /// Per-database tables.
     @exclusivity(unchecked) public internal(set) var tables: [[Key: Entry]]
     @exclusivity(unchecked) var expiring: [ExpiringKeys]
-    @exclusivity(unchecked) var watchers: [DatabaseKey: [WatchToken]] = [:]
+    @exclusivity(unchecked) var watchers: [DatabaseKey: [WatchRegistration]] = [:]
     /// Keys deleted by lazy expiry during the current command, to be propagated as DEL.
     @exclusivity(unchecked) public var expiredDuringOperation: [DatabaseKey] = []
     /// Keyspace hits and misses (INFO stats), counted under the lock.
@@ -160,13 +168,27 @@ public final class Shard: @unchecked Sendable {
         slot.serialize()
     }
 
-    /// Marks every session watching `key` as dirty.
+    /// Marks every session watching `key` as dirty; called after each mutation of `key`. A
+    /// registration made while the key was stale is only cleared when the key is gone (multi.c
+    /// touchWatchedKey: an already expired key being deleted is no logical change).
     @inline(__always)
     public func touch(_ database: Int, _ key: Key) {
         if watchers.isEmpty { return }
-        if let tokens = watchers[DatabaseKey(database: database, key: key)] {
-            for token in tokens { token.markDirty() }
+        touchWatchers(DatabaseKey(database: database, key: key), removed: tables[database][key] == nil)
+    }
+
+    private func touchWatchers(_ watched: DatabaseKey, removed: Bool) {
+        guard var registrations = watchers[watched] else { return }
+        var cleared = false
+        for index in registrations.indices {
+            if registrations[index].stale && removed {
+                registrations[index].stale = false
+                cleared = true
+            } else {
+                registrations[index].token.markDirty()
+            }
         }
+        if cleared { watchers[watched] = registrations }
     }
 
     /// Stores `entry` under `key`, replacing any previous entry and its TTL.
@@ -263,24 +285,31 @@ public final class Shard: @unchecked Sendable {
 
     // MARK: Watchers
 
-    /// Registers `token` to be marked dirty when `key` changes.
-    public func addWatcher(_ database: Int, _ key: Key, _ token: WatchToken) {
-        watchers[DatabaseKey(database: database, key: key), default: []].append(token)
+    /// Registers `token` to be marked dirty when `key` changes; returns whether the key is
+    /// live now (stored and not past its expiry), as WATCH records it.
+    @discardableResult
+    public func addWatcher(_ database: Int, _ key: Key, _ token: WatchToken, now: Int64) -> Bool {
+        let live = peekLive(database, key, now: now)
+        let stale = !live && tables[database][key] != nil
+        watchers[DatabaseKey(database: database, key: key), default: []]
+            .append(WatchRegistration(token: token, stale: stale))
+        return live
     }
 
     /// Unregisters `token` from `key`.
     public func removeWatcher(_ database: Int, _ key: Key, _ token: WatchToken) {
         let watched = DatabaseKey(database: database, key: key)
-        guard var tokens = watchers[watched] else { return }
-        tokens.removeAll { $0 === token }
-        watchers[watched] = tokens.isEmpty ? nil : tokens
+        guard var registrations = watchers[watched] else { return }
+        registrations.removeAll { $0.token === token }
+        watchers[watched] = registrations.isEmpty ? nil : registrations
     }
 
-    /// Marks watchers of every existing key in `database` dirty (FLUSHDB/FLUSHALL).
+    /// Touches the watchers of every stored key in `database` before it is emptied
+    /// (FLUSHDB/FLUSHALL; multi.c touchAllWatchedKeysInDb with nothing replacing it).
     func touchAll(_ database: Int) {
         if watchers.isEmpty { return }
-        for (watched, tokens) in watchers where watched.database == database {
-            if tables[database][watched.key] != nil { for token in tokens { token.markDirty() } }
+        for watched in Array(watchers.keys) where watched.database == database {
+            if tables[database][watched.key] != nil { touchWatchers(watched, removed: true) }
         }
     }
 
@@ -291,9 +320,9 @@ public final class Shard: @unchecked Sendable {
     public func swapDatabases(_ first: Int, _ second: Int, now: Int64) {
         prepareWrite()
         if !watchers.isEmpty {
-            for (watched, tokens) in watchers where watched.database == first || watched.database == second {
+            for (watched, registrations) in watchers where watched.database == first || watched.database == second {
                 if peekLive(first, watched.key, now: now) || peekLive(second, watched.key, now: now) {
-                    for token in tokens { token.markDirty() }
+                    for registration in registrations { registration.token.markDirty() }
                 }
             }
         }

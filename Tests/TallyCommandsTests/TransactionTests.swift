@@ -118,4 +118,28 @@ import Testing
         #expect(client.reply("EXEC") == "*1\r\n+PONG\r\n")
         #expect(client.reply("DBSIZE") == ":1\r\n")
     }
+
+    /// multi.tcl "WATCH stale keys should not fail EXEC": a key already expired when WATCHed
+    /// changes nothing when it is then deleted, but a real write to it still aborts.
+    @Test func watchedStaleKeyDeletionDoesNotAbort() {
+        let client = CommandHarness()
+        client.run("SET", "h1", "14", "PXAT", "1")
+        client.run("WATCH", "h1")
+        #expect(client.reply("EXISTS", "h1") == ":0\r\n")  // lazily deletes the stale key
+        client.run("MULTI")
+        #expect(client.reply("EXEC") == "*0\r\n")
+
+        client.run("SET", "h2", "1", "PXAT", "1")
+        client.run("WATCH", "h2")
+        client.run("SET", "h2", "2")
+        client.run("MULTI")
+        #expect(client.reply("EXEC") == "*-1\r\n")
+
+        client.run("SET", "h3", "1", "PXAT", "1")
+        client.run("WATCH", "h3")
+        client.run("FLUSHDB")
+        client.run("MULTI")
+        client.run("PING")
+        #expect(client.reply("EXEC") == "*1\r\n+PONG\r\n")
+    }
 }
