@@ -20,7 +20,7 @@ public final class ClientSession {
     public var isAuthenticated: Bool = true
     /// Set by QUIT, protocol errors and CLIENT KILL: close once pending replies are flushed.
     public var closeAfterReply: Bool = false
-    /// The highest AOF offset this session's pending replies depend on (see CommandLog).
+    /// The highest AOF offset this session's pending replies depend on (see AppendLog).
     public var pendingLogOffset: UInt64 = 0
     /// Name of the last command executed (CLIENT LIST `cmd=`).
     public var lastCommandName: String = "NULL"

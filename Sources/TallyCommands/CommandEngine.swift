@@ -57,7 +57,7 @@ public final class CommandEngine: Sendable {
     public let clock: any Clock
     /// Settings.
     public let configuration: EngineConfiguration
-    private let log = Mutex<(any CommandLog)?>(nil)
+    private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
     private let password = Mutex<[UInt8]?>(nil)
@@ -107,7 +107,7 @@ public final class CommandEngine: Sendable {
     // MARK: Log, password, dirty counter
 
     /// Attaches the AOF (nil detaches it).
-    public func attachLog(_ log: (any CommandLog)?) {
+    public func attachLog(_ log: (any AppendLog)?) {
         self.log.withLock { $0 = log }
         hasLog.store(log != nil, ordering: .releasing)
     }
@@ -116,7 +116,7 @@ public final class CommandEngine: Sendable {
     @inline(__always) var isLogAttached: Bool { hasLog.load(ordering: .acquiring) }
 
     /// The attached log, if any.
-    public var attachedLog: (any CommandLog)? {
+    public var attachedLog: (any AppendLog)? {
         if !hasLog.load(ordering: .acquiring) { return nil }
         return log.withLock { $0 }
     }

@@ -230,7 +230,7 @@ public final class Keyspace: Sendable {
     /// an unshared table instead of copying it: the save then costs about the serialized size
     /// of the dataset in extra memory instead of a second copy of every table. Consume such a
     /// snapshot with `forEachShardImage`.
-    public func snapshot(serializer: ShardImageSerializer? = nil) -> KeyspaceSnapshot {
+    public func image(serializer: ShardImageSerializer? = nil) -> KeyspaceImage {
         let locked = lockExclusive()
         var slots: [ShardImageSlot] = []
         slots.reserveCapacity(shards.count)
@@ -244,7 +244,7 @@ public final class Keyspace: Sendable {
             slots.append(slot)
         }
         unlockExclusive(locked)
-        return KeyspaceSnapshot(keyspace: self, slots: slots)
+        return KeyspaceImage(keyspace: self, slots: slots)
     }
 
     /// Inserts an entry read from an RDB or AOF base, replacing any existing one.
@@ -282,7 +282,7 @@ public enum ShardImage {
 }
 
 /// One shard's part of a snapshot. Every access holds that shard's lock: writers (through
-/// `Shard.serializePendingImage`) and the consumer (through `KeyspaceSnapshot`) both reach it.
+/// `Shard.serializePendingImage`) and the consumer (through `KeyspaceImage`) both reach it.
 final class ShardImageSlot: @unchecked Sendable {
     var tables: [[Key: Entry]]?
     var chunk: [UInt8]?
@@ -316,7 +316,7 @@ final class ShardImageSlot: @unchecked Sendable {
 /// `@unchecked Sendable` because it is handed to one background thread that owns it from
 /// then on: the tables it holds are value copies no live shard can mutate (copy-on-write),
 /// and each slot is only touched under its shard's lock.
-public final class KeyspaceSnapshot: @unchecked Sendable {
+public final class KeyspaceImage: @unchecked Sendable {
     private let keyspace: Keyspace
     private let slots: [ShardImageSlot]
     /// Number of databases.

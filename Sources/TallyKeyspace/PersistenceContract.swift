@@ -54,7 +54,7 @@ public struct PropagationBuffer {
 }
 
 /// Where executed write commands go (the AOF). Implementations are thread-safe.
-public protocol CommandLog: AnyObject, Sendable {
+public protocol AppendLog: AnyObject, Sendable {
     /// Appends a batch atomically (no other batch interleaves) and returns the log offset just
     /// past it. Called while the shards the commands touched are still locked, so the log
     /// order matches the execution order for every key.
@@ -75,7 +75,7 @@ public protocol CommandLog: AnyObject, Sendable {
     func isDurable(_ offset: UInt64) -> Bool
 }
 
-extension CommandLog {
+extension AppendLog {
     /// Logs that cannot fail (tests, in-memory logs) are durable as soon as they return.
     public func isDurable(_ offset: UInt64) -> Bool { true }
 }
@@ -92,7 +92,7 @@ public protocol PersistedDataset: AnyObject, Sendable {
     /// Sets the counter (0 after loading).
     func resetChangesSinceLastSave(to value: Int64)
     /// Routes executed writes to `log` (nil: nothing is logged or refused).
-    func attachLog(_ log: (any CommandLog)?)
+    func attachLog(_ log: (any AppendLog)?)
 }
 
 /// What SAVE did.

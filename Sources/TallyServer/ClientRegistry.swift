@@ -5,7 +5,7 @@ import TallyCommands
 /// What CLIENT LIST shows about one client, published by the owning I/O thread after each
 /// batch of commands (not per command), so other threads can read it without touching the
 /// thread-owned `ClientSession`.
-public struct ClientSnapshot: Sendable {
+public struct ClientFields: Sendable {
     public var id: Int64
     public var address: String
     public var localAddress: String
@@ -38,19 +38,19 @@ public struct ClientSnapshot: Sendable {
     }
 }
 
-/// The shared half of a connection: its published snapshot and a kill request flag.
+/// The shared half of a connection: its published fields and a kill request flag.
 public final class ClientRecord: Sendable {
-    /// Client id (also in the snapshot; kept here for lock-free lookups).
+    /// Client id (also in the fields; kept here for lock-free lookups).
     public let id: Int64
     /// The I/O thread that owns the connection.
     let ownerThread: Int
-    let snapshot: Mutex<ClientSnapshot>
+    let fields: Mutex<ClientFields>
     let killRequested = Atomic<Bool>(false)
 
-    init(id: Int64, ownerThread: Int, snapshot: ClientSnapshot) {
+    init(id: Int64, ownerThread: Int, fields: ClientFields) {
         self.id = id
         self.ownerThread = ownerThread
-        self.snapshot = Mutex(snapshot)
+        self.fields = Mutex(fields)
     }
 }
 

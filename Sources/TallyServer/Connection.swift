@@ -36,17 +36,17 @@ final class Connection {
         let free = parser.freeBytes
         let pending = output.readableBytes
         let writing = waitingToWrite
-        record.snapshot.withLock { snapshot in
-            snapshot.name = session.name
-            snapshot.lastInteractionMilliseconds = session.lastInteractionMilliseconds
-            snapshot.database = session.database
-            snapshot.inMulti = session.transaction.isActive ? session.transaction.queued.count : -1
-            snapshot.queryBufferBytes = queued
-            snapshot.queryBufferFreeBytes = free
-            snapshot.outputBufferBytes = pending
-            snapshot.lastCommand = session.lastCommandName
-            snapshot.protocolVersion = session.protocolVersion.rawValue
-            snapshot.waitingToWrite = writing
+        record.fields.withLock { fields in
+            fields.name = session.name
+            fields.lastInteractionMilliseconds = session.lastInteractionMilliseconds
+            fields.database = session.database
+            fields.inMulti = session.transaction.isActive ? session.transaction.queued.count : -1
+            fields.queryBufferBytes = queued
+            fields.queryBufferFreeBytes = free
+            fields.outputBufferBytes = pending
+            fields.lastCommand = session.lastCommandName
+            fields.protocolVersion = session.protocolVersion.rawValue
+            fields.waitingToWrite = writing
         }
     }
 }

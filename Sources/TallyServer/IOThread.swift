@@ -161,7 +161,7 @@ final class IOThread: @unchecked Sendable {
         session.lastInteractionMilliseconds = now
         let record = ClientRecord(
             id: session.id, ownerThread: index,
-            snapshot: ClientSnapshot(
+            fields: ClientFields(
                 id: session.id, address: session.peerAddress, localAddress: session.localAddress,
                 descriptor: descriptor, name: nil, createdAtMilliseconds: now, lastInteractionMilliseconds: now,
                 database: 0, inMulti: -1, queryBufferBytes: 0, outputBufferBytes: 0, lastCommand: "NULL",
@@ -309,7 +309,7 @@ final class IOThread: @unchecked Sendable {
 
     /// The AOF could not write (disk full, EIO): replies that acknowledge unwritten records stay
     /// unsent until a later iteration's flush succeeds; the others go out now.
-    private func holdUndurable(_ log: any CommandLog) {
+    private func holdUndurable(_ log: any AppendLog) {
         var ready: [Connection] = []
         for connection in pendingFlush {
             let offset = connection.session.pendingLogOffset

@@ -42,7 +42,7 @@ public final class Server: Sendable {
     public init(configuration: ServerConfiguration) {
         self.configuration = configuration
         let level = LogLevel(name: configuration.string("loglevel"))
-        let log = ServerLog(path: configuration.string("logfile"), level: level)
+        let log = ServerLogger(path: configuration.string("logfile"), level: level)
         core = ServerCore(configuration: configuration, log: log,
                           persistence: ServerPersistence.make(configuration: configuration, log: log))
     }
@@ -136,7 +136,7 @@ public final class Server: Sendable {
         return count
     }
 
-    private func openListeners(log: ServerLog) -> [Int32]? {
+    private func openListeners(log: ServerLogger) -> [Int32]? {
         var listeners: [Int32] = []
         let port = configuration.port
         let backlog = Int32(configuration.integer("tcp-backlog"))
@@ -182,7 +182,7 @@ public final class Server: Sendable {
         return listeners
     }
 
-    private func writePidFile(log: ServerLog) {
+    private func writePidFile(log: ServerLogger) {
         let path = configuration.string("pidfile")
         guard !path.isEmpty else { return }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

@@ -267,7 +267,7 @@ extension ServerCore {
             }
             context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "info") && count == 2 {
-            context.output.writeVerbatim(Array((ownSnapshot(session).line(nowMilliseconds: context.now) + "\n").utf8))
+            context.output.writeVerbatim(Array((ownFields(session).line(nowMilliseconds: context.now) + "\n").utf8))
         } else if context.arguments.matches(1, "list") {
             clientList(&context)
         } else if context.arguments.matches(1, "kill") && count >= 3 {
@@ -294,8 +294,8 @@ extension ServerCore {
     }
 
     /// The caller's own line, built from its live session (its published record lags a batch).
-    private func ownSnapshot(_ session: ClientSession) -> ClientSnapshot {
-        ClientSnapshot(
+    private func ownFields(_ session: ClientSession) -> ClientFields {
+        ClientFields(
             id: session.id, address: session.peerAddress, localAddress: session.localAddress,
             descriptor: session.descriptor, name: session.name, createdAtMilliseconds: session.createdAtMilliseconds,
             lastInteractionMilliseconds: session.lastInteractionMilliseconds, database: session.database,
@@ -331,9 +331,9 @@ extension ServerCore {
         }
         var body = ""
         for record in clients.all() where filter?.contains(record.id) ?? true {
-            let snapshot = record.id == context.session.id
-                ? ownSnapshot(context.session) : record.snapshot.withLock { $0 }
-            body += snapshot.line(nowMilliseconds: context.now) + "\n"
+            let fields = record.id == context.session.id
+                ? ownFields(context.session) : record.fields.withLock { $0 }
+            body += fields.line(nowMilliseconds: context.now) + "\n"
         }
         context.output.writeVerbatim(Array(body.utf8))
     }
@@ -343,7 +343,7 @@ extension ServerCore {
         if arguments.count == 3 {
             // Old form: CLIENT KILL addr:port, replies +OK or an error.
             let address = text(context, 2)
-            guard let record = clients.all().first(where: { $0.snapshot.withLock { $0.address } == address }) else {
+            guard let record = clients.all().first(where: { $0.fields.withLock { $0.address } == address }) else {
                 context.output.writeError("ERR No such client")
                 return
             }
@@ -392,10 +392,10 @@ extension ServerCore {
         }
         var killed = 0
         for record in clients.all() {
-            let snapshot = record.snapshot.withLock { $0 }
+            let fields = record.fields.withLock { $0 }
             if let id, record.id != id { continue }
-            if let address, snapshot.address != address { continue }
-            if let localAddress, snapshot.localAddress != localAddress { continue }
+            if let address, fields.address != address { continue }
+            if let localAddress, fields.localAddress != localAddress { continue }
             if skipMe && record.id == context.session.id { continue }
             kill(record)
             killed += 1
@@ -415,7 +415,7 @@ extension ServerCore {
         let count = context.arguments.count
         if context.arguments.matches(1, "get") {
             guard count >= 3 else { return wrongArity(&context, "config|get") }
-            let snapshot = configuration.withLock { $0 }
+            let current = configuration.withLock { $0 }
             var matched: [String] = []
             for option in ConfigTable.options {
                 for index in 2..<count
@@ -427,7 +427,7 @@ extension ServerCore {
             context.output.writeMapHeader(matched.count)
             for name in matched {
                 context.output.writeBulkString(name.utf8)
-                context.output.writeBulkString(snapshot.rendered(name).utf8)
+                context.output.writeBulkString(current.rendered(name).utf8)
             }
         } else if context.arguments.matches(1, "set") {
             guard count >= 4 && count % 2 == 0 else { return wrongArity(&context, "config|set") }

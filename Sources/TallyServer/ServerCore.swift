@@ -9,7 +9,7 @@ import TallyProtocol
 
 /// Process-wide server state. Hot-path knobs are atomics so CONFIG SET takes effect without locks.
 final class ServerCore: Sendable {
-    let log: ServerLog
+    let log: ServerLogger
     let stats = ServerStats()
     let clients = ClientRegistry()
     let persistence: ServerPersistence
@@ -31,7 +31,7 @@ final class ServerCore: Sendable {
     /// Files to remove at exit (unix socket, pid file).
     let cleanupPaths = Mutex<[String]>([])
 
-    init(configuration: ServerConfiguration, log: ServerLog, persistence: ServerPersistence) {
+    init(configuration: ServerConfiguration, log: ServerLogger, persistence: ServerPersistence) {
         self.configuration = Mutex(configuration)
         self.log = log
         self.persistence = persistence

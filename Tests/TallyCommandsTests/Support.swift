@@ -1,10 +1,10 @@
-// Support: a recording CommandLog for propagation tests.
+// Support: a recording AppendLog for propagation tests.
 import Synchronization
 import TallyCommands
 import TallyKeyspace
 
 /// Records every appended batch as text ("SET k v|DEL x" per record, records joined by "; ").
-final class RecordingLog: CommandLog {
+final class RecordingLog: AppendLog {
     private let batches = Mutex<[String]>([])
     private let refusal = Mutex<[UInt8]?>(nil)
 

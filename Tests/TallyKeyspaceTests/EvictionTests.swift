@@ -6,7 +6,7 @@ import TallyTestSupport
 import Testing
 
 /// Records every propagated command as text ("DEL k"), for checking what eviction logs.
-private final class RecordingLog: CommandLog {
+private final class RecordingLog: AppendLog {
     let lines = Mutex<[String]>([])
 
     func append(_ batch: borrowing PropagationBuffer) -> UInt64 {

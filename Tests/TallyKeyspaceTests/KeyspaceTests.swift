@@ -52,7 +52,7 @@ import Testing
             keyspace.insertLoaded(database: index % 2, key: Key(Array("k\(index)".utf8)),
                                   entry: Entry(value: .integer(Int64(index)), expiresAtMilliseconds: index < 10 ? 9 : nil))
         }
-        let snapshot = keyspace.snapshot()
+        let snapshot = keyspace.image()
         keyspace.removeAll()
         keyspace.insertLoaded(database: 0, key: Key(Array("later".utf8)), entry: Entry(value: .integer(1)))
         #expect(snapshot.keyCount(database: 0) == 50)

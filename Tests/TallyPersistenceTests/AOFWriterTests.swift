@@ -93,9 +93,9 @@ final class FatalRecorder: Sendable {
             let first = writer.append(batch(0, "INCR", "a"))
             writer.waitUntilDurable(first)
             #expect(writer.isDurable(first))
-            #expect(writer.snapshot().fsyncedOffset == 0)
+            #expect(writer.status().fsyncedOffset == 0)
             #expect(writer.backgroundFsyncPass())
-            #expect(writer.snapshot().fsyncedOffset == first)
+            #expect(writer.status().fsyncedOffset == first)
             #expect(!writer.backgroundFsyncPass())
             let second = writer.append(batch(0, "INCR", "b"))
             writer.waitUntilDurable(second)
@@ -124,7 +124,7 @@ final class FatalRecorder: Sendable {
         let refusal = writer.writeRefusal().map { String(decoding: $0, as: UTF8.self) }
         #expect(refusal == "MISCONF Errors writing to the AOF file: No space left on device")
         #expect(disk.contents(of: incrPath) == before, "the partial write must be truncated back")
-        #expect(writer.snapshot().errorCode == ENOSPC)
+        #expect(writer.status().errorCode == ENOSPC)
         disk.clearFaults()
         // Retries are paced to one per second, as Redis's serverCron does.
         writer.tick()

@@ -152,12 +152,12 @@ import TallyTestSupport
         let log = try #require(aof.commands.engine.attachedLog)
         let write = DispatchGroup()
         DispatchQueue.global().async(group: write) { log.waitUntilDurable(offset) }
-        while !writer.snapshot().writePostponed { sched_yield() }
+        while !writer.status().writePostponed { sched_yield() }
         // Nothing is written while the clock stands still.
         #expect(aof.info("aof_delayed_fsync") == "0")
         #expect(aof.info("aof_buffer_length") != "0")
         aof.clock.advance(by: 1999)
-        #expect(writer.snapshot().delayedFsyncs == 0)
+        #expect(writer.status().delayedFsyncs == 0)
         aof.clock.advance(by: 1)
         write.wait()
         #expect(log.isDurable(offset))

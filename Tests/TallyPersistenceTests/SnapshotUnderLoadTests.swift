@@ -68,7 +68,7 @@ final class LoadedKeyspace: @unchecked Sendable {
     }
 
     /// Takes a serializing snapshot with the writers running; records the state at that instant.
-    func snapshotNow(options: RDBWriterOptions) -> KeyspaceSnapshot {
+    func snapshotNow(options: RDBWriterOptions) -> KeyspaceImage {
         let locked = keyspace.lockExclusive()
         var state: [Int: [Key: Entry]] = [:]
         for shard in keyspace.shards {
@@ -76,7 +76,7 @@ final class LoadedKeyspace: @unchecked Sendable {
                 for (key, entry) in shard.tables[database] { state[database, default: [:]][key] = entry }
             }
         }
-        let snapshot = keyspace.snapshot(serializer: rdbShardSerializer(options: options))
+        let snapshot = keyspace.image(serializer: rdbShardSerializer(options: options))
         keyspace.unlockExclusive(locked)
         expected = state
         return snapshot

@@ -5,12 +5,12 @@ import TallyProtocol
 import TallyKeyspace
 
 /// Severity of an AOF log line (Redis's `#`/`*`/`-` levels, as the server's logger prints them).
-public enum AOFLogLevel: Sendable {
+public enum PersistenceLogLevel: Sendable {
     case warning, notice, verbose
 }
 
 /// Where AOF components send log lines; the server wires it to its logger.
-public typealias AOFLogger = @Sendable (AOFLogLevel, String) -> Void
+public typealias PersistenceLogger = @Sendable (PersistenceLogLevel, String) -> Void
 
 /// Why loading stopped; the server logs `description` and exits without touching the files.
 public struct AOFLoadError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -91,7 +91,7 @@ public struct AOFLoader<S: Storage> {
     /// Reads RDB bases; nil makes a base starting with "REDIS" a load error.
     public var rdbReader: AOFRDBPreambleReader<S>?
     /// Log destination.
-    public var log: AOFLogger
+    public var log: PersistenceLogger
     /// Progress shared with INFO.
     public var status: AOFLoadingStatus
 
@@ -99,7 +99,7 @@ public struct AOFLoader<S: Storage> {
     public init(
         storage: S, directory: String, naming: AOFNaming = AOFNaming(), loadTruncated: Bool = true,
         rdbReader: AOFRDBPreambleReader<S>? = nil, status: AOFLoadingStatus = AOFLoadingStatus(),
-        log: @escaping AOFLogger = { _, _ in }
+        log: @escaping PersistenceLogger = { _, _ in }
     ) {
         self.storage = storage
         self.directory = directory

@@ -29,7 +29,7 @@ public struct AOFWriterConfiguration: Sendable {
     /// so replies stay held. The owner decides what to do; `tally-server` exits.
     public var fatal: @Sendable (String) -> Void
     /// Log destination.
-    public var log: AOFLogger
+    public var log: PersistenceLogger
     /// Time for retry pacing, the everysec postponement and WAITAOF deadlines (a manual clock
     /// in tests, so those schedules run without sleeping).
     public var clock: any Clock
@@ -37,7 +37,7 @@ public struct AOFWriterConfiguration: Sendable {
     /// Creates a configuration; without `fatal`, the fatal message is only logged.
     public init(
         directory: String, naming: AOFNaming = AOFNaming(), fsyncPolicy: AppendFsyncPolicy = .everysec,
-        startsFsyncThread: Bool = true, clock: any Clock = SystemClock(), log: @escaping AOFLogger = { _, _ in },
+        startsFsyncThread: Bool = true, clock: any Clock = SystemClock(), log: @escaping PersistenceLogger = { _, _ in },
         fatal: (@Sendable (String) -> Void)? = nil
     ) {
         self.directory = directory
@@ -111,7 +111,7 @@ final class AOFConditionLock: @unchecked Sendable {
 ///
 /// Thread safety: every mutable field is guarded by `lock`; the class is `@unchecked Sendable`
 /// because the pthread lock is invisible to the compiler.
-public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
+public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     /// Bound on the fsync postponement under everysec (Redis: 2 seconds).
     public static var fsyncPostponeMillisecondsMax: Int64 { 2000 }
     /// Minimum time between retries of a failed write.
@@ -180,7 +180,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
         storage.close(incrFile)
     }
 
-    // MARK: CommandLog
+    // MARK: AppendLog
 
     public func append(_ batch: borrowing PropagationBuffer) -> UInt64 {
         lock.lock()
@@ -478,7 +478,7 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
     // MARK: State for INFO, WAITAOF and rewrite
 
     /// A consistent view of the writer's counters.
-    public struct Snapshot: Sendable {
+    public struct Status: Sendable {
         /// Bytes appended (logical offset).
         public var appendedOffset: UInt64
         /// Bytes handed to write(2).
@@ -503,10 +503,10 @@ public final class AppendOnlyFile<S: Storage>: CommandLog, @unchecked Sendable {
     }
 
     /// The current counters.
-    public func snapshot() -> Snapshot {
+    public func status() -> Status {
         lock.lock()
         defer { lock.unlock() }
-        return Snapshot(
+        return Status(
             appendedOffset: appended, writtenOffset: written, fsyncedOffset: fsynced, bufferLength: buffer.count,
             currentSize: baseSize + earlierIncrSize + currentIncrSize, baseSize: baseSize,
             fsyncInProgress: fsyncInProgress, delayedFsyncs: delayedFsyncs,

@@ -2,7 +2,7 @@
 //
 //     command / cron thread                              job (BackgroundJobRunner)
 //     claim slot ─ lockExclusive ─ [rotate incr] ─┐
-//                  snapshot ─ unlockExclusive ────┴───►  write dump.rdb or base (temp, fsync, rename)
+//                  image ─ unlockExclusive ────┴───►  write dump.rdb or base (temp, fsync, rename)
 //            ◀─ "+Background ... started"                 switch manifest (rewrite)
 //     tick / INFO read `state` ◀──────────────────────── saveFinished / rewriteFinished: free the slot
 import TallyKeyspace
@@ -32,8 +32,8 @@ extension PersistenceEngine {
         }
         let changes = dataset.changesSinceLastSave
         let options = settings.rdbOptions(nowMilliseconds: start, usedMemoryBytes: usedMemoryBytes(), aofBase: false)
-        let snapshot = dataset.keyspace.snapshot(serializer: rdbShardSerializer(options: options))
-        let ok = writeDump(snapshot, settings: settings, options: options)
+        let image = dataset.keyspace.image(serializer: rdbShardSerializer(options: options))
+        let ok = writeDump(image, settings: settings, options: options)
         saveFinished(ok: ok, dataset: dataset, changesAtStart: changes, start: start, background: false)
         return ok
     }
@@ -63,24 +63,24 @@ extension PersistenceEngine {
         }
         let changes = dataset.changesSinceLastSave
         let options = settings.rdbOptions(nowMilliseconds: start, usedMemoryBytes: usedMemoryBytes(), aofBase: false)
-        let snapshot = dataset.keyspace.snapshot(serializer: rdbShardSerializer(options: options))
+        let image = dataset.keyspace.image(serializer: rdbShardSerializer(options: options))
         var keys = 0
-        for database in 0..<snapshot.databaseCount { keys += snapshot.keyCount(database: database) }
+        for database in 0..<image.databaseCount { keys += image.keyCount(database: database) }
         state.withLock { $0.currentSaveKeysTotal = keys }
         log(.notice, "Background saving started")
         runJob { [self] in
-            let ok = writeDump(snapshot, settings: settings, options: options)
+            let ok = writeDump(image, settings: settings, options: options)
             log(ok ? .notice : .warning, ok ? "Background saving terminated with success" : "Background saving error")
             saveFinished(ok: ok, dataset: dataset, changesAtStart: changes, start: start, background: true)
         }
         return .started
     }
 
-    private func writeDump(_ snapshot: KeyspaceSnapshot, settings: PersistenceSettings, options: RDBWriterOptions)
+    private func writeDump(_ image: KeyspaceImage, settings: PersistenceSettings, options: RDBWriterOptions)
         -> Bool
     {
         do {
-            try saveSnapshot(snapshot, storage: storage, directory: settings.directory, fileName: settings.rdbFileName,
+            try saveSnapshot(image, storage: storage, directory: settings.directory, fileName: settings.rdbFileName,
                              options: options, incrementalFsync: settings.incrementalFsync)
             log(.notice, "DB saved on disk")
             return true
@@ -94,7 +94,7 @@ extension PersistenceEngine {
         ok: Bool, dataset: any PersistedDataset, changesAtStart: Int64, start: Int64, background: Bool
     ) {
         let end = clock.nowMilliseconds()
-        // Only the changes the snapshot contains are cleared; later writes still count.
+        // Only the changes the image contains are cleared; later writes still count.
         if ok { dataset.resetChangesSinceLastSave(subtracting: changesAtStart) }
         state.withLock { state in
             if background {
@@ -111,10 +111,10 @@ extension PersistenceEngine {
 
     // MARK: AOF rewrite
 
-    /// What a rewrite writes its base from: the snapshot, and for an RDB base the options its
+    /// What a rewrite writes its base from: the image, and for an RDB base the options its
     /// shard images were serialized with.
     struct RewriteInput: Sendable {
-        let snapshot: KeyspaceSnapshot
+        let image: KeyspaceImage
         let rdbOptions: RDBWriterOptions?
     }
 
@@ -172,12 +172,12 @@ extension PersistenceEngine {
     private func takeRewriteSnapshot(_ dataset: any PersistedDataset) -> RewriteInput {
         let settings = settings
         guard settings.useRDBPreamble else {
-            return RewriteInput(snapshot: dataset.keyspace.snapshot(), rdbOptions: nil)
+            return RewriteInput(image: dataset.keyspace.image(), rdbOptions: nil)
         }
         let options = settings.rdbOptions(
             nowMilliseconds: clock.nowMilliseconds(), usedMemoryBytes: usedMemoryBytes(), aofBase: true)
         return RewriteInput(
-            snapshot: dataset.keyspace.snapshot(serializer: rdbShardSerializer(options: options)), rdbOptions: options)
+            image: dataset.keyspace.image(serializer: rdbShardSerializer(options: options)), rdbOptions: options)
     }
 
     /// The rewrite job, for all three callers (BGREWRITEAOF with the AOF on or off, and the first
@@ -200,11 +200,11 @@ extension PersistenceEngine {
                 keepsLastIncr: writer != nil, asRDB: input.rdbOptions != nil
             ) { name in
                 if let options = input.rdbOptions {
-                    return try saveSnapshot(input.snapshot, storage: storage, directory: directory, fileName: name,
+                    return try saveSnapshot(input.image, storage: storage, directory: directory, fileName: name,
                                             options: options, incrementalFsync: true)
                 }
                 return try atomicReplace(storage, directory: directory, name: name, incrementalFsync: true) { sink in
-                    try writeRESPBase(entryWalker(input.snapshot), into: &sink)
+                    try writeRESPBase(entryWalker(input.image), into: &sink)
                 }
             }
             writer?.adoptRewrittenManifest(installed.manifest, baseSize: installed.baseSize, keptIncrSizes: 0)
@@ -229,7 +229,7 @@ extension PersistenceEngine {
                 state.rewriteFailures = 0
                 state.nextAutoRewriteMilliseconds = 0
                 state.enablingAOF = false
-                state.rewriteBaseSize = state.writer?.snapshot().currentSize ?? 0
+                state.rewriteBaseSize = state.writer?.status().currentSize ?? 0
                 return nil
             }
             state.rewriteFailures += 1
@@ -250,7 +250,7 @@ extension PersistenceEngine {
     // MARK: appendonly yes / no
 
     /// CONFIG SET appendonly yes (Redis startAppendOnly): opens a new incr file that collects
-    /// writes from now on, and writes a base from a snapshot taken atomically with the switch.
+    /// writes from now on, and writes a base from a image taken atomically with the switch.
     func enableAppendOnly(_ dataset: any PersistedDataset) -> String? {
         let now = clock.nowMilliseconds()
         let busy = state.withLock { state -> Bool in
@@ -297,18 +297,18 @@ extension PersistenceEngine {
             storage.close(file)
             manifest.incrs.append(AOFFileInfo(name: name, sequence: sequence, type: .incr))
             manifest.currentIncrSequence = sequence
-            // Attaching the log and taking the snapshot under every shard lock: each write is
-            // either in the snapshot or in the new incr file, never both, never neither. A
+            // Attaching the log and taking the image under every shard lock: each write is
+            // either in the image or in the new incr file, never both, never neither. A
             // previous generation (a retried first rewrite) is flushed first, and the new one's
             // offsets start where it ended, so no session waits on offsets the new writer
             // never issued.
             let locked = dataset.keyspace.lockExclusive()
-            let previous = state.withLock { state -> PersistenceLog<S>? in
+            let previous = state.withLock { state -> AppendLogGeneration<S>? in
                 if let current = state.log { state.nextOffsetBase = current.endOffset }
                 return state.log
             }
             if let writer = previous?.writer { _ = writer.shutdown() }
-            let generation: PersistenceLog<S>
+            let generation: AppendLogGeneration<S>
             do {
                 generation = try makeGeneration(settings: settings, manifest: manifest)
             } catch {
@@ -339,7 +339,7 @@ extension PersistenceEngine {
         // is flushed before anyone can be told their write is durable, and the next
         // generation (or the MISCONF-only log) continues from that offset.
         let locked = dataset.keyspace.lockExclusive()
-        let current = state.withLock { state -> PersistenceLog<S>? in
+        let current = state.withLock { state -> AppendLogGeneration<S>? in
             state.settings.appendOnly = false
             state.enablingAOF = false
             state.rewriteScheduled = false
@@ -354,11 +354,11 @@ extension PersistenceEngine {
     }
 }
 
-/// Visits a snapshot database by database (the order a RESP base needs).
-func entryWalker(_ snapshot: KeyspaceSnapshot) -> AOFEntryWalker {
+/// Visits a image database by database (the order a RESP base needs).
+func entryWalker(_ image: KeyspaceImage) -> AOFEntryWalker {
     { visit in
-        for database in 0..<snapshot.databaseCount {
-            try snapshot.forEachEntry(database: database) { key, entry in try visit(database, key.bytes, entry) }
+        for database in 0..<image.databaseCount {
+            try image.forEachEntry(database: database) { key, entry in try visit(database, key.bytes, entry) }
         }
     }
 }

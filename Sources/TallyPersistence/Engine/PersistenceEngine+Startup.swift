@@ -119,7 +119,7 @@ extension PersistenceEngine {
             state.withLock { state in
                 state.log = generation
                 if state.rewriteBaseSize == 0 {
-                    state.rewriteBaseSize = generation.writer?.snapshot().currentSize ?? 0
+                    state.rewriteBaseSize = generation.writer?.status().currentSize ?? 0
                 }
                 state.startupComplete = true
             }
@@ -131,7 +131,7 @@ extension PersistenceEngine {
 
     /// Opens the AOF directory for appending: creates base + incr + manifest in an empty
     /// directory (as Redis 7.0 does on start-up), or appends to the manifest's last incr file.
-    private func openAppendOnlyFile(settings: PersistenceSettings) throws -> PersistenceLog<S> {
+    private func openAppendOnlyFile(settings: PersistenceSettings) throws -> AppendLogGeneration<S> {
         let loader = AOFLoader(storage: storage, directory: settings.appendDirectory, naming: settings.naming, log: log)
         let existing = try loader.readManifest()
         let options = settings.rdbOptions(
@@ -160,7 +160,7 @@ extension PersistenceEngine {
 
     /// A writer for `manifest` (its last incr file is opened for appending), numbered on from
     /// where the previous generation's offsets ended.
-    func makeGeneration(settings: PersistenceSettings, manifest: AOFManifest) throws -> PersistenceLog<S> {
+    func makeGeneration(settings: PersistenceSettings, manifest: AOFManifest) throws -> AppendLogGeneration<S> {
         var baseSize: Int64 = 0
         if let base = manifest.base,
             let file = try? storage.openForReading(storagePath(settings.appendDirectory, base.name))
@@ -174,6 +174,6 @@ extension PersistenceEngine {
         let writer = try AppendOnlyFile(storage: storage, manifest: manifest, baseSize: baseSize,
                                         configuration: configuration)
         let offsetBase = state.withLock { $0.nextOffsetBase }
-        return PersistenceLog(writer: writer, offsetBase: offsetBase, gate: gate)
+        return AppendLogGeneration(writer: writer, offsetBase: offsetBase, gate: gate)
     }
 }

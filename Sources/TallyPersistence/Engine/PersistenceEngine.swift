@@ -2,7 +2,7 @@
 //
 //   start-up (Redis 7.0 loadDataFromDisk)     runtime                          shutdown
 //   ─────────────────────────────────────     ───────────────────────────      ─────────────────────────
-//   appendonly yes: manifest ─► base ─► incr  dataset ─► PersistenceLog        final RDB (save points /
+//   appendonly yes: manifest ─► base ─► incr  dataset ─► AppendLogGeneration        final RDB (save points /
 //     (dump.rdb is never read then)             └─► AppendOnlyFile             SHUTDOWN SAVE), then flush
 //   appendonly no: dump.rdb (expired dropped) tick(): save points, scheduled    and fsync the AOF
 //   then: fresh AOF dir if none (base+incr)     jobs, auto-rewrite, retries
@@ -45,7 +45,7 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
         var startupComplete = false
         var loadStartedSeconds: Int64 = 0
         // The AOF generation in force (nil while appendonly is off) and where the next starts.
-        var log: PersistenceLog<S>?
+        var log: AppendLogGeneration<S>?
         var nextOffsetBase: UInt64 = 0
         /// Redis's AOF_WAIT_REWRITE: appendonly was switched on and its first base is not written.
         var enablingAOF = false
@@ -82,7 +82,7 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
     /// The storage every file lives on.
     public let storage: S
     let clock: any Clock
-    let log: AOFLogger
+    let log: PersistenceLogger
     let usedMemoryBytes: @Sendable () -> Int64
     let onFatal: @Sendable (String) -> Void
     let jobs: BackgroundJobRunner
@@ -105,7 +105,7 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
     ///     under `appendfsync always`). Redis exits there; the engine holds every later reply
     ///     and leaves stopping the process to its owner.
     public init(
-        storage: S, settings: PersistenceSettings, clock: any Clock, log: @escaping AOFLogger = { _, _ in },
+        storage: S, settings: PersistenceSettings, clock: any Clock, log: @escaping PersistenceLogger = { _, _ in },
         jobs: BackgroundJobRunner = .thread, startsFsyncThread: Bool = true,
         usedMemoryBytes: @escaping @Sendable () -> Int64 = { 0 },
         onFatal: @escaping @Sendable (String) -> Void
@@ -158,7 +158,7 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
             if let point = duePoint(state, now: now) { return .save(point) }
             guard !limited, let writer = state.writer, !state.enablingAOF, state.settings.rewritePercentage > 0
             else { return .none }
-            let current = writer.snapshot().currentSize
+            let current = writer.status().currentSize
             guard current > state.settings.rewriteMinimumBytes else { return .none }
             let growth = current * 100 / max(state.rewriteBaseSize, 1) - 100
             guard growth >= state.settings.rewritePercentage else { return .none }
@@ -220,7 +220,7 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
     // MARK: MISCONF
 
     /// Recomputes whether writes are refused for a failed BGSAVE and attaches the refusing log
-    /// when the AOF is off (with the AOF on, its PersistenceLog consults the same gate).
+    /// when the AOF is off (with the AOF on, its AppendLogGeneration consults the same gate).
     func refreshSaveGate() {
         let (refusing, dataset) = state.withLock { ($0.refusesWritesForFailedSave, $0.dataset) }
         let was = gate.refusing.exchange(refusing, ordering: .relaxed)
@@ -232,10 +232,10 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
     }
 
     /// With the AOF off, a writer-less log exists only to refuse writes after a failed BGSAVE.
-    func gateLogIfNeeded() -> PersistenceLog<S>? {
+    func gateLogIfNeeded() -> AppendLogGeneration<S>? {
         guard gate.refusing.load(ordering: .relaxed) else { return nil }
         let base = state.withLock { $0.nextOffsetBase }
-        return PersistenceLog(writer: nil, offsetBase: base, gate: gate)
+        return AppendLogGeneration(writer: nil, offsetBase: base, gate: gate)
     }
 
     /// The MISCONF text Redis 7.0 sends after a failed background save (`shared.bgsaveerr`).
@@ -318,7 +318,7 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
         text += "aof_last_bgrewrite_status:\(state.lastRewriteOK ? "ok" : "err")\r\n"
         text += "aof_rewrites:\(state.rewrites)\r\n"
         text += "aof_rewrites_consecutive_failures:\(state.rewriteFailures)\r\n"
-        let writer = state.writer?.snapshot()
+        let writer = state.writer?.status()
         text += "aof_last_write_status:\(writer?.errorCode == nil ? "ok" : "err")\r\n"
         text += "aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n"
         if enabled, let writer {

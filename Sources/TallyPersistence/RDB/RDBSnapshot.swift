@@ -1,17 +1,17 @@
-// RDBSnapshot: writes a point-in-time KeyspaceSnapshot as dump.rdb (atomically) and loads dump.rdb into a Keyspace.
+// RDBSnapshot: writes a point-in-time KeyspaceImage as dump.rdb (atomically) and loads dump.rdb into a Keyspace.
 import Synchronization
 import TallyKeyspace
 
-/// Streams `snapshot` through an RDB writer (header and trailer included), one shard at a time:
+/// Streams the keyspace `image` through an RDB writer (header and trailer included), one shard at a time:
 /// each shard's sections come either from a writer that serialized them early (see
-/// `Keyspace.snapshot(serializer:)`) or are serialized here; each is released once written.
+/// `Keyspace.image(serializer:)`) or are serialized here; each is released once written.
 public func writeSnapshot<Sink: ByteSink>(
-    _ snapshot: KeyspaceSnapshot, to sink: Sink, options: RDBWriterOptions
+    _ image: KeyspaceImage, to sink: Sink, options: RDBWriterOptions
 ) throws -> Sink {
     var writer = RDBWriter(sink: sink, options: options)
     try writer.writeHeader()
-    try snapshot.forEachShardImage { image in
-        switch image {
+    try image.forEachShardImage { shardImage in
+        switch shardImage {
         case .serialized(let bytes):
             try CompactSections.expand(bytes) { chunk throws(StorageError) in try writer.writeEncoded(chunk, keys: 0) }
         case .tables(let tables):
@@ -22,7 +22,7 @@ public func writeSnapshot<Sink: ByteSink>(
     return try writer.finish()
 }
 
-/// The serializer to pass to `Keyspace.snapshot(serializer:)` for a snapshot `writeSnapshot`
+/// The serializer to pass to `Keyspace.image(serializer:)` for a snapshot `writeSnapshot`
 /// will write with `options`: writers then turn a shard's pending image into these bytes.
 public func rdbShardSerializer(options: RDBWriterOptions) -> ShardImageSerializer {
     { tables in CompactSections.encode(tables, options: options) }
@@ -115,11 +115,11 @@ enum CompactSections {
 /// rename, directory fsync). Returns the file size in bytes.
 @discardableResult
 public func saveSnapshot<S: Storage>(
-    _ snapshot: KeyspaceSnapshot, storage: S, directory: String, fileName: String,
+    _ image: KeyspaceImage, storage: S, directory: String, fileName: String,
     options: RDBWriterOptions, incrementalFsync: Bool = true
 ) throws -> Int64 {
     try atomicReplace(storage, directory: directory, name: fileName, incrementalFsync: incrementalFsync) { sink in
-        sink = try writeSnapshot(snapshot, to: sink, options: options)
+        sink = try writeSnapshot(image, to: sink, options: options)
     }
 }
 

@@ -1,4 +1,4 @@
-// PersistenceWiring: tally-server's persistence engine: PosixStorage, the system clock, ServerLog, exit on fatal.
+// PersistenceWiring: tally-server's persistence engine: PosixStorage, the system clock, ServerLogger, exit on fatal.
 import Glibc
 import TallyCommands
 import TallyKeyspace
@@ -59,7 +59,7 @@ extension PersistenceEngine where S == PosixStorage {
     /// The engine for `configuration`, logging to `log`. A fatal AOF outcome (a failed write or
     /// fsync under `appendfsync always`) exits the process, as Redis does: acknowledged writes
     /// are promised to be on disk, and the engine already holds every later reply.
-    static func make(configuration: ServerConfiguration, log: ServerLog) -> ServerPersistence {
+    static func make(configuration: ServerConfiguration, log: ServerLogger) -> ServerPersistence {
         ServerPersistence(
             storage: PosixStorage(), settings: PersistenceSettings(configuration), clock: SystemClock(),
             log: { level, message in

@@ -1,4 +1,4 @@
-// ServerLog: Redis-style log lines (`pid:M dd Mon yyyy hh:mm:ss.mmm * message`) to stdout or `logfile`.
+// ServerLogger: Redis-style log lines (`pid:M dd Mon yyyy hh:mm:ss.mmm * message`) to stdout or `logfile`.
 import Glibc
 import Synchronization
 import TallyPlatform
@@ -32,7 +32,7 @@ public enum LogLevel: Int, Sendable, Comparable {
 }
 
 /// The process log. Thread-safe: each line is written with one `write(2)` under a lock.
-public final class ServerLog: Sendable {
+public final class ServerLogger: Sendable {
     private let descriptor: Int32
     private let minimumLevel: Atomic<Int>
     private let lock = Mutex<Void>(())

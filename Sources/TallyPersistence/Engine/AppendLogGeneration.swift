@@ -1,4 +1,4 @@
-// PersistenceLog: the CommandLog the command engine sees: one AOF generation (or none) plus the RDB MISCONF gate.
+// AppendLogGeneration: the AppendLog the command engine sees: one AOF generation (or none) plus the RDB MISCONF gate.
 import Synchronization
 import TallyKeyspace
 
@@ -19,7 +19,7 @@ final class SaveErrorGate: Sendable {
 ///
 /// The per-command path (`append`) adds one comparison and one addition to the writer's
 /// append: no lock of its own, no allocation.
-final class PersistenceLog<S: Storage>: CommandLog {
+final class AppendLogGeneration<S: Storage>: AppendLog {
     let writer: AppendOnlyFile<S>?
     let offsetBase: UInt64
     private let gate: SaveErrorGate
@@ -31,7 +31,7 @@ final class PersistenceLog<S: Storage>: CommandLog {
     }
 
     /// The offset just past everything appended so far.
-    var endOffset: UInt64 { offsetBase + (writer?.snapshot().appendedOffset ?? 0) }
+    var endOffset: UInt64 { offsetBase + (writer?.status().appendedOffset ?? 0) }
 
     func append(_ batch: borrowing PropagationBuffer) -> UInt64 {
         guard let writer else { return offsetBase }
