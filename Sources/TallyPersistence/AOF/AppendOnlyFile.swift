@@ -37,8 +37,8 @@ public struct AOFWriterConfiguration: Sendable {
     /// Creates a configuration; without `fatal`, the fatal message is only logged.
     public init(
         directory: String, naming: AOFNaming = AOFNaming(), fsyncPolicy: AppendFsyncPolicy = .everysec,
-        startsFsyncThread: Bool = true, clock: any Clock = SystemClock(), log: @escaping PersistenceLogger = { _, _ in },
-        fatal: (@Sendable (String) -> Void)? = nil
+        startsFsyncThread: Bool = true, clock: any Clock = SystemClock(),
+        log: @escaping PersistenceLogger = { _, _ in }, fatal: (@Sendable (String) -> Void)? = nil
     ) {
         self.directory = directory
         self.naming = naming
