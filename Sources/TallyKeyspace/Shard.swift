@@ -98,7 +98,7 @@ public final class Shard: @unchecked Sendable {
     /// This shard's position in the keyspace (locks are always taken in ascending index order).
     public let index: Int
     /// The mutex guarding everything below.
-    public let mutex = ShardLock()
+    public let mutex = PosixLock()
     /// Per-database tables.
     @exclusivity(unchecked) public internal(set) var tables: [[Key: Entry]]
     @exclusivity(unchecked) var expiring: [ExpiringKeys]

@@ -50,44 +50,6 @@ public struct AOFWriterConfiguration: Sendable {
     }
 }
 
-/// A pthread mutex with one condition variable. Swift's `Mutex` has no condition, and group
-/// commit needs waiters that sleep until the flushing thread has covered their offset.
-final class AOFConditionLock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-
-    init() {
-        pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
-    }
-
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
-    }
-
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
-    func wait() { pthread_cond_wait(condition, mutex) }
-    func broadcast() { pthread_cond_broadcast(condition) }
-
-    /// Waits at most `milliseconds` (spurious wake-ups possible; callers re-check).
-    func wait(milliseconds: Int64) {
-        var deadline = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &deadline)
-        let nanoseconds = Int64(deadline.tv_nsec) + (milliseconds % 1000) * 1_000_000
-        deadline.tv_sec += Int(milliseconds / 1000 + nanoseconds / 1_000_000_000)
-        deadline.tv_nsec = Int(nanoseconds % 1_000_000_000)
-        pthread_cond_timedwait(condition, mutex, &deadline)
-    }
-}
-
 /// The AOF writer, shared by every I/O thread.
 ///
 /// ```
@@ -124,7 +86,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     public let storage: S
     /// Settings.
     public let configuration: AOFWriterConfiguration
-    let lock = AOFConditionLock()
+    let lock = PosixLock(withCondition: true)
 
     // Guarded by `lock`.
     private var buffer: [UInt8] = []
