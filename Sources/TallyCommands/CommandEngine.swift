@@ -81,6 +81,8 @@ public final class CommandEngine: Sendable {
     private let pingRow: Int
     /// The EXEC row: dispatch judges it by the flags of the commands it would run.
     private let execRow: Int
+    /// EXEC, DISCARD, QUIT and RESET: the commands OOM never refuses inside MULTI.
+    private let oomExemptRowsInMulti: [Int]
 
     /// Creates an engine with the built-in command families plus `serverCommands`.
     public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
@@ -90,6 +92,8 @@ public final class CommandEngine: Sendable {
         table = CommandTable(CommandEngine.builtinCommands() + serverCommands)
         pingRow = table.lookup(Array("ping".utf8)[...]) ?? -1
         execRow = table.lookup(Array("exec".utf8)[...]) ?? -1
+        let table = self.table
+        oomExemptRowsInMulti = ["exec", "discard", "quit", "reset"].compactMap { table.lookup(Array($0.utf8)[...]) }
         password.withLock { $0 = configuration.requirePass }
         passwordSet.store(configuration.requirePass != nil, ordering: .relaxed)
     }
@@ -229,7 +233,7 @@ public final class CommandEngine: Sendable {
             return refuse(row, reason: Self.notInTransactionReason, session: session, statistics, output: &output)
         }
         if memoryLimit.load(ordering: .relaxed) != 0
-            && !enforceMemoryLimit(flags, isExec: isExec, session: session, row: row)
+            && !enforceMemoryLimit(flags, row: row, isExec: isExec, session: session)
         {
             return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
         }
@@ -305,7 +309,7 @@ public final class CommandEngine: Sendable {
     /// OOM: still over the limit and the command may grow memory (`denyOOM`, EXEC of a
     /// transaction holding such a command, or anything but EXEC/DISCARD/QUIT/RESET inside
     /// MULTI, since queuing itself takes memory).
-    func enforceMemoryLimit(_ flags: CommandFlags, isExec: Bool, session: ClientSession, row: Int) -> Bool {
+    func enforceMemoryLimit(_ flags: CommandFlags, row: Int, isExec: Bool, session: ClientSession) -> Bool {
         let limit = memoryLimit.load(ordering: .relaxed)
         if keyspace.usedMemoryBytes <= limit { return true }
         let log = attachedLog
@@ -326,9 +330,9 @@ public final class CommandEngine: Sendable {
         if underLimit { return true }
         if flags.contains(.denyOOM) { return false }
         if isExec { return !session.transaction.queuedFlags.contains(.denyOOM) }
-        // Queuing takes memory too: inside MULTI only the transaction controls pass (server.c
+        // Queuing takes memory too: inside MULTI only EXEC, DISCARD, QUIT and RESET pass (server.c
         // processCommand's reject_cmd_on_oom).
-        return !session.transaction.isActive || flags.contains(.transactionControl)
+        return !session.transaction.isActive || oomExemptRowsInMulti.contains(row)
     }
 
     /// Redis's `rejectCommand`: flags an open transaction and answers `reason` as an error
