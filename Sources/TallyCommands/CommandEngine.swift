@@ -93,7 +93,8 @@ public final class CommandEngine: Sendable {
 
     /// Every command family implemented in this module.
     static func builtinCommands() -> [CommandSpec] {
-        CounterCommands.specs + StringCommands.specs + HashCommands.specs + KeyspaceCommands.specs
+        CounterCommands.specs + StringCommands.specs + BitmapCommands.specs + HashCommands.specs
+            + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs
     }

@@ -112,6 +112,8 @@ enum IntrospectionCommands {
         let categories = Set(spec.categories)
         if categories.contains("@string") { return "string" }
         if categories.contains("@hash") { return "hash" }
+        if categories.contains("@bitmap") { return "bitmap" }
+        if categories.contains("@hyperloglog") { return "hyperloglog" }
         if categories.contains("@transaction") { return "transactions" }
         if categories.contains("@keyspace") { return "generic" }
         if categories.contains("@connection") { return "connection" }
