@@ -97,7 +97,7 @@ public final class CommandEngine: Sendable {
     static func builtinCommands() -> [CommandSpec] {
         CounterCommands.specs + StringCommands.specs + BitmapCommands.specs + HyperLogLogCommands.specs
             + HashCommands.specs + KeyspaceCommands.specs + ExpireCommands.specs + TransactionCommands.specs
-            + ConnectionCommands.specs + IntrospectionCommands.specs
+            + ConnectionCommands.specs + IntrospectionCommands.specs + ObjectCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
