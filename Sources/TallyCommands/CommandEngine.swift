@@ -74,6 +74,8 @@ public final class CommandEngine: Sendable {
     private let evictionSamples = Atomic<Int>(5)
     /// Shard where the next eviction step starts (spreads victims over shards).
     private let evictionCursor = Atomic<Int>(0)
+    /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past it becomes dense.
+    private let hyperLogLogSparseLimit = Atomic<Int>(3000)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
@@ -100,9 +102,9 @@ public final class CommandEngine: Sendable {
 
     /// Every command family implemented in this module.
     static func builtinCommands() -> [CommandSpec] {
-        CounterCommands.specs + StringCommands.specs + HashCommands.specs + KeyspaceCommands.specs
-            + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
-            + IntrospectionCommands.specs
+        CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs + HyperLogLogCommands.specs
+            + HashCommands.specs + KeyspaceCommands.specs + ExpireCommands.specs + TransactionCommands.specs
+            + ConnectionCommands.specs + IntrospectionCommands.specs + ObjectCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -291,6 +293,14 @@ public final class CommandEngine: Sendable {
         evictionPolicyIndex.store(index, ordering: .relaxed)
         evictionSamples.store(max(1, samples), ordering: .relaxed)
         memoryLimit.store(max(0, bytes), ordering: .relaxed)
+    }
+
+    /// The configured `hll-sparse-max-bytes`.
+    public var hyperLogLogSparseMaxBytes: Int { hyperLogLogSparseLimit.load(ordering: .relaxed) }
+
+    /// Changes `hll-sparse-max-bytes` (CONFIG SET); values already stored keep their encoding.
+    public func setHyperLogLogSparseMaxBytes(_ bytes: Int) {
+        hyperLogLogSparseLimit.store(max(0, bytes), ordering: .relaxed)
     }
 
     /// The configured `maxmemory` (0 = none).

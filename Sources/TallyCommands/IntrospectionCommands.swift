@@ -57,7 +57,15 @@ enum IntrospectionCommands {
             context.output.writeMapHeader(rows.count)
             for row in rows {
                 context.output.writeBulkString(row.name.utf8)
-                context.output.writeMapHeader(1)
+                // INCREX is the one command Tally adds beyond Redis 7.0: its docs say so.
+                let isIncrex = row.name == "increx"
+                context.output.writeMapHeader(isIncrex ? 3 : 1)
+                if isIncrex {
+                    context.output.writeBulkString("summary".utf8)
+                    context.output.writeBulkString(increxSummary.utf8)
+                    context.output.writeBulkString("since".utf8)
+                    context.output.writeBulkString("8.8.0".utf8)
+                }
                 context.output.writeBulkString("group".utf8)
                 context.output.writeBulkString(group(of: row).utf8)
             }
@@ -107,11 +115,17 @@ enum IntrospectionCommands {
         for name in names { context.output.writeBulkString(name.utf8) }
     }
 
+    static let increxSummary = "Increments the numeric value of a key within optional bounds and sets its "
+        + "expiration time (Redis 8.8's INCREX: the one command Tally adds beyond Redis 7.0; logged to the AOF "
+        + "as SET so Redis 7.0 can replay it)."
+
     /// The documentation group Redis files a command under, from its ACL categories.
     static func group(of spec: CommandSpec) -> String {
         let categories = Set(spec.categories)
         if categories.contains("@string") { return "string" }
         if categories.contains("@hash") { return "hash" }
+        if categories.contains("@bitmap") { return "bitmap" }
+        if categories.contains("@hyperloglog") { return "hyperloglog" }
         if categories.contains("@transaction") { return "transactions" }
         if categories.contains("@keyspace") { return "generic" }
         if categories.contains("@connection") { return "connection" }

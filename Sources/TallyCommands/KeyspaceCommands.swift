@@ -10,6 +10,7 @@ enum KeyspaceCommands {
             command("del", -2, [.write], keys: (1, -1, 1), "@keyspace @write @slow", delete),
             command("unlink", -2, [.write, .fast], keys: (1, -1, 1), "@keyspace @write @fast", delete),
             command("exists", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast", exists),
+            command("touch", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast", exists),
             command("type", 2, [.readonly, .fast], keys: (1, 1, 1), "@keyspace @read @fast", type),
             command("rename", 3, [.write], keys: (1, 2, 1), "@keyspace @write @slow") { context in
                 rename(&context, onlyIfAbsent: false)
@@ -54,6 +55,9 @@ enum KeyspaceCommands {
         }
     }
 
+    /// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice). Both
+    /// look keys up for reading, which records an access under an LRU/LFU policy: TOUCH is
+    /// for exactly that (Redis's EXISTS does not record one; Tally does not tell them apart).
     static func exists(_ context: inout CommandContext) {
         let count = context.arguments.count
         context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))

@@ -1,4 +1,4 @@
-// StringCommands: GET, SET and its variants, MGET/MSET, APPEND, STRLEN, GETRANGE, SETRANGE.
+// StringCommands: GET, SET and its variants, MGET/MSET, APPEND, STRLEN, GETRANGE, SETRANGE (LCS: StringLCS).
 import TallyKeyspace
 import TallyProtocol
 
@@ -58,6 +58,7 @@ enum StringCommands {
             command("getrange", 4, [.readonly], keys: (1, 1, 1), "@read @string @slow", getRange),
             command("substr", 4, [.readonly], keys: (1, 1, 1), "@read @string @slow", getRange),
             command("setrange", 4, [.write, .denyOOM], keys: (1, 1, 1), "@write @string @slow", setRange),
+            command("lcs", -3, [.readonly], keys: (1, 2, 1), "@read @string @slow", lcs),
         ]
     }
 

@@ -26,6 +26,37 @@ extension Shard {
         }
     }
 
+    /// The live entry for `key` without recording an access (OBJECT, like Redis's
+    /// LOOKUP_NOTOUCH); an expired key is deleted, and a hit or miss is counted.
+    public func lookupWithoutTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
+        guard let entry = tables[database][key] else {
+            misses &+= 1
+            return nil
+        }
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
+            expire(database, key)
+            misses &+= 1
+            return nil
+        }
+        hits &+= 1
+        return entry
+    }
+
+    /// Seconds since `entry` was last accessed, or nil when this shard does not record access
+    /// times (only LRU policies keep a last-access clock; Redis's 1 s LRU resolution).
+    public func idleSeconds(of entry: Entry, now: Int64) -> Int64? {
+        guard accessMode == .lru else { return nil }
+        let clock = UInt32(truncatingIfNeeded: now / 1000)
+        return Int64(clock &- entry.access)
+    }
+
+    /// The LFU counter of `entry` after decay for its idle minutes (what OBJECT FREQ shows),
+    /// or nil when no LFU policy is configured.
+    public func accessFrequency(of entry: Entry, now: Int64) -> Int64? {
+        guard accessMode == .lfu else { return nil }
+        return Int64(LFU.decayedCounter(entry.access, nowMilliseconds: now, decayMinutes: lfuDecayMinutes))
+    }
+
     /// `lookup` while an LRU/LFU policy is active: same result, and records the access.
     func lookupTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         guard let index = tables[database].index(forKey: key) else { return nil }

@@ -500,6 +500,9 @@ extension ServerCore {
         if evictionOptions.contains(where: seen.contains) {
             applyMemoryLimit(from: updated, to: context.engine)
         }
+        if seen.contains("hll-sparse-max-bytes") {
+            context.engine.setHyperLogLogSparseMaxBytes(Int(clamping: updated.integer("hll-sparse-max-bytes")))
+        }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")
     }

@@ -13,6 +13,7 @@ INTS = [b"0", b"1", b"-1", b"7", b"100", b"+1", b" 1", b"01", b"-0", b"922337203
         b"abc", b"1.5", b""]
 FLOATS = [b"0.1", b"0.2", b"-1.5", b"1e3", b"5.0e3", b"3", b"-0", b"1e400", b"1e-400", b"inf", b"nan",
           b"0x10", b" 1", b"1.7976931348623157e308", b"abc", b"10.5"]
+BIT_OFFSETS = [b"0", b"1", b"7", b"8", b"15", b"31", b"100", b"-1", b"x", b"4294967296"]
 VALUES = [b"v", b"", b"10", b"-3", b"hello world", b"\x00\x01\xff", b"3.5", b"12345678901234567890"]
 STREAM_LEN = 4000
 BATCH = 400
@@ -109,6 +110,18 @@ class Generator:
             (2, lambda: Op([b"GETRANGE", k, self.int_arg(), self.int_arg()])),
             (2, lambda: Op([b"SETRANGE", k, r.choice([b"0", b"3", b"-1", b"20", b"536870912", b"x"]),
                             self.value()])),
+            (2, lambda: Op([b"SETBIT", k, r.choice(BIT_OFFSETS), r.choice([b"0", b"1", b"1", b"2"])])),
+            (2, lambda: Op([b"GETBIT", k, r.choice(BIT_OFFSETS)])),
+            (2, lambda: Op([b"BITCOUNT", k] + self.bit_range())),
+            (2, lambda: Op([b"BITPOS", k, r.choice([b"0", b"1", b"1", b"2"])] + self.bit_range())),
+            (1, lambda: Op([b"BITOP", r.choice([b"AND", b"OR", b"XOR", b"NOT", b"nand"]), k]
+                           + [self.key() for _ in range(r.randint(1, 3))])),
+            (2, lambda: self.bitfield_op(k)),
+            (3, lambda: Op([b"PFADD", k] + [r.choice(VALUES + FIELDS) for _ in range(r.randint(0, 4))])),
+            (2, lambda: Op([b"PFCOUNT"] + [self.key() for _ in range(r.randint(1, 3))])),
+            (1, lambda: Op([b"PFMERGE"] + [self.key() for _ in range(r.randint(1, 3))])),
+            (1, lambda: Op([b"LCS", k, self.key()] + r.choice([[], [b"LEN"], [b"IDX"], [b"IDX", b"WITHMATCHLEN"],
+                                                              [b"IDX", b"MINMATCHLEN", b"2"]]))),
             (8, lambda: Op([b"HINCRBY", k, f, self.int_arg()])),
             (3, lambda: Op([b"HINCRBYFLOAT", k, f, r.choice(FLOATS)])),
             (4, lambda: Op([b"HGET", k, f])),
@@ -161,6 +174,32 @@ class Generator:
             if x <= 0:
                 return make()
         return choices[0][1]()
+
+    def bit_range(self):
+        r = self.r
+        shape = r.randint(0, 3)
+        if shape == 0:
+            return []
+        ends = [self.int_arg() if r.random() < 0.2 else str(r.randint(-20, 40)).encode() for _ in range(2)]
+        if shape == 1:
+            return ends[:1]
+        if shape == 2:
+            return ends
+        return ends + [r.choice([b"BIT", b"BYTE", b"bit", b"foo"])]
+
+    def bitfield_op(self, k):
+        r = self.r
+        args = [r.choice([b"BITFIELD", b"BITFIELD", b"BITFIELD_RO"]), k]
+        for _ in range(r.randint(0, 3)):
+            kind = r.choice([b"GET", b"SET", b"INCRBY", b"OVERFLOW"])
+            if kind == b"OVERFLOW":
+                args += [kind, r.choice([b"WRAP", b"SAT", b"FAIL", b"x"])]
+                continue
+            args += [kind, r.choice([b"u8", b"i8", b"u1", b"i5", b"u63", b"i64", b"u64", b"i16"]),
+                     r.choice([b"0", b"3", b"#1", b"13", b"-1", b"x"])]
+            if kind != b"GET":
+                args.append(self.int_arg())
+        return Op(args)
 
     def set_op(self, k):
         r = self.r

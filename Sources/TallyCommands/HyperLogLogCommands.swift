@@ -1,0 +1,189 @@
+// HyperLogLogCommands: PFADD, PFCOUNT, PFMERGE over Redis's HLL strings (algorithm in HyperLogLog.swift).
+import TallyKeyspace
+import TallyProtocol
+
+/// The HyperLogLog family. Values are ordinary strings in Redis's format, so GET/SET, RDB and
+/// the AOF carry them unchanged, and both servers read each other's.
+enum HyperLogLogCommands {
+    static var specs: [CommandSpec] {
+        [
+            command("pfadd", -2, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hyperloglog @fast", add),
+            command("pfcount", -2, [.readonly], keys: (1, -1, 1), "@read @hyperloglog @slow", count),
+            command("pfmerge", -2, [.write, .denyOOM], keys: (1, -1, 1), "@write @hyperloglog @slow", merge),
+        ]
+    }
+
+    static let notHyperLogLog: StaticString = "WRONGTYPE Key is not a valid HyperLogLog string value."
+    static let corrupted: StaticString = "INVALIDOBJ Corrupted HLL object detected"
+
+    /// Checks a stored value as Redis's `isHLLObjectOrReply`: WRONGTYPE for a hash, the
+    /// HyperLogLog WRONGTYPE for any string that is not a well-formed HLL header (an
+    /// integer-encoded value never is). Returns false after writing the error.
+    static func checkValue(_ value: Value, _ output: inout OutputBuffer) -> Bool {
+        switch value {
+        case .hash:
+            output.writeError(RedisError.wrongType)
+            return false
+        case .integer:
+            output.writeError(notHyperLogLog)
+            return false
+        case .string(let bytes):
+            if bytes.withUnsafeBytes(HyperLogLog.isValid) { return true }
+            output.writeError(notHyperLogLog)
+            return false
+        }
+    }
+
+    /// PFADD key [element ...]: 1 when a register changed or the key was created.
+    static func add(_ context: inout CommandContext) {
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        if let entry = shard.lookup(context.database, key, now: context.now) {
+            guard checkValue(entry.value, &context.output) else { return }
+        }
+        let arguments = context.arguments
+        let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
+        do {
+            // A missing key comes in empty (minimumCount 0) and becomes an empty sparse HLL.
+            let (outcome, changed) = try shard.mutateString(
+                context.database, key, now: context.now, minimumCount: 0
+            ) { bytes -> (result: (updated: Bool, corrupt: Bool), changed: Bool) in
+                var updated = false
+                if bytes.isEmpty {
+                    bytes = HyperLogLog.makeEmpty()
+                    updated = true
+                }
+                var changedRegisters = false
+                for index in 2..<arguments.count {
+                    let result = arguments[index].withUnsafeBytes { element in
+                        HyperLogLog.add(&bytes, element, sparseMaxBytes: sparseMaxBytes)
+                    }
+                    if result < 0 { return ((updated, true), updated || changedRegisters) }
+                    if result == 1 { changedRegisters = true }
+                }
+                if updated || changedRegisters { HyperLogLog.invalidateCache(&bytes) }
+                return ((updated || changedRegisters, false), updated || changedRegisters)
+            }
+            if changed { context.addChanges(1) }
+            if outcome.corrupt {
+                context.output.writeError(corrupted)
+            } else {
+                context.output.writeInteger(outcome.updated ? 1 : 0)
+            }
+        } catch {
+            context.output.writeKeyspaceError(error)
+        }
+    }
+
+    /// PFCOUNT key [key ...]: one key answers from (or refreshes) its cached cardinality;
+    /// several keys are merged into a scratch register set and estimated, caches untouched.
+    ///
+    /// Refreshing the cache rewrites 8 bytes of the value in place and touches watchers, as
+    /// Redis does, but is not counted as a change or logged: PFCOUNT is a read-only row, and a
+    /// replayed value with a stale cache only recomputes it.
+    static func count(_ context: inout CommandContext) {
+        if context.arguments.count > 2 {
+            countUnion(&context)
+            return
+        }
+        let key = context.key(1)
+        let shard = context.lockShard(for: key)
+        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+            context.output.writeInteger(0)
+            return
+        }
+        guard checkValue(entry.value, &context.output) else { return }
+        guard case .string(let stored) = entry.value else { return }
+        let (cached, computed) = stored.withUnsafeBytes { bytes -> (UInt64?, UInt64?) in
+            if let cached = HyperLogLog.cachedCardinality(bytes) { return (cached, nil) }
+            return (nil, HyperLogLog.count(bytes))
+        }
+        if let cached {
+            context.output.writeInteger(Int64(bitPattern: cached))
+            return
+        }
+        guard let computed else {
+            context.output.writeError(corrupted)
+            return
+        }
+        _ = try? shard.mutateString(context.database, key, now: context.now, minimumCount: 0) { bytes in
+            HyperLogLog.storeCardinality(&bytes, computed)
+            return ((), true)
+        }
+        context.output.writeInteger(Int64(bitPattern: computed))
+    }
+
+    /// PFCOUNT of several keys: the estimate of their union (missing keys are empty).
+    static func countUnion(_ context: inout CommandContext) {
+        let count = context.arguments.count
+        context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: HyperLogLog.registerCount) { maximum in
+            maximum.initialize(repeating: 0)
+            for index in 1..<count {
+                let key = context.key(index)
+                let shard = context.keyspace.shard(for: key)
+                guard let entry = shard.lookupRead(context.database, key, now: context.now) else { continue }
+                guard checkValue(entry.value, &context.output) else { return }
+                guard case .string(let bytes) = entry.value else { return }
+                if !bytes.withUnsafeBytes({ HyperLogLog.merge($0, into: maximum) }) {
+                    context.output.writeError(corrupted)
+                    return
+                }
+            }
+            let estimate = HyperLogLog.count(registers: UnsafeBufferPointer(maximum))
+            context.output.writeInteger(Int64(bitPattern: estimate))
+        }
+    }
+
+    /// PFMERGE destkey [sourcekey ...]: the destination (itself one of the sources) gets the
+    /// register-wise maximum; it turns dense when any source is dense, as in Redis.
+    static func merge(_ context: inout CommandContext) {
+        let count = context.arguments.count
+        context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
+        var maximum = [UInt8](repeating: 0, count: HyperLogLog.registerCount)
+        var useDense = false
+        for index in 1..<count {
+            let key = context.key(index)
+            let shard = context.keyspace.shard(for: key)
+            guard let entry = shard.lookupRead(context.database, key, now: context.now) else { continue }
+            guard checkValue(entry.value, &context.output) else { return }
+            guard case .string(let bytes) = entry.value else { return }
+            let merged = bytes.withUnsafeBytes { source in
+                if HyperLogLog.isDense(source) { useDense = true }
+                return maximum.withUnsafeMutableBufferPointer { HyperLogLog.merge(source, into: $0) }
+            }
+            if !merged {
+                context.output.writeError(corrupted)
+                return
+            }
+        }
+        let destination = context.key(1)
+        let shard = context.keyspace.shard(for: destination)
+        let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
+        do {
+            let (corrupt, _) = try shard.mutateString(
+                context.database, destination, now: context.now, minimumCount: 0
+            ) { bytes -> (result: Bool, changed: Bool) in
+                if bytes.isEmpty { bytes = HyperLogLog.makeEmpty() }
+                if useDense && !HyperLogLog.sparseToDense(&bytes) { return (true, false) }
+                for register in 0..<HyperLogLog.registerCount where maximum[register] != 0 {
+                    if bytes[4] == 0 {
+                        _ = HyperLogLog.denseSet(&bytes, register, maximum[register])
+                    } else {
+                        _ = HyperLogLog.sparseSet(&bytes, register, maximum[register], sparseMaxBytes: sparseMaxBytes)
+                    }
+                }
+                HyperLogLog.invalidateCache(&bytes)
+                return (false, true)
+            }
+            if corrupt {
+                context.output.writeError(corrupted)
+                return
+            }
+            context.addChanges(1)
+            context.output.writeOK()
+        } catch {
+            context.output.writeKeyspaceError(error)
+        }
+    }
+}

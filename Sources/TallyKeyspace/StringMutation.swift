@@ -1,0 +1,45 @@
+// StringMutation: in-place edits of a stored string's bytes (SETBIT, BITFIELD, PFADD), without copying it.
+
+extension Shard {
+    /// Edits the string at `key` in place, first creating it or zero-padding it to at least
+    /// `minimumCount` bytes, as Redis's `lookupStringForBitCommand` does. `body` gets the bytes
+    /// and returns its result plus whether it changed them; the key counts as changed (watchers
+    /// touched) when it was created, grew or `body` changed it. The TTL is kept.
+    ///
+    /// The bytes are taken out of the table while `body` runs, so the array is uniquely
+    /// referenced and SETBIT on a 512 MB bitmap writes one byte instead of copying the bitmap.
+    /// An integer-encoded value becomes its decimal bytes (Redis reads it the same way).
+    /// Throws `.wrongType` for a hash.
+    public func mutateString<R>(
+        _ database: Int, _ key: Key, now: Int64, minimumCount: Int,
+        _ body: (inout [UInt8]) -> (result: R, changed: Bool)
+    ) throws(KeyspaceError) -> (result: R, changed: Bool) {
+        guard let entry = lookup(database, key, now: now) else {
+            var bytes = [UInt8](repeating: 0, count: minimumCount)
+            let outcome = body(&bytes)
+            store(database, key, Entry(value: bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)))
+            return (outcome.result, true)
+        }
+        prepareWrite()
+        guard let index = tables[database].index(forKey: key) else { preconditionFailure("entry vanished") }
+        var bytes: [UInt8]
+        switch entry.value {
+        case .string(let stored): bytes = stored
+        case .integer(let integer): bytes = decimalBytes(integer)
+        case .hash: throw .wrongType
+        }
+        let previousEstimate = MemoryEstimate.bytes(of: entry.value)
+        // Drop the table's reference so `bytes` mutates in place.
+        tables[database].values[index].value = .integer(0)
+        let grew = bytes.count < minimumCount
+        if grew { bytes.append(contentsOf: repeatElement(0, count: minimumCount - bytes.count)) }
+        let outcome = body(&bytes)
+        let changed = grew || outcome.changed
+        // A short result may read as a canonical integer: keep the one representation for it.
+        let value: Value = changed ? (bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)) : entry.value
+        tables[database].values[index].value = value
+        account(MemoryEstimate.bytes(of: value) - previousEstimate)
+        if changed { touch(database, key) }
+        return (outcome.result, changed)
+    }
+}
