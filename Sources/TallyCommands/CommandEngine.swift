@@ -102,8 +102,8 @@ public final class CommandEngine: Sendable {
 
     /// Every command family implemented in this module.
     static func builtinCommands() -> [CommandSpec] {
-        CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs + HyperLogLogCommands.specs
-            + HashCommands.specs + KeyspaceCommands.specs + ExpireCommands.specs + TransactionCommands.specs
+        CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
+            + HyperLogLogCommands.specs + HashCommands.specs + KeyspaceCommands.specs + ExpireCommands.specs + TransactionCommands.specs
             + ConnectionCommands.specs + IntrospectionCommands.specs + ObjectCommands.specs
     }
 
