@@ -52,6 +52,8 @@ enum HashCommands {
                     for value in hash.values { context.output.writeBulkString(value) }
                 }
             },
+            command("hrandfield", -2, [.readonly], keys: (1, 1, 1), "@read @hash @slow", hrandfield),
+            command("hscan", -3, [.readonly], keys: (1, 1, 1), "@read @hash @slow", hscan),
             command("hincrby", 4, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hash @fast", hincrby),
             command("hincrbyfloat", 4, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hash @fast",
                     hincrbyfloat),
@@ -72,6 +74,88 @@ enum HashCommands {
             return
         }
         body(&context, hash)
+    }
+
+    /// HRANDFIELD key [count [WITHVALUES]] (t_hash.c hrandfieldCommand): one random field, or
+    /// `count` distinct fields (the whole hash when count >= its size), or |count| fields with
+    /// repetition when count is negative. With values, RESP2 gets a flat array and RESP3 pairs.
+    static func hrandfield(_ context: inout CommandContext) {
+        let arguments = context.arguments
+        guard arguments.count >= 3 else {
+            return read(&context, empty: { $0.output.writeNull() }) { context, hash in
+                context.output.writeBulkString(hash.fields[Int.random(in: 0..<hash.count)])
+            }
+        }
+        guard let count = parseRedisInteger(arguments[2]) else {
+            return context.output.writeError(RedisError.notInteger)
+        }
+        if count == Int64.min { return context.output.writeError(RedisError.notInLongRange) }
+        if arguments.count > 4 || (arguments.count == 4 && !arguments.matches(3, "withvalues")) {
+            return context.output.writeError(RedisError.syntax)
+        }
+        let withValues = arguments.count == 4
+        if withValues && (count < -(Int64.max / 2) || count > Int64.max / 2) {
+            return context.output.writeError(RedisError.valueOutOfRange)
+        }
+        read(&context, empty: { $0.output.writeArrayHeader(0) }) { context, hash in
+            var picks: [Int]
+            if count == 0 {
+                picks = []
+            } else if count < 0 || count == 1 {
+                picks = (0..<Int(count.magnitude)).map { _ in Int.random(in: 0..<hash.count) }
+            } else if count >= hash.count {
+                picks = Array(0..<hash.count)
+            } else {
+                picks = Array((0..<hash.count).shuffled().prefix(Int(count)))
+            }
+            let pairs = withValues && context.output.protocolVersion == .resp3
+            context.output.writeArrayHeader(withValues && !pairs ? picks.count * 2 : picks.count)
+            for index in picks {
+                if pairs { context.output.writeArrayHeader(2) }
+                context.output.writeBulkString(hash.fields[index])
+                if withValues { context.output.writeBulkString(hash.values[index]) }
+            }
+        }
+    }
+
+    /// HSCAN key cursor [MATCH pattern] [COUNT count]: the whole hash in one call, cursor 0, as
+    /// Redis answers for listpack-encoded hashes; every field present for the whole scan is
+    /// returned exactly once whatever writes happen around it. Options are checked after the
+    /// key, as db.c scanGenericCommand does (a missing key answers an empty scan regardless).
+    static func hscan(_ context: inout CommandContext) {
+        guard KeyspaceCommands.parseCursor(context.arguments[2]) != nil else {
+            return context.output.writeError(RedisError.invalidCursor)
+        }
+        read(&context, empty: { context in
+            context.output.writeStaticString("*2\r\n$1\r\n0\r\n*0\r\n")
+        }) { context, hash in
+            let arguments = context.arguments
+            var pattern: ArraySlice<UInt8>?
+            var index = 3
+            while index < arguments.count {
+                if arguments.matches(index, "count") && index + 1 < arguments.count {
+                    guard let value = context.integerArgument(index + 1) else { return }
+                    if value < 1 { return context.output.writeError(RedisError.syntax) }
+                } else if arguments.matches(index, "match") && index + 1 < arguments.count {
+                    let candidate = arguments[index + 1]
+                    pattern = candidate.count == 1 && candidate.first == UInt8(ascii: "*") ? nil : candidate
+                } else {
+                    return context.output.writeError(RedisError.syntax)
+                }
+                index += 2
+            }
+            var matched: [Int] = []
+            for position in 0..<hash.count where pattern.map({ globMatches($0, hash.fields[position]) }) ?? true {
+                matched.append(position)
+            }
+            context.output.writeArrayHeader(2)
+            context.output.writeBulkString(Array("0".utf8))
+            context.output.writeArrayHeader(matched.count * 2)
+            for position in matched {
+                context.output.writeBulkString(hash.fields[position])
+                context.output.writeBulkString(hash.values[position])
+            }
+        }
     }
 
     static func hget(_ context: inout CommandContext) {

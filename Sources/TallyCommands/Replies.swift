@@ -34,6 +34,9 @@ public enum RedisError {
     public static let loading: StaticString = "LOADING Redis is loading the dataset in memory"
     public static let notInt32: StaticString =
         "ERR value is out of range, value must between -2147483648 and 2147483647"
+    public static let notInLongRange: StaticString =
+        "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+    public static let valueOutOfRange: StaticString = "ERR value is out of range"
     public static let sameObject: StaticString = "ERR source and destination objects are the same"
     public static let invalidFirstDatabase: StaticString = "ERR invalid first DB index"
     public static let invalidSecondDatabase: StaticString = "ERR invalid second DB index"
