@@ -88,16 +88,7 @@ enum HyperLogLogCommands {
         }
         let key = context.key(1)
         let shard = context.lockShard(for: key)
-        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
-            context.output.writeInteger(0)
-            return
-        }
-        guard checkValue(entry.value, &context.output) else { return }
-        guard case .string(let stored) = entry.value else { return }
-        let (cached, computed) = stored.withUnsafeBytes { bytes -> (UInt64?, UInt64?) in
-            if let cached = HyperLogLog.cachedCardinality(bytes) { return (cached, nil) }
-            return (nil, HyperLogLog.count(bytes))
-        }
+        guard let (cached, computed) = readCardinality(&context, shard, key) else { return }
         if let cached {
             context.output.writeInteger(Int64(bitPattern: cached))
             return
@@ -111,6 +102,23 @@ enum HyperLogLogCommands {
             return ((), true)
         }
         context.output.writeInteger(Int64(bitPattern: computed))
+    }
+
+    /// The cached cardinality of the HLL at `key`, or (nil, its estimate), or (nil, nil) for a
+    /// corrupt one; nil after replying (0 for a missing key, or an error). The entry is released
+    /// on return, so the cache update after it edits the value in place.
+    static func readCardinality(_ context: inout CommandContext, _ shard: Shard,
+                                _ key: Key) -> (cached: UInt64?, computed: UInt64?)? {
+        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+            context.output.writeInteger(0)
+            return nil
+        }
+        guard checkValue(entry.value, &context.output) else { return nil }
+        guard case .string(let stored) = entry.value else { return nil }
+        return stored.withUnsafeBytes { bytes -> (UInt64?, UInt64?) in
+            if let cached = HyperLogLog.cachedCardinality(bytes) { return (cached, nil) }
+            return (nil, HyperLogLog.count(bytes))
+        }
     }
 
     /// PFCOUNT of several keys: the estimate of their union (missing keys are empty).

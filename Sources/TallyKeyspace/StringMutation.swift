@@ -14,7 +14,9 @@ extension Shard {
         _ database: Int, _ key: Key, now: Int64, minimumCount: Int,
         _ body: (inout [UInt8]) -> (result: R, changed: Bool)
     ) throws(KeyspaceError) -> (result: R, changed: Bool) {
-        guard let entry = lookup(database, key, now: now) else {
+        // Only the presence is kept from the lookup: a held `Entry` would keep a second
+        // reference to the bytes and turn the first write into a copy of the whole string.
+        if lookup(database, key, now: now) == nil {
             var bytes = [UInt8](repeating: 0, count: minimumCount)
             let outcome = body(&bytes)
             store(database, key, Entry(value: bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)))
@@ -23,20 +25,32 @@ extension Shard {
         prepareWrite()
         guard let index = tables[database].index(forKey: key) else { preconditionFailure("entry vanished") }
         var bytes: [UInt8]
-        switch entry.value {
-        case .string(let stored): bytes = stored
-        case .integer(let integer): bytes = decimalBytes(integer)
+        var integer: Int64?
+        switch tables[database].values[index].value {
         case .hash: throw .wrongType
+        case .integer(let value):
+            integer = value
+            bytes = decimalBytes(value)
+        case .string:
+            // Move the array out of the table (leaving a placeholder) so `bytes` is its only
+            // reference and mutates in place.
+            var taken = Value.integer(0)
+            swap(&taken, &tables[database].values[index].value)
+            guard case .string(let stored) = consume taken else { preconditionFailure("not a string") }
+            bytes = stored
         }
-        let previousEstimate = MemoryEstimate.bytes(of: entry.value)
-        // Drop the table's reference so `bytes` mutates in place.
-        tables[database].values[index].value = .integer(0)
+        let previousEstimate = integer == nil ? MemoryEstimate.bytes(of: .string(bytes)) : 0
         let grew = bytes.count < minimumCount
         if grew { bytes.append(contentsOf: repeatElement(0, count: minimumCount - bytes.count)) }
         let outcome = body(&bytes)
         let changed = grew || outcome.changed
-        // A short result may read as a canonical integer: keep the one representation for it.
-        let value: Value = changed ? (bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)) : entry.value
+        let value: Value
+        if changed {
+            // A short result may read as a canonical integer: keep the one representation for it.
+            value = bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)
+        } else {
+            value = integer.map { .integer($0) } ?? .string(bytes)
+        }
         tables[database].values[index].value = value
         account(MemoryEstimate.bytes(of: value) - previousEstimate)
         if changed { touch(database, key) }

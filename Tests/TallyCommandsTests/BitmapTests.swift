@@ -81,6 +81,19 @@ import Testing
         #expect(h.reply("EXISTS", "missing") == ":0\r\n")
     }
 
+    /// SETBIT edits the stored bytes in place: 2000 writes into a 32 MB bitmap take milliseconds;
+    /// copying the bitmap for each would move 64 GB.
+    @Test func setBitDoesNotCopyTheBitmap() {
+        let h = CommandHarness()
+        #expect(h.reply("SETBIT", "big", "268435455", "1") == ":0\r\n")
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            for offset in 0..<2000 { h.run("SETBIT", "big", String(offset * 8), "1") }
+        }
+        #expect(elapsed < .seconds(2))
+        #expect(h.reply("BITCOUNT", "big") == ":2001\r\n")
+    }
+
     @Test func onlyRealChangesAreLogged() {
         let h = CommandHarness()
         let log = RecordingLog()
