@@ -96,7 +96,8 @@ public final class CommandEngine: Sendable {
 
     /// Every command family implemented in this module.
     static func builtinCommands() -> [CommandSpec] {
-        CounterCommands.specs + StringCommands.specs + HashCommands.specs + KeyspaceCommands.specs
+        CounterCommands.specs + StringCommands.specs + HashCommands.specs + ListCommands.specs
+            + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs
     }
