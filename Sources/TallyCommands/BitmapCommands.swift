@@ -213,7 +213,7 @@ enum BitmapCommands {
             return
         }
         let value = entry.value
-        if case .hash = value {
+        if !value.isString {
             context.output.writeError(RedisError.wrongType)
             return
         }
@@ -699,7 +699,7 @@ extension Value {
                 let digits = UnsafeMutableBufferPointer(rebasing: scratch[(scratch.count - length)...])
                 return body(UnsafeRawBufferPointer(digits))
             }
-        case .hash:
+        case .hash, .list:
             return body(UnsafeRawBufferPointer(start: nil, count: 0))
         }
     }

@@ -67,4 +67,7 @@ enum Words {
     static let hset: [UInt8] = Array("HSET".utf8)
     static let exec: [UInt8] = Array("EXEC".utf8)
     static let multi: [UInt8] = Array("MULTI".utf8)
+    static let lpop: [UInt8] = Array("LPOP".utf8)
+    static let rpop: [UInt8] = Array("RPOP".utf8)
+    static let rpush: [UInt8] = Array("RPUSH".utf8)
 }

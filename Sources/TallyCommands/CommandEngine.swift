@@ -103,9 +103,9 @@ public final class CommandEngine: Sendable {
     /// Every command family implemented in this module.
     static func builtinCommands() -> [CommandSpec] {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
-            + HyperLogLogCommands.specs + HashCommands.specs + KeyspaceCommands.specs + ExpireCommands.specs
-            + TransactionCommands.specs + ConnectionCommands.specs + IntrospectionCommands.specs
-            + ObjectCommands.specs
+            + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
+            + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
+            + IntrospectionCommands.specs + ObjectCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).

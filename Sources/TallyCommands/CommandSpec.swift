@@ -40,6 +40,8 @@ public struct CommandFlags: OptionSet, Sendable {
     /// Refused during asynchronous (diskless replica) loading (reported; Tally always loads
     /// synchronously, where `loading` decides).
     public static let noAsyncLoading = CommandFlags(rawValue: 1 << 14)
+    /// Key positions depend on the arguments (LMPOP's numkeys); first/last/step are 0 (reported).
+    public static let movableKeys = CommandFlags(rawValue: 1 << 15)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and

@@ -59,7 +59,7 @@ enum CounterCommands {
                     return
                 }
                 current = value
-            case .hash:
+            case .hash, .list:
                 context.output.writeError(RedisError.wrongType)
                 return
             }

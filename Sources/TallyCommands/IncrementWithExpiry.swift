@@ -143,7 +143,7 @@ enum IncrementWithExpiry {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let entry = shard.lookup(context.database, key, now: context.now)
-        if let entry, case .hash = entry.value {
+        if let entry, !entry.value.isString {
             context.output.writeError(RedisError.wrongType)
             return
         }
@@ -186,7 +186,7 @@ enum IncrementWithExpiry {
                 return nil
             }
             current = parsed
-        case .hash, nil: break
+        case .hash, .list, nil: break
         }
         let increment = options.integerIncrement
         let (sum, overflow) = current.addingReportingOverflow(increment)
@@ -226,7 +226,7 @@ enum IncrementWithExpiry {
                 return nil
             }
             current = parsed
-        case .hash, nil: break
+        case .hash, .list, nil: break
         }
         let sum = current + options.floatIncrement
         if sum.isNaN {

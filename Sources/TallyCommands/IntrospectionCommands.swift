@@ -126,6 +126,7 @@ enum IntrospectionCommands {
         if categories.contains("@hash") { return "hash" }
         if categories.contains("@bitmap") { return "bitmap" }
         if categories.contains("@hyperloglog") { return "hyperloglog" }
+        if categories.contains("@list") { return "list" }
         if categories.contains("@transaction") { return "transactions" }
         if categories.contains("@keyspace") { return "generic" }
         if categories.contains("@connection") { return "connection" }
@@ -137,7 +138,7 @@ enum IntrospectionCommands {
         (.write, "write"), (.readonly, "readonly"), (.denyOOM, "denyoom"), (.admin, "admin"),
         (.noScript, "noscript"), (.loading, "loading"), (.stale, "stale"), (.skipSlowlog, "skip_slowlog"),
         (.fast, "fast"), (.noAuth, "no_auth"), (.noAsyncLoading, "no_async_loading"), (.noMulti, "no_multi"),
-        (.allowBusy, "allow_busy"),
+        (.allowBusy, "allow_busy"), (.movableKeys, "movablekeys"),
     ]
 
     /// One COMMAND INFO entry: name, arity, flags, first/last/step, categories, tips, key

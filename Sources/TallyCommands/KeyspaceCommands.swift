@@ -77,6 +77,7 @@ enum KeyspaceCommands {
         switch shard.lookupRead(context.database, key, now: context.now)?.value {
         case nil: context.output.writeStaticString("+none\r\n")
         case .hash: context.output.writeStaticString("+hash\r\n")
+        case .list: context.output.writeStaticString("+list\r\n")
         default: context.output.writeStaticString("+string\r\n")
         }
     }
@@ -232,13 +233,11 @@ enum KeyspaceCommands {
             index += 2
         }
         // The TYPE filter as a kind: nil = no filter; an unknown type name matches nothing.
-        var wantHash: Bool?
+        var wantedKind: ValueKind?
         var typeMatchesNothing = false
         if let typeFilter {
             let wanted = String(decoding: typeFilter, as: UTF8.self).lowercased()
-            if wanted == "hash" { wantHash = true } else if wanted == "string" { wantHash = false } else {
-                typeMatchesNothing = true
-            }
+            if let kind = ValueKind(rawValue: wanted) { wantedKind = kind } else { typeMatchesNothing = true }
         }
         var matched: [Key] = []
         var shardIndex = cursor
@@ -251,11 +250,7 @@ enum KeyspaceCommands {
                 if let expiry = entry.expiresAtMilliseconds, expiry <= context.now { continue }
                 if let pattern, !globMatches(pattern, key.bytes[...]) { continue }
                 if typeMatchesNothing { continue }
-                if let wantHash {
-                    let isHash: Bool
-                    if case .hash = entry.value { isHash = true } else { isHash = false }
-                    if isHash != wantHash { continue }
-                }
+                if let wantedKind, ValueKind(entry.value) != wantedKind { continue }
                 matched.append(key)
             }
             if locked { shard.unlock() }
@@ -343,5 +338,18 @@ enum KeyspaceCommands {
         context.output.writeOK()
         // Logged even when nothing was removed, as Redis's forceCommandPropagation does.
         context.forcePropagation()
+    }
+}
+
+/// The type names TYPE and SCAN ... TYPE use.
+enum ValueKind: String {
+    case string, hash, list
+
+    init(_ value: Value) {
+        switch value {
+        case .integer, .string: self = .string
+        case .hash: self = .hash
+        case .list: self = .list
+        }
     }
 }

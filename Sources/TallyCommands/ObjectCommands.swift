@@ -92,6 +92,7 @@ enum ObjectCommands {
             case .integer: context.output.writeBulkString("int".utf8)
             case .string: context.output.writeBulkString("raw".utf8)
             case .hash: context.output.writeBulkString("hashtable".utf8)
+            case .list: context.output.writeBulkString("quicklist".utf8)
             }
         } else if arguments.matches(1, "refcount") {
             context.output.writeInteger(1)

@@ -42,6 +42,16 @@ public enum RedisError {
     public static let invalidSecondDatabase: StaticString = "ERR invalid second DB index"
     public static let invalidClientName: StaticString =
         "ERR Client names cannot contain spaces, newlines or special characters."
+    public static let mustBePositive: StaticString = "ERR value is out of range, must be positive"
+    public static let indexOutOfRange: StaticString = "ERR index out of range"
+    public static let rankZero: StaticString = """
+        ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... \
+        or use negative to start from the end of the list
+        """
+    public static let countNegative: StaticString = "ERR COUNT can't be negative"
+    public static let maxlenNegative: StaticString = "ERR MAXLEN can't be negative"
+    public static let numkeysNotPositive: StaticString = "ERR numkeys should be greater than 0"
+    public static let countNotPositive: StaticString = "ERR count should be greater than 0"
     public static let backgroundSaveInProgress: StaticString = "ERR Background save already in progress"
 }
 
@@ -66,7 +76,7 @@ extension OutputBuffer {
         switch value {
         case .integer(let integer): writeBulkDecimal(integer)
         case .string(let bytes): writeBulkString(bytes)
-        case .hash: writeError(RedisError.wrongType)
+        case .hash, .list: writeError(RedisError.wrongType)
         }
     }
 }

@@ -70,7 +70,7 @@ enum StringCommands {
             if nullReply { context.output.writeNull() }
             return (nil, true)
         }
-        if case .hash = entry.value {
+        if !entry.value.isString {
             context.output.writeError(RedisError.wrongType)
             return (nil, false)
         }
@@ -402,8 +402,10 @@ enum StringCommands {
 extension Value {
     /// True for string values (integer-encoded included).
     var isString: Bool {
-        if case .hash = self { return false }
-        return true
+        switch self {
+        case .integer, .string: return true
+        case .hash, .list: return false
+        }
     }
 
     /// Length in bytes of a string value (0 for a hash).
@@ -418,7 +420,7 @@ extension Value {
             }
             return digits
         case .string(let bytes): return bytes.count
-        case .hash: return 0
+        case .hash, .list: return 0
         }
     }
 }

@@ -78,6 +78,9 @@ public enum MemoryEstimate {
         case .string(let bytes): return bufferHeaderBytes + bytes.count
         case .hash(let hash):
             return 3 * bufferHeaderBytes + hash.payloadBytes + hash.count * hashFieldOverheadBytes
+        case .list(let list):
+            // The box, the chunk array, and per chunk its slot (16) and buffer header.
+            return 2 * bufferHeaderBytes + list.payloadBytes + list.chunkCount * (16 + bufferHeaderBytes)
         }
     }
 }

@@ -408,7 +408,7 @@ public final class Shard: @unchecked Sendable {
                 case .string(let bytes):
                     guard let parsed = parseRedisInteger(bytes) else { throw .notInteger }
                     value = parsed
-                case .hash: throw .wrongType
+                case .hash, .list: throw .wrongType
                 }
                 let (result, overflow) = value.addingReportingOverflow(delta)
                 if overflow { throw .overflow }
@@ -428,7 +428,7 @@ public final class Shard: @unchecked Sendable {
             case .string(let bytes):
                 guard let value = parseRedisInteger(bytes) else { throw .notInteger }
                 current = value
-            case .hash: throw .wrongType
+            case .hash, .list: throw .wrongType
             }
         }
         let (result, overflow) = current.addingReportingOverflow(delta)
@@ -440,8 +440,10 @@ public final class Shard: @unchecked Sendable {
     /// The string bytes stored at `key` (nil if absent), throwing for a hash.
     public func getString(_ database: Int, _ key: Key, now: Int64) throws(KeyspaceError) -> Value? {
         guard let entry = lookupRead(database, key, now: now) else { return nil }
-        if case .hash = entry.value { throw .wrongType }
-        return entry.value
+        switch entry.value {
+        case .hash, .list: throw .wrongType
+        case .integer, .string: return entry.value
+        }
     }
 
     /// Applies `body` to the hash at `key` (creating an empty one when `create`), storing the
@@ -490,5 +492,76 @@ public final class Shard: @unchecked Sendable {
             store(database, key, Entry(value: .hash(hash)))
         }
         return result
+    }
+}
+
+extension Shard {
+    /// Applies `body` to the list at `key` (creating an empty one when `create`), storing the
+    /// result back; an emptied list is removed, as Redis deletes empty lists. `body` sets its
+    /// `changed` flag when it modified the list, so watchers are only touched by real writes.
+    /// Returns nil when the key is absent and `create` is false. The list is taken out of the
+    /// table while `body` runs, so it is uniquely referenced and every edit happens in place.
+    public func withList<R>(
+        _ database: Int, _ key: Key, now: Int64, create: Bool,
+        _ body: (inout ListValue, inout Bool) throws(KeyspaceError) -> R
+    ) throws(KeyspaceError) -> R? {
+        var list: ListValue
+        var existed = false
+        if let entry = lookup(database, key, now: now) {
+            guard case .list(let existing) = entry.value else { throw .wrongType }
+            list = existing
+            existed = true
+            prepareWrite()
+            account(-MemoryEstimate.bytes(of: entry.value))
+            tables[database][key]?.value = .integer(0)
+        } else {
+            if !create { return nil }
+            list = ListValue()
+        }
+        var changed = false
+        let result: R
+        do {
+            result = try body(&list, &changed)
+        } catch {
+            if existed {
+                tables[database][key]?.value = .list(list)
+                account(MemoryEstimate.bytes(of: .list(list)))
+            }
+            throw error
+        }
+        if existed {
+            if list.isEmpty {
+                remove(database, key)
+            } else {
+                tables[database][key]?.value = .list(list)
+                account(MemoryEstimate.bytes(of: .list(list)))
+                if changed { touch(database, key) }
+            }
+        } else if !list.isEmpty {
+            store(database, key, Entry(value: .list(list)))
+        }
+        return result
+    }
+
+    /// The list at `key` for a read (hit or miss counted); nil when absent, WRONGTYPE for
+    /// another kind of value.
+    public func readList(_ database: Int, _ key: Key, now: Int64) throws(KeyspaceError) -> ListValue? {
+        guard let entry = lookupRead(database, key, now: now) else { return nil }
+        guard case .list(let list) = entry.value else { throw .wrongType }
+        return list
+    }
+
+    /// True when `key` holds a list, false when absent; WRONGTYPE for another kind of value.
+    public func holdsList(_ database: Int, _ key: Key, now: Int64) throws(KeyspaceError) -> Bool {
+        guard let entry = lookup(database, key, now: now) else { return false }
+        guard case .list = entry.value else { throw .wrongType }
+        return true
+    }
+
+    /// True when `key` holds a value that is not a list (the destination check of LMOVE).
+    public func holdsNonList(_ database: Int, _ key: Key, now: Int64) -> Bool {
+        guard let entry = lookup(database, key, now: now) else { return false }
+        if case .list = entry.value { return false }
+        return true
     }
 }

@@ -163,6 +163,8 @@ public enum Value: Sendable {
     /// Boxed (`indirect`): inline, the 32-byte `HashValue` made every value 33 bytes and every
     /// entry 48, counters included; boxed, a value is 9 bytes and an entry 24.
     indirect case hash(HashValue)
+    /// A list: listpack-encoded chunks (see `ListValue`), boxed like hashes.
+    indirect case list(ListValue)
 }
 
 /// A keyspace entry: a value and its absolute expiry in Unix milliseconds, if any.

@@ -43,8 +43,20 @@ func sameValue(_ lhs: Value, _ rhs: Value) -> Bool {
     switch (lhs, rhs) {
     case (.hash(let a), .hash(let b)): return a.fields == b.fields && a.values == b.values
     case (.hash, _), (_, .hash): return false
+    case (.list, _), (_, .list): return listElements(lhs) != nil && listElements(lhs) == listElements(rhs)
     default: return lhs.stringBytes == rhs.stringBytes
     }
+}
+
+/// The elements of a list value, or nil for another kind of value.
+func listElements(_ value: Value?) -> [[UInt8]]? {
+    guard case .list(let list)? = value else { return nil }
+    var elements: [[UInt8]] = []
+    list.visit(from: 0) { _, element in
+        elements.append(element.materialized)
+        return true
+    }
+    return elements
 }
 
 @Suite struct LZFTests {
@@ -287,11 +299,11 @@ func sameValue(_ lhs: Value, _ rhs: Value) -> Bool {
         options.checksum = false
         var file = try makeRDB([:], options: options)
         file.removeLast(9)
-        let listStart = file.count
-        file += [0x12, 0x04] + bytes("list") + [0x00]
+        let setStart = file.count
+        file += [0x02, 0x03] + bytes("set") + [0x00]
         let error = #expect(throws: RDBError.self) { _ = try readRDB(file) }
         #expect(error?.kind == .unsupportedType)
-        #expect(error?.description == "test.rdb: unsupported type 18 for key \"list\" at offset \(listStart)")
+        #expect(error?.description == "test.rdb: unsupported type 2 for key \"set\" at offset \(setStart)")
 
         var future = try makeRDB([:])
         future[8] = UInt8(ascii: "1")

@@ -403,6 +403,44 @@ final class PersistenceTests: XCTestCase {
         XCTAssertGreaterThan(ttl, 8900)
     }
 
+    /// Lists written before a rewrite (RDB preamble or RPUSH commands) and after it (the AOF
+    /// tail) come back after a kill, and a SAVEd dump restores them with the AOF off.
+    func testListsSurviveRewritesKillsAndDumps() throws {
+        for preamble in ["yes", "no"] {
+            let directory = try makeDirectory()
+            let arguments = ["--appendfsync", "always", "--aof-use-rdb-preamble", preamble]
+            let server = try startTally(directory, arguments)
+            let client = try RESPClient(port: server.port)
+            var expected: [String] = []
+            for index in 0..<150 {
+                _ = try client.call("RPUSH", "l", "e\(index)", "\(index)")
+                expected += ["e\(index)", "\(index)"]
+            }
+            _ = try client.call("RPUSH", "q", "a", "b", String(repeating: "z", count: 10_000))
+            XCTAssertEqual(try client.call("BGREWRITEAOF"), .simple("Background append only file rewriting started"))
+            try waitForInfo(client, "aof_rewrite_in_progress", "0")
+            _ = try client.call("RPOP", "l")
+            expected.removeLast()
+            XCTAssertEqual(try client.call("LMOVE", "q", "l", "LEFT", "LEFT").text, "a")
+            expected.insert("a", at: 0)
+            XCTAssertEqual(try client.call("LMPOP", "1", "q", "LEFT"), .array([.bulk(Array("q".utf8)),
+                                                                                .array([.bulk(Array("b".utf8))])]))
+            kill9(server)
+
+            let again = try startTally(directory, arguments)
+            let second = try RESPClient(port: again.port)
+            XCTAssertEqual(try second.call("LRANGE", "l", "0", "-1"), .array(expected.map { .bulk(Array($0.utf8)) }))
+            XCTAssertEqual(try second.call("LRANGE", "q", "0", "-1"),
+                           .array([.bulk(Array(String(repeating: "z", count: 10_000).utf8))]))
+            XCTAssertEqual(try second.call("SAVE"), .simple("OK"))
+            kill9(again)
+            let fromDump = try startTally(directory, ["--appendonly", "no"])
+            let third = try RESPClient(port: fromDump.port)
+            XCTAssertEqual(try third.call("LLEN", "l"), .integer(Int64(expected.count)))
+            XCTAssertEqual(try third.call("LINDEX", "l", "-1").text, expected.last)
+        }
+    }
+
     // MARK: Refusing to start
 
     func testCorruptDumpRefusesToStartAndLeavesTheFile() throws {

@@ -61,7 +61,7 @@ func installRewrittenBase<S: Storage>(
 let rewriteItemsPerCommand = 64
 
 /// Writes the snapshot as RESP commands: SELECT per database change, SET (integers in decimal),
-/// HSET in chunks of 64 pairs, PEXPIREAT for keys with a TTL.
+/// HSET in chunks of 64 pairs, RPUSH in chunks of 64 elements, PEXPIREAT for keys with a TTL.
 public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: inout Sink) throws {
     var database = -1
     var scratch: [UInt8] = []
@@ -91,6 +91,30 @@ public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: ino
                     RESPRecord.appendBulk(hash.values[position], to: &scratch)
                 }
                 index = end
+            }
+        case .list(let list):
+            // RPUSH in chunks of 64 elements (aof.c rewriteListObject).
+            var left = list.count
+            var inCommand = 0
+            list.visit(from: 0) { _, element in
+                if inCommand == 0 {
+                    let items = Swift.min(left, rewriteItemsPerCommand)
+                    RESPRecord.appendHeader(count: 2 + items, to: &scratch)
+                    RESPRecord.appendBulk("RPUSH".utf8, to: &scratch)
+                    RESPRecord.appendBulk(key, to: &scratch)
+                    inCommand = items
+                }
+                switch element {
+                case .integer(let value):
+                    digits.removeAll(keepingCapacity: true)
+                    appendDecimal(Int(value), to: &digits)
+                    RESPRecord.appendBulk(digits, to: &scratch)
+                case .bytes(let bytes):
+                    RESPRecord.appendBulk(bytes, to: &scratch)
+                }
+                inCommand -= 1
+                left -= 1
+                return true
             }
         }
         if let expiry = entry.expiresAtMilliseconds {

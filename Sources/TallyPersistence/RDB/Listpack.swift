@@ -10,41 +10,7 @@ import TallyProtocol
 public enum Listpack {
     /// Appends one element; canonical integers (string2ll) use the integer encodings as Redis does.
     static func appendElement(_ element: [UInt8], to blob: inout [UInt8]) {
-        let start = blob.count
-        if element.count <= 20, let value = parseRedisInteger(element) {
-            switch value {
-            case 0...127:
-                blob.append(UInt8(value))
-            case -4096...4095:
-                let bits = UInt16(bitPattern: Int16(value)) & 0x1fff
-                blob.append(0xC0 | UInt8(bits >> 8))
-                blob.append(UInt8(bits & 0xff))
-            case -32768...32767:
-                blob.append(0xF1)
-                appendLittleEndian(UInt64(bitPattern: value), bytes: 2, to: &blob)
-            case -8_388_608...8_388_607:
-                blob.append(0xF2)
-                appendLittleEndian(UInt64(bitPattern: value), bytes: 3, to: &blob)
-            case Int64(Int32.min)...Int64(Int32.max):
-                blob.append(0xF3)
-                appendLittleEndian(UInt64(bitPattern: value), bytes: 4, to: &blob)
-            default:
-                blob.append(0xF4)
-                appendLittleEndian(UInt64(bitPattern: value), bytes: 8, to: &blob)
-            }
-        } else if element.count < 64 {
-            blob.append(0x80 | UInt8(element.count))
-            blob.append(contentsOf: element)
-        } else if element.count < 4096 {
-            blob.append(0xE0 | UInt8(element.count >> 8))
-            blob.append(UInt8(element.count & 0xff))
-            blob.append(contentsOf: element)
-        } else {
-            blob.append(0xF0)
-            appendLittleEndian(UInt64(element.count), bytes: 4, to: &blob)
-            blob.append(contentsOf: element)
-        }
-        appendBacklen(blob.count - start, to: &blob)
+        ListpackEntry.append(element, to: &blob)
     }
 
     static func appendLittleEndian(_ value: UInt64, bytes: Int, to blob: inout [UInt8]) {
@@ -76,6 +42,17 @@ public enum Listpack {
         let count = UInt16(min(elements.count, 65535))
         blob[4] = UInt8(count & 0xff)
         blob[5] = UInt8(count >> 8)
+        return blob
+    }
+
+    /// A listpack blob around already encoded `entries` (header, entries, terminator).
+    public static func wrap(entries: [UInt8], count: Int) -> [UInt8] {
+        var blob: [UInt8] = []
+        blob.reserveCapacity(entries.count + 7)
+        appendLittleEndian(UInt64(entries.count + 7), bytes: 4, to: &blob)
+        appendLittleEndian(UInt64(min(count, 65535)), bytes: 2, to: &blob)
+        blob.append(contentsOf: entries)
+        blob.append(0xFF)
         return blob
     }
 

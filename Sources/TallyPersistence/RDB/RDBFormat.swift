@@ -37,6 +37,12 @@ public enum RDBFormat {
     public enum ValueType {
         /// A string.
         public static let string: UInt8 = 0
+        /// A list as a length and element strings (Redis before 3.2).
+        public static let list: UInt8 = 1
+        /// A list as a length and ziplist blobs (Redis 3.2 through 6.2).
+        public static let listQuicklist: UInt8 = 14
+        /// A list as a length and (container, blob) nodes: listpacks or plain elements (7.0).
+        public static let listQuicklist2: UInt8 = 18
         /// A hash as a length and field/value strings.
         public static let hash: UInt8 = 4
         /// A hash as a zipmap blob (Redis before 2.6).
@@ -47,6 +53,14 @@ public enum RDBFormat {
         public static let hashListpack: UInt8 = 16
         /// Highest value type any Redis writes (7.2's listpack-quicklist streams etc.).
         public static let highestKnown: UInt8 = 21
+    }
+
+    /// Quicklist node containers in a QUICKLIST_2 value (quicklist.h QUICKLIST_NODE_CONTAINER_*).
+    public enum ListContainer {
+        /// One element stored as is (Redis: elements past its 1 GB packed threshold).
+        public static let plain: UInt64 = 1
+        /// A listpack.
+        public static let packed: UInt64 = 2
     }
 
     /// Special string encodings (length bytes `11xxxxxx`).

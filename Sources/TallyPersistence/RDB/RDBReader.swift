@@ -395,6 +395,8 @@ public struct RDBReader<Source: ByteSource> {
                         + "\(printableKey(key)) (\(error.reason) at blob byte \(error.offset))", at: blobOffset)
                 }
                 value = .hash(try makeHash(elements, key: key, at: blobOffset))
+            case RDBFormat.ValueType.list, RDBFormat.ValueType.listQuicklist, RDBFormat.ValueType.listQuicklist2:
+                value = .list(try readList(type: type, key: key))
             default:
                 throw fail(.unsupportedType, "unsupported type \(type) for key \(printableKey(key))",
                            at: opcodeOffset)
@@ -402,6 +404,10 @@ public struct RDBReader<Source: ByteSource> {
             let entryExpiry = expiry
             expiry = nil
             if case .hash(let hash) = value, hash.isEmpty {
+                result.emptyKeysSkipped += 1
+                continue
+            }
+            if case .list(let list) = value, list.isEmpty {
                 result.emptyKeysSkipped += 1
                 continue
             }
@@ -426,6 +432,48 @@ public struct RDBReader<Source: ByteSource> {
             }
         }
         return hash
+    }
+
+    /// A list in any encoding Redis 7.0 loads: type 1 (length + elements), 14 (length +
+    /// ziplists) or 18 (length + container/blob nodes, listpacks or plain elements).
+    private mutating func readList(type: UInt8, key: [UInt8]) throws(RDBError) -> ListValue {
+        let count = try readPlainLength("list")
+        var list = ListValue()
+        for _ in 0..<count {
+            if type == RDBFormat.ValueType.list {
+                list.push(try readString(), at: .tail)
+                continue
+            }
+            var container = RDBFormat.ListContainer.packed
+            if type == RDBFormat.ValueType.listQuicklist2 {
+                let containerOffset = offset
+                container = UInt64(try readPlainLength("list node container"))
+                guard container == RDBFormat.ListContainer.plain || container == RDBFormat.ListContainer.packed else {
+                    throw fail(.corrupt, "unknown list node container \(container) for key \(printableKey(key))",
+                               at: containerOffset)
+                }
+            }
+            let blobOffset = offset
+            let blob = try readString()
+            if container == RDBFormat.ListContainer.plain {
+                list.push(blob, at: .tail)
+                continue
+            }
+            let elements: [[UInt8]]
+            do {
+                elements = type == RDBFormat.ValueType.listQuicklist2
+                    ? try Listpack.decode(blob) : try Ziplist.decode(blob)
+            } catch {
+                throw fail(.corrupt, "invalid \(type == 18 ? "listpack" : "ziplist") for key "
+                    + "\(printableKey(key)) (\(error.reason) at blob byte \(error.offset))", at: blobOffset)
+            }
+            // Redis refuses an empty node (rdb.c: "Empty listpack/ziplist inside quicklist").
+            guard !elements.isEmpty else {
+                throw fail(.corrupt, "empty list node for key \(printableKey(key))", at: blobOffset)
+            }
+            for element in elements { list.push(element, at: .tail) }
+        }
+        return list
     }
 
     private func makeHash(_ elements: [[UInt8]], key: [UInt8], at blobOffset: Int64) throws(RDBError) -> HashValue {

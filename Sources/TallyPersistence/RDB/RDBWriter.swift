@@ -161,6 +161,16 @@ public struct RDBWriter<Sink: ByteSink> {
                     encodeString(hash.values[index], options: options, into: &scratch)
                 }
             }
+        case .list(let list):
+            // QUICKLIST_2: the node count, then per node its container and blob. Each chunk
+            // already holds listpack entries, so a node is the chunk with header and terminator.
+            scratch.append(RDBFormat.ValueType.listQuicklist2)
+            encodeString(key.bytes, options: options, into: &scratch)
+            encodeLength(UInt64(list.chunkCount), into: &scratch)
+            list.forEachChunk { entries, count in
+                encodeLength(RDBFormat.ListContainer.packed, into: &scratch)
+                encodeString(Listpack.wrap(entries: entries, count: count), options: options, into: &scratch)
+            }
         }
     }
 

@@ -208,6 +208,11 @@ public enum ConfigTable {
         ConfigOption("hash-max-listpack-value", .integer(min: 0, max: longMax), "64"),
         ConfigOption("hash-max-ziplist-entries", .integer(min: 0, max: longMax), "512"),
         ConfigOption("hash-max-ziplist-value", .integer(min: 0, max: longMax), "64"),
+        // Parsed and reported only: Tally's list chunks are always Redis's default 8 KB listpacks
+        // (-2), and chunks are never compressed (depth 0); see ListValue.
+        ConfigOption("list-max-listpack-size", .integer(min: Int64(Int32.min), max: Int64(Int32.max)), "-2"),
+        ConfigOption("list-max-ziplist-size", .integer(min: Int64(Int32.min), max: Int64(Int32.max)), "-2"),
+        ConfigOption("list-compress-depth", .integer(min: 0, max: Int64(Int32.max)), "0"),
         ConfigOption("lazyfree-lazy-eviction", .bool, "no"),
         ConfigOption("lazyfree-lazy-expire", .bool, "no"),
         ConfigOption("lazyfree-lazy-server-del", .bool, "no"),
