@@ -41,6 +41,13 @@ public final class ClientSession {
     /// never passes through processCommand).
     public var isReplayingLog: Bool = false
 
+    /// The blocking pop this client is parked in (its I/O thread stops executing its input
+    /// until the waiter is served, times out or is cancelled); nil when not blocked.
+    public var blockedWaiter: BlockedWaiter?
+    /// Wakes the I/O thread that owns this session (set by the server; a served waiter calls it
+    /// from the pushing client's thread).
+    public var wakeOwner: (@Sendable () -> Void)?
+
     /// Creates a session with `id`.
     public init(id: Int64) { self.id = id }
 }

@@ -70,4 +70,8 @@ enum Words {
     static let lpop: [UInt8] = Array("LPOP".utf8)
     static let rpop: [UInt8] = Array("RPOP".utf8)
     static let rpush: [UInt8] = Array("RPUSH".utf8)
+    static let lmove: [UInt8] = Array("LMOVE".utf8)
+    static let rpoplpush: [UInt8] = Array("RPOPLPUSH".utf8)
+    static let left: [UInt8] = Array("LEFT".utf8)
+    static let right: [UInt8] = Array("RIGHT".utf8)
 }

@@ -26,6 +26,8 @@ public struct CommandContext {
     public let insideExec: Bool
     /// Shards this command locked itself.
     public private(set) var heldShards = ShardMask()
+    /// True when this command took every shard because clients are blocked (see lockShard).
+    private var ownsExclusive = false
 
     init(arguments: CommandArguments, output: OutputBuffer, session: ClientSession, engine: CommandEngine,
          row: Int, now: Int64, insideExec: Bool) {
@@ -61,6 +63,13 @@ public struct CommandContext {
         if heldShards.contains(index) || keyspace.isExclusivelyHeldByCurrentThread { return shard }
         precondition(heldShards.isEmpty, "lock several shards at once with lockShards")
         shard.lock()
+        if engine.blocking.hasWaiters {
+            // A client blocked after dispatch looked: take every shard instead (nothing has
+            // changed yet), so finish() can serve it.
+            shard.unlock()
+            ownsExclusive = keyspace.lockExclusive()
+            return shard
+        }
         heldShards.insert(index)
         return shard
     }
@@ -70,6 +79,11 @@ public struct CommandContext {
         if keyspace.isExclusivelyHeldByCurrentThread { return }
         precondition(heldShards.isEmpty, "shards must be locked in one ascending pass")
         keyspace.lock(mask)
+        if engine.blocking.hasWaiters {
+            keyspace.unlock(mask)
+            ownsExclusive = keyspace.lockExclusive()
+            return
+        }
         heldShards = mask
     }
 
@@ -174,10 +188,24 @@ public struct CommandContext {
             preparePropagation()
             session.propagation.append(database: database, arguments: arguments)
         }
+        var served: [(BlockedWaiter, [UInt8])] = []
+        if !insideExec && engine.blocking.hasWaiters && keyspace.isExclusivelyHeldByCurrentThread {
+            // Waiters get pushed elements before any other client can see them (blocked.c
+            // handleClientsBlockedOnKeys runs after the command, before the next one).
+            var servedChanges: Int64 = 0
+            served = engine.blocking.serveReady(keyspace, now: now, log: !skipsPropagation,
+                                                propagation: &session.propagation, changes: &servedChanges)
+            engine.addChanges(servedChanges)
+        }
         if !insideExec && !session.propagation.isEmpty { engine.flushPropagation(session) }
+        for (waiter, reply) in served { waiter.publish(reply, logOffset: session.pendingLogOffset) }
         if !heldShards.isEmpty {
             keyspace.unlock(heldShards)
             heldShards = ShardMask()
+        }
+        if ownsExclusive {
+            keyspace.unlockExclusive(true)
+            ownsExclusive = false
         }
     }
 }

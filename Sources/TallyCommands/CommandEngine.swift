@@ -57,6 +57,8 @@ public final class CommandEngine: Sendable {
     public let clock: any Clock
     /// Settings.
     public let configuration: EngineConfiguration
+    /// Clients parked in blocking pops.
+    public let blocking = BlockingRegistry()
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -382,8 +384,12 @@ public final class CommandEngine: Sendable {
             arguments: arguments, output: OutputBuffer(initialCapacity: 0, protocolVersion: output.protocolVersion),
             session: session, engine: self, row: row, now: clock.nowMilliseconds(), insideExec: insideExec)
         swap(&context.output, &output)
+        // While clients are blocked (and for EXEC, which takes every shard anyway), the command
+        // holds every shard, so finish() can serve waiters on any key (see Blocking.swift).
+        let exclusive = !insideExec && (row == execRow || blocking.hasWaiters) ? keyspace.lockExclusive() : false
         table.rows[row].handler(&context)
         context.finish()
+        keyspace.unlockExclusive(exclusive)
         swap(&context.output, &output)
         let elapsed = monotonicMicroseconds() - start
         statistics.calls.add(1, ordering: .relaxed)
@@ -440,6 +446,10 @@ extension CommandEngine {
     /// The server calls it when a connection closes.
     public func sessionClosed(_ session: ClientSession) {
         TransactionCommands.discardTransaction(session, self)
+        if let waiter = session.blockedWaiter {
+            _ = blocking.cancel(waiter)
+            session.blockedWaiter = nil
+        }
     }
 
     /// Prepares a new session: unauthenticated when `requirepass` is set.

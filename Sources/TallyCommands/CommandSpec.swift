@@ -40,6 +40,8 @@ public struct CommandFlags: OptionSet, Sendable {
     /// Refused during asynchronous (diskless replica) loading (reported; Tally always loads
     /// synchronously, where `loading` decides).
     public static let noAsyncLoading = CommandFlags(rawValue: 1 << 14)
+    /// May block the client (BLPOP...): reported; inside MULTI it behaves as its non-blocking form.
+    public static let blocking = CommandFlags(rawValue: 1 << 16)
     /// Key positions depend on the arguments (LMPOP's numkeys); first/last/step are 0 (reported).
     public static let movableKeys = CommandFlags(rawValue: 1 << 15)
 }

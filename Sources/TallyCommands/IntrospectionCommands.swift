@@ -136,9 +136,9 @@ enum IntrospectionCommands {
     /// Flag names in the order Redis prints them (server.c `addReplyCommandFlags`).
     static let flagNames: [(CommandFlags, String)] = [
         (.write, "write"), (.readonly, "readonly"), (.denyOOM, "denyoom"), (.admin, "admin"),
-        (.noScript, "noscript"), (.loading, "loading"), (.stale, "stale"), (.skipSlowlog, "skip_slowlog"),
-        (.fast, "fast"), (.noAuth, "no_auth"), (.noAsyncLoading, "no_async_loading"), (.noMulti, "no_multi"),
-        (.allowBusy, "allow_busy"), (.movableKeys, "movablekeys"),
+        (.noScript, "noscript"), (.blocking, "blocking"), (.loading, "loading"), (.stale, "stale"),
+        (.skipSlowlog, "skip_slowlog"), (.fast, "fast"), (.noAuth, "no_auth"), (.noAsyncLoading, "no_async_loading"),
+        (.noMulti, "no_multi"), (.movableKeys, "movablekeys"), (.allowBusy, "allow_busy"),
     ]
 
     /// One COMMAND INFO entry: name, arity, flags, first/last/step, categories, tips, key

@@ -51,6 +51,8 @@ public enum RedisError {
     public static let countNegative: StaticString = "ERR COUNT can't be negative"
     public static let maxlenNegative: StaticString = "ERR MAXLEN can't be negative"
     public static let numkeysNotPositive: StaticString = "ERR numkeys should be greater than 0"
+    public static let timeoutNotFloat: StaticString = "ERR timeout is not a float or out of range"
+    public static let timeoutNegative: StaticString = "ERR timeout is negative"
     public static let countNotPositive: StaticString = "ERR count should be greater than 0"
     public static let backgroundSaveInProgress: StaticString = "ERR Background save already in progress"
 }

@@ -77,9 +77,11 @@ enum TransactionCommands {
             }
             if already { continue }
             let shard = context.keyspace.shard(for: key)
-            shard.lock()
+            // Dispatch may already hold every shard (clients are blocked: see Blocking.swift).
+            let locked = !context.keyspace.isExclusivelyHeldByCurrentThread
+            if locked { shard.lock() }
             let live: UInt64 = shard.addWatcher(database, key, token, now: context.now) ? 1 : 0
-            shard.unlock()
+            if locked { shard.unlock() }
             context.session.transaction.watched.append((database, key.bytes, live))
         }
         context.output.writeOK()

@@ -83,8 +83,14 @@ public struct ListValue: Sendable {
 
     // MARK: Ends
 
+    /// Adds `element` (a request argument) at `end`. Non-generic entry points, so the encoder
+    /// is specialized inside this module instead of iterating an unspecialized Collection.
+    public mutating func push(_ element: ArraySlice<UInt8>, at end: ListEnd) { pushElement(element, at: end) }
+
     /// Adds `element` at `end`.
-    public mutating func push<C: Collection>(_ element: C, at end: ListEnd) where C.Element == UInt8 {
+    public mutating func push(_ element: [UInt8], at end: ListEnd) { pushElement(element, at: end) }
+
+    mutating func pushElement<C: Collection>(_ element: C, at end: ListEnd) where C.Element == UInt8 {
         let size = ListpackEntry.encodedSize(element)
         switch end {
         case .tail:
@@ -131,6 +137,28 @@ public struct ListValue: Sendable {
         payloadBytes -= size
         if chunks[index].count == 0 { dropChunk(at: index) }
         return element
+    }
+
+    /// Removes the element at `end`, handing it to `body` first (a view into the chunk, so a
+    /// reply is written without copying the element); false when empty.
+    @discardableResult
+    public mutating func pop(_ end: ListEnd, _ body: (ListElement) -> Void) -> Bool {
+        if count == 0 { return false }
+        let index = end == .head ? head : chunks.count - 1
+        let start = end == .head ? 0 : ListpackEntry.start(endingAt: chunks[index].entries.count,
+                                                           in: chunks[index].entries)
+        let (element, size) = ListpackEntry.decode(chunks[index].entries, at: start)
+        body(element)
+        if end == .head {
+            chunks[index].entries.removeFirst(size)
+        } else {
+            chunks[index].entries.removeLast(size)
+        }
+        chunks[index].count -= 1
+        count -= 1
+        payloadBytes -= size
+        if chunks[index].count == 0 { dropChunk(at: index) }
+        return true
     }
 
     /// Removes the chunk at slot `index` (an end chunk is O(1); a middle one shifts slots).
@@ -539,7 +567,15 @@ public enum ListpackEntry {
                 put(0xF0)
                 putLittleEndian(Int64(length), 4)
             }
-            for byte in element { put(byte) }
+            let copied: Void? = element.withContiguousStorageIfAvailable { source in
+                UnsafeMutableRawBufferPointer(rebasing: buffer[position..<(position + length)])
+                    .copyMemory(from: UnsafeRawBufferPointer(source))
+            }
+            if copied == nil {
+                for byte in element { put(byte) }
+            } else {
+                position += length
+            }
         }
         let body = position - offset
         let groups = backlenBytes(body)

@@ -505,35 +505,40 @@ extension Shard {
         _ database: Int, _ key: Key, now: Int64, create: Bool,
         _ body: (inout ListValue, inout Bool) throws(KeyspaceError) -> R
     ) throws(KeyspaceError) -> R? {
-        var list: ListValue
-        var existed = false
-        if let entry = lookup(database, key, now: now) {
-            guard case .list(let existing) = entry.value else { throw .wrongType }
-            list = existing
-            existed = true
-            prepareWrite()
-            account(-MemoryEstimate.bytes(of: entry.value))
-            tables[database][key]?.value = .integer(0)
-        } else {
-            if !create { return nil }
-            list = ListValue()
+        var list = ListValue()
+        // One hash probe for a live key when no access stamps are kept (as incrementBy): the
+        // slot index serves the take-out and the write-back below (nothing else touches the
+        // table meanwhile, so it stays valid).
+        var slot: Dictionary<Key, Entry>.Index?
+        prepareWrite()
+        if accessMode == .none, let index = tables[database].index(forKey: key),
+           tables[database].values[index].expiresAtMilliseconds.map({ $0 > now }) ?? true {
+            slot = index
+        } else if lookup(database, key, now: now) != nil {
+            slot = tables[database].index(forKey: key)
+        }
+        if let slot {
+            guard case .list = tables[database].values[slot].value else { throw .wrongType }
+            list = existingList(database, slot)
+        } else if !create {
+            return nil
         }
         var changed = false
         let result: R
         do {
             result = try body(&list, &changed)
         } catch {
-            if existed {
-                tables[database][key]?.value = .list(list)
+            if let slot {
+                tables[database].values[slot].value = .list(list)
                 account(MemoryEstimate.bytes(of: .list(list)))
             }
             throw error
         }
-        if existed {
+        if let slot {
             if list.isEmpty {
                 remove(database, key)
             } else {
-                tables[database][key]?.value = .list(list)
+                tables[database].values[slot].value = .list(list)
                 account(MemoryEstimate.bytes(of: .list(list)))
                 if changed { touch(database, key) }
             }
@@ -541,6 +546,16 @@ extension Shard {
             store(database, key, Entry(value: .list(list)))
         }
         return result
+    }
+
+    /// Takes the list out of the slot at `index`, leaving a placeholder, so the caller holds the
+    /// only reference and edits it in place; the estimate loses the list's bytes until it is put
+    /// back.
+    private func existingList(_ database: Int, _ index: Dictionary<Key, Entry>.Index) -> ListValue {
+        guard case .list(let list) = tables[database].values[index].value else { preconditionFailure("not a list") }
+        account(-MemoryEstimate.bytes(of: .list(list)))
+        tables[database].values[index].value = .integer(0)
+        return list
     }
 
     /// The list at `key` for a read (hit or miss counted); nil when absent, WRONGTYPE for

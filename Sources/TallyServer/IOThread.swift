@@ -28,6 +28,9 @@ final class IOThread: @unchecked Sendable {
     private let inbox = Mutex<[Int32]>([])
     private var connections: [Int32: Connection] = [:]
     private var pendingFlush: [Connection] = []
+    /// Connections parked in a blocking pop: checked every iteration for a published reply
+    /// (a push on any thread wakes this loop) or a passed deadline.
+    private var parked: [Connection] = []
     /// Connections whose replies acknowledge writes the AOF failed to write; retried each
     /// iteration (every 10 ms at most) and released once the log reports them durable.
     private var heldForDurability: [Connection] = []
@@ -73,7 +76,9 @@ final class IOThread: @unchecked Sendable {
     func run() {
         while true {
             // Connections with held-back input are resumed next iteration without sleeping.
-            let timeout: Int32 = pendingFlush.isEmpty ? (heldForDurability.isEmpty ? 100 : 10) : 0
+            var timeout: Int32 = pendingFlush.isEmpty ? (heldForDurability.isEmpty ? 100 : 10) : 0
+            // Blocking timeouts are checked each iteration: wake at least every 5 ms meanwhile.
+            if !parked.isEmpty { timeout = min(timeout, 5) }
             epoll.wait(timeoutMilliseconds: timeout) { ready in
                 if ready.token == Self.wakeToken {
                     Posix.drainEventFD(wakeDescriptor)
@@ -85,6 +90,7 @@ final class IOThread: @unchecked Sendable {
                     handle(connection, events: ready.events)
                 }
             }
+            serviceParked()
             flushPending()
             closeIdleClients()
             resizeQueryBuffers()
@@ -154,6 +160,7 @@ final class IOThread: @unchecked Sendable {
         let now = engine.clock.nowMilliseconds()
         let session = ClientSession(id: engine.makeClientID())
         session.isAuthenticated = !engine.requiresAuthentication
+        session.wakeOwner = { [unowned self] in self.wake() }
         session.descriptor = descriptor
         session.peerAddress = peerAddress
         session.localAddress = Posix.localAddress(descriptor)
@@ -232,12 +239,16 @@ final class IOThread: @unchecked Sendable {
     /// buffer passes the high-water mark (the rest runs once the replies are flushed).
     private func execute(_ connection: Connection) {
         let session = connection.session
-        while !session.closeAfterReply && connection.output.readableBytes < Connection.outputHighWaterBytes {
+        while !session.closeAfterReply && session.blockedWaiter == nil
+            && connection.output.readableBytes < Connection.outputHighWaterBytes
+        {
             let authenticated = session.isAuthenticated || !engine.requiresAuthentication
             switch connection.parser.next(into: &connection.arguments, authenticated: authenticated) {
             case .command:
                 engine.execute(connection.arguments, session: session, output: &connection.output)
                 if !server.outputLimits.isUnlimited && outputLimitExceeded(connection) { return }
+                // Blocked: the rest of its input waits until the waiter is served or times out.
+                if session.blockedWaiter != nil { parked.append(connection) }
             case .needMoreData:
                 connection.publish()
                 return
@@ -265,6 +276,34 @@ final class IOThread: @unchecked Sendable {
                 + "for overcoming of output buffer limits.")
         close(connection)
         return true
+    }
+
+    /// Delivers served and timed-out blocking pops to their parked connections and resumes
+    /// their input (blocked.c unblockClient, then processing the pending query buffer).
+    private func serviceParked() {
+        if parked.isEmpty { return }
+        let now = engine.clock.nowMilliseconds()
+        var index = 0
+        while index < parked.count {
+            let connection = parked[index]
+            guard let waiter = connection.session.blockedWaiter else {
+                parked.remove(at: index)
+                continue
+            }
+            if let served = waiter.takeReply() {
+                connection.output.writeBytes(served.reply)
+                connection.session.pendingLogOffset = max(connection.session.pendingLogOffset, served.logOffset)
+            } else if waiter.deadline != 0 && now >= waiter.deadline && engine.blocking.cancel(waiter) {
+                waiter.writeTimeoutReply(into: &connection.output)
+            } else {
+                index += 1
+                continue
+            }
+            connection.session.blockedWaiter = nil
+            parked.remove(at: index)
+            execute(connection)
+            enqueueFlush(connection)
+        }
     }
 
     // MARK: Writing
@@ -370,6 +409,7 @@ final class IOThread: @unchecked Sendable {
 
     private func close(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.descriptor) != nil else { return }
+        if connection.session.blockedWaiter != nil { parked.removeAll { $0 === connection } }
         epoll.remove(connection.descriptor)
         Posix.close(connection.descriptor)
         // Drops the session's WATCH registrations; without this every watched key of a client
@@ -420,8 +460,11 @@ final class IOThread: @unchecked Sendable {
         let timeoutSeconds = server.idleTimeoutSeconds
         guard timeoutSeconds > 0 else { return }
         for connection in Array(connections.values)
-        where now - connection.session.lastInteractionMilliseconds > Int64(timeoutSeconds) * 1000 {
-            // Clients in MULTI are not special in Redis either; blocked clients do not exist here.
+        where now - connection.session.lastInteractionMilliseconds > Int64(timeoutSeconds) * 1000
+            && connection.session.blockedWaiter == nil
+        {
+            // Clients in MULTI are not special in Redis either; a blocked client only gets its
+            // blocking timeout (clientsCronHandleTimeout).
             server.log.log(.verbose, "Closing idle client")
             close(connection)
         }

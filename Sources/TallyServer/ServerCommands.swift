@@ -36,6 +36,7 @@ extension ServerCore {
         subcommand("client|list", -2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|kill", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|help", 2, [.loading, .stale], "@slow @connection"),
+        subcommand("client|unblock", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
     ]
 
     /// CONFIG's subcommands as Redis 7.0 declares them.
@@ -144,7 +145,7 @@ extension ServerCore {
             field("maxclients", String(maxClients))
             field("client_recent_max_input_buffer", "0")
             field("client_recent_max_output_buffer", "0")
-            field("blocked_clients", "0")
+            field("blocked_clients", String(engine.blocking.count))
             field("tracking_clients", "0")
             field("clients_in_timeout_table", "0")
         case "memory":
@@ -272,6 +273,8 @@ extension ServerCore {
             clientList(&context)
         } else if context.arguments.matches(1, "kill") && count >= 3 {
             clientKill(&context)
+        } else if context.arguments.matches(1, "unblock") && (count == 3 || count == 4) {
+            clientUnblock(&context)
         } else if context.arguments.matches(1, "help") && count == 2 {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -291,6 +294,37 @@ extension ServerCore {
         } else {
             unknownSubcommand(&context, "CLIENT")
         }
+    }
+
+    /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends another client's blocking pop with its timeout
+    /// reply or an UNBLOCKED error (networking.c); 1 if that client was blocked, else 0.
+    private func clientUnblock(_ context: inout CommandContext) {
+        var asError = false
+        if context.arguments.count == 4 {
+            if context.arguments.matches(3, "error") {
+                asError = true
+            } else if !context.arguments.matches(3, "timeout") {
+                context.output.writeError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+                return
+            }
+        }
+        guard let id = parseRedisInteger(context.arguments[2]) else {
+            context.output.writeError(RedisError.notInteger)
+            return
+        }
+        let registry = context.engine.blocking
+        guard let waiter = registry.waiter(clientID: id), registry.cancel(waiter) else {
+            context.output.writeInteger(0)
+            return
+        }
+        var reply = OutputBuffer(initialCapacity: 64, protocolVersion: waiter.protocolVersion)
+        if asError {
+            reply.writeError("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        } else {
+            waiter.writeTimeoutReply(into: &reply)
+        }
+        waiter.publish(Array(reply.storage), logOffset: 0)
+        context.output.writeInteger(1)
     }
 
     /// The caller's own line, built from its live session (its published record lags a batch).

@@ -1,0 +1,231 @@
+// Blocking: parked BLPOP/BRPOP/BLMOVE/BRPOPLPUSH/BLMPOP clients and how pushes serve them (blocked.c).
+//
+//   client A (thread 1)                         client B (thread 2)
+//   ──────────────────                          ──────────────────
+//   BLPOP q 0: q empty, under q's shard lock
+//     registry.register(waiter) ─► parked (no thread waits; the I/O loop keeps serving others)
+//                                               RPUSH q x: lockShard sees waiters ─► takes every shard
+//                                               push, then finish(): log RPUSH, serve waiters in
+//                                               FIFO order (pop, reply bytes, log LPOP q), flush log
+//                                               waiter.publish(reply, log offset) ─► eventfd of thread 1
+//   loop wakes: reply appended, input resumes ◄─┘
+//
+// While any client is blocked, every command that locks a shard takes all of them instead, so the
+// serving pass can pop and push on any key (BLMOVE destinations) without lock-order risk, and no
+// other client can see a pushed element before the waiters got theirs. A waiter registers while
+// holding its keys' shards, so a push to one of them either came first (and the blocking command
+// saw the element) or locks after the registration (and then sees the waiter).
+import Synchronization
+import TallyKeyspace
+import TallyProtocol
+
+/// What a parked client will do once one of its keys holds a list.
+public enum BlockedOperation: Sendable {
+    /// BLPOP / BRPOP: one element, replied as [key, element].
+    case pop(ListEnd)
+    /// BLMPOP: up to `count` elements, replied as [key, [elements]].
+    case popCount(ListEnd, Int)
+    /// BLMOVE / BRPOPLPUSH (`legacy`): pop, push onto `destination`, reply with the element.
+    case move(from: ListEnd, to: ListEnd, destination: [UInt8], legacy: Bool)
+}
+
+/// One parked client. Created and registered by its command on the client's thread; served on
+/// whichever thread pushes; the reply is published here and collected by the owning thread.
+public final class BlockedWaiter: Sendable {
+    /// The client's id (CLIENT UNBLOCK).
+    public let clientID: Int64
+    let database: Int
+    let keys: [[UInt8]]
+    let operation: BlockedOperation
+    /// The dialect of the client's replies.
+    public let protocolVersion: RESPVersion
+    /// Absolute Unix milliseconds at which the client gets the timeout reply; 0 = never.
+    public let deadline: Int64
+    private let wake: @Sendable () -> Void
+    private let published = Mutex<(reply: [UInt8], logOffset: UInt64)?>(nil)
+
+    init(clientID: Int64, database: Int, keys: [[UInt8]], operation: BlockedOperation,
+         protocolVersion: RESPVersion, deadline: Int64, wake: @escaping @Sendable () -> Void) {
+        self.clientID = clientID
+        self.database = database
+        self.keys = keys
+        self.operation = operation
+        self.protocolVersion = protocolVersion
+        self.deadline = deadline
+        self.wake = wake
+    }
+
+    /// Hands the reply to the owning thread (after the log holds the served pops) and wakes it.
+    public func publish(_ reply: [UInt8], logOffset: UInt64) {
+        published.withLock { $0 = (reply, logOffset) }
+        wake()
+    }
+
+    /// The published reply and the log offset it depends on, once served.
+    public func takeReply() -> (reply: [UInt8], logOffset: UInt64)? {
+        published.withLock { value in
+            let taken = value
+            value = nil
+            return taken
+        }
+    }
+
+    /// The reply on timeout: a null array for the pops, a null bulk for the moves.
+    public func writeTimeoutReply(into output: inout OutputBuffer) {
+        if case .move = operation { output.writeNull() } else { output.writeNullArray() }
+    }
+}
+
+/// Every parked client, by database and key, in the order they blocked.
+public final class BlockingRegistry: Sendable {
+    private struct Table {
+        var queues: [DatabaseKey: [BlockedWaiter]] = [:]
+        /// Keys in the order they first got a waiter (the order ready keys are served in).
+        var order: [DatabaseKey] = []
+    }
+
+    private let table = Mutex<Table>(Table())
+    private let waiterCount = Atomic<Int>(0)
+
+    /// True while any client is parked (one atomic load, read by every shard lock).
+    @inline(__always) public var hasWaiters: Bool { waiterCount.load(ordering: .acquiring) > 0 }
+
+    /// Number of parked clients (INFO `blocked_clients`).
+    public var count: Int { waiterCount.load(ordering: .relaxed) }
+
+    /// The parked waiter of client `id`, if any (CLIENT UNBLOCK).
+    public func waiter(clientID id: Int64) -> BlockedWaiter? {
+        table.withLock { table in
+            for queue in table.queues.values {
+                if let waiter = queue.first(where: { $0.clientID == id }) { return waiter }
+            }
+            return nil
+        }
+    }
+
+    /// Parks `waiter` on each of its keys (the caller holds those keys' shards).
+    func register(_ waiter: BlockedWaiter) {
+        table.withLock { table in
+            for key in waiter.keys {
+                let watched = DatabaseKey(database: waiter.database, key: Key(key))
+                if table.queues[watched] == nil { table.order.append(watched) }
+                // A key named twice (BLPOP k k 0) holds the waiter once.
+                if table.queues[watched]?.contains(where: { $0 === waiter }) == true { continue }
+                table.queues[watched, default: []].append(waiter)
+            }
+        }
+        waiterCount.add(1, ordering: .releasing)
+    }
+
+    /// Removes a waiter that has not been served (timeout, disconnect, CLIENT UNBLOCK); false when
+    /// a push already claimed it, in which case its reply is being published.
+    public func cancel(_ waiter: BlockedWaiter) -> Bool {
+        let removed = table.withLock { table in Self.remove(waiter, from: &table) }
+        if removed { waiterCount.subtract(1, ordering: .releasing) }
+        return removed
+    }
+
+    private static func remove(_ waiter: BlockedWaiter, from table: inout Table) -> Bool {
+        var found = false
+        for key in waiter.keys {
+            let watched = DatabaseKey(database: waiter.database, key: Key(key))
+            guard var queue = table.queues[watched], let position = queue.firstIndex(where: { $0 === waiter })
+            else { continue }
+            found = true
+            queue.remove(at: position)
+            if queue.isEmpty {
+                table.queues[watched] = nil
+                table.order.removeAll { $0 == watched }
+            } else {
+                table.queues[watched] = queue
+            }
+        }
+        return found
+    }
+
+    /// Serves every waiter whose key now holds a list, first blocked first served, until no
+    /// ready key is left (a served BLMOVE can make its destination ready). The caller holds every
+    /// shard. Returns the served waiters with their replies; their pops are appended to
+    /// `propagation` (LPOP/RPOP/LMOVE/RPOPLPUSH, as Redis logs them).
+    func serveReady(_ keyspace: Keyspace, now: Int64, log: Bool,
+                    propagation: inout PropagationBuffer, changes: inout Int64) -> [(BlockedWaiter, [UInt8])] {
+        var served: [(BlockedWaiter, [UInt8])] = []
+        table.withLock { table in
+            var progress = true
+            while progress {
+                progress = false
+                for watched in table.order {
+                    while let waiter = table.queues[watched]?.first {
+                        let shard = keyspace.shard(for: watched.key)
+                        guard case .list? = shard.lookup(watched.database, watched.key, now: now)?.value else { break }
+                        _ = Self.remove(waiter, from: &table)
+                        waiterCount.subtract(1, ordering: .releasing)
+                        let reply = Self.serve(waiter, key: watched, keyspace, now: now, log: log,
+                                               propagation: &propagation, changes: &changes)
+                        served.append((waiter, reply))
+                        progress = true
+                    }
+                }
+            }
+        }
+        return served
+    }
+
+    /// Performs one waiter's operation on the list at `key` and returns its reply.
+    private static func serve(_ waiter: BlockedWaiter, key watched: DatabaseKey, _ keyspace: Keyspace, now: Int64,
+                              log: Bool, propagation: inout PropagationBuffer, changes: inout Int64) -> [UInt8] {
+        var output = OutputBuffer(initialCapacity: 64, protocolVersion: waiter.protocolVersion)
+        let shard = keyspace.shard(for: watched.key)
+        let database = watched.database
+        let keyBytes = watched.key.bytes
+        var record: [[UInt8]] = []
+        do {
+            switch waiter.operation {
+            case .pop(let end):
+                _ = try shard.withList(database, watched.key, now: now, create: false) { list, changed in
+                    output.writeArrayHeader(2)
+                    output.writeBulkString(keyBytes)
+                    list.pop(end) { ListCommands.write($0, into: &output) }
+                    changed = true
+                }
+                record = [end == .head ? Words.lpop : Words.rpop, keyBytes]
+                changes += 1
+            case .popCount(let end, let count):
+                let popped = try shard.withList(database, watched.key, now: now, create: false) { list, changed in
+                    output.writeArrayHeader(2)
+                    output.writeBulkString(keyBytes)
+                    changed = true
+                    return ListCommands.popRange(&list, end, count: count, into: &output)
+                } ?? 0
+                record = [end == .head ? Words.lpop : Words.rpop, keyBytes, decimalBytes(Int64(popped))]
+                changes += Int64(popped)
+            case .move(let from, let to, let destination, let legacy):
+                let destinationKey = Key(destination)
+                let destinationShard = keyspace.shard(for: destinationKey)
+                if destinationShard.holdsNonList(database, destinationKey, now: now) {
+                    // Redis unblocks the client with the error and moves nothing.
+                    output.writeError(RedisError.wrongType)
+                    return Array(output.storage)
+                }
+                let element: [UInt8] = try shard.withList(database, watched.key, now: now, create: false) {
+                    list, changed in
+                    changed = true
+                    return list.pop(from) ?? []
+                } ?? []
+                _ = try destinationShard.withList(database, destinationKey, now: now, create: true) { list, changed in
+                    list.push(element, at: to)
+                    changed = true
+                }
+                output.writeBulkString(element)
+                record = legacy ? [Words.rpoplpush, keyBytes, destination]
+                    : [Words.lmove, keyBytes, destination, ListCommands.endWord(from), ListCommands.endWord(to)]
+                changes += 1
+            }
+        } catch {
+            output.writeKeyspaceError(error)
+            return Array(output.storage)
+        }
+        if log && !record.isEmpty { propagation.append(database: database, record) }
+        return Array(output.storage)
+    }
+}
