@@ -446,66 +446,35 @@ public final class Shard: @unchecked Sendable {
         }
     }
 
-    /// Applies `body` to the hash at `key` (creating an empty one when `create`), storing the
-    /// result back; an emptied hash is removed, as Redis removes empty aggregates. `body` sets
-    /// its `changed` flag when it modified the hash, so watchers are only touched by real writes.
-    /// Returns nil when the key is absent and `create` is false.
+    /// Applies `body` to the hash at `key` (see `withAggregate`).
     public func withHash<R>(
         _ database: Int, _ key: Key, now: Int64, create: Bool,
         _ body: (inout HashValue, inout Bool) throws(KeyspaceError) -> R
     ) throws(KeyspaceError) -> R? {
-        var hash: HashValue
-        var existed = false
-        if let entry = lookup(database, key, now: now) {
-            guard case .hash(let existing) = entry.value else { throw .wrongType }
-            hash = existing
-            existed = true
-            prepareWrite()
-            // Drop the stored copy so `hash` is uniquely referenced and mutates in place. The
-            // estimate follows what is stored: the hash's bytes leave now and come back below.
-            account(-MemoryEstimate.bytes(of: entry.value))
-            tables[database][key]?.value = .integer(0)
-        } else {
-            if !create { return nil }
-            hash = HashValue()
-        }
-        var changed = false
-        let result: R
-        do {
-            result = try body(&hash, &changed)
-        } catch {
-            if existed {
-                tables[database][key]?.value = .hash(hash)
-                account(MemoryEstimate.bytes(of: .hash(hash)))
-            }
-            throw error
-        }
-        if existed {
-            if hash.isEmpty {
-                remove(database, key)
-            } else {
-                tables[database][key]?.value = .hash(hash)
-                account(MemoryEstimate.bytes(of: .hash(hash)))
-                if changed { touch(database, key) }
-            }
-        } else if !hash.isEmpty {
-            store(database, key, Entry(value: .hash(hash)))
-        }
-        return result
+        try withAggregate(database, key, now: now, create: create, body)
     }
 }
 
 extension Shard {
-    /// Applies `body` to the list at `key` (creating an empty one when `create`), storing the
-    /// result back; an emptied list is removed, as Redis deletes empty lists. `body` sets its
-    /// `changed` flag when it modified the list, so watchers are only touched by real writes.
-    /// Returns nil when the key is absent and `create` is false. The list is taken out of the
-    /// table while `body` runs, so it is uniquely referenced and every edit happens in place.
+    /// Applies `body` to the list at `key` (see `withAggregate`).
     public func withList<R>(
         _ database: Int, _ key: Key, now: Int64, create: Bool,
         _ body: (inout ListValue, inout Bool) throws(KeyspaceError) -> R
     ) throws(KeyspaceError) -> R? {
-        var list = ListValue()
+        try withAggregate(database, key, now: now, create: create, body)
+    }
+
+    /// Applies `body` to the aggregate (hash, list...) at `key`, creating an empty one when
+    /// `create`, and stores the result back; an emptied aggregate is removed, as Redis deletes
+    /// empty aggregates. `body` sets its `changed` flag when it modified the value, so watchers
+    /// are only touched by real writes. Returns nil when the key is absent and `create` is
+    /// false; WRONGTYPE for another kind of value. The value is taken out of the table while
+    /// `body` runs, so it is uniquely referenced and every edit happens in place.
+    func withAggregate<A: AggregateValue, R>(
+        _ database: Int, _ key: Key, now: Int64, create: Bool,
+        _ body: (inout A, inout Bool) throws(KeyspaceError) -> R
+    ) throws(KeyspaceError) -> R? {
+        var aggregate = A()
         // One hash probe for a live key when no access stamps are kept (as incrementBy): the
         // slot index serves the take-out and the write-back below (nothing else touches the
         // table meanwhile, so it stays valid).
@@ -518,44 +487,38 @@ extension Shard {
             slot = tables[database].index(forKey: key)
         }
         if let slot {
-            guard case .list = tables[database].values[slot].value else { throw .wrongType }
-            list = existingList(database, slot)
+            guard let existing = A.unwrap(tables[database].values[slot].value) else { throw .wrongType }
+            // Leave a placeholder so `aggregate` holds the only reference; the estimate loses
+            // the value's bytes until it is put back.
+            account(-MemoryEstimate.bytes(of: tables[database].values[slot].value))
+            tables[database].values[slot].value = .integer(0)
+            aggregate = existing
         } else if !create {
             return nil
         }
         var changed = false
         let result: R
         do {
-            result = try body(&list, &changed)
+            result = try body(&aggregate, &changed)
         } catch {
             if let slot {
-                tables[database].values[slot].value = .list(list)
-                account(MemoryEstimate.bytes(of: .list(list)))
+                tables[database].values[slot].value = aggregate.wrapped
+                account(MemoryEstimate.bytes(of: aggregate.wrapped))
             }
             throw error
         }
         if let slot {
-            if list.isEmpty {
+            if aggregate.isEmpty {
                 remove(database, key)
             } else {
-                tables[database].values[slot].value = .list(list)
-                account(MemoryEstimate.bytes(of: .list(list)))
+                tables[database].values[slot].value = aggregate.wrapped
+                account(MemoryEstimate.bytes(of: aggregate.wrapped))
                 if changed { touch(database, key) }
             }
-        } else if !list.isEmpty {
-            store(database, key, Entry(value: .list(list)))
+        } else if !aggregate.isEmpty {
+            store(database, key, Entry(value: aggregate.wrapped))
         }
         return result
-    }
-
-    /// Takes the list out of the slot at `index`, leaving a placeholder, so the caller holds the
-    /// only reference and edits it in place; the estimate loses the list's bytes until it is put
-    /// back.
-    private func existingList(_ database: Int, _ index: Dictionary<Key, Entry>.Index) -> ListValue {
-        guard case .list(let list) = tables[database].values[index].value else { preconditionFailure("not a list") }
-        account(-MemoryEstimate.bytes(of: .list(list)))
-        tables[database].values[index].value = .integer(0)
-        return list
     }
 
     /// The list at `key` for a read (hit or miss counted); nil when absent, WRONGTYPE for

@@ -198,3 +198,32 @@ public struct Entry: Sendable {
         expiryStorage = expiresAtMilliseconds.map { max($0, Entry.noExpiry + 1) } ?? Entry.noExpiry
     }
 }
+
+/// A value kept as one `Value` case that holds many elements (a hash, a list): what
+/// `Shard.withAggregate` needs to take it out of the table, edit it in place and put it back.
+public protocol AggregateValue {
+    /// An empty value.
+    init()
+    /// True when it holds no elements (Redis deletes empty aggregates).
+    var isEmpty: Bool { get }
+    /// The value as stored in an entry.
+    var wrapped: Value { get }
+    /// The aggregate a stored value holds, or nil for another kind of value.
+    static func unwrap(_ value: Value) -> Self?
+}
+
+extension HashValue: AggregateValue {
+    public var wrapped: Value { .hash(self) }
+    public static func unwrap(_ value: Value) -> HashValue? {
+        if case .hash(let hash) = value { return hash }
+        return nil
+    }
+}
+
+extension ListValue: AggregateValue {
+    public var wrapped: Value { .list(self) }
+    public static func unwrap(_ value: Value) -> ListValue? {
+        if case .list(let list) = value { return list }
+        return nil
+    }
+}
