@@ -3,20 +3,7 @@ import Foundation
 import TallyTestSupport
 import XCTest
 
-final class BlockingTests: XCTestCase {
-    private var servers: [ServerProcess] = []
-
-    override func tearDown() {
-        for server in servers { server.stop() }
-        servers.removeAll()
-    }
-
-    private func start(_ arguments: [String] = []) throws -> ServerProcess {
-        let server = try ServerProcess(arguments: arguments)
-        servers.append(server)
-        return server
-    }
-
+final class BlockingTests: ServerTestCase {
     private func bulk(_ text: String) -> RESPValue { .bulk(Array(text.utf8)) }
 
     /// Waits until INFO reports `count` blocked clients.

@@ -5,20 +5,7 @@ import TallyProtocol
 import TallyTestSupport
 import XCTest
 
-final class SafetyTests: XCTestCase {
-    private var servers: [ServerProcess] = []
-
-    override func tearDown() {
-        for server in servers { server.stop() }
-        servers.removeAll()
-    }
-
-    private func start(_ arguments: [String] = []) throws -> ServerProcess {
-        let server = try ServerProcess(arguments: arguments)
-        servers.append(server)
-        return server
-    }
-
+final class SafetyTests: ServerTestCase {
     private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
     /// A bystander that must keep working while another client misbehaves.

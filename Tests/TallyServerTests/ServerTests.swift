@@ -3,20 +3,7 @@ import Foundation
 import TallyTestSupport
 import XCTest
 
-final class ServerTests: XCTestCase {
-    private var servers: [ServerProcess] = []
-
-    override func tearDown() {
-        for server in servers { server.stop() }
-        servers.removeAll()
-    }
-
-    private func start(_ arguments: [String] = []) throws -> ServerProcess {
-        let server = try ServerProcess(arguments: arguments)
-        servers.append(server)
-        return server
-    }
-
+final class ServerTests: ServerTestCase {
     func testPipelinedCommandsInOneWriteAndSplitAcrossWrites() throws {
         let server = try start()
         let client = try RESPClient(port: server.port)
