@@ -18,19 +18,32 @@ extension CommandContext {
         return nil
     }
 
-    /// Argument `index` as a 32-bit integer, or nil after writing Redis's reply (object.c
-    /// getIntFromObjectOrReply): `message` for either failure when given, else the
-    /// not-an-integer error, or the 32-bit range error for an integer outside it.
-    mutating func int32Argument(_ index: Int, message: StaticString? = nil) -> Int? {
+    /// Argument `index` as an integer within `range`, or nil after writing Redis's reply
+    /// (object.c getRangeLongFromObjectOrReply, which getInt/getPositiveLong... build on):
+    /// `message` for either failure when given, else the not-an-integer error or "value is out
+    /// of range, value must between MIN and MAX".
+    mutating func integerArgument(_ index: Int, in range: ClosedRange<Int64>, message: StaticString? = nil)
+        -> Int64?
+    {
         guard let value = parseRedisInteger(arguments[index]) else {
             output.writeError(message ?? RedisError.notInteger)
             return nil
         }
-        guard let narrow = Int32(exactly: value) else {
-            output.writeError(message ?? RedisError.notInt32)
+        guard range.contains(value) else {
+            if let message {
+                output.writeError(message)
+            } else {
+                output.writeError(Array(
+                    "ERR value is out of range, value must between \(range.lowerBound) and \(range.upperBound)".utf8))
+            }
             return nil
         }
-        return Int(narrow)
+        return value
+    }
+
+    /// Argument `index` as a C `int` (object.c getIntFromObjectOrReply).
+    mutating func int32Argument(_ index: Int, message: StaticString? = nil) -> Int? {
+        integerArgument(index, in: Int64(Int32.min)...Int64(Int32.max), message: message).map(Int.init)
     }
 
     /// Argument `index` as a database number (MOVE, COPY ... DB): nil after writing the error

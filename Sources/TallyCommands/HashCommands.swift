@@ -86,10 +86,7 @@ enum HashCommands {
                 context.output.writeBulkString(hash.fields[Int.random(in: 0..<hash.count)])
             }
         }
-        guard let count = parseRedisInteger(arguments[2]) else {
-            return context.output.writeError(RedisError.notInteger)
-        }
-        if count == Int64.min { return context.output.writeError(RedisError.notInLongRange) }
+        guard let count = context.integerArgument(2, in: -Int64.max...Int64.max) else { return }
         if arguments.count > 4 || (arguments.count == 4 && !arguments.matches(3, "withvalues")) {
             return context.output.writeError(RedisError.syntax)
         }

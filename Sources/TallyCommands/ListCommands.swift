@@ -183,24 +183,12 @@ enum ListCommands {
     /// failure, by default "value is out of range, must be positive" (for a non-integer too).
     static func nonNegativeArgument(_ context: inout CommandContext, _ index: Int,
                                     message: StaticString? = nil) -> Int? {
-        guard let value = parseRedisInteger(context.arguments[index]) else {
-            context.output.writeError(message ?? RedisError.mustBePositive)
-            return nil
-        }
-        if value < 0 {
-            context.output.writeError(message ?? RedisError.mustBePositive)
-            return nil
-        }
-        return Int(value)
+        context.integerArgument(index, in: 0...Int64.max, message: message ?? RedisError.mustBePositive).map(Int.init)
     }
 
     /// Argument `index` as getRangeLongFromObjectOrReply(1, LONG_MAX, message).
     static func positiveArgument(_ context: inout CommandContext, _ index: Int, message: StaticString) -> Int? {
-        guard let value = parseRedisInteger(context.arguments[index]), value >= 1 else {
-            context.output.writeError(message)
-            return nil
-        }
-        return Int(value)
+        context.integerArgument(index, in: 1...Int64.max, message: message).map(Int.init)
     }
 
     /// Writes one element as a bulk string. The bytes go through the raw-buffer writer:

@@ -32,10 +32,6 @@ public enum RedisError {
     public static let invalidCursor: StaticString = "ERR invalid cursor"
     public static let noProto: StaticString = "NOPROTO unsupported protocol version"
     public static let loading: StaticString = "LOADING Redis is loading the dataset in memory"
-    public static let notInt32: StaticString =
-        "ERR value is out of range, value must between -2147483648 and 2147483647"
-    public static let notInLongRange: StaticString =
-        "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
     public static let valueOutOfRange: StaticString = "ERR value is out of range"
     public static let sameObject: StaticString = "ERR source and destination objects are the same"
     public static let invalidFirstDatabase: StaticString = "ERR invalid first DB index"
