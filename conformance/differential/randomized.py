@@ -165,7 +165,10 @@ class Generator:
             (1, lambda: Op([b"PEXPIRETIME", k], "pttl")),
             (2, lambda: Op([b"PERSIST", k])),
             (1, lambda: Op([b"KEYS", r.choice([b"*", b"k*", b"h?", b"[a-h]*", b"*\\xff", b"caf*"])], "sorted")),
-            (1, lambda: Op([b"DBSIZE"])),
+            # DBSIZE counts keys whose expiry has passed until active expiry removes them (Redis 7.0
+            # does too), and the two servers' expiry cycles run at different moments, so only the
+            # reply's type is compared; the live keys are compared exactly by KEYS * per database.
+            (1, lambda: Op([b"DBSIZE"], "type")),
             (1, lambda: Op([b"SELECT", r.choice([b"0", b"0", b"0", b"1", b"16", b"-1", b"x"])])),
             (1, lambda: Op([b"PING"] + ([self.value()] if r.random() < 0.5 else []))),
             (1, lambda: Op([b"ECHO", self.value()])),
