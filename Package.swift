@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(name: "tally-check-aof", dependencies: ["TallyPersistence"]),
         .testTarget(name: "TallyProtocolTests", dependencies: ["TallyProtocol", "TallyTestSupport"]),
         .testTarget(name: "TallyKeyspaceTests", dependencies: ["TallyKeyspace", "TallyTestSupport"]),
-        .testTarget(name: "TallyCommandsTests", dependencies: ["TallyCommands", "TallyTestSupport"]),
+        .testTarget(name: "TallyCommandsTests", dependencies: ["TallyCommands", "TallyPersistence", "TallyTestSupport"]),
         .testTarget(name: "TallyPersistenceTests", dependencies: ["TallyPersistence", "TallyTestSupport"]),
         .testTarget(name: "TallyServerTests", dependencies: ["TallyServer", "TallyTestSupport"]),
         .testTarget(name: "TidyTests"),

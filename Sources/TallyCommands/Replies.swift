@@ -34,6 +34,7 @@ public enum RedisError {
     public static let loading: StaticString = "LOADING Redis is loading the dataset in memory"
     public static let valueOutOfRange: StaticString = "ERR value is out of range"
     public static let sameObject: StaticString = "ERR source and destination objects are the same"
+    public static let busyKey: StaticString = "BUSYKEY Target key name already exists."
     public static let invalidFirstDatabase: StaticString = "ERR invalid first DB index"
     public static let invalidSecondDatabase: StaticString = "ERR invalid second DB index"
     public static let invalidClientName: StaticString =

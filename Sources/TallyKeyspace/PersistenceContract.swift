@@ -144,3 +144,24 @@ public protocol PersistenceControl: AnyObject, Sendable {
     /// `timeoutMilliseconds` pass (0 = no limit) and returns whether it was.
     func waitFsynced(_ offset: UInt64, timeoutMilliseconds: Int64) -> Bool?
 }
+
+/// DUMP and RESTORE's serialized value (cluster.c createDumpPayload, verifyDumpPayload): the
+/// RDB type byte and value encoding, the RDB version as 2 bytes little-endian, then the CRC64
+/// of everything before it as 8 bytes little-endian. The command rows call it; the RDB code
+/// in TallyPersistence implements it, so one encoder serves files and DUMP alike.
+public protocol DumpPayloadCodec: Sendable {
+    /// The payload DUMP replies with for `value`.
+    func payload(of value: Value) -> [UInt8]
+    /// The value a RESTORE payload holds, or why it is refused.
+    func value(fromPayload payload: [UInt8]) -> DumpPayloadDecoding
+}
+
+/// What decoding a RESTORE payload found.
+public enum DumpPayloadDecoding: Sendable {
+    /// A well-formed value.
+    case value(Value)
+    /// Too short, from a newer RDB version, or the checksum does not match.
+    case wrongVersionOrChecksum
+    /// The type or the value encoding is invalid.
+    case badFormat
+}

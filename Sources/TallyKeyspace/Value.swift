@@ -227,3 +227,15 @@ extension ListValue: AggregateValue {
         return nil
     }
 }
+
+extension Value {
+    /// True for a hash or list without elements: RDB loading skips them and RESTORE refuses
+    /// them, as Redis does (it never stores an empty aggregate).
+    public var isEmptyAggregate: Bool {
+        switch self {
+        case .integer, .string: return false
+        case .hash(let hash): return hash.isEmpty
+        case .list(let list): return list.isEmpty
+        }
+    }
+}

@@ -78,7 +78,8 @@ public final class Server: Sendable {
             maxStringBytes: Int(configuration.integer("proto-max-bulk-len")))
         let engine = CommandEngine(
             configuration: engineConfiguration, clock: SystemClock(),
-            serverCommands: core.commandSpecs() + PersistenceCommands.specs(control: core.persistence))
+            serverCommands: core.commandSpecs() + PersistenceCommands.specs(control: core.persistence)
+                + DumpCommands.specs(codec: core.persistence))
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
 

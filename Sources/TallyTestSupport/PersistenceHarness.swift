@@ -74,7 +74,8 @@ public final class PersistenceHarness {
             storage: disk, settings: settings, clock: clock, log: { _, line in lines.append(line) },
             jobs: jobs.runner, startsFsyncThread: false,
             onFatal: { message in fatal.append(message) })
-        commands = CommandHarness(clock: clock, serverCommands: PersistenceCommands.specs(control: persistence))
+        commands = CommandHarness(clock: clock, serverCommands: PersistenceCommands.specs(control: persistence)
+            + DumpCommands.specs(codec: persistence))
     }
 
     /// Loads the dataset (replaying AOF commands through the command engine) and opens the AOF.

@@ -377,37 +377,10 @@ public struct RDBReader<Source: ByteSource> {
                 continue
             }
             let key = try readString()
-            let value: Value
-            switch type {
-            case RDBFormat.ValueType.string:
-                value = Value.fromBytes(try readString())
-            case RDBFormat.ValueType.hash:
-                value = .hash(try readHashPairs(key: key))
-            case RDBFormat.ValueType.hashZiplist, RDBFormat.ValueType.hashListpack:
-                let blobOffset = offset
-                let blob = try readString()
-                let elements: [[UInt8]]
-                do {
-                    elements = type == RDBFormat.ValueType.hashListpack
-                        ? try Listpack.decode(blob) : try Ziplist.decode(blob)
-                } catch {
-                    throw fail(.corrupt, "invalid \(type == 16 ? "listpack" : "ziplist") for key "
-                        + "\(printableKey(key)) (\(error.reason) at blob byte \(error.offset))", at: blobOffset)
-                }
-                value = .hash(try makeHash(elements, key: key, at: blobOffset))
-            case RDBFormat.ValueType.list, RDBFormat.ValueType.listQuicklist, RDBFormat.ValueType.listQuicklist2:
-                value = .list(try readList(type: type, key: key))
-            default:
-                throw fail(.unsupportedType, "unsupported type \(type) for key \(printableKey(key))",
-                           at: opcodeOffset)
-            }
+            let value = try readValue(type: type, key: key, at: opcodeOffset)
             let entryExpiry = expiry
             expiry = nil
-            if case .hash(let hash) = value, hash.isEmpty {
-                result.emptyKeysSkipped += 1
-                continue
-            }
-            if case .list(let list) = value, list.isEmpty {
+            if value.isEmptyAggregate {
                 result.emptyKeysSkipped += 1
                 continue
             }
@@ -418,6 +391,48 @@ public struct RDBReader<Source: ByteSource> {
             try body(database, Key(key), Entry(value: value, expiresAtMilliseconds: entryExpiry))
             result.keysLoaded += 1
         }
+    }
+
+    /// Reads the value of a key of `type` (the key, already read, names it in errors).
+    private mutating func readValue(type: UInt8, key: [UInt8], at opcodeOffset: Int64) throws(RDBError) -> Value {
+        let value: Value
+        switch type {
+        case RDBFormat.ValueType.string:
+            value = Value.fromBytes(try readString())
+        case RDBFormat.ValueType.hash:
+            value = .hash(try readHashPairs(key: key))
+        case RDBFormat.ValueType.hashZiplist, RDBFormat.ValueType.hashListpack:
+            let blobOffset = offset
+            let blob = try readString()
+            let elements: [[UInt8]]
+            do {
+                elements = type == RDBFormat.ValueType.hashListpack
+                    ? try Listpack.decode(blob) : try Ziplist.decode(blob)
+            } catch {
+                throw fail(.corrupt, "invalid \(type == 16 ? "listpack" : "ziplist") for key "
+                    + "\(printableKey(key)) (\(error.reason) at blob byte \(error.offset))", at: blobOffset)
+            }
+            value = .hash(try makeHash(elements, key: key, at: blobOffset))
+        case RDBFormat.ValueType.list, RDBFormat.ValueType.listQuicklist, RDBFormat.ValueType.listQuicklist2:
+            value = .list(try readList(type: type, key: key))
+        default:
+            throw fail(.unsupportedType, "unsupported type \(type) for key \(printableKey(key))",
+                       at: opcodeOffset)
+        }
+        return value
+    }
+
+    /// Reads a DUMP payload's body, `type value` (cluster.c restoreCommand; the caller has
+    /// checked and removed the version and checksum footer). Empty aggregates are refused, as
+    /// Redis refuses them (RDB_LOAD_ERR_EMPTY_KEY).
+    public mutating func readDumpedValue() throws(RDBError) -> Value {
+        let type = try readByte()
+        guard type <= RDBFormat.ValueType.highestKnown else {
+            throw fail(.unknownOpcode, "unknown value type \(type)", at: 0)
+        }
+        let value = try readValue(type: type, key: [], at: 0)
+        if value.isEmptyAggregate { throw fail(.corrupt, "empty value", at: 0) }
+        return value
     }
 
     private mutating func readHashPairs(key: [UInt8]) throws(RDBError) -> HashValue {

@@ -132,19 +132,25 @@ public struct RDBWriter<Sink: ByteSink> {
             scratch.append(RDBFormat.Opcode.expireTimeMilliseconds)
             Listpack.appendLittleEndian(UInt64(bitPattern: expiry), bytes: 8, to: &scratch)
         }
-        switch entry.value {
+        appendValue(entry.value, key: key, options: options, into: &scratch)
+    }
+
+    /// Appends `type [key] value`. A file entry has the key between the type byte and the value;
+    /// a DUMP payload (cluster.c createDumpPayload) is the same bytes without it (`key` nil).
+    static func appendValue(_ value: Value, key: Key?, options: RDBWriterOptions, into scratch: inout [UInt8]) {
+        switch value {
         case .integer(let value):
             scratch.append(RDBFormat.ValueType.string)
-            encodeString(key.bytes, options: options, into: &scratch)
+            appendKey(key, options: options, into: &scratch)
             encodeInteger(value, into: &scratch)
         case .string(let bytes):
             scratch.append(RDBFormat.ValueType.string)
-            encodeString(key.bytes, options: options, into: &scratch)
+            appendKey(key, options: options, into: &scratch)
             encodeString(bytes, options: options, into: &scratch)
         case .hash(let hash):
             if fitsListpack(hash, options: options) {
                 scratch.append(RDBFormat.ValueType.hashListpack)
-                encodeString(key.bytes, options: options, into: &scratch)
+                appendKey(key, options: options, into: &scratch)
                 var elements: [[UInt8]] = []
                 elements.reserveCapacity(hash.count * 2)
                 for index in 0..<hash.count {
@@ -154,7 +160,7 @@ public struct RDBWriter<Sink: ByteSink> {
                 encodeString(Listpack.encode(elements), options: options, into: &scratch)
             } else {
                 scratch.append(RDBFormat.ValueType.hash)
-                encodeString(key.bytes, options: options, into: &scratch)
+                appendKey(key, options: options, into: &scratch)
                 encodeLength(UInt64(hash.count), into: &scratch)
                 for index in 0..<hash.count {
                     encodeString(hash.fields[index], options: options, into: &scratch)
@@ -165,13 +171,18 @@ public struct RDBWriter<Sink: ByteSink> {
             // QUICKLIST_2: the node count, then per node its container and blob. Each chunk
             // already holds listpack entries, so a node is the chunk with header and terminator.
             scratch.append(RDBFormat.ValueType.listQuicklist2)
-            encodeString(key.bytes, options: options, into: &scratch)
+            appendKey(key, options: options, into: &scratch)
             encodeLength(UInt64(list.chunkCount), into: &scratch)
             list.forEachChunk { entries, count in
                 encodeLength(RDBFormat.ListContainer.packed, into: &scratch)
                 encodeString(Listpack.wrap(entries: entries, count: count), options: options, into: &scratch)
             }
         }
+    }
+
+    /// The key of a file entry; nothing for a DUMP payload.
+    private static func appendKey(_ key: Key?, options: RDBWriterOptions, into scratch: inout [UInt8]) {
+        if let key { encodeString(key.bytes, options: options, into: &scratch) }
     }
 
     /// Writes `FF` and the checksum trailer, flushes, and returns the sink.

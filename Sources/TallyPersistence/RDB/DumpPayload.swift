@@ -1,0 +1,55 @@
+// DumpPayload: DUMP/RESTORE payloads from the RDB value encoder and decoder (cluster.c createDumpPayload).
+import TallyKeyspace
+
+/// The RDB-backed `DumpPayloadCodec` the server gives the DUMP and RESTORE rows.
+public struct RDBDumpPayloadCodec: DumpPayloadCodec {
+    /// Version (2 bytes) and CRC64 (8 bytes) after the value.
+    static let footerBytes = 10
+
+    /// The encoder's options (`rdbcompression`, listpack limits), as for dump.rdb.
+    public let options: RDBWriterOptions
+
+    /// A codec writing values as `options` says.
+    public init(options: RDBWriterOptions = RDBWriterOptions()) { self.options = options }
+
+    public func payload(of value: Value) -> [UInt8] {
+        var bytes: [UInt8] = []
+        RDBWriter<MemorySink>.appendValue(value, key: nil, options: options, into: &bytes)
+        Listpack.appendLittleEndian(UInt64(RDBFormat.version), bytes: 2, to: &bytes)
+        Listpack.appendLittleEndian(CRC64.checksum(bytes), bytes: 8, to: &bytes)
+        return bytes
+    }
+
+    /// verifyDumpPayload's checks (a version newer than Tally's, a checksum that differs),
+    /// then the value through the file reader. Bytes between the value and the footer are
+    /// ignored, as Redis ignores them.
+    public func value(fromPayload payload: [UInt8]) -> DumpPayloadDecoding {
+        guard payload.count >= Self.footerBytes else { return .wrongVersionOrChecksum }
+        let footer = payload.count - Self.footerBytes
+        let version = Int(payload[footer]) | Int(payload[footer + 1]) << 8
+        guard version <= RDBFormat.version else { return .wrongVersionOrChecksum }
+        var stored: UInt64 = 0
+        for index in 0..<8 { stored |= UInt64(payload[footer + 2 + index]) << (8 * index) }
+        guard CRC64.checksum(payload[..<(footer + 2)]) == stored else { return .wrongVersionOrChecksum }
+        var reader = RDBReader(source: MemorySource(Array(payload[..<footer])), name: "DUMP payload")
+        do {
+            return .value(try reader.readDumpedValue())
+        } catch {
+            return .badFormat
+        }
+    }
+}
+
+/// The server's codec: the engine's current `rdbcompression` (CONFIG SET applies to DUMP too,
+/// as in Redis, where both go through rdbSaveObject).
+extension PersistenceEngine: DumpPayloadCodec {
+    public func payload(of value: Value) -> [UInt8] { dumpCodec.payload(of: value) }
+
+    public func value(fromPayload payload: [UInt8]) -> DumpPayloadDecoding {
+        dumpCodec.value(fromPayload: payload)
+    }
+
+    private var dumpCodec: RDBDumpPayloadCodec {
+        RDBDumpPayloadCodec(options: settings.rdbOptions(nowMilliseconds: 0, usedMemoryBytes: 0, aofBase: false))
+    }
+}
