@@ -44,6 +44,9 @@ public final class ClientSession {
     /// The blocking pop this client is parked in (its I/O thread stops executing its input
     /// until the waiter is served, times out or is cancelled); nil when not blocked.
     public var blockedWaiter: BlockedWaiter?
+    /// The arguments and run time of the parked command, kept only if it was slow enough for
+    /// SLOWLOG: logged when the client unblocks (`CommandEngine.blockedCommandEnded`).
+    var slowBlockedCommand: (arguments: [[UInt8]], microseconds: Int64)?
     /// Wakes the I/O thread that owns this session (set by the server; a served waiter calls it
     /// from the pushing client's thread).
     public var wakeOwner: (@Sendable () -> Void)?

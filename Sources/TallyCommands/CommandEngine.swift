@@ -59,6 +59,8 @@ public final class CommandEngine: Sendable {
     public let configuration: EngineConfiguration
     /// Clients parked in blocking pops.
     public let blocking = BlockingRegistry()
+    /// SLOWLOG's entries and thresholds.
+    public let slowLog = SlowLog()
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -107,7 +109,7 @@ public final class CommandEngine: Sendable {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
             + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
-            + IntrospectionCommands.specs + ObjectCommands.specs
+            + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -398,6 +400,24 @@ public final class CommandEngine: Sendable {
             statistics.failedCalls.add(1, ordering: .relaxed)
         }
         session.lastCommandName = table.rows[row].name
+        if slowLog.isSlow(elapsed) && !table.rows[row].flags.contains(.skipSlowlog) {
+            if session.blockedWaiter != nil {
+                // Logged once the client is served or times out, as Redis logs a blocked
+                // command when it unblocks (so it follows the command that served it).
+                session.slowBlockedCommand = ((0..<arguments.count).map { Array(arguments[$0]) }, elapsed)
+            } else {
+                slowLog.record(arguments, durationMicroseconds: elapsed, session: session,
+                               unixSeconds: clock.nowMilliseconds() / 1000)
+            }
+        }
+    }
+
+    /// A parked client was served, timed out or unblocked: logs its command if it was slow.
+    public func blockedCommandEnded(_ session: ClientSession) {
+        guard let (arguments, elapsed) = session.slowBlockedCommand else { return }
+        session.slowBlockedCommand = nil
+        slowLog.record(CommandArguments(arguments), durationMicroseconds: elapsed, session: session,
+                       unixSeconds: clock.nowMilliseconds() / 1000)
     }
 
     // MARK: Active expiry

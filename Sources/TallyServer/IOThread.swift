@@ -300,6 +300,7 @@ final class IOThread: @unchecked Sendable {
                 continue
             }
             connection.session.blockedWaiter = nil
+            engine.blockedCommandEnded(connection.session)
             parked.remove(at: index)
             execute(connection)
             enqueueFlush(connection)

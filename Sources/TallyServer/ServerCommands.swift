@@ -537,8 +537,17 @@ extension ServerCore {
         if seen.contains("hll-sparse-max-bytes") {
             context.engine.setHyperLogLogSparseMaxBytes(Int(clamping: updated.integer("hll-sparse-max-bytes")))
         }
+        if seen.contains("slowlog-log-slower-than") || seen.contains("slowlog-max-len") {
+            applySlowLogSettings(from: updated, to: context.engine)
+        }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")
+    }
+
+    /// `slowlog-log-slower-than` and `slowlog-max-len` into the engine's slow log.
+    func applySlowLogSettings(from configuration: ServerConfiguration, to engine: CommandEngine) {
+        engine.slowLog.configure(slowerThanMicroseconds: configuration.integer("slowlog-log-slower-than"),
+                                 maxLength: Int(clamping: configuration.integer("slowlog-max-len")))
     }
 
     // MARK: SHUTDOWN
