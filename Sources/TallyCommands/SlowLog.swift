@@ -82,7 +82,8 @@ public final class SlowLog: Sendable {
                                        durationMicroseconds: durationMicroseconds, arguments: logged,
                                        peer: peer, clientName: name))
             state.nextID += 1
-            if state.entries.count > state.maxLength { state.entries.removeFirst(state.entries.count - state.maxLength) }
+            let excess = state.entries.count - state.maxLength
+            if excess > 0 { state.entries.removeFirst(excess) }
         }
     }
 
