@@ -110,6 +110,7 @@ public final class CommandEngine: Sendable {
             + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
+            + HyperLogLogDebugCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
