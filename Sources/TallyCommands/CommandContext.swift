@@ -177,10 +177,10 @@ public struct CommandContext {
     /// The record is derived here, in one place: a command that changed the dataset (or
     /// forced propagation) and did not log a rewrite is logged as received. Debug builds
     /// check that a handler's changes and its propagation agree, and that only rows flagged
-    /// `.write` change anything.
+    /// `.write` or `.mayReplicate` change anything.
     public mutating func finish() {
-        assert(changes == 0 || engine.table.flags[row].contains(.write),
-               "\(spec.name) changed the dataset but its row is not flagged write")
+        assert(changes == 0 || !engine.table.flags[row].isDisjoint(with: [.write, .mayReplicate]),
+               "\(spec.name) changed the dataset but its row is not flagged write or may-replicate")
         assert(propagation != .rewritten || changes > 0,
                "\(spec.name) logged a rewrite without recording a change")
         if !heldShards.isEmpty || keyspace.isExclusivelyHeldByCurrentThread { drainExpiredKeys() }

@@ -61,6 +61,8 @@ public final class CommandEngine: Sendable {
     public let blocking = BlockingRegistry()
     /// SLOWLOG's entries and thresholds.
     public let slowLog = SlowLog()
+    /// CLIENT PAUSE.
+    public let clientPause: ClientPause
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -95,6 +97,7 @@ public final class CommandEngine: Sendable {
         self.configuration = configuration
         self.clock = clock
         keyspace = Keyspace(databases: configuration.databases, shards: configuration.shards)
+        clientPause = ClientPause(expiryGate: keyspace.expiryGate)
         table = CommandTable(CommandEngine.builtinCommands() + serverCommands)
         pingRow = table.lookup(Array("ping".utf8)[...]) ?? -1
         execRow = table.lookup(Array("exec".utf8)[...]) ?? -1
@@ -254,6 +257,15 @@ public final class CommandEngine: Sendable {
         {
             return refuse(row, reason: Self.loadingReason, session: session, statistics, output: &output)
         }
+        if clientPause.isPossiblyActive && !session.isReplayingLog
+            && clientPause.holds(isExec ? flags.union(session.transaction.queuedFlags) : flags,
+                                 now: clock.nowMilliseconds())
+        {
+            // Not run and not answered: the I/O thread keeps this command and runs it again
+            // when the pause ends.
+            session.isPostponed = true
+            return
+        }
         if transaction && !flags.contains(.transactionControl) {
             session.transaction.enqueue(arguments, flags: flags)
             output.writeStaticString("+QUEUED\r\n")
@@ -328,6 +340,9 @@ public final class CommandEngine: Sendable {
     func enforceMemoryLimit(_ flags: CommandFlags, row: Int, isExec: Bool, session: ClientSession) -> Bool {
         let limit = memoryLimit.load(ordering: .relaxed)
         if keyspace.usedMemoryBytes <= limit { return true }
+        // Paused clients: nothing is evicted (evict.c performEvictions), and a command that
+        // would need eviction is held back by the pause anyway.
+        if clientPause.current(now: clock.nowMilliseconds()) != .none { return true }
         let log = attachedLog
         var cursor = evictionCursor.load(ordering: .relaxed)
         var propagation = PropagationBuffer()
@@ -428,6 +443,8 @@ public final class CommandEngine: Sendable {
     /// while more than 25% of a sample was expired, within a time budget of ~25 ms per call.
     /// Deleted keys are logged as DEL while their shard is locked.
     public func activeExpireCycle() {
+        // Nothing expires while clients are paused (expire.c activeExpireCycle).
+        if clientPause.current(now: clock.nowMilliseconds()) != .none { return }
         let deadline = monotonicMicroseconds() + 25_000
         var random = SystemRandomNumberGenerator()
         var propagation = PropagationBuffer()

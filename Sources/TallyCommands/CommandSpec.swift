@@ -42,6 +42,10 @@ public struct CommandFlags: OptionSet, Sendable {
     public static let noAsyncLoading = CommandFlags(rawValue: 1 << 14)
     /// May block the client (BLPOP...): reported; inside MULTI it behaves as its non-blocking form.
     public static let blocking = CommandFlags(rawValue: 1 << 16)
+    /// Redis's CMD_MAY_REPLICATE, which COMMAND INFO hides: not a write, but may change the
+    /// dataset or be propagated (PFCOUNT refreshing its cache, PUBLISH, EVAL). A WRITE client
+    /// pause holds these back as it holds writes.
+    public static let mayReplicate = CommandFlags(rawValue: 1 << 17)
     /// Key positions depend on the arguments (LMPOP's numkeys); first/last/step are 0 (reported).
     public static let movableKeys = CommandFlags(rawValue: 1 << 15)
 }

@@ -8,7 +8,7 @@ enum HyperLogLogCommands {
     static var specs: [CommandSpec] {
         [
             command("pfadd", -2, [.write, .denyOOM, .fast], keys: (1, 1, 1), "@write @hyperloglog @fast", add),
-            command("pfcount", -2, [.readonly], keys: (1, -1, 1), "@read @hyperloglog @slow", count),
+            command("pfcount", -2, [.readonly, .mayReplicate], keys: (1, -1, 1), "@read @hyperloglog @slow", count),
             command("pfmerge", -2, [.write, .denyOOM], keys: (1, -1, 1), "@write @hyperloglog @slow", merge),
         ]
     }
@@ -78,9 +78,9 @@ enum HyperLogLogCommands {
     /// PFCOUNT key [key ...]: one key answers from (or refreshes) its cached cardinality;
     /// several keys are merged into a scratch register set and estimated, caches untouched.
     ///
-    /// Refreshing the cache rewrites 8 bytes of the value in place and touches watchers, as
-    /// Redis does, but is not counted as a change or logged: PFCOUNT is a read-only row, and a
-    /// replayed value with a stale cache only recomputes it.
+    /// Refreshing the cache rewrites 8 bytes of the value in place, touches watchers and counts
+    /// as a change, so the PFCOUNT is logged (its row is `.mayReplicate`), as Redis propagates
+    /// it: the AOF then refreshes the cache on replay too.
     static func count(_ context: inout CommandContext) {
         if context.arguments.count > 2 {
             countUnion(&context)
@@ -101,6 +101,7 @@ enum HyperLogLogCommands {
             HyperLogLog.storeCardinality(&bytes, computed)
             return ((), true)
         }
+        context.addChanges(1)
         context.output.writeInteger(Int64(bitPattern: computed))
     }
 

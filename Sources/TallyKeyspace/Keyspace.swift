@@ -89,8 +89,13 @@ public final class Keyspace: Sendable {
                      "shards: power of two in 1...64")
         databaseCount = databases
         shardMaskBits = UInt64(shards - 1)
-        self.shards = (0..<shards).map { Shard(index: $0, databases: databases) }
+        let gate = ExpiryGate()
+        expiryGate = gate
+        self.shards = (0..<shards).map { Shard(index: $0, databases: databases, expiryGate: gate) }
     }
+
+    /// Closed while clients are paused: expired keys are then neither deleted nor propagated.
+    public let expiryGate: ExpiryGate
 
     /// Every shard.
     public var allShards: ShardMask {

@@ -133,8 +133,13 @@ public final class Shard: @unchecked Sendable {
     /// with a serializer only); the next mutation serializes it first (`prepareWrite`).
     @exclusivity(unchecked) var pendingImage: ShardImageSlot?
 
-    init(index: Int, databases: Int) {
+    /// Set while clients are paused (CLIENT PAUSE): expired keys read as missing but stay
+    /// stored, so a pause changes nothing (expire.c expireIfNeeded under a pause).
+    let expiryGate: ExpiryGate
+
+    init(index: Int, databases: Int, expiryGate: ExpiryGate = ExpiryGate()) {
         self.index = index
+        self.expiryGate = expiryGate
         tables = Array(repeating: [:], count: databases)
         expiring = Array(repeating: ExpiringKeys(), count: databases)
         averageTTL = Array(repeating: 0, count: databases)
@@ -269,8 +274,10 @@ public final class Shard: @unchecked Sendable {
         lookup(database, key, now: now) != nil
     }
 
-    /// Deletes an expired key and records it for DEL propagation.
+    /// Deletes an expired key and records it for DEL propagation (unless clients are paused:
+    /// then the caller treats it as missing and it stays until the pause ends).
     func expire(_ database: Int, _ key: Key) {
+        if expiryGate.isPaused { return }
         remove(database, key)
         expiredKeys &+= 1
         expiredDuringOperation.append(DatabaseKey(database: database, key: key))
@@ -542,4 +549,19 @@ extension Shard {
         if case .list = entry.value { return false }
         return true
     }
+}
+
+/// Whether expired keys may be deleted now: closed while clients are paused. One per keyspace,
+/// shared by its shards and read only on the expiry path.
+public final class ExpiryGate: Sendable {
+    private let paused = Atomic<Bool>(false)
+
+    /// An open gate.
+    public init() {}
+
+    /// True while expired keys must stay stored.
+    public var isPaused: Bool { paused.load(ordering: .acquiring) }
+
+    /// Closes (true) or opens (false) the gate.
+    public func setPaused(_ value: Bool) { paused.store(value, ordering: .releasing) }
 }

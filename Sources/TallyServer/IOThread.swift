@@ -31,6 +31,8 @@ final class IOThread: @unchecked Sendable {
     /// Connections parked in a blocking pop: checked every iteration for a published reply
     /// (a push on any thread wakes this loop) or a passed deadline.
     private var parked: [Connection] = []
+    /// Connections whose current command CLIENT PAUSE holds back, in the order they were held.
+    private var postponed: [Connection] = []
     /// Connections whose replies acknowledge writes the AOF failed to write; retried each
     /// iteration (every 10 ms at most) and released once the log reports them durable.
     private var heldForDurability: [Connection] = []
@@ -78,7 +80,7 @@ final class IOThread: @unchecked Sendable {
             // Connections with held-back input are resumed next iteration without sleeping.
             var timeout: Int32 = pendingFlush.isEmpty ? (heldForDurability.isEmpty ? 100 : 10) : 0
             // Blocking timeouts are checked each iteration: wake at least every 5 ms meanwhile.
-            if !parked.isEmpty { timeout = min(timeout, 5) }
+            if !parked.isEmpty || !postponed.isEmpty { timeout = min(timeout, 5) }
             epoll.wait(timeoutMilliseconds: timeout) { ready in
                 if ready.token == Self.wakeToken {
                     Posix.drainEventFD(wakeDescriptor)
@@ -91,6 +93,7 @@ final class IOThread: @unchecked Sendable {
                 }
             }
             serviceParked()
+            servicePostponed()
             flushPending()
             closeIdleClients()
             resizeQueryBuffers()
@@ -239,7 +242,7 @@ final class IOThread: @unchecked Sendable {
     /// buffer passes the high-water mark (the rest runs once the replies are flushed).
     private func execute(_ connection: Connection) {
         let session = connection.session
-        while !session.closeAfterReply && session.blockedWaiter == nil
+        while !session.closeAfterReply && session.blockedWaiter == nil && !session.isPostponed
             && connection.output.readableBytes < Connection.outputHighWaterBytes
         {
             let authenticated = session.isAuthenticated || !engine.requiresAuthentication
@@ -249,6 +252,11 @@ final class IOThread: @unchecked Sendable {
                 if !server.outputLimits.isUnlimited && outputLimitExceeded(connection) { return }
                 // Blocked: the rest of its input waits until the waiter is served or times out.
                 if session.blockedWaiter != nil { parked.append(connection) }
+                // Paused: the command and the rest of the input wait for the pause to end.
+                if session.isPostponed {
+                    postponed.append(connection)
+                    engine.clientPause.postponedClients.add(1, ordering: .relaxed)
+                }
             case .needMoreData:
                 connection.publish()
                 return
@@ -303,6 +311,31 @@ final class IOThread: @unchecked Sendable {
             engine.blockedCommandEnded(connection.session)
             parked.remove(at: index)
             execute(connection)
+            enqueueFlush(connection)
+        }
+    }
+
+    /// Runs the commands CLIENT PAUSE held back once the pause no longer holds them, oldest
+    /// first; a connection still held keeps its place (blocked.c unblockPostponedClients).
+    private func servicePostponed() {
+        if postponed.isEmpty { return }
+        var index = 0
+        while index < postponed.count {
+            let connection = postponed[index]
+            let session = connection.session
+            session.isPostponed = false
+            engine.execute(connection.arguments, session: session, output: &connection.output)
+            if session.isPostponed {
+                index += 1
+                continue
+            }
+            postponed.remove(at: index)
+            engine.clientPause.postponedClients.subtract(1, ordering: .relaxed)
+            if session.blockedWaiter != nil {
+                parked.append(connection)
+            } else {
+                execute(connection)
+            }
             enqueueFlush(connection)
         }
     }
@@ -411,6 +444,10 @@ final class IOThread: @unchecked Sendable {
     private func close(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.descriptor) != nil else { return }
         if connection.session.blockedWaiter != nil { parked.removeAll { $0 === connection } }
+        if connection.session.isPostponed {
+            postponed.removeAll { $0 === connection }
+            engine.clientPause.postponedClients.subtract(1, ordering: .relaxed)
+        }
         epoll.remove(connection.descriptor)
         Posix.close(connection.descriptor)
         // Drops the session's WATCH registrations; without this every watched key of a client

@@ -37,6 +37,8 @@ extension ServerCore {
         subcommand("client|kill", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|help", 2, [.loading, .stale], "@slow @connection"),
         subcommand("client|unblock", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
+        subcommand("client|pause", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
+        subcommand("client|unpause", 2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
     ]
 
     /// CONFIG's subcommands as Redis 7.0 declares them.
@@ -145,7 +147,8 @@ extension ServerCore {
             field("maxclients", String(maxClients))
             field("client_recent_max_input_buffer", "0")
             field("client_recent_max_output_buffer", "0")
-            field("blocked_clients", String(engine.blocking.count))
+            field("blocked_clients", String(engine.blocking.count
+                + engine.clientPause.postponedClients.load(ordering: .relaxed)))
             field("tracking_clients", "0")
             field("clients_in_timeout_table", "0")
         case "memory":
@@ -275,6 +278,11 @@ extension ServerCore {
             clientKill(&context)
         } else if context.arguments.matches(1, "unblock") && (count == 3 || count == 4) {
             clientUnblock(&context)
+        } else if context.arguments.matches(1, "pause") && (count == 3 || count == 4) {
+            clientPause(&context)
+        } else if context.arguments.matches(1, "unpause") && count == 2 {
+            context.engine.clientPause.unpause()
+            context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "help") && count == 2 {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -287,6 +295,9 @@ extension ServerCore {
                 "LIST [options ...]", "    Return information about client connections. Options: ID.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
                 "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "    Suspend all, or just write, clients for <timeout> milliseconds.",
+                "UNPAUSE", "    Stop the current client pause, resuming traffic.",
                 "HELP", "    Print this help.",
             ]
             context.output.writeArrayHeader(lines.count)
@@ -294,6 +305,32 @@ extension ServerCore {
         } else {
             unknownSubcommand(&context, "CLIENT")
         }
+    }
+
+    /// CLIENT PAUSE timeout-ms [WRITE|ALL] (networking.c): holds back every command, or only
+    /// writes and may-replicate ones, until the deadline or CLIENT UNPAUSE. A pause set inside
+    /// EXEC takes effect after the transaction, whose later commands still run.
+    private func clientPause(_ context: inout CommandContext) {
+        var kind = ClientPauseKind.all
+        if context.arguments.count == 4 {
+            if context.arguments.matches(3, "write") {
+                kind = .write
+            } else if !context.arguments.matches(3, "all") {
+                context.output.writeError("ERR CLIENT PAUSE mode must be WRITE or ALL")
+                return
+            }
+        }
+        guard let milliseconds = parseRedisInteger(context.arguments[2]) else {
+            context.output.writeError("ERR timeout is not an integer or out of range")
+            return
+        }
+        if milliseconds < 0 {
+            context.output.writeError("ERR timeout is negative")
+            return
+        }
+        let until = milliseconds > 0 ? context.now &+ milliseconds : 0
+        context.engine.clientPause.pause(kind, untilMilliseconds: until, now: context.now)
+        context.output.writeSimpleString("OK")
     }
 
     /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends another client's blocking pop with its timeout
