@@ -50,6 +50,11 @@ public final class ClientSession {
     /// Set by dispatch when CLIENT PAUSE held the command back: it did not run and has no
     /// reply yet; the I/O thread runs it again once the pause ends.
     public var isPostponed: Bool = false
+    /// CLIENT REPLY: whether replies are sent (OFF drops them, SKIP drops the next one).
+    public var replyMode: ReplyMode = .on
+
+    /// CLIENT REPLY's modes; `skipNext` is SKIP just given (it applies from the next command).
+    public enum ReplyMode: Sendable { case on, off, skipNext, skip }
     /// Wakes the I/O thread that owns this session (set by the server; a served waiter calls it
     /// from the pushing client's thread).
     public var wakeOwner: (@Sendable () -> Void)?

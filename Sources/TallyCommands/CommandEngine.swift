@@ -210,6 +210,26 @@ public final class CommandEngine: Sendable {
     /// arity and flags), NOAUTH, `no-multi` inside MULTI, OOM, MISCONF, -LOADING, then MULTI
     /// queuing or execution. A refusal inside MULTI dooms the transaction (EXECABORT).
     public func execute(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
+        if session.replyMode == .on {
+            dispatch(arguments, session: session, output: &output)
+        } else {
+            executeWithoutReply(arguments, session: session, output: &output)
+        }
+    }
+
+    /// CLIENT REPLY OFF or SKIP in force: the command runs and its reply is dropped, unless it
+    /// was CLIENT REPLY ON (networking.c: the flags change after the command, SKIP lasting one).
+    private func executeWithoutReply(_ arguments: CommandArguments, session: ClientSession,
+                                     output: inout OutputBuffer) {
+        if session.replyMode == .skipNext { session.replyMode = .skip }
+        let mode = session.replyMode
+        let mark = output.writerIndex
+        dispatch(arguments, session: session, output: &output)
+        if session.replyMode != .on { output.truncate(to: mark) }
+        if mode == .skip && session.replyMode == .skip { session.replyMode = .on }
+    }
+
+    private func dispatch(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
         guard arguments.count > 0 else { return }
         output.protocolVersion = session.protocolVersion
         guard let row = table.lookup(arguments[0]) else {

@@ -37,6 +37,7 @@ extension ServerCore {
         subcommand("client|kill", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|help", 2, [.loading, .stale], "@slow @connection"),
         subcommand("client|unblock", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
+        subcommand("client|reply", 3, [.noScript, .loading, .stale], "@slow @connection"),
         subcommand("client|pause", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|unpause", 2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
     ]
@@ -280,6 +281,17 @@ extension ServerCore {
             clientUnblock(&context)
         } else if context.arguments.matches(1, "pause") && (count == 3 || count == 4) {
             clientPause(&context)
+        } else if context.arguments.matches(1, "reply") && count == 3 {
+            if context.arguments.matches(2, "on") {
+                session.replyMode = .on
+                context.output.writeSimpleString("OK")
+            } else if context.arguments.matches(2, "off") {
+                session.replyMode = .off
+            } else if context.arguments.matches(2, "skip") {
+                if session.replyMode != .off { session.replyMode = .skipNext }
+            } else {
+                context.output.writeError(RedisError.syntax)
+            }
         } else if context.arguments.matches(1, "unpause") && count == 2 {
             context.engine.clientPause.unpause()
             context.output.writeSimpleString("OK")
@@ -295,6 +307,8 @@ extension ServerCore {
                 "LIST [options ...]", "    Return information about client connections. Options: ID.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
                 "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
+                "REPLY (ON|OFF|SKIP)",
+                "    Control the replies sent to the current connection.",
                 "PAUSE <timeout> [WRITE|ALL]",
                 "    Suspend all, or just write, clients for <timeout> milliseconds.",
                 "UNPAUSE", "    Stop the current client pause, resuming traffic.",
