@@ -537,6 +537,9 @@ extension ServerCore {
         if seen.contains("hll-sparse-max-bytes") {
             context.engine.setHyperLogLogSparseMaxBytes(Int(clamping: updated.integer("hll-sparse-max-bytes")))
         }
+        if seen.contains("set-max-intset-entries") {
+            context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
+        }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")
     }
