@@ -82,6 +82,8 @@ public final class CommandEngine: Sendable {
     private let evictionCursor = Atomic<Int>(0)
     /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past it becomes dense.
     private let hyperLogLogSparseLimit = Atomic<Int>(3000)
+    /// `set-max-intset-entries`.
+    private let intsetLimit = Atomic<Int>(SetValue.defaultMaxIntsetEntries)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
@@ -110,7 +112,8 @@ public final class CommandEngine: Sendable {
     /// Every command family implemented in this module.
     static func builtinCommands() -> [CommandSpec] {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
-            + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
+            + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + SetCommands.specs
+            + SortCommand.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
             + HyperLogLogDebugCommands.specs
@@ -339,6 +342,14 @@ public final class CommandEngine: Sendable {
     /// Changes `hll-sparse-max-bytes` (CONFIG SET); values already stored keep their encoding.
     public func setHyperLogLogSparseMaxBytes(_ bytes: Int) {
         hyperLogLogSparseLimit.store(max(0, bytes), ordering: .relaxed)
+    }
+
+    /// The configured `set-max-intset-entries`.
+    public var setMaxIntsetEntries: Int { intsetLimit.load(ordering: .relaxed) }
+
+    /// Changes `set-max-intset-entries` (CONFIG SET); sets already converted stay hash tables.
+    public func setSetMaxIntsetEntries(_ entries: Int) {
+        intsetLimit.store(max(0, entries), ordering: .relaxed)
     }
 
     /// The configured `maxmemory` (0 = none).

@@ -81,6 +81,9 @@ public enum MemoryEstimate {
         case .list(let list):
             // The box, the chunk array, and per chunk its slot (16) and buffer header.
             return 2 * bufferHeaderBytes + list.payloadBytes + list.chunkCount * (16 + bufferHeaderBytes)
+        case .set(let set):
+            // The box and the intset or the table's arena and slots (capacities).
+            return 2 * bufferHeaderBytes + set.payloadBytes
         }
     }
 }

@@ -165,6 +165,8 @@ public enum Value: Sendable {
     indirect case hash(HashValue)
     /// A list: listpack-encoded chunks (see `ListValue`), boxed like hashes.
     indirect case list(ListValue)
+    /// A set: an intset or a packed hash table (see `SetValue`), boxed like hashes.
+    indirect case set(SetValue)
 }
 
 /// A keyspace entry: a value and its absolute expiry in Unix milliseconds, if any.
@@ -236,6 +238,7 @@ extension Value {
         case .integer, .string: return false
         case .hash(let hash): return hash.isEmpty
         case .list(let list): return list.isEmpty
+        case .set(let set): return set.isEmpty
         }
     }
 }

@@ -591,6 +591,9 @@ extension ServerCore {
         if seen.contains("slowlog-log-slower-than") || seen.contains("slowlog-max-len") {
             applySlowLogSettings(from: updated, to: context.engine)
         }
+        if seen.contains("set-max-intset-entries") {
+            context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
+        }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")
     }

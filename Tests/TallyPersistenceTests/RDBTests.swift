@@ -300,10 +300,10 @@ func listElements(_ value: Value?) -> [[UInt8]]? {
         var file = try makeRDB([:], options: options)
         file.removeLast(9)
         let setStart = file.count
-        file += [0x02, 0x03] + bytes("set") + [0x00]
+        file += [0x0F, 0x03] + bytes("set") + [0x00]
         let error = #expect(throws: RDBError.self) { _ = try readRDB(file) }
         #expect(error?.kind == .unsupportedType)
-        #expect(error?.description == "test.rdb: unsupported type 2 for key \"set\" at offset \(setStart)")
+        #expect(error?.description == "test.rdb: unsupported type 15 for key \"set\" at offset \(setStart)")
 
         var future = try makeRDB([:])
         future[8] = UInt8(ascii: "1")

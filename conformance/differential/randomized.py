@@ -72,6 +72,10 @@ class Generator:
             return str(r.randint(-50, 50)).encode()
         return r.choice(VALUES)
 
+    def member(self):
+        r = self.r
+        return str(r.randint(-5, 20)).encode() if r.random() < 0.6 else r.choice(VALUES + FIELDS)
+
     def expiry_seconds(self):
         r = self.r
         # Only far-away, non-positive or invalid expiries: a short one would expire at slightly different
@@ -152,6 +156,25 @@ class Generator:
             (2, lambda: Op([b"LMOVE", k, self.key(), r.choice([b"LEFT", b"RIGHT"]), r.choice([b"LEFT", b"RIGHT"])])),
             (1, lambda: Op([b"RPOPLPUSH", k, self.key()])),
             (1, lambda: Op([b"LMPOP", b"2", k, self.key(), r.choice([b"LEFT", b"RIGHT"]), b"COUNT", b"2"])),
+            # Sets: members mix integers (intsets) and strings; order-dependent replies compare sorted,
+            # and random picks only where the result is the whole set (or by type).
+            (5, lambda: Op([b"SADD", k] + [self.member() for _ in range(r.randint(1, 4))])),
+            (3, lambda: Op([b"SREM", k] + [self.member() for _ in range(r.randint(1, 3))])),
+            (2, lambda: Op([b"SCARD", k])),
+            (2, lambda: Op([b"SISMEMBER", k, self.member()])),
+            (1, lambda: Op([b"SMISMEMBER", k, self.member(), self.member()])),
+            (3, lambda: Op([b"SMEMBERS", k], "sorted")),
+            (1, lambda: Op([b"SRANDMEMBER", k, r.choice([b"100", b"0", b"x"])], "sorted")),
+            (1, lambda: Op([b"SRANDMEMBER", k, r.choice([b"-3", b"1"])], "type")),
+            (1, lambda: Op([b"SPOP", k, r.choice([b"100", b"0", b"-1"])], "sorted")),
+            (2, lambda: Op([b"SMOVE", k, self.key(), self.member()])),
+            (2, lambda: Op([r.choice([b"SINTER", b"SUNION", b"SDIFF"])]
+                           + [self.key() for _ in range(r.randint(1, 3))], "sorted")),
+            (2, lambda: Op([r.choice([b"SINTERSTORE", b"SUNIONSTORE", b"SDIFFSTORE"])]
+                           + [self.key() for _ in range(r.randint(2, 4))])),
+            (1, lambda: Op([b"SINTERCARD", b"2", k, self.key()] + r.choice([[], [b"LIMIT", b"1"]]))),
+            (1, lambda: Op([b"SORT", k] + r.choice([[], [b"ALPHA"], [b"DESC", b"LIMIT", b"0", b"2"],
+                                                    [b"ALPHA", b"STORE", self.key()]]))),
             (4, lambda: Op([b"DEL"] + [self.key() for _ in range(r.randint(1, 3))])),
             (1, lambda: Op([b"UNLINK", k])),
             (3, lambda: Op([b"EXISTS"] + [self.key() for _ in range(r.randint(1, 3))])),

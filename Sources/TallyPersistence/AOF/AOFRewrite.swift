@@ -116,6 +116,22 @@ public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: ino
                 left -= 1
                 return true
             }
+        case .set(let set):
+            // SADD in chunks of 64 members (aof.c rewriteSetObject).
+            var left = set.count
+            var inCommand = 0
+            set.forEach { member in
+                if inCommand == 0 {
+                    let items = Swift.min(left, rewriteItemsPerCommand)
+                    RESPRecord.appendHeader(count: 2 + items, to: &scratch)
+                    RESPRecord.appendBulk("SADD".utf8, to: &scratch)
+                    RESPRecord.appendBulk(key, to: &scratch)
+                    inCommand = items
+                }
+                RESPRecord.appendBulk(member, to: &scratch)
+                inCommand -= 1
+                left -= 1
+            }
         }
         if let expiry = entry.expiresAtMilliseconds {
             digits.removeAll(keepingCapacity: true)

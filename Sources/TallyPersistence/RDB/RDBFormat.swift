@@ -43,6 +43,10 @@ public enum RDBFormat {
         public static let listQuicklist: UInt8 = 14
         /// A list as a length and (container, blob) nodes: listpacks or plain elements (7.0).
         public static let listQuicklist2: UInt8 = 18
+        /// A set as a length and member strings.
+        public static let set: UInt8 = 2
+        /// A set as an intset blob (all-integer sets of up to `set-max-intset-entries`).
+        public static let setIntset: UInt8 = 11
         /// A hash as a length and field/value strings.
         public static let hash: UInt8 = 4
         /// A hash as a zipmap blob (Redis before 2.6).

@@ -56,6 +56,8 @@ public struct RDBLoadOptions: Sendable {
     public var databaseCount: Int = 16
     /// Verify the CRC64 trailer (`rdbchecksum`); a zero trailer is never checked.
     public var verifyChecksum: Bool = true
+    /// `set-max-intset-entries`: larger all-integer sets load as hash tables, as in Redis.
+    public var setMaxIntsetEntries: Int = SetValue.defaultMaxIntsetEntries
 
     /// Default options: keep expired keys, 16 databases, verify the checksum.
     public init(dropExpiredBefore: Int64? = nil, databaseCount: Int = 16, verifyChecksum: Bool = true) {
@@ -377,10 +379,14 @@ public struct RDBReader<Source: ByteSource> {
                 continue
             }
             let key = try readString()
-            let value = try readValue(type: type, key: key, at: opcodeOffset)
+            let value = try readValue(type: type, key: key, options: options, at: opcodeOffset)
             let entryExpiry = expiry
             expiry = nil
             if value.isEmptyAggregate {
+                result.emptyKeysSkipped += 1
+                continue
+            }
+            if case .set(let set) = value, set.isEmpty {
                 result.emptyKeysSkipped += 1
                 continue
             }
@@ -394,7 +400,8 @@ public struct RDBReader<Source: ByteSource> {
     }
 
     /// Reads the value of a key of `type` (the key, already read, names it in errors).
-    private mutating func readValue(type: UInt8, key: [UInt8], at opcodeOffset: Int64) throws(RDBError) -> Value {
+    private mutating func readValue(type: UInt8, key: [UInt8], options: RDBLoadOptions,
+                                    at opcodeOffset: Int64) throws(RDBError) -> Value {
         let value: Value
         switch type {
         case RDBFormat.ValueType.string:
@@ -415,6 +422,13 @@ public struct RDBReader<Source: ByteSource> {
             value = .hash(try makeHash(elements, key: key, at: blobOffset))
         case RDBFormat.ValueType.list, RDBFormat.ValueType.listQuicklist, RDBFormat.ValueType.listQuicklist2:
             value = .list(try readList(type: type, key: key))
+        case RDBFormat.ValueType.set:
+            value = .set(try readSetMembers(key: key, maxIntsetEntries: options.setMaxIntsetEntries))
+        case RDBFormat.ValueType.setIntset:
+            let blobOffset = offset
+            guard let set = SetValue(intsetBlob: try readString(), maxIntsetEntries: options.setMaxIntsetEntries)
+            else { throw fail(.corrupt, "invalid intset for key \(printableKey(key))", at: blobOffset) }
+            value = .set(set)
         default:
             throw fail(.unsupportedType, "unsupported type \(type) for key \(printableKey(key))",
                        at: opcodeOffset)
@@ -430,9 +444,23 @@ public struct RDBReader<Source: ByteSource> {
         guard type <= RDBFormat.ValueType.highestKnown else {
             throw fail(.unknownOpcode, "unknown value type \(type)", at: 0)
         }
-        let value = try readValue(type: type, key: [], at: 0)
+        let value = try readValue(type: type, key: [], options: RDBLoadOptions(), at: 0)
         if value.isEmptyAggregate { throw fail(.corrupt, "empty value", at: 0) }
         return value
+    }
+
+    /// A type 2 set: a count, then members. Like rdb.c, it loads as an intset while the
+    /// members are integers and the count fits `set-max-intset-entries`.
+    private mutating func readSetMembers(key: [UInt8], maxIntsetEntries: Int) throws(RDBError) -> SetValue {
+        let start = offset
+        let count = try readPlainLength("set")
+        var set = SetValue()
+        for _ in 0..<count {
+            guard set.insert(try readString(), maxIntsetEntries: maxIntsetEntries) else {
+                throw fail(.corrupt, "duplicate set member in key \(printableKey(key))", at: start)
+            }
+        }
+        return set
     }
 
     private mutating func readHashPairs(key: [UInt8]) throws(RDBError) -> HashValue {

@@ -177,6 +177,19 @@ public struct RDBWriter<Sink: ByteSink> {
                 encodeLength(RDBFormat.ListContainer.packed, into: &scratch)
                 encodeString(Listpack.wrap(entries: entries, count: count), options: options, into: &scratch)
             }
+        case .set(let set):
+            // Redis 7.0 (rdbSaveObject): an intset is its raw blob (type 11); a hash table set
+            // is type 2, the member count, then each member as a string.
+            if let blob = set.intsetBlob {
+                scratch.append(RDBFormat.ValueType.setIntset)
+                appendKey(key, options: options, into: &scratch)
+                encodeString(blob, options: options, into: &scratch)
+            } else {
+                scratch.append(RDBFormat.ValueType.set)
+                appendKey(key, options: options, into: &scratch)
+                encodeLength(UInt64(set.count), into: &scratch)
+                set.forEach { member in encodeString(Array(member), options: options, into: &scratch) }
+            }
         }
     }
 

@@ -205,6 +205,7 @@ public enum ConfigTable {
         ConfigOption("lfu-decay-time", .integer(min: 0, max: Int64(Int32.max)), "1"),
         ConfigOption("hll-sparse-max-bytes", .memory(min: 0, max: longMax), "3000"),
         ConfigOption("hash-max-listpack-entries", .integer(min: 0, max: longMax), "512"),
+        ConfigOption("set-max-intset-entries", .integer(min: 0, max: longMax), "512"),
         ConfigOption("hash-max-listpack-value", .integer(min: 0, max: longMax), "64"),
         ConfigOption("hash-max-ziplist-entries", .integer(min: 0, max: longMax), "512"),
         ConfigOption("hash-max-ziplist-value", .integer(min: 0, max: longMax), "64"),
