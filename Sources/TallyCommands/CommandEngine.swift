@@ -78,6 +78,9 @@ public final class CommandEngine: Sendable {
     private let evictionCursor = Atomic<Int>(0)
     /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past it becomes dense.
     private let hyperLogLogSparseLimit = Atomic<Int>(3000)
+    /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
+    private let sortedSetMaxEntries = Atomic<Int>(128)
+    private let sortedSetMaxValue = Atomic<Int>(64)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
@@ -107,7 +110,7 @@ public final class CommandEngine: Sendable {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
             + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
-            + IntrospectionCommands.specs + ObjectCommands.specs
+            + IntrospectionCommands.specs + ObjectCommands.specs + SortedSetCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -304,6 +307,18 @@ public final class CommandEngine: Sendable {
     /// Changes `hll-sparse-max-bytes` (CONFIG SET); values already stored keep their encoding.
     public func setHyperLogLogSparseMaxBytes(_ bytes: Int) {
         hyperLogLogSparseLimit.store(max(0, bytes), ordering: .relaxed)
+    }
+
+    /// The configured `zset-max-listpack-entries` / `zset-max-listpack-value`.
+    public var sortedSetLimits: SortedSetLimits {
+        SortedSetLimits(maxEntries: sortedSetMaxEntries.load(ordering: .relaxed),
+                        maxValueBytes: sortedSetMaxValue.load(ordering: .relaxed))
+    }
+
+    /// Changes the sorted-set listpack limits (CONFIG SET); stored values keep their form.
+    public func setSortedSetLimits(_ limits: SortedSetLimits) {
+        sortedSetMaxEntries.store(max(0, limits.maxEntries), ordering: .relaxed)
+        sortedSetMaxValue.store(max(0, limits.maxValueBytes), ordering: .relaxed)
     }
 
     /// The configured `maxmemory` (0 = none).

@@ -74,7 +74,7 @@ extension OutputBuffer {
         switch value {
         case .integer(let integer): writeBulkDecimal(integer)
         case .string(let bytes): writeBulkString(bytes)
-        case .hash, .list: writeError(RedisError.wrongType)
+        case .hash, .list, .sortedSet: writeError(RedisError.wrongType)
         }
     }
 }

@@ -81,6 +81,12 @@ public enum MemoryEstimate {
         case .list(let list):
             // The box, the chunk array, and per chunk its slot (16) and buffer header.
             return 2 * bufferHeaderBytes + list.payloadBytes + list.chunkCount * (16 + bufferHeaderBytes)
+        case .sortedSet(let set):
+            // The box and chunk array; per chunk three buffers; per member a score and an end
+            // offset, plus (indexed form) a hash slot of key and score at ~0.75 load.
+            let perMember = set.isCompact ? 12 : 12 + 43
+            return 2 * bufferHeaderBytes + set.payloadBytes + set.count * perMember
+                + set.chunkCount * (3 * bufferHeaderBytes + 24)
         }
     }
 }

@@ -165,6 +165,8 @@ public enum Value: Sendable {
     indirect case hash(HashValue)
     /// A list: listpack-encoded chunks (see `ListValue`), boxed like hashes.
     indirect case list(ListValue)
+    /// A sorted set (see `SortedSetValue`), boxed like hashes.
+    indirect case sortedSet(SortedSetValue)
 }
 
 /// A keyspace entry: a value and its absolute expiry in Unix milliseconds, if any.
