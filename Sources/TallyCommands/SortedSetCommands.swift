@@ -124,6 +124,18 @@ enum SortedSetCommands {
 
     /// A score reply: `%.17g` text as a bulk string (RESP2) or a double (RESP3).
     static func writeScore(_ score: Double, into output: inout OutputBuffer) {
+        // Integral scores below 1e15 print as their digits under %.17g: format them without
+        // vsnprintf (negative zero prints as "-0", which the slow path handles).
+        if score.magnitude < 1e15, score == score.rounded(.towardZero), !(score == 0 && score.sign == .minus) {
+            if output.protocolVersion == .resp3 {
+                output.writeStaticString(",")
+                output.writeDecimal(Int64(score))
+                output.writeCRLF()
+            } else {
+                output.writeBulkDecimal(Int64(score))
+            }
+            return
+        }
         if score.isInfinite {
             if output.protocolVersion == .resp3 {
                 output.writeStaticString(score > 0 ? ",inf\r\n" : ",-inf\r\n")

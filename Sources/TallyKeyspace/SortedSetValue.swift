@@ -42,7 +42,7 @@ struct SortedSetChunk: Sendable {
         bytes[start(index)..<Int(ends[index])]
     }
 
-    mutating func insert<C: Collection>(_ member: C, score: Double, at index: Int) where C.Element == UInt8 {
+    mutating func insert(_ member: ArraySlice<UInt8>, score: Double, at index: Int) {
         let offset = start(index)
         let length = member.count
         bytes.insert(contentsOf: member, at: offset)
@@ -247,7 +247,7 @@ public struct SortedSetValue: Sendable {
     }
 
     /// The position of `member` in the compact form, by scanning.
-    private func compactPosition<C: Collection>(of member: C) -> Int? where C.Element == UInt8 {
+    private func compactPosition(of member: ArraySlice<UInt8>) -> Int? {
         guard let chunk = chunks.first else { return nil }
         let length = member.count
         for position in 0..<chunk.count {
@@ -261,7 +261,7 @@ public struct SortedSetValue: Sendable {
     }
 
     /// The score of `member`, if present.
-    public func score<C: Collection>(of member: C) -> Double? where C.Element == UInt8 {
+    public func score(of member: ArraySlice<UInt8>) -> Double? {
         if let index { return index[Self.lookupKey(member)] }
         guard let position = compactPosition(of: member) else { return nil }
         return chunks[0].scores[position]
@@ -299,14 +299,13 @@ public struct SortedSetValue: Sendable {
     }
 
     /// The chunk and position of the element (score, member), which must be present.
-    private func position<C: Collection>(score: Double, member: C) -> (slot: Int, offset: Int)
-    where C.Element == UInt8 {
+    private func position(score: Double, member: ArraySlice<UInt8>) -> (slot: Int, offset: Int) {
         let rank = firstRank { !sortedSetPrecedes($0, $1, score, member) }
         return locate(rank: rank)
     }
 
     /// The 0-based rank of `member` in ascending order, if present.
-    public func rank<C: Collection>(of member: C) -> (rank: Int, score: Double)? where C.Element == UInt8 {
+    public func rank(of member: ArraySlice<UInt8>) -> (rank: Int, score: Double)? {
         if index == nil {
             guard let position = compactPosition(of: member) else { return nil }
             return (position, chunks[0].scores[position])
@@ -358,8 +357,7 @@ public struct SortedSetValue: Sendable {
 
     /// Inserts `member`, which must be absent, converting to the indexed form first when the
     /// compact form would outgrow `limits` (t_zset.c zsetAdd).
-    public mutating func insert<C: Collection>(_ member: C, score: Double, limits: SortedSetLimits)
-    where C.Element == UInt8 {
+    public mutating func insert(_ member: ArraySlice<UInt8>, score: Double, limits: SortedSetLimits) {
         if index == nil && (count + 1 > limits.maxEntries || member.count > limits.maxValueBytes) {
             convertToIndexed()
         }
@@ -367,7 +365,7 @@ public struct SortedSetValue: Sendable {
     }
 
     /// Inserts an absent member without any form check.
-    mutating func insertNew<C: Collection>(_ member: C, score given: Double) where C.Element == UInt8 {
+    mutating func insertNew(_ member: ArraySlice<UInt8>, score given: Double) {
         // A listpack stores the score as d2string text, and "-0" is read back as the integer 0.
         let score = index == nil && given == 0 ? 0 : given
         let length = member.count
@@ -433,7 +431,7 @@ public struct SortedSetValue: Sendable {
 
     /// Removes `member`; returns its score, or nil when absent.
     @discardableResult
-    public mutating func remove<C: Collection>(_ member: C) -> Double? where C.Element == UInt8 {
+    public mutating func remove(_ member: ArraySlice<UInt8>) -> Double? {
         if index == nil {
             guard let position = compactPosition(of: member) else { return nil }
             let score = chunks[0].scores[position]
@@ -481,8 +479,7 @@ public struct SortedSetValue: Sendable {
     }
 
     /// Changes the score of a present member.
-    public mutating func update<C: Collection>(_ member: C, from old: Double, to new: Double)
-    where C.Element == UInt8 {
+    public mutating func update(_ member: ArraySlice<UInt8>, from old: Double, to new: Double) {
         if old == new { return }
         if index == nil {
             guard let position = compactPosition(of: member) else { return }
@@ -501,6 +498,9 @@ public struct SortedSetValue: Sendable {
 public func formatScore(_ value: Double) -> [UInt8] {
     if value.isInfinite { return Array((value > 0 ? "inf" : "-inf").utf8) }
     if value.isNaN { return Array("nan".utf8) }
+    if value.magnitude < 1e15, value == value.rounded(.towardZero), !(value == 0 && value.sign == .minus) {
+        return decimalBytes(Int64(value))
+    }
     return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
         let written = withVaList([value]) { vsnprintf(buffer.baseAddress, 64, "%.17g", $0) }
         return (0..<Int(min(written, 63))).map { UInt8(bitPattern: buffer[$0]) }
@@ -702,8 +702,29 @@ extension SortedSetValue: AggregateValue {
 extension SortedSetValue {
     /// Inserts an absent member without converting forms (RDB loading keeps a loaded listpack
     /// compact whatever its members' lengths, as Redis does).
-    public mutating func insertNewUnchecked<C: Collection>(_ member: C, score: Double) where C.Element == UInt8 {
+    public mutating func insertNewUnchecked(_ member: ArraySlice<UInt8>, score: Double) {
         insertNew(member, score: score)
+    }
+}
+
+extension SortedSetValue {
+    // Array forms of the member entry points (RDB loading, tests); the slice forms above are
+    // concrete so they are specialized here rather than run through generic witnesses.
+
+    /// The score of `member`, if present.
+    public func score(of member: [UInt8]) -> Double? { score(of: member[...]) }
+    /// The rank and score of `member`, if present.
+    public func rank(of member: [UInt8]) -> (rank: Int, score: Double)? { rank(of: member[...]) }
+    /// Inserts an absent `member` (see the slice form).
+    public mutating func insert(_ member: [UInt8], score: Double, limits: SortedSetLimits) {
+        insert(member[...], score: score, limits: limits)
+    }
+    /// Removes `member`; returns its score, or nil when absent.
+    @discardableResult
+    public mutating func remove(_ member: [UInt8]) -> Double? { remove(member[...]) }
+    /// Inserts an absent member without converting forms.
+    public mutating func insertNewUnchecked(_ member: [UInt8], score: Double) {
+        insertNewUnchecked(member[...], score: score)
     }
 }
 
