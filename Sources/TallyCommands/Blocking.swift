@@ -27,6 +27,15 @@ public enum BlockedOperation: Sendable {
     case popCount(ListEnd, Int)
     /// BLMOVE / BRPOPLPUSH (`legacy`): pop, push onto `destination`, reply with the element.
     case move(from: ListEnd, to: ListEnd, destination: [UInt8], legacy: Bool)
+    /// BZPOPMIN/BZPOPMAX (`count` nil: replied as [key, member, score]) or BZMPOP (`count`
+    /// elements, replied as [key, [[member, score], ...]]) on a sorted set.
+    case sortedSetPop(max: Bool, count: Int?)
+
+    /// True when the operation waits for a sorted set rather than a list.
+    var wantsSortedSet: Bool {
+        if case .sortedSetPop = self { return true }
+        return false
+    }
 }
 
 /// One parked client. Created and registered by its command on the client's thread; served on
@@ -157,7 +166,12 @@ public final class BlockingRegistry: Sendable {
                 for watched in table.order {
                     while let waiter = table.queues[watched]?.first {
                         let shard = keyspace.shard(for: watched.key)
-                        guard case .list? = shard.lookup(watched.database, watched.key, now: now)?.value else { break }
+                        let value = shard.lookup(watched.database, watched.key, now: now)?.value
+                        if waiter.operation.wantsSortedSet {
+                            guard case .sortedSet? = value else { break }
+                        } else {
+                            guard case .list? = value else { break }
+                        }
                         _ = Self.remove(waiter, from: &table)
                         waiterCount.subtract(1, ordering: .releasing)
                         let reply = Self.serve(waiter, key: watched, keyspace, now: now, log: log,
@@ -198,6 +212,17 @@ public final class BlockingRegistry: Sendable {
                     return ListCommands.popRange(&list, end, count: count, into: &output)
                 } ?? 0
                 record = [end == .head ? Words.lpop : Words.rpop, keyBytes, decimalBytes(Int64(popped))]
+                changes += Int64(popped)
+            case .sortedSetPop(let max, let count):
+                // Served as genericZpopCommand serves it, logged as ZPOPMIN/ZPOPMAX key [count].
+                let keySlice = keyBytes[...]
+                let popped = try shard.withSortedSet(database, watched.key, now: now, create: false) { set, changed in
+                    changed = true
+                    return SortedSetCommands.pop(&set, key: keySlice, max: max, count: count ?? 1,
+                                                 shape: count == nil ? .keyed : .keyedNested, into: &output)
+                } ?? 0
+                record = [max ? Words.zpopmax : Words.zpopmin, keyBytes]
+                if count != nil { record.append(decimalBytes(Int64(popped))) }
                 changes += Int64(popped)
             case .move(let from, let to, let destination, let legacy):
                 let destinationKey = Key(destination)

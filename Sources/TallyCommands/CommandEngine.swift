@@ -84,6 +84,9 @@ public final class CommandEngine: Sendable {
     private let hyperLogLogSparseLimit = Atomic<Int>(3000)
     /// `set-max-intset-entries`.
     private let intsetLimit = Atomic<Int>(SetValue.defaultMaxIntsetEntries)
+    /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
+    private let sortedSetMaxEntries = Atomic<Int>(128)
+    private let sortedSetMaxValue = Atomic<Int>(64)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
@@ -116,7 +119,7 @@ public final class CommandEngine: Sendable {
             + SortCommand.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
-            + HyperLogLogDebugCommands.specs
+            + HyperLogLogDebugCommands.specs + SortedSetCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -350,6 +353,18 @@ public final class CommandEngine: Sendable {
     /// Changes `set-max-intset-entries` (CONFIG SET); sets already converted stay hash tables.
     public func setSetMaxIntsetEntries(_ entries: Int) {
         intsetLimit.store(max(0, entries), ordering: .relaxed)
+    }
+
+    /// The configured `zset-max-listpack-entries` / `zset-max-listpack-value`.
+    public var sortedSetLimits: SortedSetLimits {
+        SortedSetLimits(maxEntries: sortedSetMaxEntries.load(ordering: .relaxed),
+                        maxValueBytes: sortedSetMaxValue.load(ordering: .relaxed))
+    }
+
+    /// Changes the sorted-set listpack limits (CONFIG SET); stored values keep their form.
+    public func setSortedSetLimits(_ limits: SortedSetLimits) {
+        sortedSetMaxEntries.store(max(0, limits.maxEntries), ordering: .relaxed)
+        sortedSetMaxValue.store(max(0, limits.maxValueBytes), ordering: .relaxed)
     }
 
     /// The configured `maxmemory` (0 = none).

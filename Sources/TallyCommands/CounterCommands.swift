@@ -59,7 +59,7 @@ enum CounterCommands {
                     return
                 }
                 current = value
-            case .hash, .list, .set:
+            case .hash, .list, .set, .sortedSet:
                 context.output.writeError(RedisError.wrongType)
                 return
             }

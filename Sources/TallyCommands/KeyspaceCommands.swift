@@ -79,6 +79,7 @@ enum KeyspaceCommands {
         case .hash: context.output.writeStaticString("+hash\r\n")
         case .list: context.output.writeStaticString("+list\r\n")
         case .set: context.output.writeStaticString("+set\r\n")
+        case .sortedSet: context.output.writeStaticString("+zset\r\n")
         default: context.output.writeStaticString("+string\r\n")
         }
     }
@@ -344,7 +345,7 @@ enum KeyspaceCommands {
 
 /// The type names TYPE and SCAN ... TYPE use.
 enum ValueKind: String {
-    case string, hash, list, set
+    case string, hash, list, set, zset
 
     init(_ value: Value) {
         switch value {
@@ -352,6 +353,7 @@ enum ValueKind: String {
         case .hash: self = .hash
         case .list: self = .list
         case .set: self = .set
+        case .sortedSet: self = .zset
         }
     }
 }

@@ -22,8 +22,7 @@ enum SortCommand {
 
     /// The elements of the value to sort, and whether they have an order of their own that
     /// `BY nosort` keeps (lists; sorted sets by score) rather than an arbitrary one (sets);
-    /// nil for a value SORT refuses (WRONGTYPE). Sorted sets: add their case here, in score
-    /// order with `ordered: true`.
+    /// nil for a value SORT refuses (WRONGTYPE).
     static func sourceElements(_ value: Value) -> (elements: [[UInt8]], ordered: Bool)? {
         switch value {
         case .list(let list):
@@ -36,6 +35,11 @@ enum SortCommand {
             return (elements, true)
         case .set(let set):
             return (set.members, false)
+        case .sortedSet(let set):
+            var elements: [[UInt8]] = []
+            elements.reserveCapacity(set.count)
+            set.forEach { member, _ in elements.append(Array(member)) }
+            return (elements, true)
         case .integer, .string, .hash:
             return nil
         }

@@ -84,6 +84,12 @@ public enum MemoryEstimate {
         case .set(let set):
             // The box and the intset or the table's arena and slots (capacities).
             return 2 * bufferHeaderBytes + set.payloadBytes
+        case .sortedSet(let set):
+            // The box and chunk array; per chunk three buffers; per member a score and an end
+            // offset, plus (indexed form) a hash slot of key and score at ~0.75 load.
+            let perMember = set.isCompact ? 12 : 12 + 43
+            return 2 * bufferHeaderBytes + set.payloadBytes + set.count * perMember
+                + set.chunkCount * (3 * bufferHeaderBytes + 24)
         }
     }
 }

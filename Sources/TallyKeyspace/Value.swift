@@ -167,6 +167,8 @@ public enum Value: Sendable {
     indirect case list(ListValue)
     /// A set: an intset or a packed hash table (see `SetValue`), boxed like hashes.
     indirect case set(SetValue)
+    /// A sorted set (see `SortedSetValue`), boxed like hashes.
+    indirect case sortedSet(SortedSetValue)
 }
 
 /// A keyspace entry: a value and its absolute expiry in Unix milliseconds, if any.
@@ -239,6 +241,7 @@ extension Value {
         case .hash(let hash): return hash.isEmpty
         case .list(let list): return list.isEmpty
         case .set(let set): return set.isEmpty
+        case .sortedSet(let set): return set.isEmpty
         }
     }
 }

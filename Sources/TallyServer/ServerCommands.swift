@@ -594,6 +594,19 @@ extension ServerCore {
         if seen.contains("set-max-intset-entries") {
             context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
         }
+        let sortedSetOptions = ["zset-max-listpack-entries", "zset-max-listpack-value",
+                                "zset-max-ziplist-entries", "zset-max-ziplist-value"]
+        if sortedSetOptions.contains(where: seen.contains) {
+            var limits = context.engine.sortedSetLimits
+            for (option, alias) in [("zset-max-listpack-entries", "zset-max-ziplist-entries"),
+                                    ("zset-max-listpack-value", "zset-max-ziplist-value")] {
+                let name = seen.contains(alias) ? alias : (seen.contains(option) ? option : nil)
+                guard let name else { continue }
+                let value = Int(clamping: updated.integer(name))
+                if option.hasSuffix("entries") { limits.maxEntries = value } else { limits.maxValueBytes = value }
+            }
+            context.engine.setSortedSetLimits(limits)
+        }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")
     }

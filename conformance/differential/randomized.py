@@ -14,6 +14,9 @@ INTS = [b"0", b"1", b"-1", b"7", b"100", b"+1", b" 1", b"01", b"-0", b"922337203
 FLOATS = [b"0.1", b"0.2", b"-1.5", b"1e3", b"5.0e3", b"3", b"-0", b"1e400", b"1e-400", b"inf", b"nan",
           b"0x10", b" 1", b"1.7976931348623157e308", b"abc", b"10.5"]
 BIT_OFFSETS = [b"0", b"1", b"7", b"8", b"15", b"31", b"100", b"-1", b"x", b"4294967296"]
+SCORES = [b"0", b"1", b"-1", b"2.5", b"1e3", b"-0", b"inf", b"-inf", b"0.1", b"x", b"nan", b"3", b"10"]
+SCORE_BOUNDS = [b"-inf", b"+inf", b"0", b"(0", b"1", b"(2.5", b"3", b"10", b"(inf", b"x", b"(-1"]
+LEX_BOUNDS = [b"-", b"+", b"[f0", b"(f1", b"[f2", b"[", b"(", b"f1", b"[\xff"]
 VALUES = [b"v", b"", b"10", b"-3", b"hello world", b"\x00\x01\xff", b"3.5", b"12345678901234567890"]
 STREAM_LEN = 4000
 BATCH = 400
@@ -175,6 +178,38 @@ class Generator:
             (1, lambda: Op([b"SINTERCARD", b"2", k, self.key()] + r.choice([[], [b"LIMIT", b"1"]]))),
             (1, lambda: Op([b"SORT", k] + r.choice([[], [b"ALPHA"], [b"DESC", b"LIMIT", b"0", b"2"],
                                                     [b"ALPHA", b"STORE", self.key()]]))),
+            (5, lambda: self.zadd_op(k)),
+            (2, lambda: Op([b"ZINCRBY", k, r.choice(SCORES), r.choice(FIELDS)])),
+            (2, lambda: Op([b"ZREM", k] + [r.choice(FIELDS) for _ in range(r.randint(1, 3))])),
+            (1, lambda: Op([b"ZCARD", k])),
+            (2, lambda: Op([b"ZSCORE", k, f])),
+            (1, lambda: Op([b"ZMSCORE", k, f, r.choice(FIELDS)])),
+            (1, lambda: Op([r.choice([b"ZRANK", b"ZREVRANK"]), k, f])),
+            (1, lambda: Op([b"ZCOUNT", k, r.choice(SCORE_BOUNDS), r.choice(SCORE_BOUNDS)])),
+            (1, lambda: Op([b"ZLEXCOUNT", k, r.choice(LEX_BOUNDS), r.choice(LEX_BOUNDS)])),
+            (3, lambda: Op([b"ZRANGE", k, r.choice([b"0", b"1", b"-2", b"-100"]), r.choice([b"-1", b"2", b"100"])]
+                           + r.choice([[], [b"WITHSCORES"], [b"REV"], [b"REV", b"WITHSCORES"]]))),
+            (2, lambda: Op([b"ZRANGE", k, r.choice(SCORE_BOUNDS), r.choice(SCORE_BOUNDS), b"BYSCORE"]
+                           + r.choice([[], [b"WITHSCORES"], [b"REV"], [b"LIMIT", b"1", b"2"],
+                                       [b"REV", b"LIMIT", b"0", b"-1", b"WITHSCORES"]]))),
+            (1, lambda: Op([r.choice([b"ZRANGEBYLEX", b"ZREVRANGEBYLEX"]), k, r.choice(LEX_BOUNDS),
+                            r.choice(LEX_BOUNDS)] + r.choice([[], [b"LIMIT", b"0", b"2"]]))),
+            (1, lambda: Op([r.choice([b"ZRANGEBYSCORE", b"ZREVRANGEBYSCORE"]), k, r.choice(SCORE_BOUNDS),
+                            r.choice(SCORE_BOUNDS), b"WITHSCORES"])),
+            (1, lambda: Op([b"ZRANGESTORE", self.key(), k, b"0", r.choice([b"-1", b"1"])])),
+            (1, lambda: Op([r.choice([b"ZREMRANGEBYRANK"]), k, r.choice([b"0", b"-1", b"1"]),
+                            r.choice([b"0", b"-1", b"2"])])),
+            (1, lambda: Op([b"ZREMRANGEBYSCORE", k, r.choice(SCORE_BOUNDS), r.choice(SCORE_BOUNDS)])),
+            (1, lambda: Op([b"ZREMRANGEBYLEX", k, r.choice(LEX_BOUNDS), r.choice(LEX_BOUNDS)])),
+            (2, lambda: Op([r.choice([b"ZPOPMIN", b"ZPOPMAX"]), k]
+                           + ([r.choice([b"0", b"1", b"2", b"5", b"-1"])] if r.random() < 0.4 else []))),
+            (1, lambda: Op([b"ZMPOP", b"2", k, self.key(), r.choice([b"MIN", b"MAX"]), b"COUNT", b"2"])),
+            (1, lambda: Op([r.choice([b"BZPOPMIN", b"BZPOPMAX"]), k, self.key(), b"0.01"])),
+            (1, lambda: Op([r.choice([b"ZUNION", b"ZINTER", b"ZDIFF"]), b"2", k, self.key(), b"WITHSCORES"])),
+            (1, lambda: Op([r.choice([b"ZUNIONSTORE", b"ZINTERSTORE"]), self.key(), b"2", k, self.key()]
+                           + r.choice([[], [b"WEIGHTS", b"2", b"-1"], [b"AGGREGATE", b"MAX"]]))),
+            (1, lambda: Op([b"ZDIFFSTORE", self.key(), b"2", k, self.key()])),
+            (1, lambda: Op([b"ZINTERCARD", b"2", k, self.key()])),
             (4, lambda: Op([b"DEL"] + [self.key() for _ in range(r.randint(1, 3))])),
             (1, lambda: Op([b"UNLINK", k])),
             (3, lambda: Op([b"EXISTS"] + [self.key() for _ in range(r.randint(1, 3))])),
@@ -242,6 +277,12 @@ class Generator:
             if kind != b"GET":
                 args.append(self.int_arg())
         return Op(args)
+
+    def zadd_op(self, k):
+        r = self.r
+        flags = r.choice([[], [], [], [b"NX"], [b"XX"], [b"GT"], [b"LT", b"CH"], [b"CH"], [b"INCR"], [b"XX", b"GT"]])
+        pairs = 1 if b"INCR" in flags else r.randint(1, 3)
+        return Op([b"ZADD", k] + flags + [x for _ in range(pairs) for x in (r.choice(SCORES), r.choice(FIELDS))])
 
     def set_op(self, k):
         r = self.r

@@ -132,6 +132,24 @@ public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: ino
                 inCommand -= 1
                 left -= 1
             }
+        case .sortedSet(let set):
+            // ZADD in chunks of 64 score/member pairs (aof.c rewriteSortedSetObject); `%.17g`
+            // scores parse back to the exact double.
+            var left = set.count
+            var inCommand = 0
+            set.forEach { member, score in
+                if inCommand == 0 {
+                    let items = Swift.min(left, rewriteItemsPerCommand)
+                    RESPRecord.appendHeader(count: 2 + 2 * items, to: &scratch)
+                    RESPRecord.appendBulk("ZADD".utf8, to: &scratch)
+                    RESPRecord.appendBulk(key, to: &scratch)
+                    inCommand = items
+                }
+                RESPRecord.appendBulk(formatScore(score), to: &scratch)
+                RESPRecord.appendBulk(member, to: &scratch)
+                inCommand -= 1
+                left -= 1
+            }
         }
         if let expiry = entry.expiresAtMilliseconds {
             digits.removeAll(keepingCapacity: true)

@@ -55,6 +55,14 @@ public enum RDBFormat {
         public static let hashZiplist: UInt8 = 13
         /// A hash as a listpack blob (Redis 7.0).
         public static let hashListpack: UInt8 = 16
+        /// A sorted set as a length and member/score-text pairs (Redis before 2.8).
+        public static let sortedSet: UInt8 = 3
+        /// A sorted set as a length and member/binary-double pairs, highest score first.
+        public static let sortedSet2: UInt8 = 5
+        /// A sorted set as a ziplist blob (Redis 2.6 through 6.2).
+        public static let sortedSetZiplist: UInt8 = 12
+        /// A sorted set as a listpack blob of member, score pairs (Redis 7.0).
+        public static let sortedSetListpack: UInt8 = 17
         /// Highest value type any Redis writes (7.2's listpack-quicklist streams etc.).
         public static let highestKnown: UInt8 = 21
     }

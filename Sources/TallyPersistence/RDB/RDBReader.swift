@@ -52,6 +52,9 @@ public struct RDBLoadOptions: Sendable {
     /// Keys whose expiry is before this Unix-ms time are dropped (loading dump.rdb); nil keeps
     /// every key (an AOF base, where later commands may still refer to them).
     public var dropExpiredBefore: Int64?
+    /// `zset-max-listpack-entries`/`-value`: the form loaded sorted sets take (rdb.c converts
+    /// after loading, as described at `readSortedSet`).
+    public var sortedSetLimits = SortedSetLimits.standard
     /// Number of databases the server has; a higher SELECTDB is an error, as in Redis.
     public var databaseCount: Int = 16
     /// Verify the CRC64 trailer (`rdbchecksum`); a zero trailer is never checked.
@@ -390,6 +393,10 @@ public struct RDBReader<Source: ByteSource> {
                 result.emptyKeysSkipped += 1
                 continue
             }
+            if case .sortedSet(let set) = value, set.isEmpty {
+                result.emptyKeysSkipped += 1
+                continue
+            }
             if let now = options.dropExpiredBefore, let when = entryExpiry, when < now {
                 result.expiredKeysDropped += 1
                 continue
@@ -429,6 +436,22 @@ public struct RDBReader<Source: ByteSource> {
             guard let set = SetValue(intsetBlob: try readString(), maxIntsetEntries: options.setMaxIntsetEntries)
             else { throw fail(.corrupt, "invalid intset for key \(printableKey(key))", at: blobOffset) }
             value = .set(set)
+        case RDBFormat.ValueType.sortedSet, RDBFormat.ValueType.sortedSet2:
+            value = .sortedSet(try readSortedSet(binary: type == RDBFormat.ValueType.sortedSet2, key: key,
+                                                  limits: options.sortedSetLimits))
+        case RDBFormat.ValueType.sortedSetZiplist, RDBFormat.ValueType.sortedSetListpack:
+            let blobOffset = offset
+            let blob = try readString()
+            let elements: [[UInt8]]
+            do {
+                elements = type == RDBFormat.ValueType.sortedSetListpack
+                    ? try Listpack.decode(blob) : try Ziplist.decode(blob)
+            } catch {
+                throw fail(.corrupt, "invalid \(type == 17 ? "listpack" : "ziplist") for key "
+                    + "\(printableKey(key)) (\(error.reason) at blob byte \(error.offset))", at: blobOffset)
+            }
+            value = .sortedSet(try makeSortedSet(elements, key: key, at: blobOffset,
+                                                 limits: options.sortedSetLimits))
         default:
             throw fail(.unsupportedType, "unsupported type \(type) for key \(printableKey(key))",
                        at: opcodeOffset)
@@ -517,6 +540,68 @@ public struct RDBReader<Source: ByteSource> {
             for element in elements { list.push(element, at: .tail) }
         }
         return list
+    }
+
+    /// ZSET (3: scores as length-prefixed text) or ZSET_2 (5: binary doubles): loaded indexed,
+    /// then compacted when it fits the limits (rdb.c rdbLoadObject).
+    private mutating func readSortedSet(binary: Bool, key: [UInt8], limits: SortedSetLimits)
+    throws(RDBError) -> SortedSetValue {
+        let start = offset
+        let count = try readPlainLength("zset")
+        var set = SortedSetValue()
+        set.convertToIndexed()
+        for _ in 0..<count {
+            let member = try readString()
+            let score: Double
+            if binary {
+                score = Double(bitPattern: try readLittleEndian(8))
+            } else {
+                let length = try readByte()
+                switch length {
+                case 253: score = .nan
+                case 254: score = .infinity
+                case 255: score = -.infinity
+                default:
+                    let text = try readBytes(Int(length))
+                    guard let parsed = ScoreBound(text).map({ $0.value }), text.first != UInt8(ascii: "(") else {
+                        throw fail(.corrupt, "invalid zset score for key \(printableKey(key))", at: start)
+                    }
+                    score = parsed
+                }
+            }
+            guard !score.isNaN else { throw fail(.corrupt, "zset score is NaN in key \(printableKey(key))", at: start) }
+            guard set.score(of: member) == nil else {
+                throw fail(.corrupt, "duplicate zset member in key \(printableKey(key))", at: start)
+            }
+            set.insert(member, score: score, limits: limits)
+        }
+        set.compactIfSmall(limits: limits)
+        return set
+    }
+
+    /// A ZSET_LISTPACK or ZSET_ZIPLIST blob: member, score pairs in order; converted to the
+    /// indexed form only when longer than `zset-max-listpack-entries`, as rdb.c does.
+    private func makeSortedSet(_ elements: [[UInt8]], key: [UInt8], at blobOffset: Int64, limits: SortedSetLimits)
+    throws(RDBError) -> SortedSetValue {
+        guard elements.count % 2 == 0 else {
+            throw fail(.corrupt, "odd zset listpack for key \(printableKey(key))", at: blobOffset)
+        }
+        var set = SortedSetValue()
+        if elements.count / 2 > limits.maxEntries { set.convertToIndexed() }
+        var position = 0
+        while position < elements.count {
+            let member = elements[position]
+            guard let score = ScoreBound(elements[position + 1]).map({ $0.value }),
+                  elements[position + 1].first != UInt8(ascii: "(") else {
+                throw fail(.corrupt, "invalid zset score for key \(printableKey(key))", at: blobOffset)
+            }
+            guard set.score(of: member) == nil else {
+                throw fail(.corrupt, "duplicate zset member in key \(printableKey(key))", at: blobOffset)
+            }
+            set.insertNewUnchecked(member, score: score)
+            position += 2
+        }
+        return set
     }
 
     private func makeHash(_ elements: [[UInt8]], key: [UInt8], at blobOffset: Int64) throws(RDBError) -> HashValue {

@@ -12,6 +12,9 @@ public struct RDBWriterOptions: Sendable {
     public var hashMaxListpackEntries: Int = RDBFormat.defaultHashMaxListpackEntries
     /// `hash-max-listpack-value`: hashes with a longer field or value are written as type 4.
     public var hashMaxListpackValue: Int = RDBFormat.defaultHashMaxListpackValue
+    /// `zset-max-listpack-entries`/`-value`: what a loaded sorted set converts to; the writer
+    /// itself writes each set in its current form, as Redis does.
+    public var sortedSetLimits = SortedSetLimits.standard
     /// Value of the `aof-base` aux field: true for the RDB preamble/base of an AOF.
     public var aofBase: Bool = false
     /// `ctime` aux field (Unix seconds).
@@ -189,6 +192,31 @@ public struct RDBWriter<Sink: ByteSink> {
                 appendKey(key, options: options, into: &scratch)
                 encodeLength(UInt64(set.count), into: &scratch)
                 set.forEach { member in encodeString(Array(member), options: options, into: &scratch) }
+            }
+        case .sortedSet(let set):
+            if set.isCompact {
+                // ZSET_LISTPACK: member, score pairs in order; scores as d2string text, which the
+                // listpack stores as an integer entry when it is one (as zzlInsertAt does).
+                scratch.append(RDBFormat.ValueType.sortedSetListpack)
+                appendKey(key, options: options, into: &scratch)
+                var elements: [[UInt8]] = []
+                elements.reserveCapacity(set.count * 2)
+                set.forEach { member, score in
+                    elements.append(Array(member))
+                    elements.append(scoreStorageText(score))
+                }
+                encodeString(Listpack.encode(elements), options: options, into: &scratch)
+            } else {
+                // ZSET_2: highest score first (rdbSaveObject walks the skiplist from its tail),
+                // each score as a little-endian binary double.
+                scratch.append(RDBFormat.ValueType.sortedSet2)
+                appendKey(key, options: options, into: &scratch)
+                encodeLength(UInt64(set.count), into: &scratch)
+                set.visit(from: set.count - 1, reverse: true) { member, score in
+                    encodeString(Array(member), options: options, into: &scratch)
+                    Listpack.appendLittleEndian(score.bitPattern, bytes: 8, to: &scratch)
+                    return true
+                }
             }
         }
     }

@@ -209,6 +209,12 @@ public enum ConfigTable {
         ConfigOption("hash-max-listpack-value", .integer(min: 0, max: longMax), "64"),
         ConfigOption("hash-max-ziplist-entries", .integer(min: 0, max: longMax), "512"),
         ConfigOption("hash-max-ziplist-value", .integer(min: 0, max: longMax), "64"),
+        // Redis 7.0's zset-max-ziplist-* are aliases of zset-max-listpack-*: Tally applies whichever
+        // was set last (ServerCommands / Server.swift) to the engine's SortedSetLimits.
+        ConfigOption("zset-max-listpack-entries", .integer(min: 0, max: longMax), "128"),
+        ConfigOption("zset-max-listpack-value", .integer(min: 0, max: longMax), "64"),
+        ConfigOption("zset-max-ziplist-entries", .integer(min: 0, max: longMax), "128"),
+        ConfigOption("zset-max-ziplist-value", .integer(min: 0, max: longMax), "64"),
         // Parsed and reported only: Tally's list chunks are always Redis's default 8 KB listpacks
         // (-2), and chunks are never compressed (depth 0); see ListValue.
         ConfigOption("list-max-listpack-size", .integer(min: Int64(Int32.min), max: Int64(Int32.max)), "-2"),
