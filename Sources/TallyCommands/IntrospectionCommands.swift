@@ -18,6 +18,10 @@ enum IntrospectionCommands {
                                 categories: ["@slow", "@connection"]) { _ in },
                     CommandSpec(name: "command|docs", arity: -2, flags: subcommandFlags,
                                 categories: ["@slow", "@connection"]) { _ in },
+                    CommandSpec(name: "command|getkeys", arity: -4, flags: subcommandFlags,
+                                categories: ["@slow", "@connection"]) { _ in },
+                    CommandSpec(name: "command|getkeysandflags", arity: -4, flags: subcommandFlags,
+                                categories: ["@slow", "@connection"]) { _ in },
                 ],
                 handler: command)
         ]
@@ -45,6 +49,8 @@ enum IntrospectionCommands {
             }
         } else if arguments.matches(1, "list") {
             list(&context)
+        } else if arguments.matches(1, "getkeys") || arguments.matches(1, "getkeysandflags") {
+            getKeys(&context, withFlags: arguments.matches(1, "getkeysandflags"))
         } else if arguments.matches(1, "docs") {
             var rows: [CommandSpec] = []
             if arguments.count == 2 {
@@ -71,6 +77,51 @@ enum IntrospectionCommands {
             }
         } else {
             writeUnknownSubcommandError(arguments, parent: "command", into: &context.output)
+        }
+    }
+
+    /// COMMAND GETKEYS|GETKEYSANDFLAGS command [arg ...] (server.c getKeysSubcommandImpl): the
+    /// keys the request would touch, checked as Redis checks them. The flags are the key-spec
+    /// flags COMMAND INFO reports for the row (SORT's are Redis's own: RO access, OW update).
+    static func getKeys(_ context: inout CommandContext, withFlags: Bool) {
+        let table = context.engine.table
+        let request = (2..<context.arguments.count).map { context.arguments[$0] }
+        guard let row = table.lookup(request[0]) else {
+            return context.output.writeError("ERR Invalid command specified")
+        }
+        var spec = table.rows[row]
+        if !spec.subcommands.isEmpty && request.count >= 2 {
+            guard let sub = table.subcommand(of: row, named: request[1]) else {
+                return context.output.writeError("ERR Invalid command specified")
+            }
+            spec = spec.subcommands[sub]
+        }
+        guard CommandKeys.hasKeys(spec) else {
+            return context.output.writeError("ERR The command has no key arguments")
+        }
+        guard CommandTable.arityAccepts(spec.arity, request.count) else {
+            return context.output.writeError("ERR Invalid number of arguments specified for command")
+        }
+        guard let positions = CommandKeys.positions(spec, request) else {
+            if CommandKeys.noMandatoryKeys.contains(spec.name) { return context.output.writeArrayHeader(0) }
+            return context.output.writeError("ERR Invalid arguments specified for command")
+        }
+        context.output.writeArrayHeader(positions.count)
+        for (order, position) in positions.enumerated() {
+            guard withFlags else {
+                context.output.writeBulkString(request[position])
+                continue
+            }
+            context.output.writeArrayHeader(2)
+            context.output.writeBulkString(request[position])
+            let flags: [String]
+            if spec.name == "sort" {
+                flags = order == 0 ? ["RO", "access"] : ["OW", "update"]
+            } else {
+                flags = spec.flags.contains(.write) ? ["RW", "update"] : ["RO", "access"]
+            }
+            context.output.writeSetHeader(flags.count)
+            for flag in flags { context.output.writeSimpleString(flag.utf8) }
         }
     }
 
