@@ -41,7 +41,7 @@ public struct SetValue: Sendable {
             guard let value = parseRedisInteger(member) else { return false }
             return intset.contains(value)
         }
-        return withContiguous(member) { table.find($0) != nil }
+        return SetValue.withContiguous(member) { table.find($0) != nil }
     }
 
     /// Adds `member`; returns true if it was not present. An intset converts to a hash table
@@ -57,7 +57,7 @@ public struct SetValue: Sendable {
             }
             convertToTable()
         }
-        return withContiguous(member) { table.insert($0) }
+        return SetValue.withContiguous(member) { table.insert($0) }
     }
 
     /// Removes `member`; returns true if it was present.
@@ -67,7 +67,7 @@ public struct SetValue: Sendable {
             guard let value = parseRedisInteger(member) else { return false }
             return intset.remove(value)
         }
-        return withContiguous(member) { table.remove($0) }
+        return SetValue.withContiguous(member) { table.remove($0) }
     }
 
     /// Calls `body` with each member's bytes: ascending integers for an intset, table order
@@ -134,7 +134,9 @@ public struct SetValue: Sendable {
         isIntset = false
     }
 
-    private func withContiguous<C: Collection, R>(_ member: C, _ body: (UnsafeRawBufferPointer) -> R) -> R
+    /// Static, not a method: a method call would borrow `self` while a mutating `body` edits
+    /// it, which makes Swift copy the set first (every SADD then copied the whole table).
+    private static func withContiguous<C: Collection, R>(_ member: C, _ body: (UnsafeRawBufferPointer) -> R) -> R
     where C.Element == UInt8 {
         if let result = member.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
             return result
