@@ -452,7 +452,8 @@ enum SortedSetCommands {
             case .score:
                 selection.ranks = limited(set.ranks(in: scoreRange!), offset: offset, limit: limit, reverse: reverse)
             case .lex:
-                selection.ranks = limited(set.ranks(in: lexRange!), offset: offset, limit: limit, reverse: reverse)
+                selection.ranks = limited(set.ranks(in: lexRange!, reverse: reverse), offset: offset, limit: limit,
+                                          reverse: reverse)
             }
         }
         if store {

@@ -86,9 +86,8 @@ public enum MemoryEstimate {
             return 2 * bufferHeaderBytes + set.payloadBytes
         case .sortedSet(let set):
             // The box and chunk array; per chunk three buffers; per member a score and an end
-            // offset, plus (indexed form) a hash slot of key and score at ~0.75 load.
-            let perMember = set.isCompact ? 12 : 12 + 43
-            return 2 * bufferHeaderBytes + set.payloadBytes + set.count * perMember
+            // offset; in the indexed form the member index's 16-byte slots.
+            return 2 * bufferHeaderBytes + set.payloadBytes + set.count * 12 + set.indexSlots * 16
                 + set.chunkCount * (3 * bufferHeaderBytes + 24)
         }
     }

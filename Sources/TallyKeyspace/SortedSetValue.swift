@@ -76,9 +76,11 @@ struct SortedSetChunk: Sendable {
         upper.scores = Array(scores[half...])
         upper.bytes = Array(bytes[base...])
         upper.ends = ends[half...].map { $0 - UInt32(base) }
-        scores.removeSubrange(half...)
-        ends.removeSubrange(half...)
-        bytes.removeSubrange(base...)
+        // Fresh exact-size buffers for the lower half too: truncating in place would keep the
+        // grown capacity (up to 4x the live elements after the insert that overflowed).
+        scores = Array(scores[..<half])
+        ends = Array(ends[..<half])
+        bytes = Array(bytes[..<base])
         return upper
     }
 
@@ -115,7 +117,7 @@ where A.Element == UInt8, B.Element == UInt8 {
 public struct SortedSetValue: Sendable {
     @usableFromInline var chunks: [SortedSetChunk] = []
     /// member → score; nil in the compact form.
-    @usableFromInline var index: [Key: Double]?
+    @usableFromInline var index: MemberIndex?
     /// Fenwick tree over chunk sizes (1-based; `tree[0]` unused); empty in the compact form.
     var tree: [Int] = []
     /// Number of members.
@@ -143,19 +145,21 @@ public struct SortedSetValue: Sendable {
     /// Number of chunks (for the memory estimate).
     public var chunkCount: Int { chunks.count }
 
+    /// Slots of the member index (16 bytes each; 0 in the compact form).
+    public var indexSlots: Int { index?.capacity ?? 0 }
+
     // MARK: Form
 
     /// Switches to the indexed form (Redis's zsetConvert to skiplist).
     public mutating func convertToIndexed() {
         guard index == nil else { return }
-        var map: [Key: Double] = [:]
-        map.reserveCapacity(count)
+        var map = MemberIndex(capacityFor: count)
         var pieces: [SortedSetChunk] = []
         if let only = chunks.first {
             var piece = SortedSetChunk()
             for position in 0..<only.count {
                 let member = only.member(position)
-                map[Self.lookupKey(member)] = only.scores[position]
+                map.insert(hash: MemberIndex.hash(member), score: only.scores[position])
                 if piece.count == SortedSetChunk.capacity * 3 / 4 {
                     pieces.append(piece)
                     piece = SortedSetChunk()
@@ -242,10 +246,6 @@ public struct SortedSetValue: Sendable {
 
     // MARK: Lookups
 
-    static func lookupKey<C: Collection>(_ member: C) -> Key where C.Element == UInt8 {
-        member.withContiguousStorageIfAvailable { Key(UnsafeRawBufferPointer($0)) } ?? Key(Array(member))
-    }
-
     /// The position of `member` in the compact form, by scanning.
     private func compactPosition(of member: ArraySlice<UInt8>) -> Int? {
         guard let chunk = chunks.first else { return nil }
@@ -262,7 +262,10 @@ public struct SortedSetValue: Sendable {
 
     /// The score of `member`, if present.
     public func score(of member: ArraySlice<UInt8>) -> Double? {
-        if let index { return index[Self.lookupKey(member)] }
+        if let index {
+            // A hash match is confirmed by finding (score, member) in the chunks.
+            return index.find(hash: MemberIndex.hash(member)) { contains(score: $0, member: member) }
+        }
         guard let position = compactPosition(of: member) else { return nil }
         return chunks[0].scores[position]
     }
@@ -372,7 +375,7 @@ public struct SortedSetValue: Sendable {
         count += 1
         payloadBytes += length
         if length > longestMember { longestMember = length }
-        if index != nil { index![Self.lookupKey(member)] = score }
+        if index != nil { index!.insert(hash: MemberIndex.hash(member), score: score) }
         if chunks.isEmpty {
             chunks.append(SortedSetChunk())
             rebuildTree()
@@ -413,7 +416,9 @@ public struct SortedSetValue: Sendable {
     /// Removes the element at chunk `slot`, position `offset`.
     private mutating func removeAt(slot: Int, offset: Int) {
         let length = Int(chunks[slot].ends[offset]) - chunks[slot].start(offset)
-        if index != nil { index![Self.lookupKey(chunks[slot].member(offset))] = nil }
+        if index != nil {
+            index!.remove(hash: MemberIndex.hash(chunks[slot].member(offset)), score: chunks[slot].scores[offset])
+        }
         chunks[slot].remove(at: offset)
         count -= 1
         payloadBytes -= length
@@ -438,7 +443,7 @@ public struct SortedSetValue: Sendable {
             removeAt(slot: 0, offset: position)
             return score
         }
-        guard let score = index![Self.lookupKey(member)] else { return nil }
+        guard let score = score(of: member) else { return nil }
         let (slot, offset) = position(score: score, member: member)
         removeAt(slot: slot, offset: offset)
         return score
@@ -463,7 +468,9 @@ public struct SortedSetValue: Sendable {
                 // A whole chunk goes at once.
                 let chunk = chunks[slot]
                 if index != nil {
-                    for position in 0..<chunk.count { index![Self.lookupKey(chunk.member(position))] = nil }
+                    for position in 0..<chunk.count {
+                        index!.remove(hash: MemberIndex.hash(chunk.member(position)), score: chunk.scores[position])
+                    }
                 }
                 count -= chunk.count
                 payloadBytes -= chunk.bytes.count
@@ -489,6 +496,106 @@ public struct SortedSetValue: Sendable {
             removeAt(slot: slot, offset: offset)
         }
         insertNew(member, score: new)
+    }
+}
+
+extension SortedSetValue {
+    /// True if the element (score, member) is present (binary search over the order).
+    func contains(score: Double, member: ArraySlice<UInt8>) -> Bool {
+        let rank = firstRank { !sortedSetPrecedes($0, $1, score, member) }
+        if rank >= count { return false }
+        let (slot, offset) = locate(rank: rank)
+        return chunks[slot].scores[offset] == score && chunks[slot].member(offset).elementsEqual(member)
+    }
+}
+
+/// The indexed form's member → score map, without the members: an open-addressing table of
+/// (64-bit member hash, score) pairs, 16 bytes a slot (a `[Key: Double]` slot is 32, and the
+/// member bytes would be stored twice). A hash match is only a candidate: the caller confirms it
+/// by finding (score, member) in the ordered chunks, so colliding members stay distinct.
+/// Removal needs only (hash, score): two slots equal in both are interchangeable.
+@usableFromInline
+struct MemberIndex: Sendable {
+    /// Slot hashes: 0 = empty, 1 = deleted; real hashes are >= 2.
+    private var hashes: [UInt64]
+    private var scores: [Double]
+    /// Live entries.
+    private(set) var count = 0
+    /// Live plus deleted slots (what the load factor counts).
+    private var used = 0
+
+    init(capacityFor entries: Int) {
+        var capacity = 8
+        while capacity * 3 < max(entries, 1) * 4 { capacity *= 2 }
+        hashes = [UInt64](repeating: 0, count: capacity)
+        scores = [Double](repeating: 0, count: capacity)
+    }
+
+    /// Allocated slots (for the memory estimate).
+    var capacity: Int { hashes.count }
+
+    /// The member's hash: Swift's per-process seeded SipHash, moved off the two marker values.
+    static func hash(_ member: ArraySlice<UInt8>) -> UInt64 {
+        var hasher = Hasher()
+        member.withUnsafeBytes { hasher.combine(bytes: $0) }
+        let value = UInt64(bitPattern: Int64(hasher.finalize()))
+        return value < 2 ? value + 2 : value
+    }
+
+    /// The score of the first slot with `hash` whose score `confirm` accepts.
+    func find(hash: UInt64, confirm: (Double) -> Bool) -> Double? {
+        let mask = hashes.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while hashes[slot] != 0 {
+            if hashes[slot] == hash && confirm(scores[slot]) { return scores[slot] }
+            slot = (slot + 1) & mask
+        }
+        return nil
+    }
+
+    /// Adds an entry (the caller knows the member is absent).
+    mutating func insert(hash: UInt64, score: Double) {
+        if (used + 1) * 4 > hashes.count * 3 {
+            // Double when live entries fill the table; only sweep deleted slots otherwise.
+            rebuild(capacityFor: count * 2 >= hashes.count ? hashes.count * 3 / 2 : count * 2)
+        }
+        let mask = hashes.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while hashes[slot] > 1 { slot = (slot + 1) & mask }
+        if hashes[slot] == 0 { used += 1 }
+        hashes[slot] = hash
+        scores[slot] = score
+        count += 1
+    }
+
+    /// Removes the entry (hash, score), which must be present.
+    mutating func remove(hash: UInt64, score: Double) {
+        let mask = hashes.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while hashes[slot] != 0 {
+            if hashes[slot] == hash && scores[slot] == score {
+                hashes[slot] = 1
+                count -= 1
+                if hashes.count > 64 && count * 8 < hashes.count { rebuild(capacityFor: count * 2) }
+                return
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Re-inserts every live entry into a table sized for `entries`.
+    private mutating func rebuild(capacityFor entries: Int) {
+        var fresh = MemberIndex(capacityFor: entries)
+        for slot in 0..<hashes.count where hashes[slot] > 1 {
+            let mask = fresh.hashes.count - 1
+            var target = Int(truncatingIfNeeded: hashes[slot]) & mask
+            while fresh.hashes[target] != 0 { target = (target + 1) & mask }
+            fresh.hashes[target] = hashes[slot]
+            fresh.scores[target] = scores[slot]
+            fresh.count += 1
+            fresh.used += 1
+        }
+        self = fresh
     }
 }
 
@@ -682,9 +789,34 @@ extension SortedSetValue {
         return low..<max(low, high)
     }
 
-    /// The ranks inside a lex range, as a half-open rank interval.
-    public func ranks(in range: LexRange) -> Range<Int> {
-        if range.isEmpty { return 0..<0 }
+    /// The ranks inside a lex range, as a half-open rank interval, found as Redis finds them
+    /// (lex ranges assume equal scores; with mixed scores Redis's answer depends on its walk):
+    /// the range must reach the last member and start by the first (zzlIsInLexRange); a compact
+    /// set is scanned like its listpack, from the head (or, `reverse`, from the tail) to the first
+    /// member inside, then while members stay inside. The indexed form binary-searches, which
+    /// is what Redis's skiplist walk amounts to when the scores are equal.
+    public func ranks(in range: LexRange, reverse: Bool = false) -> Range<Int> {
+        if range.isEmpty || count == 0 { return 0..<0 }
+        if !range.aboveMin(element(at: count - 1).member) || !range.belowMax(element(at: 0).member) {
+            return 0..<0
+        }
+        if isCompact {
+            let chunk = chunks[0]
+            if reverse {
+                var last = count - 1
+                while last >= 0 && !range.belowMax(chunk.member(last)) { last -= 1 }
+                if last < 0 || !range.aboveMin(chunk.member(last)) { return 0..<0 }
+                var first = last
+                while first > 0 && range.aboveMin(chunk.member(first - 1)) { first -= 1 }
+                return first..<(last + 1)
+            }
+            var first = 0
+            while first < count && !range.aboveMin(chunk.member(first)) { first += 1 }
+            if first == count || !range.belowMax(chunk.member(first)) { return 0..<0 }
+            var end = first + 1
+            while end < count && range.belowMax(chunk.member(end)) { end += 1 }
+            return first..<end
+        }
         let low = firstRank { _, member in range.aboveMin(member) }
         let high = firstRank { _, member in !range.belowMax(member) }
         return low..<max(low, high)

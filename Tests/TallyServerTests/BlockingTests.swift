@@ -1,4 +1,4 @@
-// BlockingTests: BLPOP/BRPOP/BLMOVE/BRPOPLPUSH/BLMPOP against the real binary with several connections.
+// BlockingTests: BLPOP/BRPOP/BLMOVE/BRPOPLPUSH/BLMPOP and BZPOP*/BZMPOP against the real binary, several connections.
 import Foundation
 import TallyTestSupport
 import XCTest
@@ -127,5 +127,38 @@ final class BlockingTests: ServerTestCase {
         XCTAssertEqual(try check.call("LRANGE", "a", "0", "-1"), .array([bulk("1"), bulk("2")]))
         XCTAssertEqual(try check.call("LRANGE", "b", "0", "-1"), .array([bulk("3")]))
         XCTAssertEqual(try check.call("LRANGE", "c", "0", "-1"), .array([bulk("x")]))
+    }
+
+    /// A ZADD serves sorted-set waiters in blocking order (a list waiter on the same key is not
+    /// served by a sorted set); served pops are logged as ZPOPMIN/ZPOPMAX [count] and replay.
+    func testSortedSetWaitersAreServedAndLoggedAsZPOP() throws {
+        let directory = NSTemporaryDirectory() + "tally-zblocking-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let arguments = ["--dir", directory, "--appendonly", "yes", "--appendfsync", "always"]
+        let server = try start(arguments)
+        let control = try RESPClient(port: server.port)
+        let first = try RESPClient(port: server.port)
+        let second = try RESPClient(port: server.port)
+        try first.sendRaw(RESPClient.encode(["BZPOPMIN", "z", "0"]))
+        try waitForBlocked(control, 1)
+        try second.sendRaw(RESPClient.encode(["BZMPOP", "0", "2", "other", "z", "MAX", "COUNT", "2"]))
+        try waitForBlocked(control, 2)
+        XCTAssertEqual(try control.call("ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d"), .integer(4))
+        XCTAssertEqual(try first.readReply(), .array([bulk("z"), bulk("a"), bulk("1")]))
+        XCTAssertEqual(try second.readReply(),
+                       .array([bulk("z"), .array([.array([bulk("d"), bulk("4")]), .array([bulk("c"), bulk("3")])])]))
+        XCTAssertEqual(try control.call("ZRANGE", "z", "0", "-1"), .array([bulk("b")]))
+        server.stop()
+        let aof = try FileManager.default.contentsOfDirectory(atPath: directory + "/appendonlydir")
+            .filter { $0.hasSuffix(".incr.aof") }
+            .map { try String(contentsOfFile: directory + "/appendonlydir/" + $0, encoding: .utf8) }
+            .joined()
+        let words = aof.split(separator: "\r\n").filter { !$0.hasPrefix("*") && !$0.hasPrefix("$") }
+            .joined(separator: " ")
+        XCTAssertTrue(words.contains("ZADD z 1 a 2 b 3 c 4 d ZPOPMIN z ZPOPMAX z 2"), words)
+        let again = try start(arguments)
+        let check = try RESPClient(port: again.port)
+        XCTAssertEqual(try check.call("ZRANGE", "z", "0", "-1"), .array([bulk("b")]))
     }
 }
