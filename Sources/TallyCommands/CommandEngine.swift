@@ -63,6 +63,8 @@ public final class CommandEngine: Sendable {
     public let slowLog = SlowLog()
     /// CLIENT PAUSE.
     public let clientPause: ClientPause
+    /// LATENCY's events.
+    public let latencyMonitor = LatencyMonitor()
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -119,7 +121,7 @@ public final class CommandEngine: Sendable {
             + SortCommand.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
-            + HyperLogLogDebugCommands.specs + SortedSetCommands.specs
+            + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -462,6 +464,8 @@ public final class CommandEngine: Sendable {
             statistics.failedCalls.add(1, ordering: .relaxed)
         }
         session.lastCommandName = table.rows[row].name
+        latencyMonitor.sample(table.rows[row].flags.contains(.fast) ? "fast-command" : "command",
+                              milliseconds: elapsed / 1000, unixSeconds: clock.nowMilliseconds() / 1000)
         if slowLog.isSlow(elapsed) && !table.rows[row].flags.contains(.skipSlowlog) {
             if session.blockedWaiter != nil {
                 // Logged once the client is served or times out, as Redis logs a blocked
@@ -491,7 +495,12 @@ public final class CommandEngine: Sendable {
     public func activeExpireCycle() {
         // Nothing expires while clients are paused (expire.c activeExpireCycle).
         if clientPause.current(now: clock.nowMilliseconds()) != .none { return }
-        let deadline = monotonicMicroseconds() + 25_000
+        let started = monotonicMicroseconds()
+        let deadline = started + 25_000
+        defer {
+            latencyMonitor.sample("expire-cycle", milliseconds: (monotonicMicroseconds() - started) / 1000,
+                                  unixSeconds: clock.nowMilliseconds() / 1000)
+        }
         var random = SystemRandomNumberGenerator()
         var propagation = PropagationBuffer()
         let log = attachedLog

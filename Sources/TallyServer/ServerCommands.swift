@@ -591,6 +591,10 @@ extension ServerCore {
         if seen.contains("slowlog-log-slower-than") || seen.contains("slowlog-max-len") {
             applySlowLogSettings(from: updated, to: context.engine)
         }
+        if seen.contains("latency-monitor-threshold") {
+            context.engine.latencyMonitor.configure(
+                thresholdMilliseconds: updated.integer("latency-monitor-threshold"))
+        }
         if seen.contains("set-max-intset-entries") {
             context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
         }
