@@ -65,6 +65,8 @@ public final class CommandEngine: Sendable {
     public let clientPause: ClientPause
     /// LATENCY's events.
     public let latencyMonitor = LatencyMonitor()
+    /// The process's memory figures (MEMORY STATS / DOCTOR), installed by the server.
+    public let processMemory = ProcessMemoryReader()
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)

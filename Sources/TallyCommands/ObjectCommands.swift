@@ -29,6 +29,8 @@ enum ObjectCommands {
                 subcommands: [
                     CommandSpec(name: "memory|help", arity: 2, flags: [.loading, .stale],
                                 categories: ["@slow"]) { _ in },
+                    CommandSpec(name: "memory|stats", arity: 2, flags: [], categories: ["@slow"]) { _ in },
+                    CommandSpec(name: "memory|doctor", arity: 2, flags: [], categories: ["@slow"]) { _ in },
                     CommandSpec(name: "memory|usage", arity: -3, flags: keyFlags, firstKey: 2, lastKey: 2, step: 1,
                                 categories: ["@read", "@slow"]) { _ in },
                 ],
@@ -125,9 +127,15 @@ enum ObjectCommands {
     /// it.
     static func memory(_ context: inout CommandContext) {
         let arguments = context.arguments
+        if arguments.matches(1, "stats") { return MemoryReport.stats(&context) }
+        if arguments.matches(1, "doctor") { return MemoryReport.doctor(&context) }
         if arguments.matches(1, "help") {
             writeHelp(&context.output, [
                 "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DOCTOR",
+                "    Return memory problems reports.",
+                "STATS",
+                "    Return information about the memory usage of the server.",
                 "USAGE <key> [SAMPLES <count>]",
                 "    Return memory in bytes used by <key> and its value (Tally's estimate; SAMPLES is",
                 "    accepted and ignored: every field is counted).",

@@ -83,6 +83,7 @@ public final class Server: Sendable {
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         core.applySlowLogSettings(from: configuration, to: engine)
+        engine.processMemory.install { (heapBytesInUse(), residentSetBytes()) }
         engine.latencyMonitor.configure(thresholdMilliseconds: configuration.integer("latency-monitor-threshold"))
         engine.setSetMaxIntsetEntries(Int(clamping: configuration.integer("set-max-intset-entries")))
         // A config file may use either spelling of the sorted-set limits; a non-default alias wins.
