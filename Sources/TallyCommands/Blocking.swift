@@ -27,6 +27,9 @@ public enum BlockedOperation: Sendable {
     case popCount(ListEnd, Int)
     /// BLMOVE / BRPOPLPUSH (`legacy`): pop, push onto `destination`, reply with the element.
     case move(from: ListEnd, to: ListEnd, destination: [UInt8], legacy: Bool)
+    /// XREAD / XREADGROUP BLOCK: entries after `ids` (one per key, `.max` for `>`), at most
+    /// `count`, through `group` as `consumer` when given (see StreamCommands.serveBlocked).
+    case streamRead(ids: [StreamID], count: Int, group: [UInt8]?, consumer: [UInt8], noAck: Bool)
 }
 
 /// One parked client. Created and registered by its command on the client's thread; served on
@@ -155,9 +158,17 @@ public final class BlockingRegistry: Sendable {
             while progress {
                 progress = false
                 for watched in table.order {
-                    while let waiter = table.queues[watched]?.first {
+                    // Every ready waiter of the key, first blocked first: a stream waiter that is not
+                    // ready (it waits for a later id) does not hold back the ones behind it.
+                    for waiter in table.queues[watched] ?? [] {
                         let shard = keyspace.shard(for: watched.key)
-                        guard case .list? = shard.lookup(watched.database, watched.key, now: now)?.value else { break }
+                        let value = shard.lookup(watched.database, watched.key, now: now)?.value
+                        if case .streamRead = waiter.operation {
+                            guard case .stream(let stream)? = value,
+                                  StreamCommands.isReady(stream, waiter, key: watched.key) else { continue }
+                        } else {
+                            guard case .list? = value else { break }
+                        }
                         _ = Self.remove(waiter, from: &table)
                         waiterCount.subtract(1, ordering: .releasing)
                         let reply = Self.serve(waiter, key: watched, keyspace, now: now, log: log,
@@ -220,6 +231,11 @@ public final class BlockingRegistry: Sendable {
                 record = legacy ? [Words.rpoplpush, keyBytes, destination]
                     : [Words.lmove, keyBytes, destination, ListCommands.endWord(from), ListCommands.endWord(to)]
                 changes += 1
+            case .streamRead:
+                let served = StreamCommands.serveBlocked(waiter, key: watched.key, shard: shard, now: now)
+                for record in served.records where log { propagation.append(database: database, record) }
+                changes += served.changes
+                return served.reply
             }
         } catch {
             output.writeKeyspaceError(error)

@@ -107,7 +107,8 @@ public final class CommandEngine: Sendable {
     /// Every command family implemented in this module.
     static func builtinCommands() -> [CommandSpec] {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
-            + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
+            + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + StreamCommands.specs
+            + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
     }

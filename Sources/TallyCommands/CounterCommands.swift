@@ -59,7 +59,7 @@ enum CounterCommands {
                     return
                 }
                 current = value
-            case .hash, .list:
+            case .hash, .list, .stream:
                 context.output.writeError(RedisError.wrongType)
                 return
             }

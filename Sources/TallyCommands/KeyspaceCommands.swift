@@ -78,6 +78,7 @@ enum KeyspaceCommands {
         case nil: context.output.writeStaticString("+none\r\n")
         case .hash: context.output.writeStaticString("+hash\r\n")
         case .list: context.output.writeStaticString("+list\r\n")
+        case .stream: context.output.writeStaticString("+stream\r\n")
         default: context.output.writeStaticString("+string\r\n")
         }
     }
@@ -343,13 +344,14 @@ enum KeyspaceCommands {
 
 /// The type names TYPE and SCAN ... TYPE use.
 enum ValueKind: String {
-    case string, hash, list
+    case string, hash, list, stream
 
     init(_ value: Value) {
         switch value {
         case .integer, .string: self = .string
         case .hash: self = .hash
         case .list: self = .list
+        case .stream: self = .stream
         }
     }
 }

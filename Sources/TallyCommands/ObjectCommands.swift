@@ -93,6 +93,7 @@ enum ObjectCommands {
             case .string: context.output.writeBulkString("raw".utf8)
             case .hash: context.output.writeBulkString("hashtable".utf8)
             case .list: context.output.writeBulkString("quicklist".utf8)
+            case .stream: context.output.writeBulkString("stream".utf8)
             }
         } else if arguments.matches(1, "refcount") {
             context.output.writeInteger(1)

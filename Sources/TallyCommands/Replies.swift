@@ -75,7 +75,7 @@ extension OutputBuffer {
         switch value {
         case .integer(let integer): writeBulkDecimal(integer)
         case .string(let bytes): writeBulkString(bytes)
-        case .hash, .list: writeError(RedisError.wrongType)
+        case .hash, .list, .stream: writeError(RedisError.wrongType)
         }
     }
 }

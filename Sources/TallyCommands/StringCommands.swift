@@ -404,7 +404,7 @@ extension Value {
     var isString: Bool {
         switch self {
         case .integer, .string: return true
-        case .hash, .list: return false
+        case .hash, .list, .stream: return false
         }
     }
 
@@ -420,7 +420,7 @@ extension Value {
             }
             return digits
         case .string(let bytes): return bytes.count
-        case .hash, .list: return 0
+        case .hash, .list, .stream: return 0
         }
     }
 }

@@ -81,6 +81,9 @@ public enum MemoryEstimate {
         case .list(let list):
             // The box, the chunk array, and per chunk its slot (16) and buffer header.
             return 2 * bufferHeaderBytes + list.payloadBytes + list.chunkCount * (16 + bufferHeaderBytes)
+        case .stream(let stream):
+            // The box, the node array and groups; per node its buffer (capacity) and fields.
+            return 2 * bufferHeaderBytes + 96 + stream.payloadBytes
         }
     }
 }

@@ -177,6 +177,10 @@ public struct RDBWriter<Sink: ByteSink> {
                 encodeLength(RDBFormat.ListContainer.packed, into: &scratch)
                 encodeString(Listpack.wrap(entries: entries, count: count), options: options, into: &scratch)
             }
+        case .stream(let stream):
+            scratch.append(RDBFormat.ValueType.streamListpacks2)
+            appendKey(key, options: options, into: &scratch)
+            appendStream(stream, options: options, into: &scratch)
         }
     }
 
