@@ -193,7 +193,8 @@ public struct CommandContext {
         assert(propagation != .rewritten || changes > 0,
                "\(spec.name) logged a rewrite without recording a change")
         if !heldShards.isEmpty || keyspace.isExclusivelyHeldByCurrentThread { drainExpiredKeys() }
-        if propagation != .rewritten && propagation != .prevented && (changes > 0 || propagation == .forced) && !skipsPropagation {
+        let logsRequest = propagation != .rewritten && propagation != .prevented
+        if logsRequest && (changes > 0 || propagation == .forced) && !skipsPropagation {
             preparePropagation()
             session.propagation.append(database: database, arguments: arguments)
         }

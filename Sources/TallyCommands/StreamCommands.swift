@@ -756,8 +756,9 @@ enum StreamCommands {
             }
             if let groupName {
                 guard let stream, stream.groupIndex(groupName).found else {
-                    noGroupError([Array("NOGROUP No such key '".utf8), Array(keyBytes), Array("' or consumer group '".utf8),
-                                  groupName, Array("' in XREADGROUP with GROUP option".utf8)], into: &context.output)
+                    noGroupError([Array("NOGROUP No such key '".utf8), Array(keyBytes),
+                                  Array("' or consumer group '".utf8), groupName,
+                                  Array("' in XREADGROUP with GROUP option".utf8)], into: &context.output)
                     return
                 }
             }
@@ -931,7 +932,8 @@ enum StreamCommands {
                 return
             }
             groupFound = stream.groupIndex(groupName).found
-            if !groupFound && (isSetID || arguments.matches(1, "createconsumer") || arguments.matches(1, "delconsumer")) {
+            let needsGroup = isSetID || arguments.matches(1, "createconsumer") || arguments.matches(1, "delconsumer")
+            if !groupFound && needsGroup {
                 noGroupError([Array("NOGROUP No such consumer group '".utf8), groupName,
                               Array("' for key name '".utf8), keyBytes, [UInt8(ascii: "'")]], into: &context.output)
                 return
@@ -1367,8 +1369,8 @@ enum StreamCommands {
                         if !created { stream.groups[groupIndex].touchConsumer(consumerIndex, now: now) }
                         consumerReady = true
                     }
-                    stream.groups[groupIndex].assign(id, to: consumerName, deliveryTime: now,
-                                                     deliveryCount: justID ? entry.deliveryCount : entry.deliveryCount + 1)
+                    let deliveries = justID ? entry.deliveryCount : entry.deliveryCount + 1
+                    stream.groups[groupIndex].assign(id, to: consumerName, deliveryTime: now, deliveryCount: deliveries)
                     if justID { writeID(id, into: &replies) } else { writeEntry(id, fields, into: &replies) }
                     claimed += 1
                     left -= 1
@@ -1577,9 +1579,11 @@ enum StreamCommands {
         if let group {
             let (index, found) = stream.groupIndex(group)
             guard found else { return true }
-            return stream.lastID > stream.groups[index].lastID
+            return stream.hasEntry(after: stream.groups[index].lastID)
         }
-        return stream.lastID > ids[position]
+        // Redis checks last_id when XADD signals the key; Tally polls after every command, so it
+        // asks for a live entry past the id instead (an XDEL'd tail must not wake the reader).
+        return stream.hasEntry(after: ids[position])
     }
 
     /// Serves one parked XREAD/XREADGROUP from the stream at `key`: the reply, the records to

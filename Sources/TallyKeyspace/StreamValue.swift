@@ -1,5 +1,11 @@
 // StreamValue: Redis streams as ordered listpack nodes (t_stream.c's radix tree of listpacks) plus consumer groups.
+import Synchronization
 import TallyProtocol
+
+/// `stream-node-max-bytes` and `stream-node-max-entries`, process-wide as Redis's config (set by
+/// CONFIG SET and the config file, read by every XADD).
+private let streamNodeMaxBytes = Atomic<Int>(4096)
+private let streamNodeMaxEntries = Atomic<Int>(100)
 
 /// A stream entry id: milliseconds and a sequence number, compared as a 128-bit integer.
 public struct StreamID: Comparable, Hashable, Sendable {
@@ -311,7 +317,8 @@ public struct StreamNode: Sendable {
 
     /// lpBytes of the node as Redis would hold it: header (6), count, deleted, body, end byte.
     var listpackBytes: Int {
-        7 + ListpackEntry.encodedSize(decimalBytes(Int64(live))) + ListpackEntry.encodedSize(decimalBytes(Int64(deleted)))
+        7 + ListpackEntry.encodedSize(decimalBytes(Int64(live)))
+            + ListpackEntry.encodedSize(decimalBytes(Int64(deleted)))
             + body.count
     }
 
@@ -496,9 +503,17 @@ public struct StreamValue: Sendable {
     /// Creates an empty stream.
     public init() {}
 
-    /// Node size limits (stream-node-max-bytes / -entries), process-wide as Redis's config.
-    nonisolated(unsafe) public static var nodeMaxBytes = 4096
-    nonisolated(unsafe) public static var nodeMaxEntries = 100
+    /// stream-node-max-bytes: a new node starts when the last one would reach it (0 = no limit).
+    public static var nodeMaxBytes: Int {
+        get { streamNodeMaxBytes.load(ordering: .relaxed) }
+        set { streamNodeMaxBytes.store(newValue, ordering: .relaxed) }
+    }
+
+    /// stream-node-max-entries: a new node starts when the last one holds this many (0 = no limit).
+    public static var nodeMaxEntries: Int {
+        get { streamNodeMaxEntries.load(ordering: .relaxed) }
+        set { streamNodeMaxEntries.store(newValue, ordering: .relaxed) }
+    }
 
     /// Bytes held by node buffers, for memory accounting.
     public var payloadBytes: Int {
@@ -582,6 +597,9 @@ public struct StreamValue: Sendable {
         }
         return Swift.max(low - 1, 0)
     }
+
+    /// True if a live entry has an id above `id` (a parked XREAD can be served).
+    public func hasEntry(after id: StreamID) -> Bool { (lastLiveID.map { $0 > id }) ?? false }
 
     /// Visits live entries with ids in `start...end`, ascending or descending; `visit` returns
     /// false to stop.

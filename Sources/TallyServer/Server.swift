@@ -83,6 +83,7 @@ public final class Server: Sendable {
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         core.applySlowLogSettings(from: configuration, to: engine)
+        core.applyStreamNodeLimits(from: configuration)
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
         //    loading ends, commands without the `loading` flag are answered -LOADING.

@@ -540,8 +540,17 @@ extension ServerCore {
         if seen.contains("slowlog-log-slower-than") || seen.contains("slowlog-max-len") {
             applySlowLogSettings(from: updated, to: context.engine)
         }
+        if seen.contains("stream-node-max-bytes") || seen.contains("stream-node-max-entries") {
+            applyStreamNodeLimits(from: updated)
+        }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")
+    }
+
+    /// `stream-node-max-bytes` and `stream-node-max-entries` into the stream node limits.
+    func applyStreamNodeLimits(from configuration: ServerConfiguration) {
+        StreamValue.nodeMaxBytes = Int(clamping: configuration.integer("stream-node-max-bytes"))
+        StreamValue.nodeMaxEntries = Int(clamping: configuration.integer("stream-node-max-entries"))
     }
 
     /// `slowlog-log-slower-than` and `slowlog-max-len` into the engine's slow log.

@@ -469,8 +469,9 @@ public struct RDBReader<Source: ByteSource> {
             } catch {
                 throw fail(.corrupt, "invalid stream listpack for key \(printableKey(key))", at: nodeOffset)
             }
-            guard blob.count >= 7, let node = StreamNode(master: master, listpackEntries: Array(blob[6..<(blob.count - 1)]),
-                                                         count: elements.count),
+            guard blob.count >= 7,
+                  let node = StreamNode(master: master, listpackEntries: Array(blob[6..<(blob.count - 1)]),
+                                        count: elements.count),
                   previous.map({ $0 < master }) ?? true else {
                 throw fail(.corrupt, "invalid stream node for key \(printableKey(key))", at: nodeOffset)
             }
