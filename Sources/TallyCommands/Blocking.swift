@@ -163,9 +163,13 @@ public final class BlockingRegistry: Sendable {
                     for waiter in table.queues[watched] ?? [] {
                         let shard = keyspace.shard(for: watched.key)
                         let value = shard.lookup(watched.database, watched.key, now: now)?.value
-                        if case .streamRead = waiter.operation {
-                            guard case .stream(let stream)? = value,
-                                  StreamCommands.isReady(stream, waiter, key: watched.key) else { continue }
+                        if case .streamRead(_, _, let group, _, _) = waiter.operation {
+                            if case .stream(let stream)? = value {
+                                guard StreamCommands.isReady(stream, waiter, key: watched.key) else { continue }
+                            } else if group == nil {
+                                continue
+                            }
+                            // A group read whose key was deleted or retyped is unblocked with an error.
                         } else {
                             guard case .list? = value else { break }
                         }

@@ -1597,6 +1597,11 @@ enum StreamCommands {
         let keyBytes = key.bytes
         var records: [[[UInt8]]] = []
         var changes: Int64 = 0
+        guard case .stream? = shard.lookup(waiter.database, key, now: now)?.value else {
+            // blocked.c unblockDeletedStreamReadgroupClients.
+            output.writeError("UNBLOCKED the stream key no longer exists")
+            return (Array(output.storage), [], 0)
+        }
         _ = try? shard.withStream(waiter.database, key, now: now, create: false) { stream, changed in
             var after = ids[position]
             var groupIndex = 0
