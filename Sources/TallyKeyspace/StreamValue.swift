@@ -292,15 +292,41 @@ public struct StreamNode: Sendable {
     /// Listpack entries from the master field count on.
     public var body: [UInt8]
     /// Live entries.
-    public var live: Int
+    public var live: Int {
+        get { Int(counts.live) }
+        set { counts.live = Int32(truncatingIfNeeded: newValue) }
+    }
     /// Entries flagged deleted.
-    public var deleted: Int
+    public var deleted: Int {
+        get { Int(counts.deleted) }
+        set { counts.deleted = Int32(truncatingIfNeeded: newValue) }
+    }
     /// Listpack elements in `body`.
-    public var elements: Int
+    public var elements: Int {
+        get { Int(counts.elements) }
+        set { counts.elements = Int32(truncatingIfNeeded: newValue) }
+    }
     /// Master field count.
-    var masterFieldCount: Int
+    var masterFieldCount: Int {
+        get { Int(counts.masterFields) }
+        set { counts.masterFields = Int32(truncatingIfNeeded: newValue) }
+    }
     /// Offset of the first entry in `body`.
-    var firstEntryOffset: Int
+    var firstEntryOffset: Int {
+        get { Int(counts.firstEntryOffset) }
+        set { counts.firstEntryOffset = Int32(truncatingIfNeeded: newValue) }
+    }
+    /// The counters as 32-bit fields: a node is 48 bytes in the array instead of 64 (a node holds
+    /// at most 1 GB of listpack, so every count and offset fits).
+    private var counts = NodeCounts()
+
+    private struct NodeCounts: Sendable {
+        var live: Int32 = 0
+        var deleted: Int32 = 0
+        var elements: Int32 = 0
+        var masterFields: Int32 = 0
+        var firstEntryOffset: Int32 = 0
+    }
 
     /// The complete listpack entries (count and deleted included), as the RDB stores them.
     public var listpackEntries: [UInt8] {
@@ -336,9 +362,9 @@ public struct StreamNode: Sendable {
         guard values.count == 3, case .integer(let live) = values[0], case .integer(let deleted) = values[1],
               case .integer(let fields) = values[2], fields >= 0 else { return nil }
         self.master = master
+        self.body = Array(entries[(sizes[0] + sizes[1])...])
         self.live = Int(live)
         self.deleted = Int(deleted)
-        self.body = Array(entries[(sizes[0] + sizes[1])...])
         self.elements = count - 2
         self.masterFieldCount = Int(fields)
         var position = sizes[2]
@@ -352,6 +378,9 @@ public struct StreamNode: Sendable {
     init(master: StreamID, fields: [ArraySlice<UInt8>]) {
         self.master = master
         body = []
+        // As lpNew(STREAM_LISTPACK_MAX_PRE_ALLOCATE): one buffer for the node's life, shrunk to fit
+        // when the next node starts, instead of a doubling series that leaves freed chunks behind.
+        body.reserveCapacity(min(max(StreamValue.nodeMaxBytes, 64), 4096))
         live = 0
         deleted = 0
         ListpackEntry.append(decimalBytes(Int64(fields.count)), to: &body)
@@ -515,10 +544,16 @@ public struct StreamValue: Sendable {
         set { streamNodeMaxEntries.store(newValue, ordering: .relaxed) }
     }
 
-    /// Bytes held by node buffers, for memory accounting.
+    /// Node bytes (listpack bodies plus a per-node overhead), kept up to date by every edit so
+    /// the memory estimate does not walk the nodes (it runs twice per write).
+    private var nodeBytes = 0
+
+    /// Per-node cost besides its listpack bytes: the node struct in the array and the buffer header.
+    static let nodeOverheadBytes = 96
+
+    /// Bytes held by nodes and groups, for memory accounting: O(groups + consumers).
     public var payloadBytes: Int {
-        var total = 0
-        for node in nodes { total += node.body.capacity + 64 }
+        var total = nodeBytes
         for group in groups {
             total += 96 + group.name.count + group.pendingIDs.count * 56
             for consumer in group.consumers { total += 64 + consumer.name.count + consumer.pending.count * 16 }
@@ -527,7 +562,16 @@ public struct StreamValue: Sendable {
     }
 
     /// Appends a node as loaded from an RDB file.
-    public mutating func loadNode(_ node: StreamNode) { nodes.append(node) }
+    public mutating func loadNode(_ node: StreamNode) {
+        nodeBytes += node.body.count + StreamValue.nodeOverheadBytes
+        nodes.append(node)
+    }
+
+    /// Removes node `index`, keeping `nodeBytes` right.
+    private mutating func removeNode(at index: Int) {
+        nodeBytes -= nodes[index].body.count + StreamValue.nodeOverheadBytes
+        nodes.remove(at: index)
+    }
 
     // MARK: Adding
 
@@ -552,12 +596,17 @@ public struct StreamValue: Sendable {
             }
             if needsNode { nodes[nodes.count - 1].shrink() }
         }
-        if needsNode { nodes.append(StreamNode(master: id, fields: fields)) }
+        if needsNode {
+            let node = StreamNode(master: id, fields: fields)
+            nodeBytes += node.body.count + StreamValue.nodeOverheadBytes
+            nodes.append(node)
+        }
         let slot = nodes.count - 1
         let sameFields = nodes[slot].matchesMasterFields(fields)
         let master = nodes[slot].master
         var node = nodes[slot]
         nodes[slot].body = []
+        let before = node.body.count
         ListpackEntry.append(decimalBytes(Int64(sameFields ? 2 : 0)), to: &node.body)
         ListpackEntry.append(decimalBytes(Int64(bitPattern: id.ms &- master.ms)), to: &node.body)
         ListpackEntry.append(decimalBytes(Int64(bitPattern: id.seq &- master.seq)), to: &node.body)
@@ -578,6 +627,7 @@ public struct StreamValue: Sendable {
         ListpackEntry.append(decimalBytes(Int64(lpCount)), to: &node.body)
         node.elements += elements
         node.live += 1
+        nodeBytes += node.body.count - before
         nodes[slot] = node
         length += 1
         entriesAdded += 1
@@ -694,7 +744,7 @@ public struct StreamValue: Sendable {
         }
         guard let offset else { return false }
         if nodes[index].live == 1 {
-            nodes.remove(at: index)
+            removeNode(at: index)
         } else {
             // Flags 0...3 are one-byte 7-bit integers: the deleted flag is set in place.
             nodes[index].body[offset] = UInt8(flagsValue)
@@ -713,13 +763,13 @@ public struct StreamValue: Sendable {
             if case .maxLength(let maxLength) = strategy, length <= maxLength { break }
             let entries = Int64(nodes[0].live)
             if limit > 0 && removed + entries > limit { break }
-            let removeNode: Bool
+            let dropsNode: Bool
             switch strategy {
-            case .maxLength(let maxLength): removeNode = length - entries >= maxLength
-            case .minimumID(let minimum): removeNode = nodes[0].lastEntryID < minimum
+            case .maxLength(let maxLength): dropsNode = length - entries >= maxLength
+            case .minimumID(let minimum): dropsNode = nodes[0].lastEntryID < minimum
             }
-            if removeNode {
-                nodes.removeFirst()
+            if dropsNode {
+                removeNode(at: 0)
                 length -= entries
                 removed += entries
                 continue
