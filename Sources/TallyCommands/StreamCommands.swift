@@ -82,7 +82,8 @@ enum StreamCommands {
     /// `-NOGROUP ...` built from parts (addReplyErrorFormat with %s arguments).
     static func noGroupError(_ parts: [[UInt8]], into output: inout OutputBuffer) {
         var message: [UInt8] = []
-        for part in parts { message.append(contentsOf: part) }
+        // Each part is a %s argument: a C string, cut at its first NUL.
+        for part in parts { message.append(contentsOf: part.prefix { $0 != 0 }) }
         output.writeError(message.map { $0 == 10 || $0 == 13 ? 32 : $0 })
     }
 
@@ -349,6 +350,7 @@ enum StreamCommands {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let now = context.now
+        let logs = context.insideExec || context.engine.isLogAttached
         var command: [[UInt8]] = []
         var failure: StaticString?
         var added: StreamID?
@@ -393,12 +395,13 @@ enum StreamCommands {
                 stream.append(id: id, pairs: pairs)
                 changed = true
                 added = id
-                command = (0..<arguments.count).map { arguments.copy($0) }
+                // The record is only built when something will log it.
+                if logs { command = (0..<arguments.count).map { arguments.copy($0) } }
                 if let strategy = parsed.strategy {
                     _ = stream.trim(strategy, approximate: parsed.approximate, limit: parsed.limit)
-                    rewriteTrim(&command, parsed, stream)
+                    if logs { rewriteTrim(&command, parsed, stream) }
                 }
-                if parsed.id == nil || !parsed.seqGiven { command[idIndex] = id.bytes }
+                if logs && (parsed.id == nil || !parsed.seqGiven) { command[idIndex] = id.bytes }
             }
             if found == nil {
                 context.output.writeNull()
@@ -415,7 +418,7 @@ enum StreamCommands {
         guard let added else { return }
         writeID(added, into: &context.output)
         context.addChanges(1)
-        context.propagate(command)
+        if logs { context.propagate(command) } else { context.preventPropagation() }
     }
 
     static func xtrim(_ context: inout CommandContext) {

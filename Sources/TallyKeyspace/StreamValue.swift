@@ -73,6 +73,24 @@ public struct StreamID: Comparable, Hashable, Sendable {
     }
 }
 
+/// Appends an integer element: 0...127 (flags, most deltas and counts) as its two-byte entry
+/// without building its digits; anything else through the general encoder.
+@inline(__always)
+func appendListpackInteger(_ value: Int64, to body: inout [UInt8]) {
+    if value >= 0 && value <= 127 {
+        body.append(UInt8(value))
+        body.append(1)
+    } else {
+        ListpackEntry.append(decimalBytes(value), to: &body)
+    }
+}
+
+/// Encoded size of an integer element (see `appendListpackInteger`).
+@inline(__always)
+func listpackIntegerSize(_ value: Int64) -> Int {
+    value >= 0 && value <= 127 ? 2 : ListpackEntry.encodedSize(decimalBytes(value))
+}
+
 /// Decimal digits of an unsigned integer.
 func decimalBytes(_ value: UInt64) -> [UInt8] {
     if value == 0 { return [UInt8(ascii: "0")] }
@@ -343,8 +361,7 @@ public struct StreamNode: Sendable {
 
     /// lpBytes of the node as Redis would hold it: header (6), count, deleted, body, end byte.
     var listpackBytes: Int {
-        7 + ListpackEntry.encodedSize(decimalBytes(Int64(live)))
-            + ListpackEntry.encodedSize(decimalBytes(Int64(deleted)))
+        7 + listpackIntegerSize(Int64(live)) + listpackIntegerSize(Int64(deleted))
             + body.count
     }
 
@@ -607,12 +624,12 @@ public struct StreamValue: Sendable {
         var node = nodes[slot]
         nodes[slot].body = []
         let before = node.body.count
-        ListpackEntry.append(decimalBytes(Int64(sameFields ? 2 : 0)), to: &node.body)
-        ListpackEntry.append(decimalBytes(Int64(bitPattern: id.ms &- master.ms)), to: &node.body)
-        ListpackEntry.append(decimalBytes(Int64(bitPattern: id.seq &- master.seq)), to: &node.body)
+        appendListpackInteger(sameFields ? 2 : 0, to: &node.body)
+        appendListpackInteger(Int64(bitPattern: id.ms &- master.ms), to: &node.body)
+        appendListpackInteger(Int64(bitPattern: id.seq &- master.seq), to: &node.body)
         var elements = 4
         if !sameFields {
-            ListpackEntry.append(decimalBytes(Int64(fields.count)), to: &node.body)
+            appendListpackInteger(Int64(fields.count), to: &node.body)
             elements += 1
         }
         for index in stride(from: 0, to: pairs.count, by: 2) {
@@ -624,7 +641,7 @@ public struct StreamValue: Sendable {
             elements += 1
         }
         let lpCount = fields.count + 3 + (sameFields ? 0 : fields.count + 1)
-        ListpackEntry.append(decimalBytes(Int64(lpCount)), to: &node.body)
+        appendListpackInteger(Int64(lpCount), to: &node.body)
         node.elements += elements
         node.live += 1
         nodeBytes += node.body.count - before
