@@ -699,7 +699,7 @@ extension Value {
                 let digits = UnsafeMutableBufferPointer(rebasing: scratch[(scratch.count - length)...])
                 return body(UnsafeRawBufferPointer(digits))
             }
-        case .hash, .list, .set, .sortedSet:
+        case .hash, .list, .set, .sortedSet, .stream:
             return body(UnsafeRawBufferPointer(start: nil, count: 0))
         }
     }

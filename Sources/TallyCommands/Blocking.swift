@@ -36,6 +36,10 @@ public enum BlockedOperation: Sendable {
         if case .sortedSetPop = self { return true }
         return false
     }
+
+    /// XREAD / XREADGROUP BLOCK: entries after `ids` (one per key, `.max` for `>`), at most
+    /// `count`, through `group` as `consumer` when given (see StreamCommands.serveBlocked).
+    case streamRead(ids: [StreamID], count: Int, group: [UInt8]?, consumer: [UInt8], noAck: Bool)
 }
 
 /// One parked client. Created and registered by its command on the client's thread; served on
@@ -164,10 +168,19 @@ public final class BlockingRegistry: Sendable {
             while progress {
                 progress = false
                 for watched in table.order {
-                    while let waiter = table.queues[watched]?.first {
+                    // Every ready waiter of the key, first blocked first: a stream waiter that is not
+                    // ready (it waits for a later id) does not hold back the ones behind it.
+                    for waiter in table.queues[watched] ?? [] {
                         let shard = keyspace.shard(for: watched.key)
                         let value = shard.lookup(watched.database, watched.key, now: now)?.value
-                        if waiter.operation.wantsSortedSet {
+                        if case .streamRead(_, _, let group, _, _) = waiter.operation {
+                            if case .stream(let stream)? = value {
+                                guard StreamCommands.isReady(stream, waiter, key: watched.key) else { continue }
+                            } else if group == nil {
+                                continue
+                            }
+                            // A group read whose key was deleted or retyped is unblocked with an error.
+                        } else if waiter.operation.wantsSortedSet {
                             guard case .sortedSet? = value else { break }
                         } else {
                             guard case .list? = value else { break }
@@ -245,6 +258,11 @@ public final class BlockingRegistry: Sendable {
                 record = legacy ? [Words.rpoplpush, keyBytes, destination]
                     : [Words.lmove, keyBytes, destination, ListCommands.endWord(from), ListCommands.endWord(to)]
                 changes += 1
+            case .streamRead:
+                let served = StreamCommands.serveBlocked(waiter, key: watched.key, shard: shard, now: now)
+                for record in served.records where log { propagation.append(database: database, record) }
+                changes += served.changes
+                return served.reply
             }
         } catch {
             output.writeKeyspaceError(error)

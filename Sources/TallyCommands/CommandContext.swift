@@ -115,6 +115,14 @@ public struct CommandContext {
         case forced
         /// The handler logged a deterministic rewrite instead (SET ... PXAT, DEL...).
         case rewritten
+        /// Nothing beyond what the handler logged (Redis's preventCommandPropagation).
+        case prevented
+    }
+
+    /// Never logs the request itself, whatever it changed; records the handler logged with
+    /// `propagate` stay (XREADGROUP and XCLAIM log XCLAIM/XGROUP SETID records instead).
+    public mutating func preventPropagation() {
+        if propagation != .rewritten { propagation = .prevented }
     }
 
     /// Records that the dataset changed `count` times (Redis's `server.dirty`). A write
@@ -179,12 +187,15 @@ public struct CommandContext {
     /// check that a handler's changes and its propagation agree, and that only rows flagged
     /// `.write` or `.mayReplicate` change anything.
     public mutating func finish() {
-        assert(changes == 0 || !engine.table.flags[row].isDisjoint(with: [.write, .mayReplicate]),
+        // A container's subcommands carry their own flags (XGROUP CREATE is a write).
+        assert(changes == 0 || !engine.table.flags[row].isDisjoint(with: [.write, .mayReplicate])
+                   || engine.table.hasSubcommands(row),
                "\(spec.name) changed the dataset but its row is not flagged write or may-replicate")
         assert(propagation != .rewritten || changes > 0,
                "\(spec.name) logged a rewrite without recording a change")
         if !heldShards.isEmpty || keyspace.isExclusivelyHeldByCurrentThread { drainExpiredKeys() }
-        if propagation != .rewritten && (changes > 0 || propagation == .forced) && !skipsPropagation {
+        let logsRequest = propagation != .rewritten && propagation != .prevented
+        if logsRequest && (changes > 0 || propagation == .forced) && !skipsPropagation {
             preparePropagation()
             session.propagation.append(database: database, arguments: arguments)
         }

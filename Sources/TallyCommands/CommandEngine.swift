@@ -120,7 +120,7 @@ public final class CommandEngine: Sendable {
     static func builtinCommands() -> [CommandSpec] {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
             + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + SetCommands.specs
-            + SortCommand.specs + KeyspaceCommands.specs
+            + SortCommand.specs + StreamCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
             + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs

@@ -59,7 +59,7 @@ enum CounterCommands {
                     return
                 }
                 current = value
-            case .hash, .list, .set, .sortedSet:
+            case .hash, .list, .set, .sortedSet, .stream:
                 context.output.writeError(RedisError.wrongType)
                 return
             }

@@ -21,7 +21,7 @@ enum HyperLogLogCommands {
     /// integer-encoded value never is). Returns false after writing the error.
     static func checkValue(_ value: Value, _ output: inout OutputBuffer) -> Bool {
         switch value {
-        case .hash, .list, .set, .sortedSet:
+        case .hash, .list, .set, .sortedSet, .stream:
             output.writeError(RedisError.wrongType)
             return false
         case .integer:

@@ -186,7 +186,7 @@ enum IncrementWithExpiry {
                 return nil
             }
             current = parsed
-        case .hash, .list, .set, .sortedSet, nil: break
+        case .hash, .list, .set, .sortedSet, .stream, nil: break
         }
         let increment = options.integerIncrement
         let (sum, overflow) = current.addingReportingOverflow(increment)
@@ -226,7 +226,7 @@ enum IncrementWithExpiry {
                 return nil
             }
             current = parsed
-        case .hash, .list, .set, .sortedSet, nil: break
+        case .hash, .list, .set, .sortedSet, .stream, nil: break
         }
         let sum = current + options.floatIncrement
         if sum.isNaN {

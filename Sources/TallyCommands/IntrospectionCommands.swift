@@ -179,6 +179,7 @@ enum IntrospectionCommands {
         if categories.contains("@hyperloglog") { return "hyperloglog" }
         if categories.contains("@list") { return "list" }
         if categories.contains("@set") { return "set" }
+        if categories.contains("@stream") { return "stream" }
         if categories.contains("@transaction") { return "transactions" }
         if categories.contains("@keyspace") { return "generic" }
         if categories.contains("@connection") { return "connection" }

@@ -80,6 +80,7 @@ enum KeyspaceCommands {
         case .list: context.output.writeStaticString("+list\r\n")
         case .set: context.output.writeStaticString("+set\r\n")
         case .sortedSet: context.output.writeStaticString("+zset\r\n")
+        case .stream: context.output.writeStaticString("+stream\r\n")
         default: context.output.writeStaticString("+string\r\n")
         }
     }
@@ -345,7 +346,7 @@ enum KeyspaceCommands {
 
 /// The type names TYPE and SCAN ... TYPE use.
 enum ValueKind: String {
-    case string, hash, list, set, zset
+    case string, hash, list, set, zset, stream
 
     init(_ value: Value) {
         switch value {
@@ -354,6 +355,7 @@ enum ValueKind: String {
         case .list: self = .list
         case .set: self = .set
         case .sortedSet: self = .zset
+        case .stream: self = .stream
         }
     }
 }

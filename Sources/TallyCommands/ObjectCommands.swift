@@ -97,6 +97,7 @@ enum ObjectCommands {
             case .list: context.output.writeBulkString("quicklist".utf8)
             case .set(let set): context.output.writeBulkString(set.encodingName.utf8)
             case .sortedSet(let set): context.output.writeBulkString((set.isCompact ? "listpack" : "skiplist").utf8)
+            case .stream: context.output.writeBulkString("stream".utf8)
             }
         } else if arguments.matches(1, "refcount") {
             context.output.writeInteger(1)

@@ -75,7 +75,7 @@ extension OutputBuffer {
         switch value {
         case .integer(let integer): writeBulkDecimal(integer)
         case .string(let bytes): writeBulkString(bytes)
-        case .hash, .list, .set, .sortedSet: writeError(RedisError.wrongType)
+        case .hash, .list, .set, .sortedSet, .stream: writeError(RedisError.wrongType)
         }
     }
 }

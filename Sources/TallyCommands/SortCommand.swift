@@ -40,7 +40,7 @@ enum SortCommand {
             elements.reserveCapacity(set.count)
             set.forEach { member, _ in elements.append(Array(member)) }
             return (elements, true)
-        case .integer, .string, .hash:
+        case .integer, .string, .hash, .stream:
             return nil
         }
     }

@@ -404,7 +404,7 @@ extension Value {
     var isString: Bool {
         switch self {
         case .integer, .string: return true
-        case .hash, .list, .set, .sortedSet: return false
+        case .hash, .list, .set, .sortedSet, .stream: return false
         }
     }
 
@@ -420,7 +420,7 @@ extension Value {
             }
             return digits
         case .string(let bytes): return bytes.count
-        case .hash, .list, .set, .sortedSet: return 0
+        case .hash, .list, .set, .sortedSet, .stream: return 0
         }
     }
 }

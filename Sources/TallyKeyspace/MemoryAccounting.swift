@@ -89,6 +89,9 @@ public enum MemoryEstimate {
             // offset; in the indexed form the member index's 16-byte slots.
             return 2 * bufferHeaderBytes + set.payloadBytes + set.count * 12 + set.indexSlots * 16
                 + set.chunkCount * (3 * bufferHeaderBytes + 24)
+        case .stream(let stream):
+            // The box, the node array and groups; per node its buffer (capacity) and fields.
+            return 2 * bufferHeaderBytes + 96 + stream.payloadBytes
         }
     }
 }

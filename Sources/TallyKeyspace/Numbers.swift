@@ -31,7 +31,7 @@ extension Value {
         switch self {
         case .integer(let integer): return decimalBytes(integer)
         case .string(let bytes): return bytes
-        case .hash, .list, .set, .sortedSet: return nil
+        case .hash, .list, .set, .sortedSet, .stream: return nil
         }
     }
 }

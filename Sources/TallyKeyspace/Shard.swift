@@ -415,7 +415,7 @@ public final class Shard: @unchecked Sendable {
                 case .string(let bytes):
                     guard let parsed = parseRedisInteger(bytes) else { throw .notInteger }
                     value = parsed
-                case .hash, .list, .set, .sortedSet: throw .wrongType
+                case .hash, .list, .set, .sortedSet, .stream: throw .wrongType
                 }
                 let (result, overflow) = value.addingReportingOverflow(delta)
                 if overflow { throw .overflow }
@@ -435,7 +435,7 @@ public final class Shard: @unchecked Sendable {
             case .string(let bytes):
                 guard let value = parseRedisInteger(bytes) else { throw .notInteger }
                 current = value
-            case .hash, .list, .set, .sortedSet: throw .wrongType
+            case .hash, .list, .set, .sortedSet, .stream: throw .wrongType
             }
         }
         let (result, overflow) = current.addingReportingOverflow(delta)
@@ -448,7 +448,7 @@ public final class Shard: @unchecked Sendable {
     public func getString(_ database: Int, _ key: Key, now: Int64) throws(KeyspaceError) -> Value? {
         guard let entry = lookupRead(database, key, now: now) else { return nil }
         switch entry.value {
-        case .hash, .list, .set, .sortedSet: throw .wrongType
+        case .hash, .list, .set, .sortedSet, .stream: throw .wrongType
         case .integer, .string: return entry.value
         }
     }

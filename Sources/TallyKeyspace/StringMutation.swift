@@ -27,7 +27,7 @@ extension Shard {
         var bytes: [UInt8]
         var integer: Int64?
         switch tables[database].values[index].value {
-        case .hash, .list, .set, .sortedSet: throw .wrongType
+        case .hash, .list, .set, .sortedSet, .stream: throw .wrongType
         case .integer(let value):
             integer = value
             bytes = decimalBytes(value)

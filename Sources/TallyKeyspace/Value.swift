@@ -169,6 +169,8 @@ public enum Value: Sendable {
     indirect case set(SetValue)
     /// A sorted set (see `SortedSetValue`), boxed like hashes.
     indirect case sortedSet(SortedSetValue)
+    /// A stream: listpack nodes and consumer groups (see `StreamValue`), boxed like hashes.
+    indirect case stream(StreamValue)
 }
 
 /// A keyspace entry: a value and its absolute expiry in Unix milliseconds, if any.
@@ -232,6 +234,17 @@ extension ListValue: AggregateValue {
     }
 }
 
+/// Streams are aggregates that may be empty: Redis keeps an empty stream (XDEL of every
+/// entry, XGROUP CREATE ... MKSTREAM), so `isEmpty` is always false and nothing removes it.
+extension StreamValue: AggregateValue {
+    public var isEmpty: Bool { false }
+    public var wrapped: Value { .stream(self) }
+    public static func unwrap(_ value: Value) -> StreamValue? {
+        if case .stream(let stream) = value { return stream }
+        return nil
+    }
+}
+
 extension Value {
     /// True for a hash or list without elements: RDB loading skips them and RESTORE refuses
     /// them, as Redis does (it never stores an empty aggregate).
@@ -242,6 +255,7 @@ extension Value {
         case .list(let list): return list.isEmpty
         case .set(let set): return set.isEmpty
         case .sortedSet(let set): return set.isEmpty
+        case .stream: return false
         }
     }
 }

@@ -94,6 +94,7 @@ public final class Server: Sendable {
         engine.setSortedSetLimits(SortedSetLimits(
             maxEntries: sortedSetLimit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
             maxValueBytes: sortedSetLimit("zset-max-listpack-value", "zset-max-ziplist-value", 64)))
+        core.applyStreamNodeLimits(from: configuration)
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
         //    loading ends, commands without the `loading` flag are answered -LOADING.

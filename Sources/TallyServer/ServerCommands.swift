@@ -611,8 +611,17 @@ extension ServerCore {
             }
             context.engine.setSortedSetLimits(limits)
         }
+        if seen.contains("stream-node-max-bytes") || seen.contains("stream-node-max-entries") {
+            applyStreamNodeLimits(from: updated)
+        }
         refreshKnobs(from: updated)
         context.output.writeSimpleString("OK")
+    }
+
+    /// `stream-node-max-bytes` and `stream-node-max-entries` into the stream node limits.
+    func applyStreamNodeLimits(from configuration: ServerConfiguration) {
+        StreamValue.nodeMaxBytes = Int(clamping: configuration.integer("stream-node-max-bytes"))
+        StreamValue.nodeMaxEntries = Int(clamping: configuration.integer("stream-node-max-entries"))
     }
 
     /// `slowlog-log-slower-than` and `slowlog-max-len` into the engine's slow log.

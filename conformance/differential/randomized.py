@@ -210,6 +210,7 @@ class Generator:
                            + r.choice([[], [b"WEIGHTS", b"2", b"-1"], [b"AGGREGATE", b"MAX"]]))),
             (1, lambda: Op([b"ZDIFFSTORE", self.key(), b"2", k, self.key()])),
             (1, lambda: Op([b"ZINTERCARD", b"2", k, self.key()])),
+            (9, lambda: self.stream_op(k)),
             (4, lambda: Op([b"DEL"] + [self.key() for _ in range(r.randint(1, 3))])),
             (1, lambda: Op([b"UNLINK", k])),
             (3, lambda: Op([b"EXISTS"] + [self.key() for _ in range(r.randint(1, 3))])),
@@ -244,6 +245,50 @@ class Generator:
         ]
         if r.random() < 0.0005:
             return Op([b"FLUSHALL"])
+        total = sum(w for w, _ in choices)
+        x = r.uniform(0, total)
+        for w, make in choices:
+            x -= w
+            if x <= 0:
+                return make()
+        return choices[0][1]()
+
+    def stream_id(self):
+        r = self.r
+        return r.choice([b"1-1", b"1-2", b"2-0", b"2", b"3-*", b"5-5", b"0-1", b"9", b"x", b"-", b"+", b"(2-0",
+                         b"18446744073709551615-18446744073709551615", b"0", b"7-1", b"4-4"])
+
+    def stream_op(self, k):
+        """Stream commands with explicit ids only (no `*`, no idle times in replies): deterministic."""
+        r = self.r
+        group = r.choice([b"g1", b"g2", b"nogroup"])
+        consumer = r.choice([b"alice", b"bob"])
+        trim = r.choice([[], [], [b"MAXLEN", r.choice([b"2", b"0", b"-1"])], [b"MAXLEN", b"~", b"1"],
+                         [b"MINID", r.choice([b"2-0", b"x"])], [b"NOMKSTREAM"], [b"MAXLEN", b"1", b"LIMIT", b"1"]])
+        choices = [
+            (6, lambda: Op([b"XADD", k] + trim + [self.stream_id()]
+                           + [x for _ in range(r.randint(1, 2)) for x in (r.choice(FIELDS), self.value())])),
+            (2, lambda: Op([b"XLEN", k])),
+            (3, lambda: Op([b"XRANGE", k, self.stream_id(), self.stream_id()]
+                           + r.choice([[], [b"COUNT", b"2"], [b"COUNT", b"0"]]))),
+            (2, lambda: Op([b"XREVRANGE", k, self.stream_id(), self.stream_id()])),
+            (2, lambda: Op([b"XDEL", k, self.stream_id()])),
+            (1, lambda: Op([b"XTRIM", k] + (trim or [b"MAXLEN", b"3"]))),
+            (2, lambda: Op([b"XREAD", b"COUNT", r.choice([b"1", b"5"]), b"STREAMS", k, self.key(),
+                            self.stream_id(), r.choice([b"0", b"$"])])),
+            (2, lambda: Op([b"XGROUP", b"CREATE", k, group, r.choice([b"0", b"$", b"2-0"])]
+                           + r.choice([[], [b"MKSTREAM"], [b"ENTRIESREAD", b"1"]]))),
+            (3, lambda: Op([b"XREADGROUP", b"GROUP", group, consumer] + r.choice([[], [b"NOACK"], [b"COUNT", b"1"]])
+                           + [b"STREAMS", k, r.choice([b">", b">", b"0"])])),
+            (2, lambda: Op([b"XACK", k, group, self.stream_id()])),
+            (1, lambda: Op([b"XPENDING", k, group])),
+            (1, lambda: Op([b"XCLAIM", k, group, consumer, b"0", self.stream_id(), b"TIME", b"1000", b"JUSTID"])),
+            (1, lambda: Op([b"XAUTOCLAIM", k, group, consumer, b"0", b"0", b"COUNT", b"2", b"JUSTID"])),
+            (1, lambda: Op([b"XGROUP", r.choice([b"DESTROY", b"SETID", b"DELCONSUMER", b"CREATECONSUMER"]), k, group]
+                           + r.choice([[], [b"0"], [consumer]]))),
+            (1, lambda: Op([b"XSETID", k, self.stream_id()])),
+            (1, lambda: Op([b"XINFO", r.choice([b"STREAM", b"GROUPS"]), k])),
+        ]
         total = sum(w for w, _ in choices)
         x = r.uniform(0, total)
         for w, make in choices:

@@ -150,6 +150,8 @@ public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: ino
                 inCommand -= 1
                 left -= 1
             }
+        case .stream(let stream):
+            appendStreamRewrite(stream, key: key, to: &scratch)
         }
         if let expiry = entry.expiresAtMilliseconds {
             digits.removeAll(keepingCapacity: true)
@@ -157,5 +159,45 @@ public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: ino
             RESPRecord.append([Array("PEXPIREAT".utf8), key, digits], to: &scratch)
         }
         try sink.write(scratch)
+    }
+}
+
+/// A stream as aof.c rewriteStreamObject writes it: XADD per entry (or an XADD MAXLEN 0 that
+/// creates the empty stream), XSETID with the counters, then per group XGROUP CREATE ...
+/// ENTRIESREAD, XCLAIM ... TIME RETRYCOUNT JUSTID FORCE per pending entry and XGROUP
+/// CREATECONSUMER for consumers without pending entries.
+func appendStreamRewrite(_ stream: StreamValue, key: [UInt8], to scratch: inout [UInt8]) {
+    func decimal(_ value: Int64) -> [UInt8] { Array(String(value).utf8) }
+    if stream.length > 0 {
+        stream.forEach(from: .zero, through: .max) { id, fields in
+            var command: [[UInt8]] = [Array("XADD".utf8), key, id.bytes]
+            for field in fields { command.append(field.materialized) }
+            RESPRecord.append(command, to: &scratch)
+            return true
+        }
+    } else {
+        RESPRecord.append([Array("XADD".utf8), key, Array("MAXLEN".utf8), Array("0".utf8), StreamID(0, 1).bytes,
+                           Array("x".utf8), Array("y".utf8)], to: &scratch)
+    }
+    RESPRecord.append([Array("XSETID".utf8), key, stream.lastID.bytes, Array("ENTRIESADDED".utf8),
+                       decimal(stream.entriesAdded), Array("MAXDELETEDID".utf8), stream.maxDeletedID.bytes],
+                      to: &scratch)
+    for group in stream.groups {
+        RESPRecord.append([Array("XGROUP".utf8), Array("CREATE".utf8), key, group.name, group.lastID.bytes,
+                           Array("ENTRIESREAD".utf8), decimal(group.entriesRead)], to: &scratch)
+        for consumer in group.consumers {
+            if consumer.pending.isEmpty {
+                RESPRecord.append([Array("XGROUP".utf8), Array("CREATECONSUMER".utf8), key, group.name,
+                                   consumer.name], to: &scratch)
+                continue
+            }
+            for id in consumer.pending {
+                guard let entry = group.pending(id) else { continue }
+                RESPRecord.append([Array("XCLAIM".utf8), key, group.name, consumer.name, Array("0".utf8), id.bytes,
+                                   Array("TIME".utf8), decimal(entry.deliveryTime), Array("RETRYCOUNT".utf8),
+                                   decimal(entry.deliveryCount), Array("JUSTID".utf8), Array("FORCE".utf8)],
+                                  to: &scratch)
+            }
+        }
     }
 }

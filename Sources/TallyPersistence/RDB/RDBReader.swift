@@ -452,6 +452,8 @@ public struct RDBReader<Source: ByteSource> {
             }
             value = .sortedSet(try makeSortedSet(elements, key: key, at: blobOffset,
                                                  limits: options.sortedSetLimits))
+        case RDBFormat.ValueType.streamListpacks2, RDBFormat.ValueType.streamListpacks:
+            value = .stream(try readStream(version2: type == RDBFormat.ValueType.streamListpacks2, key: key))
         default:
             throw fail(.unsupportedType, "unsupported type \(type) for key \(printableKey(key))",
                        at: opcodeOffset)
@@ -498,6 +500,86 @@ public struct RDBReader<Source: ByteSource> {
             }
         }
         return hash
+    }
+
+    /// A stream (types 15 and 19, rdb.c rdbLoadObject): see `RDBWriter.appendStream`.
+    private mutating func readStream(version2: Bool, key: [UInt8]) throws(RDBError) -> StreamValue {
+        var stream = StreamValue()
+        let start = offset
+        let nodeCount = try readPlainLength("stream nodes")
+        var previous: StreamID?
+        for _ in 0..<nodeCount {
+            let nodeOffset = offset
+            guard let master = StreamID(bigEndian: try readString()) else {
+                throw fail(.corrupt, "stream node key is not 16 bytes for key \(printableKey(key))", at: nodeOffset)
+            }
+            let blob = try readString()
+            let elements: [[UInt8]]
+            do {
+                elements = try Listpack.decode(blob)
+            } catch {
+                throw fail(.corrupt, "invalid stream listpack for key \(printableKey(key))", at: nodeOffset)
+            }
+            guard blob.count >= 7,
+                  let node = StreamNode(master: master, listpackEntries: Array(blob[6..<(blob.count - 1)]),
+                                        count: elements.count),
+                  previous.map({ $0 < master }) ?? true else {
+                throw fail(.corrupt, "invalid stream node for key \(printableKey(key))", at: nodeOffset)
+            }
+            previous = master
+            stream.loadNode(node)
+        }
+        func readID() throws(RDBError) -> StreamID {
+            let ms = try readLength().value
+            return StreamID(ms, try readLength().value)
+        }
+        stream.length = Int64(bitPattern: try readLength().value)
+        stream.lastID = try readID()
+        if version2 {
+            stream.firstID = try readID()
+            stream.maxDeletedID = try readID()
+            stream.entriesAdded = Int64(bitPattern: try readLength().value)
+        } else {
+            stream.entriesAdded = stream.length
+            stream.firstID = stream.firstLiveID ?? .zero
+        }
+        if stream.length > 0 && stream.nodes.isEmpty {
+            throw fail(.corrupt, "stream with entries but no nodes for key \(printableKey(key))", at: start)
+        }
+        let groupCount = try readPlainLength("stream groups")
+        for _ in 0..<groupCount {
+            let name = try readString()
+            let lastID = try readID()
+            var entriesRead: Int64 = -1
+            if version2 {
+                entriesRead = Int64(bitPattern: try readLength().value)
+            } else {
+                let estimate = stream.estimateDistance(to: lastID)
+                entriesRead = estimate
+            }
+            var group = StreamGroup(name: name, lastID: lastID, entriesRead: entriesRead)
+            let pendingCount = try readPlainLength("stream PEL")
+            for _ in 0..<pendingCount {
+                guard let id = StreamID(bigEndian: try readBytes(16)) else { break }
+                let time = Int64(bitPattern: try readLittleEndian(8))
+                let count = Int64(bitPattern: try readLength().value)
+                group.loadPending(id, StreamPendingEntry(consumer: [], deliveryTime: time, deliveryCount: count))
+            }
+            let consumerCount = try readPlainLength("stream consumers")
+            for _ in 0..<consumerCount {
+                var consumer = StreamConsumer(name: try readString(), seenTime: 0)
+                consumer.seenTime = Int64(bitPattern: try readLittleEndian(8))
+                let held = try readPlainLength("stream consumer PEL")
+                for _ in 0..<held {
+                    guard let id = StreamID(bigEndian: try readBytes(16)) else { break }
+                    consumer.pending.append(id)
+                }
+                group.loadConsumer(consumer)
+            }
+            group.bindLoadedConsumers()
+            stream.groups.append(group)
+        }
+        return stream
     }
 
     /// A list in any encoding Redis 7.0 loads: type 1 (length + elements), 14 (length +

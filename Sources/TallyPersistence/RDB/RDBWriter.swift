@@ -218,6 +218,10 @@ public struct RDBWriter<Sink: ByteSink> {
                     return true
                 }
             }
+        case .stream(let stream):
+            scratch.append(RDBFormat.ValueType.streamListpacks2)
+            appendKey(key, options: options, into: &scratch)
+            appendStream(stream, options: options, into: &scratch)
         }
     }
 

@@ -220,6 +220,8 @@ public enum ConfigTable {
         ConfigOption("list-max-listpack-size", .integer(min: Int64(Int32.min), max: Int64(Int32.max)), "-2"),
         ConfigOption("list-max-ziplist-size", .integer(min: Int64(Int32.min), max: Int64(Int32.max)), "-2"),
         ConfigOption("list-compress-depth", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("stream-node-max-bytes", .memory(min: 0, max: longMax), "4096"),
+        ConfigOption("stream-node-max-entries", .integer(min: 0, max: longMax), "100"),
         ConfigOption("lazyfree-lazy-eviction", .bool, "no"),
         ConfigOption("lazyfree-lazy-expire", .bool, "no"),
         ConfigOption("lazyfree-lazy-server-del", .bool, "no"),
