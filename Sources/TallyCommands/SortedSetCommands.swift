@@ -677,10 +677,11 @@ enum SortedSetCommands {
         let numkeysIndex = blocking ? 2 : 1
         guard let keyCount = ListCommands.positiveArgument(&context, numkeysIndex,
                                                            message: RedisError.numkeysNotPositive) else { return }
-        let whereIndex = numkeysIndex + keyCount + 1
-        guard whereIndex < arguments.count, whereIndex > numkeysIndex else {
+        // Compared before adding, so a numkeys near Int64.max cannot overflow.
+        guard keyCount < arguments.count - numkeysIndex - 1 else {
             return context.output.writeError(RedisError.syntax)
         }
+        let whereIndex = numkeysIndex + keyCount + 1
         let max: Bool
         if arguments.matches(whereIndex, "min") {
             max = false
