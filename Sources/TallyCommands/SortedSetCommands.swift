@@ -218,7 +218,8 @@ enum SortedSetCommands {
                 for (pair, given) in scores.enumerated() {
                     let member = arguments[scoreIndex + 2 * pair + 1]
                     var score = given
-                    if let current = set.score(of: member) {
+                    if let location = set.locate(member) {
+                        let current = location.score
                         if nx { continue }
                         if incr {
                             score += current
@@ -231,7 +232,7 @@ enum SortedSetCommands {
                         outcome.processed += 1
                         outcome.score = score
                         if score != current {
-                            set.update(member, from: current, to: score)
+                            set.update(at: location, member, to: score)
                             outcome.updated += 1
                             changed = true
                         }

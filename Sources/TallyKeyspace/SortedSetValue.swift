@@ -416,14 +416,14 @@ public struct SortedSetValue: Sendable {
     }
 
     /// Inserts an absent member without any form check.
-    mutating func insertNew(_ member: ArraySlice<UInt8>, score given: Double) {
+    mutating func insertNew(_ member: ArraySlice<UInt8>, score given: Double, hash known: UInt64? = nil) {
         // A listpack stores the score as d2string text, and "-0" is read back as the integer 0.
         let score = index == nil && given == 0 ? 0 : given
         let length = member.count
         count += 1
         payloadBytes += length
         if length > longestMember { longestMember = length }
-        if index != nil { index!.insert(hash: MemberIndex.hash(member), score: score) }
+        if index != nil { index!.insert(hash: known ?? MemberIndex.hash(member), score: score) }
         if chunks.isEmpty {
             chunks.append(SortedSetChunk())
             rebuildTree()
@@ -440,10 +440,11 @@ public struct SortedSetValue: Sendable {
     }
 
     /// Removes the element at chunk `slot`, position `offset`.
-    private mutating func removeAt(slot: Int, offset: Int) {
+    private mutating func removeAt(slot: Int, offset: Int, hash known: UInt64? = nil) {
         let length = Int(chunks[slot].ends[offset]) - chunks[slot].start(offset)
         if index != nil {
-            index!.remove(hash: MemberIndex.hash(chunks[slot].member(offset)), score: chunks[slot].scores[offset])
+            let hash = known ?? MemberIndex.hash(chunks[slot].member(offset))
+            index!.remove(hash: hash, score: chunks[slot].scores[offset])
         }
         chunks[slot].remove(at: offset)
         count -= 1
@@ -532,7 +533,50 @@ public struct SortedSetValue: Sendable {
     }
 }
 
+/// Where a present member sits, as `SortedSetValue.locate` found it; valid for one `update(at:)`
+/// with no other edit in between (ZADD's lookup-then-update does the search and hash once).
+public struct SortedSetLocation: Sendable {
+    /// The member's score.
+    public let score: Double
+    let slot: Int
+    let offset: Int
+    let hash: UInt64
+}
+
 extension SortedSetValue {
+    /// The score and position of `member`, if present.
+    public func locate(_ member: ArraySlice<UInt8>) -> SortedSetLocation? {
+        guard let index else {
+            guard let position = compactPosition(of: member) else { return nil }
+            return SortedSetLocation(score: chunks[0].scores[position], slot: 0, offset: position, hash: 0)
+        }
+        if chunks.isEmpty { return nil }
+        let hash = MemberIndex.hash(member)
+        var position = (slot: 0, offset: 0)
+        let found = index.find(hash: hash) { candidate in
+            let (slot, offset) = lowerBound(score: candidate, member: member)
+            guard offset < chunks[slot].count, chunks[slot].scores[offset] == candidate,
+                  chunks[slot].member(offset).elementsEqual(member) else { return false }
+            position = (slot, offset)
+            return true
+        }
+        guard let score = found else { return nil }
+        return SortedSetLocation(score: score, slot: position.slot, offset: position.offset, hash: hash)
+    }
+
+    /// Changes the score of the member `locate` just found at `location`.
+    public mutating func update(at location: SortedSetLocation, _ member: ArraySlice<UInt8>, to new: Double) {
+        if location.score == new { return }
+        if index != nil
+            && staysInPlace(slot: location.slot, offset: location.offset, score: new, member: member) {
+            chunks[location.slot].scores[location.offset] = new
+            index!.replace(hash: location.hash, old: location.score, new: new)
+            return
+        }
+        removeAt(slot: location.slot, offset: location.offset, hash: index == nil ? nil : location.hash)
+        insertNew(member, score: new, hash: index == nil ? nil : location.hash)
+    }
+
     /// True if the element at (slot, offset) would keep its place with score `score`: after
     /// its predecessor and before its successor (across chunk ends too).
     private func staysInPlace(slot: Int, offset: Int, score: Double, member: ArraySlice<UInt8>) -> Bool {
