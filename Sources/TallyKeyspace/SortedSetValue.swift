@@ -84,8 +84,10 @@ struct SortedSetChunk: Sendable {
     }
 
     /// Moves the second half of this chunk into a new chunk and returns it.
-    mutating func splitOffHalf() -> SortedSetChunk {
-        let half = count / 2
+    mutating func splitOffHalf() -> SortedSetChunk { split(at: count / 2) }
+
+    /// Moves the elements from `half` on into a new chunk and returns it.
+    mutating func split(at half: Int) -> SortedSetChunk {
         var upper = SortedSetChunk()
         let base = start(half)
         upper.scores = Array(scores[half...])
@@ -430,6 +432,17 @@ public struct SortedSetValue: Sendable {
         }
         // The first element not before the new one; past the end, the end of the last chunk.
         let (slot, left) = lowerBound(score: score, member: member)
+        if index != nil && chunks[slot].bytes.count + length > Int(UInt32.max) {
+            // Offsets are 32-bit: a member that would take a chunk past 4 GB gets a chunk of its
+            // own between the two parts of the chunk it belongs in.
+            let upper = chunks[slot].split(at: left)
+            var single = SortedSetChunk()
+            single.insert(member, score: score, at: 0)
+            chunks.insert(contentsOf: upper.count > 0 ? [single, upper] : [single], at: slot + 1)
+            if chunks[slot].count == 0 { chunks.remove(at: slot) }
+            rebuildTree()
+            return
+        }
         chunks[slot].insert(member, score: score, at: left)
         treeAdd(slot, 1)
         if index != nil && chunks[slot].count > SortedSetChunk.capacity {
@@ -454,7 +467,8 @@ public struct SortedSetValue: Sendable {
             chunks.remove(at: slot)
             rebuildTree()
         } else if index != nil && slot + 1 < chunks.count
-                    && chunks[slot].count + chunks[slot + 1].count <= SortedSetChunk.capacity / 2 {
+                    && chunks[slot].count + chunks[slot + 1].count <= SortedSetChunk.capacity / 2
+                    && chunks[slot].bytes.count + chunks[slot + 1].bytes.count <= Int(UInt32.max) {
             let next = chunks.remove(at: slot + 1)
             chunks[slot].append(contentsOf: next)
             rebuildTree()
