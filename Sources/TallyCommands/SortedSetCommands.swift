@@ -218,7 +218,8 @@ enum SortedSetCommands {
                 for (pair, given) in scores.enumerated() {
                     let member = arguments[scoreIndex + 2 * pair + 1]
                     var score = given
-                    if let current = set.score(of: member) {
+                    if let location = set.locate(member) {
+                        let current = location.score
                         if nx { continue }
                         if incr {
                             score += current
@@ -231,7 +232,7 @@ enum SortedSetCommands {
                         outcome.processed += 1
                         outcome.score = score
                         if score != current {
-                            set.update(member, from: current, to: score)
+                            set.update(at: location, member, to: score)
                             outcome.updated += 1
                             changed = true
                         }
@@ -677,10 +678,11 @@ enum SortedSetCommands {
         let numkeysIndex = blocking ? 2 : 1
         guard let keyCount = ListCommands.positiveArgument(&context, numkeysIndex,
                                                            message: RedisError.numkeysNotPositive) else { return }
-        let whereIndex = numkeysIndex + keyCount + 1
-        guard whereIndex < arguments.count, whereIndex > numkeysIndex else {
+        // Compared before adding, so a numkeys near Int64.max cannot overflow.
+        guard keyCount < arguments.count - numkeysIndex - 1 else {
             return context.output.writeError(RedisError.syntax)
         }
+        let whereIndex = numkeysIndex + keyCount + 1
         let max: Bool
         if arguments.matches(whereIndex, "min") {
             max = false

@@ -42,6 +42,21 @@ struct SortedSetChunk: Sendable {
         bytes[start(index)..<Int(ends[index])]
     }
 
+    /// True if element `index` orders before (score, member), comparing the member bytes in
+    /// place (no slice of `bytes` is made: this runs ~20 times per lookup in a large set).
+    @inline(__always)
+    func precedes(_ index: Int, _ score: Double, _ member: UnsafeRawBufferPointer) -> Bool {
+        let own = scores[index]
+        if own != score { return own < score }
+        let start = index == 0 ? 0 : Int(ends[index - 1])
+        let length = Int(ends[index]) - start
+        let common = min(length, member.count)
+        let order = bytes.withUnsafeBytes { stored -> Int32 in
+            common == 0 ? 0 : memcmp(stored.baseAddress! + start, member.baseAddress!, common)
+        }
+        return order != 0 ? order < 0 : length < member.count
+    }
+
     mutating func insert(_ member: ArraySlice<UInt8>, score: Double, at index: Int) {
         let offset = start(index)
         let length = member.count
@@ -69,8 +84,10 @@ struct SortedSetChunk: Sendable {
     }
 
     /// Moves the second half of this chunk into a new chunk and returns it.
-    mutating func splitOffHalf() -> SortedSetChunk {
-        let half = count / 2
+    mutating func splitOffHalf() -> SortedSetChunk { split(at: count / 2) }
+
+    /// Moves the elements from `half` on into a new chunk and returns it.
+    mutating func split(at half: Int) -> SortedSetChunk {
         var upper = SortedSetChunk()
         let base = start(half)
         upper.scores = Array(scores[half...])
@@ -303,8 +320,40 @@ public struct SortedSetValue: Sendable {
 
     /// The chunk and position of the element (score, member), which must be present.
     private func position(score: Double, member: ArraySlice<UInt8>) -> (slot: Int, offset: Int) {
-        let rank = firstRank { !sortedSetPrecedes($0, $1, score, member) }
-        return locate(rank: rank)
+        lowerBound(score: score, member: member)
+    }
+
+    /// The chunk and position of the first element not before (score, member): binary search
+    /// over the chunks' last elements, then inside the chunk. Past the end it is the last
+    /// chunk's count (or (0, 0) with no chunk or one empty chunk).
+    func lowerBound(score: Double, member: ArraySlice<UInt8>) -> (slot: Int, offset: Int) {
+        if chunks.isEmpty || chunks[0].count == 0 { return (0, 0) }
+        return member.withUnsafeBytes { target in
+            chunks.withUnsafeBufferPointer { all -> (slot: Int, offset: Int) in
+                var low = 0
+                var high = all.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if all[middle].precedes(all[middle].count - 1, score, target) {
+                        low = middle + 1
+                    } else {
+                        high = middle
+                    }
+                }
+                if low == all.count { return (all.count - 1, all[all.count - 1].count) }
+                var left = 0
+                var right = all[low].count - 1
+                while left < right {
+                    let middle = (left + right) / 2
+                    if all[low].precedes(middle, score, target) {
+                        left = middle + 1
+                    } else {
+                        right = middle
+                    }
+                }
+                return (low, left)
+            }
+        }
     }
 
     /// The 0-based rank of `member` in ascending order, if present.
@@ -314,7 +363,8 @@ public struct SortedSetValue: Sendable {
             return (position, chunks[0].scores[position])
         }
         guard let score = score(of: member) else { return nil }
-        return (firstRank { !sortedSetPrecedes($0, $1, score, member) }, score)
+        let (slot, offset) = lowerBound(score: score, member: member)
+        return (membersBefore(slot) + offset, score)
     }
 
     /// The element at `rank` (0..<count).
@@ -368,41 +418,30 @@ public struct SortedSetValue: Sendable {
     }
 
     /// Inserts an absent member without any form check.
-    mutating func insertNew(_ member: ArraySlice<UInt8>, score given: Double) {
+    mutating func insertNew(_ member: ArraySlice<UInt8>, score given: Double, hash known: UInt64? = nil) {
         // A listpack stores the score as d2string text, and "-0" is read back as the integer 0.
         let score = index == nil && given == 0 ? 0 : given
         let length = member.count
         count += 1
         payloadBytes += length
         if length > longestMember { longestMember = length }
-        if index != nil { index!.insert(hash: MemberIndex.hash(member), score: score) }
+        if index != nil { index!.insert(hash: known ?? MemberIndex.hash(member), score: score) }
         if chunks.isEmpty {
             chunks.append(SortedSetChunk())
             rebuildTree()
         }
-        // The chunk to insert into: the first whose last element is not before the new one.
-        var low = 0
-        // A fresh set has one empty chunk; otherwise no chunk is empty.
-        var high = chunks[0].count == 0 ? 0 : chunks.count
-        while low < high {
-            let middle = (low + high) / 2
-            let chunk = chunks[middle]
-            if sortedSetPrecedes(chunk.scores[chunk.count - 1], chunk.member(chunk.count - 1), score, member) {
-                low = middle + 1
-            } else {
-                high = middle
-            }
-        }
-        let slot = min(low, chunks.count - 1)
-        var left = 0
-        var right = chunks[slot].count
-        while left < right {
-            let middle = (left + right) / 2
-            if sortedSetPrecedes(chunks[slot].scores[middle], chunks[slot].member(middle), score, member) {
-                left = middle + 1
-            } else {
-                right = middle
-            }
+        // The first element not before the new one; past the end, the end of the last chunk.
+        let (slot, left) = lowerBound(score: score, member: member)
+        if index != nil && chunks[slot].bytes.count + length > Int(UInt32.max) {
+            // Offsets are 32-bit: a member that would take a chunk past 4 GB gets a chunk of its
+            // own between the two parts of the chunk it belongs in.
+            let upper = chunks[slot].split(at: left)
+            var single = SortedSetChunk()
+            single.insert(member, score: score, at: 0)
+            chunks.insert(contentsOf: upper.count > 0 ? [single, upper] : [single], at: slot + 1)
+            if chunks[slot].count == 0 { chunks.remove(at: slot) }
+            rebuildTree()
+            return
         }
         chunks[slot].insert(member, score: score, at: left)
         treeAdd(slot, 1)
@@ -414,10 +453,11 @@ public struct SortedSetValue: Sendable {
     }
 
     /// Removes the element at chunk `slot`, position `offset`.
-    private mutating func removeAt(slot: Int, offset: Int) {
+    private mutating func removeAt(slot: Int, offset: Int, hash known: UInt64? = nil) {
         let length = Int(chunks[slot].ends[offset]) - chunks[slot].start(offset)
         if index != nil {
-            index!.remove(hash: MemberIndex.hash(chunks[slot].member(offset)), score: chunks[slot].scores[offset])
+            let hash = known ?? MemberIndex.hash(chunks[slot].member(offset))
+            index!.remove(hash: hash, score: chunks[slot].scores[offset])
         }
         chunks[slot].remove(at: offset)
         count -= 1
@@ -427,7 +467,8 @@ public struct SortedSetValue: Sendable {
             chunks.remove(at: slot)
             rebuildTree()
         } else if index != nil && slot + 1 < chunks.count
-                    && chunks[slot].count + chunks[slot + 1].count <= SortedSetChunk.capacity / 2 {
+                    && chunks[slot].count + chunks[slot + 1].count <= SortedSetChunk.capacity / 2
+                    && chunks[slot].bytes.count + chunks[slot + 1].bytes.count <= Int(UInt32.max) {
             let next = chunks.remove(at: slot + 1)
             chunks[slot].append(contentsOf: next)
             rebuildTree()
@@ -493,18 +534,93 @@ public struct SortedSetValue: Sendable {
             removeAt(slot: 0, offset: position)
         } else {
             let (slot, offset) = position(score: old, member: member)
+            // ZINCRBY by a little usually keeps the element between its neighbours: then only
+            // the score changes, in the chunk and in the member index.
+            if staysInPlace(slot: slot, offset: offset, score: new, member: member) {
+                chunks[slot].scores[offset] = new
+                index!.replace(hash: MemberIndex.hash(member), old: old, new: new)
+                return
+            }
             removeAt(slot: slot, offset: offset)
         }
         insertNew(member, score: new)
     }
 }
 
+/// Where a present member sits, as `SortedSetValue.locate` found it; valid for one `update(at:)`
+/// with no other edit in between (ZADD's lookup-then-update does the search and hash once).
+public struct SortedSetLocation: Sendable {
+    /// The member's score.
+    public let score: Double
+    let slot: Int
+    let offset: Int
+    let hash: UInt64
+}
+
 extension SortedSetValue {
+    /// The score and position of `member`, if present.
+    public func locate(_ member: ArraySlice<UInt8>) -> SortedSetLocation? {
+        guard let index else {
+            guard let position = compactPosition(of: member) else { return nil }
+            return SortedSetLocation(score: chunks[0].scores[position], slot: 0, offset: position, hash: 0)
+        }
+        if chunks.isEmpty { return nil }
+        let hash = MemberIndex.hash(member)
+        var position = (slot: 0, offset: 0)
+        let found = index.find(hash: hash) { candidate in
+            let (slot, offset) = lowerBound(score: candidate, member: member)
+            guard offset < chunks[slot].count, chunks[slot].scores[offset] == candidate,
+                  chunks[slot].member(offset).elementsEqual(member) else { return false }
+            position = (slot, offset)
+            return true
+        }
+        guard let score = found else { return nil }
+        return SortedSetLocation(score: score, slot: position.slot, offset: position.offset, hash: hash)
+    }
+
+    /// Changes the score of the member `locate` just found at `location`.
+    public mutating func update(at location: SortedSetLocation, _ member: ArraySlice<UInt8>, to new: Double) {
+        if location.score == new { return }
+        if index != nil
+            && staysInPlace(slot: location.slot, offset: location.offset, score: new, member: member) {
+            chunks[location.slot].scores[location.offset] = new
+            index!.replace(hash: location.hash, old: location.score, new: new)
+            return
+        }
+        removeAt(slot: location.slot, offset: location.offset, hash: index == nil ? nil : location.hash)
+        insertNew(member, score: new, hash: index == nil ? nil : location.hash)
+    }
+
+    /// True if the element at (slot, offset) would keep its place with score `score`: after
+    /// its predecessor and before its successor (across chunk ends too).
+    private func staysInPlace(slot: Int, offset: Int, score: Double, member: ArraySlice<UInt8>) -> Bool {
+        member.withUnsafeBytes { target in
+            let chunk = chunks[slot]
+            if offset > 0 {
+                if !chunk.precedes(offset - 1, score, target) { return false }
+            } else if slot > 0 {
+                if !chunks[slot - 1].precedes(chunks[slot - 1].count - 1, score, target) { return false }
+            }
+            // The successor must not precede the element: compare (successor) < (score, member).
+            if offset + 1 < chunk.count {
+                return !chunk.precedes(offset + 1, score, target) && !sameElement(chunk, offset + 1, score, target)
+            }
+            if slot + 1 < chunks.count {
+                return !chunks[slot + 1].precedes(0, score, target) && !sameElement(chunks[slot + 1], 0, score, target)
+            }
+            return true
+        }
+    }
+
+    private func sameElement(_ chunk: SortedSetChunk, _ index: Int, _ score: Double,
+                             _ member: UnsafeRawBufferPointer) -> Bool {
+        chunk.scores[index] == score && chunk.member(index).elementsEqual(member)
+    }
+
     /// True if the element (score, member) is present (binary search over the order).
     func contains(score: Double, member: ArraySlice<UInt8>) -> Bool {
-        let rank = firstRank { !sortedSetPrecedes($0, $1, score, member) }
-        if rank >= count { return false }
-        let (slot, offset) = locate(rank: rank)
+        let (slot, offset) = lowerBound(score: score, member: member)
+        if chunks.isEmpty || offset >= chunks[slot].count { return false }
         return chunks[slot].scores[offset] == score && chunks[slot].member(offset).elementsEqual(member)
     }
 }
@@ -577,6 +693,19 @@ struct MemberIndex: Sendable {
                 hashes[slot] = 1
                 count -= 1
                 if hashes.count > 64 && count * 8 < hashes.count { rebuild(capacityFor: count * 2) }
+                return
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Changes the score of the entry (hash, old), which must be present.
+    mutating func replace(hash: UInt64, old: Double, new: Double) {
+        let mask = hashes.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while hashes[slot] != 0 {
+            if hashes[slot] == hash && scores[slot] == old {
+                scores[slot] = new
                 return
             }
             slot = (slot + 1) & mask

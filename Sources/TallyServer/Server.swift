@@ -86,14 +86,7 @@ public final class Server: Sendable {
         engine.processMemory.install { (heapBytesInUse(), residentSetBytes()) }
         engine.latencyMonitor.configure(thresholdMilliseconds: configuration.integer("latency-monitor-threshold"))
         engine.setSetMaxIntsetEntries(Int(clamping: configuration.integer("set-max-intset-entries")))
-        // A config file may use either spelling of the sorted-set limits; a non-default alias wins.
-        func sortedSetLimit(_ name: String, _ alias: String, _ standard: Int64) -> Int {
-            let aliased = configuration.integer(alias)
-            return Int(clamping: aliased != standard ? aliased : configuration.integer(name))
-        }
-        engine.setSortedSetLimits(SortedSetLimits(
-            maxEntries: sortedSetLimit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
-            maxValueBytes: sortedSetLimit("zset-max-listpack-value", "zset-max-ziplist-value", 64)))
+        engine.setSortedSetLimits(configuration.sortedSetLimits)
         core.applyStreamNodeLimits(from: configuration)
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until

@@ -574,8 +574,16 @@ extension ServerCore {
                 return
             }
         }
+        // Redis 7.0's zset-max-ziplist-* are aliases of zset-max-listpack-*: set both spellings.
+        let aliases = ["zset-max-ziplist-entries": "zset-max-listpack-entries",
+                       "zset-max-listpack-entries": "zset-max-ziplist-entries",
+                       "zset-max-ziplist-value": "zset-max-listpack-value",
+                       "zset-max-listpack-value": "zset-max-ziplist-value"]
         let updated = configuration.withLock { config -> ServerConfiguration in
-            for (option, value) in pairs { try? config.set(option.name, [value]) }
+            for (option, value) in pairs {
+                try? config.set(option.name, [value])
+                if let alias = aliases[option.name] { try? config.set(alias, [value]) }
+            }
             return config
         }
         if seen.contains("requirepass") {
@@ -598,18 +606,8 @@ extension ServerCore {
         if seen.contains("set-max-intset-entries") {
             context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
         }
-        let sortedSetOptions = ["zset-max-listpack-entries", "zset-max-listpack-value",
-                                "zset-max-ziplist-entries", "zset-max-ziplist-value"]
-        if sortedSetOptions.contains(where: seen.contains) {
-            var limits = context.engine.sortedSetLimits
-            for (option, alias) in [("zset-max-listpack-entries", "zset-max-ziplist-entries"),
-                                    ("zset-max-listpack-value", "zset-max-ziplist-value")] {
-                let name = seen.contains(alias) ? alias : (seen.contains(option) ? option : nil)
-                guard let name else { continue }
-                let value = Int(clamping: updated.integer(name))
-                if option.hasSuffix("entries") { limits.maxEntries = value } else { limits.maxValueBytes = value }
-            }
-            context.engine.setSortedSetLimits(limits)
+        if aliases.keys.contains(where: seen.contains) {
+            context.engine.setSortedSetLimits(updated.sortedSetLimits)
         }
         if seen.contains("stream-node-max-bytes") || seen.contains("stream-node-max-entries") {
             applyStreamNodeLimits(from: updated)

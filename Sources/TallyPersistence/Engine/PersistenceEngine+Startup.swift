@@ -32,10 +32,11 @@ extension PersistenceEngine {
         // An RDB base (or RDB preamble): keys with a past TTL are kept, as Redis does for AOF
         // preambles; the replayed tail or active expiry removes them.
         let chunkBytes = settings.loadChunkBytes
-        let databases = settings.databases
-        loader.rdbReader = { storage, path in
+        var options = RDBLoadOptions(dropExpiredBefore: nil, databaseCount: settings.databases)
+        options.sortedSetLimits = settings.sortedSetLimits
+        loader.rdbReader = { [options] storage, path in
             let result = try loadRDBFile(
-                storage, path: path, options: RDBLoadOptions(dropExpiredBefore: nil, databaseCount: databases),
+                storage, path: path, options: options,
                 chunkBytes: chunkBytes
             ) { database, key, entry in
                 keyspace.insertLoaded(database: database, key: key, entry: entry)
@@ -91,7 +92,7 @@ extension PersistenceEngine {
         let result = try loadSnapshotFile(
             storage: storage, directory: settings.directory, fileName: settings.rdbFileName,
             into: dataset.keyspace, nowMilliseconds: clock.nowMilliseconds(), chunkBytes: settings.loadChunkBytes,
-            progress: loading)
+            progress: loading, sortedSetLimits: settings.sortedSetLimits)
         dataset.resetChangesSinceLastSave(to: 0)
         guard let result else { return nil }
         if let version = result.auxValue("redis-ver") {

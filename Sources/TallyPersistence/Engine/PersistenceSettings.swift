@@ -65,6 +65,8 @@ public struct PersistenceSettings: Sendable {
     public var rewriteMinimumBytes: Int64 = 64 * 1024 * 1024
     /// `databases`.
     public var databases = 16
+    /// `zset-max-listpack-entries`/`-value`: the form sorted sets take when loaded.
+    public var sortedSetLimits = SortedSetLimits.standard
 
     /// Redis's defaults.
     public init() {}

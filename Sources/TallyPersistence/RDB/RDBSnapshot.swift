@@ -128,7 +128,7 @@ public func saveSnapshot<S: Storage>(
 /// error, as in Redis.
 public func loadSnapshotFile<S: Storage>(
     storage: S, directory: String, fileName: String, into keyspace: Keyspace, nowMilliseconds: Int64,
-    chunkBytes: Int = 1 << 20, progress: AOFLoadingStatus? = nil
+    chunkBytes: Int = 1 << 20, progress: AOFLoadingStatus? = nil, sortedSetLimits: SortedSetLimits = .standard
 ) throws -> RDBLoadResult? {
     let path = storagePath(directory, fileName)
     guard storage.exists(path) else { return nil }
@@ -140,7 +140,8 @@ public func loadSnapshotFile<S: Storage>(
     }
     let source = ProgressSource(base: StorageSource(storage: storage, file: file), progress: progress)
     var reader = RDBReader(source: source, name: path, chunkBytes: chunkBytes)
-    let options = RDBLoadOptions(dropExpiredBefore: nowMilliseconds, databaseCount: keyspace.databaseCount)
+    var options = RDBLoadOptions(dropExpiredBefore: nowMilliseconds, databaseCount: keyspace.databaseCount)
+    options.sortedSetLimits = sortedSetLimits
     return try reader.load(options: options) { database, key, entry in
         keyspace.insertLoaded(database: database, key: key, entry: entry)
     }

@@ -12,9 +12,6 @@ public struct RDBWriterOptions: Sendable {
     public var hashMaxListpackEntries: Int = RDBFormat.defaultHashMaxListpackEntries
     /// `hash-max-listpack-value`: hashes with a longer field or value are written as type 4.
     public var hashMaxListpackValue: Int = RDBFormat.defaultHashMaxListpackValue
-    /// `zset-max-listpack-entries`/`-value`: what a loaded sorted set converts to; the writer
-    /// itself writes each set in its current form, as Redis does.
-    public var sortedSetLimits = SortedSetLimits.standard
     /// Value of the `aof-base` aux field: true for the RDB preamble/base of an AOF.
     public var aofBase: Bool = false
     /// `ctime` aux field (Unix seconds).

@@ -27,6 +27,7 @@ extension PersistenceSettings {
         rewritePercentage = configuration.integer("auto-aof-rewrite-percentage")
         rewriteMinimumBytes = configuration.integer("auto-aof-rewrite-min-size")
         databases = Int(configuration.integer("databases"))
+        sortedSetLimits = configuration.sortedSetLimits
     }
 
     /// `self` with CONFIG SET `name` `value` (already normalized) applied; nil for options
@@ -36,6 +37,10 @@ extension PersistenceSettings {
         let yes = value == "yes"
         switch name {
         case "appendonly": next.appendOnly = yes
+        case "zset-max-listpack-entries", "zset-max-ziplist-entries":
+            next.sortedSetLimits.maxEntries = Int(value) ?? next.sortedSetLimits.maxEntries
+        case "zset-max-listpack-value", "zset-max-ziplist-value":
+            next.sortedSetLimits.maxValueBytes = Int(value) ?? next.sortedSetLimits.maxValueBytes
         case "appendfsync":
             guard let policy = AppendFsyncPolicy(rawValue: value) else { return nil }
             next.fsyncPolicy = policy
@@ -112,4 +117,18 @@ func residentBytes() -> Int64 {
     let fields = text.split(separator: " ")
     guard fields.count >= 2, let pages = Int64(fields[1]) else { return 0 }
     return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+extension ServerConfiguration {
+    /// `zset-max-listpack-entries`/`-value`; Redis 7.0's `zset-max-ziplist-*` aliases are separate
+    /// options here, so a non-default alias wins.
+    var sortedSetLimits: SortedSetLimits {
+        func limit(_ name: String, _ alias: String, _ standard: Int64) -> Int {
+            let aliased = integer(alias)
+            return Int(clamping: aliased != standard ? aliased : integer(name))
+        }
+        return SortedSetLimits(
+            maxEntries: limit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
+            maxValueBytes: limit("zset-max-listpack-value", "zset-max-ziplist-value", 64))
+    }
 }
