@@ -48,6 +48,16 @@ public final class ClientSession {
     /// from the pushing client's thread).
     public var wakeOwner: (@Sendable () -> Void)?
 
+    /// Channels, patterns and shard channels this client listens to; nil until it first
+    /// subscribes (see PubSub.swift).
+    public internal(set) var subscriptions: ClientSubscriptions?
+    /// Every subscription of this client, shard channels included: while it is above 0 a RESP2
+    /// client may only run the subscribe family, PING, QUIT and RESET (one field load per command).
+    public internal(set) var subscriptionTotal: Int = 0
+    /// Tells the owning I/O thread that messages wait in this client's mailbox (set by the
+    /// server; nil in tests, which collect the mailbox themselves).
+    public var announceMail: (@Sendable (PubSubMailbox) -> Void)?
+
     /// Creates a session with `id`.
     public init(id: Int64) { self.id = id }
 }

@@ -59,6 +59,8 @@ public final class CommandEngine: Sendable {
     public let configuration: EngineConfiguration
     /// Clients parked in blocking pops.
     public let blocking = BlockingRegistry()
+    /// Every pub/sub subscription, shared by all I/O threads.
+    public let pubsub = PubSubHub()
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -107,7 +109,7 @@ public final class CommandEngine: Sendable {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
             + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
-            + IntrospectionCommands.specs + ObjectCommands.specs
+            + IntrospectionCommands.specs + ObjectCommands.specs + PubSubCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -246,6 +248,12 @@ public final class CommandEngine: Sendable {
         if isWrite || row == pingRow, let refusal = attachedLog?.writeRefusal() {
             return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics, output: &output)
         }
+        if session.subscriptionTotal > 0 && session.protocolVersion == .resp2
+            && !flags.contains(.allowedWhileSubscribed)
+        {
+            return refuse(row, reason: subscribedContextReason(arguments, row: row), session: session, statistics,
+                          output: &output)
+        }
         if loadingDataset.load(ordering: .acquiring) && !session.isReplayingLog
             && (!flags.contains(.loading) || (isExec && session.transaction.queuedMissingFlags.contains(.loading)))
         {
@@ -257,6 +265,18 @@ public final class CommandEngine: Sendable {
             return
         }
         run(row: row, arguments, session: session, output: &output, insideExec: false)
+    }
+
+    /// Redis's refusal of a command on a subscribed RESP2 connection, naming the command as
+    /// `parent|sub` for a subcommand.
+    private func subscribedContextReason(_ arguments: CommandArguments, row: Int) -> [UInt8] {
+        var name = table.rows[row].name
+        if table.hasSubcommands(row) && arguments.count >= 2,
+           let sub = table.subcommand(of: row, named: arguments[1]) {
+            name = table.rows[row].subcommands[sub].name
+        }
+        return Array("Can't execute '\(name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+            .utf8) + Array("are allowed in this context".utf8)
     }
 
     /// Refusal reasons as `refuse` takes them (with their code), built once.
@@ -450,6 +470,7 @@ extension CommandEngine {
             _ = blocking.cancel(waiter)
             session.blockedWaiter = nil
         }
+        PubSubCommands.unsubscribeAll(session, hub: pubsub)
     }
 
     /// Prepares a new session: unauthenticated when `requirepass` is set.

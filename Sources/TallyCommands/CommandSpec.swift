@@ -44,6 +44,11 @@ public struct CommandFlags: OptionSet, Sendable {
     public static let blocking = CommandFlags(rawValue: 1 << 16)
     /// Key positions depend on the arguments (LMPOP's numkeys); first/last/step are 0 (reported).
     public static let movableKeys = CommandFlags(rawValue: 1 << 15)
+    /// A pub/sub command (reported).
+    public static let pubsub = CommandFlags(rawValue: 1 << 17)
+    /// Tally's own: allowed on a RESP2 connection with subscriptions (the subscribe family, PING,
+    /// QUIT, RESET, as Redis's processCommand lists them); dispatch refuses every other command.
+    public static let allowedWhileSubscribed = CommandFlags(rawValue: 1 << 18)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and

@@ -180,6 +180,10 @@ extension ServerCore {
             field("evicted_keys", String(engine.keyspace.evictedKeys))
             field("keyspace_hits", String(keyspace.hits))
             field("keyspace_misses", String(keyspace.misses))
+            let pubsub = engine.pubsub.counts()
+            field("pubsub_channels", String(pubsub.channels))
+            field("pubsub_patterns", String(pubsub.patterns))
+            field("pubsubshard_channels", String(pubsub.shardChannels))
             field("total_error_replies", String(failed))
             field("total_reads_processed", String(stats.readsProcessed.load(ordering: .relaxed)))
             field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))
@@ -329,13 +333,15 @@ extension ServerCore {
 
     /// The caller's own line, built from its live session (its published record lags a batch).
     private func ownFields(_ session: ClientSession) -> ClientFields {
-        ClientFields(
+        var fields = ClientFields(
             id: session.id, address: session.peerAddress, localAddress: session.localAddress,
             descriptor: session.descriptor, name: session.name, createdAtMilliseconds: session.createdAtMilliseconds,
             lastInteractionMilliseconds: session.lastInteractionMilliseconds, database: session.database,
             inMulti: session.transaction.isActive ? session.transaction.queued.count : -1, queryBufferBytes: 0,
             outputBufferBytes: 0, lastCommand: "client", protocolVersion: session.protocolVersion.rawValue,
             waitingToWrite: false)
+        (fields.channels, fields.patterns, fields.shardChannels) = session.subscriptionCounts
+        return fields
     }
 
     private func clientList(_ context: inout CommandContext) {
@@ -538,6 +544,7 @@ extension ServerCore {
             context.engine.setHyperLogLogSparseMaxBytes(Int(clamping: updated.integer("hll-sparse-max-bytes")))
         }
         refreshKnobs(from: updated)
+        context.engine.pubsub.setMailboxLimit(bytes: pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
         context.output.writeSimpleString("OK")
     }
 
