@@ -61,6 +61,8 @@ public final class CommandEngine: Sendable {
     public let blocking = BlockingRegistry()
     /// Every pub/sub subscription, shared by all I/O threads.
     public let pubsub = PubSubHub()
+    /// `notify-keyspace-events` and the publishing of keyspace events (KeyspaceEvents.swift).
+    public let keyspaceEvents: KeyspaceNotifier
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -94,6 +96,7 @@ public final class CommandEngine: Sendable {
     public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
         self.configuration = configuration
         self.clock = clock
+        keyspaceEvents = KeyspaceNotifier(hub: pubsub)
         keyspace = Keyspace(databases: configuration.databases, shards: configuration.shards)
         table = CommandTable(CommandEngine.builtinCommands() + serverCommands)
         pingRow = table.lookup(Array("ping".utf8)[...]) ?? -1
@@ -352,6 +355,7 @@ public final class CommandEngine: Sendable {
             toAtMost: limit, policy: evictionPolicy, samples: evictionSamples.load(ordering: .relaxed),
             now: clock.nowMilliseconds(), cursor: &cursor
         ) { victims in
+            for victim in victims { keyspaceEvents.publishEvicted(victim) }
             guard let log else { return }
             for victim in victims {
                 propagation.append(database: victim.database, [Array("DEL".utf8), victim.key.bytes])
@@ -450,6 +454,7 @@ public final class CommandEngine: Sendable {
             if !shard.expiredDuringOperation.isEmpty {
                 for expired in shard.expiredDuringOperation {
                     propagation.append(database: expired.database, [Array("DEL".utf8), expired.key.bytes])
+                    keyspaceEvents.publishExpired(expired)
                 }
                 shard.expiredDuringOperation.removeAll(keepingCapacity: true)
                 if let log { _ = log.append(propagation) }

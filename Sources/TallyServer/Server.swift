@@ -82,6 +82,8 @@ public final class Server: Sendable {
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         engine.pubsub.setMailboxLimit(bytes: core.pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
+        let eventLetters = configuration.string("notify-keyspace-events")
+        engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: eventLetters) ?? [])
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
         //    loading ends, commands without the `loading` flag are answered -LOADING.

@@ -545,6 +545,10 @@ extension ServerCore {
         }
         refreshKnobs(from: updated)
         context.engine.pubsub.setMailboxLimit(bytes: pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
+        if seen.contains("notify-keyspace-events") {
+            let letters = updated.string("notify-keyspace-events")
+            context.engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: letters) ?? [])
+        }
         context.output.writeSimpleString("OK")
     }
 
