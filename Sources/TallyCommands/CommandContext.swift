@@ -161,9 +161,12 @@ public struct CommandContext {
         let mask = keyspace.isExclusivelyHeldByCurrentThread ? keyspace.allShards : heldShards
         mask.forEach { index in
             let shard = keyspace.shards[index]
-            if !shard.createdDuringOperation.isEmpty {
-                for created in shard.createdDuringOperation { engine.keyspaceEvents.publishCreated(created) }
-                shard.createdDuringOperation.removeAll(keepingCapacity: true)
+            // Expired keys first: a command looks a key up (expiring it) before it creates one.
+            defer {
+                if !shard.createdDuringOperation.isEmpty {
+                    for created in shard.createdDuringOperation { engine.keyspaceEvents.publishCreated(created) }
+                    shard.createdDuringOperation.removeAll(keepingCapacity: true)
+                }
             }
             if shard.expiredDuringOperation.isEmpty { return }
             for expired in shard.expiredDuringOperation {

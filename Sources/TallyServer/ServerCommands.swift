@@ -546,7 +546,13 @@ extension ServerCore {
         refreshKnobs(from: updated)
         context.engine.pubsub.setMailboxLimit(bytes: pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
         if seen.contains("notify-keyspace-events") {
-            let letters = updated.string("notify-keyspace-events")
+            // Applied from the argument as given: the canonical text CONFIG GET answers drops
+            // `n` beside `A`, as Redis prints it, but the class stays enabled.
+            var letters = updated.string("notify-keyspace-events")
+            for index in stride(from: 2, to: context.arguments.count - 1, by: 2)
+            where text(context, index).lowercased() == "notify-keyspace-events" {
+                letters = text(context, index + 1)
+            }
             context.engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: letters) ?? [])
         }
         context.output.writeSimpleString("OK")
