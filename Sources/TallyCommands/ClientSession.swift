@@ -54,12 +54,26 @@ public final class ClientSession {
     /// Every subscription of this client, shard channels included: while it is above 0 a RESP2
     /// client may only run the subscribe family, PING, QUIT and RESET (one field load per command).
     public internal(set) var subscriptionTotal: Int = 0
+    /// CLIENT REPLY: whether this client's replies are sent (pub/sub pushes always are).
+    public var replyMode: ReplyMode = .on
     /// Tells the owning I/O thread that messages wait in this client's mailbox (set by the
     /// server; nil in tests, which collect the mailbox themselves).
     public var announceMail: (@Sendable (PubSubMailbox) -> Void)?
 
     /// Creates a session with `id`.
     public init(id: Int64) { self.id = id }
+}
+
+/// CLIENT REPLY ON|OFF|SKIP state (networking.c CLIENT_REPLY_OFF / CLIENT_REPLY_SKIP*).
+public enum ReplyMode: Sendable {
+    /// Replies are sent.
+    case on
+    /// No replies until CLIENT REPLY ON.
+    case off
+    /// CLIENT REPLY SKIP just ran: its own reply and the next command's are dropped.
+    case skipArmed
+    /// The next command's reply is dropped.
+    case skipNext
 }
 
 /// What MULTI has queued and which keys WATCH observes.

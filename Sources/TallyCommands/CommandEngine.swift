@@ -209,6 +209,35 @@ public final class CommandEngine: Sendable {
     /// arity and flags), NOAUTH, `no-multi` inside MULTI, OOM, MISCONF, -LOADING, then MULTI
     /// queuing or execution. A refusal inside MULTI dooms the transaction (EXECABORT).
     public func execute(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
+        let before = session.replyMode
+        let start = output.writerIndex
+        dispatch(arguments, session: session, output: &output)
+        if before == .on && session.replyMode == .on { return }
+        applyReplyMode(before: before, arguments, session: session, start: start, output: &output)
+    }
+
+    /// CLIENT REPLY OFF/SKIP: drops the reply just written, except the confirmations of the
+    /// subscribe family, which Redis sends as pushes regardless (CLIENT_PUSHING).
+    private func applyReplyMode(before: ReplyMode, _ arguments: CommandArguments, session: ClientSession,
+                                start: Int, output: inout OutputBuffer) {
+        let isSubscription = table.lookup(arguments[0]).map {
+            table.flags[$0].isSuperset(of: [.pubsub, .allowedWhileSubscribed])
+        } ?? false
+        switch session.replyMode {
+        case .on:
+            return
+        case .off:
+            if !isSubscription { output.truncate(to: start) }
+        case .skipArmed:
+            output.truncate(to: start)
+            session.replyMode = .skipNext
+        case .skipNext:
+            if !isSubscription { output.truncate(to: start) }
+            session.replyMode = .on
+        }
+    }
+
+    private func dispatch(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
         guard arguments.count > 0 else { return }
         output.protocolVersion = session.protocolVersion
         guard let row = table.lookup(arguments[0]) else {

@@ -35,6 +35,7 @@ enum ConnectionCommands {
         let session = context.session
         TransactionCommands.discardTransaction(session, context.engine)
         PubSubCommands.unsubscribeAll(session, hub: context.engine.pubsub)
+        session.replyMode = .on
         session.database = 0
         session.protocolVersion = .resp2
         context.output.protocolVersion = .resp2

@@ -36,6 +36,7 @@ extension ServerCore {
         subcommand("client|list", -2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|kill", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|help", 2, [.loading, .stale], "@slow @connection"),
+        subcommand("client|reply", 3, [.noScript, .loading, .stale], "@slow @connection"),
         subcommand("client|unblock", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
     ]
 
@@ -279,6 +280,18 @@ extension ServerCore {
             clientKill(&context)
         } else if context.arguments.matches(1, "unblock") && (count == 3 || count == 4) {
             clientUnblock(&context)
+        } else if context.arguments.matches(1, "reply") && count == 3 {
+            // OFF and SKIP answer nothing (the engine drops the reply once the mode changed).
+            if context.arguments.matches(2, "on") {
+                session.replyMode = .on
+                context.output.writeSimpleString("OK")
+            } else if context.arguments.matches(2, "off") {
+                session.replyMode = .off
+            } else if context.arguments.matches(2, "skip") {
+                if session.replyMode != .off { session.replyMode = .skipArmed }
+            } else {
+                context.output.writeError(RedisError.syntax)
+            }
         } else if context.arguments.matches(1, "help") && count == 2 {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -289,6 +302,7 @@ extension ServerCore {
                 "KILL <option> <value> [<option> <value> [...]]",
                 "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME.",
                 "LIST [options ...]", "    Return information about client connections. Options: ID.",
+                "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
                 "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
                 "HELP", "    Print this help.",
