@@ -107,8 +107,18 @@ final class IOThread: @unchecked Sendable {
         }
     }
 
-    /// Wakes the loop so it notices kill requests.
+    /// Wakes the loop (a served blocking pop is waiting for it).
     func wake() { Posix.signalEventFD(wakeDescriptor) }
+
+    /// Set by CLIENT KILL: the next wake-up scans this loop's connections for kill requests
+    /// (only then: pub/sub deliveries wake the loop far more often, and the scan is O(clients)).
+    private let killCheckPending = Atomic<Bool>(false)
+
+    /// Wakes the loop so it notices kill requests.
+    func requestKillCheck() {
+        killCheckPending.store(true, ordering: .releasing)
+        Posix.signalEventFD(wakeDescriptor)
+    }
 
     /// The loop body; never returns (the process exits through the shutdown path).
     func run() {
@@ -122,7 +132,7 @@ final class IOThread: @unchecked Sendable {
                     Posix.drainEventFD(wakeDescriptor)
                     adoptInbox()
                     deliverMail()
-                    processKillRequests()
+                    if killCheckPending.exchange(false, ordering: .acquiring) { processKillRequests() }
                 } else if ready.token >= Self.listenerTokenBase {
                     acceptAll(listeners[Int(ready.token - Self.listenerTokenBase)])
                 } else if let connection = connections[Int32(truncatingIfNeeded: ready.token)] {

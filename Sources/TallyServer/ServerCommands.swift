@@ -460,7 +460,7 @@ extension ServerCore {
     private func kill(_ record: ClientRecord) {
         record.killRequested.store(true, ordering: .relaxed)
         let threads = threads
-        if record.ownerThread < threads.count { threads[record.ownerThread].wake() }
+        if record.ownerThread < threads.count { threads[record.ownerThread].requestKillCheck() }
     }
 
     // MARK: CONFIG
