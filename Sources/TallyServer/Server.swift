@@ -82,8 +82,6 @@ public final class Server: Sendable {
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         engine.pubsub.setMailboxLimit(bytes: core.pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
-        let eventLetters = configuration.string("notify-keyspace-events")
-        engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: eventLetters) ?? [])
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
         //    loading ends, commands without the `loading` flag are answered -LOADING.
@@ -119,6 +117,10 @@ public final class Server: Sendable {
             return 1
         }
         engine.setLoading(false)
+        // Keyspace events start once the dataset is in: loading stores every key, and recording
+        // them all for "new" would only queue events nobody asked for.
+        let eventLetters = core.configuration.withLock { $0.string("notify-keyspace-events") }
+        engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: eventLetters) ?? [])
         startCron(engine: engine)
         log.log(.notice, "Running with \(threadCount) I/O threads and \(engine.keyspace.shards.count) shards")
         log.log(.notice, "Ready to accept connections tcp")

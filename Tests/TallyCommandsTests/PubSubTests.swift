@@ -114,4 +114,16 @@ import Testing
         let events = keyevents(mail(subscriber))
         #expect(events == ["expired", "new", "set"])
     }
+
+    @Test func evictionFiresEvicted() {
+        let subscriber = CommandHarness()
+        let writer = CommandHarness(sharing: subscriber)
+        writer.engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: "Ee")!)
+        subscriber.run("SUBSCRIBE", "__keyevent@0__:evicted")
+        writer.run("SET", "foo", "bar")
+        writer.engine.setMemoryLimit(bytes: 1, policy: .allKeysLRU, samples: 5)
+        writer.run("GET", "foo")
+        writer.engine.setMemoryLimit(bytes: 0, policy: .noEviction, samples: 5)
+        #expect(mail(subscriber) == "*3\r\n$7\r\nmessage\r\n$22\r\n__keyevent@0__:evicted\r\n$3\r\nfoo\r\n")
+    }
 }
