@@ -377,7 +377,18 @@ extension ServerCore {
                     context.output.writeError(Array("ERR Unknown client type '\(text(context, 3))'".utf8))
                     return
                 }
-                if kind != "normal" { filter = [] }
+                // A client with subscriptions is of type pubsub, every other one normal (Tally has
+                // no replicas or masters).
+                var ids = Set<Int64>()
+                if kind == "normal" || kind == "pubsub" {
+                    for record in clients.all() {
+                        let subscribed = record.id == context.session.id
+                            ? context.session.subscriptionTotal > 0
+                            : record.fields.withLock { $0.channels + $0.patterns + $0.shardChannels > 0 }
+                        if subscribed == (kind == "pubsub") { ids.insert(record.id) }
+                    }
+                }
+                filter = ids
             } else {
                 context.output.writeError(RedisError.syntax)
                 return
