@@ -83,7 +83,10 @@ enum BitmapCommands {
                 bytes[byteIndex] = on == 1 ? old | mask : old & ~mask
                 return (wasSet, true)
             }
-            if changed { context.addChanges(1) }
+            if changed {
+                context.addChanges(1)
+                context.notify(.string, "setbit", key)
+            }
             context.output.writeInteger(previous ? 1 : 0)
         } catch {
             context.output.writeKeyspaceError(error)
@@ -375,6 +378,7 @@ enum BitmapCommands {
             if shard.lookup(context.database, destination, now: context.now) != nil {
                 shard.remove(context.database, destination)
                 context.addChanges(1)
+                context.notify(.generic, "del", destination)
             }
             context.output.writeInteger(0)
             return
@@ -383,6 +387,7 @@ enum BitmapCommands {
         shard.store(context.database, destination,
                     Entry(value: result.count <= 20 ? .fromBytes(result) : .string(result)))
         context.addChanges(1)
+        context.notify(.string, "set", destination)
         context.output.writeInteger(longest)
     }
 
@@ -542,7 +547,10 @@ enum BitmapCommands {
             // changed the dataset; Redis leaves its dirty counter alone there, but the AOF must
             // carry the new key, so it counts here.
             let changes = max(fieldChanges, grew ? 1 : 0)
-            if changes > 0 { context.addChanges(changes) }
+            if changes > 0 {
+                context.addChanges(changes)
+                context.notify(.string, "setbit", context.arguments[1])
+            }
         } catch {
             output.writeKeyspaceError(error)
         }

@@ -160,7 +160,7 @@ public final class BlockingRegistry: Sendable {
     /// ready key is left (a served BLMOVE can make its destination ready). The caller holds every
     /// shard. Returns the served waiters with their replies; their pops are appended to
     /// `propagation` (LPOP/RPOP/LMOVE/RPOPLPUSH, as Redis logs them).
-    func serveReady(_ keyspace: Keyspace, now: Int64, log: Bool,
+    func serveReady(_ keyspace: Keyspace, events: KeyspaceNotifier, now: Int64, log: Bool,
                     propagation: inout PropagationBuffer, changes: inout Int64) -> [(BlockedWaiter, [UInt8])] {
         var served: [(BlockedWaiter, [UInt8])] = []
         table.withLock { table in
@@ -187,7 +187,7 @@ public final class BlockingRegistry: Sendable {
                         }
                         _ = Self.remove(waiter, from: &table)
                         waiterCount.subtract(1, ordering: .releasing)
-                        let reply = Self.serve(waiter, key: watched, keyspace, now: now, log: log,
+                        let reply = Self.serve(waiter, key: watched, keyspace, events: events, now: now, log: log,
                                                propagation: &propagation, changes: &changes)
                         served.append((waiter, reply))
                         progress = true
@@ -199,7 +199,8 @@ public final class BlockingRegistry: Sendable {
     }
 
     /// Performs one waiter's operation on the list at `key` and returns its reply.
-    private static func serve(_ waiter: BlockedWaiter, key watched: DatabaseKey, _ keyspace: Keyspace, now: Int64,
+    private static func serve(_ waiter: BlockedWaiter, key watched: DatabaseKey, _ keyspace: Keyspace,
+                              events: KeyspaceNotifier, now: Int64,
                               log: Bool, propagation: inout PropagationBuffer, changes: inout Int64) -> [UInt8] {
         var output = OutputBuffer(initialCapacity: 64, protocolVersion: waiter.protocolVersion)
         let shard = keyspace.shard(for: watched.key)
@@ -269,6 +270,22 @@ public final class BlockingRegistry: Sendable {
             return Array(output.storage)
         }
         if log && !record.isEmpty { propagation.append(database: database, record) }
+        // Events as serveClientBlockedOnList fires them: the push onto a BLMOVE destination
+        // first, then the pop, then "del" if the source list is now empty.
+        switch waiter.operation {
+        case .pop(let end), .popCount(let end, _):
+            events.fire(.list, end == .head ? "lpop" : "rpop", key: keyBytes, database: database)
+        case .move(let from, let to, let destination, _):
+            events.fire(.list, to == .head ? "lpush" : "rpush", key: destination, database: database)
+            events.fire(.list, from == .head ? "lpop" : "rpop", key: keyBytes, database: database)
+        case .sortedSetPop(let max, _):
+            events.fire(.zset, max ? "zpopmax" : "zpopmin", key: keyBytes, database: database)
+        case .streamRead:
+            break   // returned above: stream reads fire their own events in StreamCommands
+        }
+        if !shard.contains(database, watched.key, now: now) {
+            events.fire(.generic, "del", key: keyBytes, database: database)
+        }
         return Array(output.storage)
     }
 }

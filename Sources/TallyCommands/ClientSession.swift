@@ -50,17 +50,36 @@ public final class ClientSession {
     /// Set by dispatch when CLIENT PAUSE held the command back: it did not run and has no
     /// reply yet; the I/O thread runs it again once the pause ends.
     public var isPostponed: Bool = false
-    /// CLIENT REPLY: whether replies are sent (OFF drops them, SKIP drops the next one).
-    public var replyMode: ReplyMode = .on
-
-    /// CLIENT REPLY's modes; `skipNext` is SKIP just given (it applies from the next command).
-    public enum ReplyMode: Sendable { case on, off, skipNext, skip }
     /// Wakes the I/O thread that owns this session (set by the server; a served waiter calls it
     /// from the pushing client's thread).
     public var wakeOwner: (@Sendable () -> Void)?
 
+    /// Channels, patterns and shard channels this client listens to; nil until it first
+    /// subscribes (see PubSub.swift).
+    public internal(set) var subscriptions: ClientSubscriptions?
+    /// Every subscription of this client, shard channels included: while it is above 0 a RESP2
+    /// client may only run the subscribe family, PING, QUIT and RESET (one field load per command).
+    public internal(set) var subscriptionTotal: Int = 0
+    /// CLIENT REPLY: whether this client's replies are sent (pub/sub pushes always are).
+    public var replyMode: ReplyMode = .on
+    /// Tells the owning I/O thread that messages wait in this client's mailbox (set by the
+    /// server; nil in tests, which collect the mailbox themselves).
+    public var announceMail: (@Sendable (PubSubMailbox) -> Void)?
+
     /// Creates a session with `id`.
     public init(id: Int64) { self.id = id }
+}
+
+/// CLIENT REPLY ON|OFF|SKIP state (networking.c CLIENT_REPLY_OFF / CLIENT_REPLY_SKIP*).
+public enum ReplyMode: Sendable {
+    /// Replies are sent.
+    case on
+    /// No replies until CLIENT REPLY ON.
+    case off
+    /// CLIENT REPLY SKIP just ran: its own reply and the next command's are dropped.
+    case skipArmed
+    /// The next command's reply is dropped.
+    case skipNext
 }
 
 /// What MULTI has queued and which keys WATCH observes.

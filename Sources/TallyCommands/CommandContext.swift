@@ -169,12 +169,20 @@ public struct CommandContext {
         let mask = keyspace.isExclusivelyHeldByCurrentThread ? keyspace.allShards : heldShards
         mask.forEach { index in
             let shard = keyspace.shards[index]
+            // Expired keys first: a command looks a key up (expiring it) before it creates one.
+            defer {
+                if !shard.createdDuringOperation.isEmpty {
+                    for created in shard.createdDuringOperation { engine.keyspaceEvents.publishCreated(created) }
+                    shard.createdDuringOperation.removeAll(keepingCapacity: true)
+                }
+            }
             if shard.expiredDuringOperation.isEmpty { return }
             for expired in shard.expiredDuringOperation {
                 if insideExec && session.propagation.isEmpty {
                     session.propagation.append(database: database, [Array("MULTI".utf8)])
                 }
                 session.propagation.append(database: expired.database, [Array("DEL".utf8), expired.key.bytes])
+                engine.keyspaceEvents.publishExpired(expired)
             }
             shard.expiredDuringOperation.removeAll(keepingCapacity: true)
         }
@@ -204,7 +212,8 @@ public struct CommandContext {
             // Waiters get pushed elements before any other client can see them (blocked.c
             // handleClientsBlockedOnKeys runs after the command, before the next one).
             var servedChanges: Int64 = 0
-            served = engine.blocking.serveReady(keyspace, now: now, log: !skipsPropagation,
+            served = engine.blocking.serveReady(keyspace, events: engine.keyspaceEvents, now: now,
+                                                log: !skipsPropagation,
                                                 propagation: &session.propagation, changes: &servedChanges)
             engine.addChanges(servedChanges)
         }

@@ -67,6 +67,10 @@ public final class CommandEngine: Sendable {
     public let latencyMonitor = LatencyMonitor()
     /// The process's memory figures (MEMORY STATS / DOCTOR), installed by the server.
     public let processMemory = ProcessMemoryReader()
+    /// Every pub/sub subscription, shared by all I/O threads.
+    public let pubsub = PubSubHub()
+    /// `notify-keyspace-events` and the publishing of keyspace events (KeyspaceEvents.swift).
+    public let keyspaceEvents: KeyspaceNotifier
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -105,6 +109,7 @@ public final class CommandEngine: Sendable {
     public init(configuration: EngineConfiguration, clock: any Clock, serverCommands: [CommandSpec]) {
         self.configuration = configuration
         self.clock = clock
+        keyspaceEvents = KeyspaceNotifier(hub: pubsub)
         keyspace = Keyspace(databases: configuration.databases, shards: configuration.shards)
         clientPause = ClientPause(expiryGate: keyspace.expiryGate)
         table = CommandTable(CommandEngine.builtinCommands() + serverCommands)
@@ -123,7 +128,7 @@ public final class CommandEngine: Sendable {
             + SortCommand.specs + StreamCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
-            + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs
+            + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs + PubSubCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -220,23 +225,32 @@ public final class CommandEngine: Sendable {
     /// arity and flags), NOAUTH, `no-multi` inside MULTI, OOM, MISCONF, -LOADING, then MULTI
     /// queuing or execution. A refusal inside MULTI dooms the transaction (EXECABORT).
     public func execute(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
-        if session.replyMode == .on {
-            dispatch(arguments, session: session, output: &output)
-        } else {
-            executeWithoutReply(arguments, session: session, output: &output)
-        }
+        let before = session.replyMode
+        let start = output.writerIndex
+        dispatch(arguments, session: session, output: &output)
+        if before == .on && session.replyMode == .on { return }
+        applyReplyMode(before: before, arguments, session: session, start: start, output: &output)
     }
 
-    /// CLIENT REPLY OFF or SKIP in force: the command runs and its reply is dropped, unless it
-    /// was CLIENT REPLY ON (networking.c: the flags change after the command, SKIP lasting one).
-    private func executeWithoutReply(_ arguments: CommandArguments, session: ClientSession,
-                                     output: inout OutputBuffer) {
-        if session.replyMode == .skipNext { session.replyMode = .skip }
-        let mode = session.replyMode
-        let mark = output.writerIndex
-        dispatch(arguments, session: session, output: &output)
-        if session.replyMode != .on { output.truncate(to: mark) }
-        if mode == .skip && session.replyMode == .skip { session.replyMode = .on }
+    /// CLIENT REPLY OFF/SKIP: drops the reply just written, except the confirmations of the
+    /// subscribe family, which Redis sends as pushes regardless (CLIENT_PUSHING).
+    private func applyReplyMode(before: ReplyMode, _ arguments: CommandArguments, session: ClientSession,
+                                start: Int, output: inout OutputBuffer) {
+        let isSubscription = table.lookup(arguments[0]).map {
+            table.flags[$0].isSuperset(of: [.pubsub, .allowedWhileSubscribed])
+        } ?? false
+        switch session.replyMode {
+        case .on:
+            return
+        case .off:
+            if !isSubscription { output.truncate(to: start) }
+        case .skipArmed:
+            output.truncate(to: start)
+            session.replyMode = .skipNext
+        case .skipNext:
+            if !isSubscription { output.truncate(to: start) }
+            session.replyMode = .on
+        }
     }
 
     private func dispatch(_ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer) {
@@ -282,6 +296,12 @@ public final class CommandEngine: Sendable {
         if isWrite || row == pingRow, let refusal = attachedLog?.writeRefusal() {
             return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics, output: &output)
         }
+        if session.subscriptionTotal > 0 && session.protocolVersion == .resp2
+            && !flags.contains(.allowedWhileSubscribed)
+        {
+            return refuse(row, reason: subscribedContextReason(arguments, row: row), session: session, statistics,
+                          output: &output)
+        }
         if loadingDataset.load(ordering: .acquiring) && !session.isReplayingLog
             && (!flags.contains(.loading) || (isExec && session.transaction.queuedMissingFlags.contains(.loading)))
         {
@@ -302,6 +322,18 @@ public final class CommandEngine: Sendable {
             return
         }
         run(row: row, arguments, session: session, output: &output, insideExec: false)
+    }
+
+    /// Redis's refusal of a command on a subscribed RESP2 connection, naming the command as
+    /// `parent|sub` for a subcommand.
+    private func subscribedContextReason(_ arguments: CommandArguments, row: Int) -> [UInt8] {
+        var name = table.rows[row].name
+        if table.hasSubcommands(row) && arguments.count >= 2,
+           let sub = table.subcommand(of: row, named: arguments[1]) {
+            name = table.rows[row].subcommands[sub].name
+        }
+        return Array("Can't execute '\(name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+            .utf8) + Array("are allowed in this context".utf8)
     }
 
     /// Refusal reasons as `refuse` takes them (with their code), built once.
@@ -400,6 +432,7 @@ public final class CommandEngine: Sendable {
             toAtMost: limit, policy: evictionPolicy, samples: evictionSamples.load(ordering: .relaxed),
             now: clock.nowMilliseconds(), cursor: &cursor
         ) { victims in
+            for victim in victims { keyspaceEvents.publishEvicted(victim) }
             guard let log else { return }
             for victim in victims {
                 propagation.append(database: victim.database, [Array("DEL".utf8), victim.key.bytes])
@@ -525,6 +558,7 @@ public final class CommandEngine: Sendable {
             if !shard.expiredDuringOperation.isEmpty {
                 for expired in shard.expiredDuringOperation {
                     propagation.append(database: expired.database, [Array("DEL".utf8), expired.key.bytes])
+                    keyspaceEvents.publishExpired(expired)
                 }
                 shard.expiredDuringOperation.removeAll(keepingCapacity: true)
                 if let log { _ = log.append(propagation) }
@@ -545,6 +579,7 @@ extension CommandEngine {
             _ = blocking.cancel(waiter)
             session.blockedWaiter = nil
         }
+        PubSubCommands.unsubscribeAll(session, hub: pubsub)
     }
 
     /// Prepares a new session: unauthenticated when `requirepass` is set.

@@ -45,9 +45,14 @@ public struct CommandFlags: OptionSet, Sendable {
     /// Redis's CMD_MAY_REPLICATE, which COMMAND INFO hides: not a write, but may change the
     /// dataset or be propagated (PFCOUNT refreshing its cache, PUBLISH, EVAL). A WRITE client
     /// pause holds these back as it holds writes.
-    public static let mayReplicate = CommandFlags(rawValue: 1 << 17)
+    public static let mayReplicate = CommandFlags(rawValue: 1 << 19)
     /// Key positions depend on the arguments (LMPOP's numkeys); first/last/step are 0 (reported).
     public static let movableKeys = CommandFlags(rawValue: 1 << 15)
+    /// A pub/sub command (reported).
+    public static let pubsub = CommandFlags(rawValue: 1 << 17)
+    /// Tally's own: allowed on a RESP2 connection with subscriptions (the subscribe family, PING,
+    /// QUIT, RESET, as Redis's processCommand lists them); dispatch refuses every other command.
+    public static let allowedWhileSubscribed = CommandFlags(rawValue: 1 << 18)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and

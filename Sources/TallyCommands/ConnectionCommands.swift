@@ -7,17 +7,19 @@ import TallyProtocol
 enum ConnectionCommands {
     static var specs: [CommandSpec] {
         [
-            command("ping", -1, [.fast], "@fast @connection", ping),
+            command("ping", -1, [.fast, .allowedWhileSubscribed], "@fast @connection", ping),
             command("echo", 2, [.loading, .stale, .fast], "@fast @connection") { context in
                 context.output.writeBulkString(context.arguments[1])
             },
             command("select", 2, [.loading, .stale, .fast], "@fast @connection", select),
-            command("quit", -1, [.noScript, .loading, .stale, .fast, .noAuth, .allowBusy, .transactionControl],
+            command("quit", -1, [.noScript, .loading, .stale, .fast, .noAuth, .allowBusy, .transactionControl,
+                                 .allowedWhileSubscribed],
                     "@fast @connection") { context in
                 context.session.closeAfterReply = true
                 context.output.writeOK()
             },
-            command("reset", 1, [.noScript, .loading, .stale, .fast, .noAuth, .allowBusy, .transactionControl],
+            command("reset", 1, [.noScript, .loading, .stale, .fast, .noAuth, .allowBusy, .transactionControl,
+                                 .allowedWhileSubscribed],
                     "@fast @connection", reset),
             command("hello", -1, [.noScript, .loading, .stale, .fast, .noAuth, .allowBusy],
                     "@fast @connection", hello),
@@ -32,6 +34,8 @@ enum ConnectionCommands {
     static func reset(_ context: inout CommandContext) {
         let session = context.session
         TransactionCommands.discardTransaction(session, context.engine)
+        PubSubCommands.unsubscribeAll(session, hub: context.engine.pubsub)
+        session.replyMode = .on
         session.database = 0
         session.protocolVersion = .resp2
         context.output.protocolVersion = .resp2
@@ -146,6 +150,7 @@ enum ConnectionCommands {
         if version != 0 {
             context.session.protocolVersion = version == 3 ? .resp3 : .resp2
             context.output.protocolVersion = context.session.protocolVersion
+            context.session.subscriptions?.mailbox.isRESP3 = version == 3
         }
         let output = context.session.protocolVersion
         context.output.writeMapHeader(7)
@@ -180,7 +185,13 @@ enum ConnectionCommands {
             writeArityError(context.spec.name, into: &context.output)
             return
         }
-        if context.arguments.count == 2 {
+        if context.session.subscriptionTotal > 0 && context.output.protocolVersion == .resp2 {
+            // Subscribed RESP2 clients get PING as a message-shaped reply (pingCommand).
+            context.output.writeArrayHeader(2)
+            context.output.writeBulkString("pong".utf8)
+            let argument: ArraySlice<UInt8> = context.arguments.count == 2 ? context.arguments[1] : []
+            context.output.writeBulkString(argument)
+        } else if context.arguments.count == 2 {
             context.output.writeBulkString(context.arguments[1])
         } else {
             context.output.writeStaticString("+PONG\r\n")

@@ -37,6 +37,7 @@ enum CounterCommands {
             let result = try shard.incrementBy(context.database, key, delta: delta, now: context.now)
             context.output.writeInteger(result)
             context.addChanges(1)
+            context.notify(.string, "incrby", key)
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -78,6 +79,7 @@ enum CounterCommands {
         shard.store(context.database, key, Entry(value: .fromBytes(formatted), expiresAtMilliseconds: expiry))
         context.output.writeBulkString(formatted)
         context.addChanges(1)
+        context.notify(.string, "incrbyfloat", key)
         context.propagate([Words.set, key.bytes, formatted, Words.keepTTL])
     }
 }

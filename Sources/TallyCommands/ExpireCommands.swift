@@ -94,11 +94,13 @@ enum ExpireCommands {
         context.addChanges(1)
         if when <= context.now {
             shard.remove(context.database, key)
+            context.notify(.generic, "del", key)
             context.output.writeInteger(1)
             context.propagate([Words.del, key.bytes])
             return
         }
         shard.setExpiry(context.database, key, when)
+        context.notify(.generic, "expire", key)
         context.output.writeInteger(1)
         var rewritten: [[UInt8]] = [Words.pexpireAt, key.bytes, decimalBytes(when)]
         for index in 3..<context.arguments.count { rewritten.append(context.arguments.copy(index)) }
@@ -133,6 +135,7 @@ enum ExpireCommands {
         }
         shard.setExpiry(context.database, key, nil)
         context.addChanges(1)
+        context.notify(.generic, "persist", key)
         context.output.writeInteger(1)
     }
 }

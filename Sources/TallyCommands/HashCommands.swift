@@ -204,6 +204,7 @@ enum HashCommands {
             } ?? 0
             if legacy { context.output.writeOK() } else { context.output.writeInteger(created) }
             context.addChanges(Int64((count - 2) / 2))
+            context.notify(.hash, "hset", key)
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -223,6 +224,7 @@ enum HashCommands {
             context.output.writeInteger(created ? 1 : 0)
             if created {
                 context.addChanges(1)
+                context.notify(.hash, "hset", key)
             }
         } catch {
             context.output.writeKeyspaceError(error)
@@ -245,6 +247,8 @@ enum HashCommands {
             context.output.writeInteger(deleted)
             if deleted > 0 {
                 context.addChanges(Int64(deleted))
+                context.notify(.hash, "hdel", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
             }
         } catch {
             context.output.writeKeyspaceError(error)
@@ -283,6 +287,7 @@ enum HashCommands {
             }
             context.output.writeInteger(result)
             context.addChanges(1)
+            context.notify(.hash, "hincrby", key)
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -329,6 +334,7 @@ enum HashCommands {
             }
             context.output.writeBulkString(result)
             context.addChanges(1)
+            context.notify(.hash, "hincrbyfloat", key)
             context.propagate([Words.hset, key.bytes, context.arguments.copy(2), result])
         } catch {
             context.output.writeKeyspaceError(error)

@@ -64,7 +64,10 @@ enum HyperLogLogCommands {
                 if updated || changedRegisters { HyperLogLog.invalidateCache(&bytes) }
                 return ((updated || changedRegisters, false), updated || changedRegisters)
             }
-            if changed { context.addChanges(1) }
+            if changed {
+                context.addChanges(1)
+                context.notify(.string, "pfadd", context.arguments[1])
+            }
             if outcome.corrupt {
                 context.output.writeError(corrupted)
             } else {
@@ -190,6 +193,7 @@ enum HyperLogLogCommands {
                 return
             }
             context.addChanges(1)
+            context.notify(.string, "pfadd", context.arguments[1])
             context.output.writeOK()
         } catch {
             context.output.writeKeyspaceError(error)

@@ -168,6 +168,10 @@ enum IncrementWithExpiry {
         }
         shard.store(context.database, key, Entry(value: .fromBytes(stored), expiresAtMilliseconds: newExpiry))
         context.addChanges(1)
+        context.notify(.string, options.isFloat ? "incrbyfloat" : "incrby", key)
+        if newExpiry != currentExpiry {
+            context.notify(.generic, newExpiry == nil ? "persist" : "expire", key)
+        }
         var record: [[UInt8]] = [Words.set, key.bytes, stored]
         if let newExpiry { record += [Words.pxat, decimalBytes(newExpiry)] }
         context.propagate(record)

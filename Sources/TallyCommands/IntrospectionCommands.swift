@@ -188,7 +188,7 @@ enum IntrospectionCommands {
 
     /// Flag names in the order Redis prints them (server.c `addReplyCommandFlags`).
     static let flagNames: [(CommandFlags, String)] = [
-        (.write, "write"), (.readonly, "readonly"), (.denyOOM, "denyoom"), (.admin, "admin"),
+        (.write, "write"), (.readonly, "readonly"), (.denyOOM, "denyoom"), (.admin, "admin"), (.pubsub, "pubsub"),
         (.noScript, "noscript"), (.blocking, "blocking"), (.loading, "loading"), (.stale, "stale"),
         (.skipSlowlog, "skip_slowlog"), (.fast, "fast"), (.noAuth, "no_auth"), (.noAsyncLoading, "no_async_loading"),
         (.noMulti, "no_multi"), (.movableKeys, "movablekeys"), (.allowBusy, "allow_busy"),

@@ -47,6 +47,7 @@ enum KeyspaceCommands {
             if shard.contains(context.database, key, now: context.now) {
                 shard.remove(context.database, key)
                 deleted += 1
+                context.notify(.generic, "del", key)
             }
         }
         context.output.writeInteger(deleted)
@@ -109,6 +110,8 @@ enum KeyspaceCommands {
         targetShard.store(context.database, target, entry)
         sourceShard.remove(context.database, source)
         context.addChanges(1)
+        context.notify(.generic, "rename_from", source)
+        context.notify(.generic, "rename_to", target)
         if onlyIfAbsent { context.output.writeInteger(1) } else { context.output.writeOK() }
     }
 
@@ -125,6 +128,8 @@ enum KeyspaceCommands {
         shard.store(target, key, entry)
         shard.remove(context.database, key)
         context.addChanges(1)
+        context.notify(.generic, "move_from", key)
+        context.notify(.generic, "move_to", key, database: target)
         context.output.writeInteger(1)
     }
 
@@ -163,6 +168,7 @@ enum KeyspaceCommands {
         }
         destinationShard.store(target, destination, entry)
         context.addChanges(1)
+        context.notify(.generic, "copy_to", destination, database: target)
         context.output.writeInteger(1)
     }
 

@@ -124,6 +124,7 @@ enum ListCommands {
                 }
                 guard served != nil else { continue }
                 context.addChanges(1)
+                notifyPop(&context, end, key, shard)
                 context.propagate([end == .head ? Words.lpop : Words.rpop, key.bytes])
                 return
             } catch {
@@ -170,6 +171,18 @@ enum ListCommands {
     }
 
     // MARK: Helpers
+
+    /// "lpop"/"rpop", then "del" if the pop emptied the list (t_list.c listPopRangeAndReplyWithKey).
+    static func notifyPop(_ context: inout CommandContext, _ end: ListEnd, _ key: Key, _ shard: Shard) {
+        context.notify(.list, end == .head ? "lpop" : "rpop", key)
+        notifyDeletedIfGone(&context, key, shard)
+    }
+
+    /// "del" when an aggregate command removed the last element (the key is gone).
+    static func notifyDeletedIfGone(_ context: inout CommandContext, _ key: Key, _ shard: Shard) {
+        guard context.engine.keyspaceEvents.isEnabled(.generic) else { return }
+        if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+    }
 
     /// LEFT or RIGHT at argument `index`, or nil after the syntax error.
     static func end(_ context: inout CommandContext, _ index: Int) -> ListEnd? {
@@ -256,6 +269,7 @@ enum ListCommands {
             }
             context.output.writeInteger(length)
             context.addChanges(Int64(arguments.count - 2))
+            context.notify(.list, end == .head ? "lpush" : "rpush", key)
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -297,7 +311,10 @@ enum ListCommands {
                 if count == nil { output.writeNull() } else { output.writeNullArray() }
                 return
             }
-            if popped > 0 { context.addChanges(Int64(popped)) }
+            if popped > 0 {
+                context.addChanges(Int64(popped))
+                notifyPop(&context, end, key, shard)
+            }
         } catch {
             output.writeKeyspaceError(error)
         }
@@ -383,7 +400,10 @@ enum ListCommands {
                 output.writeError(RedisError.noSuchKey)
                 return
             }
-            if replaced { context.addChanges(1) }
+            if replaced {
+                context.addChanges(1)
+                context.notify(.list, "lset", key)
+            }
         } catch {
             output.writeKeyspaceError(error)
         }
@@ -410,7 +430,10 @@ enum ListCommands {
                 return list.count
             } ?? 0
             context.output.writeInteger(length)
-            if length > 0 { context.addChanges(1) }
+            if length > 0 {
+                context.addChanges(1)
+                context.notify(.list, "linsert", key)
+            }
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -430,7 +453,11 @@ enum ListCommands {
                 return removed
             } ?? 0
             context.output.writeInteger(removed)
-            if removed > 0 { context.addChanges(Int64(removed)) }
+            if removed > 0 {
+                context.addChanges(Int64(removed))
+                context.notify(.list, "lrem", key)
+                notifyDeletedIfGone(&context, key, shard)
+            }
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -441,7 +468,7 @@ enum ListCommands {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         do {
-            let trimmed = try shard.withList(context.database, key, now: context.now, create: false) {
+            let result = try shard.withList(context.database, key, now: context.now, create: false) {
                 list, changed in
                 let total = list.count
                 let keep = range(start: start, end: end, count: total)
@@ -452,9 +479,13 @@ enum ListCommands {
                 // Redis signals the key as modified even when nothing was trimmed.
                 changed = true
                 return left + right
-            } ?? 0
+            }
             context.output.writeOK()
-            if trimmed > 0 { context.addChanges(Int64(trimmed)) }
+            if let trimmed = result {
+                if trimmed > 0 { context.addChanges(Int64(trimmed)) }
+                context.notify(.list, "ltrim", key)
+                notifyDeletedIfGone(&context, key, shard)
+            }
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -574,6 +605,9 @@ enum ListCommands {
             }
             context.output.writeBulkString(moved)
             context.addChanges(1)
+            // Redis notifies the push onto the destination first, then the pop (lmoveHandlePush).
+            context.notify(.list, to == .head ? "lpush" : "rpush", destination)
+            notifyPop(&context, from, source, sourceShard)
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -631,6 +665,7 @@ enum ListCommands {
                 }
                 guard let popped else { continue }
                 context.addChanges(Int64(popped))
+                notifyPop(&context, end, key, shard)
                 context.propagate([end == .head ? Words.lpop : Words.rpop, key.bytes, decimalBytes(Int64(popped))])
                 return
             } catch {

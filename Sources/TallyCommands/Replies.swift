@@ -101,7 +101,7 @@ public func writeUnknownCommandError(_ arguments: CommandArguments, into output:
 }
 
 /// `%.{limit}s` semantics: at most `limit` bytes, stopping at the first NUL.
-private func appendCString(_ bytes: ArraySlice<UInt8>, limit: Int, to output: inout [UInt8]) {
+func appendCString(_ bytes: ArraySlice<UInt8>, limit: Int, to output: inout [UInt8]) {
     var written = 0
     for byte in bytes {
         if byte == 0 || written >= limit { break }

@@ -139,6 +139,8 @@ enum StringCommands {
         let value = Value.fromSlice(context.arguments[2])
         shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: newExpiry))
         context.addChanges(1)
+        context.notify(.string, "set", key)
+        if expiry != nil { context.notify(.generic, "expire", key) }
         if !returnOld { context.output.writeOK() }
         if let expiry, unit != .unixMilliseconds {
             context.propagate([Words.set, key.bytes, context.arguments.copy(2), Words.pxat, decimalBytes(expiry)])
@@ -163,6 +165,7 @@ enum StringCommands {
         }
         shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])))
         context.addChanges(1)
+        context.notify(.string, "set", key)
         context.output.writeInteger(1)
     }
 
@@ -174,6 +177,8 @@ enum StringCommands {
         let value = Value.fromSlice(context.arguments[3])
         shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: expiry))
         context.addChanges(1)
+        context.notify(.string, "set", key)
+        context.notify(.generic, "expire", key)
         context.output.writeOK()
         context.propagate([Words.set, key.bytes, context.arguments.copy(3), Words.pxat, decimalBytes(expiry)])
     }
@@ -187,6 +192,7 @@ enum StringCommands {
         if let old { context.output.writeValue(old) } else { context.output.writeNull() }
         shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])))
         context.addChanges(1)
+        context.notify(.string, "set", key)
         context.propagate([Words.set, key.bytes, context.arguments.copy(2)])
     }
 
@@ -198,6 +204,7 @@ enum StringCommands {
         context.output.writeValue(old)
         shard.remove(context.database, key)
         context.addChanges(1)
+        context.notify(.generic, "del", key)
         context.propagate([Words.del, key.bytes])
     }
 
@@ -240,16 +247,19 @@ enum StringCommands {
             if (unit == .unixSeconds || unit == .unixMilliseconds) && expiry <= context.now {
                 shard.remove(context.database, key)
                 context.addChanges(1)
+                context.notify(.generic, "del", key)
                 context.propagate([Words.del, key.bytes])
             } else {
                 shard.setExpiry(context.database, key, expiry)
                 context.addChanges(1)
+                context.notify(.generic, "expire", key)
                 context.propagate([Words.pexpireAt, key.bytes, decimalBytes(expiry)])
             }
         } else if persist {
             if shard.lookup(context.database, key, now: context.now)?.expiresAtMilliseconds != nil {
                 shard.setExpiry(context.database, key, nil)
                 context.addChanges(1)
+                context.notify(.generic, "persist", key)
                 context.propagate([Words.persist, key.bytes])
             }
         }
@@ -293,6 +303,7 @@ enum StringCommands {
             let key = context.key(index)
             context.keyspace.shard(for: key).store(
                 context.database, key, Entry(value: .fromSlice(context.arguments[index + 1])))
+            context.notify(.string, "set", key)
             index += 2
         }
         context.addChanges(Int64((count - 1) / 2))
@@ -322,6 +333,7 @@ enum StringCommands {
             shard.store(context.database, key, Entry(value: .fromSlice(suffix)))
         }
         context.addChanges(1)
+        context.notify(.string, "append", key)
         context.output.writeInteger(length)
     }
 
@@ -395,6 +407,7 @@ enum StringCommands {
         shard.store(context.database, key, Entry(value: .fromBytes(bytes),
                                                   expiresAtMilliseconds: entry?.expiresAtMilliseconds))
         context.addChanges(1)
+        context.notify(.string, "setrange", key)
         context.output.writeInteger(bytes.count)
     }
 }

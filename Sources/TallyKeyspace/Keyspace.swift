@@ -162,6 +162,16 @@ public final class Keyspace: Sendable {
         return true
     }
 
+    /// Turns the recording of created keys (the "new" keyspace event) on or off in every shard.
+    public func setRecordsCreatedKeys(_ enabled: Bool) {
+        for shard in shards {
+            let locked = acquire(shard)
+            shard.recordsCreatedKeys = enabled
+            if !enabled { shard.createdDuringOperation.removeAll() }
+            if locked { shard.unlock() }
+        }
+    }
+
     // MARK: Whole-keyspace operations (each locks what it needs)
 
     /// Number of keys in `database`.

@@ -105,6 +105,10 @@ public final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var watchers: [DatabaseKey: [WatchRegistration]] = [:]
     /// Keys deleted by lazy expiry during the current command, to be propagated as DEL.
     @exclusivity(unchecked) public var expiredDuringOperation: [DatabaseKey] = []
+    /// True while the "new" keyspace event is enabled: `store` then records created keys in
+    /// `createdDuringOperation` (drained by the command layer, which fires the events).
+    @exclusivity(unchecked) public var recordsCreatedKeys = false
+    @exclusivity(unchecked) public var createdDuringOperation: [DatabaseKey] = []
     /// Keyspace hits and misses (INFO stats), counted under the lock.
     @exclusivity(unchecked) public internal(set) var hits: Int64 = 0
     @exclusivity(unchecked) public internal(set) var misses: Int64 = 0
@@ -207,6 +211,7 @@ public final class Shard: @unchecked Sendable {
         } else {
             account(MemoryEstimate.bytes(key: key, value: entry.value))
             if sampledKeys != nil { sampledKeys![database].insert(key) }
+            if recordsCreatedKeys { createdDuringOperation.append(DatabaseKey(database: database, key: key)) }
         }
         if entry.expiresAtMilliseconds != nil {
             if previous?.expiresAtMilliseconds == nil { expiring[database].insert(key) }

@@ -37,8 +37,8 @@ enum ClientLimits {
 }
 
 extension ClientLimits {
-    /// Redis's defaults per class, in CONFIG GET order (only `normal` applies: Tally has no
-    /// replicas or pub/sub, but the other classes are accepted and reported like Redis).
+    /// Redis's defaults per class, in CONFIG GET order (`normal` and `pubsub` apply: Tally has no
+    /// replicas, but that class is accepted and reported like Redis).
     static let outputBufferClasses = ["normal", "slave", "pubsub"]
 
     /// Parses `client-output-buffer-limit` (config file words or one CONFIG SET string) into
@@ -72,17 +72,22 @@ extension ClientLimits {
         return .success(text)
     }
 
-    /// The `normal` class limits: (hard bytes, soft bytes, soft seconds); 0 = no limit.
-    static func normalOutputLimits(_ normalized: String) -> (hard: Int, soft: Int, seconds: Int) {
+    /// One class's limits: (hard bytes, soft bytes, soft seconds); 0 = no limit.
+    static func outputLimits(_ normalized: String, class name: String = "normal")
+        -> (hard: Int, soft: Int, seconds: Int)
+    {
         let words = normalized.split(separator: " ")
-        guard let start = words.firstIndex(of: "normal"), words.count >= start + 4 else { return (0, 0, 0) }
+        guard let start = words.firstIndex(where: { $0 == name }), words.count >= start + 4 else { return (0, 0, 0) }
         return (Int(words[start + 1]) ?? 0, Int(words[start + 2]) ?? 0, Int(words[start + 3]) ?? 0)
     }
 }
 
-/// The live `normal` output-buffer limits, read by every I/O thread after each command batch;
-/// atomics so CONFIG SET applies without locking the hot path.
+/// The live output-buffer limits of one client class (`normal`, or `pubsub` for clients with
+/// subscriptions), read by every I/O thread after each command batch; atomics so CONFIG SET
+/// applies without locking the hot path.
 final class OutputBufferLimits: Sendable {
+    /// The class these limits apply to, as `client-output-buffer-limit` names it.
+    let className: String
     let hardBytes = Atomic<Int>(0)
     let softBytes = Atomic<Int>(0)
     let softSeconds = Atomic<Int>(0)
@@ -92,8 +97,10 @@ final class OutputBufferLimits: Sendable {
         hardBytes.load(ordering: .relaxed) == 0 && softBytes.load(ordering: .relaxed) == 0
     }
 
+    init(className: String = "normal") { self.className = className }
+
     func update(from configuration: ServerConfiguration) {
-        let limits = ClientLimits.normalOutputLimits(configuration.string("client-output-buffer-limit"))
+        let limits = ClientLimits.outputLimits(configuration.string("client-output-buffer-limit"), class: className)
         hardBytes.store(limits.hard, ordering: .relaxed)
         softBytes.store(limits.soft, ordering: .relaxed)
         softSeconds.store(limits.seconds, ordering: .relaxed)

@@ -22,6 +22,10 @@ public struct ClientFields: Sendable {
     public var lastCommand: String
     public var protocolVersion: Int
     public var waitingToWrite: Bool
+    /// Subscribed channels, patterns and shard channels (`sub=`, `psub=`, `ssub=`).
+    public var channels: Int = 0
+    public var patterns: Int = 0
+    public var shardChannels: Int = 0
 
     /// One CLIENT LIST line (without the newline) in Redis 7.0's field order.
     func line(nowMilliseconds: Int64) -> String {
@@ -29,8 +33,12 @@ public struct ClientFields: Sendable {
         let idle = max(0, (nowMilliseconds - lastInteractionMilliseconds) / 1000)
         let nameText = name.map { String(decoding: $0, as: UTF8.self) } ?? ""
         let events = waitingToWrite ? "rw" : "r"
+        var flags = channels + patterns + shardChannels > 0 ? "P" : ""
+        if inMulti >= 0 { flags += "x" }
+        if flags.isEmpty { flags = "N" }
         return "id=\(id) addr=\(address) laddr=\(localAddress) fd=\(descriptor) name=\(nameText) age=\(age)"
-            + " idle=\(idle) flags=\(inMulti >= 0 ? "x" : "N") db=\(database) sub=0 psub=0 ssub=0 multi=\(inMulti)"
+            + " idle=\(idle) flags=\(flags) db=\(database) sub=\(channels) psub=\(patterns) ssub=\(shardChannels)"
+            + " multi=\(inMulti)"
             + " qbuf=\(queryBufferBytes) qbuf-free=\(queryBufferFreeBytes) argv-mem=0 multi-mem=0 rbs=16384 rbp=0"
             + " obl=\(outputBufferBytes) oll=0 omem=\(outputBufferBytes)"
             + " tot-mem=\(queryBufferBytes + queryBufferFreeBytes + outputBufferBytes + 16384)"

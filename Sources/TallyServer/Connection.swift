@@ -36,6 +36,7 @@ final class Connection {
         let free = parser.freeBytes
         let pending = output.readableBytes
         let writing = waitingToWrite
+        let subscribed = session.subscriptionCounts
         record.fields.withLock { fields in
             fields.name = session.name
             fields.lastInteractionMilliseconds = session.lastInteractionMilliseconds
@@ -47,6 +48,9 @@ final class Connection {
             fields.lastCommand = session.lastCommandName
             fields.protocolVersion = session.protocolVersion.rawValue
             fields.waitingToWrite = writing
+            fields.channels = subscribed.channels
+            fields.patterns = subscribed.patterns
+            fields.shardChannels = subscribed.shardChannels
         }
     }
 }

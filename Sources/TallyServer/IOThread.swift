@@ -8,7 +8,10 @@
 //                                                            log.waitUntilDurable(max offset)
 //                                                            write replies (EPOLLOUT if short)
 //
-// Nothing about a connection is touched by another thread except its `ClientRecord`.
+// Nothing about a connection is touched by another thread except its `ClientRecord` and its
+// pub/sub mailbox: a publisher on any thread appends to the mailbox and, for the first message
+// since the last drain, queues it on `mailReady` and signals the eventfd; this loop then moves
+// the messages into the connection's output (see PubSub.swift).
 import Glibc
 import Synchronization
 import TallyCommands
@@ -26,6 +29,8 @@ final class IOThread: @unchecked Sendable {
     private let epoll: Epoll
     let wakeDescriptor: Int32
     private let inbox = Mutex<[Int32]>([])
+    /// Mailboxes of this loop's subscribers with messages waiting (filled by publishers).
+    private let mailReady = Mutex<[PubSubMailbox]>([])
     private var connections: [Int32: Connection] = [:]
     private var pendingFlush: [Connection] = []
     /// Connections parked in a blocking pop: checked every iteration for a published reply
@@ -71,8 +76,51 @@ final class IOThread: @unchecked Sendable {
         Posix.signalEventFD(wakeDescriptor)
     }
 
-    /// Wakes the loop so it notices kill requests.
+    /// Queues `mailbox` for delivery (called by a publisher on any thread).
+    func mailArrived(_ mailbox: PubSubMailbox) {
+        let wasEmpty = mailReady.withLock { ready -> Bool in
+            ready.append(mailbox)
+            return ready.count == 1
+        }
+        if wasEmpty { Posix.signalEventFD(wakeDescriptor) }
+    }
+
+    /// Moves published messages into their subscribers' output; a subscriber whose mailbox
+    /// overflowed or whose output passed the pubsub class limit is closed, as Redis does.
+    private func deliverMail() {
+        let ready = mailReady.withLock { ready -> [PubSubMailbox] in
+            let taken = ready
+            ready.removeAll(keepingCapacity: true)
+            return taken
+        }
+        for mailbox in ready {
+            guard let connection = connections[mailbox.descriptor], connection.session.id == mailbox.clientID
+            else { continue }
+            let (bytes, overflowed) = mailbox.takeMessages()
+            if overflowed {
+                logOutputLimitClose(connection)
+                close(connection)
+                continue
+            }
+            if bytes.isEmpty { continue }
+            connection.output.writeBytes(bytes)
+            if outputLimitExceeded(connection) { continue }
+            enqueueFlush(connection)
+        }
+    }
+
+    /// Wakes the loop (a served blocking pop is waiting for it).
     func wake() { Posix.signalEventFD(wakeDescriptor) }
+
+    /// Set by CLIENT KILL: the next wake-up scans this loop's connections for kill requests
+    /// (only then: pub/sub deliveries wake the loop far more often, and the scan is O(clients)).
+    private let killCheckPending = Atomic<Bool>(false)
+
+    /// Wakes the loop so it notices kill requests.
+    func requestKillCheck() {
+        killCheckPending.store(true, ordering: .releasing)
+        Posix.signalEventFD(wakeDescriptor)
+    }
 
     /// The loop body; never returns (the process exits through the shutdown path).
     func run() {
@@ -85,7 +133,8 @@ final class IOThread: @unchecked Sendable {
                 if ready.token == Self.wakeToken {
                     Posix.drainEventFD(wakeDescriptor)
                     adoptInbox()
-                    processKillRequests()
+                    deliverMail()
+                    if killCheckPending.exchange(false, ordering: .acquiring) { processKillRequests() }
                 } else if ready.token >= Self.listenerTokenBase {
                     acceptAll(listeners[Int(ready.token - Self.listenerTokenBase)])
                 } else if let connection = connections[Int32(truncatingIfNeeded: ready.token)] {
@@ -164,6 +213,7 @@ final class IOThread: @unchecked Sendable {
         let session = ClientSession(id: engine.makeClientID())
         session.isAuthenticated = !engine.requiresAuthentication
         session.wakeOwner = { [unowned self] in self.wake() }
+        session.announceMail = { [unowned self] mailbox in self.mailArrived(mailbox) }
         session.descriptor = descriptor
         session.peerAddress = peerAddress
         session.localAddress = Posix.localAddress(descriptor)
@@ -249,7 +299,7 @@ final class IOThread: @unchecked Sendable {
             switch connection.parser.next(into: &connection.arguments, authenticated: authenticated) {
             case .command:
                 engine.execute(connection.arguments, session: session, output: &connection.output)
-                if !server.outputLimits.isUnlimited && outputLimitExceeded(connection) { return }
+                if outputLimitExceeded(connection) { return }
                 // Blocked: the rest of its input waits until the waiter is served or times out.
                 if session.blockedWaiter != nil { parked.append(connection) }
                 // Paused: the command and the rest of the input wait for the pause to end.
@@ -273,17 +323,24 @@ final class IOThread: @unchecked Sendable {
     /// Closes the client (dropping its pending replies, as Redis does) when its output is over
     /// `client-output-buffer-limit`; returns true if it was closed.
     private func outputLimitExceeded(_ connection: Connection) -> Bool {
+        // Clients with subscriptions are Redis's pubsub class (getClientType).
+        let limits = connection.session.subscriptionTotal > 0 ? server.pubsubOutputLimits : server.outputLimits
+        if limits.isUnlimited { return false }
         let now = engine.clock.nowMilliseconds()
         let pending = connection.output.readableBytes
-        guard server.outputLimits.exceeded(
+        guard limits.exceeded(
             pendingBytes: pending, nowMilliseconds: now, softSince: &connection.outputSoftLimitSince)
         else { return false }
+        logOutputLimitClose(connection)
+        close(connection)
+        return true
+    }
+
+    private func logOutputLimitClose(_ connection: Connection) {
         server.log.log(
             .warning,
             "Client id=\(connection.session.id) addr=\(connection.session.peerAddress) scheduled to be closed ASAP "
                 + "for overcoming of output buffer limits.")
-        close(connection)
-        return true
     }
 
     /// Delivers served and timed-out blocking pops to their parked connections and resumes

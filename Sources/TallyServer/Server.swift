@@ -88,6 +88,7 @@ public final class Server: Sendable {
         engine.setSetMaxIntsetEntries(Int(clamping: configuration.integer("set-max-intset-entries")))
         engine.setSortedSetLimits(configuration.sortedSetLimits)
         core.applyStreamNodeLimits(from: configuration)
+        engine.pubsub.setMailboxLimit(bytes: core.pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
         //    loading ends, commands without the `loading` flag are answered -LOADING.
@@ -123,6 +124,10 @@ public final class Server: Sendable {
             return 1
         }
         engine.setLoading(false)
+        // Keyspace events start once the dataset is in: loading stores every key, and recording
+        // them all for "new" would only queue events nobody asked for.
+        let eventLetters = core.configuration.withLock { $0.string("notify-keyspace-events") }
+        engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: eventLetters) ?? [])
         startCron(engine: engine)
         log.log(.notice, "Running with \(threadCount) I/O threads and \(engine.keyspace.shards.count) shards")
         log.log(.notice, "Ready to accept connections tcp")

@@ -36,8 +36,8 @@ extension ServerCore {
         subcommand("client|list", -2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|kill", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|help", 2, [.loading, .stale], "@slow @connection"),
-        subcommand("client|unblock", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|reply", 3, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|unblock", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|pause", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|unpause", 2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
     ]
@@ -184,6 +184,10 @@ extension ServerCore {
             field("evicted_keys", String(engine.keyspace.evictedKeys))
             field("keyspace_hits", String(keyspace.hits))
             field("keyspace_misses", String(keyspace.misses))
+            let pubsub = engine.pubsub.counts()
+            field("pubsub_channels", String(pubsub.channels))
+            field("pubsub_patterns", String(pubsub.patterns))
+            field("pubsubshard_channels", String(pubsub.shardChannels))
             field("total_error_replies", String(failed))
             field("total_reads_processed", String(stats.readsProcessed.load(ordering: .relaxed)))
             field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))
@@ -282,13 +286,14 @@ extension ServerCore {
         } else if context.arguments.matches(1, "pause") && (count == 3 || count == 4) {
             clientPause(&context)
         } else if context.arguments.matches(1, "reply") && count == 3 {
+            // OFF and SKIP answer nothing (the engine drops the reply once the mode changed).
             if context.arguments.matches(2, "on") {
                 session.replyMode = .on
                 context.output.writeSimpleString("OK")
             } else if context.arguments.matches(2, "off") {
                 session.replyMode = .off
             } else if context.arguments.matches(2, "skip") {
-                if session.replyMode != .off { session.replyMode = .skipNext }
+                if session.replyMode != .off { session.replyMode = .skipArmed }
             } else {
                 context.output.writeError(RedisError.syntax)
             }
@@ -305,6 +310,7 @@ extension ServerCore {
                 "KILL <option> <value> [<option> <value> [...]]",
                 "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME.",
                 "LIST [options ...]", "    Return information about client connections. Options: ID.",
+                "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
                 "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
                 "REPLY (ON|OFF|SKIP)",
@@ -380,13 +386,15 @@ extension ServerCore {
 
     /// The caller's own line, built from its live session (its published record lags a batch).
     private func ownFields(_ session: ClientSession) -> ClientFields {
-        ClientFields(
+        var fields = ClientFields(
             id: session.id, address: session.peerAddress, localAddress: session.localAddress,
             descriptor: session.descriptor, name: session.name, createdAtMilliseconds: session.createdAtMilliseconds,
             lastInteractionMilliseconds: session.lastInteractionMilliseconds, database: session.database,
             inMulti: session.transaction.isActive ? session.transaction.queued.count : -1, queryBufferBytes: 0,
             outputBufferBytes: 0, lastCommand: "client", protocolVersion: session.protocolVersion.rawValue,
             waitingToWrite: false)
+        (fields.channels, fields.patterns, fields.shardChannels) = session.subscriptionCounts
+        return fields
     }
 
     private func clientList(_ context: inout CommandContext) {
@@ -408,7 +416,18 @@ extension ServerCore {
                     context.output.writeError(Array("ERR Unknown client type '\(text(context, 3))'".utf8))
                     return
                 }
-                if kind != "normal" { filter = [] }
+                // A client with subscriptions is of type pubsub, every other one normal (Tally has
+                // no replicas or masters).
+                var ids = Set<Int64>()
+                if kind == "normal" || kind == "pubsub" {
+                    for record in clients.all() {
+                        let subscribed = record.id == context.session.id
+                            ? context.session.subscriptionTotal > 0
+                            : record.fields.withLock { $0.channels + $0.patterns + $0.shardChannels > 0 }
+                        if subscribed == (kind == "pubsub") { ids.insert(record.id) }
+                    }
+                }
+                filter = ids
             } else {
                 context.output.writeError(RedisError.syntax)
                 return
@@ -491,7 +510,7 @@ extension ServerCore {
     private func kill(_ record: ClientRecord) {
         record.killRequested.store(true, ordering: .relaxed)
         let threads = threads
-        if record.ownerThread < threads.count { threads[record.ownerThread].wake() }
+        if record.ownerThread < threads.count { threads[record.ownerThread].requestKillCheck() }
     }
 
     // MARK: CONFIG
@@ -613,6 +632,17 @@ extension ServerCore {
             applyStreamNodeLimits(from: updated)
         }
         refreshKnobs(from: updated)
+        context.engine.pubsub.setMailboxLimit(bytes: pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
+        if seen.contains("notify-keyspace-events") {
+            // Applied from the argument as given: the canonical text CONFIG GET answers drops
+            // `n` beside `A`, as Redis prints it, but the class stays enabled.
+            var letters = updated.string("notify-keyspace-events")
+            for index in stride(from: 2, to: context.arguments.count - 1, by: 2)
+            where text(context, index).lowercased() == "notify-keyspace-events" {
+                letters = text(context, index + 1)
+            }
+            context.engine.setKeyspaceEventClasses(KeyspaceEventClass(letters: letters) ?? [])
+        }
         context.output.writeSimpleString("OK")
     }
 

@@ -27,6 +27,8 @@ final class ServerCore: Sendable {
     private let hzValue: Atomic<Int>
     /// `client-output-buffer-limit` for normal clients.
     let outputLimits = OutputBufferLimits()
+    /// `client-output-buffer-limit` for clients with subscriptions (Redis's pubsub class).
+    let pubsubOutputLimits = OutputBufferLimits(className: "pubsub")
     private let shuttingDown = Mutex<Bool>(false)
     /// Files to remove at exit (unix socket, pid file).
     let cleanupPaths = Mutex<[String]>([])
@@ -43,6 +45,7 @@ final class ServerCore: Sendable {
         maxBulkValue = Atomic(Int(configuration.integer("proto-max-bulk-len")))
         hzValue = Atomic(Int(configuration.integer("hz")))
         outputLimits.update(from: configuration)
+        pubsubOutputLimits.update(from: configuration)
         runID = Self.makeRunID()
     }
 
@@ -65,6 +68,7 @@ final class ServerCore: Sendable {
         maxBulkValue.store(Int(configuration.integer("proto-max-bulk-len")), ordering: .relaxed)
         hzValue.store(Int(configuration.integer("hz")), ordering: .relaxed)
         outputLimits.update(from: configuration)
+        pubsubOutputLimits.update(from: configuration)
         log.setLevel(LogLevel(name: configuration.string("loglevel")))
     }
 

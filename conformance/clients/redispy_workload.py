@@ -118,6 +118,65 @@ def resp3():
     check("resp3-get-missing", r.get("py:missing") is None)
 
 
+def pubsub_workload(protocol):
+    """PubSub with get_message, a listener thread, patterns and keyspace notifications."""
+    r = redis.Redis(host="127.0.0.1", port=PORT, protocol=protocol)
+    tag = "resp%d" % protocol
+    p = r.pubsub()
+    p.subscribe("py:ch")
+    p.psubscribe("py:p:*")
+    confirmations = [p.get_message(timeout=2) for _ in range(2)]
+    check("pubsub-%s-confirm" % tag, [m and m["type"] for m in confirmations] == ["subscribe", "psubscribe"],
+          repr(confirmations))
+    check("pubsub-%s-numsub" % tag, r.pubsub_numsub("py:ch") == [(b"py:ch", 1)], repr(r.pubsub_numsub("py:ch")))
+    counts = [r.publish("py:ch", "m%d" % i) for i in range(50)] + [r.publish("py:p:x", "pm")]
+    check("pubsub-%s-receivers" % tag, counts == [1] * 50 + [1], repr(counts[-3:]))
+    got = []
+    deadline = time.time() + 5
+    while len(got) < 51 and time.time() < deadline:
+        m = p.get_message(timeout=1)
+        if m:
+            got.append((m["type"], m["data"]))
+    want = [("message", ("m%d" % i).encode()) for i in range(50)] + [("pmessage", b"pm")]
+    check("pubsub-%s-order" % tag, got == want, repr(got[:3]))
+    # A listener thread, as Celery and RQ run one.
+    p.close()
+    received = []
+    p = r.pubsub()
+    p.subscribe(**{"py:handled": lambda m: received.append(m["data"])})
+    t = p.run_in_thread(sleep_time=0.01, daemon=True)
+    try:
+        deadline = time.time() + 5
+        while r.pubsub_numsub("py:handled")[0][1] != 1 and time.time() < deadline:
+            time.sleep(0.01)
+        for i in range(20):
+            r.publish("py:handled", str(i))
+        while len(received) < 20 and time.time() < deadline:
+            time.sleep(0.01)
+    finally:
+        t.stop()
+        t.join(timeout=2)
+    check("pubsub-%s-thread" % tag, received == [str(i).encode() for i in range(20)], repr(received[:3]))
+    # Keyspace notifications for an expiring counter window.
+    r.config_set("notify-keyspace-events", "Ex")
+    try:
+        q = r.pubsub()
+        q.psubscribe("__keyevent@0__:expired")
+        q.get_message(timeout=2)
+        r.set("py:window", 1, px=50)
+        event = None
+        deadline = time.time() + 5
+        while event is None and time.time() < deadline:
+            m = q.get_message(timeout=0.5)
+            if m and m["type"] == "pmessage":
+                event = m
+        check("pubsub-%s-expired-event" % tag, event is not None and event["data"] == b"py:window"
+              and event["channel"] == b"__keyevent@0__:expired", repr(event))
+        q.close()
+    finally:
+        r.config_set("notify-keyspace-events", "")
+
+
 def cache_pattern():
     r = redis.Redis(host="127.0.0.1", port=PORT)
     r.set("py:cache:a", "payload", ex=100)
@@ -133,6 +192,7 @@ def cache_pattern():
 
 
 for name, fn in [("pool", pool_hammer), ("pipelines", pipelines), ("watch", watch_retry), ("resp3", resp3),
-                 ("cache", cache_pattern)]:
+                 ("cache", cache_pattern), ("pubsub2", lambda: pubsub_workload(2)),
+                 ("pubsub3", lambda: pubsub_workload(3))]:
     guarded(name, fn)
 sys.exit(1 if failures else 0)

@@ -85,7 +85,7 @@ class Step:
         self.dargs = dargs
 
 
-DIRECTIVES = {"sleep", "raw", "rawrep", "closed", "reconnect", "resp2", "resp3"}
+DIRECTIVES = {"sleep", "raw", "rawrep", "closed", "reconnect", "resp2", "resp3", "read"}
 
 
 def parse_line(lineno, text):

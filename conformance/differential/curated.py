@@ -54,6 +54,9 @@ def _exchange(side, step):
             if closed:
                 c.close()
             return data + (b"<closed>" if closed else b"<open>"), None
+        if step.directive == "read":
+            # One more reply already on its way (a pub/sub message, the next confirmation).
+            return c.read_reply(timeout=5.0)
         if step.mode == "scan":
             return _full_scan(c, step.args), None
         c.send(encode_command(step.args))

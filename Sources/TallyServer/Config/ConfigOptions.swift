@@ -1,5 +1,6 @@
 // ConfigOptions: the single option table (name, kind, default, mutability) behind config files,
 // command-line overrides, CONFIG GET and CONFIG SET.
+import TallyCommands
 import TallyProtocol
 
 /// How an option's arguments are validated and normalized.
@@ -22,6 +23,8 @@ public enum ConfigKind: Sendable {
     case octal
     /// `client-output-buffer-limit`: `<class> <hard> <soft> <soft seconds>` groups.
     case outputBufferLimits
+    /// `notify-keyspace-events`: class letters, stored in Redis's canonical order.
+    case keyspaceEvents
 }
 
 /// One row of the option table.
@@ -92,6 +95,11 @@ public struct ConfigOption: Sendable {
                 return .failure(ConfigError("argument couldn't be parsed into an integer"))
             }
             return .success(String(value, radix: 8))
+        case .keyspaceEvents:
+            guard let classes = KeyspaceEventClass(letters: text) else {
+                return .failure(ConfigError(KeyspaceEventClass.invalidLettersMessage))
+            }
+            return .success(classes.letters)
         case .string, .savePoints, .addressList, .outputBufferLimits:
             return .success(text)
         }
@@ -193,6 +201,7 @@ public enum ConfigTable {
         ConfigOption(
             "client-output-buffer-limit", .outputBufferLimits,
             "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"),
+        ConfigOption("notify-keyspace-events", .keyspaceEvents, ""),
         ConfigOption("maxmemory", .memory(min: 0, max: longMax), "0"),
         ConfigOption(
             "maxmemory-policy",
