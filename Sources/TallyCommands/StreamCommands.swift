@@ -355,7 +355,7 @@ enum StreamCommands {
         var failure: StaticString?
         var added: StreamID?
         do {
-            let found = try shard.withStream(context.database, key, now: now, create: !parsed.noCreate) {
+            let found = try shard.updateStream(context.database, key, now: now, create: !parsed.noCreate) {
                 stream, changed in
                 if stream.lastID == .max {
                     failure = exhausted
@@ -383,6 +383,7 @@ enum StreamCommands {
                     return
                 }
                 var pairs: [ArraySlice<UInt8>] = []
+                pairs.reserveCapacity(arguments.count - fieldIndex)
                 var total = 0
                 for index in fieldIndex..<arguments.count {
                     pairs.append(arguments[index])
@@ -403,7 +404,7 @@ enum StreamCommands {
                 }
                 if logs && (parsed.id == nil || !parsed.seqGiven) { command[idIndex] = id.bytes }
             }
-            if found == nil {
+            if !found {
                 context.output.writeNull()
                 return
             }

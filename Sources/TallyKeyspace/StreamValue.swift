@@ -43,12 +43,32 @@ public struct StreamID: Comparable, Hashable, Sendable {
         return nil
     }
 
-    /// "ms-seq" as bytes.
+    /// "ms-seq" as bytes (one allocation: it is every XADD's reply).
     public var bytes: [UInt8] {
-        var text = decimalBytes(ms)
+        var text: [UInt8] = []
+        text.reserveCapacity(41)
+        StreamID.appendDecimal(ms, to: &text)
         text.append(UInt8(ascii: "-"))
-        text.append(contentsOf: decimalBytes(seq))
+        StreamID.appendDecimal(seq, to: &text)
         return text
+    }
+
+    private static func appendDecimal(_ value: UInt64, to text: inout [UInt8]) {
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        let start = text.count
+        for _ in 0..<digits { text.append(UInt8(ascii: "0")) }
+        var remaining = value
+        var position = start + digits - 1
+        while remaining > 0 {
+            text[position] = UInt8(ascii: "0") + UInt8(remaining % 10)
+            remaining /= 10
+            position -= 1
+        }
     }
 
     /// The 16-byte big-endian form (the radix tree key of a node and of a PEL entry).
@@ -896,6 +916,16 @@ public struct StreamValue: Sendable {
 }
 
 extension Shard {
+    /// `withStream` for a body without a result, not generic: a generic call from another
+    /// module runs `withAggregate` unspecialized (runtime metadata lookups and value-witness
+    /// copies of the stream took a quarter of an XADD). Returns false when the key is absent.
+    public func updateStream(
+        _ database: Int, _ key: Key, now: Int64, create: Bool,
+        _ body: (inout StreamValue, inout Bool) throws(KeyspaceError) -> Void
+    ) throws(KeyspaceError) -> Bool {
+        try withAggregate(database, key, now: now, create: create, body) != nil
+    }
+
     /// Applies `body` to the stream at `key` (see `withAggregate`); a stream is never removed
     /// for being empty.
     public func withStream<R>(
