@@ -50,6 +50,8 @@ public final class ClientSession {
     /// Set by dispatch when CLIENT PAUSE held the command back: it did not run and has no
     /// reply yet; the I/O thread runs it again once the pause ends.
     public var isPostponed: Bool = false
+    /// True after MONITOR: the client receives every executed command and may not touch keys.
+    public var isMonitoring: Bool = false
     /// Wakes the I/O thread that owns this session (set by the server; a served waiter calls it
     /// from the pushing client's thread).
     public var wakeOwner: (@Sendable () -> Void)?

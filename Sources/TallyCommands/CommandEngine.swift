@@ -67,6 +67,8 @@ public final class CommandEngine: Sendable {
     public let latencyMonitor = LatencyMonitor()
     /// The process's memory figures (MEMORY STATS / DOCTOR), installed by the server.
     public let processMemory = ProcessMemoryReader()
+    /// Clients in MONITOR mode.
+    public let monitors = MonitorFeed()
     /// Every pub/sub subscription, shared by all I/O threads.
     public let pubsub = PubSubHub()
     /// `notify-keyspace-events` and the publishing of keyspace events (KeyspaceEvents.swift).
@@ -129,6 +131,7 @@ public final class CommandEngine: Sendable {
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
             + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs + PubSubCommands.specs
+            + MonitorCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -307,6 +310,10 @@ public final class CommandEngine: Sendable {
         {
             return refuse(row, reason: Self.loadingReason, session: session, statistics, output: &output)
         }
+        if session.isMonitoring && !flags.isDisjoint(with: [.write, .readonly, .mayReplicate]) {
+            // A monitor is a replica-like client in Redis (CLIENT_SLAVE): it may not use keys.
+            return refuse(row, reason: Self.monitorKeyspaceReason, session: session, statistics, output: &output)
+        }
         if clientPause.isPossiblyActive && !session.isReplayingLog
             && clientPause.holds(isExec ? flags.union(session.transaction.queuedFlags) : flags,
                                  now: clock.nowMilliseconds())
@@ -340,6 +347,7 @@ public final class CommandEngine: Sendable {
     static let noAuthReason: [UInt8] = errorReason(RedisError.noAuth)
     static let notInTransactionReason: [UInt8] = Array("Command not allowed inside a transaction".utf8)
     static let loadingReason: [UInt8] = errorReason(RedisError.loading)
+    static let monitorKeyspaceReason: [UInt8] = Array("Replica can't interact with the keyspace".utf8)
 
     private static func errorReason(_ text: StaticString) -> [UInt8] {
         Array("-".utf8) + text.withUTF8Buffer { Array($0) }
@@ -499,6 +507,18 @@ public final class CommandEngine: Sendable {
             statistics.failedCalls.add(1, ordering: .relaxed)
         }
         session.lastCommandName = table.rows[row].name
+        if monitors.isActive && !session.isReplayingLog {
+            // Administrative commands are not shown (a container's subcommand decides: CONFIG GET).
+            var flags = table.rows[row].flags
+            if table.hasSubcommands(row) && arguments.count >= 2,
+               let sub = table.subcommand(of: row, named: arguments[1]) {
+                flags = table.rows[row].subcommands[sub].flags
+            }
+            if !flags.contains(.admin) {
+                monitors.feed(arguments, database: session.database, session: session,
+                              limitBytes: pubsub.mailboxLimitBytes)
+            }
+        }
         latencyMonitor.sample(table.rows[row].flags.contains(.fast) ? "fast-command" : "command",
                               milliseconds: elapsed / 1000, unixSeconds: clock.nowMilliseconds() / 1000)
         if slowLog.isSlow(elapsed) && !table.rows[row].flags.contains(.skipSlowlog) {
@@ -580,6 +600,7 @@ extension CommandEngine {
             session.blockedWaiter = nil
         }
         PubSubCommands.unsubscribeAll(session, hub: pubsub)
+        if session.isMonitoring { monitors.remove(clientID: session.id) }
     }
 
     /// Prepares a new session: unauthenticated when `requirepass` is set.

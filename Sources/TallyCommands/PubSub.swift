@@ -79,6 +79,22 @@ public final class PubSubMailbox: Sendable {
         if first { announce?(self) }
     }
 
+    /// Appends bytes sent as they are in either dialect (MONITOR's status lines).
+    func post(raw bytes: [UInt8], limitBytes: Int) {
+        let first = pending.withLock { state -> Bool in
+            if state.overflowed { return false }
+            state.bytes.append(contentsOf: bytes)
+            if limitBytes > 0 && state.bytes.count > limitBytes {
+                state.overflowed = true
+                state.bytes = []
+            }
+            if state.announced { return false }
+            state.announced = true
+            return true
+        }
+        if first { announce?(self) }
+    }
+
     /// Takes the waiting messages; `overflowed` means the client fell past its output limit and
     /// must be closed.
     public func takeMessages() -> (bytes: [UInt8], overflowed: Bool) {
@@ -149,6 +165,9 @@ public final class PubSubHub: Sendable {
     /// Subscriptions of any kind on the server: notifications skip building channel names when 0.
     private let subscriptionCount = Atomic<Int>(0)
     private let mailboxLimit = Atomic<Int>(32 * 1024 * 1024)
+
+    /// The hard limit a mailbox may hold (the pubsub class of `client-output-buffer-limit`).
+    var mailboxLimitBytes: Int { mailboxLimit.load(ordering: .relaxed) }
 
     /// Creates an empty hub.
     public init() {}
