@@ -119,7 +119,7 @@ public final class CommandEngine: Sendable {
             + SortCommand.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
-            + HyperLogLogDebugCommands.specs + SortedSetCommands.specs
+            + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + GeoCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
