@@ -105,10 +105,16 @@ enum GeoHash {
     }
 
     /// A score as the 64-bit value C's `(uint64_t)` cast gives on x86-64 (scores of geo
-    /// members are below 2^54; other sorted sets may hold anything).
+    /// members are below 2^54; other sorted sets may hold anything, and GEOPOS reads them).
+    /// At or above 2^63 the compiler subtracts 2^63, converts signed and flips the top bit, so
+    /// 2^64 and beyond (and +inf) come out as 0; -2^63 and below, -inf and NaN as 2^63.
     static func scoreBits(_ score: Double) -> UInt64 {
-        if score >= 0 && score < 18_446_744_073_709_551_616.0 { return UInt64(score) }
-        if score < 0 && score > -9_223_372_036_854_775_808.0 { return UInt64(bitPattern: Int64(score)) }
+        let twoTo63 = 9_223_372_036_854_775_808.0
+        if score >= twoTo63 {
+            let reduced = score - twoTo63
+            return reduced < twoTo63 ? UInt64(reduced) ^ (1 << 63) : 0
+        }
+        if score > -twoTo63 { return UInt64(bitPattern: Int64(score)) }
         return 0x8000_0000_0000_0000
     }
 
