@@ -375,13 +375,24 @@ enum GeoCommands {
         }
         if count != 0 && order == .none && !any { order = .ascending }
         var matches = collect(set, shape: shape, limit: any ? Int(count) : 0)
-        switch order {
-        case .none: break
-        // Equal distances keep their scan order (a stable sort, as glibc's merge-sorting qsort).
-        case .ascending: matches.sort { $0.distance < $1.distance }
-        case .descending: matches.sort { $0.distance > $1.distance }
+        if order != .none {
+            let sign = order == .ascending ? 1 : -1
+            if count == 0 || matches.count <= Int(count) {
+                // Equal distances keep their scan order (a stable sort, as glibc's merge-sorting qsort).
+                if order == .ascending {
+                    matches.sort { $0.distance < $1.distance }
+                } else {
+                    matches.sort { $0.distance > $1.distance }
+                }
+            } else {
+                // Redis sorts only the first COUNT with its partial quicksort, which decides
+                // the order of equal distances: do exactly the same.
+                partialQuicksort(&matches, start: 0, count: matches.count, keep: 0...(Int(count) - 1)) {
+                    $0.distance > $1.distance ? sign : ($0.distance == $1.distance ? 0 : -sign)
+                }
+                matches.removeSubrange(Int(count)...)
+            }
         }
-        if count != 0 && matches.count > Int(count) { matches.removeSubrange(Int(count)...) }
         for position in matches.indices { matches[position].distance /= shape.conversion }
         if let storeIndex { return store(&context, matches, at: storeIndex, distances: storeDistance) }
         writeMatches(matches, distance: withDistance, hash: withHash, coordinates: withCoordinates,
@@ -427,6 +438,94 @@ enum GeoCommands {
             lastScanned = position
         }
         return matches
+    }
+
+    /// Redis's pqsort (pqsort.c: a Bentley-McIlroy quicksort with three-way partitioning that
+    /// skips the partitions lying wholly outside `keep`), reproduced step for step so that
+    /// elements comparing equal end in the same order.
+    static func partialQuicksort<T>(_ items: inout [T], start first: Int, count total: Int, keep: ClosedRange<Int>,
+                                    _ compare: (T, T) -> Int) {
+        var start = first
+        var n = total
+        func median(_ a: Int, _ b: Int, _ c: Int) -> Int {
+            compare(items[a], items[b]) < 0
+                ? (compare(items[b], items[c]) < 0 ? b : (compare(items[a], items[c]) < 0 ? c : a))
+                : (compare(items[b], items[c]) > 0 ? b : (compare(items[a], items[c]) < 0 ? a : c))
+        }
+        func blockSwap(_ a: Int, _ b: Int, _ length: Int) {
+            for offset in 0..<max(0, length) { items.swapAt(a + offset, b + offset) }
+        }
+        func outside(_ from: Int, _ length: Int) -> Bool {
+            (keep.lowerBound < from && keep.upperBound < from)
+                || (keep.lowerBound >= from + length && keep.upperBound >= from + length)
+        }
+        while true {
+            if n < 7 {
+                var next = start + 1
+                while next < start + n {
+                    var position = next
+                    while position > start && compare(items[position - 1], items[position]) > 0 {
+                        items.swapAt(position, position - 1)
+                        position -= 1
+                    }
+                    next += 1
+                }
+                return
+            }
+            var middle = start + n / 2
+            if n > 7 {
+                var left = start
+                var right = start + n - 1
+                if n > 40 {
+                    let step = n / 8
+                    left = median(left, left + step, left + 2 * step)
+                    middle = median(middle - step, middle, middle + step)
+                    right = median(right - 2 * step, right - step, right)
+                }
+                middle = median(left, middle, right)
+            }
+            items.swapAt(start, middle)
+            var pa = start + 1, pb = start + 1
+            var pc = start + n - 1, pd = start + n - 1
+            while true {
+                while pb <= pc {
+                    let order = compare(items[pb], items[start])
+                    if order > 0 { break }
+                    if order == 0 {
+                        items.swapAt(pa, pb)
+                        pa += 1
+                    }
+                    pb += 1
+                }
+                while pb <= pc {
+                    let order = compare(items[pc], items[start])
+                    if order < 0 { break }
+                    if order == 0 {
+                        items.swapAt(pc, pd)
+                        pd -= 1
+                    }
+                    pc -= 1
+                }
+                if pb > pc { break }
+                items.swapAt(pb, pc)
+                pb += 1
+                pc -= 1
+            }
+            let end = start + n
+            var length = min(pa - start, pb - pa)
+            blockSwap(start, pb - length, length)
+            length = min(pd - pc, end - pd - 1)
+            blockSwap(pb, end - length, length)
+            length = pb - pa
+            if length > 1 && !outside(start, length) {
+                partialQuicksort(&items, start: start, count: length, keep: keep, compare)
+            }
+            length = pd - pc
+            guard length > 1 else { return }
+            start = end - length
+            n = length
+            if outside(start, n) { return }
+        }
     }
 
     static func writeMatches(_ matches: [Match], distance: Bool, hash: Bool, coordinates: Bool,
