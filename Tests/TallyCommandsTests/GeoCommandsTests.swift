@@ -101,4 +101,19 @@ import Testing
         #expect(h.reply("GEOPOS", "Sicily", "Palermo", "nope")
             == "*2\r\n*2\r\n,13.36138933897018433\r\n,38.11555639549629859\r\n_\r\n")
     }
+
+    @Test func geoaddIsLoggedAsZaddAndStoresVerbatim() {
+        let h = CommandHarness()
+        let log = RecordingLog()
+        h.engine.attachLog(log)
+        h.run("GEOADD", "g", "CH", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania")
+        h.run("GEOADD", "g", "13.361389", "38.115556", "Palermo")
+        h.run("GEORADIUS", "g", "15", "37", "300", "km", "WITHDIST")
+        h.run("GEORADIUS", "g", "15", "37", "300", "km", "STORE", "d")
+        h.run("GEOSEARCHSTORE", "d2", "g", "FROMMEMBER", "Palermo", "BYRADIUS", "1", "m", "STOREDIST")
+        #expect(log.recorded == ["0:zadd g CH 3479099956230698 Palermo 3479447370796909 Catania",
+                                 "0:GEORADIUS g 15 37 300 km STORE d",
+                                 "0:GEOSEARCHSTORE d2 g FROMMEMBER Palermo BYRADIUS 1 m STOREDIST"])
+        #expect(h.reply("ZRANGE", "d2", "0", "-1", "WITHSCORES") == "*2\r\n$7\r\nPalermo\r\n$1\r\n0\r\n")
+    }
 }
