@@ -131,7 +131,7 @@ public final class CommandEngine: Sendable {
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
             + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs + PubSubCommands.specs
-            + MonitorCommands.specs
+            + MonitorCommands.specs + GeoCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).

@@ -79,6 +79,9 @@ public struct CommandSpec: Sendable {
     public let subcommands: [CommandSpec]
     /// The implementation.
     public let handler: CommandHandler
+    /// Key specs for COMMAND INFO when one range spec derived from the key positions is not what
+    /// Redis reports (GEORADIUS's STORE keywords, GEOSEARCHSTORE's write-then-read keys).
+    public var keySpecs: [KeySpec] = []
 
     /// Creates a row.
     public init(
@@ -94,5 +97,34 @@ public struct CommandSpec: Sendable {
         self.categories = categories
         self.subcommands = subcommands
         self.handler = handler
+    }
+}
+
+/// One COMMAND INFO key spec (Redis 7's keySpec): flags, how the search begins, a range of keys.
+public struct KeySpec: Sendable {
+    /// Where the key search begins.
+    public enum Begin: Sendable {
+        /// At argument `index`.
+        case index(Int)
+        /// After `keyword`, looked up from argument `startFrom` on.
+        case keyword(String, startFrom: Int)
+    }
+
+    /// Flags as Redis prints them ("RO", "access"; "OW", "update"...).
+    public var flags: [String]
+    /// Where the search begins.
+    public var begin: Begin
+    /// find_keys range: last key relative to the first (-1: the last argument), step and limit.
+    public var lastKey: Int
+    public var keyStep: Int
+    public var limit: Int
+
+    /// Creates a spec with a one-key range.
+    public init(_ flags: [String], _ begin: Begin, lastKey: Int = 0, keyStep: Int = 1, limit: Int = 0) {
+        self.flags = flags
+        self.begin = begin
+        self.lastKey = lastKey
+        self.keyStep = keyStep
+        self.limit = limit
     }
 }

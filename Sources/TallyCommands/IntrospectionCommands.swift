@@ -170,6 +170,45 @@ enum IntrospectionCommands {
         + "expiration time (Redis 8.8's INCREX: the one command Tally adds beyond Redis 7.0; logged to the AOF "
         + "as SET so Redis 7.0 can replay it)."
 
+    /// One explicit key spec, in the shape of the derived one below.
+    static func writeKeySpec(_ keySpec: KeySpec, into output: inout OutputBuffer) {
+        output.writeMapHeader(3)
+        output.writeBulkString("flags".utf8)
+        output.writeSetHeader(keySpec.flags.count)
+        for flag in keySpec.flags { output.writeSimpleString(flag.utf8) }
+        output.writeBulkString("begin_search".utf8)
+        output.writeMapHeader(2)
+        output.writeBulkString("type".utf8)
+        switch keySpec.begin {
+        case .index(let index):
+            output.writeBulkString("index".utf8)
+            output.writeBulkString("spec".utf8)
+            output.writeMapHeader(1)
+            output.writeBulkString("index".utf8)
+            output.writeInteger(index)
+        case .keyword(let keyword, let startFrom):
+            output.writeBulkString("keyword".utf8)
+            output.writeBulkString("spec".utf8)
+            output.writeMapHeader(2)
+            output.writeBulkString("keyword".utf8)
+            output.writeBulkString(keyword.utf8)
+            output.writeBulkString("startfrom".utf8)
+            output.writeInteger(startFrom)
+        }
+        output.writeBulkString("find_keys".utf8)
+        output.writeMapHeader(2)
+        output.writeBulkString("type".utf8)
+        output.writeBulkString("range".utf8)
+        output.writeBulkString("spec".utf8)
+        output.writeMapHeader(3)
+        output.writeBulkString("lastkey".utf8)
+        output.writeInteger(keySpec.lastKey)
+        output.writeBulkString("keystep".utf8)
+        output.writeInteger(keySpec.keyStep)
+        output.writeBulkString("limit".utf8)
+        output.writeInteger(keySpec.limit)
+    }
+
     /// The documentation group Redis files a command under, from its ACL categories.
     static func group(of spec: CommandSpec) -> String {
         let categories = Set(spec.categories)
@@ -178,6 +217,7 @@ enum IntrospectionCommands {
         if categories.contains("@bitmap") { return "bitmap" }
         if categories.contains("@hyperloglog") { return "hyperloglog" }
         if categories.contains("@list") { return "list" }
+        if categories.contains("@geo") { return "geo" }
         if categories.contains("@set") { return "set" }
         if categories.contains("@stream") { return "stream" }
         if categories.contains("@transaction") { return "transactions" }
@@ -208,9 +248,12 @@ enum IntrospectionCommands {
         output.writeInteger(spec.step)
         output.writeSetHeader(spec.categories.count)
         for category in spec.categories { output.writeSimpleString(category.utf8) }
-        output.writeArrayHeader(0)
-        if spec.firstKey > 0 {
-            output.writeArrayHeader(1)
+        output.writeSetHeader(0)  // tips: a set in RESP3, as server.c writes it
+        if !spec.keySpecs.isEmpty {
+            output.writeSetHeader(spec.keySpecs.count)
+            for keySpec in spec.keySpecs { writeKeySpec(keySpec, into: &output) }
+        } else if spec.firstKey > 0 {
+            output.writeSetHeader(1)
             output.writeMapHeader(3)
             output.writeBulkString("flags".utf8)
             output.writeSetHeader(2)
@@ -242,9 +285,14 @@ enum IntrospectionCommands {
             output.writeBulkString("limit".utf8)
             output.writeInteger(0)
         } else {
-            output.writeArrayHeader(0)
+            output.writeSetHeader(0)
         }
-        output.writeArrayHeader(spec.subcommands.count)
+        // No subcommands: an empty set; otherwise an array (addReplyCommandSubCommands).
+        if spec.subcommands.isEmpty {
+            output.writeSetHeader(0)
+        } else {
+            output.writeArrayHeader(spec.subcommands.count)
+        }
         for sub in spec.subcommands { writeInfo(sub, into: &output) }
     }
 }

@@ -20,6 +20,11 @@ LEX_BOUNDS = [b"-", b"+", b"[f0", b"(f1", b"[f2", b"[", b"(", b"f1", b"[\xff"]
 VALUES = [b"v", b"", b"10", b"-3", b"hello world", b"\x00\x01\xff", b"3.5", b"12345678901234567890"]
 STREAM_LEN = 4000
 BATCH = 400
+# Longitude, latitude pairs for the geo commands (the limits and a few invalid ones included).
+GEO_POINTS = [(b"0", b"0"), (b"13.361389", b"38.115556"), (b"15.087269", b"37.502669"), (b"180", b"85.05112878"),
+              (b"-180", b"-85.05112878"), (b"-0.1", b"51.5"), (b"200", b"0"), (b"0", b"86"), (b"x", b"1")]
+GEO_SIZES = [b"0", b"1", b"100", b"500", b"20000", b"-1", b"x"]
+GEO_UNITS = [b"m", b"km", b"KM", b"mi", b"ft", b"yd"]
 
 
 class Op:
@@ -179,6 +184,18 @@ class Generator:
             (1, lambda: Op([b"SORT", k] + r.choice([[], [b"ALPHA"], [b"DESC", b"LIMIT", b"0", b"2"],
                                                     [b"ALPHA", b"STORE", self.key()]]))),
             (5, lambda: self.zadd_op(k)),
+            (2, lambda: self.geoadd_op(k)),
+            (1, lambda: Op([r.choice([b"GEOPOS", b"GEOHASH"]), k, f, r.choice(FIELDS)])),
+            (1, lambda: Op([b"GEODIST", k, f, r.choice(FIELDS)] + r.choice([[], [b"km"], [b"MI"], [b"yd"]]))),
+            (1, lambda: Op([b"GEOSEARCH", k, b"FROMLONLAT"] + list(r.choice(GEO_POINTS))
+                           + r.choice([[b"BYRADIUS", r.choice(GEO_SIZES), r.choice(GEO_UNITS)],
+                                       [b"BYBOX", r.choice(GEO_SIZES), r.choice(GEO_SIZES), r.choice(GEO_UNITS)]])
+                           + [b"ASC", b"WITHDIST"] + r.choice([[], [b"WITHCOORD", b"WITHHASH"], [b"COUNT", b"2"]]))),
+            (1, lambda: Op([b"GEORADIUSBYMEMBER", k, f, r.choice(GEO_SIZES), r.choice(GEO_UNITS)]
+                           + r.choice([[b"STORE", self.key()], [b"STOREDIST", self.key(), b"DESC"],
+                                       [b"WITHDIST", b"ASC"], [b"COUNT", b"1", b"ANY"]]))),
+            (1, lambda: Op([b"GEOSEARCHSTORE", self.key(), k, b"FROMMEMBER", f, b"BYBOX", r.choice(GEO_SIZES),
+                            r.choice(GEO_SIZES), r.choice(GEO_UNITS)] + r.choice([[], [b"STOREDIST"]]))),
             (2, lambda: Op([b"ZINCRBY", k, r.choice(SCORES), r.choice(FIELDS)])),
             (2, lambda: Op([b"ZREM", k] + [r.choice(FIELDS) for _ in range(r.randint(1, 3))])),
             (1, lambda: Op([b"ZCARD", k])),
@@ -322,6 +339,12 @@ class Generator:
             if kind != b"GET":
                 args.append(self.int_arg())
         return Op(args)
+
+    def geoadd_op(self, k):
+        r = self.r
+        flags = r.choice([[], [], [b"NX"], [b"XX"], [b"CH"], [b"XX", b"CH"]])
+        triples = [x for _ in range(r.randint(1, 3)) for x in list(r.choice(GEO_POINTS)) + [r.choice(FIELDS)]]
+        return Op([b"GEOADD", k] + flags + triples)
 
     def zadd_op(self, k):
         r = self.r
