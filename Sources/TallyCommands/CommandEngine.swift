@@ -59,6 +59,8 @@ public final class CommandEngine: Sendable {
     public let configuration: EngineConfiguration
     /// Clients parked in blocking pops.
     public let blocking = BlockingRegistry()
+    /// The Lua interpreter and script cache (EVAL, SCRIPT).
+    public let scripting = ScriptingRuntime()
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -107,7 +109,7 @@ public final class CommandEngine: Sendable {
         CounterCommands.specs + IncrementWithExpiry.specs + StringCommands.specs + BitmapCommands.specs
             + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
-            + IntrospectionCommands.specs + ObjectCommands.specs
+            + IntrospectionCommands.specs + ObjectCommands.specs + ScriptingCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -386,7 +388,8 @@ public final class CommandEngine: Sendable {
         swap(&context.output, &output)
         // While clients are blocked (and for EXEC, which takes every shard anyway), the command
         // holds every shard, so finish() can serve waiters on any key (see Blocking.swift).
-        let exclusive = !insideExec && (row == execRow || blocking.hasWaiters) ? keyspace.lockExclusive() : false
+        let takesAll = row == execRow || blocking.hasWaiters || table.flags[row].contains(.runsExclusive)
+        let exclusive = !insideExec && takesAll ? keyspace.lockExclusive() : false
         table.rows[row].handler(&context)
         context.finish()
         keyspace.unlockExclusive(exclusive)

@@ -44,6 +44,13 @@ public struct CommandFlags: OptionSet, Sendable {
     public static let blocking = CommandFlags(rawValue: 1 << 16)
     /// Key positions depend on the arguments (LMPOP's numkeys); first/last/step are 0 (reported).
     public static let movableKeys = CommandFlags(rawValue: 1 << 15)
+    /// Not shown to MONITOR (reported; EVAL and friends).
+    public static let skipMonitor = CommandFlags(rawValue: 1 << 20)
+    /// May run without any key even though it takes keys (EVAL's numkeys 0; reported).
+    public static let noMandatoryKeys = CommandFlags(rawValue: 1 << 21)
+    /// Tally's own: dispatch takes every shard before the handler runs (EVAL: a script is atomic
+    /// like EXEC, and `finish()` can then serve blocked clients its writes woke).
+    public static let runsExclusive = CommandFlags(rawValue: 1 << 22)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and
