@@ -61,6 +61,8 @@ public final class CommandEngine: Sendable {
     public let blocking = BlockingRegistry()
     /// The Lua interpreter and script cache (EVAL, SCRIPT).
     public let scripting = ScriptingRuntime()
+    /// The function libraries' interpreter (FUNCTION, FCALL), apart from EVAL's as in Redis 7.0.
+    public let functions = ScriptingRuntime(forFunctions: true)
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -110,6 +112,7 @@ public final class CommandEngine: Sendable {
             + HyperLogLogCommands.specs + HashCommands.specs + ListCommands.specs + KeyspaceCommands.specs
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + ScriptingCommands.specs
+            + FunctionCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).

@@ -85,31 +85,9 @@ enum ScriptingCommands {
             case .success(let loaded): flags = loaded
             }
         }
-        let compatible = flags.contains(.compatibility)
-        let limit = engine.memoryLimitBytes
-        let overLimit = limit != 0 && engine.keyspace.usedMemoryBytes > limit
-        if !compatible {
-            if !flags.contains(.noWrites) {
-                if let refusal = engine.attachedLog?.writeRefusal() {
-                    context.output.writeError(refusal)
-                    return
-                }
-                if readOnly {
-                    context.output.writeError("ERR Can not execute a script with write flag using *_ro command.")
-                    return
-                }
-            }
-            if overLimit && flags.isDisjoint(with: [.allowOOM, .noWrites]) {
-                context.output.writeError(
-                    "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'")
-                return
-            }
+        guard let run = prepareRun(&context, runtime: runtime, name: sha, flags: flags, readOnly: readOnly) else {
+            return
         }
-        let session = context.session
-        let run = ScriptRun(
-            engine: engine, session: session, sha: sha,
-            readOnly: readOnly || (!compatible && flags.contains(.noWrites)),
-            allowOOM: !compatible && flags.contains(.allowOOM), overMemoryLimitAtStart: overLimit)
         let lua = runtime.lua
         let registry = tally_lua_registry_index()
         lua_rawgeti(lua, registry, runtime.errorHandler)
@@ -121,10 +99,49 @@ enum ScriptingCommands {
         pushArray(lua, context.arguments, keyEnd..<argumentCount)
         lua_setfield(lua, -2, "ARGV")
         tally_lua_pop(lua, 1)
+        call(&context, runtime: runtime, run: run, argumentCount: 0)
+    }
 
+    /// The checks Redis's scriptPrepareForRun makes before a script or function starts (shebang
+    /// or function flags against EVAL_RO/FCALL_RO, MISCONF and OOM); nil after writing a refusal.
+    static func prepareRun(_ context: inout CommandContext, runtime: ScriptingRuntime, name: [UInt8],
+                           flags: ScriptFlags, readOnly: Bool) -> ScriptRun? {
+        let engine = context.engine
+        let compatible = flags.contains(.compatibility)
+        let limit = engine.memoryLimitBytes
+        let overLimit = limit != 0 && engine.keyspace.usedMemoryBytes > limit
+        if !compatible {
+            if !flags.contains(.noWrites) {
+                if let refusal = engine.attachedLog?.writeRefusal() {
+                    context.output.writeError(refusal)
+                    return nil
+                }
+                if readOnly {
+                    context.output.writeError("ERR Can not execute a script with write flag using *_ro command.")
+                    return nil
+                }
+            }
+            if overLimit && flags.isDisjoint(with: [.allowOOM, .noWrites]) {
+                context.output.writeError(
+                    "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'")
+                return nil
+            }
+        }
+        return ScriptRun(
+            engine: engine, session: context.session, sha: name,
+            readOnly: readOnly || (!compatible && flags.contains(.noWrites)),
+            allowOOM: !compatible && flags.contains(.allowOOM), overMemoryLimitAtStart: overLimit)
+    }
+
+    /// Calls the function below the error handler on the Lua stack (with `argumentCount`
+    /// arguments above it), writes its result or error as the reply and logs its effects.
+    static func call(_ context: inout CommandContext, runtime: ScriptingRuntime, run: ScriptRun,
+                     argumentCount: Int32) {
+        let lua = runtime.lua
+        let session = context.session
         let callerDatabase = session.database
         runtime.current = run
-        let status = lua_pcall(lua, 0, 1, -2)
+        let status = lua_pcall(lua, argumentCount, 1, -2 - argumentCount)
         runtime.current = nil
         session.database = callerDatabase
         runtime.callsSinceCollection += 1
@@ -134,7 +151,7 @@ enum ScriptingCommands {
             runtime.callsSinceCollection = 0
         }
         if status != 0 {
-            context.output.writeError(failureMessage(lua, sha: sha))
+            context.output.writeError(failureMessage(lua, sha: run.sha))
             tally_lua_pop(lua, 1)
         } else {
             writeLuaValue(lua, into: &context.output, scriptProtocol: run.resp)
@@ -144,7 +161,7 @@ enum ScriptingCommands {
     }
 
     /// Pushes arguments `range` as a Lua array.
-    private static func pushArray(_ lua: LuaState, _ arguments: CommandArguments, _ range: Range<Int>) {
+    static func pushArray(_ lua: LuaState, _ arguments: CommandArguments, _ range: Range<Int>) {
         lua_createtable(lua, Int32(range.count), 0)
         var position: Int32 = 1
         for index in range {
@@ -269,7 +286,9 @@ enum ScriptingCommands {
         if rawField(lua, "verbatim_string") == LUA_TTABLE {
             if rawField(lua, "format") == LUA_TSTRING {
                 let format = luaString(lua, -1) ?? []
-                if rawField(lua, "string") == LUA_TSTRING {
+                lua_pushstring(lua, "string")
+                lua_rawget(lua, -3)
+                if lua_type(lua, -1) == LUA_TSTRING {
                     let text = luaString(lua, -1) ?? []
                     tally_lua_pop(lua, 3)
                     if output.protocolVersion == .resp3 {
@@ -415,6 +434,7 @@ enum ScriptingCommands {
 enum RedisAPIEntry: Int32 {
     case call, protectedCall, sha1hex, errorReply, statusReply, log, setResp, setRepl, replicateCommands
     case breakpoint, debug, aclCheckCommand, random, randomSeed, globalIndex, readonlyWrite
+    case registerFunction, missingGlobal
 
     /// Members of the `redis` table.
     static let exported: [(String, RedisAPIEntry)] = [
@@ -587,7 +607,24 @@ func redisAPIEntryPoint(_ state: OpaquePointer?, _ selector: Int32) -> Int32 {
         }
         runtime.random.seed(Int32(truncatingIfNeeded: tally_lua_number_as_integer(lua, 1)))
         return 0
+    case .registerFunction:
+        return FunctionCommands.registerFunction(lua, runtime: runtime)
+    case .missingGlobal:
+        let name = lua_type(lua, 2) == LUA_TSTRING || lua_type(lua, 2) == LUA_TNUMBER
+            ? String(decoding: luaString(lua, 2) ?? [], as: UTF8.self) : "?"
+        pushPositionedError(lua, "Script attempted to access nonexistent global variable '\(name)'")
+        return -1
     case .globalIndex:
+        if runtime.loadingLibrary != nil {
+            // Library code at load time sees only the `redis` load API.
+            if lua_type(lua, 2) == LUA_TSTRING, luaString(lua, 2) == Array("redis".utf8) {
+                lua_rawgeti(lua, tally_lua_registry_index(), runtime.libraryAPI)
+                return 1
+            }
+            let name = String(decoding: luaString(lua, 2) ?? [], as: UTF8.self)
+            pushPositionedError(lua, "Script attempted to access nonexistent global variable '\(name)'")
+            return -1
+        }
         lua_rawgeti(lua, tally_lua_registry_index(), runtime.realGlobals)
         lua_pushvalue(lua, 2)
         lua_rawget(lua, -2)

@@ -98,7 +98,17 @@ public final class ScriptingRuntime: @unchecked Sendable {
     private(set) var realGlobals: Int32 = 0
     private(set) var errorHandler: Int32 = 0
 
-    init() {
+    /// True for the functions interpreter (FUNCTION/FCALL), which Redis 7.0 keeps apart from EVAL's.
+    let forFunctions: Bool
+    /// Function libraries in load order, and each function's library (FUNCTION LOAD).
+    var libraries: [FunctionLibrary] = []
+    /// The library FUNCTION LOAD is running now: its code sees only `redis.register_function`.
+    var loadingLibrary: FunctionLibrary?
+    /// Registry reference of the `redis` table library code sees while it loads.
+    private(set) var libraryAPI: Int32 = 0
+
+    init(forFunctions: Bool = false) {
+        self.forFunctions = forFunctions
         lua = Self.makeState()
         install()
     }
@@ -113,6 +123,7 @@ public final class ScriptingRuntime: @unchecked Sendable {
     /// SCRIPT FLUSH: forgets every script and starts a fresh interpreter (as Redis's scriptingReset).
     func reset() {
         scripts.removeAll()
+        libraries.removeAll()
         lua_close(lua)
         lua = Self.makeState()
         install()
@@ -170,6 +181,33 @@ public final class ScriptingRuntime: @unchecked Sendable {
         errorHandler = luaL_ref(lua, tally_lua_registry_index())
         realGlobals = luaL_ref(lua, tally_lua_registry_index())
         lua_replace(lua, tally_lua_globals_index())
+        if forFunctions { installLibraryAPI() }
+    }
+
+    /// The `redis` table of library code at load time: register_function, log and the version.
+    private func installLibraryAPI() {
+        lua_createtable(lua, 0, 8)
+        for (name, entry) in [("register_function", RedisAPIEntry.registerFunction), ("log", .log)] {
+            tally_lua_push_function(lua, redisAPIEntryPoint, entry.rawValue)
+            lua_setfield(lua, -2, name)
+        }
+        let numbers: [(String, Double)] = [
+            ("LOG_DEBUG", 0), ("LOG_VERBOSE", 1), ("LOG_NOTICE", 2), ("LOG_WARNING", 3),
+            ("REDIS_VERSION_NUM", Double(0x07_00_0F)),
+        ]
+        for (name, value) in numbers {
+            lua_pushnumber(lua, value)
+            lua_setfield(lua, -2, name)
+        }
+        lua_pushstring(lua, "7.0.15")
+        lua_setfield(lua, -2, "REDIS_VERSION")
+        lua_createtable(lua, 0, 2)
+        tally_lua_push_function(lua, redisAPIEntryPoint, RedisAPIEntry.missingGlobal.rawValue)
+        lua_setfield(lua, -2, "__index")
+        tally_lua_push_function(lua, redisAPIEntryPoint, RedisAPIEntry.readonlyWrite.rawValue)
+        lua_setfield(lua, -2, "__newindex")
+        lua_setmetatable(lua, -2)
+        libraryAPI = luaL_ref(lua, tally_lua_registry_index())
     }
 
     /// Builds the read-only environment (called with the two C entry points for a missing global
@@ -285,6 +323,27 @@ public final class ScriptingRuntime: @unchecked Sendable {
         lua_setfield(lua, tally_lua_registry_index(), "f_" + String(decoding: sha, as: UTF8.self))
         scripts[sha] = (body, flags)
         return .success(flags)
+    }
+}
+
+/// One function of a library (redis.register_function).
+struct LuaFunction {
+    var name: [UInt8]
+    /// Registry reference of the callback.
+    var reference: Int32
+    var flags: ScriptFlags
+    var description: [UInt8]?
+}
+
+/// A function library (FUNCTION LOAD): its name, code and functions.
+final class FunctionLibrary {
+    let name: [UInt8]
+    let code: [UInt8]
+    var functions: [LuaFunction] = []
+
+    init(name: [UInt8], code: [UInt8]) {
+        self.name = name
+        self.code = code
     }
 }
 

@@ -40,6 +40,7 @@ import Testing
         #expect(h.reply("EVAL", "return {map={a=1}}", "0") == "%1\r\n$1\r\na\r\n:1\r\n")
         #expect(h.reply("EVAL", "return {set={a=true}}", "0") == "~1\r\n$1\r\na\r\n")
         #expect(h.reply("EVAL", "return {big_number='123'}", "0") == "(123\r\n")
+        #expect(h.reply("EVAL", "return {verbatim_string={format='txt', string='hi'}}", "0") == "=6\r\ntxt:hi\r\n")
         h.run("HELLO", "2")
         #expect(h.reply("EVAL", "return {map={a=1}}", "0") == "*2\r\n$1\r\na\r\n:1\r\n")
         #expect(h.reply("EVAL", "return {double=3.5}", "0") == "$3\r\n3.5\r\n")
@@ -192,5 +193,55 @@ import Testing
         let h = CommandHarness()
         #expect(h.reply("EVAL", "return redis.call('blpop', 'nolist', 0)", "0")
             .hasPrefix("-ERR This Redis command is not allowed from script"))
+    }
+}
+
+@Suite struct FunctionTests {
+    static let library = "#!lua name=lib1\nredis.register_function('f1', function(keys, args) return keys[1] end)"
+
+    @Test func loadCallAndErrors() {
+        let h = CommandHarness()
+        #expect(h.reply("FUNCTION", "LOAD", "return 1") == "-ERR Missing library metadata\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", Self.library) == "$4\r\nlib1\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", Self.library) == "-ERR Library 'lib1' already exists\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", "REPLACE", Self.library) == "$4\r\nlib1\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", "#!lua name=lib2\nlocal x = 1") == "-ERR No functions registered\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", "#!lua name=lib2\nredis.register_function('f1', function() end)")
+            == "-ERR Function f1 already exists\r\n")
+        #expect(h.reply("FCALL", "f1", "1", "kk") == "$2\r\nkk\r\n")
+        #expect(h.reply("FCALL", "nosuch", "0") == "-ERR Function not found\r\n")
+        #expect(h.reply("FCALL_RO", "f1", "0")
+            == "-ERR Can not execute a script with write flag using *_ro command.\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", "#!lua name=lib4\nredis.call('set','a','b')")
+            == "-ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent "
+            + "global variable 'call'\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", "#!lua name=lib4\nx = 1")
+            == "-ERR Error registering functions: ERR user_function:2: Attempt to modify a readonly table\r\n")
+        let failing = "#!lua name=lib4\nredis.register_function('f4', function() error('in f4') end)"
+        #expect(h.reply("FUNCTION", "LOAD", failing) == "$4\r\nlib4\r\n")
+        #expect(h.reply("FCALL", "f4", "0") == "-ERR user_function:2: in f4 script: f4, on @user_function:2.\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", "#!lua name=x foo=bar\nreturn 1")
+            == "-ERR Invalid metadata value given: foo=bar\r\n")
+        #expect(h.reply("FUNCTION", "LOAD", "#!lua\nreturn 1") == "-ERR Library name was not given\r\n")
+        #expect(h.reply("FUNCTION", "DELETE", "nosuch") == "-ERR Library not found\r\n")
+        #expect(h.reply("FUNCTION", "DELETE", "lib4") == "+OK\r\n")
+        #expect(h.reply("FCALL", "f4", "0") == "-ERR Function not found\r\n")
+    }
+
+    @Test func namedRegistrationAndList() {
+        let h = CommandHarness()
+        let code = "#!lua name=lib3\nredis.register_function{function_name='f3', callback=function(keys, args) "
+            + "return redis.call('get', keys[1]) end, flags={'no-writes'}}"
+        #expect(h.reply("FUNCTION", "LOAD", code) == "$4\r\nlib3\r\n")
+        h.run("SET", "a", "x")
+        #expect(h.reply("FCALL_RO", "f3", "1", "a") == "$1\r\nx\r\n")
+        #expect(h.reply("FUNCTION", "LIST")
+            == "*1\r\n*6\r\n$12\r\nlibrary_name\r\n$4\r\nlib3\r\n$6\r\nengine\r\n$3\r\nLUA\r\n$9\r\nfunctions\r\n"
+            + "*1\r\n*6\r\n$4\r\nname\r\n$2\r\nf3\r\n$11\r\ndescription\r\n$-1\r\n$5\r\nflags\r\n*1\r\n+no-writes\r\n")
+        #expect(h.reply("FUNCTION", "STATS")
+            == "*4\r\n$14\r\nrunning_script\r\n$-1\r\n$7\r\nengines\r\n*2\r\n$3\r\nLUA\r\n*4\r\n"
+            + "$15\r\nlibraries_count\r\n:1\r\n$15\r\nfunctions_count\r\n:1\r\n")
+        #expect(h.reply("FUNCTION", "FLUSH") == "+OK\r\n")
+        #expect(h.reply("FCALL", "f3", "0") == "-ERR Function not found\r\n")
     }
 }
