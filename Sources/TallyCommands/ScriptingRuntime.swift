@@ -228,9 +228,15 @@ public final class ScriptingRuntime: @unchecked Sendable {
     local global_index, refuse_write = ...
     local debug_library = debug
     local base_pcall = pcall
+    local guarded = setmetatable({}, { __mode = 'k' })
+    -- getmetatable() of a guarded table gives a read-only view of its metatable.
+    local function seal(metatable)
+      metatable.__metatable = setmetatable({}, { __index = metatable, __newindex = refuse_write })
+      return metatable
+    end
     local function guard(library)
-      local proxy = {}
-      setmetatable(proxy, { __index = library, __newindex = refuse_write, __metatable = false })
+      local proxy = setmetatable({}, seal({ __index = library, __newindex = refuse_write }))
+      guarded[proxy] = true
       return proxy
     end
     for _, name in ipairs({ 'string', 'math', 'table', 'cjson', 'bit', 'redis' }) do
@@ -246,12 +252,19 @@ public final class ScriptingRuntime: @unchecked Sendable {
       return false, failure
     end
     real.pcall = function(...) return settle(base_pcall(...)) end
-    local globals = {}
-    setmetatable(globals, {
-      __index = global_index,
-      __newindex = refuse_write,
-      __metatable = false,
-    })
+    local base_setmetatable = setmetatable
+    real.setmetatable = function(target, metatable)
+      if guarded[target] then return refuse_write() end
+      return base_setmetatable(target, metatable)
+    end
+    -- Precompiled chunks can break the interpreter's invariants: only source code loads.
+    local base_loadstring = loadstring
+    real.loadstring = function(source, name)
+      if type(source) == 'string' and source:byte(1) == 27 then return nil, 'binary chunks are not allowed' end
+      return base_loadstring(source, name)
+    end
+    local globals = setmetatable({}, seal({ __index = global_index, __newindex = refuse_write }))
+    guarded[globals] = true
     real._G = globals
     local function handler(failure)
       local where = debug_library.getinfo(2, 'nSl')
