@@ -47,8 +47,11 @@ enum FunctionCommands {
         let runtime = context.engine.functions
         runtime.lock.lock()
         defer { runtime.lock.unlock() }
+        // Function names match case-insensitively, as Redis's function dictionary does.
         let name = Array(context.arguments[1])
-        guard let function = runtime.libraries.lazy.flatMap({ $0.functions }).first(where: { $0.name == name })
+        let folded = foldCase(name)
+        guard let function = runtime.libraries.lazy.flatMap({ $0.functions })
+            .first(where: { foldCase($0.name) == folded })
         else {
             context.output.writeError("ERR Function not found")
             return
@@ -172,6 +175,8 @@ enum FunctionCommands {
     private static func release(_ library: FunctionLibrary, _ runtime: ScriptingRuntime) {
         for function in library.functions { luaL_unref(runtime.lua, tally_lua_registry_index(), function.reference) }
     }
+
+    static func foldCase(_ bytes: [UInt8]) -> [UInt8] { bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 } }
 
     /// True for a valid library or function name: letters, digits and `_`, at least one.
     static func isValidName(_ name: [UInt8]) -> Bool {

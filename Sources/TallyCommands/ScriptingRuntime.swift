@@ -120,6 +120,20 @@ public final class ScriptingRuntime: @unchecked Sendable {
         return state
     }
 
+    /// Scripts in the cache (INFO memory `number_of_cached_scripts`).
+    public var cachedScriptCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return scripts.count
+    }
+
+    /// Memory the interpreter holds (INFO memory `used_memory_lua`).
+    public var interpreterBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return Int(lua_gc(lua, LUA_GCCOUNT, 0)) * 1024 + Int(lua_gc(lua, LUA_GCCOUNTB, 0))
+    }
+
     /// SCRIPT FLUSH: forgets every script and starts a fresh interpreter (as Redis's scriptingReset).
     func reset() {
         scripts.removeAll()
