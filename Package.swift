@@ -20,6 +20,9 @@ let package = Package(
     dependencies: [],
     targets: [
         .target(name: "CTallyShims"),
+        // Debian's Lua 5.1 (liblua5.1-0-dev): headers through the module map, the library linked
+        // statically from liblua5.1.a so tally-server needs no liblua5.1.so at run time.
+        .systemLibrary(name: "CLua", path: "Sources/CLua"),
         .target(name: "TallyPlatform", dependencies: ["CTallyShims"]),
         .target(name: "TallyProtocol", swiftSettings: hotPathSettings),
         .target(name: "TallyKeyspace", dependencies: ["TallyProtocol"], swiftSettings: hotPathSettings),
@@ -31,7 +34,14 @@ let package = Package(
             swiftSettings: hotPathSettings
         ),
         .target(
-            name: "TallyCommands", dependencies: ["TallyProtocol", "TallyKeyspace"], swiftSettings: hotPathSettings
+            name: "TallyCommands", dependencies: ["TallyProtocol", "TallyKeyspace", "CLua"],
+            swiftSettings: hotPathSettings,
+            // Static archives, dependents first: Debian's lua-cjson and Lua BitOp (the cjson and bit
+            // libraries Redis scripts use), then Lua itself.
+            linkerSettings: [
+                .linkedLibrary(":liblua5.1-cjson.a"), .linkedLibrary(":liblua5.1-bitop.a"),
+                .linkedLibrary(":liblua5.1.a"), .linkedLibrary("m"), .linkedLibrary("dl"),
+            ]
         ),
         .target(
             name: "TallyServer",

@@ -73,6 +73,10 @@ public final class CommandEngine: Sendable {
     public let pubsub = PubSubHub()
     /// `notify-keyspace-events` and the publishing of keyspace events (KeyspaceEvents.swift).
     public let keyspaceEvents: KeyspaceNotifier
+    /// The Lua interpreter and script cache (EVAL, SCRIPT).
+    public let scripting = ScriptingRuntime()
+    /// The function libraries' interpreter (FUNCTION, FCALL), apart from EVAL's as in Redis 7.0.
+    public let functions = ScriptingRuntime(forFunctions: true)
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -131,7 +135,8 @@ public final class CommandEngine: Sendable {
             + ExpireCommands.specs + TransactionCommands.specs + ConnectionCommands.specs
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
             + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs + PubSubCommands.specs
-            + MonitorCommands.specs + GeoCommands.specs
+            + MonitorCommands.specs + GeoCommands.specs + ScriptingCommands.specs
+            + FunctionCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -495,7 +500,8 @@ public final class CommandEngine: Sendable {
         swap(&context.output, &output)
         // While clients are blocked (and for EXEC, which takes every shard anyway), the command
         // holds every shard, so finish() can serve waiters on any key (see Blocking.swift).
-        let exclusive = !insideExec && (row == execRow || blocking.hasWaiters) ? keyspace.lockExclusive() : false
+        let takesAll = row == execRow || blocking.hasWaiters || table.flags[row].contains(.runsExclusive)
+        let exclusive = !insideExec && takesAll ? keyspace.lockExclusive() : false
         table.rows[row].handler(&context)
         context.finish()
         keyspace.unlockExclusive(exclusive)

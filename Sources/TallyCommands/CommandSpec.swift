@@ -53,6 +53,13 @@ public struct CommandFlags: OptionSet, Sendable {
     /// Tally's own: allowed on a RESP2 connection with subscriptions (the subscribe family, PING,
     /// QUIT, RESET, as Redis's processCommand lists them); dispatch refuses every other command.
     public static let allowedWhileSubscribed = CommandFlags(rawValue: 1 << 18)
+    /// Not shown to MONITOR (reported; EVAL and friends).
+    public static let skipMonitor = CommandFlags(rawValue: 1 << 20)
+    /// May run without any key even though it takes keys (EVAL's numkeys 0; reported).
+    public static let noMandatoryKeys = CommandFlags(rawValue: 1 << 21)
+    /// Tally's own: dispatch takes every shard before the handler runs (EVAL: a script is atomic
+    /// like EXEC, and `finish()` can then serve blocked clients its writes woke).
+    public static let runsExclusive = CommandFlags(rawValue: 1 << 22)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and

@@ -45,6 +45,25 @@ public struct PropagationBuffer {
         recordList.append((database, start..<encoded.count))
     }
 
+    /// Forgets the first record (a script's MULTI when it logged a single command).
+    public mutating func removeFirstRecord() {
+        guard let first = recordList.first else { return }
+        let length = first.range.count
+        encoded.removeFirst(length)
+        recordList.removeFirst()
+        for index in recordList.indices {
+            let range = recordList[index].range
+            recordList[index].range = (range.lowerBound - length)..<(range.upperBound - length)
+        }
+    }
+
+    /// Forgets the records from position `index` on (writes a script asked not to log).
+    public mutating func removeRecords(from index: Int) {
+        guard index < recordList.count else { return }
+        encoded.removeSubrange(recordList[index].range.lowerBound...)
+        recordList.removeSubrange(index...)
+    }
+
     /// Forgets all records, keeping capacity.
     @inlinable
     public mutating func removeAll() {

@@ -161,6 +161,10 @@ extension ServerCore {
             field("used_memory_rss", String(rss))
             field("used_memory_rss_human", humanBytes(rss))
             field("used_memory_dataset", String(engine.keyspace.usedMemoryBytes))
+            let lua = engine.scripting.interpreterBytes
+            field("used_memory_lua", String(lua))
+            field("used_memory_lua_human", humanBytes(Int64(lua)))
+            field("number_of_cached_scripts", String(engine.scripting.cachedScriptCount))
             field("maxmemory", String(config.integer("maxmemory")))
             field("maxmemory_human", humanBytes(config.integer("maxmemory")))
             field("maxmemory_policy", config.string("maxmemory-policy"))

@@ -54,6 +54,11 @@ def _build_hiredis(tmp):
     return exe, ""
 
 
+def _has_module(name):
+    """True when python3 can import `name` (the scripting workload needs the PyPI `limits`)."""
+    return subprocess.run(["python3", "-c", "import " + name], capture_output=True).returncode == 0
+
+
 def run(ref, test, report, seed, long=False):
     tmp = tempfile.mkdtemp(prefix="tally-conf-clients-")
     try:
@@ -65,6 +70,8 @@ def run(ref, test, report, seed, long=False):
              shutil.which("redis-benchmark")),
             ("redis-py", lambda s: _external(["python3", os.path.join(HERE, "redispy_workload.py"), str(s.port)]),
              True),
+            ("scripts-py", lambda s: _external(["python3", os.path.join(HERE, "scripting_workload.py"),
+                                                str(s.port)]), _has_module("limits")),
             ("node-redis", lambda s: _external(["node", os.path.join(HERE, "node_workload.js"), str(s.port)],
                                                env=node_env), shutil.which("node")),
             ("ruby-redis", lambda s: _external(["ruby", os.path.join(HERE, "ruby_workload.rb"), str(s.port)]),

@@ -248,6 +248,14 @@ class Generator:
             (1, lambda: Op([b"SELECT", r.choice([b"0", b"0", b"0", b"1", b"16", b"-1", b"x"])])),
             (1, lambda: Op([b"PING"] + ([self.value()] if r.random() < 0.5 else []))),
             (1, lambda: Op([b"ECHO", self.value()])),
+            # Scripts (issue 12): a fixed-window limiter, a multi-write script and redis.pcall errors.
+            (2, lambda: Op([b"EVAL", b"local c = redis.call('incr', KEYS[1]) if c == 1 then "
+                            b"redis.call('expire', KEYS[1], ARGV[1]) end return c", b"1", k,
+                            self.expiry_seconds()])),
+            (1, lambda: Op([b"EVAL", b"redis.call('hincrby', KEYS[1], ARGV[1], 1) "
+                            b"return redis.call('hgetall', KEYS[1])", b"1", k, f], "sorted")),
+            (1, lambda: Op([b"EVAL", b"return redis.pcall('incrby', KEYS[1], ARGV[1])", b"1", k,
+                            self.int_arg()])),
             (1, lambda: Op([r.choice([b"NOSUCHCMD", b"incrbyx", b"GETT"]), k], poison=True)),
             (1, lambda: Op([r.choice([b"INCR", b"GET", b"HSET", b"INCRBY", b"SET", b"EXPIRE", b"TTL", b"HGET"])],
                            poison=True)),

@@ -1,0 +1,471 @@
+// FunctionCommands: FUNCTION LOAD|DELETE|FLUSH|LIST|STATS|KILL|HELP, FCALL, FCALL_RO (Redis 7.0 functions).
+import CLua
+import TallyKeyspace
+import TallyProtocol
+
+/// Redis 7.0 functions on their own Lua interpreter (`CommandEngine.functions`). A library's code
+/// runs once at FUNCTION LOAD with only `redis.register_function` (and log) visible; FCALL then
+/// calls a registered callback with KEYS and ARGV as its two arguments, atomically like EVAL.
+///
+/// Not yet: FUNCTION DUMP/RESTORE, and functions are not saved in the RDB or the AOF (a restart
+/// forgets them, as a SCRIPT FLUSH would).
+enum FunctionCommands {
+    static var specs: [CommandSpec] {
+        let scripting = "@slow @scripting"
+        let writing = ["@write", "@slow", "@scripting"]
+        let reading = ["@slow", "@scripting"]
+        return [
+            command("fcall", -3, ScriptingCommands.evalFlags, scripting) { fcall(&$0, readOnly: false) },
+            command("fcall_ro", -3, ScriptingCommands.evalFlags.union(.readonly), scripting) {
+                fcall(&$0, readOnly: true)
+            },
+            CommandSpec(
+                name: "function", arity: -2, flags: [], categories: ["@slow"],
+                subcommands: [
+                    CommandSpec(name: "function|delete", arity: 3, flags: [.write, .noScript],
+                                categories: writing) { _ in },
+                    CommandSpec(name: "function|flush", arity: -2, flags: [.write, .noScript],
+                                categories: writing) { _ in },
+                    CommandSpec(name: "function|help", arity: 2, flags: [.loading, .stale],
+                                categories: reading) { _ in },
+                    CommandSpec(name: "function|kill", arity: 2, flags: [.noScript, .allowBusy],
+                                categories: reading) { _ in },
+                    CommandSpec(name: "function|list", arity: -2, flags: [.noScript],
+                                categories: reading) { _ in },
+                    CommandSpec(name: "function|load", arity: -3, flags: [.write, .denyOOM, .noScript],
+                                categories: writing) { _ in },
+                    CommandSpec(name: "function|stats", arity: 2, flags: [.noScript, .allowBusy],
+                                categories: reading) { _ in },
+                ],
+                handler: function),
+        ]
+    }
+
+    // MARK: FCALL
+
+    static func fcall(_ context: inout CommandContext, readOnly: Bool) {
+        let runtime = context.engine.functions
+        runtime.lock.lock()
+        defer { runtime.lock.unlock() }
+        // Function names match case-insensitively, as Redis's function dictionary does.
+        let name = Array(context.arguments[1])
+        let folded = foldCase(name)
+        guard let function = runtime.libraries.lazy.flatMap({ $0.functions })
+            .first(where: { foldCase($0.name) == folded })
+        else {
+            context.output.writeError("ERR Function not found")
+            return
+        }
+        guard let keyCount = parseRedisInteger(context.arguments[2]) else {
+            context.output.writeError("ERR Bad number of keys provided")
+            return
+        }
+        let argumentCount = context.arguments.count
+        if keyCount > Int64(argumentCount - 3) {
+            context.output.writeError("ERR Number of keys can't be greater than number of args")
+            return
+        }
+        if keyCount < 0 {
+            context.output.writeError("ERR Number of keys can't be negative")
+            return
+        }
+        guard let run = ScriptingCommands.prepareRun(
+            &context, runtime: runtime, name: name, flags: function.flags, readOnly: readOnly)
+        else { return }
+        let lua = runtime.lua
+        lua_rawgeti(lua, tally_lua_registry_index(), runtime.errorHandler)
+        lua_rawgeti(lua, tally_lua_registry_index(), function.reference)
+        let keyEnd = 3 + Int(keyCount)
+        ScriptingCommands.pushArray(lua, context.arguments, 3..<keyEnd)
+        ScriptingCommands.pushArray(lua, context.arguments, keyEnd..<argumentCount)
+        ScriptingCommands.call(&context, runtime: runtime, run: run, argumentCount: 2)
+    }
+
+    // MARK: FUNCTION
+
+    static func function(_ context: inout CommandContext) {
+        let arguments = context.arguments
+        let runtime = context.engine.functions
+        runtime.lock.lock()
+        defer { runtime.lock.unlock() }
+        if arguments.matches(1, "load") {
+            load(&context, runtime: runtime)
+        } else if arguments.matches(1, "delete") {
+            let name = Array(arguments[2])
+            guard let index = runtime.libraries.firstIndex(where: { $0.name == name }) else {
+                context.output.writeError("ERR Library not found")
+                return
+            }
+            release(runtime.libraries.remove(at: index), runtime)
+            context.output.writeOK()
+        } else if arguments.matches(1, "flush") {
+            guard arguments.count == 2 || (arguments.count == 3
+                && (arguments.matches(2, "sync") || arguments.matches(2, "async")))
+            else {
+                context.output.writeError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
+                return
+            }
+            runtime.reset()
+            context.output.writeOK()
+        } else if arguments.matches(1, "list") {
+            list(&context, runtime: runtime)
+        } else if arguments.matches(1, "stats") {
+            context.output.writeMapHeader(2)
+            context.output.writeBulkString("running_script".utf8)
+            context.output.writeNull()
+            context.output.writeBulkString("engines".utf8)
+            context.output.writeMapHeader(1)
+            context.output.writeBulkString("LUA".utf8)
+            context.output.writeMapHeader(2)
+            context.output.writeBulkString("libraries_count".utf8)
+            context.output.writeInteger(runtime.libraries.count)
+            context.output.writeBulkString("functions_count".utf8)
+            context.output.writeInteger(runtime.libraries.reduce(0) { $0 + $1.functions.count })
+        } else if arguments.matches(1, "kill") {
+            context.output.writeError("NOTBUSY No scripts in execution right now.")
+        } else if arguments.matches(1, "help") {
+            ObjectCommands.writeHelp(&context.output, helpLines)
+        }
+    }
+
+    static let helpLines = [
+        "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "LOAD [REPLACE] <FUNCTION CODE>",
+        "    Create a new library with the given library name and code.",
+        "DELETE <LIBRARY NAME>",
+        "    Delete the given library.",
+        "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+        "    Return general information on all the libraries:",
+        "    * Library name",
+        "    * The engine used to run the Library",
+        "    * Library description",
+        "    * Functions list",
+        "    * Library code (if WITHCODE is given)",
+        "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+        "STATS",
+        "    Return information about the current function running:",
+        "    * Function name",
+        "    * Command used to run the function",
+        "    * Duration in MS that the function is running",
+        "    If no function is running, return nil",
+        "    In addition, returns a list of available engines.",
+        "KILL",
+        "    Kill the current running function.",
+        "FLUSH [ASYNC|SYNC]",
+        "    Delete all the libraries.",
+        "    When called without the optional mode argument, the behavior is determined by the",
+        "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+        "    * ASYNC: Asynchronously flush the libraries.",
+        "    * SYNC: Synchronously flush the libraries.",
+        "DUMP",
+        "    Return a serialized payload representing the current libraries, can be restored using FUNCTION "
+            + "RESTORE command",
+        "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+        "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+        "    control how to handle existing libraries (default APPEND):",
+        "    * FLUSH: delete all existing libraries.",
+        "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+        "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+        "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+        "      in case of functions name collision with another library).",
+        "HELP",
+        "    Prints this help.",
+    ]
+
+    private static func release(_ library: FunctionLibrary, _ runtime: ScriptingRuntime) {
+        for function in library.functions { luaL_unref(runtime.lua, tally_lua_registry_index(), function.reference) }
+    }
+
+    static func foldCase(_ bytes: [UInt8]) -> [UInt8] { bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 } }
+
+    /// True for a valid library or function name: letters, digits and `_`, at least one.
+    static func isValidName(_ name: [UInt8]) -> Bool {
+        !name.isEmpty && name.allSatisfy {
+            ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 95
+        }
+    }
+
+    static let invalidName = "Library names can only contain letters, numbers, or underscores(_) and must be at "
+        + "least one character long"
+
+    /// FUNCTION LOAD [REPLACE] code.
+    private static func load(_ context: inout CommandContext, runtime: ScriptingRuntime) {
+        let arguments = context.arguments
+        var index = 2
+        var replace = false
+        while index < arguments.count - 1 {
+            guard arguments.matches(index, "replace") else {
+                context.output.writeError(Array("ERR Unknown option given: ".utf8) + arguments[index])
+                return
+            }
+            replace = true
+            index += 1
+        }
+        let code = arguments.copy(index)
+        guard code.count >= 2 && code[0] == UInt8(ascii: "#") && code[1] == UInt8(ascii: "!"),
+              let lineEnd = code.firstIndex(of: 10)
+        else {
+            context.output.writeError("ERR Missing library metadata")
+            return
+        }
+        let parts = code[0..<lineEnd].split(whereSeparator: { $0 == 32 || $0 == 9 || $0 == 13 }).map { Array($0) }
+        guard let engineName = parts.first else {
+            context.output.writeError("ERR Invalid library metadata")
+            return
+        }
+        var name: [UInt8]?
+        for part in parts.dropFirst() {
+            guard part.count >= 5, part.prefix(5).map({ $0 | 0x20 }) == Array("name=".utf8) else {
+                context.output.writeError(Array("ERR Invalid metadata value given: ".utf8) + part)
+                return
+            }
+            if name != nil {
+                context.output.writeError("ERR Invalid metadata value, name argument was given multiple times")
+                return
+            }
+            name = Array(part.dropFirst(5))
+        }
+        guard let name else {
+            context.output.writeError("ERR Library name was not given")
+            return
+        }
+        let engine = Array(engineName.dropFirst(2))
+        guard engine.map({ $0 | 0x20 }) == Array("lua".utf8) else {
+            context.output.writeError(Array("ERR Engine '".utf8) + engine + Array("' not found".utf8))
+            return
+        }
+        guard isValidName(name) else {
+            context.output.writeError(Array(("ERR " + invalidName).utf8))
+            return
+        }
+        let existing = runtime.libraries.firstIndex(where: { $0.name == name })
+        if existing != nil && !replace {
+            context.output.writeError(Array("ERR Library '".utf8) + name + Array("' already exists".utf8))
+            return
+        }
+        let lua = runtime.lua
+        let body = Array(code[lineEnd...]) + [0]
+        let status = body.withUnsafeBufferPointer { buffer in
+            luaL_loadbuffer(lua, UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self),
+                            body.count - 1, "@user_function")
+        }
+        if status != 0 {
+            let message = luaString(lua, -1) ?? []
+            tally_lua_pop(lua, 1)
+            context.output.writeError(Array("ERR Error compiling function: ".utf8) + message)
+            return
+        }
+        let library = FunctionLibrary(name: name, code: code)
+        runtime.loadingLibrary = library
+        let result = lua_pcall(lua, 0, 0, 0)
+        runtime.loadingLibrary = nil
+        var failure: [UInt8]?
+        if result != 0 {
+            var message: [UInt8] = []
+            if lua_type(lua, -1) == LUA_TTABLE {
+                lua_getfield(lua, -1, "err")
+                message = luaString(lua, -1) ?? []
+                tally_lua_pop(lua, 1)
+            } else {
+                message = Array("ERR ".utf8) + (luaString(lua, -1) ?? [])
+            }
+            tally_lua_pop(lua, 1)
+            failure = Array("ERR Error registering functions: ".utf8) + message
+        } else if library.functions.isEmpty {
+            failure = Array("ERR No functions registered".utf8)
+        } else {
+            for function in library.functions {
+                let owner = runtime.libraries.first { other in other.functions.contains { $0.name == function.name } }
+                if let owner, owner.name != name {
+                    failure = Array("ERR Function ".utf8) + function.name + Array(" already exists".utf8)
+                    break
+                }
+            }
+        }
+        if let failure {
+            release(library, runtime)
+            context.output.writeError(failure)
+            return
+        }
+        if let existing { release(runtime.libraries.remove(at: existing), runtime) }
+        runtime.libraries.append(library)
+        context.output.writeBulkString(name)
+    }
+
+    /// redis.register_function(name, callback) or redis.register_function{function_name=...,
+    /// callback=..., flags={...}, description=...}, during FUNCTION LOAD only.
+    static func registerFunction(_ lua: LuaState, runtime: ScriptingRuntime) -> Int32 {
+        guard let library = runtime.loadingLibrary else {
+            pushErrorTable(lua, Array("redis.register_function can only be called on FUNCTION LOAD command".utf8))
+            return -1
+        }
+        let count = lua_gettop(lua)
+        guard count == 1 || count == 2 else {
+            pushErrorTable(lua, Array("wrong number of arguments to redis.register_function".utf8))
+            return -1
+        }
+        var function = LuaFunction(name: [], reference: LUA_NOREF, flags: [], description: nil)
+        if count == 2 {
+            let type = lua_type(lua, 1)
+            guard type == LUA_TSTRING || type == LUA_TNUMBER, let name = luaString(lua, 1) else {
+                pushErrorTable(lua, Array("first argument to redis.register_function must be a string".utf8))
+                return -1
+            }
+            guard lua_type(lua, 2) == LUA_TFUNCTION else {
+                pushErrorTable(lua, Array("second argument to redis.register_function must be a function".utf8))
+                return -1
+            }
+            function.name = name
+            lua_pushvalue(lua, 2)
+            function.reference = luaL_ref(lua, tally_lua_registry_index())
+        } else {
+            if let error = readNamedArguments(lua, into: &function) {
+                if function.reference != LUA_NOREF { luaL_unref(lua, tally_lua_registry_index(), function.reference) }
+                pushErrorTable(lua, Array(error.utf8))
+                return -1
+            }
+        }
+        var error: String?
+        if !isValidName(function.name) {
+            error = invalidName
+        } else if library.functions.contains(where: { $0.name == function.name }) {
+            error = "Function already exists in the library"
+        }
+        if let error {
+            luaL_unref(lua, tally_lua_registry_index(), function.reference)
+            pushErrorTable(lua, Array(error.utf8))
+            return -1
+        }
+        library.functions.append(function)
+        return 0
+    }
+
+    /// The table form of register_function; returns Redis's error text or nil.
+    private static func readNamedArguments(_ lua: LuaState, into function: inout LuaFunction) -> String? {
+        guard lua_type(lua, 1) == LUA_TTABLE else {
+            return "calling redis.register_function with a single argument is only applicable to Lua table "
+                + "(representing named arguments)."
+        }
+        var named = false
+        lua_pushnil(lua)
+        while lua_next(lua, 1) != 0 {
+            guard lua_type(lua, -2) == LUA_TSTRING, let key = luaString(lua, -2) else {
+                tally_lua_pop(lua, 2)
+                return "named argument key given to redis.register_function is not a string"
+            }
+            let lower = key.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+            let valueType = lua_type(lua, -1)
+            switch String(decoding: lower, as: UTF8.self) {
+            case "function_name":
+                guard valueType == LUA_TSTRING || valueType == LUA_TNUMBER, let name = luaString(lua, -1) else {
+                    tally_lua_pop(lua, 2)
+                    return "function_name argument given to redis.register_function must be a string"
+                }
+                function.name = name
+                named = true
+            case "description":
+                guard valueType == LUA_TSTRING || valueType == LUA_TNUMBER, let text = luaString(lua, -1) else {
+                    tally_lua_pop(lua, 2)
+                    return "description argument given to redis.register_function must be a string"
+                }
+                function.description = text
+            case "callback":
+                guard valueType == LUA_TFUNCTION else {
+                    tally_lua_pop(lua, 2)
+                    return "callback argument given to redis.register_function must be a function"
+                }
+                if function.reference != LUA_NOREF { luaL_unref(lua, tally_lua_registry_index(), function.reference) }
+                function.reference = luaL_ref(lua, tally_lua_registry_index())
+                continue
+            case "flags":
+                guard valueType == LUA_TTABLE else {
+                    tally_lua_pop(lua, 2)
+                    return "flags argument to redis.register_function must be a table representing function flags"
+                }
+                var position: Int32 = 1
+                while true {
+                    lua_rawgeti(lua, -1, position)
+                    let flagType = lua_type(lua, -1)
+                    if flagType == LUA_TNIL {
+                        tally_lua_pop(lua, 1)
+                        break
+                    }
+                    let text = String(decoding: (flagType == LUA_TSTRING ? luaString(lua, -1) : nil) ?? [],
+                                      as: UTF8.self).lowercased()
+                    tally_lua_pop(lua, 1)
+                    guard let flag = ScriptFlags.names.first(where: { $0.0 == text }) else {
+                        tally_lua_pop(lua, 2)
+                        return "unknown flag given"
+                    }
+                    function.flags.insert(flag.1)
+                    position += 1
+                }
+            default:
+                tally_lua_pop(lua, 2)
+                return "unknown argument given to redis.register_function"
+            }
+            tally_lua_pop(lua, 1)
+        }
+        if !named { return "redis.register_function must get a function name argument" }
+        if function.reference == LUA_NOREF { return "redis.register_function must get a callback argument" }
+        return nil
+    }
+
+    /// FUNCTION LIST [WITHCODE] [LIBRARYNAME pattern].
+    private static func list(_ context: inout CommandContext, runtime: ScriptingRuntime) {
+        let arguments = context.arguments
+        var withCode = false
+        var pattern: ArraySlice<UInt8>?
+        var index = 2
+        while index < arguments.count {
+            if !withCode && arguments.matches(index, "withcode") {
+                withCode = true
+                index += 1
+            } else if pattern == nil && arguments.matches(index, "libraryname") {
+                guard index + 1 < arguments.count else {
+                    context.output.writeError("ERR library name argument was not given")
+                    return
+                }
+                pattern = arguments[index + 1]
+                index += 2
+            } else {
+                context.output.writeError(Array("ERR Unknown argument ".utf8) + arguments[index])
+                return
+            }
+        }
+        let selected = runtime.libraries.filter { library in
+            pattern.map { globMatches($0, library.name, caseInsensitive: false) } ?? true
+        }
+        var output = context.output
+        output.writeArrayHeader(selected.count)
+        for library in selected {
+            output.writeMapHeader(withCode ? 4 : 3)
+            output.writeBulkString("library_name".utf8)
+            output.writeBulkString(library.name)
+            output.writeBulkString("engine".utf8)
+            output.writeBulkString("LUA".utf8)
+            output.writeBulkString("functions".utf8)
+            output.writeArrayHeader(library.functions.count)
+            for function in library.functions {
+                output.writeMapHeader(3)
+                output.writeBulkString("name".utf8)
+                output.writeBulkString(function.name)
+                output.writeBulkString("description".utf8)
+                if let description = function.description {
+                    output.writeBulkString(description)
+                } else {
+                    output.writeNull()
+                }
+                output.writeBulkString("flags".utf8)
+                let flags = ScriptFlags.names.filter { function.flags.contains($0.1) }
+                output.writeSetHeader(flags.count)
+                for (flagName, _) in flags { output.writeSimpleString(flagName.utf8) }
+            }
+            if withCode {
+                output.writeBulkString("library_code".utf8)
+                output.writeBulkString(library.code)
+            }
+        }
+        context.output = output
+    }
+}
