@@ -165,6 +165,64 @@ class ModelTests(unittest.TestCase):
         self.assertEqual(res.lost, 1)
         self.assertEqual(res.phantoms, 1)
 
+    def seq_log(self, slot, args, acked_flags):
+        return [op(self.clock, slot, 0, a, acked=f) for a, f in zip(args, acked_flags)]
+
+    def test_list_must_be_acked_prefix_plus_in_flight(self):
+        lst = self.plan.lists[0][0]
+        toks = [b"a", b"b", b"c"]
+        for found, lost, phantoms in ((toks[:2], 0, 0), (toks, 0, 0), (toks[:1], 1, 0), (None, 2, 0),
+                                      ([b"b", b"a"], 0, 1), ([b"a", b"c"], 0, 1), (toks + [b"x"], 0, 1),
+                                      ([b"a", b"b", b"b"], 0, 1)):
+            self.setUp()
+            log = self.seq_log(lst, toks, (True, True, False))
+            res = self.check([log], self.observed() | {lst: found})
+            self.assertEqual((res.lost, res.phantoms), (lost, phantoms), (found, res.failures))
+
+    def test_list_continues_from_the_recovered_base(self):
+        lst = self.plan.lists[0][0]
+        self.model.base[lst] = [b"old"]
+        log = self.seq_log(lst, [b"a"], (True,))
+        self.assertTrue(self.check([log], self.observed() | {lst: [b"old", b"a"]}).ok)
+        self.assertEqual(self.check([], self.observed() | {lst: [b"a"]}).phantoms, 1)
+        self.model.base[lst] = [b"old"]
+        self.assertEqual(self.check([], self.observed()).lost, 1)
+
+    def test_stream_entries_are_checked_with_their_ids(self):
+        xs = self.plan.streams[0][0]
+        args = [(b"1-1", b"a"), (b"2-1", b"b")]
+        log = self.seq_log(xs, args, (True, False))
+        self.assertTrue(self.check([log], self.observed() | {xs: args[:1]}).ok)
+        log = self.seq_log(xs, args, (True, True))
+        self.assertEqual(self.check([log], self.observed() | {xs: args[:1]}).lost, 1)
+        log = self.seq_log(xs, args, (True, True))
+        self.assertEqual(self.check([log], self.observed() | {xs: [(b"1-1", b"a"), (b"3-1", b"b")]}).phantoms, 1)
+
+    def test_set_members(self):
+        st = self.plan.sets[0][0]
+        toks = [b"a", b"b", b"c", b"d"]
+        for found, lost, phantoms in (([b"b", b"a"], 0, 0), ([b"c", b"a", b"b"], 0, 0), (toks, 0, 0),
+                                      ([b"a"], 1, 0), (None, 2, 0), ([b"a", b"b", b"z"], 0, 1),
+                                      ([b"a", b"b", b"d"], 0, 1)):  # d without c: not a prefix
+            self.setUp()
+            log = self.seq_log(st, toks, (True, True, False, False))
+            res = self.check([log], self.observed() | {st: found})
+            self.assertEqual((res.lost, res.phantoms), (lost, phantoms), (found, res.failures))
+
+    def test_rdb_window_for_a_list(self):
+        lst = self.plan.lists[0][0]
+        log = self.seq_log(lst, [b"a", b"b"], (True, True))
+        w = Window(log[1].send - 0.5, log[1].send - 0.5, "snapshot")
+        self.assertTrue(self.check([log], self.observed() | {lst: [b"a"]}, window=w).ok)
+        self.assertEqual(self.check([log], self.observed() | {lst: [b"a", b"b"]}, window=w).phantoms, 1)
+
+    def test_zincrby_member_is_a_counter(self):
+        z = self.plan.zmembers[0][0]
+        log = [op(self.clock, z, 0, 5), op(self.clock, z, 0, 7, acked=False)]
+        self.assertTrue(self.check([log], self.observed() | {z: 12}).ok)
+        self.assertEqual(self.check([log], self.observed() | {z: None}).lost, 1)
+        self.assertEqual(self.check([log], self.observed() | {z: 10}).phantoms, 1)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -114,6 +114,9 @@ class Model:
             if meta.kind == "ttl":
                 self._check_ttl(slot, parts, observed[slot], res)
                 continue
+            if meta.kind in ("seq", "set"):
+                self._check_collection(slot, meta.kind, parts, observed[slot], res, crash_time)
+                continue
             if len(per_worker) == 1 and meta.owner is not None:
                 self._check_replies(slot, next(iter(per_worker.values())), res)
             value = observed[slot]
@@ -282,6 +285,60 @@ class Model:
             res.phantoms += 1
             res.fail("%s: holds a value never written: %r" % (_fmt(slot), token))
         res.new_base[slot] = (token, seen_lo, seen_hi)
+
+    def _check_collection(self, slot, kind, parts, value, res, crash_time):
+        """A list (RPUSH) or stream (XADD) with one writer ("seq"): the recovered elements must be the base
+        followed by the acknowledged writes and then a prefix of the maybe-writes, in order. A set (SADD,
+        "set"): the members must be the base plus every acknowledged token plus a prefix of the
+        maybe-writes' tokens (tokens are unique, so order inside the set does not matter)."""
+        base = list(self.base[slot] or [])
+        must, maybe = next(iter(parts.values())) if parts else ([], [])
+        if isinstance(value, str):
+            res.phantoms += 1
+            res.fail("%s: unexpected reply %s" % (_fmt(slot), value))
+            res.new_base[slot] = None
+            return
+        found = list(value or [])
+        res.new_base[slot] = found or None
+        sent = base + [op.arg for op in must + maybe]
+        need = len(base) + len(must)
+        if kind == "seq":
+            if len(found) >= need and found == sent[:len(found)]:
+                return
+            common = 0
+            while common < min(len(found), len(sent)) and found[common] == sent[common]:
+                common += 1
+            explained = common == len(found)  # a strict prefix of what was required: writes lost
+        else:
+            have = set(found)
+            if len(have) == len(found) and have <= set(sent) and set(sent[:need]) <= have:
+                extra = len(have) - need
+                if set(sent[:need + extra]) == have:
+                    return
+            explained = have <= set(sent[:need])  # only things that had to be there, some missing
+            common = sum(1 for m in sent[:need] if m in have)
+        acked = base + [op for op in must]
+        if explained and common < need:
+            lost = need - common
+            res.lost += lost
+            when = ""
+            first = acked[need - lost] if kind == "seq" else None
+            if kind == "set":
+                missing = [op for op in must if op.arg not in set(found)]
+                first = missing[0] if missing else None
+            if crash_time is not None and isinstance(first, Op) and first.recv is not None:
+                res.loss_window = max(res.loss_window, crash_time - first.recv)
+                res.lost_after_signal += sum(1 for op in must if op.recv > crash_time
+                                             and op.arg not in set(found))
+                when = ", the first acknowledged %+.1f ms relative to the kill/SIGTERM" % (
+                    (first.recv - crash_time) * 1000)
+            res.fail("%s: found %d element(s), expected at least %d: %d acknowledged write(s) lost%s"
+                     % (_fmt(slot), len(found), need, lost, when))
+        else:
+            res.phantoms += 1
+            res.fail("%s: found %d element(s) not explained by the writes sent (expected %d acknowledged "
+                     "+ up to %d in flight, in order): phantom, reordered or duplicated element"
+                     % (_fmt(slot), len(found), need, len(maybe)))
 
     def adopt(self, res):
         """The recovered state becomes the base of the next cycle (counters continue from it)."""
