@@ -14,34 +14,65 @@ public struct SetValue: Sendable {
     /// Redis's default `set-max-intset-entries`.
     public static let defaultMaxIntsetEntries = 512
 
-    @usableFromInline var intset = IntSet()
-    @usableFromInline var table = MemberTable()
-    /// True while the set is intset-encoded (an empty set starts as one, as SADD of an integer
-    /// creates an intset: t_set.c setTypeCreate).
-    public private(set) var isIntset = true
+    /// One word: the intset's byte array or a reference to the table, so a small set costs its
+    /// box (24 bytes), and the intset's buffer (Redis's 8-byte header, then the integers).
+    @usableFromInline enum Storage: Sendable {
+        case intset(IntSet)
+        case table(MemberTableBox)
+    }
+
+    @usableFromInline var storage = Storage.intset(IntSet())
 
     /// Creates an empty set.
     public init() {}
 
+    /// True while the set is intset-encoded (an empty set starts as one, as SADD of an integer
+    /// creates an intset: t_set.c setTypeCreate).
+    public var isIntset: Bool {
+        if case .intset = storage { return true }
+        return false
+    }
+
     /// Number of members.
-    @inlinable public var count: Int { isIntset ? intset.count : table.count }
+    public var count: Int {
+        switch storage {
+        case .intset(let intset): return intset.count
+        case .table(let box): return box.table.count
+        }
+    }
 
     /// True if the set holds no member.
-    @inlinable public var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { count == 0 }
 
     /// OBJECT ENCODING's answer.
     public var encodingName: String { isIntset ? "intset" : "hashtable" }
 
     /// Bytes held, for the memory estimate.
-    public var payloadBytes: Int { isIntset ? intset.bytes.count : table.heapBytes }
+    public var payloadBytes: Int {
+        switch storage {
+        case .intset(let intset): return intset.bytes.count
+        case .table(let box): return box.table.heapBytes + 32
+        }
+    }
 
     /// True if `member` is in the set.
     public func contains<C: Collection>(_ member: C) -> Bool where C.Element == UInt8 {
-        if isIntset {
+        switch storage {
+        case .intset(let intset):
             guard let value = parseRedisInteger(member) else { return false }
             return intset.contains(value)
+        case .table(let box):
+            return SetValue.withContiguous(member) { box.table.find($0) != nil }
         }
-        return SetValue.withContiguous(member) { table.find($0) != nil }
+    }
+
+    /// The table, uniquely referenced (copied first when a COPY shares it), for an edit.
+    private mutating func uniqueTable() -> MemberTableBox? {
+        guard case .table(var box) = storage else { return nil }
+        storage = .intset(IntSet())
+        if !isKnownUniquelyReferenced(&box) { box = MemberTableBox(box.table) }
+        storage = .table(box)
+        return box
     }
 
     /// Adds `member`; returns true if it was not present. An intset converts to a hash table
@@ -49,37 +80,46 @@ public struct SetValue: Sendable {
     @discardableResult
     public mutating func insert<C: Collection>(_ member: C, maxIntsetEntries: Int = defaultMaxIntsetEntries) -> Bool
     where C.Element == UInt8 {
-        if isIntset {
+        if case .intset(var intset) = storage {
             if let value = parseRedisInteger(member) {
-                guard intset.insert(value) else { return false }
-                if intset.count > maxIntsetEntries { convertToTable() }
-                return true
+                // Drop the enum's reference first so the buffer is edited in place.
+                storage = .intset(IntSet())
+                let added = intset.insert(value)
+                storage = .intset(intset)
+                if added && intset.count > maxIntsetEntries { convertToTable() }
+                return added
             }
             convertToTable()
         }
-        return SetValue.withContiguous(member) { table.insert($0) }
+        let box = uniqueTable()!
+        return SetValue.withContiguous(member) { box.table.insert($0) }
     }
 
     /// Removes `member`; returns true if it was present.
     @discardableResult
     public mutating func remove<C: Collection>(_ member: C) -> Bool where C.Element == UInt8 {
-        if isIntset {
+        if case .intset(var intset) = storage {
             guard let value = parseRedisInteger(member) else { return false }
-            return intset.remove(value)
+            storage = .intset(IntSet())
+            let removed = intset.remove(value)
+            storage = .intset(intset)
+            return removed
         }
-        return SetValue.withContiguous(member) { table.remove($0) }
+        let box = uniqueTable()!
+        return SetValue.withContiguous(member) { box.table.remove($0) }
     }
 
     /// Calls `body` with each member's bytes: ascending integers for an intset, table order
     /// (hash-dependent, as Redis's dict order) otherwise.
     public func forEach(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
-        if isIntset {
+        switch storage {
+        case .intset(let intset):
             for index in 0..<intset.count {
                 let bytes = decimalBytes(intset.value(at: index))
                 try bytes.withUnsafeBytes(body)
             }
-        } else {
-            try table.forEach(body)
+        case .table(let box):
+            try box.table.forEach(body)
         }
     }
 
@@ -93,15 +133,19 @@ public struct SetValue: Sendable {
 
     /// The intset's integers in ascending order (empty for a hash table set).
     public var integers: [Int64] {
-        guard isIntset else { return [] }
+        guard case .intset(let intset) = storage else { return [] }
         return (0..<intset.count).map { intset.value(at: $0) }
     }
 
     /// A uniformly random member (the set must not be empty).
     public func randomMember<G: RandomNumberGenerator>(using generator: inout G) -> [UInt8] {
         precondition(!isEmpty, "random member of an empty set")
-        if isIntset { return decimalBytes(intset.value(at: Int.random(in: 0..<intset.count, using: &generator))) }
-        return table.randomMember(using: &generator)
+        switch storage {
+        case .intset(let intset):
+            return decimalBytes(intset.value(at: Int.random(in: 0..<intset.count, using: &generator)))
+        case .table(let box):
+            return box.table.randomMember(using: &generator)
+        }
     }
 
     /// A uniformly random member (the set must not be empty).
@@ -111,27 +155,28 @@ public struct SetValue: Sendable {
     }
 
     /// Redis's intset blob (RDB_TYPE_SET_INTSET), or nil for a hash table set.
-    public var intsetBlob: [UInt8]? { isIntset ? intset.bytes : nil }
+    public var intsetBlob: [UInt8]? {
+        guard case .intset(let intset) = storage else { return nil }
+        return intset.bytes
+    }
 
     /// A set from an RDB intset blob, converted to a hash table when it holds more than
     /// `maxIntsetEntries`; nil when the blob is malformed (bad encoding, length, order).
     public init?(intsetBlob blob: [UInt8], maxIntsetEntries: Int = defaultMaxIntsetEntries) {
         guard let parsed = IntSet(validating: blob) else { return nil }
-        intset = parsed
+        storage = .intset(parsed)
         if parsed.count > maxIntsetEntries { convertToTable() }
     }
 
     /// Converts to a hash table (never back).
     mutating func convertToTable() {
-        guard isIntset else { return }
+        guard case .intset(let intset) = storage else { return }
         var converted = MemberTable()
         converted.reserve(intset.count + 1)
         for index in 0..<intset.count {
             decimalBytes(intset.value(at: index)).withUnsafeBytes { _ = converted.insert($0) }
         }
-        table = converted
-        intset = IntSet()
-        isIntset = false
+        storage = .table(MemberTableBox(converted))
     }
 
     /// Static, not a method: a method call would borrow `self` while a mutating `body` edits
@@ -143,6 +188,15 @@ public struct SetValue: Sendable {
         }
         return Array(member).withUnsafeBytes(body)
     }
+}
+
+/// The hash table of a set, boxed so `SetValue` is one word. Edited only through
+/// `SetValue.uniqueTable()`, which copies a shared box first (value semantics, as COPY needs).
+@usableFromInline
+final class MemberTableBox: @unchecked Sendable {
+    var table: MemberTable
+
+    init(_ table: MemberTable) { self.table = table }
 }
 
 /// Redis's intset, byte for byte: `u32 encoding` (2, 4 or 8: the width of each integer),
