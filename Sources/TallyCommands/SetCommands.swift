@@ -92,7 +92,10 @@ enum SetCommands {
                 return added
             } ?? 0
             context.output.writeInteger(added)
-            if added > 0 { context.addChanges(Int64(added)) }
+            if added > 0 {
+                context.addChanges(Int64(added))
+                context.notify(.set, "sadd", key)
+            }
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -113,7 +116,11 @@ enum SetCommands {
                 return removed
             } ?? 0
             context.output.writeInteger(removed)
-            if removed > 0 { context.addChanges(Int64(removed)) }
+            if removed > 0 {
+                context.addChanges(Int64(removed))
+                context.notify(.set, "srem", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            }
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -186,6 +193,8 @@ enum SetCommands {
                 context.output.writeBulkString(popped)
                 context.addChanges(1)
                 context.propagate([srem, key.bytes, popped])
+                context.notify(.set, "spop", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
             } catch {
                 context.output.writeKeyspaceError(error)
             }
@@ -237,6 +246,8 @@ enum SetCommands {
                 writeMembers(whole, asSet: true, into: &context.output)
                 context.addChanges(Int64(whole.count))
                 context.propagate([Words.del, key.bytes])
+                context.notify(.set, "spop", key)
+                context.notify(.generic, "del", key)
                 return
             }
             context.output.writeSetHeader(result.members.count)
@@ -244,6 +255,7 @@ enum SetCommands {
             context.addChanges(Int64(result.members.count))
             let keyBytes = key.bytes
             for member in result.members { context.propagate([srem, keyBytes, member]) }
+            context.notify(.set, "spop", key)
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -279,12 +291,17 @@ enum SetCommands {
             } ?? false
             guard removed else { return context.output.writeInteger(0) }
             context.addChanges(1)
+            context.notify(.set, "srem", source)
+            if !sourceShard.contains(database, source, now: now) { context.notify(.generic, "del", source) }
             let added = try destinationShard.withSet(database, destination, now: now, create: true) {
                 set, changed in
                 changed = set.insert(member, maxIntsetEntries: limit)
                 return changed
             } ?? false
-            if added { context.addChanges(1) }
+            if added {
+                context.addChanges(1)
+                context.notify(.set, "sadd", destination)
+            }
             context.output.writeInteger(1)
         } catch {
             context.output.writeKeyspaceError(error)
@@ -391,12 +408,20 @@ enum SetCommands {
             if shard.lookup(context.database, destination, now: context.now) != nil {
                 shard.remove(context.database, destination)
                 context.addChanges(1)
+                context.notify(.generic, "del", destination)
             }
             return
         }
         context.output.writeInteger(result.count)
         shard.store(context.database, destination, Entry(value: .set(result)))
         context.addChanges(1)
+        let event: StaticString
+        switch operation {
+        case .intersection: event = "sinterstore"
+        case .union: event = "sunionstore"
+        case .difference: event = "sdiffstore"
+        }
+        context.notify(.set, event, destination)
     }
 
     /// SINTERCARD numkeys key [key ...] [LIMIT limit].
