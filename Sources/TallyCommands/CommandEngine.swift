@@ -320,7 +320,8 @@ public final class CommandEngine: Sendable {
             return refuse(row, reason: Self.monitorKeyspaceReason, session: session, statistics, output: &output)
         }
         if clientPause.isPossiblyActive && !session.isReplayingLog
-            && clientPause.holds(isExec ? flags.union(session.transaction.queuedFlags) : flags,
+            && clientPause.holds(isExec ? flags.union(session.transaction.queuedFlags)
+                                    : ScriptingCommands.declaredFlags(flags, arguments, engine: self),
                                  now: clock.nowMilliseconds())
         {
             // Not run and not answered: the I/O thread keeps this command and runs it again

@@ -10,6 +10,35 @@ import TallyProtocol
 /// blocking commands do not block and the log gets one MULTI ... EXEC batch. Undeclared keys
 /// (not in KEYS) work as on a standalone Redis: every shard is held anyway.
 enum ScriptingCommands {
+    /// The flags a script run counts with (server.c evalGetCommandFlags, fcallGetCommandFlags):
+    /// a script or function that declares `no-writes` neither writes nor replicates, so a WRITE
+    /// client pause lets it run. Only asked while a pause is set.
+    static func declaredFlags(_ flags: CommandFlags, _ arguments: CommandArguments,
+                              engine: CommandEngine) -> CommandFlags {
+        guard flags.contains(.runsExclusive), arguments.count > 1 else { return flags }
+        var declared: ScriptFlags?
+        if arguments.matches(0, "eval") || arguments.matches(0, "eval_ro") {
+            if case .success(let (scriptFlags, _)) = ScriptingRuntime.shebang(Array(arguments[1])) {
+                declared = scriptFlags
+            }
+        } else if arguments.matches(0, "evalsha") || arguments.matches(0, "evalsha_ro") {
+            let sha = Array(arguments[1]).map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+            let runtime = engine.scripting
+            runtime.lock.lock()
+            declared = runtime.scripts[sha]?.flags
+            runtime.lock.unlock()
+        } else if arguments.matches(0, "fcall") || arguments.matches(0, "fcall_ro") {
+            let runtime = engine.functions
+            let folded = FunctionCommands.foldCase(Array(arguments[1]))
+            runtime.lock.lock()
+            declared = runtime.libraries.lazy.flatMap { $0.functions }
+                .first { FunctionCommands.foldCase($0.name) == folded }?.flags
+            runtime.lock.unlock()
+        }
+        guard let declared, declared.contains(.noWrites) else { return flags }
+        return flags.subtracting([.write, .mayReplicate])
+    }
+
     static let evalFlags: CommandFlags = [
         .noScript, .stale, .skipMonitor, .mayReplicate, .noMandatoryKeys, .movableKeys, .runsExclusive,
     ]
