@@ -16,7 +16,7 @@ enum FunctionCommands {
         let reading = ["@slow", "@scripting"]
         return [
             command("fcall", -3, ScriptingCommands.evalFlags, scripting) { fcall(&$0, readOnly: false) },
-            command("fcall_ro", -3, ScriptingCommands.evalFlags.union(.readonly), scripting) {
+            command("fcall_ro", -3, ScriptingCommands.readOnlyFlags, scripting) {
                 fcall(&$0, readOnly: true)
             },
             CommandSpec(

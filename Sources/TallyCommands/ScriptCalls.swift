@@ -74,7 +74,7 @@ enum ScriptCalls {
             flags = subcommand.flags
         }
         if flags.contains(.noScript) { return Array("This Redis command is not allowed from script".utf8) }
-        if run.readOnly && flags.contains(.write) {
+        if run.readOnly && !flags.isDisjoint(with: [.write, .mayReplicate]) {
             return Array("Write commands are not allowed from read-only scripts.".utf8)
         }
         if flags.contains(.write) && !run.wroteDataset, let refusal = run.engine.attachedLog?.writeRefusal() {

@@ -39,6 +39,9 @@ enum ScriptingCommands {
         return flags.subtracting([.write, .mayReplicate])
     }
 
+    /// EVAL_RO, EVALSHA_RO, FCALL_RO: read-only, and never replicated (no may_replicate).
+    static let readOnlyFlags: CommandFlags = evalFlags.subtracting(.mayReplicate).union(.readonly)
+
     static let evalFlags: CommandFlags = [
         .noScript, .stale, .skipMonitor, .mayReplicate, .noMandatoryKeys, .movableKeys, .runsExclusive,
     ]
@@ -48,8 +51,8 @@ enum ScriptingCommands {
         return [
             command("eval", -3, evalFlags, scripting) { eval(&$0, bySHA: false, readOnly: false) },
             command("evalsha", -3, evalFlags, scripting) { eval(&$0, bySHA: true, readOnly: false) },
-            command("eval_ro", -3, evalFlags.union(.readonly), scripting) { eval(&$0, bySHA: false, readOnly: true) },
-            command("evalsha_ro", -3, evalFlags.union(.readonly), scripting) {
+            command("eval_ro", -3, readOnlyFlags, scripting) { eval(&$0, bySHA: false, readOnly: true) },
+            command("evalsha_ro", -3, readOnlyFlags, scripting) {
                 eval(&$0, bySHA: true, readOnly: true)
             },
             CommandSpec(
