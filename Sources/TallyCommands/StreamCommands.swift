@@ -562,7 +562,7 @@ enum StreamCommands {
         let shard = context.lockShard(for: key)
         var failure: StaticString?
         do {
-            let found = try shard.withStream(context.database, key, now: context.now, create: false) {
+            let found: Void? = try shard.withStream(context.database, key, now: context.now, create: false) {
                 stream, changed in
                 if stream.length > 0 {
                     if let last = stream.lastLiveID, id < last {
