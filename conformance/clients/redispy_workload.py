@@ -5,27 +5,9 @@ import time
 
 import redis
 
+from workload_checks import check, finish, guarded
+
 PORT = int(sys.argv[1])
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok %s" % name)
-    else:
-        failures += 1
-        print("FAIL %s %s" % (name, detail))
-    sys.stdout.flush()
-
-
-def guarded(name, fn):
-    global failures
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001 - report any client exception as this check's failure
-        failures += 1
-        print("FAIL %s exception %s: %s" % (name, type(e).__name__, e))
 
 
 def pool_hammer():
@@ -195,4 +177,4 @@ for name, fn in [("pool", pool_hammer), ("pipelines", pipelines), ("watch", watc
                  ("cache", cache_pattern), ("pubsub2", lambda: pubsub_workload(2)),
                  ("pubsub3", lambda: pubsub_workload(3))]:
     guarded(name, fn)
-sys.exit(1 if failures else 0)
+finish()

@@ -8,27 +8,9 @@ import time
 
 import redis
 
+from workload_checks import check, finish, guarded
+
 PORT = int(sys.argv[1])
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok %s" % name)
-    else:
-        failures += 1
-        print("FAIL %s %s" % (name, detail))
-    sys.stdout.flush()
-
-
-def guarded(name, fn):
-    global failures
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001 - report any client exception as this check's failure
-        failures += 1
-        print("FAIL %s exception %s: %s" % (name, type(e).__name__, e))
 
 
 def limiters():
@@ -126,4 +108,4 @@ def script_objects():
 guarded("limits", limiters)
 guarded("locks", locks)
 guarded("script-objects", script_objects)
-sys.exit(1 if failures else 0)
+finish()
