@@ -35,32 +35,41 @@ public enum ListElement {
     }
 }
 
-/// A list: chunks of listpack entries (encoding byte, data, backlen: the exact entry format of
-/// Redis's listpack), kept in a deque of chunks.
+/// A list: listpack entries (encoding byte, data, backlen: the exact entry format of Redis's
+/// listpack) in chunks, held in one of two forms.
 ///
-/// - A small list is one chunk: a packed byte buffer, ~2–10 bytes per short element (Redis's
-///   compact listpack encoding).
-/// - A large list is many chunks of at most `chunkBytesLimit` (Redis's default
-///   `list-max-listpack-size -2`: 8 KB per listpack, header included). An element bigger than
-///   that gets a chunk of its own (Redis's plain-node case, which it only uses above 1 GB).
-/// - Pushing or popping at either end touches only the end chunk (a memmove of at most 8 KB at
-///   the head, as listpack does): O(1) amortized. Chunks sit in an array with free slots kept
-///   in front (`head`), so adding a chunk at the head is amortized O(1) too.
+/// - A list that fits one chunk is that chunk alone (`compact`): one heap buffer with the
+///   element count and the entries, referenced straight from the `Value` slot with no box.
+///   Redis 7.0 spends a robj, a quicklist and a quicklist node besides the listpack on it.
+/// - A larger list (`chunked`) is a deque of chunks of at most `chunkBytesLimit` entry bytes
+///   (Redis's quicklist of listpacks at its default `list-max-listpack-size -2`: 8 KB per
+///   listpack, header included). An element bigger than that gets a chunk of its own (Redis's
+///   plain-node case, which it only uses above 1 GB). Pushing or popping at either end touches
+///   only the end chunk (a memmove of at most 8 KB at the head, as listpack does): O(1)
+///   amortized. Chunks sit in an array with free slots kept in front, so adding a chunk at the
+///   head is amortized O(1) too.
 /// - The RDB writer dumps each chunk as one listpack node of a QUICKLIST_2 value without
 ///   re-encoding it.
 ///
-/// Measured (1M elements "1".."1000000", RPUSH): see README's lists section.
+/// Measured (1M elements "1".."1000000", RPUSH; 100k lists of 10): see README's lists section.
 public struct ListValue: Sendable {
     /// Most entry bytes in a chunk: 8 KB listpacks minus their 7 bytes of header and terminator.
     public static let chunkBytesLimit = 8192 - 7
 
-    /// Chunk slots; `chunks[0..<head]` are empty free slots for cheap head insertion.
-    @usableFromInline var chunks: [ListChunk] = []
-    @usableFromInline var head = 0
-    /// Number of elements.
-    public private(set) var count = 0
-    /// Sum of the chunks' entry bytes, kept up to date so the memory estimate is O(1).
-    public private(set) var payloadBytes = 0
+    /// A chunked list that shrinks to one chunk of at most this many entry bytes becomes compact
+    /// again; the gap below `chunkBytesLimit` keeps a list at the boundary from converting back
+    /// and forth on every push and pop.
+    static let compactReturnBytes = chunkBytesLimit / 2
+
+    @usableFromInline
+    enum Storage: Sendable {
+        /// The whole list in one chunk (empty: no buffer).
+        case compact(ListChunk)
+        /// More than one chunk, shared copy-on-write.
+        case chunked(ChunkedListBox)
+    }
+
+    @usableFromInline var storage: Storage = .compact(ListChunk())
 
     /// Creates an empty list.
     public init() {}
@@ -70,15 +79,83 @@ public struct ListValue: Sendable {
         for element in elements { push(element, at: .tail) }
     }
 
+    /// Number of elements.
+    public var count: Int {
+        switch storage {
+        case .compact(let chunk): return chunk.count
+        case .chunked(let box): return box.list.count
+        }
+    }
+
+    /// Sum of the chunks' entry bytes (O(1), for the memory estimate).
+    public var payloadBytes: Int {
+        switch storage {
+        case .compact(let chunk): return chunk.entryBytes
+        case .chunked(let box): return box.list.payloadBytes
+        }
+    }
+
     /// True if the list holds no element.
-    @inlinable public var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { count == 0 }
+
+    /// True while the list is a single chunk held without a box (see the type's comment).
+    public var isCompact: Bool {
+        if case .compact = storage { return true }
+        return false
+    }
 
     /// Number of chunks (listpack nodes).
-    public var chunkCount: Int { chunks.count - head }
+    public var chunkCount: Int {
+        switch storage {
+        case .compact(let chunk): return chunk.count == 0 ? 0 : 1
+        case .chunked(let box): return box.list.chunkCount
+        }
+    }
 
     /// Calls `body` with each chunk's listpack entries (no header or terminator) and count.
-    public func forEachChunk(_ body: ([UInt8], Int) throws -> Void) rethrows {
-        for index in head..<chunks.count { try body(chunks[index].entries, chunks[index].count) }
+    public func forEachChunk(_ body: (ArraySlice<UInt8>, Int) throws -> Void) rethrows {
+        switch storage {
+        case .compact(let chunk): if chunk.count > 0 { try body(chunk.entries, chunk.count) }
+        case .chunked(let box): try box.list.forEachChunk(body)
+        }
+    }
+
+    // MARK: Form changes
+
+    /// Takes the compact chunk out (leaving an empty one), so the caller holds the only
+    /// reference to its buffer and edits it in place; nil when the list is chunked.
+    @inline(__always)
+    private mutating func takeCompact() -> ListChunk? {
+        guard case .compact(let chunk) = storage else { return nil }
+        storage = .compact(ListChunk())
+        return chunk
+    }
+
+    /// Runs `body` on the chunked form (copying it first when another value shares it), then
+    /// goes back to the compact form if the list shrank to one small chunk.
+    private mutating func withChunked<R>(_ body: (inout ChunkedList) -> R) -> R {
+        guard case .chunked(var box) = storage else { preconditionFailure("list is compact") }
+        storage = .compact(ListChunk())
+        if !isKnownUniquelyReferenced(&box) { box = ChunkedListBox(box.list) }
+        let result = body(&box.list)
+        if box.list.chunkCount > 1 {
+            storage = .chunked(box)
+        } else if let only = box.list.onlyChunk, only.entryBytes > ListValue.compactReturnBytes {
+            storage = .chunked(box)
+        } else {
+            storage = .compact(box.list.onlyChunk?.shrunk() ?? ListChunk())
+        }
+        return result
+    }
+
+    /// Runs an edit that may split or empty chunks: on the chunked form, or on a one-chunk
+    /// chunked copy of the compact form that stays compact if it is still one chunk.
+    private mutating func edit<R>(_ body: (inout ChunkedList) -> R) -> R {
+        guard let chunk = takeCompact() else { return withChunked(body) }
+        var list = ChunkedList(chunk)
+        let result = body(&list)
+        storage = list.chunkCount > 1 ? .chunked(ChunkedListBox(list)) : .compact(list.onlyChunk ?? ListChunk())
+        return result
     }
 
     // MARK: Ends
@@ -92,18 +169,161 @@ public struct ListValue: Sendable {
 
     mutating func pushElement<C: Collection>(_ element: C, at end: ListEnd) where C.Element == UInt8 {
         let size = ListpackEntry.encodedSize(element)
+        if var chunk = takeCompact() {
+            if chunk.accepts(size) {
+                if end == .tail { chunk.append(element, size: size) } else { chunk.prepend(element, size: size) }
+                storage = .compact(chunk)
+                return
+            }
+            storage = .chunked(ChunkedListBox(ChunkedList(chunk)))
+        }
+        withChunked { $0.pushElement(element, size: size, at: end) }
+    }
+
+    /// Removes and returns the element at `end`, or nil when empty.
+    public mutating func pop(_ end: ListEnd) -> [UInt8]? {
+        var element: [UInt8]?
+        pop(end) { element = $0.materialized }
+        return element
+    }
+
+    /// Removes the element at `end`, handing it to `body` first (a view into the chunk, so a
+    /// reply is written without copying the element); false when empty.
+    @discardableResult
+    public mutating func pop(_ end: ListEnd, _ body: (ListElement) -> Void) -> Bool {
+        if var chunk = takeCompact() {
+            defer { storage = .compact(chunk) }
+            if chunk.count == 0 { return false }
+            chunk.removeEnd(end, body)
+            return true
+        }
+        return withChunked { $0.pop(end, body) }
+    }
+
+    /// Removes `n` elements from `end` (all if `n >= count`).
+    public mutating func remove(_ n: Int, from end: ListEnd) {
+        if var chunk = takeCompact() {
+            if n >= chunk.count {
+                chunk = ListChunk()
+            } else if n > 0 {
+                chunk.removeElements(n, from: end)
+            }
+            storage = .compact(chunk)
+            return
+        }
+        withChunked { $0.remove(n, from: end) }
+    }
+
+    // MARK: Positions
+
+    /// The element at `index` (0..<count), or nil outside.
+    public func element(at index: Int) -> ListElement? {
+        switch storage {
+        case .compact(let chunk): return index >= 0 && index < chunk.count ? chunk.element(at: index) : nil
+        case .chunked(let box): return box.list.element(at: index)
+        }
+    }
+
+    /// Visits elements starting at `start` (0..<count), toward the tail or (`reverse`) the head;
+    /// `body` gets each element's index and returns false to stop.
+    public func visit(from start: Int, reverse: Bool = false, _ body: (Int, ListElement) -> Bool) {
+        switch storage {
+        case .compact(let chunk):
+            if start < 0 || start >= chunk.count { return }
+            var index = start
+            _ = chunk.visit(from: start, reverse: reverse, index: &index, body)
+        case .chunked(let box):
+            box.list.visit(from: start, reverse: reverse, body)
+        }
+    }
+
+    // MARK: Edits (rewrite the chunks they touch)
+
+    /// Sets the element at `index` (0..<count); false when out of range.
+    public mutating func replace<C: Collection>(at index: Int, with element: C) -> Bool where C.Element == UInt8 {
+        if index < 0 || index >= count { return false }
+        return edit { $0.replace(at: index, with: element) }
+    }
+
+    /// Inserts `element` before or after the first element equal to `pivot`; false if none is.
+    public mutating func insert<P: Collection, C: Collection>(_ element: C, after: Bool, pivot: P) -> Bool
+    where P.Element == UInt8, C.Element == UInt8 {
+        var found = -1
+        visit(from: 0) { index, candidate in
+            if candidate.equals(pivot) {
+                found = index
+                return false
+            }
+            return true
+        }
+        if found < 0 { return false }
+        edit { $0.insert(element, after: after, at: found) }
+        return true
+    }
+
+    /// Removes up to `limit` elements equal to `target` (0 = all), scanning from the head or
+    /// (`fromTail`) the tail; returns how many were removed.
+    public mutating func removeAll<C: Collection>(equalTo target: C, limit: Int, fromTail: Bool) -> Int
+    where C.Element == UInt8 {
+        var matches = false
+        visit(from: 0) { _, candidate in
+            matches = candidate.equals(target)
+            return !matches
+        }
+        if !matches { return 0 }
+        return edit { $0.removeAll(equalTo: target, limit: limit, fromTail: fromTail) }
+    }
+}
+
+/// The chunked form's storage, shared between copies of a list until one of them writes.
+@usableFromInline
+final class ChunkedListBox: @unchecked Sendable {
+    // Sendable: a box is only mutated through `ListValue.withChunked`, after
+    // isKnownUniquelyReferenced; a shared box is copied first, like an Array's buffer.
+    var list: ChunkedList
+
+    init(_ list: ChunkedList) { self.list = list }
+}
+
+/// A list of several chunks: a deque of chunks with free slots in front.
+struct ChunkedList {
+    /// Chunk slots; `chunks[0..<head]` are empty free slots for cheap head insertion.
+    var chunks: [ListChunk] = []
+    var head = 0
+    /// Number of elements.
+    private(set) var count = 0
+    /// Sum of the chunks' entry bytes.
+    private(set) var payloadBytes = 0
+
+    /// A list holding `chunk` (none if it is empty).
+    init(_ chunk: ListChunk) {
+        if chunk.count > 0 { chunks = [chunk] }
+        count = chunk.count
+        payloadBytes = chunk.entryBytes
+    }
+
+    var chunkCount: Int { chunks.count - head }
+
+    /// The single chunk of a one-chunk list; nil otherwise.
+    var onlyChunk: ListChunk? { chunkCount == 1 ? chunks[head] : nil }
+
+    func forEachChunk(_ body: (ArraySlice<UInt8>, Int) throws -> Void) rethrows {
+        for index in head..<chunks.count { try body(chunks[index].entries, chunks[index].count) }
+    }
+
+    mutating func pushElement<C: Collection>(_ element: C, size: Int, at end: ListEnd) where C.Element == UInt8 {
         switch end {
         case .tail:
             if chunks.count == head || !chunks[chunks.count - 1].accepts(size) {
                 var fresh = ListChunk()
-                if chunks.count > head { fresh.entries.reserveCapacity(ListValue.chunkBytesLimit) }
+                if chunks.count > head { fresh.reserveFullChunk() }
                 chunks.append(fresh)
             }
             chunks[chunks.count - 1].append(element, size: size)
         case .head:
             if chunks.count == head || !chunks[head].accepts(size) {
                 var fresh = ListChunk()
-                if chunks.count > head { fresh.entries.reserveCapacity(ListValue.chunkBytesLimit) }
+                if chunks.count > head { fresh.reserveFullChunk() }
                 insertHeadChunk(fresh)
             }
             chunks[head].prepend(element, size: size)
@@ -128,33 +348,10 @@ public struct ListValue: Sendable {
         chunks[head] = chunk
     }
 
-    /// Removes and returns the element at `end`, or nil when empty.
-    public mutating func pop(_ end: ListEnd) -> [UInt8]? {
-        if count == 0 { return nil }
-        let index = end == .head ? head : chunks.count - 1
-        let (element, size) = end == .head ? chunks[index].removeFirst() : chunks[index].removeLast()
-        count -= 1
-        payloadBytes -= size
-        if chunks[index].count == 0 { dropChunk(at: index) }
-        return element
-    }
-
-    /// Removes the element at `end`, handing it to `body` first (a view into the chunk, so a
-    /// reply is written without copying the element); false when empty.
-    @discardableResult
-    public mutating func pop(_ end: ListEnd, _ body: (ListElement) -> Void) -> Bool {
+    mutating func pop(_ end: ListEnd, _ body: (ListElement) -> Void) -> Bool {
         if count == 0 { return false }
         let index = end == .head ? head : chunks.count - 1
-        let start = end == .head ? 0 : ListpackEntry.start(endingAt: chunks[index].entries.count,
-                                                           in: chunks[index].entries)
-        let (element, size) = ListpackEntry.decode(chunks[index].entries, at: start)
-        body(element)
-        if end == .head {
-            chunks[index].entries.removeFirst(size)
-        } else {
-            chunks[index].entries.removeLast(size)
-        }
-        chunks[index].count -= 1
+        let size = chunks[index].removeEnd(end, body)
         count -= 1
         payloadBytes -= size
         if chunks[index].count == 0 { dropChunk(at: index) }
@@ -175,15 +372,14 @@ public struct ListValue: Sendable {
         }
     }
 
-    /// Removes `n` elements from `end` (all if `n >= count`).
-    public mutating func remove(_ n: Int, from end: ListEnd) {
+    mutating func remove(_ n: Int, from end: ListEnd) {
         var left = min(n, count)
         while left > 0 {
             let index = end == .head ? head : chunks.count - 1
             if chunks[index].count <= left {
                 left -= chunks[index].count
                 count -= chunks[index].count
-                payloadBytes -= chunks[index].entries.count
+                payloadBytes -= chunks[index].entryBytes
                 dropChunk(at: index)
             } else {
                 let removed = chunks[index].removeElements(left, from: end)
@@ -193,8 +389,6 @@ public struct ListValue: Sendable {
             }
         }
     }
-
-    // MARK: Positions
 
     /// The slot of the chunk holding element `index` (0..<count) and the index inside it.
     private func locate(_ index: Int) -> (slot: Int, offset: Int) {
@@ -216,64 +410,27 @@ public struct ListValue: Sendable {
         return (slot, chunks[slot].count - 1 - remaining)
     }
 
-    /// The element at `index` (0..<count), or nil outside.
-    public func element(at index: Int) -> ListElement? {
+    func element(at index: Int) -> ListElement? {
         if index < 0 || index >= count { return nil }
         let (slot, offset) = locate(index)
-        var found: ListElement?
-        var position = 0
-        chunks[slot].forEach { element in
-            if position == offset {
-                found = element
-                return false
-            }
-            position += 1
-            return true
-        }
-        return found
+        return chunks[slot].element(at: offset)
     }
 
-    /// Visits elements starting at `start` (0..<count), toward the tail or (`reverse`) the head;
-    /// `body` gets each element's index and returns false to stop.
-    public func visit(from start: Int, reverse: Bool = false, _ body: (Int, ListElement) -> Bool) {
+    func visit(from start: Int, reverse: Bool, _ body: (Int, ListElement) -> Bool) {
         if start < 0 || start >= count { return }
         var (slot, offset) = locate(start)
         var index = start
         while slot >= head && slot < chunks.count {
-            var position = 0
-            var keepGoing = true
+            if !chunks[slot].visit(from: offset, reverse: reverse, index: &index, body) { return }
             if reverse {
-                let skip = chunks[slot].count - 1 - offset
-                chunks[slot].forEachReversed { element in
-                    if position < skip {
-                        position += 1
-                        return true
-                    }
-                    keepGoing = body(index, element)
-                    index -= 1
-                    return keepGoing
-                }
-                if !keepGoing { return }
                 slot -= 1
                 if slot >= head { offset = chunks[slot].count - 1 }
             } else {
-                chunks[slot].forEach { element in
-                    if position < offset {
-                        position += 1
-                        return true
-                    }
-                    keepGoing = body(index, element)
-                    index += 1
-                    return keepGoing
-                }
-                if !keepGoing { return }
                 slot += 1
                 offset = 0
             }
         }
     }
-
-    // MARK: Edits (rewrite the chunks they touch)
 
     /// The elements of the chunk at `slot`.
     private func elements(ofChunk slot: Int) -> [[UInt8]] {
@@ -290,7 +447,7 @@ public struct ListValue: Sendable {
     /// needs (none when empty).
     private mutating func replaceChunk(at slot: Int, with elements: [[UInt8]]) {
         count -= chunks[slot].count
-        payloadBytes -= chunks[slot].entries.count
+        payloadBytes -= chunks[slot].entryBytes
         var rebuilt: [ListChunk] = []
         var current = ListChunk()
         for element in elements {
@@ -312,9 +469,7 @@ public struct ListValue: Sendable {
         }
     }
 
-    /// Sets the element at `index` (0..<count); false when out of range.
-    public mutating func replace<C: Collection>(at index: Int, with element: C) -> Bool where C.Element == UInt8 {
-        if index < 0 || index >= count { return false }
+    mutating func replace<C: Collection>(at index: Int, with element: C) -> Bool where C.Element == UInt8 {
         let (slot, offset) = locate(index)
         var elements = elements(ofChunk: slot)
         elements[offset] = Array(element)
@@ -322,28 +477,15 @@ public struct ListValue: Sendable {
         return true
     }
 
-    /// Inserts `element` before or after the first element equal to `pivot`; false if none is.
-    public mutating func insert<P: Collection, C: Collection>(_ element: C, after: Bool, pivot: P) -> Bool
-    where P.Element == UInt8, C.Element == UInt8 {
-        var found = -1
-        visit(from: 0) { index, candidate in
-            if candidate.equals(pivot) {
-                found = index
-                return false
-            }
-            return true
-        }
-        if found < 0 { return false }
-        let (slot, offset) = locate(found)
+    /// Inserts `element` before or after the element at `index` (0..<count).
+    mutating func insert<C: Collection>(_ element: C, after: Bool, at index: Int) where C.Element == UInt8 {
+        let (slot, offset) = locate(index)
         var elements = elements(ofChunk: slot)
         elements.insert(Array(element), at: after ? offset + 1 : offset)
         replaceChunk(at: slot, with: elements)
-        return true
     }
 
-    /// Removes up to `limit` elements equal to `target` (0 = all), scanning from the head or
-    /// (`fromTail`) the tail; returns how many were removed.
-    public mutating func removeAll<C: Collection>(equalTo target: C, limit: Int, fromTail: Bool) -> Int
+    mutating func removeAll<C: Collection>(equalTo target: C, limit: Int, fromTail: Bool) -> Int
     where C.Element == UInt8 {
         var removed = 0
         var slot = fromTail ? chunks.count - 1 : head
@@ -387,15 +529,35 @@ public struct ListValue: Sendable {
     }
 }
 
-/// One chunk: listpack entries (no header or terminator) and how many there are.
+/// One chunk in one buffer: empty (no buffer), or a 2-byte little-endian element count followed
+/// by listpack entries (no listpack header or terminator). A chunk holds at most
+/// `chunkBytesLimit` entry bytes of entries of at least 2 bytes, so the count fits 16 bits.
 @usableFromInline
 struct ListChunk: Sendable {
-    @usableFromInline var entries: [UInt8] = []
-    @usableFromInline var count = 0
+    @usableFromInline var bytes: [UInt8] = []
+
+    /// Bytes before the first entry: the element count.
+    static let headerBytes = 2
+
+    /// Number of elements.
+    var count: Int {
+        get { bytes.isEmpty ? 0 : Int(bytes[0]) | Int(bytes[1]) << 8 }
+        set {
+            assert(newValue < 65536, "list chunk count")
+            bytes[0] = UInt8(truncatingIfNeeded: newValue)
+            bytes[1] = UInt8(truncatingIfNeeded: newValue >> 8)
+        }
+    }
+
+    /// Bytes of entries.
+    var entryBytes: Int { bytes.isEmpty ? 0 : bytes.count - ListChunk.headerBytes }
+
+    /// The entries, without the count.
+    var entries: ArraySlice<UInt8> { bytes.isEmpty ? [] : bytes[ListChunk.headerBytes...] }
 
     /// True if an entry of `size` bytes fits (an empty chunk takes any one element).
     func accepts(_ size: Int) -> Bool {
-        count == 0 || entries.count + size <= ListValue.chunkBytesLimit
+        count == 0 || entryBytes + size <= ListValue.chunkBytesLimit
     }
 
     /// Below this many bytes a chunk grows to the exact size it needs instead of doubling: most
@@ -403,75 +565,144 @@ struct ListChunk: Sendable {
     /// 100k lists of 10 short elements). A realloc of a buffer this small costs little.
     static let exactGrowthBytesMax = 512
 
+    /// Makes room for an entry of `size` bytes, starting the count when the chunk is empty.
     @inline(__always)
     mutating func reserve(_ size: Int) {
-        let needed = entries.count + size
-        if needed > entries.capacity && needed <= ListChunk.exactGrowthBytesMax { entries.reserveCapacity(needed) }
+        let needed = max(bytes.count, ListChunk.headerBytes) + size
+        if needed > bytes.capacity && needed <= ListChunk.exactGrowthBytesMax { bytes.reserveCapacity(needed) }
+        if bytes.isEmpty { bytes.append(contentsOf: [0, 0]) }
+    }
+
+    /// Reserves a whole chunk's bytes (a chunk after the first in a growing list fills up).
+    mutating func reserveFullChunk() { bytes.reserveCapacity(ListChunk.headerBytes + ListValue.chunkBytesLimit) }
+
+    /// The chunk in a buffer no larger than it needs (a list going back to the compact form
+    /// keeps a chunk that may have reserved a full 8 KB).
+    func shrunk() -> ListChunk {
+        if bytes.capacity <= max(bytes.count * 2, ListChunk.exactGrowthBytesMax) { return self }
+        var copy = ListChunk()
+        copy.bytes.reserveCapacity(bytes.count)
+        copy.bytes.append(contentsOf: bytes)
+        return copy
     }
 
     mutating func append<C: Collection>(_ element: C, size: Int) where C.Element == UInt8 {
         reserve(size)
-        let start = entries.count
-        entries.append(contentsOf: repeatElement(0, count: size))
-        entries.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: start) }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: size))
+        bytes.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: start) }
         count += 1
     }
 
     mutating func prepend<C: Collection>(_ element: C, size: Int) where C.Element == UInt8 {
         reserve(size)
-        entries.insert(contentsOf: repeatElement(0, count: size), at: 0)
-        entries.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: 0) }
+        let start = ListChunk.headerBytes
+        bytes.insert(contentsOf: repeatElement(0, count: size), at: start)
+        bytes.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: start) }
         count += 1
     }
 
-    mutating func removeFirst() -> ([UInt8], Int) {
-        let (element, size) = ListpackEntry.decode(entries, at: 0)
-        let bytes = element.materialized
-        entries.removeFirst(size)
-        count -= 1
-        return (bytes, size)
-    }
-
-    mutating func removeLast() -> ([UInt8], Int) {
-        let start = ListpackEntry.start(endingAt: entries.count, in: entries)
-        let (element, size) = ListpackEntry.decode(entries, at: start)
-        let bytes = element.materialized
-        entries.removeLast(size)
-        count -= 1
-        return (bytes, size)
-    }
-
-    /// Removes `n` (< count) elements from `end`; returns the bytes removed.
-    mutating func removeElements(_ n: Int, from end: ListEnd) -> Int {
-        if end == .head {
-            var position = 0
-            for _ in 0..<n { position += ListpackEntry.decode(entries, at: position).size }
-            entries.removeFirst(position)
-            count -= n
-            return position
+    /// Removes the element at `end`, handing it to `body` first (a view into the buffer);
+    /// returns the entry's size. The chunk must not be empty.
+    @discardableResult
+    mutating func removeEnd(_ end: ListEnd, _ body: (ListElement) -> Void) -> Int {
+        let start = end == .head ? ListChunk.headerBytes : ListpackEntry.start(endingAt: bytes.count, in: bytes)
+        let (element, size) = ListpackEntry.decode(bytes, at: start)
+        body(element)
+        let remaining = count - 1
+        if remaining == 0 {
+            bytes = []
+            return size
         }
-        var position = entries.count
-        for _ in 0..<n { position = ListpackEntry.start(endingAt: position, in: entries) }
-        let removed = entries.count - position
-        entries.removeLast(removed)
-        count -= n
+        if end == .head {
+            bytes.removeSubrange(start..<(start + size))
+        } else {
+            bytes.removeLast(size)
+        }
+        count = remaining
+        return size
+    }
+
+    /// Removes `n` (0 < n < count) elements from `end`; returns the bytes removed.
+    @discardableResult
+    mutating func removeElements(_ n: Int, from end: ListEnd) -> Int {
+        let remaining = count - n
+        if end == .head {
+            var position = ListChunk.headerBytes
+            for _ in 0..<n { position += ListpackEntry.decode(bytes, at: position).size }
+            bytes.removeSubrange(ListChunk.headerBytes..<position)
+            count = remaining
+            return position - ListChunk.headerBytes
+        }
+        var position = bytes.count
+        for _ in 0..<n { position = ListpackEntry.start(endingAt: position, in: bytes) }
+        let removed = bytes.count - position
+        bytes.removeLast(removed)
+        count = remaining
         return removed
     }
 
-    func forEach(_ body: (ListElement) -> Bool) {
+    /// The element at `offset` (0..<count).
+    func element(at offset: Int) -> ListElement? {
+        var found: ListElement?
         var position = 0
-        while position < entries.count {
-            let (element, size) = ListpackEntry.decode(entries, at: position)
+        forEach { element in
+            if position == offset {
+                found = element
+                return false
+            }
+            position += 1
+            return true
+        }
+        return found
+    }
+
+    /// Visits elements from `offset` toward the tail or (`reverse`) the head, numbering them
+    /// from `index` (advanced as it goes); false when `body` stopped the walk.
+    func visit(from offset: Int, reverse: Bool, index: inout Int, _ body: (Int, ListElement) -> Bool) -> Bool {
+        var position = 0
+        var keepGoing = true
+        var current = index
+        if reverse {
+            let skip = count - 1 - offset
+            forEachReversed { element in
+                if position < skip {
+                    position += 1
+                    return true
+                }
+                keepGoing = body(current, element)
+                current -= 1
+                return keepGoing
+            }
+        } else {
+            forEach { element in
+                if position < offset {
+                    position += 1
+                    return true
+                }
+                keepGoing = body(current, element)
+                current += 1
+                return keepGoing
+            }
+        }
+        index = current
+        return keepGoing
+    }
+
+    func forEach(_ body: (ListElement) -> Bool) {
+        var position = ListChunk.headerBytes
+        while position < bytes.count {
+            let (element, size) = ListpackEntry.decode(bytes, at: position)
             if !body(element) { return }
             position += size
         }
     }
 
     func forEachReversed(_ body: (ListElement) -> Bool) {
-        var end = entries.count
-        while end > 0 {
-            let start = ListpackEntry.start(endingAt: end, in: entries)
-            if !body(ListpackEntry.decode(entries, at: start).element) { return }
+        var end = bytes.count
+        while end > ListChunk.headerBytes {
+            let start = ListpackEntry.start(endingAt: end, in: bytes)
+            if !body(ListpackEntry.decode(bytes, at: start).element) { return }
             end = start
         }
     }

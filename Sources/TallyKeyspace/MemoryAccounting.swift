@@ -79,11 +79,13 @@ public enum MemoryEstimate {
         case .hash(let hash):
             return 3 * bufferHeaderBytes + hash.payloadBytes + hash.count * hashFieldOverheadBytes
         case .list(let list):
-            // The box, the chunk array, and per chunk its slot (16) and buffer header.
-            return 2 * bufferHeaderBytes + list.payloadBytes + list.chunkCount * (16 + bufferHeaderBytes)
+            // Compact: one buffer (header, 2-byte count, entries). Chunked: the box and the chunk
+            // array, and per chunk its slot (8), buffer header and count.
+            if list.isCompact { return list.isEmpty ? 0 : bufferHeaderBytes + 2 + list.payloadBytes }
+            return 2 * bufferHeaderBytes + list.payloadBytes + list.chunkCount * (10 + bufferHeaderBytes)
         case .set(let set):
-            // The box and the intset or the table's arena and slots (capacities).
-            return 2 * bufferHeaderBytes + set.payloadBytes
+            // The intset's buffer, or the table's box, arena and slots (capacities).
+            return bufferHeaderBytes + set.payloadBytes
         case .sortedSet(let set):
             // The box and chunk array; per chunk three buffers; per member a score and an end
             // offset; in the indexed form the member index's 16-byte slots.

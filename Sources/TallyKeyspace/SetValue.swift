@@ -14,8 +14,9 @@ public struct SetValue: Sendable {
     /// Redis's default `set-max-intset-entries`.
     public static let defaultMaxIntsetEntries = 512
 
-    /// One word: the intset's byte array or a reference to the table, so a small set costs its
-    /// box (24 bytes), and the intset's buffer (Redis's 8-byte header, then the integers).
+    /// One word: the intset's byte array or a reference to the table, so `Value` holds a set
+    /// without a box and a small set costs one buffer (Redis's 8-byte intset header, then the
+    /// integers).
     @usableFromInline enum Storage: Sendable {
         case intset(IntSet)
         case table(MemberTableBox)

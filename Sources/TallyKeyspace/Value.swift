@@ -163,10 +163,11 @@ public enum Value: Sendable {
     /// Boxed (`indirect`): inline, the 32-byte `HashValue` made every value 33 bytes and every
     /// entry 48, counters included; boxed, a value is 9 bytes and an entry 24.
     indirect case hash(HashValue)
-    /// A list: listpack-encoded chunks (see `ListValue`), boxed like hashes.
-    indirect case list(ListValue)
-    /// A set: an intset or a packed hash table (see `SetValue`), boxed like hashes.
-    indirect case set(SetValue)
+    /// A list: listpack-encoded chunks (see `ListValue`). Not boxed: a `ListValue` is one word
+    /// (a small list's buffer or a reference to its chunks), so the slot holds it directly.
+    case list(ListValue)
+    /// A set: an intset or a packed hash table (see `SetValue`), one word like a list.
+    case set(SetValue)
     /// A sorted set (see `SortedSetValue`), boxed like hashes.
     indirect case sortedSet(SortedSetValue)
     /// A stream: listpack nodes and consumer groups (see `StreamValue`), boxed like hashes.

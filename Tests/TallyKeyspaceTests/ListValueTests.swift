@@ -125,4 +125,40 @@ import Testing
         #expect(popsOK)
         #expect(list.isEmpty && list.chunkCount == 0)
     }
+
+    @Test func aListChangesFormAndCopiesStayIndependent() {
+        let element = { (value: Int) in Array("element-\(value)".utf8) }
+        var small = ListValue((0..<3).map(element))
+        var copy = small
+        copy.push(element(3), at: .tail)
+        #expect(small.isCompact && copy.isCompact)
+        #expect(Self.contents(small) == (0..<3).map(element))
+        #expect(copy.count == 4)
+
+        // 1000 entries of 12 bytes pass one chunk's 8185 bytes: the list becomes chunked.
+        for value in 3..<1000 { small.push(element(value), at: .tail) }
+        #expect(!small.isCompact && small.chunkCount == 2)
+        var shared = small
+        _ = shared.pop(.head)
+        #expect(small.count == 1000 && shared.count == 999)
+        #expect(small.element(at: 0)?.materialized == element(0))
+        #expect(Self.contents(small) == (0..<1000).map(element))
+
+        // Shrinking to one chunk of at most half the limit makes it compact again.
+        small.remove(700, from: .tail)
+        #expect(small.isCompact && small.count == 300)
+        #expect(Self.contents(small) == (0..<300).map(element))
+        #expect(!shared.isCompact && shared.count == 999)
+        #expect(copy.count == 4)
+
+        // An edit that splits the only chunk makes a compact list chunked.
+        var edited = ListValue((0..<600).map(element))
+        #expect(edited.isCompact)
+        let inserted = edited.insert(Array(repeating: 120, count: 2000), after: true, pivot: element(599))
+        #expect(inserted)
+        #expect(!edited.isCompact && edited.count == 601)
+        let removed = edited.removeAll(equalTo: Array(repeating: 120, count: 2000), limit: 0, fromTail: false)
+        #expect(removed == 1)
+        #expect(Self.contents(edited) == (0..<600).map(element))
+    }
 }

@@ -46,7 +46,7 @@ public enum Listpack {
     }
 
     /// A listpack blob around already encoded `entries` (header, entries, terminator).
-    public static func wrap(entries: [UInt8], count: Int) -> [UInt8] {
+    public static func wrap<C: Collection>(entries: C, count: Int) -> [UInt8] where C.Element == UInt8 {
         var blob: [UInt8] = []
         blob.reserveCapacity(entries.count + 7)
         appendLittleEndian(UInt64(entries.count + 7), bytes: 4, to: &blob)
