@@ -152,8 +152,10 @@ enum SortCommand {
                 return context.output.writeError("ERR One or more scores can't be converted into double")
             }
             let byPatternGiven = byPattern != nil
+            let collate = storeKey == nil
+            // Swift's sort is stable, as glibc's qsort (a merge sort) is for Redis's ties.
             items.sort { left, right in
-                let order = compare(left, right, alpha: alpha, byPattern: byPatternGiven)
+                let order = compare(left, right, alpha: alpha, byPattern: byPatternGiven, collate: collate)
                 return descending ? order > 0 : order < 0
             }
         }
@@ -193,22 +195,37 @@ enum SortCommand {
     }
 
     /// sortCompare: numeric scores (ties broken by the elements' bytes), or ALPHA on the BY
-    /// values (a missing one first) or the elements.
-    static func compare(_ left: Item, _ right: Item, alpha: Bool, byPattern: Bool) -> Int {
+    /// values (a missing one first) or the elements. ALPHA without STORE collates as strcoll
+    /// does in the C locale Redis runs under (`collate`: the text up to a NUL byte), with STORE
+    /// it compares all the bytes (compareStringObjects).
+    static func compare(_ left: Item, _ right: Item, alpha: Bool, byPattern: Bool, collate: Bool) -> Int {
         if !alpha {
             if left.score > right.score { return 1 }
             if left.score < right.score { return -1 }
             return compareBytes(left.element, right.element)
         }
+        let order = collate ? compareCStrings : compareBytes
         if byPattern {
             switch (left.weight, right.weight) {
             case (nil, nil): return 0
             case (nil, _): return -1
             case (_, nil): return 1
-            case (let first?, let second?): return compareBytes(first, second)
+            case (let first?, let second?): return order(first, second)
             }
         }
-        return compareBytes(left.element, right.element)
+        return order(left.element, right.element)
+    }
+
+    /// strcmp: byte order of the texts up to their first NUL byte.
+    static func compareCStrings(_ left: [UInt8], _ right: [UInt8]) -> Int {
+        var index = 0
+        while true {
+            let first = index < left.count ? left[index] : 0
+            let second = index < right.count ? right[index] : 0
+            if first != second { return first < second ? -1 : 1 }
+            if first == 0 { return 0 }
+            index += 1
+        }
     }
 
     /// Byte order, a shorter prefix first (memcmp, then length).
