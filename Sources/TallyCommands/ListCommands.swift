@@ -341,12 +341,12 @@ enum ListCommands {
                 return
             }
             context.output.writeArrayHeader(range.count)
-            var output = context.output
+            // Written straight into context.output: a local copy of the buffer would make its
+            // first write copy every pending byte (copy-on-write), once per LRANGE.
             list.visit(from: range.lowerBound) { index, element in
-                write(element, into: &output)
+                write(element, into: &context.output)
                 return index < range.upperBound
             }
-            context.output = output
         } catch {
             context.output.writeKeyspaceError(error)
         }
