@@ -40,7 +40,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let policy = EvictionPolicy.allCases[Int(setup >> 2) % EvictionPolicy.allCases.count]
         engine.setMemoryLimit(bytes: 600, policy: policy, samples: Int(setup >> 5) + 1)
     }
-    let names = engine.table.rows.map { Array($0.name.utf8) }
+    // PFSELFTEST is a seconds-long self-test by design (Redis's too): under ASan a few of them in
+    // one input pass libFuzzer's timeout without exercising anything the fuzz input chose.
+    let names = engine.table.rows.filter { $0.name != "pfselftest" }.map { Array($0.name.utf8) }
     let sessions = [ClientSession(id: 1), ClientSession(id: 2)]
     for session in sessions { engine.sessionOpened(session) }
     var output = OutputBuffer()
