@@ -69,6 +69,8 @@ public final class CommandEngine: Sendable {
     public let processMemory = ProcessMemoryReader()
     /// Clients in MONITOR mode.
     public let monitors = MonitorFeed()
+    /// INFO errorstats and `total_error_replies`.
+    public let errorStatistics = ErrorStatistics()
     /// Every pub/sub subscription, shared by all I/O threads.
     public let pubsub = PubSubHub()
     /// `notify-keyspace-events` and the publishing of keyspace events (KeyspaceEvents.swift).
@@ -220,6 +222,7 @@ public final class CommandEngine: Sendable {
     /// Zeroes command and keyspace statistics (CONFIG RESETSTAT).
     public func resetStatistics() {
         for statistics in table.statistics { statistics.reset() }
+        errorStatistics.reset()
         keyspace.resetStatistics()
         keyspace.resetEvictedKeys()
     }
@@ -236,6 +239,8 @@ public final class CommandEngine: Sendable {
         let before = session.replyMode
         let start = output.writerIndex
         dispatch(arguments, session: session, output: &output)
+        // The one place replies' errors are counted (CLIENT REPLY OFF drops the reply, not the count).
+        if !output.untakenErrorCodes.isEmpty { errorStatistics.take(from: &output) }
         if before == .on && session.replyMode == .on { return }
         applyReplyMode(before: before, arguments, session: session, start: start, output: &output)
     }
@@ -492,7 +497,8 @@ public final class CommandEngine: Sendable {
              insideExec: Bool) {
         let statistics = table.statistics[row]
         let start = monotonicMicroseconds()
-        let replyStart = output.writerIndex
+        // Errors written before this command (a refusal, an earlier command of EXEC) are not its own.
+        output.errorRepliesSeen = output.errorRepliesWritten
         // Move the buffer into the context instead of copying it, so appending to it does not
         // trigger a copy-on-write of the whole reply buffer.
         var context = CommandContext(
@@ -510,8 +516,12 @@ public final class CommandEngine: Sendable {
         let elapsed = monotonicMicroseconds() - start
         statistics.calls.add(1, ordering: .relaxed)
         statistics.microseconds.add(elapsed, ordering: .relaxed)
-        if output.writerIndex > replyStart && output.storage[replyStart] == UInt8(ascii: "-") {
+        // Failed: it wrote an error reply of its own. A command EXEC or a script ran looked at
+        // the counter last, so EXEC fails only when it answers an error itself (server.c call()'s
+        // incrCommandStatsOnError).
+        if output.errorRepliesWritten != output.errorRepliesSeen {
             statistics.failedCalls.add(1, ordering: .relaxed)
+            output.errorRepliesSeen = output.errorRepliesWritten
         }
         session.lastCommandName = table.rows[row].name
         if monitors.isActive && !session.isReplayingLog {
@@ -538,6 +548,22 @@ public final class CommandEngine: Sendable {
                                unixSeconds: clock.nowMilliseconds() / 1000)
             }
         }
+    }
+
+    /// A parked client was answered `reply` (an element, an UNBLOCKED or NOGROUP error...): an
+    /// error counts in INFO errorstats and as a failed call of its command (blocked.c
+    /// updateStatsOnUnblock).
+    public func blockedReplyDelivered(_ reply: [UInt8], session: ClientSession) {
+        guard reply.first == UInt8(ascii: "-") else { return }
+        errorStatistics.record([OutputBuffer.errorCode(reply[...])])
+        if let row = table.lookup(Array(session.lastCommandName.utf8)[...]) {
+            table.statistics[row].failedCalls.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Counts the errors written into `output` outside a command (protocol errors).
+    public func countErrors(in output: inout OutputBuffer) {
+        errorStatistics.take(from: &output)
     }
 
     /// A parked client was served, timed out or unblocked: logs its command if it was slow.
