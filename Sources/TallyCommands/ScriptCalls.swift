@@ -41,7 +41,7 @@ enum ScriptCalls {
             let engine = run.engine
             engine.errorStatistics.record([OutputBuffer.errorCode(refusal[...])])
             if let row = engine.table.lookup(arguments[0]) {
-                engine.table.statistics[row].rejectedCalls.add(1, ordering: .relaxed)
+                engine.statistics(row: row, arguments).rejectedCalls.add(1, ordering: .relaxed)
             }
             pushErrorTable(lua, refusal)
             markIgnoredInStatistics(lua)

@@ -364,7 +364,7 @@ enum ScriptingCommands {
             }
             tally_lua_pop(lua, 1)
             output.writeMapHeader(pairs)
-            output.writeBytes(body.storage[body.readerIndex...])
+            output.writeBuffer(body)
             return
         }
         tally_lua_pop(lua, 1)
@@ -380,7 +380,7 @@ enum ScriptingCommands {
             }
             tally_lua_pop(lua, 1)
             output.writeSetHeader(members)
-            output.writeBytes(body.storage[body.readerIndex...])
+            output.writeBuffer(body)
             return
         }
         tally_lua_pop(lua, 1)
@@ -396,7 +396,7 @@ enum ScriptingCommands {
             count += 1
         }
         output.writeArrayHeader(Int(count))
-        output.writeBytes(body.storage[body.readerIndex...])
+        output.writeBuffer(body)
     }
 
     /// `%.17g`.

@@ -75,6 +75,14 @@ public struct OutputBuffer {
         storage.append(contentsOf: bytes)
     }
 
+    /// Appends what `other` holds past its reader index, with the error replies written into it
+    /// (a reply assembled in a scratch buffer keeps its errors counted).
+    public mutating func writeBuffer(_ other: OutputBuffer) {
+        storage.append(contentsOf: other.storage[other.readerIndex...])
+        errorRepliesWritten += other.errorRepliesWritten
+        untakenErrorCodes.append(contentsOf: other.untakenErrorCodes)
+    }
+
     /// Appends raw bytes from a buffer pointer.
     public mutating func writeBytes(_ bytes: UnsafeRawBufferPointer) {
         storage.append(contentsOf: bytes)

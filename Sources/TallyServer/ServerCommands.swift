@@ -191,6 +191,8 @@ extension ServerCore {
             field("pubsub_channels", String(pubsub.channels))
             field("pubsub_patterns", String(pubsub.patterns))
             field("pubsubshard_channels", String(pubsub.shardChannels))
+            // Errors sent to a master, replica or the AOF loader: Tally has no replication.
+            field("unexpected_error_replies", "0")
             field("total_error_replies", String(engine.errorStatistics.totalErrorReplies))
             field("total_reads_processed", String(stats.readsProcessed.load(ordering: .relaxed)))
             field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))

@@ -54,6 +54,24 @@ import Testing
         #expect(calls(h, "set") == nil)
     }
 
+    @Test func subcommandsHaveTheirOwnRows() {
+        let h = CommandHarness()
+        #expect(h.reply("XGROUP").hasPrefix("-ERR wrong number of arguments for 'xgroup'"))
+        #expect(h.reply("XGROUP", "NOSUCH").hasPrefix("-ERR unknown subcommand"))
+        #expect(h.reply("XGROUP", "CREATECONSUMER", "st").hasPrefix("-ERR wrong number of arguments"))
+        h.run("XADD", "st", "1-1", "f", "v")
+        #expect(h.reply("XGROUP", "CREATECONSUMER", "st", "g", "c").hasPrefix("-NOGROUP"))
+        #expect(calls(h, "xgroup") == "0/1/0")
+        #expect(calls(h, "xgroup|createconsumer") == "1/1/1")
+        #expect(errorRows(h) == ["ERR:3", "NOGROUP:1"])
+        // A script's reply assembled from nested tables keeps its errors counted.
+        h.engine.resetStatistics()
+        #expect(h.reply("EVAL", "return {1, redis.error_reply('NESTED in array')}", "0")
+            == "*2\r\n:1\r\n-NESTED in array\r\n")
+        #expect(errorRows(h) == ["NESTED:1"])
+        #expect(calls(h, "eval") == "1/0/1")
+    }
+
     @Test func transactionsPinErrorsOnTheirCommands() {
         let h = CommandHarness()
         h.run("MULTI")
