@@ -50,6 +50,9 @@ public final class ClientSession {
     /// Set by dispatch when CLIENT PAUSE held the command back: it did not run and has no
     /// reply yet; the I/O thread runs it again once the pause ends.
     public var isPostponed: Bool = false
+    /// True while a script's redis.call runs a command for this client (Redis's CLIENT_SCRIPT):
+    /// XREAD BLOCK is refused and SORT BY <constant> of a set is sorted.
+    public var isScriptCall: Bool = false
     /// True after MONITOR: the client receives every executed command and may not touch keys.
     public var isMonitoring: Bool = false
     /// Wakes the I/O thread that owns this session (set by the server; a served waiter calls it

@@ -69,6 +69,8 @@ public final class CommandEngine: Sendable {
     public let processMemory = ProcessMemoryReader()
     /// Clients in MONITOR mode.
     public let monitors = MonitorFeed()
+    /// INFO errorstats and `total_error_replies`.
+    public let errorStatistics = ErrorStatistics()
     /// Every pub/sub subscription, shared by all I/O threads.
     public let pubsub = PubSubHub()
     /// `notify-keyspace-events` and the publishing of keyspace events (KeyspaceEvents.swift).
@@ -204,15 +206,20 @@ public final class CommandEngine: Sendable {
     /// INFO commandstats rows for commands called at least once.
     public func commandStatistics() -> [CommandStatisticsRow] {
         var rows: [CommandStatisticsRow] = []
-        for (index, spec) in table.rows.enumerated() {
-            let statistics = table.statistics[index]
+        func add(_ name: String, _ statistics: CommandStatistics) {
             let calls = statistics.calls.load(ordering: .relaxed)
             let rejected = statistics.rejectedCalls.load(ordering: .relaxed)
             let failed = statistics.failedCalls.load(ordering: .relaxed)
-            if calls == 0 && rejected == 0 && failed == 0 { continue }
+            if calls == 0 && rejected == 0 && failed == 0 { return }
             rows.append(CommandStatisticsRow(
-                name: spec.name, calls: calls, microseconds: statistics.microseconds.load(ordering: .relaxed),
+                name: name, calls: calls, microseconds: statistics.microseconds.load(ordering: .relaxed),
                 rejectedCalls: rejected, failedCalls: failed))
+        }
+        for (index, spec) in table.rows.enumerated() {
+            add(spec.name, table.statistics[index])
+            for (sub, subcommand) in spec.subcommands.enumerated() {
+                add(subcommand.name.lowercased(), table.subcommandStatistics[index][sub])
+            }
         }
         return rows
     }
@@ -220,6 +227,8 @@ public final class CommandEngine: Sendable {
     /// Zeroes command and keyspace statistics (CONFIG RESETSTAT).
     public func resetStatistics() {
         for statistics in table.statistics { statistics.reset() }
+        for row in table.subcommandStatistics { for statistics in row { statistics.reset() } }
+        errorStatistics.reset()
         keyspace.resetStatistics()
         keyspace.resetEvictedKeys()
     }
@@ -236,6 +245,8 @@ public final class CommandEngine: Sendable {
         let before = session.replyMode
         let start = output.writerIndex
         dispatch(arguments, session: session, output: &output)
+        // The one place replies' errors are counted (CLIENT REPLY OFF drops the reply, not the count).
+        if !output.untakenErrorCodes.isEmpty { errorStatistics.take(from: &output) }
         if before == .on && session.replyMode == .on { return }
         applyReplyMode(before: before, arguments, session: session, start: start, output: &output)
     }
@@ -269,7 +280,7 @@ public final class CommandEngine: Sendable {
             writeUnknownCommandError(arguments, into: &output)
             return
         }
-        let statistics = table.statistics[row]
+        var statistics = table.statistics[row]
         var flags = table.flags[row]
         if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) {
             return refuse(row, reason: arityErrorReason(table.rows[row].name), session: session, statistics,
@@ -277,9 +288,11 @@ public final class CommandEngine: Sendable {
         }
         if table.hasSubcommands(row) && arguments.count >= 2 {
             guard let sub = table.subcommand(of: row, named: arguments[1]) else {
+                // No command to charge: Redis's lookup finds none (server.c commandCheckExistence).
                 return refuse(row, reason: unknownSubcommandReason(arguments, parent: table.rows[row].name),
-                              session: session, statistics, output: &output)
+                              session: session, nil, output: &output)
             }
+            statistics = table.subcommandStatistics[row][sub]
             let subcommand = table.rows[row].subcommands[sub]
             if !CommandTable.arityAccepts(subcommand.arity, arguments.count) {
                 return refuse(row, reason: arityErrorReason(subcommand.name), session: session, statistics,
@@ -466,13 +479,13 @@ public final class CommandEngine: Sendable {
     /// Redis's `rejectCommand`: flags an open transaction and answers `reason` as an error
     /// (`ERR reason`, or `CODE text` when `reason` is `-CODE text`); a refused EXEC instead
     /// discards the transaction and answers `EXECABORT Transaction discarded because of: ...`.
-    private func refuse(_ row: Int, reason: [UInt8], session: ClientSession, _ statistics: CommandStatistics,
+    private func refuse(_ row: Int, reason: [UInt8], session: ClientSession, _ statistics: CommandStatistics?,
                         output: inout OutputBuffer) {
         let hasCode = reason.first == UInt8(ascii: "-")
         var message: [UInt8]
         if table.rows[row].name == "exec" {
             TransactionCommands.discardTransaction(session, self)
-            statistics.rejectedCalls.add(1, ordering: .relaxed)
+            statistics?.rejectedCalls.add(1, ordering: .relaxed)
             message = Array("EXECABORT Transaction discarded because of: ".utf8)
         } else {
             reject(session, statistics)
@@ -482,17 +495,27 @@ public final class CommandEngine: Sendable {
         output.writeError(message)
     }
 
-    private func reject(_ session: ClientSession, _ statistics: CommandStatistics) {
+    private func reject(_ session: ClientSession, _ statistics: CommandStatistics?) {
         if session.transaction.isActive { session.transaction.isPoisoned = true }
-        statistics.rejectedCalls.add(1, ordering: .relaxed)
+        statistics?.rejectedCalls.add(1, ordering: .relaxed)
+    }
+
+    /// The counters a call of `row` with `arguments` goes to: its subcommand's for a container.
+    func statistics(row: Int, _ arguments: CommandArguments) -> CommandStatistics {
+        if table.hasSubcommands(row) && arguments.count >= 2,
+           let sub = table.subcommand(of: row, named: arguments[1]) {
+            return table.subcommandStatistics[row][sub]
+        }
+        return table.statistics[row]
     }
 
     /// Runs a looked-up, validated command (also used by EXEC for each queued command).
     func run(row: Int, _ arguments: CommandArguments, session: ClientSession, output: inout OutputBuffer,
              insideExec: Bool) {
-        let statistics = table.statistics[row]
+        let statistics = statistics(row: row, arguments)
         let start = monotonicMicroseconds()
-        let replyStart = output.writerIndex
+        // Errors written before this command (a refusal, an earlier command of EXEC) are not its own.
+        output.errorRepliesSeen = output.errorRepliesWritten
         // Move the buffer into the context instead of copying it, so appending to it does not
         // trigger a copy-on-write of the whole reply buffer.
         var context = CommandContext(
@@ -510,8 +533,12 @@ public final class CommandEngine: Sendable {
         let elapsed = monotonicMicroseconds() - start
         statistics.calls.add(1, ordering: .relaxed)
         statistics.microseconds.add(elapsed, ordering: .relaxed)
-        if output.writerIndex > replyStart && output.storage[replyStart] == UInt8(ascii: "-") {
+        // Failed: it wrote an error reply of its own. A command EXEC or a script ran looked at
+        // the counter last, so EXEC fails only when it answers an error itself (server.c call()'s
+        // incrCommandStatsOnError).
+        if output.errorRepliesWritten != output.errorRepliesSeen {
             statistics.failedCalls.add(1, ordering: .relaxed)
+            output.errorRepliesSeen = output.errorRepliesWritten
         }
         session.lastCommandName = table.rows[row].name
         if monitors.isActive && !session.isReplayingLog {
@@ -538,6 +565,22 @@ public final class CommandEngine: Sendable {
                                unixSeconds: clock.nowMilliseconds() / 1000)
             }
         }
+    }
+
+    /// A parked client was answered `reply` (an element, an UNBLOCKED or NOGROUP error...): an
+    /// error counts in INFO errorstats and as a failed call of its command (blocked.c
+    /// updateStatsOnUnblock).
+    public func blockedReplyDelivered(_ reply: [UInt8], session: ClientSession) {
+        guard reply.first == UInt8(ascii: "-") else { return }
+        errorStatistics.record([OutputBuffer.errorCode(reply[...])])
+        if let row = table.lookup(Array(session.lastCommandName.utf8)[...]) {
+            table.statistics[row].failedCalls.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Counts the errors written into `output` outside a command (protocol errors).
+    public func countErrors(in output: inout OutputBuffer) {
+        errorStatistics.take(from: &output)
     }
 
     /// A parked client was served, timed out or unblocked: logs its command if it was slow.

@@ -32,6 +32,9 @@ public final class CommandTable: Sendable {
     public let rows: [CommandSpec]
     /// Counters, parallel to `rows`.
     public let statistics: [CommandStatistics]
+    /// A container's subcommands' counters (Redis reports `cmdstat_config|get`), parallel to
+    /// `rows[row].subcommands`.
+    public let subcommandStatistics: [[CommandStatistics]]
     /// Each row's flags, parallel to `rows`: dispatch reads them without copying a row (a
     /// `CommandSpec` copy retains its name, categories, subcommands and handler).
     public let flags: [CommandFlags]
@@ -49,6 +52,7 @@ public final class CommandTable: Sendable {
     public init(_ rows: [CommandSpec]) {
         self.rows = rows
         statistics = rows.map { _ in CommandStatistics() }
+        subcommandStatistics = rows.map { $0.subcommands.map { _ in CommandStatistics() } }
         flags = rows.map(\.flags)
         isContainer = rows.map { !$0.subcommands.isEmpty }
         subcommandNames = rows.map { row in

@@ -36,6 +36,13 @@ enum ScriptCalls {
             return raise ? -1 : 1
         }
         if let refusal = refusal(arguments, run) {
+            // Counted here, once, as Redis's scriptCall counts its refusal; the script passing
+            // the error on does not count it again.
+            let engine = run.engine
+            engine.errorStatistics.record([OutputBuffer.errorCode(refusal[...])])
+            if let row = engine.table.lookup(arguments[0]) {
+                engine.statistics(row: row, arguments).rejectedCalls.add(1, ordering: .relaxed)
+            }
             pushErrorTable(lua, refusal)
             markIgnoredInStatistics(lua)
             return raise ? -1 : 1
@@ -44,7 +51,11 @@ enum ScriptCalls {
         guard let row = engine.table.lookup(arguments[0]) else { return 0 }
         var output = OutputBuffer(initialCapacity: 128, protocolVersion: run.resp)
         let logged = run.session.propagation.records.count
+        run.session.isScriptCall = true
         engine.run(row: row, arguments, session: run.session, output: &output, insideExec: true)
+        run.session.isScriptCall = false
+        // The command's own error counts now; the script's reply built from it will not.
+        engine.errorStatistics.take(from: &output)
         if !run.logsWrites { run.session.propagation.removeRecords(from: logged) }
         var position = output.readerIndex
         let isError = output.storage.count > position && output.storage[position] == UInt8(ascii: "-")

@@ -183,7 +183,8 @@ enum ScriptingCommands {
             runtime.callsSinceCollection = 0
         }
         if status != 0 {
-            context.output.writeError(failureMessage(lua, sha: run.sha))
+            context.output.writeError(failureMessage(lua, sha: run.sha),
+                                      countsInStatistics: !errorStatisticsIgnored(lua, table: -1))
             tally_lua_pop(lua, 1)
         } else {
             writeLuaValue(lua, into: &context.output, scriptProtocol: run.resp)
@@ -217,6 +218,16 @@ enum ScriptingCommands {
             message.append(UInt8(ascii: "."))
         }
         return message.map { $0 == 13 || $0 == 10 ? 32 : $0 }
+    }
+
+    /// True when the error table at `index` carries `ignore_error_stats_update`: the error came
+    /// from a command the script called (or refused to call) and was counted then
+    /// (script_lua.c luaExtractErrorInformation).
+    static func errorStatisticsIgnored(_ lua: LuaState, table index: Int32) -> Bool {
+        guard lua_type(lua, index) == LUA_TTABLE else { return false }
+        lua_getfield(lua, index, "ignore_error_stats_update")
+        defer { tally_lua_pop(lua, 1) }
+        return lua_type(lua, -1) == LUA_TBOOLEAN && lua_toboolean(lua, -1) != 0
     }
 
     /// The string (or number) field `name` of the table on top of the stack.
@@ -285,7 +296,8 @@ enum ScriptingCommands {
         if rawField(lua, "err") == LUA_TSTRING {
             let message = luaString(lua, -1) ?? []
             tally_lua_pop(lua, 1)
-            output.writeError(message.map { $0 == 13 || $0 == 10 ? 32 : $0 })
+            output.writeError(message.map { $0 == 13 || $0 == 10 ? 32 : $0 },
+                              countsInStatistics: !errorStatisticsIgnored(lua, table: -1))
             return
         }
         tally_lua_pop(lua, 1)
@@ -352,7 +364,7 @@ enum ScriptingCommands {
             }
             tally_lua_pop(lua, 1)
             output.writeMapHeader(pairs)
-            output.writeBytes(body.storage[body.readerIndex...])
+            output.writeBuffer(body)
             return
         }
         tally_lua_pop(lua, 1)
@@ -368,7 +380,7 @@ enum ScriptingCommands {
             }
             tally_lua_pop(lua, 1)
             output.writeSetHeader(members)
-            output.writeBytes(body.storage[body.readerIndex...])
+            output.writeBuffer(body)
             return
         }
         tally_lua_pop(lua, 1)
@@ -384,7 +396,7 @@ enum ScriptingCommands {
             count += 1
         }
         output.writeArrayHeader(Int(count))
-        output.writeBytes(body.storage[body.readerIndex...])
+        output.writeBuffer(body)
     }
 
     /// `%.17g`.

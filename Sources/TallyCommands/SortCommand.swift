@@ -106,7 +106,7 @@ enum SortCommand {
         }
         // A set has no order of its own: stored (or scripted) results are sorted anyway, so
         // replicas and the AOF agree.
-        if dontSort && !ordered && storeKey != nil && !items.isEmpty {
+        if dontSort && !ordered && (storeKey != nil || context.session.isScriptCall) && !items.isEmpty {
             dontSort = false
             alpha = true
             byPattern = nil

@@ -687,6 +687,13 @@ enum StreamCommands {
         while index < arguments.count {
             let more = arguments.count - index - 1
             if arguments.matches(index, "block") && more > 0 {
+                if context.session.isScriptCall {
+                    // A script may not wait (t_stream.c): refused, naming the command as called.
+                    context.output.writeError(
+                        Array("ERR ".utf8) + arguments.copy(0)
+                            + Array(" command is not allowed with BLOCK option from scripts".utf8))
+                    return
+                }
                 index += 1
                 guard let value = parseRedisInteger(arguments[index]) else {
                     context.output.writeError("ERR timeout is not an integer or out of range")

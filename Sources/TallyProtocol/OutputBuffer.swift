@@ -19,6 +19,15 @@ public struct OutputBuffer {
     public var readerIndex: Int
     /// The dialect used by the encoders for nulls, maps, doubles and verbatim strings.
     public var protocolVersion: RESPVersion
+    /// Error replies written so far, counted in INFO errorstats or not. The engine compares it
+    /// around a command to tell a failed call (Redis's `stat_total_error_replies` delta in call()).
+    public private(set) var errorRepliesWritten: Int = 0
+    /// Codes of the error replies written since the engine last took them for INFO errorstats
+    /// (`takeErrorCodes`). Empty, and so never allocated, while no error is written: the cost of
+    /// error statistics stays on the error path.
+    public private(set) var untakenErrorCodes: [[UInt8]] = []
+    /// `errorRepliesWritten` when the engine last looked (see CommandEngine.run).
+    public var errorRepliesSeen: Int = 0
 
     /// Creates an empty buffer with `initialCapacity` bytes reserved.
     public init(initialCapacity: Int = 16 * 1024, protocolVersion: RESPVersion = .resp2) {
@@ -66,6 +75,14 @@ public struct OutputBuffer {
         storage.append(contentsOf: bytes)
     }
 
+    /// Appends what `other` holds past its reader index, with the error replies written into it
+    /// (a reply assembled in a scratch buffer keeps its errors counted).
+    public mutating func writeBuffer(_ other: OutputBuffer) {
+        storage.append(contentsOf: other.storage[other.readerIndex...])
+        errorRepliesWritten += other.errorRepliesWritten
+        untakenErrorCodes.append(contentsOf: other.untakenErrorCodes)
+    }
+
     /// Appends raw bytes from a buffer pointer.
     public mutating func writeBytes(_ bytes: UnsafeRawBufferPointer) {
         storage.append(contentsOf: bytes)
@@ -107,18 +124,51 @@ public struct OutputBuffer {
     }
 
     /// `-message\r\n`; `message` includes the error code, e.g. `ERR syntax error`.
-    /// Newlines inside the message are replaced by spaces, as Redis does.
-    public mutating func writeError<C: Collection>(_ message: C) where C.Element == UInt8 {
+    /// Newlines inside the message are replaced by spaces, as Redis does. The error counts in
+    /// INFO errorstats unless `countsInStatistics` is false (a script passing on the error of a
+    /// command it called, which was counted when that command failed).
+    public mutating func writeError<C: Collection>(_ message: C, countsInStatistics: Bool = true)
+    where C.Element == UInt8 {
+        let start = storage.count
         storage.append(UInt8(ascii: "-"))
         for byte in message { storage.append(byte == 13 || byte == 10 ? 32 : byte) }
         writeCRLF()
+        noteError(at: start, countsInStatistics: countsInStatistics)
     }
 
     /// `-message\r\n` for a literal message (which must start with its error code).
     public mutating func writeError(_ message: StaticString) {
+        let start = storage.count
         storage.append(UInt8(ascii: "-"))
         writeStaticString(message)
         writeCRLF()
+        noteError(at: start, countsInStatistics: true)
+    }
+
+    /// Records the error reply written at `start` (its `-`).
+    private mutating func noteError(at start: Int, countsInStatistics: Bool) {
+        errorRepliesWritten += 1
+        if countsInStatistics {
+            untakenErrorCodes.append(Self.errorCode(storage[start..<(storage.count - 2)]))
+        }
+    }
+
+    /// The code INFO errorstats files an error reply under (networking.c afterErrorReply): the
+    /// text after `-` up to the first space, looked for in the reply's first 32 bytes; `ERR`
+    /// when there is no space there.
+    public static func errorCode(_ reply: ArraySlice<UInt8>) -> [UInt8] {
+        let window = reply.prefix(32)
+        guard window.first == UInt8(ascii: "-"), let space = window.firstIndex(of: 32) else {
+            return Array("ERR".utf8)
+        }
+        return Array(reply[(reply.startIndex + 1)..<space])
+    }
+
+    /// Hands over the codes of the errors written since the last call (INFO errorstats).
+    public mutating func takeErrorCodes() -> [[UInt8]] {
+        let codes = untakenErrorCodes
+        untakenErrorCodes = []
+        return codes
     }
 
     /// `:n\r\n`.

@@ -312,6 +312,7 @@ final class IOThread: @unchecked Sendable {
                 return
             case .protocolError(let text):
                 connection.output.writeError(Array(("ERR " + text).utf8))
+                engine.countErrors(in: &connection.output)
                 server.log.log(
                     .verbose, "Protocol error (\(text)) from client: id=\(session.id) addr=\(session.peerAddress)")
                 session.closeAfterReply = true
@@ -357,6 +358,7 @@ final class IOThread: @unchecked Sendable {
             }
             if let served = waiter.takeReply() {
                 connection.output.writeBytes(served.reply)
+                engine.blockedReplyDelivered(served.reply, session: connection.session)
                 connection.session.pendingLogOffset = max(connection.session.pendingLogOffset, served.logOffset)
             } else if waiter.deadline != 0 && now >= waiter.deadline && engine.blocking.cancel(waiter) {
                 waiter.writeTimeoutReply(into: &connection.output)

@@ -177,7 +177,6 @@ extension ServerCore {
             let rows = engine.commandStatistics()
             let total = rows.reduce(Int64(0)) { $0 + $1.calls }
             let keyspace = engine.keyspace.statistics()
-            let failed = rows.reduce(Int64(0)) { $0 + $1.failedCalls + $1.rejectedCalls }
             field("total_connections_received", String(stats.connectionsReceived.load(ordering: .relaxed)))
             field("total_commands_processed", String(total))
             field("instantaneous_ops_per_sec", String(stats.instantaneousOpsPerSecond))
@@ -192,7 +191,9 @@ extension ServerCore {
             field("pubsub_channels", String(pubsub.channels))
             field("pubsub_patterns", String(pubsub.patterns))
             field("pubsubshard_channels", String(pubsub.shardChannels))
-            field("total_error_replies", String(failed))
+            // Errors sent to a master, replica or the AOF loader: Tally has no replication.
+            field("unexpected_error_replies", "0")
+            field("total_error_replies", String(engine.errorStatistics.totalErrorReplies))
             field("total_reads_processed", String(stats.readsProcessed.load(ordering: .relaxed)))
             field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))
         case "replication":
@@ -221,6 +222,9 @@ extension ServerCore {
             out += "# Modules\r\n"
         case "errorstats":
             out += "# Errorstats\r\n"
+            for row in engine.errorStatistics.rows() {
+                out += "errorstat_" + infoSafe(row.code) + ":count=\(row.count)\r\n"
+            }
         case "cluster":
             out += "# Cluster\r\n"
             field("cluster_enabled", "0")
@@ -708,4 +712,10 @@ private func executablePath() -> String {
     let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     guard length > 0 else { return "" }
     return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// A name as INFO prints it: `#`, `:`, CR and LF become `_` (server.c getSafeInfoString).
+func infoSafe(_ bytes: [UInt8]) -> String {
+    let unsafe: [UInt8] = [UInt8(ascii: "#"), UInt8(ascii: ":"), 10, 13]
+    return String(decoding: bytes.map { unsafe.contains($0) ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
 }
