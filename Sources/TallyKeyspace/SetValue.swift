@@ -526,10 +526,25 @@ extension SetValue: AggregateValue {
 
 extension Shard {
     /// Applies `body` to the set at `key` (see `withAggregate`).
+    @inlinable
     public func withSet<R>(
         _ database: Int, _ key: Key, now: Int64, create: Bool,
         _ body: (inout SetValue, inout Bool) throws(KeyspaceError) -> R
     ) throws(KeyspaceError) -> R? {
-        try withAggregate(database, key, now: now, create: create, body)
+        var result: R?
+        try updateSet(database, key, now: now, create: create) {
+            (value: inout SetValue, changed: inout Bool) throws(KeyspaceError) in
+            result = try body(&value, &changed)
+        }
+        return result
+    }
+
+    /// `withSet`'s body, specialized here (see `withAggregate`).
+    @usableFromInline
+    func updateSet(
+        _ database: Int, _ key: Key, now: Int64, create: Bool,
+        _ body: (inout SetValue, inout Bool) throws(KeyspaceError) -> Void
+    ) throws(KeyspaceError) {
+        _ = try withAggregate(database, key, now: now, create: create, body)
     }
 }

@@ -991,11 +991,26 @@ extension SortedSetValue {
 
 extension Shard {
     /// Applies `body` to the sorted set at `key` (see `withAggregate`).
+    @inlinable
     public func withSortedSet<R>(
         _ database: Int, _ key: Key, now: Int64, create: Bool,
         _ body: (inout SortedSetValue, inout Bool) throws(KeyspaceError) -> R
     ) throws(KeyspaceError) -> R? {
-        try withAggregate(database, key, now: now, create: create, body)
+        var result: R?
+        try updateSortedSet(database, key, now: now, create: create) {
+            (value: inout SortedSetValue, changed: inout Bool) throws(KeyspaceError) in
+            result = try body(&value, &changed)
+        }
+        return result
+    }
+
+    /// `withSortedSet`'s body, specialized here (see `withAggregate`).
+    @usableFromInline
+    func updateSortedSet(
+        _ database: Int, _ key: Key, now: Int64, create: Bool,
+        _ body: (inout SortedSetValue, inout Bool) throws(KeyspaceError) -> Void
+    ) throws(KeyspaceError) {
+        _ = try withAggregate(database, key, now: now, create: create, body)
     }
 
     /// The sorted set at `key` for a read (hit or miss counted); nil when absent, WRONGTYPE for

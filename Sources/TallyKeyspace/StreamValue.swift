@@ -928,10 +928,16 @@ extension Shard {
 
     /// Applies `body` to the stream at `key` (see `withAggregate`); a stream is never removed
     /// for being empty.
+    @inlinable
     public func withStream<R>(
         _ database: Int, _ key: Key, now: Int64, create: Bool,
         _ body: (inout StreamValue, inout Bool) throws(KeyspaceError) -> R
     ) throws(KeyspaceError) -> R? {
-        try withAggregate(database, key, now: now, create: create, body)
+        var result: R?
+        _ = try updateStream(database, key, now: now, create: create) {
+            (value: inout StreamValue, changed: inout Bool) throws(KeyspaceError) in
+            result = try body(&value, &changed)
+        }
+        return result
     }
 }
