@@ -173,8 +173,88 @@ def cache_pattern():
           and r.ttl("py:g") == -1)
 
 
+def leaderboard(protocol):
+    """A game leaderboard: 8 threads ZINCRBY players' points concurrently; the totals, the top 3 with
+    scores (doubles in RESP3), ranks and ZSCORE must be exactly what the increments add up to."""
+    pool = redis.ConnectionPool(host="127.0.0.1", port=PORT, max_connections=8, protocol=protocol)
+    r = redis.Redis(connection_pool=pool)
+    board = "py:board:%d" % protocol
+    r.delete(board)
+    players = ["alice", "bob", "carol", "dave", "eve"]
+    expected = {p: 0.0 for p in players}
+    for index in range(8 * 250):
+        expected[players[index % 5]] += 0.5 + index % 7
+    errors = []
+
+    def work(t):
+        try:
+            for index in range(t * 250, (t + 1) * 250):
+                r.zincrby(board, 0.5 + index % 7, players[index % 5])
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tag = "resp%d" % protocol
+    check("leaderboard-%s-no-errors" % tag, not errors, "; ".join(errors[:3]))
+    ranking = sorted(expected.items(), key=lambda item: (-item[1], item[0]))
+    top = [tuple(pair) for pair in r.zrevrange(board, 0, 2, withscores=True)]  # RESP3: lists
+    check("leaderboard-%s-top3" % tag, top == [(name.encode(), score) for name, score in ranking[:3]], repr(top))
+    check("leaderboard-%s-rank" % tag, r.zrevrank(board, ranking[0][0]) == 0
+          and r.zrank(board, ranking[-1][0]) == 0, repr(ranking))
+    check("leaderboard-%s-score" % tag, r.zscore(board, "carol") == expected["carol"], repr(r.zscore(board, "carol")))
+    check("leaderboard-%s-card" % tag, r.zcard(board) == 5)
+
+
+def sliding_window_limiter():
+    """The sorted-set sliding-window rate limiter (ZREMRANGEBYSCORE, ZADD, ZCARD, PEXPIRE in one
+    MULTI): 6 threads race for a limit of 50 requests per window; exactly 50 are let through."""
+    pool = redis.ConnectionPool(host="127.0.0.1", port=PORT, max_connections=6)
+    r = redis.Redis(connection_pool=pool)
+    key, limit, window_ms = "py:limiter:user42", 50, 60000
+    r.delete(key)
+    allowed = []
+    errors = []
+
+    def attempt(t, n):
+        now_ms = int(time.time() * 1000)
+        member = "%d-%d-%d" % (now_ms, t, n)
+        pipe = r.pipeline(transaction=True)
+        pipe.zremrangebyscore(key, 0, now_ms - window_ms)
+        pipe.zadd(key, {member: now_ms})
+        pipe.zcard(key)
+        pipe.pexpire(key, window_ms)
+        _, _, count, _ = pipe.execute()
+        if count <= limit:
+            allowed.append(member)
+        else:
+            r.zrem(key, member)
+
+    def work(t):
+        try:
+            for n in range(20):
+                attempt(t, n)
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check("limiter-no-errors", not errors, "; ".join(errors[:3]))
+    check("limiter-exactly-limit", len(allowed) == limit, str(len(allowed)))
+    check("limiter-window-holds-allowed", r.zcard(key) == limit
+          and sorted(m.decode() for m in r.zrange(key, 0, -1)) == sorted(allowed), str(r.zcard(key)))
+    check("limiter-ttl", 0 < r.pttl(key) <= window_ms, str(r.pttl(key)))
+
+
 for name, fn in [("pool", pool_hammer), ("pipelines", pipelines), ("watch", watch_retry), ("resp3", resp3),
                  ("cache", cache_pattern), ("pubsub2", lambda: pubsub_workload(2)),
-                 ("pubsub3", lambda: pubsub_workload(3))]:
+                 ("pubsub3", lambda: pubsub_workload(3)), ("leaderboard2", lambda: leaderboard(2)),
+                 ("leaderboard3", lambda: leaderboard(3)), ("limiter", sliding_window_limiter)]:
     guarded(name, fn)
 finish()
