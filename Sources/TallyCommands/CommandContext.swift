@@ -169,8 +169,13 @@ public struct CommandContext {
         let mask = keyspace.isExclusivelyHeldByCurrentThread ? keyspace.allShards : heldShards
         mask.forEach { index in
             let shard = keyspace.shards[index]
-            // Expired keys first: a command looks a key up (expiring it) before it creates one.
+            // Expired keys first: a command looks a key up (expiring it, then maybe missing it)
+            // before it creates one.
             defer {
+                if !shard.missedDuringOperation.isEmpty {
+                    for missed in shard.missedDuringOperation { engine.keyspaceEvents.publishMissed(missed) }
+                    shard.missedDuringOperation.removeAll(keepingCapacity: true)
+                }
                 if !shard.createdDuringOperation.isEmpty {
                     for created in shard.createdDuringOperation { engine.keyspaceEvents.publishCreated(created) }
                     shard.createdDuringOperation.removeAll(keepingCapacity: true)

@@ -246,7 +246,10 @@ enum SortedSetCommands {
                 }
                 return outcome
             } ?? Outcome()
-            if outcome.added + outcome.updated > 0 { context.addChanges(Int64(outcome.added + outcome.updated)) }
+            if outcome.added + outcome.updated > 0 {
+                context.addChanges(Int64(outcome.added + outcome.updated))
+                context.notify(.zset, incr ? "zincr" : "zadd", key)
+            }
             if outcome.nan { return context.output.writeError(nanError) }
             if incr {
                 if outcome.processed > 0 {
@@ -277,7 +280,11 @@ enum SortedSetCommands {
                 if removed > 0 { changed = true }
                 return removed
             } ?? 0
-            if removed > 0 { context.addChanges(Int64(removed)) }
+            if removed > 0 {
+                context.addChanges(Int64(removed))
+                context.notify(.zset, "zrem", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            }
             context.output.writeInteger(removed)
         } catch {
             context.output.writeKeyspaceError(error)
@@ -496,18 +503,20 @@ enum SortedSetCommands {
                 return left > 0
             }
         }
-        storeResult(&context, result, destinationIndex: 1)
+        storeResult(&context, result, destinationIndex: 1, event: "zrangestore")
     }
 
     /// Stores `result` at argv[`destinationIndex`] (setKey: the TTL goes), or deletes the key
-    /// when the result is empty; replies with the result's size.
-    static func storeResult(_ context: inout CommandContext, _ result: SortedSetValue, destinationIndex: Int) {
+    /// when the result is empty; replies with the result's size and fires `event` (or del).
+    static func storeResult(_ context: inout CommandContext, _ result: SortedSetValue, destinationIndex: Int,
+                            event: StaticString) {
         let destination = context.key(destinationIndex)
         let shard = context.keyspace.shard(for: destination)
         if result.isEmpty {
             if shard.lookup(context.database, destination, now: context.now) != nil {
                 shard.remove(context.database, destination)
                 context.addChanges(1)
+                context.notify(.generic, "del", destination)
             }
             context.output.writeInteger(0)
             return
@@ -515,6 +524,7 @@ enum SortedSetCommands {
         shard.store(context.database, destination, Entry(value: .sortedSet(result)))
         context.addChanges(1)
         context.output.writeInteger(result.count)
+        context.notify(.zset, event, destination)
     }
 
     // MARK: ZREMRANGEBY*
@@ -558,7 +568,17 @@ enum SortedSetCommands {
                 changed = true
                 return set.removeRanks(ranks)
             } ?? 0
-            if removed > 0 { context.addChanges(Int64(removed)) }
+            if removed > 0 {
+                context.addChanges(Int64(removed))
+                let event: StaticString
+                switch type {
+                case .score: event = "zremrangebyscore"
+                case .lex: event = "zremrangebylex"
+                default: event = "zremrangebyrank"
+                }
+                context.notify(.zset, event, key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            }
             context.output.writeInteger(removed)
         } catch {
             context.output.writeKeyspaceError(error)
@@ -634,7 +654,11 @@ enum SortedSetCommands {
                            shape: .plain(nested: nested), into: &output)
             }
             guard let popped else { return output.writeArrayHeader(0) }
-            if popped > 0 { context.addChanges(Int64(popped)) }
+            if popped > 0 {
+                context.addChanges(Int64(popped))
+                context.notify(.zset, max ? "zpopmax" : "zpopmin", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            }
         } catch {
             output.writeKeyspaceError(error)
         }
@@ -663,6 +687,8 @@ enum SortedSetCommands {
                 var record = [max ? Words.zpopmax : Words.zpopmin, key.bytes]
                 if count != nil { record.append(decimalBytes(Int64(popped))) }
                 context.propagate(record)
+                context.notify(.zset, max ? "zpopmax" : "zpopmin", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
                 return true
             } catch {
                 output.writeKeyspaceError(error)
@@ -945,7 +971,13 @@ enum SortedSetCommands {
         if cardinalityOnly { return context.output.writeInteger(cardinality) }
         if destination {
             result.compactIfSmall(limits: context.engine.sortedSetLimits)
-            storeResult(&context, result, destinationIndex: 1)
+            let event: StaticString
+            switch operation {
+            case .union: event = "zunionstore"
+            case .inter: event = "zinterstore"
+            case .diff: event = "zdiffstore"
+            }
+            storeResult(&context, result, destinationIndex: 1, event: event)
             return
         }
         writeRange(result, Selection(ranks: 0..<result.count, reverse: false), withScores: withScores,

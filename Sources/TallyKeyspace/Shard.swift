@@ -109,6 +109,10 @@ public final class Shard: @unchecked Sendable {
     /// `createdDuringOperation` (drained by the command layer, which fires the events).
     @exclusivity(unchecked) public var recordsCreatedKeys = false
     @exclusivity(unchecked) public var createdDuringOperation: [DatabaseKey] = []
+    /// True while the "keymiss" keyspace event is enabled: `lookupRead` then records the keys
+    /// it did not find in `missedDuringOperation` (drained by the command layer).
+    @exclusivity(unchecked) public var recordsMissedKeys = false
+    @exclusivity(unchecked) public var missedDuringOperation: [DatabaseKey] = []
     /// Keyspace hits and misses (INFO stats), counted under the lock.
     @exclusivity(unchecked) public internal(set) var hits: Int64 = 0
     @exclusivity(unchecked) public internal(set) var misses: Int64 = 0
@@ -263,7 +267,12 @@ public final class Shard: @unchecked Sendable {
     /// Like `lookup`, and counts a keyspace hit or miss (read commands).
     public func lookupRead(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         let entry = lookup(database, key, now: now)
-        if entry == nil { misses &+= 1 } else { hits &+= 1 }
+        if entry == nil {
+            misses &+= 1
+            if recordsMissedKeys { missedDuringOperation.append(DatabaseKey(database: database, key: key)) }
+        } else {
+            hits &+= 1
+        }
         return entry
     }
 
