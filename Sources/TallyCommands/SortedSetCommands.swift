@@ -344,7 +344,7 @@ enum SortedSetCommands {
     static func zlexcount(_ context: inout CommandContext) {
         guard let range = parseLexRange(&context, 2, 3) else { return }
         read(&context, empty: { $0.output.writeInteger(0) }) { context, set in
-            context.output.writeInteger(set.ranks(in: range).count)
+            context.output.writeInteger(set.lexCount(range))
         }
     }
 
@@ -460,8 +460,7 @@ enum SortedSetCommands {
             case .score:
                 selection.ranks = limited(set.ranks(in: scoreRange!), offset: offset, limit: limit, reverse: reverse)
             case .lex:
-                selection.ranks = limited(set.ranks(in: lexRange!, reverse: reverse), offset: offset, limit: limit,
-                                          reverse: reverse)
+                selection.ranks = set.lexSelection(lexRange!, offset: offset, limit: limit, reverse: reverse)
             }
         }
         if store {
@@ -554,7 +553,7 @@ enum SortedSetCommands {
                 let ranks: Range<Int>
                 switch type {
                 case .score: ranks = set.ranks(in: scoreRange!)
-                case .lex: ranks = set.ranks(in: lexRange!)
+                case .lex: ranks = set.lexDeletionRanks(lexRange!)
                 default:
                     let length = Int64(set.count)
                     var low = start < 0 ? length + start : start
