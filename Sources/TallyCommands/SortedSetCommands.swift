@@ -794,11 +794,12 @@ enum SortedSetCommands {
         }
     }
 
-    /// ZSCAN key cursor [MATCH pattern] [COUNT count]: the whole set in one call, cursor 0, as
-    /// Redis answers for listpack sets. Scores are bulk strings in both protocols: the
+    /// ZSCAN key cursor [MATCH pattern] [COUNT count]: a compact set whole with cursor 0 (as
+    /// Redis answers for listpack sets), an indexed one by cursor (`SortedSetValue.scan`).
+    /// Scores are bulk strings in both protocols: the
     /// listpack's d2string text for a compact set, `%.17g` for an indexed one (db.c).
     static func zscan(_ context: inout CommandContext) {
-        guard KeyspaceCommands.parseCursor(context.arguments[2]) != nil else {
+        guard let cursor = KeyspaceCommands.parseCursor(context.arguments[2]) else {
             return context.output.writeError(RedisError.invalidCursor)
         }
         read(&context, empty: { context in
@@ -806,11 +807,13 @@ enum SortedSetCommands {
         }) { context, set in
             let arguments = context.arguments
             var pattern: ArraySlice<UInt8>?
+            var count = 10
             var index = 3
             while index < arguments.count {
                 if arguments.matches(index, "count") && index + 1 < arguments.count {
                     guard let value = context.integerArgument(index + 1) else { return }
                     if value < 1 { return context.output.writeError(RedisError.syntax) }
+                    count = Int(clamping: value)
                 } else if arguments.matches(index, "match") && index + 1 < arguments.count {
                     let candidate = arguments[index + 1]
                     pattern = candidate.count == 1 && candidate.first == UInt8(ascii: "*") ? nil : candidate
@@ -820,11 +823,11 @@ enum SortedSetCommands {
                 index += 2
             }
             var matched: [(ArraySlice<UInt8>, Double)] = []
-            set.forEach { member, score in
+            let next = set.scan(cursor: cursor, count: count) { member, score in
                 if pattern.map({ globMatches($0, member) }) ?? true { matched.append((member, score)) }
             }
             context.output.writeArrayHeader(2)
-            context.output.writeBulkString(Array("0".utf8))
+            context.output.writeBulkString(Array(String(next).utf8))
             context.output.writeArrayHeader(matched.count * 2)
             for (member, score) in matched {
                 context.output.writeBulkString(member)

@@ -1036,6 +1036,52 @@ extension SortedSetValue {
     }
 }
 
+extension SortedSetValue {
+    /// One ZSCAN step from `cursor`: a compact set answers every element and cursor 0 (as Redis
+    /// does for a listpack); an indexed set is scanned as a dict of `2^k >= count` buckets,
+    /// a member's bucket being the low bits of its hash, visited in reverse-binary cursor order
+    /// (dict.c dictScan) until `count` elements came out, so every member present for a whole
+    /// scan comes out at least once whatever the set's size does between calls. Each step hashes
+    /// every member, so a step takes at least count/32 elements (at most ~33 steps per scan).
+    /// Returns the next cursor (0: done).
+    public func scan(cursor: UInt64, count wanted: Int,
+                     _ body: (ArraySlice<UInt8>, Double) -> Void) -> UInt64 {
+        if isCompact || count == 0 {
+            forEach(body)
+            return 0
+        }
+        var size = 4
+        while size < count { size *= 2 }
+        let mask = UInt64(size - 1)
+        // Positions in the reversed-bit space: a bucket's members share one position, and
+        // the cursor's buckets come in increasing position order.
+        var positions: [(position: UInt64, rank: Int)] = []
+        let start = reversedBits(cursor & mask)
+        var rank = 0
+        forEach { member, _ in
+            let position = reversedBits(MemberIndex.hash(member) & mask)
+            if position >= start { positions.append((position, rank)) }
+            rank += 1
+        }
+        positions.sort { $0.position < $1.position }
+        let target = Swift.max(wanted, count / 32, 1)
+        var taken = 0
+        // Whole buckets only.
+        while taken < positions.count
+            && (taken < target || positions[taken].position == positions[taken - 1].position) {
+            taken += 1
+        }
+        var ranks = positions.prefix(taken).map(\.rank)
+        ranks.sort()
+        for rank in ranks {
+            let element = element(at: rank)
+            body(element.member, element.score)
+        }
+        if taken == positions.count { return 0 }
+        return reversedBits(positions[taken].position)
+    }
+}
+
 extension SortedSetValue: AggregateValue {
     public var wrapped: Value { .sortedSet(self) }
     public static func unwrap(_ value: Value) -> SortedSetValue? {

@@ -117,6 +117,34 @@ import Testing
         #expect(h.reply("EXISTS", "t") == ":0\r\n")
     }
 
+    /// A skiplist set is scanned by cursor (a listpack whole); every member present for the whole
+    /// scan comes out even while members are added and removed between pages.
+    @Test func zscanWalksAnIndexedSetByCursor() {
+        let h = CommandHarness()
+        h.run("ZADD", "small", "1", "a", "2", "b")
+        #expect(h.reply("ZSCAN", "small", "0", "COUNT", "1")
+            == "*2\r\n$1\r\n0\r\n*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n")
+        h.run((["ZADD", "z"] + (0..<1000).flatMap { ["\($0 % 7)", "m\($0)"] }).map { Array($0.utf8) })
+        var cursor = "0"
+        var seen = Set<String>()
+        var pages = 0
+        repeat {
+            let lines = h.reply("ZSCAN", "z", cursor, "COUNT", "10")
+                .split(separator: Character("\r\n"), omittingEmptySubsequences: false).map(String.init)
+            let members = stride(from: 5, to: lines.count - 1, by: 4).map { lines[$0] }
+            #expect(members.count < 100)
+            seen.formUnion(members)
+            cursor = lines[2]
+            pages += 1
+            if pages % 4 == 0 {
+                h.run((["ZADD", "z"] + (0..<40).flatMap { ["0", "n\(pages)-\($0)"] }).map { Array($0.utf8) })
+            }
+            if pages % 5 == 0 { h.run("ZREM", "z", "m\(900 + pages)") }
+        } while cursor != "0" && pages < 10_000
+        #expect(pages > 10)
+        for index in 0..<900 { #expect(seen.contains("m\(index)")) }
+    }
+
     @Test func setOperations() {
         let h = CommandHarness()
         h.run("ZADD", "a", "1", "x", "2", "y")
