@@ -1050,36 +1050,45 @@ extension SortedSetValue {
             forEach(body)
             return 0
         }
-        var size = 4
-        while size < count { size *= 2 }
-        let mask = UInt64(size - 1)
-        // Positions in the reversed-bit space: a bucket's members share one position, and
-        // the cursor's buckets come in increasing position order.
-        var positions: [(position: UInt64, rank: Int)] = []
-        let start = reversedBits(cursor & mask)
-        var rank = 0
-        forEach { member, _ in
-            let position = reversedBits(MemberIndex.hash(member) & mask)
-            if position >= start { positions.append((position, rank)) }
-            rank += 1
-        }
-        positions.sort { $0.position < $1.position }
-        let target = Swift.max(wanted, count / 32, 1)
-        var taken = 0
-        // Whole buckets only.
-        while taken < positions.count
-            && (taken < target || positions[taken].position == positions[taken - 1].position) {
-            taken += 1
-        }
-        var ranks = positions.prefix(taken).map(\.rank)
-        ranks.sort()
+        var hashes: [UInt64] = []
+        hashes.reserveCapacity(count)
+        forEach { member, _ in hashes.append(MemberIndex.hash(member)) }
+        let (ranks, next) = virtualDictScan(cursor: cursor, hashes: hashes, count: wanted)
         for rank in ranks {
             let element = element(at: rank)
             body(element.member, element.score)
         }
-        if taken == positions.count { return 0 }
-        return reversedBits(positions[taken].position)
+        return next
     }
+}
+
+/// One dictScan step over a dict of `2^k >= hashes.count` buckets (at least 4) that holds
+/// element `i` in bucket `hashes[i] & mask`, for collections without buckets of their own:
+/// buckets are visited in reverse-binary cursor order, whole, until at least `count` elements
+/// (and at least a 32nd of them, as each step reads every hash) came out. Returns those
+/// elements' indices, ascending, and the next cursor (0: done).
+func virtualDictScan(cursor: UInt64, hashes: [UInt64], count wanted: Int) -> (indices: [Int], next: UInt64) {
+    var size = 4
+    while size < hashes.count { size *= 2 }
+    let mask = UInt64(size - 1)
+    // Positions in the reversed-bit space: a bucket's elements share one position, and the
+    // cursor's buckets come in increasing position order.
+    let start = reversedBits(cursor & mask)
+    var positions: [(position: UInt64, index: Int)] = []
+    for (index, hash) in hashes.enumerated() {
+        let position = reversedBits(hash & mask)
+        if position >= start { positions.append((position, index)) }
+    }
+    positions.sort { $0.position < $1.position }
+    let target = Swift.max(wanted, hashes.count / 32, 1)
+    var taken = 0
+    while taken < positions.count
+        && (taken < target || positions[taken].position == positions[taken - 1].position) {
+        taken += 1
+    }
+    var indices = positions.prefix(taken).map(\.index)
+    indices.sort()
+    return (indices, taken == positions.count ? 0 : reversedBits(positions[taken].position))
 }
 
 extension SortedSetValue: AggregateValue {
