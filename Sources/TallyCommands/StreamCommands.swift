@@ -814,7 +814,8 @@ enum StreamCommands {
             let shard = context.keyspace.shard(for: key)
             let after = ids[position]
             do {
-                _ = try shard.withStream(context.database, key, now: now, create: false) { stream, changed in
+                let found: Void? = try shard.withStream(context.database, key, now: now, create: false) {
+                    stream, changed in
                     var from = after
                     var history = false
                     var groupIndex = 0
@@ -851,6 +852,8 @@ enum StreamCommands {
                     changed = true
                     changes += 1
                 }
+                // xreadCommand looks every key up again to serve it: a missing one misses twice.
+                if found == nil { _ = shard.lookupRead(context.database, key, now: now) }
             } catch {
                 context.output.writeKeyspaceError(error)
                 return
