@@ -507,7 +507,7 @@ struct MemberTable: Sendable {
         let wideMask = UInt64(mask)
         var cursor = cursor
         var produced = 0
-        var buckets = Swift.max(count, 1) * 10
+        var buckets = count >= Int.max / 10 ? Int.max : Swift.max(count, 1) * 10
         arena.withUnsafeBytes { raw in
             repeat {
                 let bucket = Int(truncatingIfNeeded: cursor) & mask

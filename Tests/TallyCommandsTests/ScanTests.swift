@@ -31,5 +31,9 @@ import Testing
         } while cursor != "0" && pages < 10_000
         #expect(pages > 10)
         for index in 0..<1900 { #expect(seen.contains("f\(index)")) }
+        #expect(h.reply("HSCAN", "h", "0", "COUNT", "9223372036854775807").hasPrefix("*2\r\n$1\r\n0\r\n"))
+        #expect(h.reply("ZADD", "z", "1", String(repeating: "x", count: 65)) == ":1\r\n")
+        #expect(h.reply("ZSCAN", "z", "0", "COUNT", "9223372036854775807").hasPrefix("*2\r\n$1\r\n0\r\n"))
+        #expect(h.reply("ZSCAN", "z", "18446744073709551615").hasPrefix("*2\r\n"))
     }
 }

@@ -115,6 +115,8 @@ import Testing
         #expect(cursor == "0")
         for index in 0..<1000 { #expect(seen.contains("m\(index)")) }
         #expect(h.reply("SSCAN", "s", "0", "COUNT", "0") == "-ERR syntax error\r\n")
+        #expect(h.reply("SSCAN", "s", "0", "COUNT", "9223372036854775807").hasPrefix("*2\r\n$1\r\n0\r\n"))
+        #expect(h.reply("SSCAN", "s", "18446744073709551615", "COUNT", "3").hasPrefix("*2\r\n"))
     }
 
     @Test func algebraAndStore() {
