@@ -260,7 +260,8 @@ public final class BlockingRegistry: Sendable {
                     : [Words.lmove, keyBytes, destination, ListCommands.endWord(from), ListCommands.endWord(to)]
                 changes += 1
             case .streamRead:
-                let served = StreamCommands.serveBlocked(waiter, key: watched.key, shard: shard, now: now)
+                let served = StreamCommands.serveBlocked(waiter, key: watched.key, shard: shard, now: now,
+                                                         events: events)
                 for record in served.records where log { propagation.append(database: database, record) }
                 changes += served.changes
                 return served.reply
@@ -281,7 +282,7 @@ public final class BlockingRegistry: Sendable {
         case .sortedSetPop(let max, _):
             events.fire(.zset, max ? "zpopmax" : "zpopmin", key: keyBytes, database: database)
         case .streamRead:
-            break   // returned above: stream reads fire their own events in StreamCommands
+            break   // returned above: serveBlocked fires xgroup-createconsumer
         }
         if !shard.contains(database, watched.key, now: now) {
             events.fire(.generic, "del", key: keyBytes, database: database)

@@ -167,14 +167,24 @@ public struct CommandContext {
     /// Moves keys deleted by lazy expiry in the shards this command holds into DEL records.
     mutating func drainExpiredKeys() {
         let mask = keyspace.isExclusivelyHeldByCurrentThread ? keyspace.allShards : heldShards
+        // Expired keys first: a command looks a key up (expiring it, then maybe missing it)
+        // before it creates one. Misses go out in lookup order across shards.
+        var missed: [(sequence: UInt64, key: DatabaseKey)] = []
+        var created: [DatabaseKey] = []
+        defer {
+            if missed.count > 1 { missed.sort { $0.sequence < $1.sequence } }
+            for entry in missed { engine.keyspaceEvents.publishMissed(entry.key) }
+            for key in created { engine.keyspaceEvents.publishCreated(key) }
+        }
         mask.forEach { index in
             let shard = keyspace.shards[index]
-            // Expired keys first: a command looks a key up (expiring it) before it creates one.
-            defer {
-                if !shard.createdDuringOperation.isEmpty {
-                    for created in shard.createdDuringOperation { engine.keyspaceEvents.publishCreated(created) }
-                    shard.createdDuringOperation.removeAll(keepingCapacity: true)
-                }
+            if !shard.missedDuringOperation.isEmpty {
+                missed += shard.missedDuringOperation
+                shard.missedDuringOperation.removeAll(keepingCapacity: true)
+            }
+            if !shard.createdDuringOperation.isEmpty {
+                created += shard.createdDuringOperation
+                shard.createdDuringOperation.removeAll(keepingCapacity: true)
             }
             if shard.expiredDuringOperation.isEmpty { return }
             for expired in shard.expiredDuringOperation {

@@ -184,6 +184,7 @@ enum GeoCommands {
                     record.append(arguments.copy(first + element * 3 + 2))
                 }
                 context.propagate(record)
+                context.notify(.zset, "zadd", key)
             }
             context.output.writeInteger(ch ? added + updated : added)
         } catch {
@@ -385,7 +386,9 @@ enum GeoCommands {
         }
         if any && count == 0 { return context.output.writeError("ERR the ANY argument requires COUNT argument") }
         guard let set else {
-            if let storeIndex { return store(&context, [], at: storeIndex, distances: storeDistance) }
+            if let storeIndex {
+                return store(&context, [], at: storeIndex, distances: storeDistance, search: mode == .search)
+            }
             return context.output.writeArrayHeader(0)
         }
         if count != 0 && order == .none && !any { order = .ascending }
@@ -409,7 +412,9 @@ enum GeoCommands {
             }
         }
         for position in matches.indices { matches[position].distance /= shape.conversion }
-        if let storeIndex { return store(&context, matches, at: storeIndex, distances: storeDistance) }
+        if let storeIndex {
+            return store(&context, matches, at: storeIndex, distances: storeDistance, search: mode == .search)
+        }
         writeMatches(matches, distance: withDistance, hash: withHash, coordinates: withCoordinates,
                      into: &context.output)
     }
@@ -561,14 +566,17 @@ enum GeoCommands {
     }
 
     /// STORE/STOREDIST/GEOSEARCHSTORE: the matches (scored by hash, or by distance in the
-    /// request's unit) replace argv[index]; no match deletes it. Replies with the count.
-    static func store(_ context: inout CommandContext, _ matches: [Match], at index: Int, distances: Bool) {
+    /// request's unit) replace argv[index]; no match deletes it. Replies with the count, and
+    /// fires geosearchstore (GEOSEARCHSTORE) or georadiusstore, or del.
+    static func store(_ context: inout CommandContext, _ matches: [Match], at index: Int, distances: Bool,
+                      search: Bool) {
         let destination = context.key(index)
         let shard = context.keyspace.shard(for: destination)
         if matches.isEmpty {
             if shard.lookup(context.database, destination, now: context.now) != nil {
                 shard.remove(context.database, destination)
                 context.addChanges(1)
+                context.notify(.generic, "del", destination)
             }
             return context.output.writeInteger(0)
         }
@@ -581,5 +589,6 @@ enum GeoCommands {
         shard.store(context.database, destination, Entry(value: .sortedSet(result)))
         context.addChanges(Int64(matches.count))
         context.output.writeInteger(matches.count)
+        context.notify(.zset, search ? "geosearchstore" : "georadiusstore", destination)
     }
 }

@@ -115,12 +115,13 @@ enum HashCommands {
         }
     }
 
-    /// HSCAN key cursor [MATCH pattern] [COUNT count]: the whole hash in one call, cursor 0, as
-    /// Redis answers for listpack-encoded hashes; every field present for the whole scan is
-    /// returned exactly once whatever writes happen around it. Options are checked after the
+    /// HSCAN key cursor [MATCH pattern] [COUNT count]: up to 512 fields (Redis's default
+    /// hash-max-listpack-entries) the whole hash with cursor 0, as Redis answers a listpack hash;
+    /// larger ones by cursor (`HashValue.scan`), every field present for the whole scan coming
+    /// out at least once whatever writes happen around it. Options are checked after the
     /// key, as db.c scanGenericCommand does (a missing key answers an empty scan regardless).
     static func hscan(_ context: inout CommandContext) {
-        guard KeyspaceCommands.parseCursor(context.arguments[2]) != nil else {
+        guard let cursor = KeyspaceCommands.parseCursor(context.arguments[2]) else {
             return context.output.writeError(RedisError.invalidCursor)
         }
         read(&context, empty: { context in
@@ -128,11 +129,13 @@ enum HashCommands {
         }) { context, hash in
             let arguments = context.arguments
             var pattern: ArraySlice<UInt8>?
+            var count = 10
             var index = 3
             while index < arguments.count {
                 if arguments.matches(index, "count") && index + 1 < arguments.count {
                     guard let value = context.integerArgument(index + 1) else { return }
                     if value < 1 { return context.output.writeError(RedisError.syntax) }
+                    count = Int(clamping: value)
                 } else if arguments.matches(index, "match") && index + 1 < arguments.count {
                     let candidate = arguments[index + 1]
                     pattern = candidate.count == 1 && candidate.first == UInt8(ascii: "*") ? nil : candidate
@@ -142,11 +145,11 @@ enum HashCommands {
                 index += 2
             }
             var matched: [Int] = []
-            for position in 0..<hash.count where pattern.map({ globMatches($0, hash.fields[position]) }) ?? true {
-                matched.append(position)
+            let next = hash.scan(cursor: cursor, count: count) { position in
+                if pattern.map({ globMatches($0, hash.fields[position]) }) ?? true { matched.append(position) }
             }
             context.output.writeArrayHeader(2)
-            context.output.writeBulkString(Array("0".utf8))
+            context.output.writeBulkString(Array(String(next).utf8))
             context.output.writeArrayHeader(matched.count * 2)
             for position in matched {
                 context.output.writeBulkString(hash.fields[position])

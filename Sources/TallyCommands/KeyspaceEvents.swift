@@ -142,6 +142,11 @@ public final class KeyspaceNotifier: Sendable {
         if isEnabled(.expired) { publish("expired", key: expired.key.bytes, database: expired.database) }
     }
 
+    /// Publishes "keymiss" for a key a read did not find.
+    func publishMissed(_ missed: DatabaseKey) {
+        if isEnabled(.keyMiss) { publish("keymiss", key: missed.key.bytes, database: missed.database) }
+    }
+
     /// Publishes "new" for a key a command created.
     func publishCreated(_ created: DatabaseKey) {
         if isEnabled(.newKey) { publish("new", key: created.key.bytes, database: created.database) }
@@ -158,6 +163,7 @@ extension CommandEngine {
     public func setKeyspaceEventClasses(_ classes: KeyspaceEventClass) {
         keyspaceEvents.setClasses(classes)
         keyspace.setRecordsCreatedKeys(classes.contains(.newKey))
+        keyspace.setRecordsMissedKeys(classes.contains(.keyMiss))
     }
 }
 

@@ -453,12 +453,11 @@ enum SetCommands {
         context.output.writeInteger(found)
     }
 
-    /// SSCAN key cursor [MATCH pattern] [COUNT count]: the whole set in one call, cursor 0 (as
-    /// Redis answers for an intset), so every member present for the whole scan is returned
-    /// exactly once whatever writes happen around it. Options are checked after the key, as
-    /// db.c scanGenericCommand does.
+    /// SSCAN key cursor [MATCH pattern] [COUNT count]: an intset whole with cursor 0, a table
+    /// by cursor and COUNT (`SetValue.scan`, dictScan's guarantees). Options are checked after
+    /// the key, as db.c scanGenericCommand does.
     static func sscan(_ context: inout CommandContext) {
-        guard KeyspaceCommands.parseCursor(context.arguments[2]) != nil else {
+        guard let cursor = KeyspaceCommands.parseCursor(context.arguments[2]) else {
             return context.output.writeError(RedisError.invalidCursor)
         }
         read(&context, empty: { context in
@@ -466,11 +465,13 @@ enum SetCommands {
         }) { context, set in
             let arguments = context.arguments
             var pattern: ArraySlice<UInt8>?
+            var count = 10
             var index = 3
             while index < arguments.count {
                 if arguments.matches(index, "count") && index + 1 < arguments.count {
                     guard let value = context.integerArgument(index + 1) else { return }
                     if value < 1 { return context.output.writeError(RedisError.syntax) }
+                    count = Int(clamping: value)
                 } else if arguments.matches(index, "match") && index + 1 < arguments.count {
                     let candidate = arguments[index + 1]
                     pattern = candidate.count == 1 && candidate.first == UInt8(ascii: "*") ? nil : candidate
@@ -480,12 +481,12 @@ enum SetCommands {
                 index += 2
             }
             var matched: [[UInt8]] = []
-            set.forEach { member in
+            let next = set.scan(cursor: cursor, count: count) { member in
                 if let pattern, !globMatches(pattern, member) { return }
                 matched.append(Array(member))
             }
             context.output.writeArrayHeader(2)
-            context.output.writeBulkString(Array("0".utf8))
+            context.output.writeBulkString(Array(String(next).utf8))
             context.output.writeArrayHeader(matched.count)
             for member in matched { context.output.writeBulkString(member) }
         }

@@ -187,9 +187,11 @@ enum SortCommand {
         if outputCount > 0 {
             shard.store(database, storeKey, Entry(value: .list(ListValue(stored))))
             context.addChanges(Int64(outputCount))
+            context.notify(.list, "sortstore", storeKey)
         } else if shard.lookup(database, storeKey, now: context.now) != nil {
             shard.remove(database, storeKey)
             context.addChanges(1)
+            context.notify(.generic, "del", storeKey)
         }
         context.output.writeInteger(outputCount)
     }

@@ -246,7 +246,10 @@ enum SortedSetCommands {
                 }
                 return outcome
             } ?? Outcome()
-            if outcome.added + outcome.updated > 0 { context.addChanges(Int64(outcome.added + outcome.updated)) }
+            if outcome.added + outcome.updated > 0 {
+                context.addChanges(Int64(outcome.added + outcome.updated))
+                context.notify(.zset, incr ? "zincr" : "zadd", key)
+            }
             if outcome.nan { return context.output.writeError(nanError) }
             if incr {
                 if outcome.processed > 0 {
@@ -277,7 +280,11 @@ enum SortedSetCommands {
                 if removed > 0 { changed = true }
                 return removed
             } ?? 0
-            if removed > 0 { context.addChanges(Int64(removed)) }
+            if removed > 0 {
+                context.addChanges(Int64(removed))
+                context.notify(.zset, "zrem", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            }
             context.output.writeInteger(removed)
         } catch {
             context.output.writeKeyspaceError(error)
@@ -337,7 +344,7 @@ enum SortedSetCommands {
     static func zlexcount(_ context: inout CommandContext) {
         guard let range = parseLexRange(&context, 2, 3) else { return }
         read(&context, empty: { $0.output.writeInteger(0) }) { context, set in
-            context.output.writeInteger(set.ranks(in: range).count)
+            context.output.writeInteger(set.lexCount(range))
         }
     }
 
@@ -453,8 +460,7 @@ enum SortedSetCommands {
             case .score:
                 selection.ranks = limited(set.ranks(in: scoreRange!), offset: offset, limit: limit, reverse: reverse)
             case .lex:
-                selection.ranks = limited(set.ranks(in: lexRange!, reverse: reverse), offset: offset, limit: limit,
-                                          reverse: reverse)
+                selection.ranks = set.lexSelection(lexRange!, offset: offset, limit: limit, reverse: reverse)
             }
         }
         if store {
@@ -496,18 +502,20 @@ enum SortedSetCommands {
                 return left > 0
             }
         }
-        storeResult(&context, result, destinationIndex: 1)
+        storeResult(&context, result, destinationIndex: 1, event: "zrangestore")
     }
 
     /// Stores `result` at argv[`destinationIndex`] (setKey: the TTL goes), or deletes the key
-    /// when the result is empty; replies with the result's size.
-    static func storeResult(_ context: inout CommandContext, _ result: SortedSetValue, destinationIndex: Int) {
+    /// when the result is empty; replies with the result's size and fires `event` (or del).
+    static func storeResult(_ context: inout CommandContext, _ result: SortedSetValue, destinationIndex: Int,
+                            event: StaticString) {
         let destination = context.key(destinationIndex)
         let shard = context.keyspace.shard(for: destination)
         if result.isEmpty {
             if shard.lookup(context.database, destination, now: context.now) != nil {
                 shard.remove(context.database, destination)
                 context.addChanges(1)
+                context.notify(.generic, "del", destination)
             }
             context.output.writeInteger(0)
             return
@@ -515,6 +523,7 @@ enum SortedSetCommands {
         shard.store(context.database, destination, Entry(value: .sortedSet(result)))
         context.addChanges(1)
         context.output.writeInteger(result.count)
+        context.notify(.zset, event, destination)
     }
 
     // MARK: ZREMRANGEBY*
@@ -544,7 +553,7 @@ enum SortedSetCommands {
                 let ranks: Range<Int>
                 switch type {
                 case .score: ranks = set.ranks(in: scoreRange!)
-                case .lex: ranks = set.ranks(in: lexRange!)
+                case .lex: ranks = set.lexDeletionRanks(lexRange!)
                 default:
                     let length = Int64(set.count)
                     var low = start < 0 ? length + start : start
@@ -558,7 +567,17 @@ enum SortedSetCommands {
                 changed = true
                 return set.removeRanks(ranks)
             } ?? 0
-            if removed > 0 { context.addChanges(Int64(removed)) }
+            if removed > 0 {
+                context.addChanges(Int64(removed))
+                let event: StaticString
+                switch type {
+                case .score: event = "zremrangebyscore"
+                case .lex: event = "zremrangebylex"
+                default: event = "zremrangebyrank"
+                }
+                context.notify(.zset, event, key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            }
             context.output.writeInteger(removed)
         } catch {
             context.output.writeKeyspaceError(error)
@@ -634,7 +653,11 @@ enum SortedSetCommands {
                            shape: .plain(nested: nested), into: &output)
             }
             guard let popped else { return output.writeArrayHeader(0) }
-            if popped > 0 { context.addChanges(Int64(popped)) }
+            if popped > 0 {
+                context.addChanges(Int64(popped))
+                context.notify(.zset, max ? "zpopmax" : "zpopmin", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            }
         } catch {
             output.writeKeyspaceError(error)
         }
@@ -663,6 +686,8 @@ enum SortedSetCommands {
                 var record = [max ? Words.zpopmax : Words.zpopmin, key.bytes]
                 if count != nil { record.append(decimalBytes(Int64(popped))) }
                 context.propagate(record)
+                context.notify(.zset, max ? "zpopmax" : "zpopmin", key)
+                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
                 return true
             } catch {
                 output.writeKeyspaceError(error)
@@ -769,11 +794,12 @@ enum SortedSetCommands {
         }
     }
 
-    /// ZSCAN key cursor [MATCH pattern] [COUNT count]: the whole set in one call, cursor 0, as
-    /// Redis answers for listpack sets. Scores are bulk strings in both protocols: the
+    /// ZSCAN key cursor [MATCH pattern] [COUNT count]: a compact set whole with cursor 0 (as
+    /// Redis answers for listpack sets), an indexed one by cursor (`SortedSetValue.scan`).
+    /// Scores are bulk strings in both protocols: the
     /// listpack's d2string text for a compact set, `%.17g` for an indexed one (db.c).
     static func zscan(_ context: inout CommandContext) {
-        guard KeyspaceCommands.parseCursor(context.arguments[2]) != nil else {
+        guard let cursor = KeyspaceCommands.parseCursor(context.arguments[2]) else {
             return context.output.writeError(RedisError.invalidCursor)
         }
         read(&context, empty: { context in
@@ -781,11 +807,13 @@ enum SortedSetCommands {
         }) { context, set in
             let arguments = context.arguments
             var pattern: ArraySlice<UInt8>?
+            var count = 10
             var index = 3
             while index < arguments.count {
                 if arguments.matches(index, "count") && index + 1 < arguments.count {
                     guard let value = context.integerArgument(index + 1) else { return }
                     if value < 1 { return context.output.writeError(RedisError.syntax) }
+                    count = Int(clamping: value)
                 } else if arguments.matches(index, "match") && index + 1 < arguments.count {
                     let candidate = arguments[index + 1]
                     pattern = candidate.count == 1 && candidate.first == UInt8(ascii: "*") ? nil : candidate
@@ -795,11 +823,11 @@ enum SortedSetCommands {
                 index += 2
             }
             var matched: [(ArraySlice<UInt8>, Double)] = []
-            set.forEach { member, score in
+            let next = set.scan(cursor: cursor, count: count) { member, score in
                 if pattern.map({ globMatches($0, member) }) ?? true { matched.append((member, score)) }
             }
             context.output.writeArrayHeader(2)
-            context.output.writeBulkString(Array("0".utf8))
+            context.output.writeBulkString(Array(String(next).utf8))
             context.output.writeArrayHeader(matched.count * 2)
             for (member, score) in matched {
                 context.output.writeBulkString(member)
@@ -945,7 +973,13 @@ enum SortedSetCommands {
         if cardinalityOnly { return context.output.writeInteger(cardinality) }
         if destination {
             result.compactIfSmall(limits: context.engine.sortedSetLimits)
-            storeResult(&context, result, destinationIndex: 1)
+            let event: StaticString
+            switch operation {
+            case .union: event = "zunionstore"
+            case .inter: event = "zinterstore"
+            case .diff: event = "zdiffstore"
+            }
+            storeResult(&context, result, destinationIndex: 1, event: event)
             return
         }
         writeRange(result, Selection(ranks: 0..<result.count, reverse: false), withScores: withScores,

@@ -354,6 +354,7 @@ enum StreamCommands {
         var command: [[UInt8]] = []
         var failure: StaticString?
         var added: StreamID?
+        var trimmed = false
         do {
             let found = try shard.updateStream(context.database, key, now: now, create: !parsed.noCreate) {
                 stream, changed in
@@ -399,7 +400,7 @@ enum StreamCommands {
                 // The record is only built when something will log it.
                 if logs { command = (0..<arguments.count).map { arguments.copy($0) } }
                 if let strategy = parsed.strategy {
-                    _ = stream.trim(strategy, approximate: parsed.approximate, limit: parsed.limit)
+                    trimmed = stream.trim(strategy, approximate: parsed.approximate, limit: parsed.limit) > 0
                     if logs { rewriteTrim(&command, parsed, stream) }
                 }
                 if logs && (parsed.id == nil || !parsed.seqGiven) { command[idIndex] = id.bytes }
@@ -420,6 +421,8 @@ enum StreamCommands {
         writeID(added, into: &context.output)
         context.addChanges(1)
         if logs { context.propagate(command) } else { context.preventPropagation() }
+        context.notify(.stream, "xadd", key)
+        if trimmed { context.notify(.stream, "xtrim", key) }
     }
 
     static func xtrim(_ context: inout CommandContext) {
@@ -443,6 +446,7 @@ enum StreamCommands {
             if removed > 0 {
                 context.addChanges(removed)
                 context.propagate(command)
+                context.notify(.stream, "xtrim", key)
             }
         } catch {
             context.output.writeKeyspaceError(error)
@@ -522,7 +526,10 @@ enum StreamCommands {
                 return deleted
             } ?? 0
             context.output.writeInteger(deleted)
-            if deleted > 0 { context.addChanges(Int64(deleted)) }
+            if deleted > 0 {
+                context.addChanges(Int64(deleted))
+                context.notify(.stream, "xdel", key)
+            }
         } catch {
             context.output.writeKeyspaceError(error)
         }
@@ -593,6 +600,7 @@ enum StreamCommands {
         }
         context.output.writeOK()
         context.addChanges(1)
+        context.notify(.stream, "xsetid", key)
     }
 
     // MARK: XREAD / XREADGROUP
@@ -805,6 +813,7 @@ enum StreamCommands {
         var served = 0
         var records: [[[UInt8]]] = []
         var changes: Int64 = 0
+        var consumerCreatedIn: [Key] = []
         let now = context.now
         for position in 0..<streamCount {
             let keyBytes = arguments.copy(streamsIndex + position)
@@ -812,7 +821,8 @@ enum StreamCommands {
             let shard = context.keyspace.shard(for: key)
             let after = ids[position]
             do {
-                _ = try shard.withStream(context.database, key, now: now, create: false) { stream, changed in
+                let found: Void? = try shard.withStream(context.database, key, now: now, create: false) {
+                    stream, changed in
                     var from = after
                     var history = false
                     var groupIndex = 0
@@ -838,6 +848,7 @@ enum StreamCommands {
                     }
                     let (consumerIndex, created) = stream.groups[groupIndex].ensureConsumer(consumerName, now: now)
                     if !created { stream.groups[groupIndex].touchConsumer(consumerIndex, now: now) }
+                    if created { consumerCreatedIn.append(key) }
                     if created && noAck {
                         records.append([Array("XGROUP".utf8), Array("CREATECONSUMER".utf8), keyBytes, groupName,
                                         consumerName])
@@ -848,6 +859,8 @@ enum StreamCommands {
                     changed = true
                     changes += 1
                 }
+                // xreadCommand looks every key up again to serve it: a missing one misses twice.
+                if found == nil { _ = shard.lookupRead(context.database, key, now: now) }
             } catch {
                 context.output.writeKeyspaceError(error)
                 return
@@ -862,6 +875,7 @@ enum StreamCommands {
             context.output.writeBytes(replies.storage)
             if changes > 0 { context.addChanges(changes) }
             for record in records { context.propagate(record) }
+            for key in consumerCreatedIn { context.notify(.stream, "xgroup-createconsumer", key) }
             return
         }
         if timeout != -1 && !ListCommands.mayNotBlock(context) {
@@ -971,6 +985,7 @@ enum StreamCommands {
                 if created {
                     context.output.writeOK()
                     context.addChanges(1)
+                    context.notify(.stream, "xgroup-create", key)
                 } else {
                     context.output.writeError("BUSYGROUP Consumer Group name already exists")
                 }
@@ -993,6 +1008,7 @@ enum StreamCommands {
                 }
                 context.output.writeOK()
                 context.addChanges(1)
+                context.notify(.stream, "xgroup-setid", key)
             } else if arguments.matches(1, "destroy") && arguments.count == 4 {
                 guard groupFound else {
                     context.output.writeInteger(0)
@@ -1004,6 +1020,7 @@ enum StreamCommands {
                 }
                 context.output.writeInteger(1)
                 context.addChanges(1)
+                context.notify(.stream, "xgroup-destroy", key)
             } else if arguments.matches(1, "createconsumer") && arguments.count == 5 {
                 let consumer = arguments.copy(4)
                 let created = try shard.withStream(context.database, key, now: now, create: false) {
@@ -1014,7 +1031,10 @@ enum StreamCommands {
                     return created
                 } ?? false
                 context.output.writeInteger(created ? 1 : 0)
-                if created { context.addChanges(1) }
+                if created {
+                    context.addChanges(1)
+                    context.notify(.stream, "xgroup-createconsumer", key)
+                }
             } else if arguments.matches(1, "delconsumer") && arguments.count == 5 {
                 let consumer = arguments.copy(4)
                 let removed = try shard.withStream(context.database, key, now: now, create: false) {
@@ -1026,7 +1046,10 @@ enum StreamCommands {
                     return stream.groups[position].removeConsumer(consumerIndex)
                 } ?? nil
                 context.output.writeInteger(removed ?? 0)
-                if removed != nil { context.addChanges(1) }
+                if removed != nil {
+                    context.addChanges(1)
+                    context.notify(.stream, "xgroup-delconsumer", key)
+                }
             } else {
                 subcommandSyntaxError(&context)
             }
@@ -1240,6 +1263,7 @@ enum StreamCommands {
         var changes: Int64 = 0
         let shard = context.keyspace.shard(for: key)
         var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+        var consumerCreated = false
         _ = try? shard.withStream(context.database, key, now: now, create: false) { stream, changed in
                 let groupIndex = stream.groupIndex(groupName).index
                 var propagateLastID = false
@@ -1279,6 +1303,7 @@ enum StreamCommands {
                     if !consumerReady {
                         let (consumerIndex, created) = stream.groups[groupIndex].ensureConsumer(consumerName, now: now)
                         if !created { stream.groups[groupIndex].touchConsumer(consumerIndex, now: now) }
+                        consumerCreated = created
                         consumerReady = true
                     }
                     var newCount = previousCount
@@ -1307,6 +1332,7 @@ enum StreamCommands {
         if changes > 0 { context.addChanges(changes) }
         for record in records { context.propagate(record) }
         context.preventPropagation()
+        if consumerCreated { context.notify(.stream, "xgroup-createconsumer", key) }
     }
 
     static func xautoclaim(_ context: inout CommandContext) {
@@ -1350,6 +1376,7 @@ enum StreamCommands {
         var changes: Int64 = 0
         let shard = context.keyspace.shard(for: key)
         var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+        var consumerCreated = false
         _ = try? shard.withStream(context.database, key, now: now, create: false) { stream, changed in
                 let groupIndex = stream.groupIndex(groupName).index
                 var attempts = count * 10
@@ -1378,6 +1405,7 @@ enum StreamCommands {
                     if !consumerReady {
                         let (consumerIndex, created) = stream.groups[groupIndex].ensureConsumer(consumerName, now: now)
                         if !created { stream.groups[groupIndex].touchConsumer(consumerIndex, now: now) }
+                        consumerCreated = created
                         consumerReady = true
                     }
                     let deliveries = justID ? entry.deliveryCount : entry.deliveryCount + 1
@@ -1404,6 +1432,7 @@ enum StreamCommands {
         if changes > 0 { context.addChanges(changes) }
         for record in records { context.propagate(record) }
         context.preventPropagation()
+        if consumerCreated { context.notify(.stream, "xgroup-createconsumer", key) }
     }
 
     // MARK: XINFO
@@ -1599,7 +1628,8 @@ enum StreamCommands {
 
     /// Serves one parked XREAD/XREADGROUP from the stream at `key`: the reply, the records to
     /// log (XCLAIM/XGROUP as for a direct XREADGROUP) and the changes made.
-    static func serveBlocked(_ waiter: BlockedWaiter, key: Key, shard: Shard, now: Int64)
+    static func serveBlocked(_ waiter: BlockedWaiter, key: Key, shard: Shard, now: Int64,
+                             events: KeyspaceNotifier)
         -> (reply: [UInt8], records: [[[UInt8]]], changes: Int64)
     {
         var output = OutputBuffer(initialCapacity: 64, protocolVersion: waiter.protocolVersion)
@@ -1639,6 +1669,9 @@ enum StreamCommands {
             }
             let (consumerIndex, created) = stream.groups[groupIndex].ensureConsumer(consumer, now: now)
             if !created { stream.groups[groupIndex].touchConsumer(consumerIndex, now: now) }
+            if created {
+                events.fire(.stream, "xgroup-createconsumer", key: keyBytes, database: waiter.database)
+            }
             if created && noAck {
                 records.append([Array("XGROUP".utf8), Array("CREATECONSUMER".utf8), keyBytes, groupName, consumer])
             }

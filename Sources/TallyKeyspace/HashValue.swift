@@ -13,6 +13,20 @@ public struct HashValue: Sendable {
     /// Sum of field and value lengths, kept up to date so the memory estimate is O(1).
     public private(set) var payloadBytes = 0
 
+    /// One HSCAN step from `cursor`: up to `listpackEntries` fields answer whole with cursor 0
+    /// (as Redis answers a listpack hash); a larger hash is paged by cursor as a dict over the
+    /// fields' hashes (see `virtualDictScan`). Returns the next cursor (0: done).
+    public func scan(cursor: UInt64, count: Int, listpackEntries: Int = 512, _ body: (Int) -> Void) -> UInt64 {
+        if fields.count <= listpackEntries {
+            for position in fields.indices { body(position) }
+            return 0
+        }
+        let hashes = fields.map { MemberIndex.hash($0[...]) }
+        let (positions, next) = virtualDictScan(cursor: cursor, hashes: hashes, count: count)
+        for position in positions { body(position) }
+        return next
+    }
+
     /// Creates an empty hash.
     public init() {}
 

@@ -172,6 +172,16 @@ public final class Keyspace: Sendable {
         }
     }
 
+    /// Turns the recording of missed reads (the "keymiss" keyspace event) on or off in every shard.
+    public func setRecordsMissedKeys(_ enabled: Bool) {
+        for shard in shards {
+            let locked = acquire(shard)
+            shard.recordsMissedKeys = enabled
+            if !enabled { shard.missedDuringOperation.removeAll() }
+            if locked { shard.unlock() }
+        }
+    }
+
     // MARK: Whole-keyspace operations (each locks what it needs)
 
     /// Number of keys in `database`.

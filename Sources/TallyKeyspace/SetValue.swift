@@ -124,6 +124,21 @@ public struct SetValue: Sendable {
         }
     }
 
+    /// One SSCAN step from `cursor`: an intset answers every member and cursor 0 (as Redis
+    /// does for it); a table visits home buckets in reverse-binary cursor order (dict.c
+    /// dictScan) until `count` members came out or `count * 10` buckets were visited, so every
+    /// member present for a whole scan comes out at least once across resizes. Returns the
+    /// next cursor (0: done).
+    public func scan(cursor: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> Void) -> UInt64 {
+        switch storage {
+        case .intset:
+            forEach(body)
+            return 0
+        case .table(let box):
+            return box.table.scan(cursor: cursor, count: count, body)
+        }
+    }
+
     /// Every member as an array, in `forEach` order.
     public var members: [[UInt8]] {
         var result: [[UInt8]] = []
@@ -483,6 +498,41 @@ struct MemberTable: Sendable {
         }
     }
 
+    /// See `SetValue.scan`. A member's home bucket is `hash & mask`; linear probing keeps it
+    /// between its home and the next empty slot (removals leave tombstones), so one bucket's
+    /// members are found by probing that run.
+    func scan(cursor: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> Void) -> UInt64 {
+        if slots.isEmpty { return 0 }
+        let mask = slots.count - 1
+        let wideMask = UInt64(mask)
+        var cursor = cursor
+        var produced = 0
+        var buckets = count >= Int.max / 10 ? Int.max : Swift.max(count, 1) * 10
+        arena.withUnsafeBytes { raw in
+            repeat {
+                let bucket = Int(truncatingIfNeeded: cursor) & mask
+                var index = bucket
+                while slots[index] != 0 {
+                    let slot = slots[index]
+                    if slot > 1 {
+                        let (start, length) = entry(at: Int(slot - 2) * 4)
+                        let member = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
+                        if Int(truncatingIfNeeded: MemberTable.hash(member)) & mask == bucket {
+                            body(member)
+                            produced += 1
+                        }
+                    }
+                    index = (index + 1) & mask
+                }
+                // Increment the reversed cursor over the bits of the mask.
+                cursor |= ~wideMask
+                cursor = reversedBits(reversedBits(cursor) &+ 1)
+                buckets -= 1
+            } while cursor != 0 && buckets > 0 && produced < count
+        }
+        return cursor
+    }
+
     func member(inSlot index: Int) -> [UInt8] {
         let (start, length) = entry(at: Int(slots[index] - 2) * 4)
         return Array(arena[start..<(start + length)])
@@ -496,6 +546,15 @@ struct MemberTable: Sendable {
             if slots[index] > 1 { return member(inSlot: index) }
         }
     }
+}
+
+/// `value` with its 64 bits in reverse order (the SCAN cursor's increment).
+func reversedBits(_ value: UInt64) -> UInt64 {
+    var bits = value
+    bits = (bits >> 1) & 0x5555_5555_5555_5555 | (bits & 0x5555_5555_5555_5555) << 1
+    bits = (bits >> 2) & 0x3333_3333_3333_3333 | (bits & 0x3333_3333_3333_3333) << 2
+    bits = (bits >> 4) & 0x0F0F_0F0F_0F0F_0F0F | (bits & 0x0F0F_0F0F_0F0F_0F0F) << 4
+    return bits.byteSwapped
 }
 
 /// Byte equality of two buffers of `count` bytes.

@@ -109,6 +109,12 @@ public final class Shard: @unchecked Sendable {
     /// `createdDuringOperation` (drained by the command layer, which fires the events).
     @exclusivity(unchecked) public var recordsCreatedKeys = false
     @exclusivity(unchecked) public var createdDuringOperation: [DatabaseKey] = []
+    /// True while the "keymiss" keyspace event is enabled: `lookupRead` then records the keys
+    /// it did not find in `missedDuringOperation`, numbered across shards so that the command
+    /// layer fires them in lookup order (MGET a b: a first, whichever shards hold them).
+    @exclusivity(unchecked) public var recordsMissedKeys = false
+    @exclusivity(unchecked) public var missedDuringOperation: [(sequence: UInt64, key: DatabaseKey)] = []
+    static let missSequence = Atomic<UInt64>(0)
     /// Keyspace hits and misses (INFO stats), counted under the lock.
     @exclusivity(unchecked) public internal(set) var hits: Int64 = 0
     @exclusivity(unchecked) public internal(set) var misses: Int64 = 0
@@ -263,7 +269,15 @@ public final class Shard: @unchecked Sendable {
     /// Like `lookup`, and counts a keyspace hit or miss (read commands).
     public func lookupRead(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         let entry = lookup(database, key, now: now)
-        if entry == nil { misses &+= 1 } else { hits &+= 1 }
+        if entry == nil {
+            misses &+= 1
+            if recordsMissedKeys {
+                let sequence = Shard.missSequence.add(1, ordering: .relaxed).newValue
+                missedDuringOperation.append((sequence, DatabaseKey(database: database, key: key)))
+            }
+        } else {
+            hits &+= 1
+        }
         return entry
     }
 

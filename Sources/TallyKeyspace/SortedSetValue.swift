@@ -918,38 +918,177 @@ extension SortedSetValue {
         return low..<max(low, high)
     }
 
-    /// The ranks inside a lex range, as a half-open rank interval, found as Redis finds them
-    /// (lex ranges assume equal scores; with mixed scores Redis's answer depends on its walk):
-    /// the range must reach the last member and start by the first (zzlIsInLexRange); a compact
-    /// set is scanned like its listpack, from the head (or, `reverse`, from the tail) to the first
-    /// member inside, then while members stay inside. The indexed form binary-searches, which
-    /// is what Redis's skiplist walk amounts to when the scores are equal.
-    public func ranks(in range: LexRange, reverse: Bool = false) -> Range<Int> {
-        if range.isEmpty || count == 0 { return 0..<0 }
-        if !range.aboveMin(element(at: count - 1).member) || !range.belowMax(element(at: 0).member) {
+    // MARK: Lex walks
+    //
+    // Lex ranges assume that every score is equal. With mixed scores Redis answers whatever its
+    // walk over the score order finds, so these follow t_zset.c's walks step by step: the
+    // listpack's (zzlFirstInLexRange, zzlLastInLexRange, zzlDeleteRangeByLex) for the compact
+    // form, and the skiplist's for the indexed form as it walks when every node has one level
+    // (zslLastInLexRange walks from the head, zslDeleteRangeByLex skips the range checks). A real
+    // skiplist's taller nodes can skip elements, so for mixed scores a large Redis set's answer
+    // varies from run to run; with equal scores every walk agrees and a binary search stands in.
+
+    /// True when every score is equal: the members are then in lex order and each walk's
+    /// predicate changes at most once, so a binary search finds where.
+    private var hasUniformScores: Bool {
+        count == 0 || chunks[0].scores[0] == chunks[chunks.count - 1].scores[chunks[chunks.count - 1].count - 1]
+    }
+
+    /// The first rank at or after `rank` whose member fails `predicate` (`count` if none).
+    /// With uniform scores `predicate` must hold for a prefix of the ranks.
+    private func lexScanForward(from rank: Int, while predicate: (ArraySlice<UInt8>) -> Bool) -> Int {
+        if rank >= count { return count }
+        if hasUniformScores { return Swift.max(rank, firstRank { _, member in !predicate(member) }) }
+        var position = rank
+        visit(from: rank) { member, _ in
+            if !predicate(member) { return false }
+            position += 1
+            return true
+        }
+        return position
+    }
+
+    /// The last rank at or before `rank` whose member fails `predicate` (-1 if none). With
+    /// uniform scores `predicate` must hold for a suffix of the ranks.
+    private func lexScanBackward(from rank: Int, while predicate: (ArraySlice<UInt8>) -> Bool) -> Int {
+        if rank < 0 { return -1 }
+        if hasUniformScores { return Swift.min(rank, firstRank { _, member in predicate(member) } - 1) }
+        var position = rank
+        visit(from: rank, reverse: true) { member, _ in
+            if !predicate(member) { return false }
+            position -= 1
+            return true
+        }
+        return position
+    }
+
+    /// zzlIsInLexRange / zslIsInLexRange: the range is not empty, the last member reaches the
+    /// minimum and the first member the maximum.
+    private func lexRangeReachable(_ range: LexRange) -> Bool {
+        if range.isEmpty || count == 0 { return false }
+        return range.aboveMin(element(at: count - 1).member) && range.belowMax(element(at: 0).member)
+    }
+
+    /// The rank where a forward lex walk starts (zzlFirstInLexRange, zslFirstInLexRange).
+    public func firstInLexRange(_ range: LexRange) -> Int? {
+        guard lexRangeReachable(range) else { return nil }
+        let first = lexScanForward(from: 0) { !range.aboveMin($0) }
+        if first == count || !range.belowMax(element(at: first).member) { return nil }
+        return first
+    }
+
+    /// The rank where a reverse lex walk starts: from the tail for the compact form
+    /// (zzlLastInLexRange), from the head for the indexed form (zslLastInLexRange).
+    public func lastInLexRange(_ range: LexRange) -> Int? {
+        guard lexRangeReachable(range) else { return nil }
+        let last: Int
+        if isCompact {
+            last = lexScanBackward(from: count - 1) { !range.belowMax($0) }
+        } else {
+            last = lexScanForward(from: 1) { range.belowMax($0) } - 1
+        }
+        if last < 0 || !range.aboveMin(element(at: last).member) { return nil }
+        return last
+    }
+
+    /// The ranks ZRANGEBYLEX / ZREVRANGEBYLEX emit (genericZrangebylexCommand): from the walk's
+    /// start, `offset` elements skipped unchecked, then elements while they stay below the
+    /// maximum (forward) or above the minimum (reverse), at most `limit` (negative: no limit).
+    public func lexSelection(_ range: LexRange, offset: Int, limit: Int, reverse: Bool) -> Range<Int> {
+        guard let start = reverse ? lastInLexRange(range) : firstInLexRange(range), offset >= 0, limit != 0 else {
             return 0..<0
         }
-        if isCompact {
-            let chunk = chunks[0]
-            if reverse {
-                var last = count - 1
-                while last >= 0 && !range.belowMax(chunk.member(last)) { last -= 1 }
-                if last < 0 || !range.aboveMin(chunk.member(last)) { return 0..<0 }
-                var first = last
-                while first > 0 && range.aboveMin(chunk.member(first - 1)) { first -= 1 }
-                return first..<(last + 1)
-            }
-            var first = 0
-            while first < count && !range.aboveMin(chunk.member(first)) { first += 1 }
-            if first == count || !range.belowMax(chunk.member(first)) { return 0..<0 }
-            var end = first + 1
-            while end < count && range.belowMax(chunk.member(end)) { end += 1 }
-            return first..<end
+        if reverse {
+            let from = start - offset
+            if from < 0 { return 0..<0 }
+            var low = lexScanBackward(from: from) { range.aboveMin($0) } + 1
+            if limit > 0 { low = Swift.max(low, from - limit + 1) }
+            return low..<(from + 1)
         }
-        let low = firstRank { _, member in range.aboveMin(member) }
-        let high = firstRank { _, member in !range.belowMax(member) }
-        return low..<max(low, high)
+        let from = start + offset
+        if from >= count { return 0..<0 }
+        var high = lexScanForward(from: from) { range.belowMax($0) }
+        if limit > 0 { high = Swift.min(high, from + limit) }
+        return from..<high
     }
+
+    /// ZLEXCOUNT's answer: the compact form counts from the first element while below the
+    /// maximum; the indexed form subtracts the ranks of its first and last walks, which can be
+    /// negative when mixed scores make them cross.
+    public func lexCount(_ range: LexRange) -> Int {
+        guard let first = firstInLexRange(range) else { return 0 }
+        if isCompact { return lexScanForward(from: first) { range.belowMax($0) } - first }
+        guard let last = lastInLexRange(range) else { return count - first }
+        return last - first + 1
+    }
+
+    /// The ranks ZREMRANGEBYLEX deletes: from the first walk's start while below the maximum;
+    /// the indexed form's walk (zslDeleteRangeByLex) skips zslIsInLexRange's checks.
+    public func lexDeletionRanks(_ range: LexRange) -> Range<Int> {
+        let first: Int
+        if isCompact {
+            guard let start = firstInLexRange(range) else { return 0..<0 }
+            first = start
+        } else {
+            first = lexScanForward(from: 0) { !range.aboveMin($0) }
+        }
+        return first..<lexScanForward(from: first) { range.belowMax($0) }
+    }
+}
+
+extension SortedSetValue {
+    /// One ZSCAN step from `cursor`: a compact set answers every element and cursor 0 (as Redis
+    /// does for a listpack); an indexed set is scanned as a dict of `2^k >= count` buckets,
+    /// a member's bucket being the low bits of its hash, visited in reverse-binary cursor order
+    /// (dict.c dictScan) until `count` elements came out, so every member present for a whole
+    /// scan comes out at least once whatever the set's size does between calls. Each step hashes
+    /// every member, so a step takes at least count/32 elements (at most ~33 steps per scan).
+    /// Returns the next cursor (0: done).
+    public func scan(cursor: UInt64, count wanted: Int,
+                     _ body: (ArraySlice<UInt8>, Double) -> Void) -> UInt64 {
+        if isCompact || count == 0 {
+            forEach(body)
+            return 0
+        }
+        var hashes: [UInt64] = []
+        hashes.reserveCapacity(count)
+        forEach { member, _ in hashes.append(MemberIndex.hash(member)) }
+        let (ranks, next) = virtualDictScan(cursor: cursor, hashes: hashes, count: wanted)
+        for rank in ranks {
+            let element = element(at: rank)
+            body(element.member, element.score)
+        }
+        return next
+    }
+}
+
+/// One dictScan step over a dict of `2^k >= hashes.count` buckets (at least 4) that holds
+/// element `i` in bucket `hashes[i] & mask`, for collections without buckets of their own:
+/// buckets are visited in reverse-binary cursor order, whole, until at least `count` elements
+/// (and at least a 32nd of them, as each step reads every hash) came out. Returns those
+/// elements' indices, ascending, and the next cursor (0: done).
+func virtualDictScan(cursor: UInt64, hashes: [UInt64], count wanted: Int) -> (indices: [Int], next: UInt64) {
+    var size = 4
+    while size < hashes.count { size *= 2 }
+    let mask = UInt64(size - 1)
+    // Positions in the reversed-bit space: a bucket's elements share one position, and the
+    // cursor's buckets come in increasing position order.
+    let start = reversedBits(cursor & mask)
+    var positions: [(position: UInt64, index: Int)] = []
+    for (index, hash) in hashes.enumerated() {
+        let position = reversedBits(hash & mask)
+        if position >= start { positions.append((position, index)) }
+    }
+    positions.sort { $0.position < $1.position }
+    let target = Swift.max(wanted, hashes.count / 32, 1)
+    var taken = 0
+    while taken < positions.count
+        && (taken < target || positions[taken].position == positions[taken - 1].position) {
+        taken += 1
+    }
+    var indices = positions.prefix(taken).map(\.index)
+    indices.sort()
+    return (indices, taken == positions.count ? 0 : reversedBits(positions[taken].position))
 }
 
 extension SortedSetValue: AggregateValue {

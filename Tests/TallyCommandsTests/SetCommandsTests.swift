@@ -79,6 +79,46 @@ import Testing
         #expect(h.reply("SSCAN", "missing", "0") == "*2\r\n$1\r\n0\r\n*0\r\n")
     }
 
+    /// One SSCAN page: the next cursor and the members (ASCII members only).
+    private func scanPage(_ h: CommandHarness, _ key: String, _ cursor: String, count: Int) -> (String, [String]) {
+        let lines = h.reply("SSCAN", key, cursor, "COUNT", "\(count)")
+            .split(separator: Character("\r\n"), omittingEmptySubsequences: false).map(String.init)
+        let members = stride(from: 5, to: lines.count - 1, by: 2).map { lines[$0] }
+        return (lines[2], members)
+    }
+
+    /// A hashtable set is scanned by cursor and COUNT (an intset whole); every member present for
+    /// the whole scan comes out even while members are added and removed between pages.
+    @Test func sscanWalksATableByCursor() {
+        let h = CommandHarness()
+        h.run((["SADD", "small"] + (0..<20).map { "\($0)" }).map { Array($0.utf8) })
+        #expect(scanPage(h, "small", "0", count: 5).0 == "0")
+        h.run((["SADD", "s"] + (0..<2000).map { "m\($0)" }).map { Array($0.utf8) })
+        var cursor = "0"
+        var seen = Set<String>()
+        var pages = 0
+        var added = 0
+        repeat {
+            let (next, members) = scanPage(h, "s", cursor, count: 10)
+            #expect(members.count < 200)
+            seen.formUnion(members)
+            cursor = next
+            pages += 1
+            // Churn between pages: grow the table (rehashes) and remove members outside 0..<1000.
+            if pages % 3 == 0 {
+                h.run((["SADD", "s"] + (0..<50).map { "n\(added + $0)" }).map { Array($0.utf8) })
+                added += 50
+            }
+            if pages % 5 == 0 { h.run("SREM", "s", "m\(1000 + pages)") }
+        } while cursor != "0" && pages < 10_000
+        #expect(pages > 20)
+        #expect(cursor == "0")
+        for index in 0..<1000 { #expect(seen.contains("m\(index)")) }
+        #expect(h.reply("SSCAN", "s", "0", "COUNT", "0") == "-ERR syntax error\r\n")
+        #expect(h.reply("SSCAN", "s", "0", "COUNT", "9223372036854775807").hasPrefix("*2\r\n$1\r\n0\r\n"))
+        #expect(h.reply("SSCAN", "s", "18446744073709551615", "COUNT", "3").hasPrefix("*2\r\n"))
+    }
+
     @Test func algebraAndStore() {
         let h = CommandHarness()
         h.run("SADD", "a", "1", "2", "3", "4")

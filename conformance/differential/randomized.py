@@ -209,8 +209,15 @@ class Generator:
             (2, lambda: Op([b"ZRANGE", k, r.choice(SCORE_BOUNDS), r.choice(SCORE_BOUNDS), b"BYSCORE"]
                            + r.choice([[], [b"WITHSCORES"], [b"REV"], [b"LIMIT", b"1", b"2"],
                                        [b"REV", b"LIMIT", b"0", b"-1", b"WITHSCORES"]]))),
-            (1, lambda: Op([r.choice([b"ZRANGEBYLEX", b"ZREVRANGEBYLEX"]), k, r.choice(LEX_BOUNDS),
-                            r.choice(LEX_BOUNDS)] + r.choice([[], [b"LIMIT", b"0", b"2"]]))),
+            # Lex ranges over members with mixed scores: Redis answers what its walk over the score
+            # order finds (the keys stay small, so listpacks, whose walk is deterministic).
+            (2, lambda: Op([r.choice([b"ZRANGEBYLEX", b"ZREVRANGEBYLEX"]), k, r.choice(LEX_BOUNDS),
+                            r.choice(LEX_BOUNDS)] + r.choice([[], [b"LIMIT", b"0", b"2"], [b"LIMIT", b"1", b"1"],
+                                                              [b"LIMIT", b"2", b"-1"], [b"LIMIT", b"-1", b"3"]]))),
+            (1, lambda: Op([b"ZRANGE", k, r.choice(LEX_BOUNDS), r.choice(LEX_BOUNDS), b"BYLEX"]
+                           + r.choice([[], [b"REV"], [b"LIMIT", b"1", b"2"], [b"REV", b"LIMIT", b"1", b"-1"]]))),
+            (1, lambda: Op([b"ZRANGESTORE", self.key(), k, r.choice(LEX_BOUNDS), r.choice(LEX_BOUNDS), b"BYLEX"]
+                           + r.choice([[], [b"REV"], [b"LIMIT", b"1", b"1"]]))),
             (1, lambda: Op([r.choice([b"ZRANGEBYSCORE", b"ZREVRANGEBYSCORE"]), k, r.choice(SCORE_BOUNDS),
                             r.choice(SCORE_BOUNDS), b"WITHSCORES"])),
             (1, lambda: Op([b"ZRANGESTORE", self.key(), k, b"0", r.choice([b"-1", b"1"])])),
