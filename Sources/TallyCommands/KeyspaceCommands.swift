@@ -272,6 +272,34 @@ enum KeyspaceCommands {
         for key in matched { context.output.writeBulkString(key.bytes) }
     }
 
+    /// SSCAN/HSCAN/ZSCAN's options after the cursor, as db.c scanGenericCommand checks them
+    /// (after the key's type): `MATCH` (nil for `*`, which matches everything) and `COUNT` (at
+    /// least 1; 10 by default). Nil after writing the error.
+    static func elementScanOptions(_ context: inout CommandContext) -> (pattern: ArraySlice<UInt8>?, count: Int)? {
+        let arguments = context.arguments
+        var pattern: ArraySlice<UInt8>?
+        var count = 10
+        var index = 3
+        while index < arguments.count {
+            if arguments.matches(index, "count") && index + 1 < arguments.count {
+                guard let value = context.integerArgument(index + 1) else { return nil }
+                if value < 1 {
+                    context.output.writeError(RedisError.syntax)
+                    return nil
+                }
+                count = Int(clamping: value)
+            } else if arguments.matches(index, "match") && index + 1 < arguments.count {
+                let candidate = arguments[index + 1]
+                pattern = candidate.count == 1 && candidate.first == UInt8(ascii: "*") ? nil : candidate
+            } else {
+                context.output.writeError(RedisError.syntax)
+                return nil
+            }
+            index += 2
+        }
+        return (pattern, count)
+    }
+
     /// A SCAN cursor as Redis parses it: `strtoul` in base 10 on the C string (so it stops at
     /// a NUL byte), refused when it starts with a space, leaves other bytes, or overflows. A
     /// sign is allowed and `-n` wraps (`-1` is 2^64-1); an empty cursor reads as 0.

@@ -805,23 +805,7 @@ enum SortedSetCommands {
         read(&context, empty: { context in
             context.output.writeStaticString("*2\r\n$1\r\n0\r\n*0\r\n")
         }) { context, set in
-            let arguments = context.arguments
-            var pattern: ArraySlice<UInt8>?
-            var count = 10
-            var index = 3
-            while index < arguments.count {
-                if arguments.matches(index, "count") && index + 1 < arguments.count {
-                    guard let value = context.integerArgument(index + 1) else { return }
-                    if value < 1 { return context.output.writeError(RedisError.syntax) }
-                    count = Int(clamping: value)
-                } else if arguments.matches(index, "match") && index + 1 < arguments.count {
-                    let candidate = arguments[index + 1]
-                    pattern = candidate.count == 1 && candidate.first == UInt8(ascii: "*") ? nil : candidate
-                } else {
-                    return context.output.writeError(RedisError.syntax)
-                }
-                index += 2
-            }
+            guard let (pattern, count) = KeyspaceCommands.elementScanOptions(&context) else { return }
             var matched: [(ArraySlice<UInt8>, Double)] = []
             let next = set.scan(cursor: cursor, count: count) { member, score in
                 if pattern.map({ globMatches($0, member) }) ?? true { matched.append((member, score)) }
