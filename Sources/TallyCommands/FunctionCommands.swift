@@ -127,8 +127,7 @@ enum FunctionCommands {
             context.output.writeOK()
         } else if arguments.matches(1, "flush") {
             if arguments.count > 3 {
-                context.output.writeError(Array(
-                    "ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP.".utf8))
+                context.output.writeError(subcommandSyntaxError(arguments))
                 return
             }
             guard arguments.count == 2 || arguments.matches(2, "sync") || arguments.matches(2, "async") else {
@@ -224,6 +223,12 @@ enum FunctionCommands {
 
     private static func release(_ library: FunctionLibrary, _ runtime: ScriptingRuntime) {
         for function in library.functions { luaL_unref(runtime.lua, tally_lua_registry_index(), function.reference) }
+    }
+
+    /// addReplySubcommandSyntaxError: names the subcommand as the client spelled it.
+    private static func subcommandSyntaxError(_ arguments: CommandArguments) -> [UInt8] {
+        Array("ERR unknown subcommand or wrong number of arguments for '".utf8) + arguments[1]
+            + Array("'. Try FUNCTION HELP.".utf8)
     }
 
     /// Hands the libraries' code to persistence (the next save writes it).
@@ -439,8 +444,7 @@ enum FunctionCommands {
     private static func restore(_ context: inout CommandContext, runtime: ScriptingRuntime) {
         let arguments = context.arguments
         if arguments.count > 4 {
-            context.output.writeError(Array(
-                "ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP.".utf8))
+            context.output.writeError(subcommandSyntaxError(arguments))
             return
         }
         enum Policy { case append, replace, flush }

@@ -56,7 +56,7 @@ import Testing
         #expect(restore(["REPLACE"]) == "-ERR Function f1 already exists\r\n")
         #expect(h.reply("FCALL", "f1", "0") == "$5\r\nthree\r\n")
         #expect(h.reply("FUNCTION", "RESTORE", "a", "b", "c")
-            == "-ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP.\r\n")
+            == "-ERR unknown subcommand or wrong number of arguments for 'RESTORE'. Try FUNCTION HELP.\r\n")
     }
 
     static func call(_ engine: CommandEngine, _ session: ClientSession, _ words: [String]) -> String {
