@@ -101,7 +101,10 @@ enum FunctionCommands {
             return
         }
         if arguments.matches(1, "stats") {
-            if watch.isRunning && !watch.isEval {
+            if watch.isRunning && watch.isEval {
+                // functionStatsCommand refuses while an EVAL script runs.
+                context.output.writeError(Array(ScriptWatch.busyEval.dropFirst()))
+            } else if watch.isRunning {
                 // The running function's thread holds the lock and changes no library meanwhile.
                 stats(&context, runtime: runtime, watch: watch)
             } else {

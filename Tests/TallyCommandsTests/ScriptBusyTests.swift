@@ -34,8 +34,8 @@ import Testing
         let body = Array(payload[payload.firstIndex(of: 10)! + 1 ..< payload.count - 2])
         #expect(body.first == 245)
         let restore = { (policy: [String]) -> String in
-            String(decoding: h.run([Array("FUNCTION".utf8), Array("RESTORE".utf8), body] + policy.map { Array($0.utf8) }),
-                   as: UTF8.self)
+            let words = [Array("FUNCTION".utf8), Array("RESTORE".utf8), body] + policy.map { Array($0.utf8) }
+            return String(decoding: h.run(words), as: UTF8.self)
         }
         #expect(restore([]) == "-ERR Library lib1 already exists\r\n")
         #expect(restore(["REPLACE"]) == "+OK\r\n")
@@ -86,10 +86,43 @@ import Testing
         #expect(call(other, ["PING"]).hasPrefix("-BUSY Redis is busy running a script. You can only call SCRIPT KILL"))
         #expect(call(other, ["FUNCTION", "KILL"])
             == "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n")
+        #expect(call(other, ["FUNCTION", "STATS"])
+            == "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n")
         #expect(call(other, ["SCRIPT", "KILL"]) == "+OK\r\n")
         done.wait()
         #expect(finished.withLock { $0 }?.hasPrefix("-ERR Script killed by user with SCRIPT KILL...") == true)
         #expect(call(other, ["PING"]) == "+PONG\r\n")
+    }
+
+    @Test func busyFunctionShowsInStatsAndOnlyFunctionKillStopsIt() {
+        let engine = CommandEngine(configuration: EngineConfiguration(), clock: ManualClock(), serverCommands: [])
+        engine.scriptWatch.setThreshold(milliseconds: 10)
+        let call = { @Sendable (session: ClientSession, words: [String]) -> String in
+            Self.call(engine, session, words)
+        }
+        let other = ClientSession(id: 2)
+        let code = "#!lua name=spin\n"
+            + "redis.register_function('spin', function() local a = 1 while true do a = a + 1 end end)"
+        #expect(call(other, ["FUNCTION", "LOAD", code]) == "$4\r\nspin\r\n")
+        let finished = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detach {
+            let reply = call(ClientSession(id: 1), ["FCALL", "spin", "0"])
+            finished.withLock { $0 = reply }
+            done.signal()
+        }
+        while !engine.scriptWatch.isRunning { usleep(1000) }
+        let busy = "-BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.\r\n"
+        #expect(call(other, ["GET", "k"]) == busy)
+        let stats = call(other, ["FUNCTION", "STATS"])
+        #expect(stats.hasPrefix("*4\r\n$14\r\nrunning_script\r\n*6\r\n$4\r\nname\r\n$4\r\nspin\r\n"
+            + "$7\r\ncommand\r\n*3\r\n$5\r\nFCALL\r\n$4\r\nspin\r\n$1\r\n0\r\n$11\r\nduration_ms\r\n:"))
+        #expect(call(other, ["SCRIPT", "KILL"]) == busy)
+        #expect(call(other, ["FUNCTION", "KILL"]) == "+OK\r\n")
+        done.wait()
+        let killed = finished.withLock { $0 } ?? ""
+        #expect(killed.hasPrefix("-ERR Script killed by user with SCRIPT KILL... script: spin"))
+        #expect(call(other, ["FUNCTION", "STATS"]).contains("running_script\r\n$-1\r\n"))
     }
 
     @Test func scriptThatWroteCannotBeKilled() {
@@ -100,7 +133,8 @@ import Testing
             Self.call(engine, session, words)
         }
         Thread.detach {
-            _ = call(ClientSession(id: 1), ["EVAL", "redis.call('set','x','1') local i = 0 while i < 30000000 do i = i + 1 end", "0"])
+            let body = "redis.call('set','x','1') local i = 0 while i < 30000000 do i = i + 1 end"
+            _ = call(ClientSession(id: 1), ["EVAL", body, "0"])
             done.signal()
         }
         let other = ClientSession(id: 2)
