@@ -406,8 +406,6 @@ final class IOThread: @unchecked Sendable {
         pendingFlush.append(connection)
     }
 
-    /// Group commit, then replies: one durability wait covers every connection served in this
-    /// iteration, and no reply leaves before the writes it acknowledges are in the AOF.
     /// Redis's processEventsWhileBlocked, for a script on this thread past busy-reply-threshold
     /// (called from the Lua hook): one non-blocking pass over this loop's events, so its other
     /// clients get -BUSY or run an allow-busy command (SCRIPT KILL, FUNCTION STATS), new
@@ -430,6 +428,9 @@ final class IOThread: @unchecked Sendable {
         flushPending(except: running)
     }
 
+    /// Group commit, then replies: one durability wait covers every connection served in this
+    /// iteration, and no reply leaves before the writes it acknowledges are in the AOF.
+    /// `running`, a busy script's connection, stays queued (its reply is not written yet).
     private func flushPending(except running: Connection? = nil) {
         if !heldForDurability.isEmpty {
             // Still flagged queuedForFlush, so nothing else enqueued them meanwhile.
