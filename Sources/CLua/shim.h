@@ -64,4 +64,35 @@ static inline int tally_format_lua_number(double value, char *buffer, int capaci
 static inline int tally_lua_registry_index(void) { return LUA_REGISTRYINDEX; }
 static inline int tally_lua_globals_index(void) { return LUA_GLOBALSINDEX; }
 
+/// The Swift side of the count hook: returns 0 to let the script go on, or a non-zero verdict
+/// after pushing the error value the hook raises (SCRIPT KILL, FUNCTION LOAD timeout).
+typedef int (*tally_lua_hook_body)(lua_State *state);
+
+/// The count hook (Redis's luaMaskCountHook): asks the body kept in the registry under
+/// `tally.hook`; on a verdict it re-arms itself on every line, so a script that catches the
+/// error with pcall meets it again at once, and raises the error from C (never across Swift).
+static inline void tally_lua_hook(lua_State *state, lua_Debug *debug) {
+    (void)debug;
+    lua_getfield(state, LUA_REGISTRYINDEX, "tally.hook");
+    tally_lua_hook_body body = (tally_lua_hook_body)lua_touserdata(state, -1);
+    lua_settop(state, -2);
+    if (body == NULL || body(state) == 0) return;
+    lua_sethook(state, tally_lua_hook, LUA_MASKLINE, 0);
+    lua_error(state);
+}
+
+/// Keeps `body` in the registry for `tally_lua_hook`.
+static inline void tally_lua_set_hook_body(lua_State *state, tally_lua_hook_body body) {
+    lua_pushlightuserdata(state, (void *)body);
+    lua_setfield(state, LUA_REGISTRYINDEX, "tally.hook");
+}
+
+/// Arms the hook every `count` VM instructions (Redis uses 100000).
+static inline void tally_lua_arm_hook(lua_State *state, int count) {
+    lua_sethook(state, tally_lua_hook, LUA_MASKCOUNT, count);
+}
+
+/// Removes the hook.
+static inline void tally_lua_disarm_hook(lua_State *state) { lua_sethook(state, NULL, 0, 0); }
+
 #endif

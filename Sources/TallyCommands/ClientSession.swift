@@ -58,6 +58,9 @@ public final class ClientSession {
     /// Wakes the I/O thread that owns this session (set by the server; a served waiter calls it
     /// from the pushing client's thread).
     public var wakeOwner: (@Sendable () -> Void)?
+    /// Serves the other clients of this session's I/O thread while a script this session runs
+    /// is past busy-reply-threshold (Redis's processEventsWhileBlocked); set by the server.
+    public var busyEventPump: (() -> Void)?
 
     /// Channels, patterns and shard channels this client listens to; nil until it first
     /// subscribes (see PubSub.swift).

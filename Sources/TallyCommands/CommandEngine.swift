@@ -79,6 +79,10 @@ public final class CommandEngine: Sendable {
     public let scripting = ScriptingRuntime()
     /// The function libraries' interpreter (FUNCTION, FCALL), apart from EVAL's as in Redis 7.0.
     public let functions = ScriptingRuntime(forFunctions: true)
+    /// The running script as other threads see it (-BUSY, SCRIPT KILL, busy-reply-threshold).
+    public let scriptWatch = ScriptWatch()
+    /// The RDB payload codec (FUNCTION DUMP/RESTORE), installed by the server.
+    private let payloadCodec = Mutex<(any DumpPayloadCodec)?>(nil)
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
     private let dirty = Atomic<Int64>(0)
@@ -127,6 +131,11 @@ public final class CommandEngine: Sendable {
         oomExemptRowsInMulti = ["exec", "discard", "quit", "reset"].compactMap { table.lookup(Array($0.utf8)[...]) }
         password.withLock { $0 = configuration.requirePass }
         passwordSet.store(configuration.requirePass != nil, ordering: .relaxed)
+        let functions = self.functions
+        let libraries = keyspace.functionLibraries
+        keyspace.functionLibraries.installLoader { code in
+            FunctionCommands.loadPersisted(code, runtime: functions, registry: libraries)
+        }
     }
 
     /// Every command family implemented in this module.
@@ -143,6 +152,12 @@ public final class CommandEngine: Sendable {
 
     /// A fresh, unique client id (for sessions the server creates).
     public func makeClientID() -> Int64 { nextClientID.add(1, ordering: .relaxed).newValue }
+
+    /// Installs the payload codec FUNCTION DUMP and FUNCTION RESTORE use.
+    public func installDumpCodec(_ codec: any DumpPayloadCodec) { payloadCodec.withLock { $0 = codec } }
+
+    /// The installed payload codec, if any.
+    var dumpCodec: (any DumpPayloadCodec)? { payloadCodec.withLock { $0 } }
 
     // MARK: Log, password, dirty counter
 
@@ -327,6 +342,11 @@ public final class CommandEngine: Sendable {
             && (!flags.contains(.loading) || (isExec && session.transaction.queuedMissingFlags.contains(.loading)))
         {
             return refuse(row, reason: Self.loadingReason, session: session, statistics, output: &output)
+        }
+        if scriptWatch.isRunning && !session.isReplayingLog,
+           let busy = scriptWatch.admission(allowBusy: flags.contains(.allowBusy))
+        {
+            return refuse(row, reason: busy, session: session, statistics, output: &output)
         }
         if session.isMonitoring && !flags.isDisjoint(with: [.write, .readonly, .mayReplicate]) {
             // A monitor is a replica-like client in Redis (CLIENT_SLAVE): it may not use keys.

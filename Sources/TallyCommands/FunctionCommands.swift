@@ -7,8 +7,8 @@ import TallyProtocol
 /// runs once at FUNCTION LOAD with only `redis.register_function` (and log) visible; FCALL then
 /// calls a registered callback with KEYS and ARGV as its two arguments, atomically like EVAL.
 ///
-/// Not yet: FUNCTION DUMP/RESTORE, and functions are not saved in the RDB or the AOF (a restart
-/// forgets them, as a SCRIPT FLUSH would).
+/// FUNCTION LOAD/DELETE/FLUSH/RESTORE count as changes, so the AOF logs them as sent; FUNCTION
+/// DUMP/RESTORE payloads come from the engine's RDB codec.
 enum FunctionCommands {
     static var specs: [CommandSpec] {
         let scripting = "@slow @scripting"
@@ -23,6 +23,10 @@ enum FunctionCommands {
                 name: "function", arity: -2, flags: [], categories: ["@slow"],
                 subcommands: [
                     CommandSpec(name: "function|delete", arity: 3, flags: [.write, .noScript],
+                                categories: writing) { _ in },
+                    CommandSpec(name: "function|dump", arity: 2, flags: [.noScript],
+                                categories: reading) { _ in },
+                    CommandSpec(name: "function|restore", arity: -3, flags: [.write, .denyOOM, .noScript],
                                 categories: writing) { _ in },
                     CommandSpec(name: "function|flush", arity: -2, flags: [.write, .noScript],
                                 categories: writing) { _ in },
@@ -86,6 +90,30 @@ enum FunctionCommands {
     static func function(_ context: inout CommandContext) {
         let arguments = context.arguments
         let runtime = context.engine.functions
+        let watch = context.engine.scriptWatch
+        // KILL and STATS are allow-busy: a running function holds the interpreter's lock.
+        if arguments.matches(1, "kill") {
+            if let refusal = watch.kill(isEval: false) {
+                context.output.writeError(refusal)
+            } else {
+                context.output.writeOK()
+            }
+            return
+        }
+        if arguments.matches(1, "stats") {
+            if watch.isRunning && watch.isEval {
+                // functionStatsCommand refuses while an EVAL script runs.
+                context.output.writeError(Array(ScriptWatch.busyEval.dropFirst()))
+            } else if watch.isRunning {
+                // The running function's thread holds the lock and changes no library meanwhile.
+                stats(&context, runtime: runtime, watch: watch)
+            } else {
+                runtime.lock.lock()
+                stats(&context, runtime: runtime, watch: watch)
+                runtime.lock.unlock()
+            }
+            return
+        }
         runtime.lock.lock()
         defer { runtime.lock.unlock() }
         if arguments.matches(1, "load") {
@@ -97,35 +125,59 @@ enum FunctionCommands {
                 return
             }
             release(runtime.libraries.remove(at: index), runtime)
+            context.addChanges(1)
+            publish(context, runtime)
             context.output.writeOK()
         } else if arguments.matches(1, "flush") {
-            guard arguments.count == 2 || (arguments.count == 3
-                && (arguments.matches(2, "sync") || arguments.matches(2, "async")))
-            else {
+            if arguments.count > 3 {
+                context.output.writeError(subcommandSyntaxError(arguments))
+                return
+            }
+            guard arguments.count == 2 || arguments.matches(2, "sync") || arguments.matches(2, "async") else {
                 context.output.writeError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
                 return
             }
             runtime.reset()
+            context.addChanges(1)
+            publish(context, runtime)
             context.output.writeOK()
         } else if arguments.matches(1, "list") {
             list(&context, runtime: runtime)
-        } else if arguments.matches(1, "stats") {
-            context.output.writeMapHeader(2)
-            context.output.writeBulkString("running_script".utf8)
-            context.output.writeNull()
-            context.output.writeBulkString("engines".utf8)
-            context.output.writeMapHeader(1)
-            context.output.writeBulkString("LUA".utf8)
-            context.output.writeMapHeader(2)
-            context.output.writeBulkString("libraries_count".utf8)
-            context.output.writeInteger(runtime.libraries.count)
-            context.output.writeBulkString("functions_count".utf8)
-            context.output.writeInteger(runtime.libraries.reduce(0) { $0 + $1.functions.count })
-        } else if arguments.matches(1, "kill") {
-            context.output.writeError("NOTBUSY No scripts in execution right now.")
+        } else if arguments.matches(1, "dump") {
+            dump(&context, runtime: runtime)
+        } else if arguments.matches(1, "restore") {
+            restore(&context, runtime: runtime)
         } else if arguments.matches(1, "help") {
             ObjectCommands.writeHelp(&context.output, helpLines)
         }
+    }
+
+    /// FUNCTION STATS: the running function (name, command, duration), or null while none
+    /// (or an EVAL script) runs, then the engine's library and function counts.
+    private static func stats(_ context: inout CommandContext, runtime: ScriptingRuntime, watch: ScriptWatch) {
+        context.output.writeMapHeader(2)
+        context.output.writeBulkString("running_script".utf8)
+        if watch.isRunning && !watch.isEval {
+            let (name, command) = watch.runningDetails
+            context.output.writeMapHeader(3)
+            context.output.writeBulkString("name".utf8)
+            context.output.writeBulkString(name)
+            context.output.writeBulkString("command".utf8)
+            context.output.writeArrayHeader(command.count)
+            for argument in command { context.output.writeBulkString(argument) }
+            context.output.writeBulkString("duration_ms".utf8)
+            context.output.writeInteger(watch.elapsedMilliseconds)
+        } else {
+            context.output.writeNull()
+        }
+        context.output.writeBulkString("engines".utf8)
+        context.output.writeMapHeader(1)
+        context.output.writeBulkString("LUA".utf8)
+        context.output.writeMapHeader(2)
+        context.output.writeBulkString("libraries_count".utf8)
+        context.output.writeInteger(runtime.libraries.count)
+        context.output.writeBulkString("functions_count".utf8)
+        context.output.writeInteger(runtime.libraries.reduce(0) { $0 + $1.functions.count })
     }
 
     static let helpLines = [
@@ -176,6 +228,17 @@ enum FunctionCommands {
         for function in library.functions { luaL_unref(runtime.lua, tally_lua_registry_index(), function.reference) }
     }
 
+    /// addReplySubcommandSyntaxError: names the subcommand as the client spelled it.
+    private static func subcommandSyntaxError(_ arguments: CommandArguments) -> [UInt8] {
+        Array("ERR unknown subcommand or wrong number of arguments for '".utf8) + arguments[1]
+            + Array("'. Try FUNCTION HELP.".utf8)
+    }
+
+    /// Hands the libraries' code to persistence (the next save writes it).
+    private static func publish(_ context: CommandContext, _ runtime: ScriptingRuntime) {
+        context.engine.keyspace.functionLibraries.publish(runtime.libraries.map(\.code))
+    }
+
     static func foldCase(_ bytes: [UInt8]) -> [UInt8] { bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 } }
 
     /// True for a valid library or function name: letters, digits and `_`, at least one.
@@ -201,47 +264,52 @@ enum FunctionCommands {
             replace = true
             index += 1
         }
-        let code = arguments.copy(index)
+        switch createLibrary(arguments.copy(index), runtime: runtime, among: runtime.libraries, replace: replace) {
+        case .failure(let error):
+            context.output.writeError(error.message)
+        case .success(let library):
+            if let existing = runtime.libraries.firstIndex(where: { $0.name == library.name }) {
+                release(runtime.libraries.remove(at: existing), runtime)
+            }
+            runtime.libraries.append(library)
+            context.addChanges(1)
+            publish(context, runtime)
+            context.output.writeBulkString(library.name)
+        }
+    }
+
+    /// Redis's functionsCreateWithLibraryCtx: parses the metadata line, refuses a library
+    /// already in `libraries` (unless `replace`), runs the code to register its functions
+    /// (within FUNCTION LOAD's 500 ms), and refuses a function name another library of
+    /// `libraries` has. The library is not linked anywhere yet.
+    static func createLibrary(_ code: [UInt8], runtime: ScriptingRuntime, among libraries: [FunctionLibrary],
+                              replace: Bool) -> Result<FunctionLibrary, ScriptError> {
         guard code.count >= 2 && code[0] == UInt8(ascii: "#") && code[1] == UInt8(ascii: "!"),
               let lineEnd = code.firstIndex(of: 10)
         else {
-            context.output.writeError("ERR Missing library metadata")
-            return
+            return .failure(ScriptError("ERR Missing library metadata"))
         }
-        let parts = code[0..<lineEnd].split(whereSeparator: { $0 == 32 || $0 == 9 || $0 == 13 }).map { Array($0) }
-        guard let engineName = parts.first else {
-            context.output.writeError("ERR Invalid library metadata")
-            return
+        guard let parts = splitArguments(code[0..<lineEnd]), let engineName = parts.first else {
+            return .failure(ScriptError("ERR Invalid library metadata"))
         }
         var name: [UInt8]?
         for part in parts.dropFirst() {
             guard part.count >= 5, part.prefix(5).map({ $0 | 0x20 }) == Array("name=".utf8) else {
-                context.output.writeError(Array("ERR Invalid metadata value given: ".utf8) + part)
-                return
+                return .failure(ScriptError(Array("ERR Invalid metadata value given: ".utf8) + part))
             }
             if name != nil {
-                context.output.writeError("ERR Invalid metadata value, name argument was given multiple times")
-                return
+                return .failure(ScriptError("ERR Invalid metadata value, name argument was given multiple times"))
             }
             name = Array(part.dropFirst(5))
         }
-        guard let name else {
-            context.output.writeError("ERR Library name was not given")
-            return
-        }
+        guard let name else { return .failure(ScriptError("ERR Library name was not given")) }
         let engine = Array(engineName.dropFirst(2))
         guard engine.map({ $0 | 0x20 }) == Array("lua".utf8) else {
-            context.output.writeError(Array("ERR Engine '".utf8) + engine + Array("' not found".utf8))
-            return
+            return .failure(ScriptError(Array("ERR Engine '".utf8) + engine + Array("' not found".utf8)))
         }
-        guard isValidName(name) else {
-            context.output.writeError(Array(("ERR " + invalidName).utf8))
-            return
-        }
-        let existing = runtime.libraries.firstIndex(where: { $0.name == name })
-        if existing != nil && !replace {
-            context.output.writeError(Array("ERR Library '".utf8) + name + Array("' already exists".utf8))
-            return
+        guard isValidName(name) else { return .failure(ScriptError("ERR " + invalidName)) }
+        if !replace && libraries.contains(where: { $0.name == name }) {
+            return .failure(ScriptError(Array("ERR Library '".utf8) + name + Array("' already exists".utf8)))
         }
         let lua = runtime.lua
         let body = Array(code[lineEnd...]) + [0]
@@ -252,12 +320,14 @@ enum FunctionCommands {
         if status != 0 {
             let message = luaString(lua, -1) ?? []
             tally_lua_pop(lua, 1)
-            context.output.writeError(Array("ERR Error compiling function: ".utf8) + message)
-            return
+            return .failure(ScriptError(Array("ERR Error compiling function: ".utf8) + message))
         }
         let library = FunctionLibrary(name: name, code: code)
         runtime.loadingLibrary = library
+        runtime.loadStartedMicroseconds = monotonicMicroseconds()
+        tally_lua_arm_hook(lua, 100_000)
         let result = lua_pcall(lua, 0, 0, 0)
+        tally_lua_disarm_hook(lua)
         runtime.loadingLibrary = nil
         var failure: [UInt8]?
         if result != 0 {
@@ -275,7 +345,7 @@ enum FunctionCommands {
             failure = Array("ERR No functions registered".utf8)
         } else {
             for function in library.functions {
-                let owner = runtime.libraries.first { other in other.functions.contains { $0.name == function.name } }
+                let owner = libraries.first { other in other.functions.contains { $0.name == function.name } }
                 if let owner, owner.name != name {
                     failure = Array("ERR Function ".utf8) + function.name + Array(" already exists".utf8)
                     break
@@ -284,12 +354,165 @@ enum FunctionCommands {
         }
         if let failure {
             release(library, runtime)
-            context.output.writeError(failure)
+            return .failure(ScriptError(failure))
+        }
+        return .success(library)
+    }
+
+    /// Creates a library read from an RDB file or AOF base, replacing one of the same name.
+    static func loadPersisted(_ code: [UInt8], runtime: ScriptingRuntime, registry: FunctionLibraries) -> String? {
+        runtime.lock.lock()
+        defer { runtime.lock.unlock() }
+        switch createLibrary(code, runtime: runtime, among: runtime.libraries, replace: true) {
+        case .failure(let error):
+            return String(decoding: error.message, as: UTF8.self)
+        case .success(let library):
+            if let existing = runtime.libraries.firstIndex(where: { $0.name == library.name }) {
+                release(runtime.libraries.remove(at: existing), runtime)
+            }
+            runtime.libraries.append(library)
+            registry.publish(runtime.libraries.map(\.code))
+            return nil
+        }
+    }
+
+    /// Splits the metadata line as Redis's sdssplitargs does: blanks separate words, and a
+    /// word may hold "double-quoted" parts (with \\n, \\r, \\t, \\b, \\a, \\xHH escapes) or
+    /// 'single-quoted' parts; a closing quote must end the word. Nil for unbalanced quotes.
+    static func splitArguments(_ line: ArraySlice<UInt8>) -> [[UInt8]]? {
+        var words: [[UInt8]] = []
+        var index = line.startIndex
+        func isBlank(_ byte: UInt8) -> Bool { byte == 32 || byte == 9 || byte == 10 || byte == 13 || byte == 0 }
+        func hex(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case 48...57: return byte - 48
+            case 97...102: return byte - 87
+            case 65...70: return byte - 55
+            default: return nil
+            }
+        }
+        while true {
+            while index < line.endIndex && isBlank(line[index]) { index += 1 }
+            if index == line.endIndex { return words }
+            var word: [UInt8] = []
+            var quote: UInt8 = 0
+            while true {
+                if quote != 0 {
+                    guard index < line.endIndex else { return nil }
+                    let byte = line[index]
+                    if quote == 34 && byte == 92 && index + 3 < line.endIndex && line[index + 1] == 120,
+                       let high = hex(line[index + 2]), let low = hex(line[index + 3]) {
+                        word.append(high << 4 | low)
+                        index += 4
+                        continue
+                    }
+                    if byte == 92 && index + 1 < line.endIndex && (quote == 34 || line[index + 1] == 39) {
+                        let next = line[index + 1]
+                        let escapes: [UInt8: UInt8] = [110: 10, 114: 13, 116: 9, 98: 8, 97: 7]
+                        word.append(quote == 34 ? escapes[next] ?? next : next)
+                        index += 2
+                        continue
+                    }
+                    if byte == quote {
+                        index += 1
+                        guard index == line.endIndex || isBlank(line[index]) else { return nil }
+                        break
+                    }
+                    word.append(byte)
+                    index += 1
+                } else {
+                    guard index < line.endIndex, !isBlank(line[index]) else { break }
+                    let byte = line[index]
+                    index += 1
+                    if byte == 34 || byte == 39 { quote = byte } else { word.append(byte) }
+                }
+            }
+            words.append(word)
+        }
+    }
+
+    /// FUNCTION DUMP: every library's code as opcode-245 records with the DUMP footer.
+    private static func dump(_ context: inout CommandContext, runtime: ScriptingRuntime) {
+        guard let codec = context.engine.dumpCodec else {
+            context.output.writeError("ERR FUNCTION DUMP is not available without the RDB codec")
             return
         }
-        if let existing { release(runtime.libraries.remove(at: existing), runtime) }
-        runtime.libraries.append(library)
-        context.output.writeBulkString(name)
+        context.output.writeBulkString(codec.functionsPayload(runtime.libraries.map(\.code)))
+    }
+
+    /// FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE] (functionRestoreCommand): the policy,
+    /// the footer, every library created apart, then joined (APPEND refuses a library that
+    /// exists, REPLACE swaps it; both refuse a function name still taken) or swapped in (FLUSH).
+    /// Nothing changes unless all of it succeeds.
+    private static func restore(_ context: inout CommandContext, runtime: ScriptingRuntime) {
+        let arguments = context.arguments
+        if arguments.count > 4 {
+            context.output.writeError(subcommandSyntaxError(arguments))
+            return
+        }
+        enum Policy { case append, replace, flush }
+        var policy = Policy.append
+        if arguments.count == 4 {
+            if arguments.matches(3, "append") {
+                policy = .append
+            } else if arguments.matches(3, "replace") {
+                policy = .replace
+            } else if arguments.matches(3, "flush") {
+                policy = .flush
+            } else {
+                context.output.writeError(
+                    "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.")
+                return
+            }
+        }
+        guard let codec = context.engine.dumpCodec else {
+            context.output.writeError("ERR FUNCTION RESTORE is not available without the RDB codec")
+            return
+        }
+        let codes: [[UInt8]]
+        switch codec.functionCodes(fromPayload: arguments.copy(2)) {
+        case .wrongVersionOrChecksum:
+            context.output.writeError("ERR DUMP payload version or checksum are wrong")
+            return
+        case .failure(let message):
+            context.output.writeError(Array(("ERR " + message).utf8))
+            return
+        case .codes(let decoded): codes = decoded
+        }
+        var restored: [FunctionLibrary] = []
+        func abandon(_ message: [UInt8]) {
+            for library in restored { release(library, runtime) }
+            context.output.writeError(message)
+        }
+        for code in codes {
+            switch createLibrary(code, runtime: runtime, among: restored, replace: false) {
+            case .failure(let error): return abandon(error.message)
+            case .success(let library): restored.append(library)
+            }
+        }
+        var kept = runtime.libraries
+        var replaced: [FunctionLibrary] = []
+        if policy == .flush {
+            replaced = kept
+            kept = []
+        } else {
+            for library in restored {
+                guard let index = kept.firstIndex(where: { $0.name == library.name }) else { continue }
+                if policy == .append {
+                    return abandon(Array("ERR Library ".utf8) + library.name + Array(" already exists".utf8))
+                }
+                replaced.append(kept.remove(at: index))
+            }
+            for function in restored.lazy.flatMap({ $0.functions })
+            where kept.contains(where: { $0.functions.contains { $0.name == function.name } }) {
+                return abandon(Array("ERR Function ".utf8) + function.name + Array(" already exists".utf8))
+            }
+        }
+        for library in replaced { release(library, runtime) }
+        runtime.libraries = kept + restored
+        context.addChanges(1)
+        publish(context, runtime)
+        context.output.writeOK()
     }
 
     /// redis.register_function(name, callback) or redis.register_function{function_name=...,

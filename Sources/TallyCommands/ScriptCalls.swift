@@ -94,7 +94,10 @@ enum ScriptCalls {
         if run.overMemoryLimitAtStart && !run.wroteDataset && !run.allowOOM && flags.contains(.denyOOM) {
             return [UInt8(ascii: "-")] + RedisError.outOfMemory.withUTF8Buffer { Array($0) }
         }
-        if flags.contains(.write) { run.wroteDataset = true }
+        if flags.contains(.write) {
+            run.wroteDataset = true
+            run.engine.scriptWatch.markWrote()
+        }
         return nil
     }
 

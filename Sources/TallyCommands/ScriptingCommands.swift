@@ -172,9 +172,19 @@ enum ScriptingCommands {
         let lua = runtime.lua
         let session = context.session
         let callerDatabase = session.database
+        let watch = context.engine.scriptWatch
+        // The count hook (busy-reply-threshold, SCRIPT KILL) only when a threshold is set, as Redis.
+        let hooked = watch.thresholdMilliseconds > 0
+        if hooked { tally_lua_arm_hook(lua, 100_000) }
+        // FUNCTION STATS shows a running function's command line; scripts need no copy of it.
+        let command = runtime.forFunctions
+            ? (0..<context.arguments.count).map { Array(context.arguments[$0]) } : []
+        watch.begin(name: run.sha, command: command, isEval: !runtime.forFunctions)
         runtime.current = run
         let status = lua_pcall(lua, argumentCount, 1, -2 - argumentCount)
         runtime.current = nil
+        watch.end()
+        if hooked { tally_lua_disarm_hook(lua) }
         session.database = callerDatabase
         runtime.callsSinceCollection += 1
         if runtime.callsSinceCollection == 50 {
@@ -459,7 +469,11 @@ enum ScriptingCommands {
             case .success: context.output.writeBulkString(sha)
             }
         } else if arguments.matches(1, "kill") {
-            context.output.writeError("NOTBUSY No scripts in execution right now.")
+            if let refusal = context.engine.scriptWatch.kill(isEval: true) {
+                context.output.writeError(refusal)
+            } else {
+                context.output.writeOK()
+            }
         } else if arguments.matches(1, "debug") {
             if arguments.matches(2, "no") {
                 context.output.writeOK()

@@ -106,6 +106,8 @@ public final class ScriptingRuntime: @unchecked Sendable {
     var loadingLibrary: FunctionLibrary?
     /// Registry reference of the `redis` table library code sees while it loads.
     private(set) var libraryAPI: Int32 = 0
+    /// When the library code now loading started (FUNCTION LOAD's 500 ms limit).
+    var loadStartedMicroseconds: Int64 = 0
 
     init(forFunctions: Bool = false) {
         self.forFunctions = forFunctions
@@ -158,6 +160,7 @@ public final class ScriptingRuntime: @unchecked Sendable {
         // The runtime, for the Swift entry points (they are plain C function pointers).
         lua_pushlightuserdata(lua, Unmanaged.passUnretained(self).toOpaque())
         lua_setfield(lua, tally_lua_registry_index(), "tally.runtime")
+        tally_lua_set_hook_body(lua, scriptHookEntryPoint)
 
         lua_createtable(lua, 0, 32)
         for (name, entry) in RedisAPIEntry.exported {

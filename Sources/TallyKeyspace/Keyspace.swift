@@ -72,6 +72,8 @@ public struct DatabaseStatistics: Sendable, Equatable {
 ///                                      writer serializes a pending image before mutating
 /// ```
 public final class Keyspace: Sendable {
+    /// The function libraries' code (saved before the databases, as Redis's rdbSaveFunctions).
+    public let functionLibraries = FunctionLibraries()
     /// The shards; `shards[i].index == i`.
     public let shards: [Shard]
     /// Number of logical databases (SELECT range).
@@ -269,7 +271,7 @@ public final class Keyspace: Sendable {
             slots.append(slot)
         }
         unlockExclusive(locked)
-        return KeyspaceImage(keyspace: self, slots: slots)
+        return KeyspaceImage(keyspace: self, slots: slots, functionCodes: functionLibraries.codes)
     }
 
     /// Inserts an entry read from an RDB or AOF base, replacing any existing one.
@@ -346,10 +348,13 @@ public final class KeyspaceImage: @unchecked Sendable {
     private let slots: [ShardImageSlot]
     /// Number of databases.
     public var databaseCount: Int { keyspace.databaseCount }
+    /// The function libraries' code at snapshot time.
+    public let functionCodes: [[UInt8]]
 
-    init(keyspace: Keyspace, slots: [ShardImageSlot]) {
+    init(keyspace: Keyspace, slots: [ShardImageSlot], functionCodes: [[UInt8]]) {
         self.keyspace = keyspace
         self.slots = slots
+        self.functionCodes = functionCodes
     }
 
     deinit { release() }

@@ -173,6 +173,28 @@ public protocol DumpPayloadCodec: Sendable {
     func payload(of value: Value) -> [UInt8]
     /// The value a RESTORE payload holds, or why it is refused.
     func value(fromPayload payload: [UInt8]) -> DumpPayloadDecoding
+    /// FUNCTION DUMP's payload for the libraries' codes (functions.c functionDumpCommand).
+    func functionsPayload(_ codes: [[UInt8]]) -> [UInt8]
+    /// The library codes of a FUNCTION RESTORE payload, or why it is refused.
+    func functionCodes(fromPayload payload: [UInt8]) -> FunctionPayloadDecoding
+}
+
+/// What decoding a FUNCTION RESTORE payload found.
+public enum FunctionPayloadDecoding: Sendable {
+    /// The libraries' codes, in payload order.
+    case codes([[UInt8]])
+    /// Too short, from a newer RDB version, or the checksum does not match.
+    case wrongVersionOrChecksum
+    /// A record that is not a function, or unreadable (Redis's text, without `ERR `).
+    case failure(String)
+}
+
+/// Redis's error text for a FUNCTION RESTORE record it cannot read.
+public struct FunctionRecordError: Error, Sendable {
+    /// The text, without `ERR `.
+    public let message: String
+    /// An error with `message`.
+    public init(_ message: String) { self.message = message }
 }
 
 /// What decoding a RESTORE payload found.

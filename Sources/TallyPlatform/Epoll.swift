@@ -79,6 +79,26 @@ public struct Epoll: ~Copyable {
         }
     }
 
+    /// `wait` with its own small event buffer, for a wait nested inside another wait's `body`
+    /// (a busy script serving its thread's other clients), which must not overwrite the
+    /// events the outer wait is still walking.
+    @discardableResult
+    public func waitNested(timeoutMilliseconds: Int32, _ body: (EpollReady) -> Void) -> Int {
+        withUnsafeTemporaryAllocation(of: epoll_event.self, capacity: 64) { events in
+            let count = epoll_wait(fd, events.baseAddress, Int32(events.count), timeoutMilliseconds)
+            if count < 0 {
+                let code = errno
+                Posix.checkAcceptable(code, "epoll_wait")
+                return 0
+            }
+            for index in 0..<Int(count) {
+                let event = events[index]
+                body(EpollReady(token: event.data.u64, events: EpollEvents(rawValue: event.events)))
+            }
+            return Int(count)
+        }
+    }
+
     /// Waits up to `timeoutMilliseconds` (-1 = forever) and calls `body` for each ready descriptor.
     /// EINTR is reported as zero events. Returns the number of events.
     /// The corresponding C function is `epoll_wait`.

@@ -228,6 +228,7 @@ final class IOThread: @unchecked Sendable {
                 protocolVersion: 2, waitingToWrite: false))
         let connection = Connection(
             descriptor: descriptor, session: session, parserLimits: server.parserLimits, record: record)
+        session.busyEventPump = { [unowned self, unowned connection] in self.serviceWhileBusy(except: connection) }
         do {
             try epoll.add(descriptor, events: .readable, token: UInt64(UInt32(bitPattern: descriptor)))
         } catch {
@@ -407,9 +408,32 @@ final class IOThread: @unchecked Sendable {
         pendingFlush.append(connection)
     }
 
+    /// Redis's processEventsWhileBlocked, for a script on this thread past busy-reply-threshold
+    /// (called from the Lua hook): one non-blocking pass over this loop's events, so its other
+    /// clients get -BUSY or run an allow-busy command (SCRIPT KILL, FUNCTION STATS), new
+    /// connections are accepted, and replies go out. The script's own connection is left alone
+    /// (protectClient): its input waits until the script returns.
+    func serviceWhileBusy(except running: Connection) {
+        epoll.waitNested(timeoutMilliseconds: 0) { ready in
+            if ready.token == Self.wakeToken {
+                Posix.drainEventFD(wakeDescriptor)
+                adoptInbox()
+                deliverMail()
+                // CLIENT KILL is handled once the script returns (it could name the script's client).
+                if killCheckPending.load(ordering: .acquiring) { Posix.signalEventFD(wakeDescriptor) }
+            } else if ready.token >= Self.listenerTokenBase {
+                acceptAll(listeners[Int(ready.token - Self.listenerTokenBase)])
+            } else if let connection = connections[Int32(truncatingIfNeeded: ready.token)], connection !== running {
+                handle(connection, events: ready.events)
+            }
+        }
+        flushPending(except: running)
+    }
+
     /// Group commit, then replies: one durability wait covers every connection served in this
     /// iteration, and no reply leaves before the writes it acknowledges are in the AOF.
-    private func flushPending() {
+    /// `running`, a busy script's connection, stays queued (its reply is not written yet).
+    private func flushPending(except running: Connection? = nil) {
         if !heldForDurability.isEmpty {
             // Still flagged queuedForFlush, so nothing else enqueued them meanwhile.
             pendingFlush.append(contentsOf: heldForDurability)
@@ -424,8 +448,11 @@ final class IOThread: @unchecked Sendable {
                 if !log.isDurable(highest) { holdUndurable(log) }
             }
         }
-        let batch = pendingFlush
+        var batch = pendingFlush
         pendingFlush.removeAll(keepingCapacity: true)
+        if let running, let position = batch.firstIndex(where: { $0 === running }) {
+            pendingFlush.append(batch.remove(at: position))
+        }
         for connection in batch {
             connection.queuedForFlush = false
             guard connections[connection.descriptor] === connection else { continue }

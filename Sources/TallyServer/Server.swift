@@ -80,9 +80,11 @@ public final class Server: Sendable {
             configuration: engineConfiguration, clock: SystemClock(),
             serverCommands: core.commandSpecs() + PersistenceCommands.specs(control: core.persistence)
                 + DumpCommands.specs(codec: core.persistence))
+        engine.installDumpCodec(core.persistence)
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         core.applySlowLogSettings(from: configuration, to: engine)
+        engine.scriptWatch.setThreshold(milliseconds: Int(clamping: configuration.integer("busy-reply-threshold")))
         engine.processMemory.install { (heapBytesInUse(), residentSetBytes()) }
         engine.latencyMonitor.configure(thresholdMilliseconds: configuration.integer("latency-monitor-threshold"))
         engine.setSetMaxIntsetEntries(Int(clamping: configuration.integer("set-max-intset-entries")))

@@ -626,6 +626,10 @@ extension ServerCore {
         if seen.contains("slowlog-log-slower-than") || seen.contains("slowlog-max-len") {
             applySlowLogSettings(from: updated, to: context.engine)
         }
+        if seen.contains("busy-reply-threshold") || seen.contains("lua-time-limit") {
+            context.engine.scriptWatch.setThreshold(
+                milliseconds: Int(clamping: updated.integer("busy-reply-threshold")))
+        }
         if seen.contains("latency-monitor-threshold") {
             context.engine.latencyMonitor.configure(
                 thresholdMilliseconds: updated.integer("latency-monitor-threshold"))

@@ -88,7 +88,9 @@ final class ServerCore: Sendable {
         // Freeze the keyspace first: holding every shard lock stops the I/O threads from
         // executing (and acknowledging) further writes that the final save would not contain.
         // Redis gets the same effect by saving on its single command thread.
-        let frozen = engine.keyspace.lockExclusive()
+        // SHUTDOWN NOSAVE may come while a busy script holds every shard (it is allow-busy):
+        // nothing is saved then, so there is nothing to freeze.
+        let frozen = mode == .noSave && engine.scriptWatch.isRunning ? false : engine.keyspace.lockExclusive()
         guard persistence.shutdown(mode: mode) else {
             engine.keyspace.unlockExclusive(frozen)
             log.log(.warning, "Errors trying to shut down the server. Check the logs for more information.")

@@ -76,6 +76,7 @@ public final class PersistenceHarness {
             onFatal: { message in fatal.append(message) })
         commands = CommandHarness(clock: clock, serverCommands: PersistenceCommands.specs(control: persistence)
             + DumpCommands.specs(codec: persistence))
+        commands.engine.installDumpCodec(persistence)
     }
 
     /// Loads the dataset (replaying AOF commands through the command engine) and opens the AOF.

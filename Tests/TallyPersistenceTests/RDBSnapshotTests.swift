@@ -142,3 +142,21 @@ import TallyTestSupport
         #expect(engine.changesSinceLastSave == 0)
     }
 }
+
+@Suite struct FunctionPersistenceTests {
+    @Test func librariesSurviveARestartThroughTheRDB() throws {
+        let disk = SimulatedDisk()
+        var settings = PersistenceSettings()
+        settings.directory = "."
+        let saver = PersistenceHarness(settings: settings, disk: disk)
+        try saver.start()
+        let code = "#!lua name=lib\nredis.register_function('hello', function() return 'hi' end)"
+        #expect(saver.run("FUNCTION", "LOAD", code) == "$3\r\nlib\r\n")
+        #expect(saver.persistence.startBackgroundSave(schedule: false, deferred: false) == .started)
+        #expect(saver.jobs.runNext())
+        #expect(disk.contents(of: "dump.rdb")?.contains(245) == true)
+        let restored = PersistenceHarness(settings: settings, disk: disk, clock: saver.clock)
+        try restored.start()
+        #expect(restored.run("FCALL", "hello", "0") == "$2\r\nhi\r\n")
+    }
+}

@@ -60,6 +60,15 @@ func installRewrittenBase<S: Storage>(
 /// Items per HSET when rewriting a hash (Redis's AOF_REWRITE_ITEMS_PER_CMD).
 let rewriteItemsPerCommand = 64
 
+/// Writes `FUNCTION LOAD <code>` per library, as aof.c rewriteFunctions does before the databases.
+public func writeRESPFunctions<Sink: ByteSink>(_ codes: [[UInt8]], into sink: inout Sink) throws {
+    var scratch: [UInt8] = []
+    for code in codes {
+        RESPRecord.append([Array("FUNCTION".utf8), Array("LOAD".utf8), code], to: &scratch)
+    }
+    if !scratch.isEmpty { try sink.write(scratch) }
+}
+
 /// Writes the snapshot as RESP commands: SELECT per database change, SET (integers in decimal),
 /// HSET in chunks of 64 pairs, RPUSH in chunks of 64 elements, PEXPIREAT for keys with a TTL.
 public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: inout Sink) throws {

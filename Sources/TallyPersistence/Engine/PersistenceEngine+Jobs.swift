@@ -204,6 +204,7 @@ extension PersistenceEngine {
                                             options: options, incrementalFsync: true)
                 }
                 return try atomicReplace(storage, directory: directory, name: name, incrementalFsync: true) { sink in
+                    try writeRESPFunctions(input.image.functionCodes, into: &sink)
                     try writeRESPBase(entryWalker(input.image), into: &sink)
                 }
             }

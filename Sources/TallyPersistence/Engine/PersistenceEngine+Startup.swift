@@ -42,6 +42,7 @@ extension PersistenceEngine {
                 keyspace.insertLoaded(database: database, key: key, entry: entry)
             }
             keysLoaded += result.keysLoaded
+            try loadFunctionLibraries(result.functionCodes, into: keyspace, path: path)
             return result.endOffset
         }
         let summary: AOFLoadSummary?

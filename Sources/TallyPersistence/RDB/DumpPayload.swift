@@ -20,6 +20,40 @@ public struct RDBDumpPayloadCodec: DumpPayloadCodec {
         return bytes
     }
 
+    /// Opcode 245 and the code per library, then the same footer as a value's payload.
+    public func functionsPayload(_ codes: [[UInt8]]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for code in codes {
+            bytes.append(RDBFormat.Opcode.function2)
+            RDBWriter<MemorySink>.encodeString(code, options: options, into: &bytes)
+        }
+        Listpack.appendLittleEndian(UInt64(RDBFormat.version), bytes: 2, to: &bytes)
+        Listpack.appendLittleEndian(CRC64.checksum(bytes), bytes: 8, to: &bytes)
+        return bytes
+    }
+
+    /// functionRestoreCommand's reading: the footer checks, then function records up to it.
+    public func functionCodes(fromPayload payload: [UInt8]) -> FunctionPayloadDecoding {
+        guard Self.footerIsValid(payload) else { return .wrongVersionOrChecksum }
+        let end = payload.count - Self.footerBytes
+        var reader = RDBReader(source: MemorySource(Array(payload[..<end])), name: "FUNCTION RESTORE payload")
+        switch reader.readFunctionRecords(end: Int64(end)) {
+        case .success(let codes): return .codes(codes)
+        case .failure(let error): return .failure(error.message)
+        }
+    }
+
+    /// verifyDumpPayload: at least a footer, a version Tally reads, and a matching CRC64.
+    static func footerIsValid(_ payload: [UInt8]) -> Bool {
+        guard payload.count >= footerBytes else { return false }
+        let footer = payload.count - footerBytes
+        let version = Int(payload[footer]) | Int(payload[footer + 1]) << 8
+        guard version <= RDBFormat.version else { return false }
+        var stored: UInt64 = 0
+        for index in 0..<8 { stored |= UInt64(payload[footer + 2 + index]) << (8 * index) }
+        return CRC64.checksum(payload[..<(footer + 2)]) == stored
+    }
+
     /// verifyDumpPayload's checks (a version newer than Tally's, a checksum that differs),
     /// then the value through the file reader. Bytes between the value and the footer are
     /// ignored, as Redis ignores them.
@@ -47,6 +81,12 @@ extension PersistenceEngine: DumpPayloadCodec {
 
     public func value(fromPayload payload: [UInt8]) -> DumpPayloadDecoding {
         dumpCodec.value(fromPayload: payload)
+    }
+
+    public func functionsPayload(_ codes: [[UInt8]]) -> [UInt8] { dumpCodec.functionsPayload(codes) }
+
+    public func functionCodes(fromPayload payload: [UInt8]) -> FunctionPayloadDecoding {
+        dumpCodec.functionCodes(fromPayload: payload)
     }
 
     private var dumpCodec: RDBDumpPayloadCodec {

@@ -82,6 +82,8 @@ public struct RDBLoadResult: Sendable {
     public var emptyKeysSkipped = 0
     /// Aux fields in file order.
     public var aux: [(key: [UInt8], value: [UInt8])] = []
+    /// Function libraries' code (opcodes 245 and 246), for the caller to create.
+    public var functionCodes: [[UInt8]] = []
     /// Offset just past the checksum trailer (where an AOF tail would start).
     public var endOffset: Int64 = 0
     /// True when the file has the trailer checksum verified (false if zero or not checked).
@@ -358,7 +360,8 @@ public struct RDBReader<Source: ByteSource> {
             case RDBFormat.Opcode.moduleAux:
                 throw fail(.unsupportedType, "unsupported module aux data", at: opcodeOffset)
             case RDBFormat.Opcode.function, RDBFormat.Opcode.function2:
-                throw fail(.unsupportedType, "unsupported function library", at: opcodeOffset)
+                result.functionCodes.append(try readFunctionRecord(type: type))
+                continue
             case RDBFormat.Opcode.endOfFile:
                 try finishTrailer(version: version, options: options, result: &result)
                 return result
@@ -472,6 +475,36 @@ public struct RDBReader<Source: ByteSource> {
         let value = try readValue(type: type, key: [], options: RDBLoadOptions(), at: 0)
         if value.isEmptyAggregate { throw fail(.corrupt, "empty value", at: 0) }
         return value
+    }
+
+    /// Reads FUNCTION RESTORE's records up to `end` (the payload without its footer): each an
+    /// opcode 245 (FUNCTION2: the library's code) or 246 (7.0 RC FUNCTION: name, engine,
+    /// optional description and body, turned into code as rdbFunctionLoad does). Returns the
+    /// codes, or Redis's error text for a record that is not a function.
+    public mutating func readFunctionRecords(end: Int64) -> Result<[[UInt8]], FunctionRecordError> {
+        var codes: [[UInt8]] = []
+        while offset < end {
+            guard let type = try? readByte() else { return .failure(FunctionRecordError("can not read data type")) }
+            guard type == RDBFormat.Opcode.function || type == RDBFormat.Opcode.function2 else {
+                return .failure(FunctionRecordError("given type is not a function"))
+            }
+            do {
+                codes.append(try readFunctionRecord(type: type))
+            } catch {
+                return .failure(FunctionRecordError("failed loading the given functions payload"))
+            }
+        }
+        return .success(codes)
+    }
+
+    /// One function record's library code, after its opcode.
+    mutating func readFunctionRecord(type: UInt8) throws(RDBError) -> [UInt8] {
+        if type == RDBFormat.Opcode.function2 { return try readString() }
+        let name = try readString()
+        let engine = try readString()
+        if try readPlainLength("library description indicator") != 0 { _ = try readString() }
+        let body = try readString()
+        return Array("#!".utf8) + engine + Array(" name=".utf8) + name + [10] + body
     }
 
     /// A type 2 set: a count, then members. Like rdb.c, it loads as an intset while the

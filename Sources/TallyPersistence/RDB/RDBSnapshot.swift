@@ -10,6 +10,7 @@ public func writeSnapshot<Sink: ByteSink>(
 ) throws -> Sink {
     var writer = RDBWriter(sink: sink, options: options)
     try writer.writeHeader()
+    for code in image.functionCodes { try writer.writeFunction(code) }
     try image.forEachShardImage { shardImage in
         switch shardImage {
         case .serialized(let bytes):
@@ -142,8 +143,20 @@ public func loadSnapshotFile<S: Storage>(
     var reader = RDBReader(source: source, name: path, chunkBytes: chunkBytes)
     var options = RDBLoadOptions(dropExpiredBefore: nowMilliseconds, databaseCount: keyspace.databaseCount)
     options.sortedSetLimits = sortedSetLimits
-    return try reader.load(options: options) { database, key, entry in
+    let result = try reader.load(options: options) { database, key, entry in
         keyspace.insertLoaded(database: database, key: key, entry: entry)
+    }
+    try loadFunctionLibraries(result.functionCodes, into: keyspace, path: path)
+    return result
+}
+
+/// Creates the libraries an RDB file holds; a library that does not load refuses the file, as
+/// Redis refuses it.
+public func loadFunctionLibraries(_ codes: [[UInt8]], into keyspace: Keyspace, path: String) throws(RDBError) {
+    for code in codes {
+        if let error = keyspace.functionLibraries.load(code) {
+            throw RDBError(.corrupt, file: path, offset: 0, "failed loading library: \(error)")
+        }
     }
 }
 

@@ -60,6 +60,14 @@ public struct RDBWriter<Sink: ByteSink> {
     }
 
     /// Starts a database section: `FE db`, `FB keys expires`. Call only for non-empty databases.
+    /// One function library (opcode 245 FUNCTION2 and its code), written after the aux fields
+    /// and before the databases, as rdbSaveFunctions does.
+    public mutating func writeFunction(_ code: [UInt8]) throws(StorageError) {
+        var bytes: [UInt8] = [RDBFormat.Opcode.function2]
+        encodeString(code, into: &bytes)
+        try writeEncoded(bytes, keys: 0)
+    }
+
     public mutating func beginDatabase(_ database: Int, keyCount: Int, expiringKeyCount: Int) throws(StorageError) {
         scratch.removeAll(keepingCapacity: true)
         scratch.append(RDBFormat.Opcode.selectDatabase)

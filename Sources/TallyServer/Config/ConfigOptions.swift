@@ -241,7 +241,13 @@ public enum ConfigTable {
         ConfigOption("slowlog-log-slower-than", .integer(min: -1, max: longMax), "10000"),
         ConfigOption("slowlog-max-len", .integer(min: 0, max: longMax), "128"),
         ConfigOption("latency-monitor-threshold", .integer(min: 0, max: longMax), "0"),
+        ConfigOption("busy-reply-threshold", .integer(min: 0, max: longMax), "5000"),
+        ConfigOption("lua-time-limit", .integer(min: 0, max: longMax), "5000"),
     ]
+
+    /// Options that are one setting under two names (Redis 7.0's alias configs): setting one sets
+    /// both, from a config file or CONFIG SET.
+    public static let aliases = ["busy-reply-threshold": "lua-time-limit", "lua-time-limit": "busy-reply-threshold"]
 
     private static let index: [String: Int] = {
         var map: [String: Int] = [:]

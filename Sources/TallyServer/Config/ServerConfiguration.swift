@@ -22,7 +22,9 @@ public struct ServerConfiguration: Sendable {
             throw ConfigError("Bad directive or wrong number of arguments")
         }
         switch option.normalize(arguments) {
-        case .success(let value): values[option.name] = value
+        case .success(let value):
+            values[option.name] = value
+            if let alias = ConfigTable.aliases[option.name] { values[alias] = value }
         case .failure(let error): throw error
         }
     }
