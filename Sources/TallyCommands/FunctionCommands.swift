@@ -148,7 +148,7 @@ enum FunctionCommands {
         } else if arguments.matches(1, "restore") {
             restore(&context, runtime: runtime)
         } else if arguments.matches(1, "help") {
-            ObjectCommands.writeHelp(&context.output, helpLines)
+            context.writeHelp("FUNCTION", helpLines)
         }
     }
 
@@ -181,7 +181,6 @@ enum FunctionCommands {
     }
 
     static let helpLines = [
-        "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "LOAD [REPLACE] <FUNCTION CODE>",
         "    Create a new library with the given library name and code.",
         "DELETE <LIBRARY NAME>",
@@ -220,8 +219,6 @@ enum FunctionCommands {
         "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
         "      libraries with the new libraries (notice that even on this option there is a chance of failure",
         "      in case of functions name collision with another library).",
-        "HELP",
-        "    Prints this help.",
     ]
 
     private static func release(_ library: FunctionLibrary, _ runtime: ScriptingRuntime) {

@@ -171,8 +171,7 @@ enum LatencyCommands {
         } else if arguments.matches(1, "doctor") {
             context.output.writeVerbatim(Array(monitor.report(nowSeconds: context.now / 1000).utf8))
         } else {
-            ObjectCommands.writeHelp(&context.output, [
-                "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("LATENCY", [
                 "DOCTOR",
                 "    Return a human readable latency analysis report.",
                 "HISTORY <event>",
@@ -182,8 +181,6 @@ enum LatencyCommands {
                 "RESET [<event> ...]",
                 "    Reset latency data of one or more <event> classes.",
                 "    (default: reset all data for all event classes)",
-                "HELP",
-                "    Prints this help.",
             ])
         }
     }

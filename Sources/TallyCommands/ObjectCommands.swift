@@ -64,8 +64,7 @@ enum ObjectCommands {
     static func object(_ context: inout CommandContext) {
         let arguments = context.arguments
         if arguments.matches(1, "help") {
-            writeHelp(&context.output, [
-                "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("OBJECT", [
                 "ENCODING <key>",
                 "    Return the kind of internal representation used in order to store the value",
                 "    associated with a <key>.",
@@ -78,8 +77,6 @@ enum ObjectCommands {
                 "REFCOUNT <key>",
                 "    Return the number of references of the value associated with the specified",
                 "    <key>.",
-                "HELP",
-                "    Prints this help.",
             ])
             return
         }
@@ -131,8 +128,7 @@ enum ObjectCommands {
         if arguments.matches(1, "stats") { return MemoryReport.stats(&context) }
         if arguments.matches(1, "doctor") { return MemoryReport.doctor(&context) }
         if arguments.matches(1, "help") {
-            writeHelp(&context.output, [
-                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("MEMORY", [
                 "DOCTOR",
                 "    Return memory problems reports.",
                 "STATS",
@@ -140,8 +136,6 @@ enum ObjectCommands {
                 "USAGE <key> [SAMPLES <count>]",
                 "    Return memory in bytes used by <key> and its value (Tally's estimate; SAMPLES is",
                 "    accepted and ignored: every field is counted).",
-                "HELP",
-                "    Prints this help.",
             ])
             return
         }
@@ -167,8 +161,4 @@ enum ObjectCommands {
         context.output.writeInteger(MemoryEstimate.bytes(key: key, value: entry.value))
     }
 
-    static func writeHelp(_ output: inout OutputBuffer, _ lines: [String]) {
-        output.writeArrayHeader(lines.count)
-        for line in lines { output.writeSimpleString(Array(line.utf8)) }
-    }
 }

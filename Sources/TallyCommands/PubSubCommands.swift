@@ -156,8 +156,7 @@ enum PubSubCommands {
         let arguments = context.arguments
         let hub = context.engine.pubsub
         if arguments.matches(1, "help") && arguments.count == 2 {
-            ObjectCommands.writeHelp(&context.output, [
-                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("PUBSUB", [
                 "CHANNELS [<pattern>]",
                 "    Return the currently active channels matching a <pattern> (default: '*').",
                 "NUMPAT",
@@ -169,8 +168,6 @@ enum PubSubCommands {
                 "    Return the currently active shard level channels matching a <pattern> (default: '*').",
                 "SHARDNUMSUB [<shardchannel> ...]",
                 "    Return the number of subscribers for the specified shard level channel(s)",
-                "HELP",
-                "    Prints this help.",
             ])
         } else if (arguments.matches(1, "channels") || arguments.matches(1, "shardchannels"))
             && arguments.count <= 3

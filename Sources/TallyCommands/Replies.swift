@@ -141,3 +141,15 @@ public func unknownSubcommandReason(_ arguments: CommandArguments, parent: Strin
     message.append(contentsOf: " HELP.".utf8)
     return message
 }
+
+extension CommandContext {
+    /// A container command's HELP reply as server.c addReplyHelp builds it: the usage line, the
+    /// subcommand `lines`, then HELP itself.
+    mutating func writeHelp(_ command: StaticString, _ lines: [String]) {
+        output.writeArrayHeader(lines.count + 3)
+        output.writeSimpleString(Array("\(command) <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".utf8))
+        for line in lines { output.writeSimpleString(Array(line.utf8)) }
+        output.writeSimpleString(Array("HELP".utf8))
+        output.writeSimpleString(Array("    Prints this help.".utf8))
+    }
+}

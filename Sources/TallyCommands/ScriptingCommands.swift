@@ -422,8 +422,7 @@ enum ScriptingCommands {
         let arguments = context.arguments
         let runtime = context.engine.scripting
         if arguments.matches(1, "help") {
-            ObjectCommands.writeHelp(&context.output, [
-                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("SCRIPT", [
                 "DEBUG (YES|SYNC|NO)",
                 "    Set the debug mode for subsequent scripts executed.",
                 "EXISTS <sha1> [<sha1> ...]",
@@ -438,8 +437,6 @@ enum ScriptingCommands {
                 "    Kill the currently executing Lua script.",
                 "LOAD <script>",
                 "    Load a script into the scripts cache without executing it.",
-                "HELP",
-                "    Prints this help.",
             ])
         } else if arguments.matches(1, "flush") {
             guard arguments.count == 2 || (arguments.count == 3

@@ -125,8 +125,7 @@ enum SlowLogCommands {
             log.reset()
             context.output.writeOK()
         } else {
-            ObjectCommands.writeHelp(&context.output, [
-                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("SLOWLOG", [
                 "GET [<count>]",
                 "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
                 "    Entries are made of:",
@@ -136,8 +135,6 @@ enum SlowLogCommands {
                 "    Return the length of the slowlog.",
                 "RESET",
                 "    Reset the slowlog.",
-                "HELP",
-                "    Prints this help.",
             ])
         }
     }

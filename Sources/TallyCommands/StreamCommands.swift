@@ -895,8 +895,7 @@ enum StreamCommands {
     static func xgroup(_ context: inout CommandContext) {
         let arguments = context.arguments
         if arguments.matches(1, "help") {
-            ObjectCommands.writeHelp(&context.output, [
-                "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("XGROUP", [
                 "CREATE <key> <groupname> <id|$> [option]",
                 "    Create a new consumer group. Options are:",
                 "    * MKSTREAM",
@@ -911,8 +910,6 @@ enum StreamCommands {
                 "    Remove the specified group.",
                 "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
                 "    Set the current group ID and entries_read counter.",
-                "HELP",
-                "    Prints this help.",
             ])
             return
         }
@@ -1440,16 +1437,13 @@ enum StreamCommands {
     static func xinfo(_ context: inout CommandContext) {
         let arguments = context.arguments
         if arguments.matches(1, "help") {
-            ObjectCommands.writeHelp(&context.output, [
-                "XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            context.writeHelp("XINFO", [
                 "CONSUMERS <key> <groupname>",
                 "    Show consumers of <groupname>.",
                 "GROUPS <key>",
                 "    Show the stream consumer groups.",
                 "STREAM <key> [FULL [COUNT <count>]",
                 "    Show information about the stream.",
-                "HELP",
-                "    Prints this help.",
             ])
             return
         }
