@@ -656,7 +656,10 @@ enum FunctionCommands {
         let selected = runtime.libraries.filter { library in
             pattern.map { globMatches($0, library.name, caseInsensitive: false) } ?? true
         }
-        var output = context.output
+        // Moved out of the context, not copied: a copy would duplicate the pending replies on
+        // its first write (copy-on-write).
+        var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+        swap(&output, &context.output)
         output.writeArrayHeader(selected.count)
         for library in selected {
             output.writeMapHeader(withCode ? 4 : 3)
@@ -686,6 +689,6 @@ enum FunctionCommands {
                 output.writeBulkString(library.code)
             }
         }
-        context.output = output
+        swap(&output, &context.output)
     }
 }

@@ -1521,8 +1521,10 @@ enum StreamCommands {
                 count = value < 0 ? 10 : value
             }
         }
-        var output = context.output
-        defer { context.output = output }
+        // Moved out of the context, not copied (a copy would duplicate pending replies on write).
+        var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+        swap(&output, &context.output)
+        defer { swap(&output, &context.output) }
         output.writeMapHeader(full ? 9 : 10)
         output.writeBulkString("length".utf8)
         output.writeInteger(stream.length)
