@@ -8,7 +8,7 @@ import PackageDescription
 /// set per class-property access) were ~17% of a pipelined INCR's instructions under callgrind.
 /// Debug builds, and so every test run, keep them and still catch overlapping accesses.
 let hotPathSettings: [SwiftSetting] = [
-    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-enforce-exclusivity=unchecked", "-cross-module-optimization"], .when(configuration: .release)),
 ]
 
 let package = Package(

@@ -41,6 +41,16 @@ def _sorted_form(reply):
     return (kind, tuple(sorted((_canon(x) for x in payload), key=repr)))
 
 
+def _collated_form(reply):
+    """SORT ALPHA's order as strcoll defines it: each element's text up to its first NUL byte, in
+    order. Elements equal up to there tie, and ties keep the input's order, which for a set is its
+    hash table's order (a server's own)."""
+    kind, payload = reply
+    if not isinstance(payload, list):
+        return _canon(reply)
+    return (kind, tuple(x[1].split(b"\x00")[0] if isinstance(x[1], bytes) else _canon(x) for x in payload))
+
+
 def _ignore_field(a, b, name):
     ka, pa = a
     kb, pb = b
@@ -83,6 +93,8 @@ def _same_parsed(mode, a, b):
         return is_error(a) == is_error(b)
     if mode == "sorted":
         return _sorted_form(a) == _sorted_form(b)
+    if mode == "collated":
+        return _collated_form(a) == _collated_form(b) and _sorted_form(a) == _sorted_form(b)
     if isinstance(mode, str) and mode.startswith("ignore:"):
         return _ignore_field(a, b, mode[len("ignore:"):].encode())
     raise ValueError("unknown comparison mode %r" % (mode,))
