@@ -132,9 +132,11 @@ public final class CommandEngine: Sendable {
         password.withLock { $0 = configuration.requirePass }
         passwordSet.store(configuration.requirePass != nil, ordering: .relaxed)
         let functions = self.functions
-        let libraries = keyspace.functionLibraries
-        keyspace.functionLibraries.installLoader { code in
-            FunctionCommands.loadPersisted(code, runtime: functions, registry: libraries)
+        // Weak: the registry keeps this loader, so a strong capture of the registry would be a
+        // cycle that outlives the engine (the dispatch fuzzer builds one engine per input).
+        keyspace.functionLibraries.installLoader { [weak libraries = keyspace.functionLibraries] code in
+            guard let libraries else { return "no function engine" }
+            return FunctionCommands.loadPersisted(code, runtime: functions, registry: libraries)
         }
     }
 
