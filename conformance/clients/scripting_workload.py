@@ -1,6 +1,7 @@
 """Real script users: the `limits` library's Redis rate limiters (fixed window, moving window,
 sliding window counter: every strategy runs through EVALSHA with a SCRIPT LOAD fallback) and
-redis-py's Lock (acquire/extend/release are scripts). Prints `ok NAME` / `FAIL NAME detail`
+redis-py's Lock (acquire/extend/release are scripts), and django-redis's cache, whose incr/decr
+are an EVAL of EXISTS + INCRBY. Prints `ok NAME` / `FAIL NAME detail`
 lines; usage: PORT."""
 import sys
 import threading
@@ -105,7 +106,50 @@ def script_objects():
     check("register-script-pipeline", pipe.execute() == [1, 2, 3])
 
 
+def django_cache():
+    import django
+    from django.conf import settings
+
+    settings.configure(CACHES={"default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:%d/2" % PORT,
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+    }})
+    django.setup()
+    from django.core.cache import cache
+
+    cache.clear()
+    cache.set("hits", 10, timeout=60)
+    check("django-incr", cache.incr("hits") == 11 and cache.incr("hits", 5) == 16)
+    check("django-decr", cache.decr("hits", 6) == 10 and cache.get("hits") == 10)
+    check("django-incr-keeps-ttl", 58 <= cache.ttl("hits") <= 60, str(cache.ttl("hits")))
+    try:
+        cache.incr("missing")
+        check("django-incr-missing-raises", False, "no ValueError")
+    except ValueError:
+        check("django-incr-missing-raises", True)
+    cache.set("shared", 0, timeout=None)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(100):
+                cache.incr("shared")
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check("django-incr-concurrent", not errors and cache.get("shared") == 800,
+          "%r %r" % (cache.get("shared"), errors[:2]))
+    check("django-get-many", cache.get_many(["hits", "shared", "nope"]) == {"hits": 10, "shared": 800})
+
+
 guarded("limits", limiters)
 guarded("locks", locks)
 guarded("script-objects", script_objects)
+guarded("django-redis", django_cache)
 finish()
