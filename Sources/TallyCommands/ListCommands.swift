@@ -115,7 +115,7 @@ enum ListCommands {
             let key = context.key(index)
             let shard = context.keyspace.shard(for: key)
             do {
-                let served = try shard.withList(context.database, key, now: context.now, create: false) {
+                let served: Void? = try shard.withList(context.database, key, now: context.now, create: false) {
                     list, changed in
                     output.writeArrayHeader(2)
                     output.writeBulkString(arguments[index])
