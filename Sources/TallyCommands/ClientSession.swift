@@ -47,6 +47,9 @@ public final class ClientSession {
     /// The arguments and run time of the parked command, kept only if it was slow enough for
     /// SLOWLOG: logged when the client unblocks (`CommandEngine.blockedCommandEnded`).
     var slowBlockedCommand: (arguments: [[UInt8]], microseconds: Int64)?
+    /// The parked command's counters and run time, recorded in its latency histogram when the
+    /// client unblocks (blocked.c updateStatsOnUnblock), as Redis does.
+    var blockedLatency: (statistics: CommandStatistics, microseconds: Int64)?
     /// Set by dispatch when CLIENT PAUSE held the command back: it did not run and has no
     /// reply yet; the I/O thread runs it again once the pause ends.
     public var isPostponed: Bool = false

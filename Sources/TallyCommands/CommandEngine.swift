@@ -65,6 +65,10 @@ public final class CommandEngine: Sendable {
     public let clientPause: ClientPause
     /// LATENCY's events.
     public let latencyMonitor = LatencyMonitor()
+    /// `latency-tracking`: per-command latency histograms on (Redis's default) or off.
+    public let latencyTracking = Atomic<Bool>(true)
+    /// `latency-tracking-info-percentiles`: the percentiles INFO latencystats reports.
+    public let latencyPercentiles = Mutex<[Double]>([50, 99, 99.9])
     /// The process's memory figures (MEMORY STATS / DOCTOR), installed by the server.
     public let processMemory = ProcessMemoryReader()
     /// Clients in MONITOR mode.
@@ -239,6 +243,43 @@ public final class CommandEngine: Sendable {
             }
         }
         return rows
+    }
+
+    /// The latency histograms of the commands called since the last reset, by full name
+    /// (`config|get`), in table order with a container's subcommands after it (INFO
+    /// latencystats, LATENCY HISTOGRAM). With `names`, only those commands, each followed by its
+    /// subcommands when it is a container, skipping unknown names (latency.c
+    /// latencySpecificCommandsFillCDF).
+    public func latencyHistograms(named names: [ArraySlice<UInt8>]? = nil)
+        -> [(name: String, histogram: LatencyHistogram.Snapshot)]
+    {
+        var found: [(name: String, histogram: LatencyHistogram.Snapshot)] = []
+        func add(row: Int, subcommand: Int?) {
+            let spec = table.rows[row]
+            if let subcommand {
+                if let histogram = table.subcommandStatistics[row][subcommand].latency.snapshot() {
+                    found.append((spec.subcommands[subcommand].name.lowercased(), histogram))
+                }
+                return
+            }
+            if let histogram = table.statistics[row].latency.snapshot() { found.append((spec.name, histogram)) }
+            for index in spec.subcommands.indices { add(row: row, subcommand: index) }
+        }
+        guard let names else {
+            for row in table.rows.indices { add(row: row, subcommand: nil) }
+            return found
+        }
+        for name in names {
+            if let bar = name.firstIndex(of: UInt8(ascii: "|")) {
+                if let row = table.lookup(name[..<bar]), table.hasSubcommands(row),
+                   let sub = table.subcommand(of: row, named: name[(bar + 1)...]) {
+                    add(row: row, subcommand: sub)
+                }
+            } else if let row = table.lookup(name) {
+                add(row: row, subcommand: nil)
+            }
+        }
+        return found
     }
 
     /// Zeroes command and keyspace statistics (CONFIG RESETSTAT).
@@ -555,6 +596,13 @@ public final class CommandEngine: Sendable {
         let elapsed = monotonicMicroseconds() - start
         statistics.calls.add(1, ordering: .relaxed)
         statistics.microseconds.add(elapsed, ordering: .relaxed)
+        if latencyTracking.load(ordering: .relaxed) {
+            if session.blockedWaiter == nil {
+                statistics.latency.record(microseconds: elapsed)
+            } else {
+                session.blockedLatency = (statistics, elapsed)
+            }
+        }
         // Failed: it wrote an error reply of its own. A command EXEC or a script ran looked at
         // the counter last, so EXEC fails only when it answers an error itself (server.c call()'s
         // incrCommandStatsOnError).
@@ -607,6 +655,10 @@ public final class CommandEngine: Sendable {
 
     /// A parked client was served, timed out or unblocked: logs its command if it was slow.
     public func blockedCommandEnded(_ session: ClientSession) {
+        if let (statistics, elapsed) = session.blockedLatency {
+            session.blockedLatency = nil
+            statistics.latency.record(microseconds: elapsed)
+        }
         guard let (arguments, elapsed) = session.slowBlockedCommand else { return }
         session.slowBlockedCommand = nil
         slowLog.record(CommandArguments(arguments), durationMicroseconds: elapsed, session: session,

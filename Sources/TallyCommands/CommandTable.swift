@@ -12,6 +12,8 @@ public final class CommandStatistics: Sendable {
     public let rejectedCalls = Atomic<Int64>(0)
     /// Ran and replied with an error.
     public let failedCalls = Atomic<Int64>(0)
+    /// Call durations (INFO latencystats, LATENCY HISTOGRAM) while latency-tracking is on.
+    public let latency = LatencyHistogram()
 
     /// Creates zeroed counters.
     public init() {}
@@ -22,6 +24,7 @@ public final class CommandStatistics: Sendable {
         microseconds.store(0, ordering: .relaxed)
         rejectedCalls.store(0, ordering: .relaxed)
         failedCalls.store(0, ordering: .relaxed)
+        latency.reset()
     }
 }
 

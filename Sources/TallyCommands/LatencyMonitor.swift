@@ -137,9 +137,59 @@ enum LatencyCommands {
                 command("latency|history", 3, flags, categories) { _ in },
                 command("latency|reset", -2, flags, categories) { _ in },
                 command("latency|doctor", 2, flags, categories) { _ in },
+                command("latency|graph", 3, flags, categories) { _ in },
+                command("latency|histogram", -2, flags, categories) { _ in },
                 command("latency|help", 2, [.loading, .stale], "@slow") { _ in },
             ], handler: latency),
         ]
+    }
+
+    /// LATENCY GRAPH's text (latency.c latencyCommandGenSparkeline): a header, a rule of 80
+    /// dashes, then the samples as a 4-row filled sparkline with "how long ago" labels written
+    /// vertically under each column, 80 columns per block (sparkline.c sparklineRender).
+    static func graph(_ event: String, _ series: LatencyMonitor.Series, nowSeconds: Int64) -> String {
+        let samples = series.samples
+        let values = samples.map { Double($0.milliseconds) }
+        let low = samples.map(\.milliseconds).min() ?? 0
+        let high = samples.map(\.milliseconds).max() ?? 0
+        let labels = samples.map { sample -> [Character] in
+            let elapsed = nowSeconds - sample.seconds
+            let text = elapsed < 60 ? "\(elapsed)s" : elapsed < 3600 ? "\(elapsed / 60)m"
+                : elapsed < 86_400 ? "\(elapsed / 3600)h" : "\(elapsed / 86_400)d"
+            return Array(text)
+        }
+        var out = "\(event) - high \(high) ms, low \(low) ms (all time high \(series.maximum) ms)\n"
+        out += String(repeating: "-", count: 80) + "\n"
+        let rows = 4
+        let fill: [Character] = ["_", "o", "#"]
+        let steps = fill.count * rows
+        let minimum = values.min() ?? 0
+        let range = (values.max() ?? 0) - minimum == 0 ? 1 : (values.max() ?? 0) - minimum
+        var start = 0
+        while start < samples.count {
+            if start != 0 { out += "\n" }
+            let columns = start..<Swift.min(start + 80, samples.count)
+            // Sparkline rows, top first: each column shows the part of its height in this row.
+            for row in 0..<rows {
+                var line = ""
+                for column in columns {
+                    var step = Int(Double(Int((values[column] - minimum) * Double(steps))) / range)
+                    step = Swift.max(0, Swift.min(step, steps - 1))
+                    let index = step - (rows - row - 1) * fill.count
+                    line.append(index >= 0 && index < fill.count ? fill[index] : index >= fill.count ? "|" : " ")
+                }
+                out += line + "\n"
+            }
+            // One blank row, then the labels, one character per row.
+            out += String(repeating: " ", count: columns.count) + "\n"
+            var labelRow = 0
+            while columns.contains(where: { labels[$0].count > labelRow }) {
+                out += String(columns.map { labels[$0].count > labelRow ? labels[$0][labelRow] : " " }) + "\n"
+                labelRow += 1
+            }
+            start += 80
+        }
+        return out
     }
 
     static func latency(_ context: inout CommandContext) {
@@ -170,10 +220,37 @@ enum LatencyCommands {
             context.output.writeInteger(monitor.reset(names))
         } else if arguments.matches(1, "doctor") {
             context.output.writeVerbatim(Array(monitor.report(nowSeconds: context.now / 1000).utf8))
+        } else if arguments.matches(1, "graph") {
+            guard let series = monitor.series(arguments[2]) else {
+                context.output.writeError(Array("ERR No samples available for event '".utf8) + Array(arguments[2])
+                    + Array("'".utf8))
+                return
+            }
+            let name = String(decoding: arguments[2], as: UTF8.self)
+            context.output.writeVerbatim(Array(graph(name, series, nowSeconds: context.now / 1000).utf8))
+        } else if arguments.matches(1, "histogram") {
+            let names = arguments.count == 2 ? nil : (2..<arguments.count).map { arguments[$0] }
+            let histograms = context.engine.latencyHistograms(named: names)
+            context.output.writeMapHeader(histograms.count)
+            for (name, histogram) in histograms {
+                context.output.writeBulkString(name.utf8)
+                context.output.writeMapHeader(2)
+                context.output.writeBulkString("calls".utf8)
+                context.output.writeInteger(histogram.total)
+                context.output.writeBulkString("histogram_usec".utf8)
+                let rows = histogram.cumulativeMicroseconds()
+                context.output.writeMapHeader(rows.count)
+                for row in rows {
+                    context.output.writeInteger(row.microseconds)
+                    context.output.writeInteger(row.calls)
+                }
+            }
         } else {
             context.writeHelp("LATENCY", [
                 "DOCTOR",
                 "    Return a human readable latency analysis report.",
+                "GRAPH <event>",
+                "    Return an ASCII latency graph for the <event> class.",
                 "HISTORY <event>",
                 "    Return time-latency samples for the <event> class.",
                 "LATEST",
@@ -181,6 +258,10 @@ enum LatencyCommands {
                 "RESET [<event> ...]",
                 "    Reset latency data of one or more <event> classes.",
                 "    (default: reset all data for all event classes)",
+                "HISTOGRAM [COMMAND ...]",
+                "    Return a cumulative distribution of latencies in the format of a histogram for the specified "
+                    + "command names.",
+                "    If no commands are specified then all histograms are replied.",
             ])
         }
     }

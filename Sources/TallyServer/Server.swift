@@ -84,6 +84,7 @@ public final class Server: Sendable {
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         core.applySlowLogSettings(from: configuration, to: engine)
+        core.applyLatencyTracking(from: configuration, to: engine)
         engine.scriptWatch.setThreshold(milliseconds: Int(clamping: configuration.integer("busy-reply-threshold")))
         engine.processMemory.install { (heapBytesInUse(), residentSetBytes()) }
         engine.latencyMonitor.configure(thresholdMilliseconds: configuration.integer("latency-monitor-threshold"))

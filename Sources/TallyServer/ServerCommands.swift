@@ -242,7 +242,17 @@ extension ServerCore {
                     + ",rejected_calls=\(row.rejectedCalls),failed_calls=\(row.failedCalls)\r\n"
             }
         case "latencystats":
+            // server.c genRedisInfoStringLatencyStats: nothing while latency-tracking is off.
             out += "# Latencystats\r\n"
+            guard engine.latencyTracking.load(ordering: .relaxed) else { break }
+            let percentiles = engine.latencyPercentiles.withLock { $0 }
+            for (name, histogram) in engine.latencyHistograms() {
+                let figures = percentiles.map { percentile in
+                    "p" + percentileLabel(percentile) + "="
+                        + microsecondsFixed3(histogram.value(atPercentile: percentile))
+                }
+                out += "latency_percentiles_usec_\(name):" + figures.joined(separator: ",") + "\r\n"
+            }
         default:
             break
         }
@@ -634,6 +644,9 @@ extension ServerCore {
             context.engine.latencyMonitor.configure(
                 thresholdMilliseconds: updated.integer("latency-monitor-threshold"))
         }
+        if seen.contains("latency-tracking") || seen.contains("latency-tracking-info-percentiles") {
+            applyLatencyTracking(from: updated, to: context.engine)
+        }
         if seen.contains("set-max-intset-entries") {
             context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
         }
@@ -665,6 +678,13 @@ extension ServerCore {
     }
 
     /// `slowlog-log-slower-than` and `slowlog-max-len` into the engine's slow log.
+    func applyLatencyTracking(from configuration: ServerConfiguration, to engine: CommandEngine) {
+        engine.latencyTracking.store(configuration.string("latency-tracking") == "yes", ordering: .relaxed)
+        let percentiles = configuration.string("latency-tracking-info-percentiles").split(separator: " ")
+            .compactMap { parsePercentile(String($0)) }
+        engine.latencyPercentiles.withLock { $0 = percentiles }
+    }
+
     func applySlowLogSettings(from configuration: ServerConfiguration, to engine: CommandEngine) {
         engine.slowLog.configure(slowerThanMicroseconds: configuration.integer("slowlog-log-slower-than"),
                                  maxLength: Int(clamping: configuration.integer("slowlog-max-len")))

@@ -25,6 +25,9 @@ public enum ConfigKind: Sendable {
     case outputBufferLimits
     /// `notify-keyspace-events`: class letters, stored in Redis's canonical order.
     case keyspaceEvents
+    /// `latency-tracking-info-percentiles`: percentiles in [0, 100], stored as `%f` with the
+    /// trailing zeros cut (config.c setConfigLatencyTrackingInfoPercentilesOutputOption).
+    case percentiles
 }
 
 /// One row of the option table.
@@ -55,6 +58,8 @@ public struct ConfigOption: Sendable {
             return .success(arguments.joined(separator: " "))
         case .outputBufferLimits:
             return ClientLimits.normalizeOutputBufferLimits(arguments)
+        case .percentiles:
+            return normalizePercentiles(arguments)
         default:
             break
         }
@@ -100,9 +105,26 @@ public struct ConfigOption: Sendable {
                 return .failure(ConfigError(KeyspaceEventClass.invalidLettersMessage))
             }
             return .success(classes.letters)
-        case .string, .savePoints, .addressList, .outputBufferLimits:
+        case .string, .savePoints, .addressList, .outputBufferLimits, .percentiles:
             return .success(text)
         }
+    }
+
+    private func normalizePercentiles(_ arguments: [String]) -> Result<String, ConfigError> {
+        // CONFIG SET passes one string of space-separated values; `""` is the empty list.
+        let words = arguments.flatMap { $0.split(separator: " ").map(String.init) }
+        var labels: [String] = []
+        for word in words {
+            guard let value = parsePercentile(word) else {
+                return .failure(ConfigError("Invalid latency-tracking-info-percentiles parameters"))
+            }
+            guard value >= 0 && value <= 100 else {
+                return .failure(
+                    ConfigError("latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"))
+            }
+            labels.append(percentileLabel(value))
+        }
+        return .success(labels.joined(separator: " "))
     }
 
     private func normalizeSave(_ arguments: [String]) -> Result<String, ConfigError> {
@@ -241,6 +263,8 @@ public enum ConfigTable {
         ConfigOption("slowlog-log-slower-than", .integer(min: -1, max: longMax), "10000"),
         ConfigOption("slowlog-max-len", .integer(min: 0, max: longMax), "128"),
         ConfigOption("latency-monitor-threshold", .integer(min: 0, max: longMax), "0"),
+        ConfigOption("latency-tracking", .bool, "yes"),
+        ConfigOption("latency-tracking-info-percentiles", .percentiles, "50 99 99.9"),
         ConfigOption("busy-reply-threshold", .integer(min: 0, max: longMax), "5000"),
         ConfigOption("lua-time-limit", .integer(min: 0, max: longMax), "5000"),
     ]
