@@ -98,6 +98,9 @@ public final class CommandEngine: Sendable {
     private let expireCursor = Atomic<Int>(0)
     /// `maxmemory` in bytes; 0 = unlimited, and then dispatch does no eviction work at all.
     private let memoryLimit = Atomic<Int>(0)
+    /// The bound eviction holds the dataset estimate to: `maxmemory` scaled by what each
+    /// estimated byte really costs in heap (see `calibrateMemoryLimit`).
+    private let datasetLimit = Atomic<Int>(0)
     /// `maxmemory-policy` as an index into `EvictionPolicy.allCases`.
     private let evictionPolicyIndex = Atomic<Int>(0)
     /// `maxmemory-samples`.
@@ -463,6 +466,32 @@ public final class CommandEngine: Sendable {
         evictionPolicyIndex.store(index, ordering: .relaxed)
         evictionSamples.store(max(1, samples), ordering: .relaxed)
         memoryLimit.store(max(0, bytes), ordering: .relaxed)
+        datasetLimit.store(max(0, bytes), ordering: .relaxed)
+        calibrateMemoryLimit()
+    }
+
+    /// Keeps `maxmemory` a bound on the heap the process has allocated (INFO `used_memory`), as
+    /// Redis bounds its used_memory, rather than on the keyspace's estimate: the estimate leaves
+    /// out the tables' real per-key cost, client buffers and the Lua heap. The server calls this
+    /// about ten times a second; eviction then holds the estimate to estimate·maxmemory/heap,
+    /// whose fixed point is a heap of maxmemory. Never above maxmemory itself, and not below a
+    /// sixteenth of it (a heap that is mostly not data would otherwise evict everything).
+    public func calibrateMemoryLimit() {
+        let limit = memoryLimit.load(ordering: .relaxed)
+        let estimate = keyspace.usedMemoryBytes
+        let heap = Int(processMemory.read(estimate: Int64(estimate)).allocated)
+        guard limit > 0 else { return }
+        // With little data its cost per byte cannot be measured: the data gets what the rest of
+        // the heap leaves. When the rest alone passes maxmemory (a tiny limit), the bound is
+        // below any dataset: what can be evicted is, and denyoom commands are refused, as Redis
+        // refuses them when its used_memory is over maxmemory with nothing left to evict.
+        guard estimate >= 64 * 1024, heap > 0 else {
+            let rest = max(0, heap - estimate)
+            datasetLimit.store(rest >= limit ? -1 : limit - rest, ordering: .relaxed)
+            return
+        }
+        let scaled = Int(Double(estimate) * Double(limit) / Double(heap))
+        datasetLimit.store(min(limit, max(scaled, limit / 16)), ordering: .relaxed)
     }
 
     /// The configured `hll-sparse-max-bytes`.
@@ -496,6 +525,12 @@ public final class CommandEngine: Sendable {
     /// The configured `maxmemory` (0 = none).
     public var memoryLimitBytes: Int { memoryLimit.load(ordering: .relaxed) }
 
+    /// True when `maxmemory` is set and memory is over it now (the dataset estimate against its
+    /// calibrated bound), as a script's start sees it (server.c's pre_command_oom_state).
+    public var isOverMemoryLimit: Bool {
+        memoryLimit.load(ordering: .relaxed) != 0 && keyspace.usedMemoryBytes > datasetLimit.load(ordering: .relaxed)
+    }
+
     /// The configured `maxmemory-policy`.
     public var evictionPolicy: EvictionPolicy {
         EvictionPolicy.allCases[evictionPolicyIndex.load(ordering: .relaxed)]
@@ -510,7 +545,7 @@ public final class CommandEngine: Sendable {
     /// transaction holding such a command, or anything but EXEC/DISCARD/QUIT/RESET inside
     /// MULTI, since queuing itself takes memory).
     func enforceMemoryLimit(_ flags: CommandFlags, row: Int, isExec: Bool, session: ClientSession) -> Bool {
-        let limit = memoryLimit.load(ordering: .relaxed)
+        let limit = datasetLimit.load(ordering: .relaxed)
         if keyspace.usedMemoryBytes <= limit { return true }
         // Paused clients: nothing is evicted (evict.c performEvictions), and a command that
         // would need eviction is held back by the pause anyway.

@@ -39,7 +39,8 @@ public final class ProcessMemoryReader: Sendable {
         reader.withLock { $0 = body }
     }
 
-    func read(estimate: Int64) -> ProcessMemory {
+    /// The figures now, with the peak updated.
+    public func read(estimate: Int64) -> ProcessMemory {
         let figures: (allocated: Int64, resident: Int64) = reader.withLock { $0 }?() ?? (estimate, estimate)
         let highest = max(peak.load(ordering: .relaxed), figures.allocated)
         peak.store(highest, ordering: .relaxed)

@@ -140,8 +140,7 @@ enum ScriptingCommands {
                            flags: ScriptFlags, readOnly: Bool) -> ScriptRun? {
         let engine = context.engine
         let compatible = flags.contains(.compatibility)
-        let limit = engine.memoryLimitBytes
-        let overLimit = limit != 0 && engine.keyspace.usedMemoryBytes > limit
+        let overLimit = engine.isOverMemoryLimit
         if !compatible {
             if !flags.contains(.noWrites) {
                 if let refusal = engine.attachedLog?.writeRefusal() {

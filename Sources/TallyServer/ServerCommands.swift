@@ -154,13 +154,31 @@ extension ServerCore {
             field("clients_in_timeout_table", "0")
         case "memory":
             out += "# Memory\r\n"
-            let used = heapBytesInUse()
+            // Redis's fields in its order, where they mean something here: used_memory is the
+            // heap malloc has handed out (what maxmemory bounds), the dataset the keyspace's
+            // estimate, the overhead the rest (server.c genRedisInfoString, object.c
+            // getMemoryOverheadData).
+            let dataset = Int64(engine.keyspace.usedMemoryBytes)
+            let memory = engine.processMemory.read(estimate: dataset)
+            let used = memory.allocated
+            let rss = memory.resident
+            func percent(_ part: Int64, _ whole: Int64) -> String {
+                fixed2(whole > 0 ? Double(part) * 100 / Double(whole) : 0) + "%"
+            }
             field("used_memory", String(used))
             field("used_memory_human", humanBytes(used))
-            let rss = residentSetBytes()
             field("used_memory_rss", String(rss))
             field("used_memory_rss_human", humanBytes(rss))
-            field("used_memory_dataset", String(engine.keyspace.usedMemoryBytes))
+            field("used_memory_peak", String(memory.peakAllocated))
+            field("used_memory_peak_human", humanBytes(memory.peakAllocated))
+            field("used_memory_peak_perc", percent(used, memory.peakAllocated))
+            field("used_memory_overhead", String(max(0, used - dataset)))
+            field("used_memory_startup", String(memory.startupAllocated))
+            field("used_memory_dataset", String(dataset))
+            field("used_memory_dataset_perc", percent(dataset, max(1, used - memory.startupAllocated)))
+            let physical = Int64(sysconf(Int32(_SC_PHYS_PAGES))) * Int64(sysconf(Int32(_SC_PAGESIZE)))
+            field("total_system_memory", String(physical))
+            field("total_system_memory_human", humanBytes(physical))
             let lua = engine.scripting.interpreterBytes
             field("used_memory_lua", String(lua))
             field("used_memory_lua_human", humanBytes(Int64(lua)))
@@ -168,7 +186,12 @@ extension ServerCore {
             field("maxmemory", String(config.integer("maxmemory")))
             field("maxmemory_human", humanBytes(config.integer("maxmemory")))
             field("maxmemory_policy", config.string("maxmemory-policy"))
+            field("mem_fragmentation_ratio", fixed2(used > 0 ? Double(rss) / Double(used) : 0))
+            field("mem_fragmentation_bytes", String(rss - used))
             field("mem_allocator", "libc")
+            field("active_defrag_running", "0")
+            field("lazyfree_pending_objects", "0")
+            field("lazyfreed_objects", "0")
         case "persistence":
             out += "# Persistence\r\n"
             persistence.writeInfo(into: &out)
@@ -249,7 +272,7 @@ extension ServerCore {
             for (name, histogram) in engine.latencyHistograms() {
                 let figures = percentiles.map { percentile in
                     "p" + percentileLabel(percentile) + "="
-                        + microsecondsFixed3(histogram.value(atPercentile: percentile))
+                        + fixed3(Double(histogram.value(atPercentile: percentile)) / 1000)
                 }
                 out += "latency_percentiles_usec_\(name):" + figures.joined(separator: ",") + "\r\n"
             }

@@ -80,12 +80,6 @@ func fixed2(_ value: Double) -> String {
     return String(whole) + "." + (fraction < 10 ? "0" : "") + String(fraction)
 }
 
-/// Nanoseconds as microseconds with three decimals (`%.3f` of ns / 1000, INFO latencystats).
-func microsecondsFixed3(_ nanoseconds: Int64) -> String {
-    let fraction = String(nanoseconds % 1000)
-    return String(nanoseconds / 1000) + "." + String(repeating: "0", count: 3 - fraction.count) + fraction
-}
-
 /// Formats with exactly six decimals (`%.6f`, INFO cpu) without Foundation.
 func fixed6(_ value: Double) -> String {
     let millionths = Int64((value * 1_000_000).rounded())

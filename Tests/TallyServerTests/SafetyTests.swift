@@ -216,6 +216,28 @@ final class SafetyTests: ServerTestCase {
         XCTAssertEqual(try client.call("SET", "new", "1"), .simple("OK"))
     }
 
+    // maxmemory bounds the heap INFO reports as used_memory, as in Redis, not only the keyspace's
+    // estimate (which leaves out the tables' real per-key cost): 200k writes of 100-byte values
+    // into 4 MB used to leave used_memory near 7 MB.
+    func testMaxmemoryBoundsUsedMemory() throws {
+        let server = try start(["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"])
+        let client = try RESPClient(port: server.port)
+        let value = String(repeating: "v", count: 100)
+        for round in 0..<20 {
+            var pipeline: [UInt8] = []
+            for index in 0..<2_000 { pipeline += RESPClient.encode(["SET", "key:\(round):\(index)", value]) }
+            try client.sendRaw(pipeline)
+            for _ in 0..<2_000 { XCTAssertEqual(try client.readReply(), .simple("OK")) }
+            usleep(50_000)  // the server re-measures the heap about every 100 ms
+        }
+        let used = Int(try info(client, "used_memory") ?? "") ?? .max
+        XCTAssertLessThanOrEqual(used, 4 * 1_048_576 * 110 / 100, "used_memory \(used)")
+        XCTAssertGreaterThan(Int(try info(client, "evicted_keys") ?? "0") ?? 0, 10_000)
+        guard case .integer(let keys) = try client.call("DBSIZE") else { return XCTFail("DBSIZE") }
+        XCTAssertGreaterThan(keys, 1_000)
+        XCTAssertEqual(try info(client, "used_memory_peak").map { Int($0)! >= used }, true)
+    }
+
     // Slow-loris (one byte at a time from many clients), many idle connections, and clients
     // vanishing mid-pipeline and mid-MULTI: others keep being served, nothing leaks.
     func testAbusiveClientsDoNotStarveOthersOrLeakDescriptors() throws {
