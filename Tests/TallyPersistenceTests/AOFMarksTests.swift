@@ -233,6 +233,20 @@ import TallyTestSupport
         #expect(empty.base.bytes.isEmpty)
     }
 
+    /// A value that holds a `\n#TALLY-` line defeats the quick check; the record-by-record check
+    /// still verifies the file. Marks straddling 1 MiB read boundaries verify too.
+    @Test func markLookalikesInValuesAndChunkBoundaries() throws {
+        let disk = SimulatedDisk()
+        let writer = try makeWriter(disk)
+        write(writer, ["SET", "trap", "x\n#TALLY-CRC64:0000000000000000 5\r\n"])
+        write(writer, ["SET", "trap2", "\n#TALLY-AOF:1\r\n"])
+        for index in 0..<40 { write(writer, ["SET", "k\(index)", String(repeating: "v", count: 70_001 + index)]) }
+        #expect(try AOFMarkVerifier(storage: disk).check(path: incrPath, startingAt: 0) == .verified)
+        let (summary, commands) = try load(disk)
+        #expect(summary?.truncatedFiles.isEmpty == true)
+        #expect(commands.count == 42)
+    }
+
     @Test func markLinesParse() {
         var line: [UInt8] = []
         AOFMarks.appendMark(crc: 0x0123_4567_89ab_cdef, length: 1234, to: &line)

@@ -160,6 +160,7 @@ public struct AOFMarkVerifier<S: Storage> {
 
     /// Checks `path` from `start` (after an RDB preamble, or 0).
     public func check(path: String, startingAt start: Int64) throws(StorageError) -> AOFMarkCheck {
+        if try quickCheck(path: path, startingAt: start) { return .verified }
         let file = try storage.openForReading(path)
         defer { storage.close(file) }
         if start > 0 { try skip(file, start) }
@@ -266,6 +267,93 @@ public struct AOFMarkVerifier<S: Storage> {
             if got == 0 { return }
             remaining -= Int64(got)
         }
+    }
+
+    // The fast path for a healthy Tally file: without parsing records, find the lines that start
+    // with '#' (memchr), CRC everything else, and check that the file starts with a start line,
+    // every `#TALLY-` line is a start line after a closed region or a mark that verifies, and the
+    // file ends on a mark. True means verified. Anything else (foreign bytes, damage, a value that
+    // happens to hold a `\n#TALLY-` line) returns false and the record-by-record check decides.
+    // Loading a 1M-key AOF spent ~0.5 s in that record-by-record pass; this one is a CRC and a memchr.
+    private func quickCheck(path: String, startingAt start: Int64) throws(StorageError) -> Bool {
+        let file = try storage.openForReading(path)
+        defer { storage.close(file) }
+        if start > 0 { try skip(file, start) }
+        let lineMax = AOFMarks.markPrefix.count + 16 + 1 + 19 + 2
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var filled = 0
+        var position = 0
+        var atEnd = false
+        // The byte before buffer[0]; a newline at the start of the scan.
+        var before: UInt8 = 10
+        var region = CRC64()
+        var regionLength = 0
+        var sawStart = false
+        while true {
+            if position == filled {
+                if atEnd { break }
+                if filled > 0 { before = buffer[filled - 1] }
+                position = 0
+                filled = try readInto(storage, file, &buffer, 0..<buffer.count)
+                if filled == 0 { break }
+                continue
+            }
+            let from = position
+            let limit = filled
+            let found: Int? = buffer.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress, let hit = memchr(base + from, 35, limit - from) else { return nil }
+                return base.distance(to: UnsafeRawPointer(hit))
+            }
+            let upto = found ?? filled
+            if upto > position {
+                buffer.withUnsafeBytes { region.update(UnsafeRawBufferPointer(rebasing: $0[from..<upto])) }
+                regionLength += upto - position
+            }
+            guard let hash = found else {
+                position = filled
+                continue
+            }
+            let atLineStart = (hash > 0 ? buffer[hash - 1] : before) == 10
+            let lineLimit = Swift.min(filled, hash + lineMax)
+            let newline = buffer[hash..<lineLimit].firstIndex(of: 10)
+            if atLineStart && newline == nil && lineLimit == filled && !atEnd {
+                // The line continues in the next read: keep it (and the byte before it).
+                let keep = filled - hash
+                before = hash > 0 ? buffer[hash - 1] : before
+                buffer.withUnsafeMutableBytes { raw in
+                    guard let base = raw.baseAddress else { return }
+                    memmove(base, base + hash, keep)
+                }
+                let got = try readInto(storage, file, &buffer, keep..<buffer.count)
+                if got == 0 { atEnd = true }
+                filled = keep + got
+                position = 0
+                continue
+            }
+            let isTallyLine = atLineStart && filled - hash >= 7 && buffer[hash..<hash + 7].elementsEqual(
+                AOFMarks.markPrefix[0..<7])
+            guard isTallyLine else {
+                // An ordinary byte (or a #TS line): part of the region.
+                buffer.withUnsafeBytes { region.update(UnsafeRawBufferPointer(rebasing: $0[hash..<hash + 1])) }
+                regionLength += 1
+                position = hash + 1
+                continue
+            }
+            guard let newline else { return false }
+            let line = Array(buffer[hash...newline])
+            if AOFMarks.isStartLine(line) {
+                guard regionLength == 0 else { return false }
+                sawStart = true
+            } else if let (crc, length) = AOFMarks.parseMark(line) {
+                guard sawStart, length == Int64(regionLength), crc == region.value else { return false }
+            } else {
+                return false
+            }
+            region = CRC64()
+            regionLength = 0
+            position = newline + 1
+        }
+        return sawStart && regionLength == 0
     }
 
     // Whether everything from `offset` on is zero bytes, and the offset of the first
