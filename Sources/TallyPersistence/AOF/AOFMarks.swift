@@ -160,7 +160,11 @@ public struct AOFMarkVerifier<S: Storage> {
 
     /// Checks `path` from `start` (after an RDB preamble, or 0).
     public func check(path: String, startingAt start: Int64) throws(StorageError) -> AOFMarkCheck {
-        if try quickCheck(path: path, startingAt: start) { return .verified }
+        switch try quickCheck(path: path, startingAt: start) {
+        case .verified: return .verified
+        case .unmarked: return .unmarked
+        case .undecided: break
+        }
         let file = try storage.openForReading(path)
         defer { storage.close(file) }
         if start > 0 { try skip(file, start) }
@@ -272,10 +276,13 @@ public struct AOFMarkVerifier<S: Storage> {
     // The fast path for a healthy Tally file: without parsing records, find the lines that start
     // with '#' (memchr), CRC everything else, and check that the file starts with a start line,
     // every `#TALLY-` line is a start line after a closed region or a mark that verifies, and the
-    // file ends on a mark. True means verified. Anything else (foreign bytes, damage, a value that
-    // happens to hold a `\n#TALLY-` line) returns false and the record-by-record check decides.
+    // file ends on a mark. A file with no `#TALLY-` line at all (written by redis-server) is
+    // unmarked, unless it starts with a zero byte. Anything else (foreign bytes, damage, a value
+    // that happens to hold a `\n#TALLY-` line) is undecided and the record-by-record check decides.
     // Loading a 1M-key AOF spent ~0.5 s in that record-by-record pass; this one is a CRC and a memchr.
-    private func quickCheck(path: String, startingAt start: Int64) throws(StorageError) -> Bool {
+    private enum QuickResult { case verified, unmarked, undecided }
+
+    private func quickCheck(path: String, startingAt start: Int64) throws(StorageError) -> QuickResult {
         let file = try storage.openForReading(path)
         defer { storage.close(file) }
         if start > 0 { try skip(file, start) }
@@ -289,7 +296,10 @@ public struct AOFMarkVerifier<S: Storage> {
         var region = CRC64()
         var regionLength = 0
         var sawStart = false
+        var sawTallyLine = false
+        var firstByte: UInt8?
         while true {
+            if firstByte == nil && filled > 0 { firstByte = buffer[0] }
             if position == filled {
                 if atEnd { break }
                 if filled > 0 { before = buffer[filled - 1] }
@@ -339,21 +349,24 @@ public struct AOFMarkVerifier<S: Storage> {
                 position = hash + 1
                 continue
             }
-            guard let newline else { return false }
+            sawTallyLine = true
+            guard let newline else { return .undecided }
             let line = Array(buffer[hash...newline])
             if AOFMarks.isStartLine(line) {
-                guard regionLength == 0 else { return false }
+                // Bytes before a file's first start line are foreign (redis-server wrote them).
+                guard regionLength == 0 else { return .undecided }
                 sawStart = true
             } else if let (crc, length) = AOFMarks.parseMark(line) {
-                guard sawStart, length == Int64(regionLength), crc == region.value else { return false }
+                guard sawStart, length == Int64(regionLength), crc == region.value else { return .undecided }
             } else {
-                return false
+                return .undecided
             }
             region = CRC64()
             regionLength = 0
             position = newline + 1
         }
-        return sawStart && regionLength == 0
+        if sawTallyLine { return sawStart && regionLength == 0 ? .verified : .undecided }
+        return firstByte == 0 ? .undecided : .unmarked
     }
 
     // Whether everything from `offset` on is zero bytes, and the offset of the first
