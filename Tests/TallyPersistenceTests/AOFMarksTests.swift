@@ -247,6 +247,23 @@ import TallyTestSupport
         #expect(commands.count == 42)
     }
 
+    /// The recovery table's row for mark damage: refuse in any file, at the offset, never cut.
+    @Test func checksumMismatchRowRefuses() {
+        for last in [false, true] {
+            for loadTruncated in [false, true] {
+                let action = AOFRecoveryPlan.action(
+                    file: "f.aof", condition: .checksumMismatch(offset: 77, detail: "CRC64 mismatch"), isLastFile: last,
+                    loadTruncated: loadTruncated)
+                guard case .refuse(let file, let offset, let reason) = action else {
+                    Issue.record("expected a refusal, got \(action)")
+                    continue
+                }
+                #expect(file == "f.aof" && offset == 77)
+                #expect(reason.contains("offset 77") && reason.contains("CRC64 mismatch"))
+            }
+        }
+    }
+
     @Test func markLinesParse() {
         var line: [UInt8] = []
         AOFMarks.appendMark(crc: 0x0123_4567_89ab_cdef, length: 1234, to: &line)
