@@ -7,6 +7,13 @@ import TallyProtocol
 import TallyPersistence
 import TallyTestSupport
 
+/// `region` followed by the Tally integrity mark that covers it.
+func withMark(_ region: [UInt8]) -> [UInt8] {
+    var output = region
+    AOFMarks.appendMark(crc: CRC64.checksum(region), length: region.count, to: &output)
+    return output
+}
+
 /// RESP record bytes for `words`.
 func record(_ words: String...) -> [UInt8] {
     var bytes: [UInt8] = []

@@ -11,8 +11,23 @@ public struct AOFCheckResult: Equatable, Sendable {
     public var validUpTo: Int64
     /// Line number of `validUpTo` (1-based, as redis-check-aof's `ok_up_to_line`).
     public var validUpToLine: Int
-    /// True if every byte is part of a complete record.
-    public var isValid: Bool { validUpTo == size }
+    /// Set when Tally's integrity marks show damage before a good mark: the first byte that
+    /// could not be verified. Such a file must not be "fixed" by truncation.
+    public var corruptOffset: Int64?
+    /// True if every byte is part of a complete record (and verified, when marked).
+    public var isValid: Bool { validUpTo == size && corruptOffset == nil }
+}
+
+/// Where `--truncate-to-timestamp` would cut one file.
+public enum AOFTimestampCut: Equatable, Sendable {
+    /// No `#TS:` line after the target second.
+    case none
+    /// Cut at `offset`, the start of the first `#TS:` line later than the target.
+    case at(offset: Int64)
+    /// That line comes before any record of the file.
+    case nothingBefore
+    /// A `#TS:` line whose number does not end at `\r`.
+    case invalidAnnotation
 }
 
 /// Checks AOF files without replaying them.
@@ -86,6 +101,7 @@ public struct AOFChecker<S: Storage> {
             lastEnd = reader.offset
         }
         var validUpTo: Int64
+        var corruptOffset: Int64?
         switch end {
         case .complete:
             validUpTo = size
@@ -100,12 +116,67 @@ public struct AOFChecker<S: Storage> {
             output("AOF \(displayName) format error at offset \(offset)")
             validUpTo = multiStart ?? valid
         }
+        switch try AOFMarkVerifier(storage: storage).check(path: path, startingAt: skip) {
+        case .unmarked, .verified:
+            break
+        case .corrupt(let offset, let reason):
+            output("AOF \(displayName) integrity marks: corruption at offset \(offset): \(reason)")
+            corruptOffset = offset
+            validUpTo = Swift.min(validUpTo, offset)
+        case .tornTail(let valid, let reason):
+            output("AOF \(displayName) has a torn tail after offset \(valid): \(reason)")
+            validUpTo = Swift.min(validUpTo, valid)
+        }
         let line = try countLines(path, upTo: validUpTo) + 1
-        let result = AOFCheckResult(file: displayName, size: size, validUpTo: validUpTo, validUpToLine: line)
+        var result = AOFCheckResult(file: displayName, size: size, validUpTo: validUpTo, validUpToLine: line)
+        result.corruptOffset = corruptOffset
         output(
             "AOF analyzed: filename=\(displayName), size=\(size), ok_up_to=\(validUpTo), "
                 + "ok_up_to_line=\(line), diff=\(size - validUpTo)")
         return result
+    }
+
+    /// Finds the first `#TS:` line later than `seconds` in `path` (redis-check-aof
+    /// --truncate-to-timestamp). An RDB preamble of `rdbBytes` bytes is skipped.
+    public func timestampCut(path: String, rdbBytes: Int64, after seconds: Int64) throws(StorageError)
+        -> AOFTimestampCut
+    {
+        let file = try storage.openForReading(path)
+        defer { storage.close(file) }
+        var remaining = rdbBytes
+        var scratch = [UInt8](repeating: 0, count: 1 << 16)
+        while remaining > 0 {
+            let got = try readInto(storage, file, &scratch, 0..<Int(Swift.min(Int64(scratch.count), remaining)))
+            if got == 0 { break }
+            remaining -= Int64(got)
+        }
+        var reader = AOFRecordReader(storage: storage, file: file, startingAt: rdbBytes)
+        var arguments = CommandArguments()
+        var end = AOFScanEnd.complete
+        var sawData = rdbBytes > 0
+        while true {
+            switch try reader.nextItem(into: &arguments, end: &end) {
+            case .end:
+                return .none
+            case .record:
+                sawData = true
+            case .annotation(let start, let line):
+                guard let (stamp, valid) = AOFMarks.parseTimestamp(line) else { continue }
+                guard valid else { return .invalidAnnotation }
+                if stamp <= seconds { continue }
+                return sawData ? .at(offset: start) : .nothingBefore
+            }
+        }
+    }
+
+    /// The byte count of the RDB preamble of `path` (0 when it has none or no reader is set).
+    public func rdbPreambleBytes(path: String) throws -> Int64 {
+        let file = try storage.openForReading(path)
+        defer { storage.close(file) }
+        var head = [UInt8](repeating: 0, count: 5)
+        let headCount = try readInto(storage, file, &head, 0..<5)
+        guard headCount == 5, head == Array("REDIS".utf8), let rdbReader else { return 0 }
+        return try rdbReader(storage, path)
     }
 
     /// Cuts `path` to `length` bytes and makes that durable.

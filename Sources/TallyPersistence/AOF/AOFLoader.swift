@@ -223,6 +223,22 @@ public struct AOFLoader<S: Storage> {
             return .unreadable(reason: errnoDescription(error.code))
         }
         defer { storage.close(file) }
+        // Tally's marks are checked before anything is replayed: damage before a good mark
+        // refuses the file; a torn tail limits the replay to the end of the last good mark.
+        var limit: Int64?
+        do throws(StorageError) {
+            switch try AOFMarkVerifier(storage: storage).check(path: path, startingAt: skip) {
+            case .unmarked, .verified:
+                break
+            case .corrupt(let offset, let reason):
+                return .checksumMismatch(offset: offset, detail: reason)
+            case .tornTail(let validUpTo, let reason):
+                log(.warning, "!!! Torn tail in the AOF file \(path) (\(reason)): usable up to offset \(validUpTo) !!!")
+                limit = validUpTo
+            }
+        } catch {
+            return .unreadable(reason: errnoDescription(error.code))
+        }
         var reader = AOFRecordReader(storage: storage, file: file, startingAt: skip)
         var arguments = CommandArguments()
         var end = AOFScanEnd.complete
@@ -230,6 +246,7 @@ public struct AOFLoader<S: Storage> {
             if skip > 0 { try skipBytes(file, count: skip) }
             replayer.beginFile()
             while try reader.next(into: &arguments, end: &end) {
+                if let limit, reader.offset > limit { break }
                 do {
                     try replayer.feed(arguments, recordEnd: reader.offset, replay: replay)
                 } catch {
@@ -238,6 +255,9 @@ public struct AOFLoader<S: Storage> {
             }
         } catch {
             return .unreadable(reason: errnoDescription(error.code))
+        }
+        if let limit {
+            return .truncated(validUpTo: replayer.openTransactionStart ?? limit)
         }
         switch end {
         case .complete:

@@ -12,6 +12,16 @@ public enum AOFScanEnd: Equatable, Sendable {
     case formatError(offset: Int64, validUpTo: Int64)
 }
 
+/// One step of `AOFRecordReader.nextItem`.
+public enum AOFReadItem: Equatable, Sendable {
+    /// A record is in the arguments.
+    case record
+    /// An annotation line (with its newline) starting at file offset `start`.
+    case annotation(start: Int64, line: [UInt8])
+    /// No more items; `end` says how the scan ended.
+    case end
+}
+
 /// Reads records (`*N\r\n$len\r\narg\r\n...`) one by one, reusing a single `CommandArguments`.
 ///
 /// The rules follow Redis's `loadSingleAppendOnlyFile`: lines starting with `#` are annotations
@@ -35,6 +45,68 @@ public struct AOFRecordReader<S: Storage> {
 
     /// The file offset just past the last complete record returned.
     public private(set) var offset: Int64
+
+    /// When set, `nextItem` folds every record into `regionChecksum`/`regionLength` (the mark
+    /// verifier); annotations are left to the caller (`addToRegion`, `resetRegion`).
+    public var tracksRegion = false
+    private var region = CRC64()
+    /// Bytes counted into the current region.
+    public private(set) var regionLength: Int64 = 0
+    /// CRC64 of the current region.
+    public var regionChecksum: UInt64 { region.value }
+
+    /// Starts a new, empty region (after a mark or start line).
+    public mutating func resetRegion() {
+        region = CRC64()
+        regionLength = 0
+    }
+
+    /// Counts `bytes` (an annotation that is not a mark) into the current region.
+    public mutating func addToRegion(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { region.update($0) }
+        regionLength += Int64(bytes.count)
+    }
+
+    /// Like `next`, but also returns annotation lines instead of skipping them.
+    public mutating func nextItem(into arguments: inout CommandArguments, end: inout AOFScanEnd)
+        throws(StorageError) -> AOFReadItem
+    {
+        while true {
+            let step = parse(into: &arguments)
+            switch step {
+            case .record(let recordEnd):
+                if tracksRegion {
+                    let from = start
+                    buffer.withUnsafeBytes { raw in
+                        region.update(UnsafeRawBufferPointer(rebasing: raw[from..<recordEnd]))
+                    }
+                    regionLength += Int64(recordEnd - from)
+                }
+                start = recordEnd
+                offset = bufferFileOffset + Int64(recordEnd)
+                return .record
+            case .skip(let skipEnd):
+                let line = Array(buffer[start..<skipEnd])
+                let lineStart = bufferFileOffset + Int64(start)
+                start = skipEnd
+                offset = bufferFileOffset + Int64(skipEnd)
+                return .annotation(start: lineStart, line: line)
+            case .formatError(let position):
+                end = .formatError(offset: bufferFileOffset + Int64(position), validUpTo: offset)
+                return .end
+            case .needMore:
+                if reachedEnd {
+                    if start == self.end || buffer[start] == 35 {
+                        end = .complete
+                    } else {
+                        end = .truncated(validUpTo: offset)
+                    }
+                    return .end
+                }
+                try fill()
+            }
+        }
+    }
 
     /// Starts reading `file` at `offset` (after an RDB preamble, or 0); the file position must
     /// already be there.

@@ -10,6 +10,9 @@ public enum AOFFileCondition: Equatable, Sendable {
     case incompleteTransaction(validBeforeMulti: Int64)
     /// A byte at `offset` cannot belong to a record (corruption in the middle).
     case corrupt(offset: Int64)
+    /// Tally's CRC64 marks found damage before a good mark; `offset` is the first byte that
+    /// could not be verified (AOFMarks.swift).
+    case checksumMismatch(offset: Int64, detail: String)
     /// The RDB part of a base file could not be read.
     case corruptRDB(reason: String)
     /// A replayed command was rejected (unknown command...) at `offset`.
@@ -39,6 +42,7 @@ public enum AOFRecoveryAction: Equatable, Sendable {
 /// | truncated / open MULTI | yes       | no                 | refuse (unexpected end of file) |
 /// | truncated / open MULTI | no        | any                | refuse (not the last file)      |
 /// | corrupt                | any       | any                | refuse at the bad byte          |
+/// | checksum mismatch      | any       | any                | refuse at the first bad byte    |
 /// | corrupt RDB base       | any       | any                | refuse at 0                     |
 /// | rejected command       | any       | any                | refuse at the record            |
 /// | missing                | any       | any                | refuse at 0                     |
@@ -74,6 +78,12 @@ public enum AOFRecoveryPlan {
                 file: file, offset: offset,
                 reason: "Bad file format reading the append only file \(file): make a backup of your AOF file, "
                     + "then use ./redis-check-aof --fix <filename.manifest>")
+        case .checksumMismatch(let offset, let detail):
+            return .refuse(
+                file: file, offset: offset,
+                reason: "Bad file format reading the append only file \(file): the AOF integrity marks show "
+                    + "corruption at offset \(offset) (\(detail)). Nothing was modified: make a backup of your "
+                    + "AOF directory, then inspect it with tally-check-aof <filename.manifest>")
         case .corruptRDB(let reason):
             return .refuse(
                 file: file, offset: 0,

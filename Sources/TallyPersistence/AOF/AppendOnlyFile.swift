@@ -1,4 +1,6 @@
 // AppendOnlyFile: the AOF writer: in-memory buffer, group-commit write/fsync, failure policy, incr rotation.
+// Every write(2) batch ends with a CRC64 mark and every writer session starts a file with a start line
+// (format: AOFMarks.swift); `#TS:` lines when aof-timestamp-enabled.
 import Dispatch
 import Glibc
 import TallyProtocol
@@ -33,13 +35,18 @@ public struct AOFWriterConfiguration: Sendable {
     /// Time for retry pacing, the everysec postponement and WAITAOF deadlines (a manual clock
     /// in tests, so those schedules run without sleeping).
     public var clock: any Clock
+    /// `aof-timestamp-enabled`: write Redis 7.0's `#TS:<unix seconds>` line before the first
+    /// record of each new second.
+    public var timestampsEnabled: Bool
 
     /// Creates a configuration; without `fatal`, the fatal message is only logged.
     public init(
         directory: String, naming: AOFNaming = AOFNaming(), fsyncPolicy: AppendFsyncPolicy = .everysec,
         startsFsyncThread: Bool = true, clock: any Clock = SystemClock(),
-        log: @escaping PersistenceLogger = { _, _ in }, fatal: (@Sendable (String) -> Void)? = nil
+        log: @escaping PersistenceLogger = { _, _ in }, fatal: (@Sendable (String) -> Void)? = nil,
+        timestampsEnabled: Bool = false
     ) {
+        self.timestampsEnabled = timestampsEnabled
         self.directory = directory
         self.naming = naming
         self.fsyncPolicy = fsyncPolicy
@@ -113,6 +120,14 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     private var delayedFsyncs = 0
     /// `appendfsync` in force; starts as `configuration.fsyncPolicy`, CONFIG SET changes it live.
     private var policy: AppendFsyncPolicy
+    /// `buffer[0..<markedUpTo]` is covered by marks already in the buffer; the bytes after it
+    /// form the open region the next mark will cover.
+    private var markedUpTo = 0
+    /// The next append starts with a start line (a new writer session or a new incr file).
+    private var needsStartLine = true
+    /// `aof-timestamp-enabled` in force, and the second of the last `#TS:` line written.
+    private var timestampsEnabled: Bool
+    private var lastTimestampSeconds: Int64 = 0
 
     /// Opens the last incr file of `manifest` (which must have one) for appending.
     public init(storage: S, manifest: AOFManifest, baseSize: Int64, configuration: AOFWriterConfiguration)
@@ -124,6 +139,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         self.manifest = manifest
         self.baseSize = baseSize
         policy = configuration.fsyncPolicy
+        timestampsEnabled = configuration.timestampsEnabled
         let last = manifest.incrs[manifest.incrs.count - 1]
         incrFile = try storage.openForAppend(storagePath(configuration.directory, last.name))
         currentIncrSize = try storage.size(incrFile)
@@ -148,6 +164,23 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let before = buffer.count
+        if needsStartLine {
+            closeRegionLocked()
+            buffer.append(contentsOf: AOFMarks.startLine)
+            markedUpTo = buffer.count
+            needsStartLine = false
+        }
+        if timestampsEnabled {
+            // Redis's feedAppendOnlyFile: a #TS line before the first command of a new second.
+            // The region before it is closed by a mark, so cutting the file at a #TS line
+            // (tally-check-aof --truncate-to-timestamp) leaves it ending on a good mark.
+            let seconds = configuration.clock.nowMilliseconds() / 1000
+            if seconds > lastTimestampSeconds {
+                closeRegionLocked()
+                AOFMarks.appendTimestamp(seconds, to: &buffer)
+                lastTimestampSeconds = seconds
+            }
+        }
         for record in batch.records {
             if record.database != selectedDatabase {
                 RESPRecord.appendSelect(record.database, to: &buffer)
@@ -157,6 +190,24 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         }
         appended += UInt64(buffer.count - before)
         return appended
+    }
+
+    // Appends a mark covering the open region of the buffer, if it has any bytes.
+    private func closeRegionLocked() {
+        let length = buffer.count - markedUpTo
+        guard length > 0 else { return }
+        var crc = CRC64()
+        let from = markedUpTo
+        buffer.withUnsafeBytes { raw in crc.update(UnsafeRawBufferPointer(rebasing: raw[from...])) }
+        AOFMarks.appendMark(crc: crc.value, length: length, to: &buffer)
+        markedUpTo = buffer.count
+    }
+
+    /// CONFIG SET aof-timestamp-enabled: takes effect with the next append.
+    public func setTimestampsEnabled(_ enabled: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        timestampsEnabled = enabled
     }
 
     public func writeRefusal() -> [UInt8]? {
@@ -230,13 +281,28 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     private func writeBufferLocked(now: Int64) {
         flushing = true
         lastWriteAttempt = now
-        var chunk = buffer
+        // The chunk takes the buffer's storage (uniquely, so appending the mark copies nothing);
+        // appenders continue in the spare.
+        var chunk: [UInt8] = []
+        swap(&chunk, &buffer)
         swap(&buffer, &spare)
         buffer.removeAll(keepingCapacity: true)
+        let regionFrom = markedUpTo
+        markedUpTo = 0
+        // The mark that ends this batch is part of the logical stream: counted now, so offsets
+        // handed out after this point include it.
+        let regionLength = chunk.count - regionFrom
+        if regionLength > 0 { appended += UInt64(AOFMarks.markLineLength(regionLength: regionLength)) }
         let file = incrFile
         let sizeBefore = currentIncrSize
         let policy = policy
         lock.unlock()
+
+        if regionLength > 0 {
+            var crc = CRC64()
+            chunk.withUnsafeBytes { raw in crc.update(UnsafeRawBufferPointer(rebasing: raw[regionFrom...])) }
+            AOFMarks.appendMark(crc: crc.value, length: regionLength, to: &chunk)
+        }
 
         var done = 0
         var failure: StorageError?
@@ -272,6 +338,8 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
             currentIncrSize += Int64(kept)
             // Unwritten bytes go back in front of anything appended meanwhile.
             chunk.removeFirst(kept)
+            // The leftover ends with its mark: all of it is covered.
+            markedUpTo += chunk.count
             chunk.append(contentsOf: buffer)
             buffer = chunk
             if policy == .always {
@@ -518,6 +586,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         currentIncrSize = 0
         manifest = next
         selectedDatabase = -1
+        needsStartLine = true
         return next
     }
 

@@ -203,9 +203,14 @@ extension PersistenceEngine {
                     return try saveSnapshot(input.image, storage: storage, directory: directory, fileName: name,
                                             options: options, incrementalFsync: true)
                 }
+                let stamp = settings.timestampsEnabled ? clock.nowMilliseconds() / 1000 : nil
                 return try atomicReplace(storage, directory: directory, name: name, incrementalFsync: true) { sink in
-                    try writeRESPFunctions(input.image.functionCodes, into: &sink)
-                    try writeRESPBase(entryWalker(input.image), into: &sink)
+                    // A RESP base carries integrity marks like incr files (AOFMarks.swift).
+                    var marking = MarkingSink(base: sink, timestampSeconds: stamp)
+                    try writeRESPFunctions(input.image.functionCodes, into: &marking)
+                    try writeRESPBase(entryWalker(input.image), into: &marking)
+                    try marking.finish()
+                    sink = marking.base
                 }
             }
             writer?.adoptRewrittenManifest(installed.manifest, baseSize: installed.baseSize, keptIncrSizes: 0)

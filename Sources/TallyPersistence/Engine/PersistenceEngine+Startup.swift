@@ -172,7 +172,8 @@ extension PersistenceEngine {
         }
         let configuration = AOFWriterConfiguration(
             directory: settings.appendDirectory, naming: settings.naming, fsyncPolicy: settings.fsyncPolicy,
-            startsFsyncThread: startsFsyncThread, clock: clock, log: log, fatal: onFatal)
+            startsFsyncThread: startsFsyncThread, clock: clock, log: log, fatal: onFatal,
+            timestampsEnabled: settings.timestampsEnabled)
         let writer = try AppendOnlyFile(storage: storage, manifest: manifest, baseSize: baseSize,
                                         configuration: configuration)
         let offsetBase = state.withLock { $0.nextOffsetBase }

@@ -208,6 +208,9 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
             return (old, state.startupComplete)
         }
         if new.fsyncPolicy != old.fsyncPolicy { state.withLock { $0.writer }?.setFsyncPolicy(new.fsyncPolicy) }
+        if new.timestampsEnabled != old.timestampsEnabled {
+            state.withLock { $0.writer }?.setTimestampsEnabled(new.timestampsEnabled)
+        }
         refreshSaveGate()
         guard new.appendOnly != old.appendOnly else { return nil }
         // The loader owns the AOF directory until start-up finishes.

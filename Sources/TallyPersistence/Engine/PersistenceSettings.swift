@@ -57,6 +57,8 @@ public struct PersistenceSettings: Sendable {
     public var naming = AOFNaming()
     /// `aof-use-rdb-preamble`.
     public var useRDBPreamble = true
+    /// `aof-timestamp-enabled`.
+    public var timestampsEnabled = false
     /// `aof-load-truncated`.
     public var loadTruncated = true
     /// `auto-aof-rewrite-percentage` (0 disables automatic rewrites).

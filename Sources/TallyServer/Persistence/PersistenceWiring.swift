@@ -23,6 +23,7 @@ extension PersistenceSettings {
         appendDirectory = configuration.string("appenddirname")
         naming = AOFNaming(appendFileName: configuration.string("appendfilename"))
         useRDBPreamble = configuration.bool("aof-use-rdb-preamble")
+        timestampsEnabled = configuration.bool("aof-timestamp-enabled")
         loadTruncated = configuration.bool("aof-load-truncated")
         rewritePercentage = configuration.integer("auto-aof-rewrite-percentage")
         rewriteMinimumBytes = configuration.integer("auto-aof-rewrite-min-size")
@@ -48,6 +49,7 @@ extension PersistenceSettings {
         case "stop-writes-on-bgsave-error": next.stopWritesOnError = yes
         case "dbfilename": next.rdbFileName = value
         case "aof-use-rdb-preamble": next.useRDBPreamble = yes
+        case "aof-timestamp-enabled": next.timestampsEnabled = yes
         case "aof-load-truncated": next.loadTruncated = yes
         case "rdbcompression": next.compression = yes
         case "rdbchecksum": next.checksum = yes
