@@ -85,6 +85,9 @@ public final class CommandEngine: Sendable {
     private let payloadCodec = Mutex<(any DumpPayloadCodec)?>(nil)
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
+    /// The highest offset the attached log returned (raised with the shard locks still held),
+    /// read once per command to give every reply the durability wait of what it could observe.
+    private let appendedHighWater = Atomic<UInt64>(0)
     private let dirty = Atomic<Int64>(0)
     private let password = Mutex<[UInt8]?>(nil)
     private let passwordSet = Atomic<Bool>(false)
@@ -213,7 +216,16 @@ public final class CommandEngine: Sendable {
     func flushPropagation(_ session: ClientSession) {
         if session.propagation.isEmpty { return }
         if let log = attachedLog {
-            session.pendingLogOffset = log.append(session.propagation)
+            let offset = log.append(session.propagation)
+            session.pendingLogOffset = offset
+            // A monotonic maximum: appends on other threads may return out of order.
+            var seen = appendedHighWater.load(ordering: .relaxed)
+            while seen < offset {
+                let (exchanged, original) = appendedHighWater.compareExchange(
+                    expected: seen, desired: offset, ordering: .acquiringAndReleasing)
+                if exchanged { break }
+                seen = original
+            }
         }
         session.propagation.removeAll()
     }
@@ -551,6 +563,11 @@ public final class CommandEngine: Sendable {
         table.rows[row].handler(&context)
         context.finish()
         keyspace.unlockExclusive(exclusive)
+        // Observed writes are durable writes: whatever this command read was appended before it
+        // (under the shard lock it then took), so this offset covers it. Refused and queued
+        // commands observe nothing and do not wait.
+        let observed = appendedHighWater.load(ordering: .acquiring)
+        if observed > session.observedLogOffset { session.observedLogOffset = observed }
         swap(&context.output, &output)
         let elapsed = monotonicMicroseconds() - start
         statistics.calls.add(1, ordering: .relaxed)

@@ -442,7 +442,7 @@ final class IOThread: @unchecked Sendable {
         if pendingFlush.isEmpty { return }
         if let log = engine.attachedLog {
             var highest: UInt64 = 0
-            for connection in pendingFlush { highest = max(highest, connection.session.pendingLogOffset) }
+            for connection in pendingFlush { highest = max(highest, connection.session.replyLogOffset) }
             if highest > 0 {
                 log.waitUntilDurable(highest)
                 if !log.isDurable(highest) { holdUndurable(log) }
@@ -471,7 +471,7 @@ final class IOThread: @unchecked Sendable {
     private func holdUndurable(_ log: any AppendLog) {
         var ready: [Connection] = []
         for connection in pendingFlush {
-            let offset = connection.session.pendingLogOffset
+            let offset = connection.session.replyLogOffset
             if offset > 0 && !log.isDurable(offset) {
                 heldForDurability.append(connection)
             } else {

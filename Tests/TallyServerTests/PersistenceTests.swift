@@ -580,3 +580,74 @@ final class PersistenceTests: XCTestCase {
         _ = restarted.waitForExit()
     }
 }
+
+// MARK: Observed writes
+
+extension PersistenceTests {
+    /// The highest value each reader saw per key.
+    private final class Observations: @unchecked Sendable {
+        // @unchecked: every field is touched under `lock`.
+        let lock = NSLock()
+        var highest: [Int64]
+        var reads = 0
+        init(keys: Int) { highest = Array(repeating: 0, count: keys) }
+    }
+
+    /// Writers INCRBY on some connections, readers GET on others (several I/O threads), then
+    /// SIGKILL: every value any reader saw must be there after the restart, since a reply
+    /// may not show a write whose record has not reached the kernel (fsynced under `always`).
+    private func runObservedKillScenario(fsync: String) throws {
+        let workers = 3
+        let readers = 4
+        let directory = try makeDirectory()
+        let arguments = ["--appendfsync", fsync, "--io-threads", "4"]
+        let server = try startTally(directory, arguments)
+        let port = server.port
+        let ledger = Ledger(keys: workers)
+        let observed = Observations(keys: workers)
+        let group = DispatchGroup()
+        for index in 0..<(workers + readers) {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                if index < workers {
+                    Self.incrementUntilClosed(port: port, index: index, ledger: ledger)
+                    return
+                }
+                guard let client = try? RESPClient(port: port) else { return }
+                var key = index
+                while true {
+                    key = (key + 1) % workers
+                    guard let reply = try? client.call("GET", "key:\(key)") else { return }
+                    let value = Int64(reply.text ?? "0") ?? 0
+                    observed.lock.lock()
+                    observed.highest[key] = max(observed.highest[key], value)
+                    observed.reads += 1
+                    observed.lock.unlock()
+                }
+            }.start()
+        }
+        usleep(800_000)
+        server.signal(SIGKILL)
+        group.wait()
+        _ = server.waitForExit()
+        XCTAssertGreaterThan(observed.reads, 100, "the readers barely ran")
+        let restarted = try startTally(directory, arguments)
+        let client = try RESPClient(port: restarted.port)
+        for key in 0..<workers {
+            let stored = Int64(try client.call("GET", "key:\(key)").text ?? "0") ?? -1
+            XCTAssertGreaterThanOrEqual(
+                stored, observed.highest[key], "\(fsync): key:\(key) lost a value a reader had seen")
+            XCTAssertGreaterThanOrEqual(
+                stored, ledger.acknowledged[key], "\(fsync): key:\(key) lost an acknowledged write")
+        }
+    }
+
+    func testKillWithReadersKeepsEveryObservedValueUnderAlways() throws {
+        try runObservedKillScenario(fsync: "always")
+    }
+
+    func testKillWithReadersKeepsEveryObservedValueUnderNo() throws {
+        try runObservedKillScenario(fsync: "no")
+    }
+}
