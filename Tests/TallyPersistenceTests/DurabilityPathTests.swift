@@ -1,4 +1,5 @@
 // DurabilityPathTests: directory fsyncs before acknowledgements, and a failed fsync that is never trusted again.
+import Dispatch
 import Glibc
 import Testing
 import TallyCommands
@@ -281,5 +282,43 @@ import TallyTestSupport
         aof.persistence.tick()
         #expect(aof.jobs.runNext())
         #expect(aof.run("SET", "b", "2") == "+OK\r\n")
+    }
+}
+
+/// Observed writes are durable writes, with a slow fsync: while a writer's fsync is in
+/// progress, another connection can read the new value, but its reply waits for that fsync.
+@Suite struct ObservedDurabilityTests {
+    @Test func readerWaitsForTheWritersFsync() throws {
+        let disk = SimulatedDisk()
+        var settings = PersistenceSettings()
+        settings.appendOnly = true
+        settings.fsyncPolicy = .always
+        let aof = PersistenceHarness(settings: settings, disk: disk)
+        try aof.start()
+        let log = try #require(aof.commands.engine.attachedLog)
+        let reader = CommandHarness(sharing: aof.commands)
+        disk.holdFsyncs()
+        // The writer's I/O thread: INCR, then its durability wait blocks in the held fsync.
+        aof.commands.run("INCR", "n")
+        let offset = aof.commands.session.pendingLogOffset
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            log.waitUntilDurable(offset)
+            done.signal()
+        }
+        while disk.fsyncsWaiting == 0 { usleep(100) }
+        // Another connection reads the new value meanwhile: its reply may not leave yet.
+        #expect(reader.reply("GET", "n") == "$1\r\n1\r\n")
+        #expect(reader.session.replyLogOffset >= offset)
+        #expect(!log.isDurable(reader.session.replyLogOffset))
+        disk.releaseFsyncs()
+        done.wait()
+        log.waitUntilDurable(reader.session.replyLogOffset)
+        #expect(log.isDurable(reader.session.replyLogOffset))
+        // A power cut now keeps what the reader saw.
+        disk.powerCut(seed: 4)
+        let restarted = PersistenceHarness(settings: settings, disk: disk)
+        try restarted.start()
+        #expect(restarted.run("GET", "n") == "$1\r\n1\r\n")
     }
 }
