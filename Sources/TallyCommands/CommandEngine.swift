@@ -548,6 +548,7 @@ public final class CommandEngine: Sendable {
              insideExec: Bool) {
         let statistics = statistics(row: row, arguments)
         let start = monotonicMicroseconds()
+        let offsetBefore = session.pendingLogOffset
         // Errors written before this command (a refusal, an earlier command of EXEC) are not its own.
         output.errorRepliesSeen = output.errorRepliesWritten
         // Move the buffer into the context instead of copying it, so appending to it does not
@@ -564,10 +565,14 @@ public final class CommandEngine: Sendable {
         context.finish()
         keyspace.unlockExclusive(exclusive)
         // Observed writes are durable writes: whatever this command read was appended before it
-        // (under the shard lock it then took), so this offset covers it. Refused and queued
-        // commands observe nothing and do not wait.
-        let observed = appendedHighWater.load(ordering: .acquiring)
-        if observed > session.observedLogOffset { session.observedLogOffset = observed }
+        // (under the shard lock it then took), so this offset covers it. A command that appended
+        // did so holding the locks of every key it read, so its own offset already covers them
+        // (and it does not wait for other threads' later records). Refused and queued commands
+        // observe nothing and do not wait.
+        if session.pendingLogOffset == offsetBefore {
+            let observed = appendedHighWater.load(ordering: .acquiring)
+            if observed > session.observedLogOffset { session.observedLogOffset = observed }
+        }
         swap(&context.output, &output)
         let elapsed = monotonicMicroseconds() - start
         statistics.calls.add(1, ordering: .relaxed)

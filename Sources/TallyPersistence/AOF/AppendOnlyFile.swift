@@ -123,7 +123,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     private var rotatedAtOffset: UInt64 = 0
     /// Mirror of what `coveredLocked` accepts (0 while none can be), for the lock-free fast path
     /// of `waitUntilDurable`/`isDurable`: readers' replies check it once per event-loop pass.
-    private let coveredHint = Atomic<UInt64>(0)
+    private let coveredHint = OffsetCell()
     private var stopping = false
     private var fsyncThreadRunning = false
     private var incrFile: StorageFile
@@ -188,14 +188,14 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     }
 
     public func waitUntilDurable(_ offset: UInt64) {
-        if coveredHint.load(ordering: .acquiring) >= offset { return }
+        if coveredHint.value.load(ordering: .acquiring) >= offset { return }
         _ = flush(upTo: offset)
     }
 
     /// True if everything up to `offset` has been written (and fsynced under `always`). The
     /// network layer calls it after `waitUntilDurable`; false means hold the replies.
     public func isDurable(_ offset: UInt64) -> Bool {
-        if coveredHint.load(ordering: .acquiring) >= offset { return true }
+        if coveredHint.value.load(ordering: .acquiring) >= offset { return true }
         lock.lock()
         defer { lock.unlock() }
         return coveredLocked(offset)
@@ -214,7 +214,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         var covered = policy == .always ? fsynced : written
         if fsyncPoisoned { covered = Swift.min(covered, poisonedAtOffset) }
         if failedFatally { covered = 0 }
-        coveredHint.store(covered, ordering: .releasing)
+        coveredHint.value.store(covered, ordering: .releasing)
     }
 
     /// Marks the current incr file as poisoned by a failed fsync (the lock is held).
@@ -633,6 +633,12 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     func persistManifest(_ manifest: AOFManifest) throws(StorageError) {
         try writeManifest(manifest, storage: storage, directory: configuration.directory, naming: configuration.naming)
     }
+}
+
+/// An atomic offset in its own object: an `Atomic` stored directly in the generic writer, whose
+/// initializer throws, crashes the release compiler (CopyPropagation, Swift 6.3).
+final class OffsetCell: Sendable {
+    let value = Atomic<UInt64>(0)
 }
 
 /// Writes `manifest` to `directory` atomically and durably (temp, fsync, rename, fsync dir).
