@@ -467,13 +467,12 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         lock.broadcast()
         while fsyncThreadRunning { lock.wait() }
         let file = incrFile
-        lock.unlock()
-        lock.lock()
         let poisoned = fsyncPoisoned
         lock.unlock()
-        // A poisoned file's fsync proves nothing; shutting down then reports failure.
-        if poisoned { ok = false }
-        if ok {
+        if poisoned {
+            // A poisoned file's fsync proves nothing: shutting down reports the failure.
+            ok = false
+        } else {
             do throws(StorageError) { try storage.fsync(file) } catch { ok = false }
         }
         if ok {
