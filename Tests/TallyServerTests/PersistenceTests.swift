@@ -564,12 +564,22 @@ final class PersistenceTests: XCTestCase {
         let other = try RESPClient(port: server.port)
         XCTAssertEqual(
             try other.call("INCR", "c"), .error("MISCONF Errors writing to the AOF file: No space left on device"))
+        // Observed writes are durable writes: a reader on another connection can see the value
+        // in memory, but its reply is held like the writer's until the record is written.
+        let reader = try RESPClient(port: server.port, timeoutSeconds: 1)
+        try reader.sendRaw(RESPClient.encode(["STRLEN", "big"]))
+        XCTAssertThrowsError(try reader.readReply()) { error in
+            XCTAssertEqual(error as? RESPClientError, .timedOut)
+        }
 
         try FileManager.default.removeItem(atPath: filler)
         // The writer retries about once a second; then the held reply goes out.
         var reply: RESPValue?
         for _ in 0..<5 where reply == nil { reply = try? writer.readReply() }
         XCTAssertEqual(reply, .simple("OK"))
+        var observed: RESPValue?
+        for _ in 0..<5 where observed == nil { observed = try? reader.readReply() }
+        XCTAssertEqual(observed, .integer(300_000))
         XCTAssertEqual(try other.call("INCR", "c"), .integer(1))
         kill9(server)
         let restarted = try startTally(directory)
