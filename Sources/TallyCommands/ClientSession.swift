@@ -22,6 +22,12 @@ public final class ClientSession {
     public var closeAfterReply: Bool = false
     /// The highest AOF offset this session's pending replies depend on (see AppendLog).
     public var pendingLogOffset: UInt64 = 0
+    /// The AOF offset current when this session's last command ran (reads included): a reply
+    /// may show another client's write, and must not leave before that write's record is
+    /// written (fsynced under `always`), or a crash could take back a value someone saw.
+    public var observedLogOffset: UInt64 = 0
+    /// The offset the pending replies wait for: this session's own writes and what it observed.
+    @inline(__always) public var replyLogOffset: UInt64 { Swift.max(pendingLogOffset, observedLogOffset) }
     /// Name of the last command executed (CLIENT LIST `cmd=`).
     public var lastCommandName: String = "NULL"
     /// Peer and local addresses as CLIENT LIST prints them ("127.0.0.1:5000").

@@ -89,6 +89,9 @@ public final class CommandEngine: Sendable {
     private let payloadCodec = Mutex<(any DumpPayloadCodec)?>(nil)
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
+    /// The highest offset the attached log returned (raised with the shard locks still held),
+    /// read once per command to give every reply the durability wait of what it could observe.
+    private let appendedHighWater = Atomic<UInt64>(0)
     private let dirty = Atomic<Int64>(0)
     private let password = Mutex<[UInt8]?>(nil)
     private let passwordSet = Atomic<Bool>(false)
@@ -220,7 +223,16 @@ public final class CommandEngine: Sendable {
     func flushPropagation(_ session: ClientSession) {
         if session.propagation.isEmpty { return }
         if let log = attachedLog {
-            session.pendingLogOffset = log.append(session.propagation)
+            let offset = log.append(session.propagation)
+            session.pendingLogOffset = offset
+            // A monotonic maximum: appends on other threads may return out of order.
+            var seen = appendedHighWater.load(ordering: .relaxed)
+            while seen < offset {
+                let (exchanged, original) = appendedHighWater.compareExchange(
+                    expected: seen, desired: offset, ordering: .acquiringAndReleasing)
+                if exchanged { break }
+                seen = original
+            }
         }
         session.propagation.removeAll()
     }
@@ -612,6 +624,7 @@ public final class CommandEngine: Sendable {
              insideExec: Bool) {
         let statistics = statistics(row: row, arguments)
         let start = monotonicMicroseconds()
+        let offsetBefore = session.pendingLogOffset
         // Errors written before this command (a refusal, an earlier command of EXEC) are not its own.
         output.errorRepliesSeen = output.errorRepliesWritten
         // Move the buffer into the context instead of copying it, so appending to it does not
@@ -627,6 +640,15 @@ public final class CommandEngine: Sendable {
         table.rows[row].handler(&context)
         context.finish()
         keyspace.unlockExclusive(exclusive)
+        // Observed writes are durable writes: whatever this command read was appended before it
+        // (under the shard lock it then took), so this offset covers it. A command that appended
+        // did so holding the locks of every key it read, so its own offset already covers them
+        // (and it does not wait for other threads' later records). Refused and queued commands
+        // observe nothing and do not wait.
+        if session.pendingLogOffset == offsetBefore {
+            let observed = appendedHighWater.load(ordering: .acquiring)
+            if observed > session.observedLogOffset { session.observedLogOffset = observed }
+        }
         swap(&context.output, &output)
         let elapsed = monotonicMicroseconds() - start
         statistics.calls.add(1, ordering: .relaxed)

@@ -41,6 +41,8 @@ final class IOThread: @unchecked Sendable {
     /// Connections whose replies acknowledge writes the AOF failed to write; retried each
     /// iteration (every 10 ms at most) and released once the log reports them durable.
     private var heldForDurability: [Connection] = []
+    /// The highest log offset this loop has seen durable (see `flushPending`).
+    private var knownDurableOffset: UInt64 = 0
     private var listeners: [Int32] = []
     private var nextAcceptTarget = 0
     private var readScratch: UnsafeMutableRawBufferPointer
@@ -440,12 +442,16 @@ final class IOThread: @unchecked Sendable {
             heldForDurability.removeAll(keepingCapacity: true)
         }
         if pendingFlush.isEmpty { return }
-        if let log = engine.attachedLog {
-            var highest: UInt64 = 0
-            for connection in pendingFlush { highest = max(highest, connection.session.pendingLogOffset) }
-            if highest > 0 {
-                log.waitUntilDurable(highest)
-                if !log.isDurable(highest) { holdUndurable(log) }
+        var highest: UInt64 = 0
+        for connection in pendingFlush { highest = max(highest, connection.session.replyLogOffset) }
+        // Offsets only grow and coverage only advances, so an offset this loop already saw
+        // covered needs no call at all: reads after the last write cost one comparison.
+        if highest > knownDurableOffset, let log = engine.attachedLog {
+            log.waitUntilDurable(highest)
+            if log.isDurable(highest) {
+                knownDurableOffset = highest
+            } else {
+                holdUndurable(log)
             }
         }
         var batch = pendingFlush
@@ -471,7 +477,7 @@ final class IOThread: @unchecked Sendable {
     private func holdUndurable(_ log: any AppendLog) {
         var ready: [Connection] = []
         for connection in pendingFlush {
-            let offset = connection.session.pendingLogOffset
+            let offset = connection.session.replyLogOffset
             if offset > 0 && !log.isDurable(offset) {
                 heldForDurability.append(connection)
             } else {

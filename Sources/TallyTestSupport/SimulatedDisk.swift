@@ -16,10 +16,13 @@ public enum DiskOperation: Hashable, Sendable, CaseIterable {
 /// the *durable* namespace that only changes for a directory when it is fsynced. So a created,
 /// renamed or removed name survives a power cut only after `fsyncDirectory`, like ext4/xfs
 /// without the rename heuristics. `powerCut(seed:)` reverts to the durable state and may keep a
-/// random prefix (a torn write) of each file's non-durable tail. Directories themselves are
-/// assumed durable once made. All choices come from the seed, so every run is reproducible.
+/// random prefix (a torn write) of each file's non-durable tail. A directory made by
+/// `makeDirectory` is itself an entry of its parent: it survives a power cut only once the
+/// parent is fsynced, and with it goes everything below it. All choices come from the seed, so
+/// every run is reproducible.
 ///
-///     visible names ──fsyncDirectory──▶ durable names
+///     visible names ──fsyncDirectory(parent)──▶ durable names
+///     made directories ──fsyncDirectory(parent)──▶ durable directories
 ///     written bytes ──────fsync───────▶ durable bytes
 public final class SimulatedDisk: Storage {
     private struct Inode {
@@ -45,6 +48,7 @@ public final class SimulatedDisk: Storage {
         var visible: [String: Int] = [:]
         var durable: [String: Int] = [:]
         var directories: Set<String> = ["", ".", "/"]
+        var durableDirectories: Set<String> = ["", ".", "/"]
         var handles: [Int32: Handle] = [:]
         var nextInode = 1
         var nextHandle: Int32 = 3
@@ -124,9 +128,31 @@ public final class SimulatedDisk: Storage {
         state.withLock { state in state.durable[path].flatMap { state.inodes[$0]?.durable } }
     }
 
-    /// Writes `bytes` to `path` as a fully durable file (test setup).
+    /// Makes `path` (and every directory above it) exist durably (test setup: a `dir` that
+    /// was there before the server started).
+    public func installDirectory(_ path: String) {
+        state.withLock { state in Self.installDirectories(&state, path) }
+    }
+
+    private static func installDirectories(_ state: inout State, _ path: String) {
+        var current = path
+        while !state.durableDirectories.contains(current) {
+            state.directories.insert(current)
+            state.durableDirectories.insert(current)
+            current = parent(of: current)
+        }
+    }
+
+    /// True if the directory `path` would survive a power cut now.
+    public func isDirectoryDurable(_ path: String) -> Bool {
+        state.withLock { $0.durableDirectories.contains(path) }
+    }
+
+    /// Writes `bytes` to `path` as a fully durable file (test setup); the directories above it
+    /// become durable too.
     public func install(_ path: String, _ bytes: [UInt8]) {
         state.withLock { state in
+            Self.installDirectories(&state, Self.parent(of: path))
             let inode = state.nextInode
             state.nextInode += 1
             state.inodes[inode] = Inode(written: bytes, durable: bytes)
@@ -145,6 +171,11 @@ public final class SimulatedDisk: Storage {
         return state.withLock { state in
             var report: [String] = []
             state.handles.removeAll()
+            // A directory whose own entry was never made durable is gone, with all below it.
+            let rooted = state.durableDirectories
+            state.durableDirectories = rooted.filter { Self.isRooted($0, in: rooted) }
+            state.directories = state.durableDirectories
+            state.durable = state.durable.filter { state.durableDirectories.contains(Self.parent(of: $0.key)) }
             state.visible = state.durable
             let live = Set(state.durable.values)
             for inode in state.inodes.keys.sorted() {
@@ -170,6 +201,16 @@ public final class SimulatedDisk: Storage {
     }
 
     // MARK: Storage
+
+    /// True if every directory from `path` up to the root is in `set`.
+    private static func isRooted(_ path: String, in set: Set<String>) -> Bool {
+        var current = path
+        while current != "" && current != "." && current != "/" {
+            guard set.contains(current) else { return false }
+            current = parent(of: current)
+        }
+        return true
+    }
 
     private static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
@@ -371,6 +412,9 @@ public final class SimulatedDisk: Storage {
             for (path, inode) in state.visible where Self.parent(of: path) == directory {
                 state.durable[path] = inode
             }
+            for path in state.directories where path != directory && Self.parent(of: path) == directory {
+                state.durableDirectories.insert(path)
+            }
         }
     }
 
@@ -392,6 +436,7 @@ public final class SimulatedDisk: Storage {
             guard state.directories.contains(Self.parent(of: path)) else {
                 throw StorageError(code: ENOENT, operation: "mkdir", path: path)
             }
+            // Visible now; durable only once the parent is fsynced.
             state.directories.insert(path)
         }
     }

@@ -35,7 +35,7 @@ import TallyTestSupport
 
     @Test func backgroundSaveRoundTripsThroughSimulatedDisk() throws {
         let disk = SimulatedDisk()
-        try disk.makeDirectory("data")
+        disk.installDirectory("data")
         let saver = try harness(settings("data"), disk: disk)
         let engine = saver.commands.engine
         populate(engine, count: 500, now: saver.clock.nowMilliseconds())
@@ -58,7 +58,7 @@ import TallyTestSupport
 
     @Test func failedSaveRefusesWritesUntilASaveSucceeds() throws {
         let disk = SimulatedDisk()
-        try disk.makeDirectory("data")
+        disk.installDirectory("data")
         let saver = try harness(settings("data", savePoints: [SavePoint(seconds: 60, changes: 1)]), disk: disk)
         disk.install("data/dump.rdb", Array("old".utf8))
         let engine = saver.commands.engine

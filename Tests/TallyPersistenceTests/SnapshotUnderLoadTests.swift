@@ -119,7 +119,7 @@ func expectSameState(_ loaded: [Int: [Key: Entry]], _ expected: [Int: [Key: Entr
         for _ in 0..<500 where load.operations.load(ordering: .relaxed) - before < 5000 { usleep(10_000) }
         #expect(load.operations.load(ordering: .relaxed) - before >= 5000, "the writers barely ran")
         let disk = SimulatedDisk()
-        try disk.makeDirectory("data")
+        disk.installDirectory("data")
         try saveSnapshot(snapshot, storage: disk, directory: "data", fileName: "dump.rdb", options: options)
         load.stopWriters()
         var loaded: [Int: [Key: Entry]] = [:]
@@ -155,7 +155,7 @@ func expectSameState(_ loaded: [Int: [Key: Entry]], _ expected: [Int: [Key: Entr
         let secondState = load.expected
         load.keyspace.removeAll()
         let disk = SimulatedDisk()
-        try disk.makeDirectory("data")
+        disk.installDirectory("data")
         for (name, snapshot, state) in [("a.rdb", first, firstState), ("b.rdb", second, secondState)] {
             try saveSnapshot(snapshot, storage: disk, directory: "data", fileName: name, options: options)
             var loaded: [Int: [Key: Entry]] = [:]

@@ -130,7 +130,7 @@ import TallyTestSupport
 
     @Test func powerCutDropsUnsyncedBytesAndUnsyncedNames() throws {
         let disk = SimulatedDisk()
-        try disk.makeDirectory("d")
+        disk.installDirectory("d")
         let file = try disk.create("d/a")
         _ = try Array("durable".utf8).withUnsafeBytes { try disk.write(file, $0) }
         try disk.fsync(file)
@@ -202,7 +202,7 @@ import TallyTestSupport
             for after in 0..<4 {
                 for seed in UInt64(0)..<4 {
                     let disk = SimulatedDisk()
-                    try disk.makeDirectory("data")
+                    disk.installDirectory("data")
                     disk.install("data/dump.rdb", old)
                     disk.setShortWrites(maxBytes: 1500)
                     disk.failNext(failing, after: after, errno: EIO)

@@ -564,12 +564,22 @@ final class PersistenceTests: XCTestCase {
         let other = try RESPClient(port: server.port)
         XCTAssertEqual(
             try other.call("INCR", "c"), .error("MISCONF Errors writing to the AOF file: No space left on device"))
+        // Observed writes are durable writes: a reader on another connection can see the value
+        // in memory, but its reply is held like the writer's until the record is written.
+        let reader = try RESPClient(port: server.port, timeoutSeconds: 1)
+        try reader.sendRaw(RESPClient.encode(["STRLEN", "big"]))
+        XCTAssertThrowsError(try reader.readReply()) { error in
+            XCTAssertEqual(error as? RESPClientError, .timedOut)
+        }
 
         try FileManager.default.removeItem(atPath: filler)
         // The writer retries about once a second; then the held reply goes out.
         var reply: RESPValue?
         for _ in 0..<5 where reply == nil { reply = try? writer.readReply() }
         XCTAssertEqual(reply, .simple("OK"))
+        var observed: RESPValue?
+        for _ in 0..<5 where observed == nil { observed = try? reader.readReply() }
+        XCTAssertEqual(observed, .integer(300_000))
         XCTAssertEqual(try other.call("INCR", "c"), .integer(1))
         kill9(server)
         let restarted = try startTally(directory)
@@ -578,5 +588,76 @@ final class PersistenceTests: XCTestCase {
         XCTAssertEqual(try client.call("GET", "c").text, "1")
         restarted.signal(SIGKILL)
         _ = restarted.waitForExit()
+    }
+}
+
+// MARK: Observed writes
+
+extension PersistenceTests {
+    /// The highest value each reader saw per key.
+    private final class Observations: @unchecked Sendable {
+        // @unchecked: every field is touched under `lock`.
+        let lock = NSLock()
+        var highest: [Int64]
+        var reads = 0
+        init(keys: Int) { highest = Array(repeating: 0, count: keys) }
+    }
+
+    /// Writers INCRBY on some connections, readers GET on others (several I/O threads), then
+    /// SIGKILL: every value any reader saw must be there after the restart, since a reply
+    /// may not show a write whose record has not reached the kernel (fsynced under `always`).
+    private func runObservedKillScenario(fsync: String) throws {
+        let workers = 3
+        let readers = 4
+        let directory = try makeDirectory()
+        let arguments = ["--appendfsync", fsync, "--io-threads", "4"]
+        let server = try startTally(directory, arguments)
+        let port = server.port
+        let ledger = Ledger(keys: workers)
+        let observed = Observations(keys: workers)
+        let group = DispatchGroup()
+        for index in 0..<(workers + readers) {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                if index < workers {
+                    Self.incrementUntilClosed(port: port, index: index, ledger: ledger)
+                    return
+                }
+                guard let client = try? RESPClient(port: port) else { return }
+                var key = index
+                while true {
+                    key = (key + 1) % workers
+                    guard let reply = try? client.call("GET", "key:\(key)") else { return }
+                    let value = Int64(reply.text ?? "0") ?? 0
+                    observed.lock.lock()
+                    observed.highest[key] = max(observed.highest[key], value)
+                    observed.reads += 1
+                    observed.lock.unlock()
+                }
+            }.start()
+        }
+        usleep(800_000)
+        server.signal(SIGKILL)
+        group.wait()
+        _ = server.waitForExit()
+        XCTAssertGreaterThan(observed.reads, 100, "the readers barely ran")
+        let restarted = try startTally(directory, arguments)
+        let client = try RESPClient(port: restarted.port)
+        for key in 0..<workers {
+            let stored = Int64(try client.call("GET", "key:\(key)").text ?? "0") ?? -1
+            XCTAssertGreaterThanOrEqual(
+                stored, observed.highest[key], "\(fsync): key:\(key) lost a value a reader had seen")
+            XCTAssertGreaterThanOrEqual(
+                stored, ledger.acknowledged[key], "\(fsync): key:\(key) lost an acknowledged write")
+        }
+    }
+
+    func testKillWithReadersKeepsEveryObservedValueUnderAlways() throws {
+        try runObservedKillScenario(fsync: "always")
+    }
+
+    func testKillWithReadersKeepsEveryObservedValueUnderNo() throws {
+        try runObservedKillScenario(fsync: "no")
     }
 }

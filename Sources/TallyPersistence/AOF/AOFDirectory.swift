@@ -14,7 +14,8 @@ public enum AOFDirectory {
         storage: S, directory: String, naming: AOFNaming, existing: AOFManifest?,
         emptyRDBBase: AOFEmptyRDBBaseWriter<S>?
     ) throws -> AOFManifest {
-        try storage.makeDirectory(directory)
+        // The directory's own entry in `dir` must be durable before anything in it is relied on.
+        try makeDurableDirectory(storage, directory)
         var manifest = existing ?? AOFManifest()
         var changed = false
         if existing == nil {

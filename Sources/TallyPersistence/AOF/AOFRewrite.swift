@@ -51,9 +51,14 @@ func installRewrittenBase<S: Storage>(
     }
     // History files are garbage now; a crash here only leaves files the manifest lists as h.
     for old in history where old.name != name { try? storage.remove(storagePath(directory, old.name)) }
+    // The removals are made durable with the clean manifest below; if that write fails, on their own.
     var clean = next
     clean.history = []
-    if (try? writeManifest(clean, storage: storage, directory: directory, naming: naming)) != nil { next = clean }
+    if (try? writeManifest(clean, storage: storage, directory: directory, naming: naming)) != nil {
+        next = clean
+    } else {
+        try? storage.fsyncDirectory(directory.isEmpty ? "." : directory)
+    }
     return (next, baseSize)
 }
 

@@ -3,6 +3,7 @@
 // (format: AOFMarks.swift); `#TS:` lines when aof-timestamp-enabled.
 import Dispatch
 import Glibc
+import Synchronization
 import TallyProtocol
 import TallyKeyspace
 
@@ -78,6 +79,14 @@ public struct AOFWriterConfiguration: Sendable {
 /// replies depending on an offset may be sent: while it is false they must be held (or the
 /// connection closed), never acknowledged.
 ///
+/// A failed fsync is never retried (Linux may have dropped the dirty pages, so a second fsync
+/// can "succeed" over lost data; PostgreSQL's fsyncgate): under `always` it is fatal, under
+/// `everysec`/`no` the current incr file is *poisoned*. Writes are refused with MISCONF,
+/// replies for records appended after the failure are held, no fsync of that file counts any
+/// more, and `needsRecoveryRewrite` asks the owner for a rewrite; once a rewrite whose base was
+/// taken after the failure is installed (`adoptRewrittenManifest`), the data is durable again in
+/// the new generation and writes are accepted.
+///
 /// Thread safety: every mutable field is guarded by `lock`; the class is `@unchecked Sendable`
 /// because the pthread lock is invisible to the compiler.
 public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
@@ -110,6 +119,18 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     private var lastWriteAttempt: Int64 = 0
     private var lastErrorLog: Int64 = 0
     private var failedFatally = false
+    /// Set when an fsync of the current incr file failed (everysec/no): see the type's comment.
+    private var fsyncPoisoned = false
+    /// `written` when the poisoning fsync failed: records past it are not acknowledged until
+    /// a rewrite recovers.
+    private var poisonedAtOffset: UInt64 = 0
+    /// The incr sequence of the poisoned file: a rewrite that rotated past it recovers.
+    private var poisonedIncrSequence: Int64 = 0
+    /// `written` at the last rotation: what the rewrite's base covers.
+    private var rotatedAtOffset: UInt64 = 0
+    /// Mirror of what `coveredLocked` accepts (0 while none can be), for the lock-free fast path
+    /// of `waitUntilDurable`/`isDurable`: readers' replies check it once per event-loop pass.
+    private let coveredHint = OffsetCell()
     private var stopping = false
     private var fsyncThreadRunning = false
     private var incrFile: StorageFile
@@ -218,12 +239,14 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     }
 
     public func waitUntilDurable(_ offset: UInt64) {
+        if coveredHint.value.load(ordering: .acquiring) >= offset { return }
         _ = flush(upTo: offset)
     }
 
     /// True if everything up to `offset` has been written (and fsynced under `always`). The
     /// network layer calls it after `waitUntilDurable`; false means hold the replies.
     public func isDurable(_ offset: UInt64) -> Bool {
+        if coveredHint.value.load(ordering: .acquiring) >= offset { return true }
         lock.lock()
         defer { lock.unlock() }
         return coveredLocked(offset)
@@ -231,8 +254,41 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
 
     private func coveredLocked(_ offset: UInt64) -> Bool {
         if failedFatally { return false }
+        if fsyncPoisoned && offset > poisonedAtOffset { return false }
         if policy == .always { return fsynced >= offset }
         return written >= offset
+    }
+
+    /// Publishes the highest offset `coveredLocked` accepts; called after every change of
+    /// `written`, `fsynced`, the policy or the failure state (with the lock held).
+    private func publishCoverageLocked() {
+        var covered = policy == .always ? fsynced : written
+        if fsyncPoisoned { covered = Swift.min(covered, poisonedAtOffset) }
+        if failedFatally { covered = 0 }
+        coveredHint.value.store(covered, ordering: .releasing)
+    }
+
+    /// Marks the current incr file as poisoned by a failed fsync (the lock is held).
+    private func poisonLocked(_ failure: StorageError) {
+        if !fsyncPoisoned {
+            configuration.log(
+                .warning,
+                "Error fsyncing the AOF file: \(errnoDescription(failure.code)). The file is not fsynced again: "
+                    + "writes are refused until a rewrite from memory makes the dataset durable.")
+            fsyncPoisoned = true
+            poisonedAtOffset = written
+            poisonedIncrSequence = manifest.incrs.last?.sequence ?? 0
+        }
+        fsyncErrorCode = failure.code
+        publishCoverageLocked()
+    }
+
+    /// True while a failed fsync waits for a rewrite to make the data durable again; the
+    /// owner's cron starts one.
+    public var needsRecoveryRewrite: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return fsyncPoisoned && !failedFatally
     }
 
     /// Writes (and under `always` fsyncs) everything up to at least `offset`; returns whether
@@ -270,8 +326,9 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
             }
             postponedSince = nil
             if buffer.isEmpty {
-                // Written but not fsynced under `always` (an earlier fsync failed): fsync now.
-                guard policy == .always else { return coveredLocked(offset) }
+                // Written but not fsynced under `always` (after a switch from everysec): fsync
+                // now, unless the file is poisoned (an fsync of it can no longer be trusted).
+                guard policy == .always && !fsyncPoisoned else { return coveredLocked(offset) }
             }
             writeBufferLocked(now: now)
         }
@@ -296,6 +353,8 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         let file = incrFile
         let sizeBefore = currentIncrSize
         let policy = policy
+        // A poisoned file is not fsynced again: its fsync would prove nothing.
+        let fsyncs = policy == .always && !fsyncPoisoned
         lock.unlock()
 
         if regionLength > 0 {
@@ -317,7 +376,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
             }
         }
         var fsyncFailure: StorageError?
-        if failure == nil && policy == .always {
+        if failure == nil && fsyncs {
             do throws(StorageError) { try storage.fsync(file) } catch { fsyncFailure = error }
         }
         var truncatedBack = false
@@ -331,7 +390,10 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
 
         lock.lock()
         flushing = false
-        defer { lock.broadcast() }
+        defer {
+            publishCoverageLocked()
+            lock.broadcast()
+        }
         if let failure {
             let kept = truncatedBack ? 0 : done
             written += UInt64(kept)
@@ -371,7 +433,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
                     + "\(errnoDescription(fsyncFailure.code)). Exiting...")
             return
         }
-        if policy == .always { fsynced = written }
+        if fsyncs { fsynced = written }
     }
 
     // MARK: everysec fsync
@@ -381,7 +443,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
     @discardableResult
     public func backgroundFsyncPass() -> Bool {
         lock.lock()
-        guard written > fsynced, !fsyncInProgress, !failedFatally else {
+        guard written > fsynced, !fsyncInProgress, !failedFatally, !fsyncPoisoned else {
             lock.unlock()
             return false
         }
@@ -394,14 +456,11 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         lock.lock()
         fsyncInProgress = false
         if let failure {
-            if fsyncErrorCode == nil {
-                configuration.log(.warning, "Error fsyncing the AOF file: \(errnoDescription(failure.code))")
-            }
-            fsyncErrorCode = failure.code
-        } else {
+            // Never retried: the kernel may have dropped the pages it could not write.
+            poisonLocked(failure)
+        } else if file == incrFile {
             fsynced = Swift.max(fsynced, target)
-            if fsyncErrorCode != nil { configuration.log(.warning, "AOF fsync error looks solved.") }
-            fsyncErrorCode = nil
+            publishCoverageLocked()
         }
         lock.broadcast()
         lock.unlock()
@@ -415,6 +474,7 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         policy = newPolicy
+        publishCoverageLocked()
         if newPolicy == .everysec && configuration.startsFsyncThread && !fsyncThreadRunning && !stopping {
             startFsyncThread()
         }
@@ -475,11 +535,18 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         lock.broadcast()
         while fsyncThreadRunning { lock.wait() }
         let file = incrFile
+        let poisoned = fsyncPoisoned
         lock.unlock()
-        do throws(StorageError) { try storage.fsync(file) } catch { ok = false }
+        if poisoned {
+            // A poisoned file's fsync proves nothing: shutting down reports the failure.
+            ok = false
+        } else {
+            do throws(StorageError) { try storage.fsync(file) } catch { ok = false }
+        }
         if ok {
             lock.lock()
             fsynced = written
+            publishCoverageLocked()
             lock.unlock()
         }
         return ok
@@ -564,9 +631,25 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         if let code = writeErrorCode {
             throw StorageError(code: code, operation: "write", path: "AOF buffer")
         }
-        // Everything written so far goes to the old file, durably, before the switch.
-        try storage.fsync(incrFile)
-        fsynced = written
+        // Everything written so far goes to the old file, durably, before the switch. If that
+        // fsync fails (or failed before), the file is poisoned and the switch goes on: the
+        // rewrite's base, taken with it, holds everything the old file held.
+        if !fsyncPoisoned {
+            do throws(StorageError) {
+                try storage.fsync(incrFile)
+                fsynced = written
+            } catch {
+                if policy == .always {
+                    failedFatally = true
+                    publishCoverageLocked()
+                    configuration.fatal(
+                        "Can't persist AOF for fsync error when the AOF fsync policy is 'always': "
+                            + "\(errnoDescription(error.code)). Exiting...")
+                    throw error
+                }
+                poisonLocked(error)
+            }
+        }
         var next = manifest
         next.currentIncrSequence += 1
         let name = configuration.naming.incrFileName(sequence: next.currentIncrSequence)
@@ -587,23 +670,43 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         manifest = next
         selectedDatabase = -1
         needsStartLine = true
+        rotatedAtOffset = written
         return next
     }
 
     /// Installs a manifest produced by a finished rewrite (already persisted) and the new
     /// base size; incr files no longer listed stop counting towards `aof_current_size`.
+    ///
+    /// If a failed fsync poisoned an incr file this rewrite rotated away from, the new base (fsynced,
+    /// listed by a durable manifest) holds everything up to the rotation: the poison is lifted,
+    /// those offsets count as fsynced and writes are accepted again.
     func adoptRewrittenManifest(_ next: AOFManifest, baseSize: Int64, keptIncrSizes: Int64) {
         lock.lock()
         defer { lock.unlock() }
         manifest = next
         self.baseSize = baseSize
         earlierIncrSize = keptIncrSizes
+        let keptSequence = next.incrs.last?.sequence ?? Int64.max
+        if fsyncPoisoned && poisonedIncrSequence < keptSequence {
+            fsyncPoisoned = false
+            fsyncErrorCode = nil
+            fsynced = Swift.max(fsynced, rotatedAtOffset)
+            configuration.log(.warning, "AOF fsync error recovered: the rewrite made the dataset durable again.")
+            publishCoverageLocked()
+            lock.broadcast()
+        }
     }
 
     /// Writes `manifest` atomically: temp file, fsync, rename, fsync directory.
     func persistManifest(_ manifest: AOFManifest) throws(StorageError) {
         try writeManifest(manifest, storage: storage, directory: configuration.directory, naming: configuration.naming)
     }
+}
+
+/// An atomic offset in its own object: an `Atomic` stored directly in the generic writer, whose
+/// initializer throws, crashes the release compiler (CopyPropagation, Swift 6.3).
+final class OffsetCell: Sendable {
+    let value = Atomic<UInt64>(0)
 }
 
 /// Writes `manifest` to `directory` atomically and durably (temp, fsync, rename, fsync dir).

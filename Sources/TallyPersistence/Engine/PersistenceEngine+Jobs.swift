@@ -191,7 +191,7 @@ extension PersistenceEngine {
             if let writer {
                 manifest = writer.currentManifest()
             } else {
-                try storage.makeDirectory(directory)
+                try makeDurableDirectory(storage, directory)
                 let loader = AOFLoader(storage: storage, directory: directory, naming: settings.naming, log: log)
                 manifest = try loader.readManifest() ?? AOFManifest()
             }
@@ -293,7 +293,7 @@ extension PersistenceEngine {
     private func beginEnablingRewrite(_ dataset: any PersistedDataset) -> String? {
         let settings = settings
         do {
-            try storage.makeDirectory(settings.appendDirectory)
+            try makeDurableDirectory(storage, settings.appendDirectory)
             let loader = AOFLoader(
                 storage: storage, directory: settings.appendDirectory, naming: settings.naming, log: log)
             var manifest = try loader.readManifest() ?? AOFManifest()

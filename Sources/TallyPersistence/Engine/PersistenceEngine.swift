@@ -148,11 +148,18 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
     /// automatic rewrite (serverCron's order, server.c).
     public func tick() {
         let now = clock.nowMilliseconds()
-        state.withLock { $0.writer }?.tick()
+        let currentWriter = state.withLock { $0.writer }
+        currentWriter?.tick()
+        // A failed fsync poisoned the incr file: only a rewrite from memory makes the data
+        // durable again (and lifts MISCONF), so it goes before anything else.
+        let recovering = currentWriter?.needsRecoveryRewrite ?? false
         let next = state.withLock { state -> CronStep in
             guard state.job == nil, state.startupComplete else { return .none }
             let limited = state.rewriteFailures >= Self.rewriteFailuresBeforeBackoff
                 && now < state.nextAutoRewriteMilliseconds
+            if recovering && !limited && !state.enablingAOF {
+                return .autoRewrite("Starting AOF rewrite to recover from an fsync error")
+            }
             if state.rewriteScheduled && !limited { return .rewrite }
             if state.saveScheduled { return .save(nil) }
             if let point = duePoint(state, now: now) { return .save(point) }

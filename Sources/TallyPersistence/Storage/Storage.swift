@@ -66,10 +66,28 @@ public protocol Storage: AnyObject, Sendable {
     func remove(_ path: String) throws(StorageError)
     /// True if `path` exists.
     func exists(_ path: String) -> Bool
-    /// Creates `path` as a directory if missing.
+    /// Creates `path` as a directory if missing. The new entry is durable only after its parent
+    /// is fsynced: use `makeDurableDirectory` on the durability path.
     func makeDirectory(_ path: String) throws(StorageError)
     /// Names of the entries in `directory`.
     func listDirectory(_ directory: String) throws(StorageError) -> [String]
+}
+
+/// The directory holding `path` ("." for a bare name), as `fsyncDirectory` expects it.
+public func storageParent(of path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+    return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+}
+
+/// Creates `path` as a directory if missing and fsyncs its parent, so the directory (and what
+/// is later made durable inside it) survives a power cut. The parent is fsynced even when the
+/// directory already existed: a previous process may have made it and lost power before
+/// making it durable, and nothing written inside it may be acknowledged until it is.
+public func makeDurableDirectory<S: Storage>(_ storage: S, _ path: String) throws(StorageError) {
+    try storage.makeDirectory(path)
+    try storage.fsyncDirectory(storageParent(of: path))
 }
 
 /// Writes all of `bytes`, looping over short writes.

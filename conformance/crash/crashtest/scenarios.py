@@ -5,6 +5,7 @@ import shutil
 import time
 import traceback
 
+from . import observed
 from .model import ALL_ACKED, Model, Window
 from .resp import Connection, ErrorReply, ServerGone, info_fields
 from .server import ServerProc, StartFailed
@@ -348,6 +349,7 @@ def run_scenario(cls, label, argv, ctx, seed, log):
     result.data_dir = os.path.dirname(data_dir)
     srv = ServerProc(label, argv, data_dir, cls.options + ctx.extra_args)
     plan = KeyPlan(ctx.workers)
+    observed.prepare(plan)
     model = Model(plan)
     started = time.monotonic()
     workload = None
@@ -366,6 +368,9 @@ def run_scenario(cls, label, argv, ctx, seed, log):
             scenario.before_cycle(srv, model, cycle)
             workload = Workload(srv.port, plan, rng)
             workload.start()
+            observer = observed.ObservedCounter(srv.port) if observed.applies(list(srv.options)) else None
+            if observer:
+                observer.start()
             windows, crash_time = scenario.crash(srv, cycle)
             if srv.alive():
                 srv.kill()
@@ -374,6 +379,9 @@ def run_scenario(cls, label, argv, ctx, seed, log):
                                        "signalled; log tail:\n%s" % (cycle, srv.unexpected_exits, srv.log_tail(10)))
                 srv.unexpected_exits = []
             workload.join()
+            if observer:
+                observer.stop()
+                observer.join()
             result.ops_sent += workload.op_count()
             errs = workload.errors()
             if errs:
@@ -383,6 +391,9 @@ def run_scenario(cls, label, argv, ctx, seed, log):
             logs = workload.logs()
             workload = None
             scenario.restart(srv, cycle)
+            lost_observed = observer.check(srv.port) if observer else None
+            if lost_observed:
+                result.failures.append("cycle %d: %s" % (cycle, lost_observed))
             _check_windows(result, model, logs, windows, srv, plan, crash_time, "cycle %d" % cycle)
             cycle += 1
             result.cycles = cycle
