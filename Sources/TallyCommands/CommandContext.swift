@@ -178,6 +178,8 @@ public struct CommandContext {
         }
         mask.forEach { index in
             let shard = keyspace.shards[index]
+            guard shard.hasOperationRecords else { return }
+            shard.hasOperationRecords = false
             if !shard.missedDuringOperation.isEmpty {
                 missed += shard.missedDuringOperation
                 shard.missedDuringOperation.removeAll(keepingCapacity: true)
