@@ -27,7 +27,11 @@ written by the harness before it unmounts (the processes using the mount are alr
 
 Entries reach the backing directory only through durable directory entries, from the root down: a file
 created and fsynced whose directory was never fsynced is lost, as on a real disk. A report of what the cut
-dropped goes to state/cut-report.json. Needs fusepy (`fuse` module) and libfuse.so.2 (Debian libfuse2).
+dropped goes to state/cut-report.json.
+
+To cut at the worst moment, the harness may create state/arm-fsync: the next fsync of a file with un-synced
+writes then creates state/fsync-hit, freezes the durable image and waits (never applying them) until
+state/release or cut.json appears, then fails with EIO. Needs fusepy (`fuse` module) and libfuse.so.2 (Debian libfuse2).
 """
 import argparse
 import errno
@@ -38,6 +42,7 @@ import shutil
 import stat
 import sys
 import threading
+import time
 
 from fuse import FUSE, FuseOSError, Operations  # fusepy 3.0.1
 
@@ -46,6 +51,11 @@ ROOT = 0
 
 class LazyFS(Operations):
     def __init__(self, state, eager_dirs=False):
+        self.arm_path = os.path.join(state, "arm-fsync")
+        self.hit_path = os.path.join(state, "fsync-hit")
+        self.release_path = os.path.join(state, "release")
+        self.frozen = False      # the power went out at an armed fsync: nothing becomes durable any more
+        self.cut_path = os.path.join(state, "cut.json")
         self.live = os.path.join(state, "live")
         self.store = os.path.join(state, "store")
         self.eager = eager_dirs
@@ -119,7 +129,7 @@ class LazyFS(Operations):
         self.dirs[ident] = {name: self._id(os.path.join(live, name)) for name in os.listdir(live)}
 
     def _dir_changed(self, *paths):
-        if self.eager:
+        if self.eager and not self.frozen:
             for p in paths:
                 self._sync_dir(os.path.dirname(p) or "/")
 
@@ -197,7 +207,7 @@ class LazyFS(Operations):
     def open(self, path, flags):
         ident = self._id(self._p(path))
         fd = os.open(self._p(path), (flags & os.O_ACCMODE) | (flags & os.O_TRUNC))
-        if flags & os.O_TRUNC:
+        if flags & os.O_TRUNC and not self.frozen:
             self.pending.setdefault(ident, []).append(("t", 0))
         self.fds[fd] = ident
         return fd
@@ -207,7 +217,8 @@ class LazyFS(Operations):
 
     def write(self, path, data, offset, fh):
         n = os.pwrite(fh, data, offset)
-        self.pending.setdefault(self.fds[fh], []).append(("w", offset, bytes(data[:n])))
+        if not self.frozen:
+            self.pending.setdefault(self.fds[fh], []).append(("w", offset, bytes(data[:n])))
         self.stats["writes"] += 1
         return n
 
@@ -218,7 +229,8 @@ class LazyFS(Operations):
         else:
             os.truncate(self._p(path), length)
             ident = self._id(self._p(path))
-        self.pending.setdefault(ident, []).append(("t", length))
+        if not self.frozen:
+            self.pending.setdefault(ident, []).append(("t", length))
 
     def flush(self, path, fh):
         return 0
@@ -230,7 +242,24 @@ class LazyFS(Operations):
 
     def fsync(self, path, datasync, fh):
         self.stats["fsync"] += 1
-        self._sync_file(self.fds[fh] if fh in self.fds else self._id(self._p(path)))
+        ident = self.fds[fh] if fh in self.fds else self._id(self._p(path))
+        if self.frozen:
+            raise FuseOSError(errno.EIO)
+        if os.path.exists(self.arm_path) and any(op[0] == "w" for op in self.pending.get(ident, ())):
+            # Armed: the power goes out just before this fsync. The durable image is frozen as it is; the
+            # harness SIGKILLs the caller, then creates `release`. The kernel does not let a process that
+            # is waiting for an answer the daemon has already read die before the answer comes, and a
+            # SIGKILLed one runs no more user code once it has it, so the EIO is never seen.
+            self.frozen = True
+            with open(self.hit_path, "w") as f:
+                f.write(path)
+            deadline = time.monotonic() + 60
+            while not (os.path.exists(self.release_path) or os.path.exists(self.cut_path)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
+            raise FuseOSError(errno.EIO)
+        self._sync_file(ident)
         return 0
 
     def opendir(self, path):
@@ -240,6 +269,8 @@ class LazyFS(Operations):
         return 0
 
     def fsyncdir(self, path, datasync, fh):
+        if self.frozen:
+            raise FuseOSError(errno.EIO)
         self.stats["fsyncdir"] += 1
         self._sync_dir(path)
         return 0
@@ -285,14 +316,17 @@ class LazyFS(Operations):
         final_size = durable_size
         for op in ops:
             final_size = max(final_size, op[1] + len(op[2])) if op[0] == "w" else op[1]
-        keep = rng.randint(0, len(ops))
+        # torn: ops[:keep] reached the disk, ops[keep] partly. zero: the same, but never all of them, so
+        # that some of the grown range reads as zeros.
+        keep = rng.randint(0, len(ops) - (1 if mode == "zero" else 0))
         with open(dst, "r+b") as f:
             for i, op in enumerate(ops[:keep + 1]):
                 if op[0] == "t":
                     if i < keep:
                         f.truncate(op[1])
                     continue
-                data = op[2] if i < keep else op[2][:rng.randint(0, len(op[2]))]
+                cap = len(op[2]) - (1 if mode == "zero" and op[2] else 0)
+                data = op[2] if i < keep else op[2][:rng.randint(0, cap)]
                 f.seek(op[1])
                 f.write(data)
                 report["kept_unsynced_bytes"] += len(data)
@@ -315,7 +349,8 @@ def main():
     os.makedirs(state, exist_ok=True)
     os.makedirs(backing, exist_ok=True)
     cut_path = os.path.join(state, "cut.json")
-    for stale in (cut_path, os.path.join(state, "cut-report.json")):
+    for stale in (cut_path, os.path.join(state, "cut-report.json"), os.path.join(state, "arm-fsync"),
+                  os.path.join(state, "fsync-hit"), os.path.join(state, "release")):
         if os.path.exists(stale):
             os.unlink(stale)
     fs = LazyFS(state, args.eager_dirs)

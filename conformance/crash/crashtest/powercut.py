@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,7 @@ class LazyMount:
         Returns the filesystem's report. The processes using the mount must be dead already."""
         if self.proc is None:
             return {}
+        # Written first: an armed fsync that the filesystem holds returns when this file appears.
         with open(os.path.join(self.state, "cut.json"), "w") as f:
             json.dump({"mode": mode, "seed": seed}, f)
         for attempt in range(50):
@@ -119,6 +121,28 @@ class LazyMount:
         with open(os.path.join(self.state, "cut-report.json")) as f:
             return json.load(f)
 
+    def arm_fsync(self):
+        """The next fsync of a file with un-synced writes will hang until the cut (see lazyfs.py)."""
+        open(os.path.join(self.state, "arm-fsync"), "w").close()
+
+    def release(self):
+        """Lets a held fsync fail (after its caller was SIGKILLed)."""
+        open(os.path.join(self.state, "release"), "w").close()
+
+    def wait_fsync_hit(self, timeout):
+        """Whether an armed fsync was reached within `timeout` seconds (path of its file, or None)."""
+        hit = os.path.join(self.state, "fsync-hit")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(hit):
+                try:
+                    with open(hit) as f:
+                        return f.read() or "?"
+                except OSError:
+                    pass
+            time.sleep(0.002)
+        return None
+
     def log_tail(self, n=15):
         try:
             with open(self.log_path, "rb") as f:
@@ -137,8 +161,17 @@ class PowerCutServer(ServerProc):
         self.mount, self.rng, self.modes, self.result = mount, rng, modes, result
         self.cuts = True
 
-    def kill(self):
+    def kill(self, held=False):
+        """`held`: the filesystem holds one of the server's fsyncs (an armed cut): SIGKILL first, then
+        release it, or the process could not die."""
         had = self.proc is not None
+        if held and self.proc.poll() is None:
+            self.signalled = True
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.mount.release()
         super().kill()
         if not had or not self.cuts:
             return
@@ -161,9 +194,9 @@ class PowerCutServer(ServerProc):
         self.mount.cut("sync")
 
 
-def _powercut(base, name, options, modes, everysec, startup_cuts=0.0, fill=None, proves=""):
+def _powercut(base, name, options, modes, everysec, startup_cuts=0.0, fsync_cuts=0.0, fill=None, proves=""):
     attrs = {"name": name, "options": options, "modes": modes, "everysec": everysec,
-             "startup_cuts": startup_cuts, "proves": proves}
+             "startup_cuts": startup_cuts, "fsync_cuts": fsync_cuts, "proves": proves}
     if fill is not None:
         attrs["fill"] = fill
     return type(name.replace("-", "_"), (base,), attrs)
@@ -179,6 +212,28 @@ class EverysecRuns:
         return self.rng.uniform(self.everysec_window + 0.5, self.everysec_window + 2.0)
 
 
+class FsyncCuts:
+    """Mixin: a share (`fsync_cuts`) of the cuts happen just before an fsync of a file that has un-synced
+    writes (the filesystem holds that fsync), which is where a torn or zero-filled tail is largest:
+    under `always` the group commit written but not yet fsynced (whose replies must not have been sent),
+    under `everysec` up to a second of appends. The rest happen at a random moment."""
+
+    fsync_cuts = 0.0
+
+    def crash(self, srv, cycle):
+        if not (self.fsync_cuts and self.rng.random() < self.fsync_cuts):
+            return super().crash(srv, cycle)
+        time.sleep(self.run_time())
+        srv.mount.arm_fsync()
+        hit = srv.mount.wait_fsync_hit(5.0)
+        self.result.count("cuts just before an fsync" if hit else "armed cuts that no fsync reached in 5s")
+        if self.ctx.verbose:
+            print("    cut held the fsync of %s" % hit, flush=True)
+        t = time.monotonic()
+        srv.kill(held=bool(hit))
+        return [ALL_ACKED], t
+
+
 class StartupCuts:
     """Mixin: with probability `startup_cuts`, a restart is first cut once during start-up."""
 
@@ -192,20 +247,23 @@ class StartupCuts:
 
 CLEAN_OR_TORN = ["clean", "torn"]
 ALL = [
-    _powercut(type("PcKill", (StartupCuts, crash.AofAlwaysKill), {}), "pc-always", crash.AOF_ALWAYS,
-              CLEAN_OR_TORN, False, 0.3,
-              proves="appendfsync always, power cut at a random moment (a third also during the next "
-                     "start-up), un-synced writes dropped or torn: nothing acknowledged is lost"),
-    _powercut(type("PcKillE", (EverysecRuns, StartupCuts, crash.AofEverysecKill), {}), "pc-everysec", crash.AOF_EVERYSEC,
-              CLEAN_OR_TORN, True, 0.3,
+    _powercut(type("PcKill", (StartupCuts, FsyncCuts, crash.AofAlwaysKill), {}), "pc-always", crash.AOF_ALWAYS,
+              CLEAN_OR_TORN, False, startup_cuts=0.3, fsync_cuts=0.5,
+              proves="appendfsync always, power cut at a random moment or just before an fsync (a third "
+                     "also during the next start-up), un-synced writes dropped or torn: nothing acknowledged "
+                     "is lost"),
+    _powercut(type("PcKillE", (EverysecRuns, StartupCuts, FsyncCuts, crash.AofEverysecKill), {}), "pc-everysec",
+              crash.AOF_EVERYSEC, CLEAN_OR_TORN, True, startup_cuts=0.3, fsync_cuts=0.5,
               proves="appendfsync everysec, power cut: only writes acknowledged in the last ~2 s may be "
                      "lost, and per connection the survivors are a prefix"),
-    _powercut(crash.AofAlwaysKill, "pc-always-zero-tail", crash.AOF_ALWAYS, ["zero"], False,
-              proves="appendfsync always, the un-synced grown tail reads back as zeros: the server starts "
-                     "(the zero tail is cut) and loses nothing acknowledged"),
-    _powercut(type("PcZeroE", (EverysecRuns, crash.AofEverysecKill), {}), "pc-everysec-zero-tail", crash.AOF_EVERYSEC, ["zero"], True,
-              proves="appendfsync everysec with a zero-filled tail: the server starts, loses only the last "
-                     "~2 s"),
+    _powercut(type("PcZero", (FsyncCuts, crash.AofAlwaysKill), {}), "pc-always-zero-tail", crash.AOF_ALWAYS,
+              ["zero"], False, fsync_cuts=1.0,
+              proves="appendfsync always, cut just before an fsync, the un-synced grown tail reads back as "
+                     "zeros: the server starts (the zero tail is cut) and loses nothing acknowledged"),
+    _powercut(type("PcZeroE", (EverysecRuns, FsyncCuts, crash.AofEverysecKill), {}), "pc-everysec-zero-tail",
+              crash.AOF_EVERYSEC, ["zero"], True, fsync_cuts=1.0,
+              proves="appendfsync everysec, cut just before an fsync, zero-filled tail: the server starts, "
+                     "loses only the last ~2 s"),
     _powercut(type("PcRewrite", (crash.AofKillDuringRewrite,), {}), "pc-always-bgrewriteaof", crash.AOF_ALWAYS,
               CLEAN_OR_TORN, False, fill=20_000,
               proves="power cut at a random point of BGREWRITEAOF (new base, incr, manifest replacement): "
