@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Tests of the power-cut filesystem itself (crashtest/lazyfs.py): what survives a cut of each mode.
 Skipped (with the reason) where FUSE cannot be mounted. Run: python3 conformance/crash/test_lazyfs.py"""
+import errno
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -150,6 +152,55 @@ class LazyFSTest(unittest.TestCase):
         kept = len(got[4:].rstrip(b"\0"))
         self.assertEqual(got[4:4 + kept], b"x" * kept)
         self.assertEqual(report["zero_bytes"], 1000 - kept)
+
+    def test_a_failed_fsync_drops_its_data_and_the_retry_succeeds(self):
+        append(self.p("a"), b"base", sync=True)
+        fsync_dir(self.mnt)
+        self.fs.fail_next_fsync()
+        fd = os.open(self.p("a"), os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"lost")
+            with self.assertRaises(OSError) as err:
+                os.fdatasync(fd)
+            self.assertEqual(err.exception.errno, errno.EIO)
+            os.fdatasync(fd)  # the retry succeeds: nothing is dirty any more
+            os.write(fd, b"tail")
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        with open(self.p("a"), "rb") as f:
+            self.assertEqual(f.read(), b"baselosttail")  # still visible until the cut
+        report = self.cut("clean")
+        self.assertEqual(report["fsync_eio"], 1)
+        self.assertEqual(self.read_backing("a"), b"base\0\0\0\0tail")  # a hole where the data was
+
+    def test_an_armed_cut_holds_the_fsync_until_released(self):
+        append(self.p("a"), b"base", sync=True)
+        fsync_dir(self.mnt)
+        self.fs.arm_fsync()
+        fd = os.open(self.p("a"), os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"pending")
+            result = []
+            t = threading.Thread(target=lambda: result.append(self._fsync_errno(fd)))
+            t.start()
+            self.assertEqual(self.fs.wait_fsync_hit(5.0), "/a")
+            self.assertTrue(t.is_alive())
+            self.fs.release()
+            t.join(5.0)
+            self.assertEqual(result, [errno.EIO])
+        finally:
+            os.close(fd)
+        self.cut("clean")
+        self.assertEqual(self.read_backing("a"), b"base")
+
+    @staticmethod
+    def _fsync_errno(fd):
+        try:
+            os.fdatasync(fd)
+            return 0
+        except OSError as e:
+            return e.errno
 
     def test_sync_unmount_keeps_everything(self):
         os.mkdir(self.p("d"))

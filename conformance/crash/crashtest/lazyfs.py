@@ -31,7 +31,9 @@ dropped goes to state/cut-report.json.
 
 To cut at the worst moment, the harness may create state/arm-fsync: the next fsync of a file with un-synced
 writes then creates state/fsync-hit, freezes the durable image and waits (never applying them) until
-state/release or cut.json appears, then fails with EIO. Needs fusepy (`fuse` module) and libfuse.so.2 (Debian libfuse2).
+state/release or cut.json appears, then fails with EIO. If it creates state/fail-fsync, the next fsync of a
+file with un-synced writes fails with EIO and those writes never become durable (Linux marks the pages
+clean after a failed writeback: a retried fsync succeeds without them), then fsync works again. Needs fusepy (`fuse` module) and libfuse.so.2 (Debian libfuse2).
 """
 import argparse
 import errno
@@ -54,6 +56,7 @@ class LazyFS(Operations):
         self.arm_path = os.path.join(state, "arm-fsync")
         self.hit_path = os.path.join(state, "fsync-hit")
         self.release_path = os.path.join(state, "release")
+        self.eio_path = os.path.join(state, "fail-fsync")
         self.frozen = False      # the power went out at an armed fsync: nothing becomes durable any more
         self.cut_path = os.path.join(state, "cut.json")
         self.live = os.path.join(state, "live")
@@ -66,7 +69,7 @@ class LazyFS(Operations):
         self.pending = {}        # file id -> [("w", offset, bytes) | ("t", length)] since its last fsync
         self.fds = {}            # fh -> id
         self.next_id = 1
-        self.stats = {"fsync": 0, "fsyncdir": 0, "writes": 0}
+        self.stats = {"fsync": 0, "fsyncdir": 0, "writes": 0, "fsync_eio": 0, "eio_dropped_bytes": 0}
 
     # --- inode bookkeeping -------------------------------------------------------------------------
 
@@ -245,7 +248,16 @@ class LazyFS(Operations):
         ident = self.fds[fh] if fh in self.fds else self._id(self._p(path))
         if self.frozen:
             raise FuseOSError(errno.EIO)
-        if os.path.exists(self.arm_path) and any(op[0] == "w" for op in self.pending.get(ident, ())):
+        dirty = any(op[0] == "w" for op in self.pending.get(ident, ()))
+        if dirty and os.path.exists(self.eio_path):
+            # One injected I/O error, as Linux reports a failed writeback: the dirty pages are marked clean,
+            # so their data stays visible (live) but never reaches the disk, and a retried fsync succeeds.
+            os.unlink(self.eio_path)
+            self.stats["fsync_eio"] += 1
+            self.stats["eio_dropped_bytes"] += sum(len(op[2]) for op in self.pending[ident] if op[0] == "w")
+            self.pending[ident] = []
+            raise FuseOSError(errno.EIO)
+        if dirty and os.path.exists(self.arm_path):
             # Armed: the power goes out just before this fsync. The durable image is frozen as it is; the
             # harness SIGKILLs the caller, then creates `release`. The kernel does not let a process that
             # is waiting for an answer the daemon has already read die before the answer comes, and a
@@ -350,7 +362,8 @@ def main():
     os.makedirs(backing, exist_ok=True)
     cut_path = os.path.join(state, "cut.json")
     for stale in (cut_path, os.path.join(state, "cut-report.json"), os.path.join(state, "arm-fsync"),
-                  os.path.join(state, "fsync-hit"), os.path.join(state, "release")):
+                  os.path.join(state, "fsync-hit"), os.path.join(state, "release"),
+                  os.path.join(state, "fail-fsync")):
         if os.path.exists(stale):
             os.unlink(stale)
     fs = LazyFS(state, args.eager_dirs)

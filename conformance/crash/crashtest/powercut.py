@@ -39,6 +39,11 @@ EXPECTED_FAILURES = {
                              "handling) and directory fsyncs (helper 'durable')",
     "pc-always-bgrewriteaof": "directory fsyncs for the new base/incr files and appendonlydir "
                               "(helper 'durable')",
+    "pc-always-fsync-eio": "directory fsyncs (helper 'durable'); with them it passes (the server stops)",
+    "pc-everysec-fsync-eio": "after the EIO the retried fsync 'succeeds' over dropped data (\"AOF fsync error "
+                             "looks solved\") and the cut leaves a zero hole inside the AOF, which refuses the "
+                             "start: needs recovery by a fresh AOF generation from memory, and directory fsyncs "
+                             "(helper 'durable')",
 }
 
 
@@ -125,6 +130,13 @@ class LazyMount:
         """The next fsync of a file with un-synced writes will hang until the cut (see lazyfs.py)."""
         open(os.path.join(self.state, "arm-fsync"), "w").close()
 
+    def fail_next_fsync(self):
+        """The next fsync of a file with un-synced writes fails with EIO and drops them (see lazyfs.py)."""
+        open(os.path.join(self.state, "fail-fsync"), "w").close()
+
+    def fsync_failure_pending(self):
+        return os.path.exists(os.path.join(self.state, "fail-fsync"))
+
     def release(self):
         """Lets a held fsync fail (after its caller was SIGKILLed)."""
         open(os.path.join(self.state, "release"), "w").close()
@@ -183,6 +195,9 @@ class PowerCutServer(ServerProc):
                               - report.get("kept_unsynced_bytes", 0))
         for what in ("fsync", "fsyncdir"):
             self.result.count("%s calls seen by the filesystem" % what, report.get(what, 0))
+        if report.get("fsync_eio"):
+            self.result.count("fsync EIO injected", report["fsync_eio"])
+            self.result.count("bytes the failed fsyncs dropped", report["eio_dropped_bytes"])
         if report.get("zero_bytes"):
             self.result.count("zero-filled tail bytes", report["zero_bytes"])
         self.mount.mount()
@@ -234,6 +249,26 @@ class FsyncCuts:
         return [ALL_ACKED], t
 
 
+class FsyncError(crash.Scenario):
+    """One fsync fails with EIO (its data never reaches the disk, as on Linux), the workload goes on for
+    longer than the everysec window, then the power is cut. Under `always` the server may stop (Redis
+    exits); under `everysec` it may refuse writes with MISCONF until it has recovered. Either way nothing
+    it acknowledged may be lost beyond what the policy allows, and it must start again."""
+
+    allows_misconf = True
+
+    def crash(self, srv, cycle):
+        time.sleep(self.rng.uniform(0.3, 1.0))
+        srv.mount.fail_next_fsync()
+        # Under everysec, long enough for the failing fsync, the server's reaction and the 2 s window.
+        time.sleep(self.rng.uniform(2.5, 4.0) if self.everysec else self.rng.uniform(0.5, 1.5))
+        if srv.mount.fsync_failure_pending():
+            self.result.count("armed fsync failures that no fsync reached")
+        t = time.monotonic()
+        srv.kill()
+        return [ALL_ACKED], t
+
+
 class StartupCuts:
     """Mixin: with probability `startup_cuts`, a restart is first cut once during start-up."""
 
@@ -264,6 +299,13 @@ ALL = [
               crash.AOF_EVERYSEC, ["zero"], True, fsync_cuts=1.0,
               proves="appendfsync everysec, cut just before an fsync, zero-filled tail: the server starts, "
                      "loses only the last ~2 s"),
+    _powercut(FsyncError, "pc-always-fsync-eio", crash.AOF_ALWAYS, ["clean"], False,
+              proves="appendfsync always, one fsync fails with EIO and drops its data: the server stops or "
+                     "refuses writes rather than acknowledge them; after the cut nothing acknowledged is lost"),
+    _powercut(FsyncError, "pc-everysec-fsync-eio", crash.AOF_EVERYSEC, ["clean"], True,
+              proves="appendfsync everysec, one fsync fails with EIO and drops its data (a retried fsync "
+                     "succeeds over it): the server must refuse writes (MISCONF) and write a fresh AOF before "
+                     "acknowledging again; after the cut only the last ~2 s may be lost"),
     _powercut(type("PcRewrite", (crash.AofKillDuringRewrite,), {}), "pc-always-bgrewriteaof", crash.AOF_ALWAYS,
               CLEAN_OR_TORN, False, fill=20_000,
               proves="power cut at a random point of BGREWRITEAOF (new base, incr, manifest replacement): "
@@ -315,6 +357,9 @@ def run_scenario(cls, label, argv, ctx, seed, log, everysec_window=2.0, eager_di
             windows, crash_time = scenario.crash(srv, cycle)
             if srv.alive():
                 srv.kill()
+            if srv.unexpected_exits and getattr(cls, "allows_misconf", False):
+                result.count("server stopped on its own after the fsync error", len(srv.unexpected_exits))
+                srv.unexpected_exits = []
             if srv.unexpected_exits:
                 result.failures.append("cycle %d: the server exited on its own (status %s) before the cut; "
                                        "log tail:\n%s" % (cycle, srv.unexpected_exits, srv.log_tail(10)))
@@ -322,6 +367,11 @@ def run_scenario(cls, label, argv, ctx, seed, log, everysec_window=2.0, eager_di
             workload.join()
             result.ops_sent += workload.op_count()
             errs = workload.errors()
+            if getattr(cls, "allows_misconf", False):
+                refused = [e for e in errs if "MISCONF" in e]
+                if refused:
+                    result.count("writes refused with MISCONF", len(refused))
+                errs = [e for e in errs if "MISCONF" not in e]
             if errs:
                 result.error_replies += len(errs)
                 for e in errs[:5]:
