@@ -21,9 +21,10 @@ written by the harness before it unmounts (the processes using the mount are alr
     {"mode": "torn", "seed": N}  a power cut where each file keeps a random prefix of its un-synced writes in
                                  issue order, the last one torn at a random byte (what a disk that wrote
                                  some of its queue can leave);
-    {"mode": "zero", "seed": N}  as torn, then every file whose un-synced writes grew it keeps the new length
-                                 with the rest of the grown range reading as zeros (ext4/xfs after a crash
-                                 when the size was committed before the data).
+    {"mode": "zero", "seed": N}  as torn, but never all of the writes, and every file that the un-synced
+                                 writes grew keeps the new length with the rest of the grown range reading
+                                 as zeros (ext4/xfs after a crash when the size was committed before the
+                                 data).
 
 Entries reach the backing directory only through durable directory entries, from the root down: a file
 created and fsynced whose directory was never fsynced is lost, as on a real disk. A report of what the cut
@@ -33,7 +34,9 @@ To cut at the worst moment, the harness may create state/arm-fsync: the next fsy
 writes then creates state/fsync-hit, freezes the durable image and waits (never applying them) until
 state/release or cut.json appears, then fails with EIO. If it creates state/fail-fsync, the next fsync of a
 file with un-synced writes fails with EIO and those writes never become durable (Linux marks the pages
-clean after a failed writeback: a retried fsync succeeds without them), then fsync works again. Needs fusepy (`fuse` module) and libfuse.so.2 (Debian libfuse2).
+clean after a failed writeback: a retried fsync succeeds without them), then fsync works again.
+
+Needs root, /dev/fuse, fusepy (the `fuse` module) and libfuse.so.2 (Debian libfuse2).
 """
 import argparse
 import errno

@@ -224,7 +224,7 @@ class EverysecRuns:
     everysec_window = 2.0
 
     def run_time(self):
-        return self.rng.uniform(self.everysec_window + 0.5, self.everysec_window + 2.0)
+        return self.rng.uniform(self.everysec_window + 0.3, self.everysec_window + 1.5)
 
 
 class FsyncCuts:
@@ -261,7 +261,8 @@ class FsyncError(crash.Scenario):
         time.sleep(self.rng.uniform(0.3, 1.0))
         srv.mount.fail_next_fsync()
         # Under everysec, long enough for the failing fsync, the server's reaction and the 2 s window.
-        time.sleep(self.rng.uniform(2.5, 4.0) if self.everysec else self.rng.uniform(0.5, 1.5))
+        time.sleep(self.rng.uniform(self.everysec_window + 0.5, self.everysec_window + 1.5) if self.everysec
+                   else self.rng.uniform(0.5, 1.5))
         if srv.mount.fsync_failure_pending():
             self.result.count("armed fsync failures that no fsync reached")
         t = time.monotonic()
