@@ -177,7 +177,7 @@ class PowerCutServer(ServerProc):
         """`held`: the filesystem holds one of the server's fsyncs (an armed cut): SIGKILL first, then
         release it, or the process could not die."""
         had = self.proc is not None
-        if held and self.proc.poll() is None:
+        if held and self.proc is not None and self.proc.poll() is None:
             self.signalled = True
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -245,7 +245,7 @@ class FsyncCuts:
         if self.ctx.verbose:
             print("    cut held the fsync of %s" % hit, flush=True)
         t = time.monotonic()
-        srv.kill(held=bool(hit))
+        srv.kill(held=True)  # also when no hit was seen: one may come between the wait and the kill
         return [ALL_ACKED], t
 
 
