@@ -21,6 +21,17 @@ import Testing
 
     static let unknown = "$7\r\nunknown\r\n$4\r\nspec\r\n*0\r\n"
 
+    /// A command added with keys but without Redis's declarations would report derived specs:
+    /// every row that takes keys has declared ones (INCREX, Tally's own, is the exception).
+    @Test func everyRowWithKeysDeclaresItsKeySpecs() {
+        let h = CommandHarness()
+        for row in h.engine.table.rows {
+            for spec in [row] + row.subcommands where spec.firstKey > 0 || spec.flags.contains(.movableKeys) {
+                #expect(!spec.keySpecs.isEmpty || spec.name == "increx", "\(spec.name)")
+            }
+        }
+    }
+
     @Test func bitopDeclaresItsDestinationAndSources() {
         let h = CommandHarness()
         let expected = "*1\r\n*10\r\n$5\r\nbitop\r\n:-4\r\n*2\r\n+write\r\n+denyoom\r\n:2\r\n:-1\r\n:1\r\n*3\r\n"
