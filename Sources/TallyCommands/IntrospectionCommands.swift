@@ -1,4 +1,4 @@
-// IntrospectionCommands: COMMAND, COMMAND COUNT / INFO / LIST / DOCS, generated from the table.
+// IntrospectionCommands: COMMAND, COMMAND COUNT / INFO / LIST / DOCS / GETKEYS / HELP, generated from the table.
 import TallyKeyspace
 import TallyProtocol
 
@@ -21,6 +21,8 @@ enum IntrospectionCommands {
                     CommandSpec(name: "command|getkeys", arity: -4, flags: subcommandFlags,
                                 categories: ["@slow", "@connection"]) { _ in },
                     CommandSpec(name: "command|getkeysandflags", arity: -4, flags: subcommandFlags,
+                                categories: ["@slow", "@connection"]) { _ in },
+                    CommandSpec(name: "command|help", arity: 2, flags: subcommandFlags,
                                 categories: ["@slow", "@connection"]) { _ in },
                 ],
                 handler: command)
@@ -75,6 +77,8 @@ enum IntrospectionCommands {
                 context.output.writeBulkString("group".utf8)
                 context.output.writeBulkString(group(of: row).utf8)
             }
+        } else if arguments.matches(1, "help") {
+            context.writeHelp("COMMAND", helpLines)
         } else {
             writeUnknownSubcommandError(arguments, parent: "command", into: &context.output)
         }
@@ -271,6 +275,28 @@ enum IntrospectionCommands {
         context.output.writeArrayHeader(names.count)
         for name in names { context.output.writeBulkString(name.utf8) }
     }
+
+    /// COMMAND HELP's subcommand lines (server.c commandHelpCommand's reply).
+    static let helpLines = [
+        "(no subcommand)",
+        "    Return details about all Redis commands.",
+        "COUNT",
+        "    Return the total number of commands in this Redis server.",
+        "LIST",
+        "    Return a list of all commands in this Redis server.",
+        "INFO [<command-name> ...]",
+        "    Return details about multiple Redis commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "DOCS [<command-name> ...]",
+        "    Return documentation details about multiple Redis commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "GETKEYS <full-command>",
+        "    Return the keys from a full Redis command.",
+        "GETKEYSANDFLAGS <full-command>",
+        "    Return the keys and the access flags from a full Redis command.",
+    ]
 
     static let increxSummary = "Increments the numeric value of a key within optional bounds and sets its "
         + "expiration time (Redis 8.8's INCREX: the one command Tally adds beyond Redis 7.0; logged to the AOF "
