@@ -83,12 +83,15 @@ public struct CommandSpec: Sendable {
     /// ACL categories as COMMAND INFO reports them (e.g. ["@write", "@string", "@fast"]).
     public let categories: [String]
     /// Subcommands (CLIENT, CONFIG, COMMAND...), each a full row named "parent|sub".
-    public let subcommands: [CommandSpec]
+    public internal(set) var subcommands: [CommandSpec]
     /// The implementation.
     public let handler: CommandHandler
-    /// Key specs for COMMAND INFO when one range spec derived from the key positions is not what
-    /// Redis reports (GEORADIUS's STORE keywords, GEOSEARCHSTORE's write-then-read keys).
+    /// Key specs for COMMAND INFO and COMMAND GETKEYSANDFLAGS, as Redis declares them; the table
+    /// fills them from `DeclaredKeySpecs` (a row with none gets one range spec derived from its
+    /// key positions).
     public var keySpecs: [KeySpec] = []
+    /// Command tips for COMMAND INFO (`request_policy:all_shards`, `nondeterministic_output`...).
+    public var tips: [String] = []
 
     /// Creates a row.
     public init(
@@ -107,31 +110,90 @@ public struct CommandSpec: Sendable {
     }
 }
 
-/// One COMMAND INFO key spec (Redis 7's keySpec): flags, how the search begins, a range of keys.
+/// Key-spec flags (server.h `CMD_KEY_*`): how a command uses the keys one spec finds.
+public struct KeySpecFlags: OptionSet, Sendable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// Read only.
+    public static let ro = KeySpecFlags(rawValue: 1 << 0)
+    /// Read and written.
+    public static let rw = KeySpecFlags(rawValue: 1 << 1)
+    /// Overwritten without being read.
+    public static let ow = KeySpecFlags(rawValue: 1 << 2)
+    /// Removed.
+    public static let rm = KeySpecFlags(rawValue: 1 << 3)
+    /// The value (or part of it) is returned or used.
+    public static let access = KeySpecFlags(rawValue: 1 << 4)
+    /// The value is changed in place.
+    public static let update = KeySpecFlags(rawValue: 1 << 5)
+    /// Data is added to the value.
+    public static let insert = KeySpecFlags(rawValue: 1 << 6)
+    /// Data is taken out of the value.
+    public static let delete = KeySpecFlags(rawValue: 1 << 7)
+    /// A name in the key position that is not a key (SPUBLISH's shard channel).
+    public static let notKey = KeySpecFlags(rawValue: 1 << 8)
+    /// The spec may not find every key (MIGRATE's KEYS).
+    public static let incomplete = KeySpecFlags(rawValue: 1 << 9)
+    /// The flags depend on the arguments (SET with GET, BITFIELD with SET/INCRBY).
+    public static let variableFlags = KeySpecFlags(rawValue: 1 << 10)
+
+    /// Flag names in the order Redis prints them (server.c `addReplyFlagsForKeyArgs`).
+    public static let names: [(KeySpecFlags, String)] = [
+        (.ro, "RO"), (.rw, "RW"), (.ow, "OW"), (.rm, "RM"), (.access, "access"), (.update, "update"),
+        (.insert, "insert"), (.delete, "delete"), (.notKey, "not_key"), (.incomplete, "incomplete"),
+        (.variableFlags, "variable_flags"),
+    ]
+
+    /// The names of the flags set, in Redis's order.
+    public var names: [String] { KeySpecFlags.names.filter { contains($0.0) }.map(\.1) }
+}
+
+/// One COMMAND INFO key spec (Redis 7's keySpec): flags, where the search begins and how the keys
+/// are found from there. Redis's free-text `notes` are not kept: Tally does not copy its prose.
 public struct KeySpec: Sendable {
     /// Where the key search begins.
     public enum Begin: Sendable {
         /// At argument `index`.
         case index(Int)
-        /// After `keyword`, looked up from argument `startFrom` on.
+        /// After `keyword`, looked up from argument `startFrom` on (backwards from the end when negative).
         case keyword(String, startFrom: Int)
+        /// Not expressible (SORT's BY/GET patterns and STORE anywhere in the arguments).
+        case unknown
     }
 
-    /// Flags as Redis prints them ("RO", "access"; "OW", "update"...).
-    public var flags: [String]
+    /// How the keys are found from the beginning.
+    public enum Find: Sendable {
+        /// Keys up to `lastKey` (relative to the first; negative: from the end of the arguments), every
+        /// `keyStep`; with `limit` N and lastKey -1, the first 1/N of what follows (XREAD's STREAMS).
+        case range(lastKey: Int, keyStep: Int, limit: Int)
+        /// The key count is at `index` (relative to the beginning), the keys start `firstKey` after it.
+        case keynum(index: Int, firstKey: Int, keyStep: Int)
+        /// Not expressible.
+        case unknown
+
+        /// A range, written compactly in the tables.
+        public static func range(_ lastKey: Int, step: Int = 1, limit: Int = 0) -> Find {
+            .range(lastKey: lastKey, keyStep: step, limit: limit)
+        }
+
+        /// A key count, written compactly in the tables.
+        public static func keynum(_ index: Int, first: Int, step: Int = 1) -> Find {
+            .keynum(index: index, firstKey: first, keyStep: step)
+        }
+    }
+
+    /// How the command uses these keys.
+    public var flags: KeySpecFlags
     /// Where the search begins.
     public var begin: Begin
-    /// find_keys range: last key relative to the first (-1: the last argument), step and limit.
-    public var lastKey: Int
-    public var keyStep: Int
-    public var limit: Int
+    /// How the keys are found.
+    public var find: Find
 
-    /// Creates a spec with a one-key range.
-    public init(_ flags: [String], _ begin: Begin, lastKey: Int = 0, keyStep: Int = 1, limit: Int = 0) {
+    /// Creates a spec; the default finds one key at the beginning.
+    public init(_ flags: KeySpecFlags, _ begin: Begin, _ find: Find = .range(0)) {
         self.flags = flags
         self.begin = begin
-        self.lastKey = lastKey
-        self.keyStep = keyStep
-        self.limit = limit
+        self.find = find
     }
 }

@@ -53,6 +53,7 @@ public final class CommandTable: Sendable {
 
     /// Builds the table; names must be unique (case-insensitively).
     public init(_ rows: [CommandSpec]) {
+        let rows = rows.map(DeclaredKeySpecs.apply)
         self.rows = rows
         statistics = rows.map { _ in CommandStatistics() }
         subcommandStatistics = rows.map { $0.subcommands.map { _ in CommandStatistics() } }

@@ -19,42 +19,27 @@ enum GeoCommands {
             command("geopos", -2, [.readonly], keys: (1, 1, 1), "@read @geo @slow") { context in
                 positions(&context, hashes: false)
             },
-            withStoreKeySpecs(command("georadius", -6, [.write, .denyOOM, .movableKeys], keys: (1, 1, 1),
-                                      "@write @geo @slow") { context in
+            command("georadius", -6, [.write, .denyOOM, .movableKeys], keys: (1, 1, 1), "@write @geo @slow") {
+                context in
                 search(&context, source: 1, mode: .radiusFromCoordinates, storeAllowed: true)
-            }, startFrom: 6),
+            },
             command("georadius_ro", -6, [.readonly], keys: (1, 1, 1), "@read @geo @slow") { context in
                 search(&context, source: 1, mode: .radiusFromCoordinates, storeAllowed: false)
             },
-            withStoreKeySpecs(command("georadiusbymember", -5, [.write, .denyOOM, .movableKeys], keys: (1, 1, 1),
-                                      "@write @geo @slow") { context in
+            command("georadiusbymember", -5, [.write, .denyOOM, .movableKeys], keys: (1, 1, 1),
+                    "@write @geo @slow") { context in
                 search(&context, source: 1, mode: .radiusFromMember, storeAllowed: true)
-            }, startFrom: 5),
+            },
             command("georadiusbymember_ro", -5, [.readonly], keys: (1, 1, 1), "@read @geo @slow") { context in
                 search(&context, source: 1, mode: .radiusFromMember, storeAllowed: false)
             },
             command("geosearch", -7, [.readonly], keys: (1, 1, 1), "@read @geo @slow") { context in
                 search(&context, source: 1, mode: .search, storeAllowed: false)
             },
-            {
-                var row = command("geosearchstore", -8, [.write, .denyOOM], keys: (1, 2, 1), "@write @geo @slow") {
-                    context in
-                    search(&context, source: 2, mode: .search, storeAllowed: true)
-                }
-                row.keySpecs = [KeySpec(["OW", "update"], .index(1)), KeySpec(["RO", "access"], .index(2))]
-                return row
-            }(),
+            command("geosearchstore", -8, [.write, .denyOOM], keys: (1, 2, 1), "@write @geo @slow") { context in
+                search(&context, source: 2, mode: .search, storeAllowed: true)
+            },
         ]
-    }
-
-    /// GEORADIUS[BYMEMBER]'s key specs as Redis reports them: the source read at argv[1], and
-    /// the keys after STORE and STOREDIST written (searched from argument `startFrom`).
-    static func withStoreKeySpecs(_ row: CommandSpec, startFrom: Int) -> CommandSpec {
-        var row = row
-        row.keySpecs = [KeySpec(["RO", "access"], .index(1)),
-                        KeySpec(["OW", "update"], .keyword("STORE", startFrom: startFrom)),
-                        KeySpec(["OW", "update"], .keyword("STOREDIST", startFrom: startFrom))]
-        return row
     }
 
     // MARK: Argument parsing

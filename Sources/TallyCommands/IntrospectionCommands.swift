@@ -1,4 +1,4 @@
-// IntrospectionCommands: COMMAND, COMMAND COUNT / INFO / LIST / DOCS, generated from the table.
+// IntrospectionCommands: COMMAND, COMMAND COUNT / INFO / LIST / DOCS / GETKEYS / HELP, generated from the table.
 import TallyKeyspace
 import TallyProtocol
 
@@ -22,6 +22,8 @@ enum IntrospectionCommands {
                                 categories: ["@slow", "@connection"]) { _ in },
                     CommandSpec(name: "command|getkeysandflags", arity: -4, flags: subcommandFlags,
                                 categories: ["@slow", "@connection"]) { _ in },
+                    CommandSpec(name: "command|help", arity: 2, flags: subcommandFlags,
+                                categories: ["@slow", "@connection"]) { _ in },
                 ],
                 handler: command)
         ]
@@ -41,8 +43,8 @@ enum IntrospectionCommands {
         } else if arguments.matches(1, "info") {
             context.output.writeArrayHeader(arguments.count - 2)
             for index in 2..<arguments.count {
-                if let row = table.lookup(arguments[index]) {
-                    writeInfo(table.rows[row], into: &context.output)
+                if let spec = spec(named: arguments[index], in: table) {
+                    writeInfo(spec, into: &context.output)
                 } else {
                     context.output.writeNull()
                 }
@@ -75,14 +77,16 @@ enum IntrospectionCommands {
                 context.output.writeBulkString("group".utf8)
                 context.output.writeBulkString(group(of: row).utf8)
             }
+        } else if arguments.matches(1, "help") {
+            context.writeHelp("COMMAND", helpLines)
         } else {
             writeUnknownSubcommandError(arguments, parent: "command", into: &context.output)
         }
     }
 
     /// COMMAND GETKEYS|GETKEYSANDFLAGS command [arg ...] (server.c getKeysSubcommandImpl): the
-    /// keys the request would touch, checked as Redis checks them. The flags are the key-spec
-    /// flags COMMAND INFO reports for the row (SORT's are Redis's own: RO access, OW update).
+    /// keys the request would touch, checked as Redis checks them, with the flags of the key
+    /// spec that found each (`keysWithFlags`).
     static func getKeys(_ context: inout CommandContext, withFlags: Bool) {
         let table = context.engine.table
         let request = (2..<context.arguments.count).map { context.arguments[$0] }
@@ -96,7 +100,9 @@ enum IntrospectionCommands {
             }
             spec = spec.subcommands[sub]
         }
-        guard CommandKeys.hasKeys(spec) else {
+        // Only names that are not keys (SPUBLISH's shard channel): no key arguments, as in Redis.
+        let onlyNotKeys = !spec.keySpecs.isEmpty && spec.keySpecs.allSatisfy { $0.flags.contains(.notKey) }
+        guard CommandKeys.hasKeys(spec) && !onlyNotKeys else {
             return context.output.writeError("ERR The command has no key arguments")
         }
         guard CommandTable.arityAccepts(spec.arity, request.count) else {
@@ -106,23 +112,127 @@ enum IntrospectionCommands {
             if CommandKeys.noMandatoryKeys.contains(spec.name) { return context.output.writeArrayHeader(0) }
             return context.output.writeError("ERR Invalid arguments specified for command")
         }
-        context.output.writeArrayHeader(positions.count)
-        for (order, position) in positions.enumerated() {
+        let keys = keysWithFlags(spec, request, positions: positions)
+        context.output.writeArrayHeader(keys.count)
+        for (position, flags) in keys {
             guard withFlags else {
                 context.output.writeBulkString(request[position])
                 continue
             }
             context.output.writeArrayHeader(2)
             context.output.writeBulkString(request[position])
-            let flags: [String]
-            if spec.name == "sort" {
-                flags = order == 0 ? ["RO", "access"] : ["OW", "update"]
-            } else {
-                flags = spec.flags.contains(.write) ? ["RW", "update"] : ["RO", "access"]
-            }
-            context.output.writeSetHeader(flags.count)
-            for flag in flags { context.output.writeSimpleString(flag.utf8) }
+            let names = flags.names
+            context.output.writeSetHeader(names.count)
+            for name in names { context.output.writeSimpleString(name.utf8) }
         }
+    }
+
+    /// A command row, or with "container|subcommand" a subcommand row (server.c
+    /// lookupCommandBySds): COMMAND INFO CLIENT|GETNAME answers the subcommand's entry.
+    static func spec(named name: ArraySlice<UInt8>, in table: CommandTable) -> CommandSpec? {
+        guard let bar = name.firstIndex(of: UInt8(ascii: "|")) else {
+            return table.lookup(name).map { table.rows[$0] }
+        }
+        let subName = name[(bar + 1)...]
+        guard !subName.contains(UInt8(ascii: "|")), let row = table.lookup(name[..<bar]),
+              let sub = table.subcommand(of: row, named: subName) else { return nil }
+        return table.rows[row].subcommands[sub]
+    }
+
+    /// The keys of a request with the flags GETKEYSANDFLAGS reports (db.c
+    /// getKeysFromCommandWithSpecs): the declared key specs find them when they can and their
+    /// flags do not depend on the arguments; otherwise `positions` with the flags the command's
+    /// own key finder gives (SET and BITFIELD look at their options, SORT reads then stores,
+    /// SORT_RO reads, the numkeys commands give none).
+    static func keysWithFlags(
+        _ spec: CommandSpec, _ request: [ArraySlice<UInt8>], positions: [Int]
+    ) -> [(Int, KeySpecFlags)] {
+        let hasKeys = spec.keySpecs.contains { !$0.flags.contains(.notKey) }
+        let variable = spec.keySpecs.contains { $0.flags.contains(.variableFlags) }
+        if hasKeys && !variable, let found = keysFromSpecs(spec, request) { return found }
+        switch spec.name {
+        case "set":
+            let get = request.indices.dropFirst(3).contains { CommandKeys.matches(request[$0], "get") }
+            return positions.map { ($0, get ? [.rw, .access, .update] : [.ow, .update]) }
+        case "bitfield":
+            let flags: KeySpecFlags = bitfieldReadsOnly(request) ? [.ro, .access] : [.rw, .access, .update]
+            return positions.map { ($0, flags) }
+        case "sort":
+            return positions.enumerated().map { ($1, $0 == 0 ? [.ro, .access] : [.ow, .update]) }
+        case "sort_ro":
+            return positions.map { ($0, [.ro, .access]) }
+        default:
+            return positions.map { ($0, []) }
+        }
+    }
+
+    /// db.c bitfieldGetKeys: read only while every operation is a whole GET or OVERFLOW; a SET,
+    /// an INCRBY or anything malformed counts as a write.
+    static func bitfieldReadsOnly(_ request: [ArraySlice<UInt8>]) -> Bool {
+        var index = 2
+        while index < request.count {
+            let remaining = request.count - index - 1
+            if CommandKeys.matches(request[index], "get") && remaining >= 2 {
+                index += 3
+            } else if CommandKeys.matches(request[index], "overflow") && remaining >= 1 {
+                index += 2
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// db.c getKeysUsingKeySpecs: every key spec's keys in order with its flags, or nil when a
+    /// spec cannot be followed (unknown, incomplete, a bad key count, keys out of range).
+    static func keysFromSpecs(_ spec: CommandSpec, _ request: [ArraySlice<UInt8>]) -> [(Int, KeySpecFlags)]? {
+        let count = request.count
+        var keys: [(Int, KeySpecFlags)] = []
+        for keySpec in spec.keySpecs where !keySpec.flags.contains(.notKey) {
+            var first: Int
+            switch keySpec.begin {
+            case .index(let index):
+                first = index
+            case .keyword(let keyword, let startFrom):
+                // Forward up to the next-to-last argument, or backward down to argument 2.
+                let forward = startFrom > 0
+                let start = forward ? startFrom : count + startFrom
+                let found = forward ? (start < count - 1 ? Array(start..<(count - 1)) : [])
+                                    : (start >= 2 && start < count ? Array((2...start).reversed()) : [])
+                let word = keyword.lowercased()
+                guard let at = found.first(where: { CommandKeys.matches(request[$0], word) }) else { continue }
+                first = at + 1
+            case .unknown:
+                return nil
+            }
+            let last: Int
+            let step: Int
+            switch keySpec.find {
+            case .range(let lastKey, let keyStep, let limit):
+                step = keyStep
+                if lastKey >= 0 {
+                    last = first + lastKey
+                } else if limit == 0 {
+                    last = count + lastKey
+                } else {
+                    last = first + (count - first) / limit + lastKey
+                }
+            case .keynum(let index, let firstKey, let keyStep):
+                step = keyStep
+                guard first + index < count, let number = parseRedisInteger(request[first + index]), number >= 0
+                else { return nil }
+                first += firstKey
+                last = first + Int(number) - 1
+            case .unknown:
+                return nil
+            }
+            guard last < count, last >= first, first < count else { return nil }
+            for position in stride(from: first, through: last, by: max(1, step)) {
+                keys.append((position, keySpec.flags))
+            }
+            if keySpec.flags.contains(.incomplete) { return nil }
+        }
+        return keys
     }
 
     /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob] (server.c
@@ -166,26 +276,46 @@ enum IntrospectionCommands {
         for name in names { context.output.writeBulkString(name.utf8) }
     }
 
+    /// COMMAND HELP's subcommand lines (server.c commandHelpCommand's reply).
+    static let helpLines = [
+        "(no subcommand)",
+        "    Return details about all Redis commands.",
+        "COUNT",
+        "    Return the total number of commands in this Redis server.",
+        "LIST",
+        "    Return a list of all commands in this Redis server.",
+        "INFO [<command-name> ...]",
+        "    Return details about multiple Redis commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "DOCS [<command-name> ...]",
+        "    Return documentation details about multiple Redis commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "GETKEYS <full-command>",
+        "    Return the keys from a full Redis command.",
+        "GETKEYSANDFLAGS <full-command>",
+        "    Return the keys and the access flags from a full Redis command.",
+    ]
+
     static let increxSummary = "Increments the numeric value of a key within optional bounds and sets its "
         + "expiration time (Redis 8.8's INCREX: the one command Tally adds beyond Redis 7.0; logged to the AOF "
         + "as SET so Redis 7.0 can replay it)."
 
-    /// One explicit key spec, in the shape of the derived one below.
+    /// One key spec map (server.c addReplyCommandKeySpecs, less the notes).
     static func writeKeySpec(_ keySpec: KeySpec, into output: inout OutputBuffer) {
         output.writeMapHeader(3)
         output.writeBulkString("flags".utf8)
-        output.writeSetHeader(keySpec.flags.count)
-        for flag in keySpec.flags { output.writeSimpleString(flag.utf8) }
+        let names = keySpec.flags.names
+        output.writeSetHeader(names.count)
+        for name in names { output.writeSimpleString(name.utf8) }
         output.writeBulkString("begin_search".utf8)
         output.writeMapHeader(2)
         output.writeBulkString("type".utf8)
         switch keySpec.begin {
         case .index(let index):
             output.writeBulkString("index".utf8)
-            output.writeBulkString("spec".utf8)
-            output.writeMapHeader(1)
-            output.writeBulkString("index".utf8)
-            output.writeInteger(index)
+            writeSpecMap([("index", index)], into: &output)
         case .keyword(let keyword, let startFrom):
             output.writeBulkString("keyword".utf8)
             output.writeBulkString("spec".utf8)
@@ -194,19 +324,34 @@ enum IntrospectionCommands {
             output.writeBulkString(keyword.utf8)
             output.writeBulkString("startfrom".utf8)
             output.writeInteger(startFrom)
+        case .unknown:
+            output.writeBulkString("unknown".utf8)
+            writeSpecMap([], into: &output)
         }
         output.writeBulkString("find_keys".utf8)
         output.writeMapHeader(2)
         output.writeBulkString("type".utf8)
-        output.writeBulkString("range".utf8)
+        switch keySpec.find {
+        case .range(let lastKey, let keyStep, let limit):
+            output.writeBulkString("range".utf8)
+            writeSpecMap([("lastkey", lastKey), ("keystep", keyStep), ("limit", limit)], into: &output)
+        case .keynum(let index, let firstKey, let keyStep):
+            output.writeBulkString("keynum".utf8)
+            writeSpecMap([("keynumidx", index), ("firstkey", firstKey), ("keystep", keyStep)], into: &output)
+        case .unknown:
+            output.writeBulkString("unknown".utf8)
+            writeSpecMap([], into: &output)
+        }
+    }
+
+    /// "spec" and a map of integer fields.
+    static func writeSpecMap(_ fields: [(String, Int)], into output: inout OutputBuffer) {
         output.writeBulkString("spec".utf8)
-        output.writeMapHeader(3)
-        output.writeBulkString("lastkey".utf8)
-        output.writeInteger(keySpec.lastKey)
-        output.writeBulkString("keystep".utf8)
-        output.writeInteger(keySpec.keyStep)
-        output.writeBulkString("limit".utf8)
-        output.writeInteger(keySpec.limit)
+        output.writeMapHeader(fields.count)
+        for (name, value) in fields {
+            output.writeBulkString(name.utf8)
+            output.writeInteger(value)
+        }
     }
 
     /// The documentation group Redis files a command under, from its ACL categories.
@@ -236,7 +381,7 @@ enum IntrospectionCommands {
     ]
 
     /// One COMMAND INFO entry: name, arity, flags, first/last/step, categories, tips, key
-    /// specs (one range spec derived from the key positions), subcommands.
+    /// specs, subcommands.
     static func writeInfo(_ spec: CommandSpec, into output: inout OutputBuffer) {
         output.writeArrayHeader(10)
         output.writeBulkString(spec.name.utf8)
@@ -249,45 +394,17 @@ enum IntrospectionCommands {
         output.writeInteger(spec.step)
         output.writeSetHeader(spec.categories.count)
         for category in spec.categories { output.writeSimpleString(category.utf8) }
-        output.writeSetHeader(0)  // tips: a set in RESP3, as server.c writes it
-        if !spec.keySpecs.isEmpty {
-            output.writeSetHeader(spec.keySpecs.count)
-            for keySpec in spec.keySpecs { writeKeySpec(keySpec, into: &output) }
-        } else if spec.firstKey > 0 {
-            output.writeSetHeader(1)
-            output.writeMapHeader(3)
-            output.writeBulkString("flags".utf8)
-            output.writeSetHeader(2)
-            if spec.flags.contains(.write) {
-                output.writeSimpleString("RW".utf8)
-                output.writeSimpleString("update".utf8)
-            } else {
-                output.writeSimpleString("RO".utf8)
-                output.writeSimpleString("access".utf8)
-            }
-            output.writeBulkString("begin_search".utf8)
-            output.writeMapHeader(2)
-            output.writeBulkString("type".utf8)
-            output.writeBulkString("index".utf8)
-            output.writeBulkString("spec".utf8)
-            output.writeMapHeader(1)
-            output.writeBulkString("index".utf8)
-            output.writeInteger(spec.firstKey)
-            output.writeBulkString("find_keys".utf8)
-            output.writeMapHeader(2)
-            output.writeBulkString("type".utf8)
-            output.writeBulkString("range".utf8)
-            output.writeBulkString("spec".utf8)
-            output.writeMapHeader(3)
-            output.writeBulkString("lastkey".utf8)
-            output.writeInteger(spec.lastKey < 0 ? spec.lastKey : spec.lastKey - spec.firstKey)
-            output.writeBulkString("keystep".utf8)
-            output.writeInteger(spec.step)
-            output.writeBulkString("limit".utf8)
-            output.writeInteger(0)
-        } else {
-            output.writeSetHeader(0)
+        output.writeSetHeader(spec.tips.count)  // a set in RESP3, as server.c writes it
+        for tip in spec.tips { output.writeBulkString(tip.utf8) }
+        var keySpecs = spec.keySpecs
+        if keySpecs.isEmpty && spec.firstKey > 0 {
+            // A row Redis declares nothing for (Tally's own INCREX): one range over its key positions.
+            let lastKey = spec.lastKey < 0 ? spec.lastKey : spec.lastKey - spec.firstKey
+            let flags: KeySpecFlags = spec.flags.contains(.write) ? [.rw, .update] : [.ro, .access]
+            keySpecs = [KeySpec(flags, .index(spec.firstKey), .range(lastKey, step: spec.step))]
         }
+        output.writeSetHeader(keySpecs.count)
+        for keySpec in keySpecs { writeKeySpec(keySpec, into: &output) }
         // No subcommands: an empty set; otherwise an array (addReplyCommandSubCommands).
         if spec.subcommands.isEmpty {
             output.writeSetHeader(0)
