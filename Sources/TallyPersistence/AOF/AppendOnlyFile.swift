@@ -495,11 +495,21 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         DispatchQueue(label: "tally.aof.fsync", qos: .utility).async { self.fsyncLoop() }
     }
 
-    // Wakes every second; fsync runs outside the lock so appenders are never blocked by it.
+    // Fsyncs about once a second, outside the lock so appenders are never blocked by it. The
+    // lock's condition is broadcast after every write and fsync, so a single timed wait returned
+    // almost at once under load (thousands of fdatasyncs a second): the loop waits on until a
+    // whole second has passed since the last pass, as aof.c fsyncs everysec once the second
+    // changed.
     private func fsyncLoop() {
+        var lastPass = Self.monotonicMilliseconds()
         while true {
             lock.lock()
-            if !stopping { lock.wait(milliseconds: 1000) }
+            while !stopping {
+                let remaining = 1000 - (Self.monotonicMilliseconds() - lastPass)
+                if remaining <= 0 { break }
+                lock.wait(milliseconds: remaining)
+            }
+            lastPass = Self.monotonicMilliseconds()
             let stop = stopping
             // After CONFIG SET appendfsync no/always the thread idles (always fsyncs inline).
             let everysec = policy == .everysec
@@ -511,6 +521,12 @@ public final class AppendOnlyFile<S: Storage>: AppendLog, @unchecked Sendable {
         fsyncThreadRunning = false
         lock.broadcast()
         lock.unlock()
+    }
+
+    private static func monotonicMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
     /// Called from the server cron (~10 Hz): retries a failed write once a second, as Redis's
