@@ -17,6 +17,7 @@ import tempfile
 import time
 import traceback
 
+from . import observed
 from . import scenarios as crash
 from .model import ALL_ACKED, Model, Window
 from .server import ServerProc, StartFailed
@@ -306,6 +307,17 @@ ALL = [
 BY_NAME = {s.name: s for s in ALL}
 
 
+def observes_after_cut(options):
+    """Observed writes must survive a power cut under `appendfsync always`: a reply may not show a value
+    whose record is not fsynced. Under everysec and no a power cut may take back what was only written
+    (readers may have seen it; a SIGKILL could not take it back, which the crash suite checks)."""
+    fsync = None
+    for i, word in enumerate(options[:-1]):
+        if word == "--appendfsync":
+            fsync = options[i + 1]
+    return observed.applies(options) and fsync == "always"
+
+
 def run_scenario(cls, label, argv, ctx, seed, log, everysec_window=2.0, eager_dirs=False):
     """Like scenarios.run_scenario, on a lazyfs mount, and it keeps cycling after a failed check (the
     recovered state becomes the next base) so that every cycle's figures are counted."""
@@ -322,6 +334,7 @@ def run_scenario(cls, label, argv, ctx, seed, log, everysec_window=2.0, eager_di
     mount = LazyMount(base, data_dir, eager_dirs)
     srv = PowerCutServer(label, argv, data_dir, cls.options + ctx.extra_args, mount, rng, cls.modes, result)
     plan = KeyPlan(ctx.workers)
+    observed.prepare(plan)
     model = Model(plan)
     started = time.monotonic()
     workload = None
@@ -342,6 +355,9 @@ def run_scenario(cls, label, argv, ctx, seed, log, everysec_window=2.0, eager_di
             scenario.before_cycle(srv, model, cycle)
             workload = Workload(srv.port, plan, rng)
             workload.start()
+            observer = observed.ObservedCounter(srv.port) if observes_after_cut(srv.options) else None
+            if observer:
+                observer.start()
             windows, crash_time = scenario.crash(srv, cycle)
             if srv.alive():
                 srv.kill()
@@ -353,6 +369,9 @@ def run_scenario(cls, label, argv, ctx, seed, log, everysec_window=2.0, eager_di
                                        "log tail:\n%s" % (cycle, srv.unexpected_exits, srv.log_tail(10)))
                 srv.unexpected_exits = []
             workload.join()
+            if observer:
+                observer.stop()
+                observer.join()
             result.ops_sent += workload.op_count()
             errs = workload.errors()
             if getattr(cls, "allows_misconf", False):
@@ -376,6 +395,9 @@ def run_scenario(cls, label, argv, ctx, seed, log, everysec_window=2.0, eager_di
             except StartFailed as e:
                 result.count("restarts refused")
                 raise StartFailed("cycle %d: the server did not start after the power cut: %s" % (cycle, e)) from e
+            lost_observed = observer.check(srv.port) if observer else None
+            if lost_observed:
+                result.failures.append("cycle %d: %s" % (cycle, lost_observed))
             crash._check_windows(result, model, logs, windows, srv, plan, crash_time, "cycle %d" % cycle)
             if (result.lost, result.phantoms, result.torn, result.bad_ttl, len(result.failures)) != before:
                 failed_cycles += 1
