@@ -243,7 +243,7 @@ public struct AOFLoader<S: Storage> {
         var arguments = CommandArguments()
         var end = AOFScanEnd.complete
         do throws(StorageError) {
-            if skip > 0 { try skipBytes(file, count: skip) }
+            if skip > 0 { try skipForward(storage, file, count: skip) }
             replayer.beginFile()
             while try reader.next(into: &arguments, end: &end) {
                 if let limit, reader.offset > limit { break }
@@ -284,17 +284,6 @@ public struct AOFLoader<S: Storage> {
             got += count
         }
         return got == 5 && magic == Array("REDIS".utf8)
-    }
-
-    private func skipBytes(_ file: StorageFile, count: Int64) throws(StorageError) {
-        var remaining = count
-        var scratch = [UInt8](repeating: 0, count: 1 << 16)
-        while remaining > 0 {
-            let want = Int(Swift.min(Int64(scratch.count), remaining))
-            let got = try readInto(storage, file, &scratch, 0..<want)
-            if got == 0 { return }
-            remaining -= Int64(got)
-        }
     }
 
     private func fileSize(_ path: String) -> Int64? {

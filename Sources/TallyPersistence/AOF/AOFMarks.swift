@@ -167,7 +167,7 @@ public struct AOFMarkVerifier<S: Storage> {
         }
         let file = try storage.openForReading(path)
         defer { storage.close(file) }
-        if start > 0 { try skip(file, start) }
+        if start > 0 { try skipForward(storage, file, count: start) }
         var reader = AOFRecordReader(storage: storage, file: file, startingAt: start)
         reader.tracksRegion = true
         var arguments = CommandArguments()
@@ -262,17 +262,6 @@ public struct AOFMarkVerifier<S: Storage> {
         return .tornTail(validUpTo: from, reason: damage)
     }
 
-    private func skip(_ file: StorageFile, _ count: Int64) throws(StorageError) {
-        var remaining = count
-        var scratch = [UInt8](repeating: 0, count: 1 << 16)
-        while remaining > 0 {
-            let want = Int(Swift.min(Int64(scratch.count), remaining))
-            let got = try readInto(storage, file, &scratch, 0..<want)
-            if got == 0 { return }
-            remaining -= Int64(got)
-        }
-    }
-
     // The fast path for a healthy Tally file: without parsing records, find the lines that start
     // with '#' (memchr), CRC everything else, and check that the file starts with a start line,
     // every `#TALLY-` line is a start line after a closed region or a mark that verifies, and the
@@ -285,7 +274,7 @@ public struct AOFMarkVerifier<S: Storage> {
     private func quickCheck(path: String, startingAt start: Int64) throws(StorageError) -> QuickResult {
         let file = try storage.openForReading(path)
         defer { storage.close(file) }
-        if start > 0 { try skip(file, start) }
+        if start > 0 { try skipForward(storage, file, count: start) }
         let lineMax = AOFMarks.markPrefix.count + 16 + 1 + 19 + 2
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var filled = 0
@@ -376,7 +365,7 @@ public struct AOFMarkVerifier<S: Storage> {
     {
         let file = try storage.openForReading(path)
         defer { storage.close(file) }
-        try skip(file, offset)
+        try skipForward(storage, file, count: offset)
         let pattern = AOFMarks.markPrefix
         let lineMax = pattern.count + 16 + 1 + 19 + 2
         var allZero = true
@@ -421,7 +410,7 @@ public struct AOFMarkVerifier<S: Storage> {
     private func spanChecksum(_ path: String, from offset: Int64, length: Int64) throws(StorageError) -> UInt64? {
         let file = try storage.openForReading(path)
         defer { storage.close(file) }
-        try skip(file, offset)
+        try skipForward(storage, file, count: offset)
         var crc = CRC64()
         var remaining = length
         var chunk = [UInt8](repeating: 0, count: 1 << 16)

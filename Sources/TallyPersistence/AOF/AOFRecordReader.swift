@@ -274,3 +274,16 @@ func readInto<S: Storage>(
 ) throws(StorageError) -> Int {
     try readResult(storage, file, &buffer, range).get()
 }
+
+/// Reads and drops the next `count` bytes of `file` (fewer at end of file): files are read
+/// forward only.
+func skipForward<S: Storage>(_ storage: S, _ file: StorageFile, count: Int64) throws(StorageError) {
+    var remaining = count
+    var scratch = [UInt8](repeating: 0, count: 1 << 16)
+    while remaining > 0 {
+        let want = Int(Swift.min(Int64(scratch.count), remaining))
+        let got = try readInto(storage, file, &scratch, 0..<want)
+        if got == 0 { return }
+        remaining -= Int64(got)
+    }
+}
