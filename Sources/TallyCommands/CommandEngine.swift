@@ -141,6 +141,10 @@ public final class CommandEngine: Sendable {
         oomExemptRowsInMulti = ["exec", "discard", "quit", "reset"].compactMap { table.lookup(Array($0.utf8)[...]) }
         password.withLock { $0 = configuration.requirePass }
         passwordSet.store(configuration.requirePass != nil, ordering: .relaxed)
+        // The shards stamp accesses with this engine's clock from the start (the LRU clock is kept
+        // under the default policy too, as in Redis); setMemoryLimit reconfigures them.
+        keyspace.configureEviction(.noEviction, clock: clock, lfuLogFactor: LFU.logFactor,
+                                   lfuDecayMinutes: LFU.decayMinutes)
         let functions = self.functions
         // Weak: the registry keeps this loader, so a strong capture of the registry would be a
         // cycle that outlives the engine (the dispatch fuzzer builds one engine per input).

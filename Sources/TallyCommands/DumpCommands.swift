@@ -31,8 +31,8 @@ public enum DumpCommands {
     static func restore(_ context: inout CommandContext, codec: any DumpPayloadCodec) {
         var replace = false
         var absoluteTTL = false
-        var hasIdleTime = false
-        var hasFrequency = false
+        var idleSeconds: Int64?
+        var frequency: Int64?
         var index = 4
         while index < context.arguments.count {
             let hasValue = index + 1 < context.arguments.count
@@ -40,17 +40,17 @@ public enum DumpCommands {
                 replace = true
             } else if context.arguments.matches(index, "absttl") {
                 absoluteTTL = true
-            } else if context.arguments.matches(index, "idletime") && hasValue && !hasFrequency {
+            } else if context.arguments.matches(index, "idletime") && hasValue && frequency == nil {
                 guard let idle = context.integerArgument(index + 1) else { return }
                 if idle < 0 { return context.output.writeError("ERR Invalid IDLETIME value, must be >= 0") }
-                hasIdleTime = true
+                idleSeconds = idle
                 index += 1
-            } else if context.arguments.matches(index, "freq") && hasValue && !hasIdleTime {
-                guard let frequency = context.integerArgument(index + 1) else { return }
-                if frequency < 0 || frequency > 255 {
+            } else if context.arguments.matches(index, "freq") && hasValue && idleSeconds == nil {
+                guard let given = context.integerArgument(index + 1) else { return }
+                if given < 0 || given > 255 {
                     return context.output.writeError("ERR Invalid FREQ value, must be >= 0 and <= 255")
                 }
-                hasFrequency = true
+                frequency = given
                 index += 1
             } else {
                 return context.output.writeError(RedisError.syntax)
@@ -80,6 +80,8 @@ public enum DumpCommands {
             return context.output.writeOK()
         }
         shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: ttl == 0 ? nil : ttl))
+        shard.setRestoredAccess(context.database, key, idleSeconds: idleSeconds, frequency: frequency,
+                                now: context.now)
         context.addChanges(1)
         if ttl != 0 && !absoluteTTL {
             var logged = (0..<context.arguments.count).map { Array(context.arguments[$0]) }

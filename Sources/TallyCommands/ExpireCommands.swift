@@ -112,7 +112,7 @@ enum ExpireCommands {
     static func timeToLive(_ context: inout CommandContext, absolute: Bool, seconds: Bool) {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
-        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+        guard let entry = shard.lookupRead(context.database, key, now: context.now, touch: false) else {
             context.output.writeInteger(-2)
             return
         }

@@ -9,8 +9,12 @@ enum KeyspaceCommands {
         [
             command("del", -2, [.write], keys: (1, -1, 1), "@keyspace @write @slow", delete),
             command("unlink", -2, [.write, .fast], keys: (1, -1, 1), "@keyspace @write @fast", delete),
-            command("exists", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast", exists),
-            command("touch", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast", exists),
+            command("exists", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast") { context in
+                exists(&context, touch: false)
+            },
+            command("touch", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast") { context in
+                exists(&context, touch: true)
+            },
             command("type", 2, [.readonly, .fast], keys: (1, 1, 1), "@keyspace @read @fast", type),
             command("rename", 3, [.write], keys: (1, 2, 1), "@keyspace @write @slow") { context in
                 rename(&context, onlyIfAbsent: false)
@@ -56,16 +60,16 @@ enum KeyspaceCommands {
         }
     }
 
-    /// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice). Both
-    /// look keys up for reading, which records an access under an LRU/LFU policy: TOUCH is
-    /// for exactly that (Redis's EXISTS does not record one; Tally does not tell them apart).
-    static func exists(_ context: inout CommandContext) {
+    /// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice). TOUCH
+    /// records an access (LRU clock or LFU counter); EXISTS does not (LOOKUP_NOTOUCH).
+    static func exists(_ context: inout CommandContext, touch: Bool) {
         let count = context.arguments.count
         context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
         var found: Int64 = 0
         for index in 1..<count {
             let key = context.key(index)
-            if context.keyspace.shard(for: key).lookupRead(context.database, key, now: context.now) != nil {
+            let shard = context.keyspace.shard(for: key)
+            if shard.lookupRead(context.database, key, now: context.now, touch: touch) != nil {
                 found += 1
             }
         }
@@ -75,7 +79,7 @@ enum KeyspaceCommands {
     static func type(_ context: inout CommandContext) {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
-        switch shard.lookupRead(context.database, key, now: context.now)?.value {
+        switch shard.lookupRead(context.database, key, now: context.now, touch: false)?.value {
         case nil: context.output.writeStaticString("+none\r\n")
         case .hash: context.output.writeStaticString("+hash\r\n")
         case .list: context.output.writeStaticString("+list\r\n")

@@ -46,10 +46,6 @@ enum ObjectCommands {
         ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when \
         switching between policies at runtime LRU and LFU data will take some time to adjust.
         """
-    /// Tally's own refusal: without an LRU/LFU policy no access time is stored per key (that
-    /// would be a write on every read); Redis always keeps one.
-    static let idleNotTracked: StaticString =
-        "ERR idle time is not tracked: Tally records access times only under an LRU maxmemory-policy"
 
     /// OBJECT subcommand key (dispatch has checked the subcommand and its arity).
     ///
@@ -99,13 +95,12 @@ enum ObjectCommands {
         } else if arguments.matches(1, "refcount") {
             context.output.writeInteger(1)
         } else if arguments.matches(1, "idletime") {
-            if shard.accessMode == .lfu {
+            // The LRU clock is kept under every policy but the LFU ones, as in Redis.
+            guard let idle = shard.idleSeconds(of: entry, now: context.now) else {
                 context.output.writeError(lfuSelected)
-            } else if let idle = shard.idleSeconds(of: entry, now: context.now) {
-                context.output.writeInteger(idle)
-            } else {
-                context.output.writeError(idleNotTracked)
+                return
             }
+            context.output.writeInteger(idle)
         } else {
             guard let frequency = shard.accessFrequency(of: entry, now: context.now) else {
                 context.output.writeError(lfuNotSelected)

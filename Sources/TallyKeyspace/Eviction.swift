@@ -16,8 +16,6 @@ extension Shard {
     func accessStampForStore(_ database: Int, _ key: Key) -> UInt32 {
         let now = accessClock?.nowMilliseconds() ?? 0
         switch accessMode {
-        case .none:
-            return 0
         case .lru:
             return UInt32(truncatingIfNeeded: now / 1000)
         case .lfu:
@@ -42,8 +40,8 @@ extension Shard {
         return entry
     }
 
-    /// Seconds since `entry` was last accessed, or nil when this shard does not record access
-    /// times (only LRU policies keep a last-access clock; Redis's 1 s LRU resolution).
+    /// Seconds since `entry` was last accessed, or nil under an LFU policy (the stamp is then a
+    /// counter; Redis's 1 s LRU resolution).
     public func idleSeconds(of entry: Entry, now: Int64) -> Int64? {
         guard accessMode == .lru else { return nil }
         let clock = UInt32(truncatingIfNeeded: now / 1000)
@@ -57,7 +55,23 @@ extension Shard {
         return Int64(LFU.decayedCounter(entry.access, nowMilliseconds: now, decayMinutes: lfuDecayMinutes))
     }
 
-    /// `lookup` while an LRU/LFU policy is active: same result, and records the access.
+    /// RESTORE's IDLETIME / FREQ for a key just stored (object.c objectSetLRUOrLFU): the idle
+    /// seconds set the LRU clock back unless an LFU policy is in force, the frequency sets the
+    /// LFU counter only under one; the other is ignored, as in Redis.
+    public func setRestoredAccess(_ database: Int, _ key: Key, idleSeconds: Int64?, frequency: Int64?,
+                                  now: Int64) {
+        guard let index = tables[database].index(forKey: key) else { return }
+        switch accessMode {
+        case .lru:
+            guard let idleSeconds else { return }
+            tables[database].values[index].access = UInt32(truncatingIfNeeded: now / 1000 - idleSeconds)
+        case .lfu:
+            guard let frequency else { return }
+            tables[database].values[index].access = (LFU.minutes(now) << 8) | UInt32(frequency)
+        }
+    }
+
+    /// `lookup`: the live entry, with the access recorded (LRU clock or LFU counter).
     func lookupTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         guard let index = tables[database].index(forKey: key) else { return nil }
         var entry = tables[database].values[index]
@@ -66,8 +80,6 @@ extension Shard {
             return nil
         }
         switch accessMode {
-        case .none:
-            break
         case .lru:
             entry.access = UInt32(truncatingIfNeeded: now / 1000)
         case .lfu:
@@ -103,7 +115,6 @@ extension Shard {
             let now = clock.nowMilliseconds()
             let stamp: UInt32
             switch mode {
-            case .none: stamp = 0
             case .lru: stamp = UInt32(truncatingIfNeeded: now / 1000)
             case .lfu: stamp = LFU.fresh(nowMilliseconds: now)
             }

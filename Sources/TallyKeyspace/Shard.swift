@@ -130,7 +130,7 @@ public final class Shard: @unchecked Sendable {
     /// plain load + store suffices); atomic so the engine can sum shards without locking.
     public let usedBytes = Atomic<Int>(0)
     /// What lookups and stores record in `Entry.access` (set by `configureEviction`).
-    @exclusivity(unchecked) public internal(set) var accessMode: AccessMode = .none
+    @exclusivity(unchecked) public internal(set) var accessMode: AccessMode = .lru
     /// Every key per database, indexed for O(1) random sampling; kept only while an
     /// allkeys-* eviction policy is configured (volatile-* policies sample `expiring`).
     @exclusivity(unchecked) var sampledKeys: [ExpiringKeys]?
@@ -214,7 +214,7 @@ public final class Shard: @unchecked Sendable {
     public func store(_ database: Int, _ key: Key, _ entry: Entry) {
         prepareWrite()
         var entry = entry
-        if accessMode != .none { entry.access = accessStampForStore(database, key) }
+        entry.access = accessStampForStore(database, key)
         let previous = tables[database].updateValue(entry, forKey: key)
         if let previous {
             account(MemoryEstimate.bytes(of: entry.value) - MemoryEstimate.bytes(of: previous.value))
@@ -261,21 +261,16 @@ public final class Shard: @unchecked Sendable {
 
     // MARK: Lookups
 
-    /// The live entry for `key`, deleting it first if it has expired (lazy expiry).
-    /// Does not count hits or misses (write paths and EXISTS-style checks).
+    /// The live entry for `key`, deleting it first if it has expired (lazy expiry), with the
+    /// access recorded. Does not count hits or misses (write paths).
     public func lookup(_ database: Int, _ key: Key, now: Int64) -> Entry? {
-        if accessMode != .none { return lookupTouching(database, key, now: now) }
-        guard let entry = tables[database][key] else { return nil }
-        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
-            expire(database, key)
-            return nil
-        }
-        return entry
+        lookupTouching(database, key, now: now)
     }
 
-    /// Like `lookup`, and counts a keyspace hit or miss (read commands).
-    public func lookupRead(_ database: Int, _ key: Key, now: Int64) -> Entry? {
-        let entry = lookup(database, key, now: now)
+    /// Like `lookup`, and counts a keyspace hit or miss (read commands). `touch: false` leaves
+    /// the access stamp alone, as Redis's LOOKUP_NOTOUCH does for EXISTS, TYPE and TTL.
+    public func lookupRead(_ database: Int, _ key: Key, now: Int64, touch: Bool = true) -> Entry? {
+        let entry = touch ? lookup(database, key, now: now) : liveEntry(database, key, now: now)
         if entry == nil {
             misses &+= 1
             if recordsMissedKeys {
@@ -285,6 +280,16 @@ public final class Shard: @unchecked Sendable {
             }
         } else {
             hits &+= 1
+        }
+        return entry
+    }
+
+    /// The live entry for `key` (lazy expiry) without recording an access or counting anything.
+    private func liveEntry(_ database: Int, _ key: Key, now: Int64) -> Entry? {
+        guard let entry = tables[database][key] else { return nil }
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
+            expire(database, key)
+            return nil
         }
         return entry
     }
@@ -429,12 +434,12 @@ public final class Shard: @unchecked Sendable {
 
     /// INCRBY on `key`: returns the new value. Keeps the TTL, as Redis does.
     public func incrementBy(_ database: Int, _ key: Key, delta: Int64, now: Int64) throws(KeyspaceError) -> Int64 {
-        // Fast path for a live key when no access stamps are kept: one hash probe instead of a
+        // Fast path for a live key unless LFU counters are kept: one hash probe instead of a
         // lookup plus a `store` (each hashing the key). The result equals what `store` writes:
-        // same expiry, access 0, estimate minus the old value's bytes, watchers touched; the
-        // key stays in the TTL and sampling indexes it is already in.
+        // same expiry, the access stamp of now, estimate minus the old value's bytes, watchers
+        // touched; the key stays in the TTL and sampling indexes it is already in.
         prepareWrite()
-        if accessMode == .none, let index = tables[database].index(forKey: key) {
+        if accessMode != .lfu, let index = tables[database].index(forKey: key) {
             let entry = tables[database].values[index]
             if entry.expiresAtMilliseconds.map({ $0 > now }) ?? true {
                 let value: Int64
@@ -448,7 +453,8 @@ public final class Shard: @unchecked Sendable {
                 let (result, overflow) = value.addingReportingOverflow(delta)
                 if overflow { throw .overflow }
                 tables[database].values[index] = Entry(
-                    value: .integer(result), expiresAtMilliseconds: entry.expiresAtMilliseconds)
+                    value: .integer(result), expiresAtMilliseconds: entry.expiresAtMilliseconds,
+                    access: accessMode == .lru ? UInt32(truncatingIfNeeded: now / 1000) : 0)
                 account(-MemoryEstimate.bytes(of: entry.value))
                 touch(database, key)
                 return result
@@ -546,13 +552,14 @@ extension Shard {
         _ body: (inout A, inout Bool) throws(KeyspaceError) -> R
     ) throws(KeyspaceError) -> R? {
         var aggregate = A()
-        // One hash probe for a live key when no access stamps are kept (as incrementBy): the
+        // One hash probe for a live key unless LFU counters are kept (as incrementBy): the
         // slot index serves the take-out and the write-back below (nothing else touches the
         // table meanwhile, so it stays valid).
         var slot: Dictionary<Key, Entry>.Index?
         prepareWrite()
-        if accessMode == .none, let index = tables[database].index(forKey: key),
+        if accessMode != .lfu, let index = tables[database].index(forKey: key),
            tables[database].values[index].expiresAtMilliseconds.map({ $0 > now }) ?? true {
+            if accessMode == .lru { tables[database].values[index].access = UInt32(truncatingIfNeeded: now / 1000) }
             slot = index
         } else if lookup(database, key, now: now) != nil {
             slot = tables[database].index(forKey: key)

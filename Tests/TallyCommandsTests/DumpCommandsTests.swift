@@ -28,6 +28,23 @@ import Testing
         #expect(h.reply("DUMP", "missing") == "$-1\r\n")
     }
 
+    @Test func restoreSetsTheIdleTimeOrFrequency() {
+        let (h, _) = harness()
+        h.run("SET", "w", "hello")
+        let payload = Self.helloPayload
+        h.run([Array("RESTORE".utf8), Array("r".utf8), Array("0".utf8), payload, Array("IDLETIME".utf8),
+               Array("100".utf8)])
+        #expect(h.reply("OBJECT", "IDLETIME", "r") == ":100\r\n")
+        // FREQ sets nothing without an LFU policy (Redis ignores it there too); IDLETIME nothing under one.
+        h.run([Array("RESTORE".utf8), Array("f".utf8), Array("0".utf8), payload, Array("FREQ".utf8),
+               Array("42".utf8)])
+        #expect(h.reply("OBJECT", "IDLETIME", "f") == ":0\r\n")
+        h.engine.setMemoryLimit(bytes: 0, policy: .allKeysLFU, samples: 5)
+        h.run([Array("RESTORE".utf8), Array("g".utf8), Array("0".utf8), payload, Array("FREQ".utf8),
+               Array("42".utf8)])
+        #expect(h.reply("OBJECT", "FREQ", "g") == ":42\r\n")
+    }
+
     @Test func everyKindRoundTrips() {
         let (h, _) = harness()
         h.run("SET", "s", String(repeating: "abc", count: 40))

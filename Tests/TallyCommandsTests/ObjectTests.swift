@@ -27,7 +27,14 @@ import Testing
     @Test func idleTimeAndFrequencyFollowThePolicy() {
         let h = CommandHarness()
         h.run("SET", "k", "v")
-        #expect(h.reply("OBJECT", "IDLETIME", "k").hasPrefix("-ERR idle time is not tracked"))
+        // The LRU clock is kept under the default noeviction too; EXISTS, TYPE and TTL do not touch it.
+        h.clock.advance(by: 3_000)
+        h.run("EXISTS", "k")
+        h.run("TYPE", "k")
+        h.run("TTL", "k")
+        #expect(h.reply("OBJECT", "IDLETIME", "k") == ":3\r\n")
+        h.run("GET", "k")
+        #expect(h.reply("OBJECT", "IDLETIME", "k") == ":0\r\n")
         #expect(h.reply("OBJECT", "FREQ", "k").hasPrefix("-ERR An LFU maxmemory policy is not selected"))
         h.engine.setMemoryLimit(bytes: 0, policy: .allKeysLRU, samples: 5)
         h.run("GET", "k")
