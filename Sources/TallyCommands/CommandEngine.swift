@@ -425,7 +425,11 @@ public final class CommandEngine: Sendable {
             return
         }
         if transaction && !flags.contains(.transactionControl) {
-            session.transaction.enqueue(arguments, flags: flags)
+            // A script's declared flags (no-writes) count for EXEC as for the script run alone
+            // (multi.c queueMultiCommand takes getCommandFlags): a transaction of read-only
+            // scripts is not held by CLIENT PAUSE WRITE.
+            let declared = ScriptingCommands.declaredFlags(flags, arguments, engine: self)
+            session.transaction.enqueue(arguments, flags: declared)
             output.writeStaticString("+QUEUED\r\n")
             return
         }

@@ -39,6 +39,21 @@ final class ClientControlTests: ServerTestCase {
         XCTAssertEqual(try control.call("CLIENT", "PAUSE", "-1"), .error("ERR timeout is negative"))
     }
 
+    // EXEC of read-only scripts (flags=no-writes) is not a write: a WRITE pause lets it run, as
+    // Redis does (it was held until the pause ended).
+    func testWritePauseLetsTransactionsOfReadOnlyScriptsRun() throws {
+        let server = try start([])
+        let control = try RESPClient(port: server.port)
+        let client = try RESPClient(port: server.port)
+        XCTAssertEqual(try control.call("CLIENT", "PAUSE", "100000", "WRITE"), .simple("OK"))
+        XCTAssertEqual(try client.call("MULTI"), .simple("OK"))
+        XCTAssertEqual(try client.call("EVAL", "#!lua flags=no-writes\nreturn 12", "0"), .simple("QUEUED"))
+        XCTAssertEqual(try client.call("EVAL", "#!lua flags=no-writes\nreturn 13", "0"), .simple("QUEUED"))
+        XCTAssertEqual(try client.call("EXEC"), .array([.integer(12), .integer(13)]))
+        XCTAssertEqual(try blockedClients(control), 0)
+        XCTAssertEqual(try control.call("CLIENT", "UNPAUSE"), .simple("OK"))
+    }
+
     func testAllPauseEndsAtItsDeadline() throws {
         let server = try start([])
         let control = try RESPClient(port: server.port)
