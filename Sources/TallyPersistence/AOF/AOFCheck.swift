@@ -80,14 +80,7 @@ public struct AOFChecker<S: Storage> {
         var end = AOFScanEnd.complete
         // The RDB part is re-read as if it were skipped bytes: the record reader starts after it.
         if skip > 0 {
-            var remaining = skip
-            var scratch = [UInt8](repeating: 0, count: 1 << 16)
-            while remaining > 0 {
-                let want = Int(Swift.min(Int64(scratch.count), remaining))
-                let got = try readInto(storage, scanFile, &scratch, 0..<want)
-                if got == 0 { break }
-                remaining -= Int64(got)
-            }
+            try skipForward(storage, scanFile, count: skip)
             reader = AOFRecordReader(storage: storage, file: scanFile, startingAt: skip)
         }
         var multiStart: Int64?
