@@ -23,6 +23,8 @@ let package = Package(
         // Debian's Lua 5.1 (liblua5.1-0-dev): headers through the module map, the library linked
         // statically from liblua5.1.a so tally-server needs no liblua5.1.so at run time.
         .systemLibrary(name: "CLua", path: "Sources/CLua"),
+        // cmsgpack and struct, the Lua libraries Redis scripts have that Debian does not package.
+        .target(name: "CLuaLibraries"),
         .target(name: "TallyPlatform", dependencies: ["CTallyShims"]),
         .target(name: "TallyProtocol", swiftSettings: hotPathSettings),
         .target(name: "TallyKeyspace", dependencies: ["TallyProtocol"], swiftSettings: hotPathSettings),
@@ -34,7 +36,7 @@ let package = Package(
             swiftSettings: hotPathSettings
         ),
         .target(
-            name: "TallyCommands", dependencies: ["TallyProtocol", "TallyKeyspace", "CLua"],
+            name: "TallyCommands", dependencies: ["TallyProtocol", "TallyKeyspace", "CLua", "CLuaLibraries"],
             swiftSettings: hotPathSettings,
             // Static archives, dependents first: Debian's lua-cjson and Lua BitOp (the cjson and bit
             // libraries Redis scripts use), then Lua itself.

@@ -1,5 +1,6 @@
 // ScriptingRuntime: the server's one Lua 5.1 interpreter, its script cache and the redis.* API.
 import CLua
+import CLuaLibraries
 import TallyKeyspace
 import TallyProtocol
 
@@ -80,7 +81,7 @@ struct Rand48 {
 /// ```
 ///
 /// The sandbox follows Redis 7.0: the base, table, string, math, debug (only for the error
-/// handler), cjson and bit libraries; globals and library tables are read-only proxies, so a
+/// handler), cjson, bit, cmsgpack and struct libraries; globals and library tables are read-only proxies, so a
 /// script can neither create globals nor read undefined ones.
 public final class ScriptingRuntime: @unchecked Sendable {
     /// Guards everything below.
@@ -152,7 +153,11 @@ public final class ScriptingRuntime: @unchecked Sendable {
         tally_lua_open_library(lua, luaopen_string, LUA_STRLIBNAME)
         tally_lua_open_library(lua, luaopen_math, LUA_MATHLIBNAME)
         tally_lua_open_library(lua, luaopen_debug, LUA_DBLIBNAME)
-        for (opener, name) in [(luaopen_cjson, "cjson"), (luaopen_bit, "bit")] as [(lua_CFunction, String)] {
+        let libraries: [(lua_CFunction, String)] = [
+            (luaopen_cjson, "cjson"), (luaopen_bit, "bit"),
+            (tally_luaopen_cmsgpack, "cmsgpack"), (tally_luaopen_struct, "struct"),
+        ]
+        for (opener, name) in libraries {
             lua_pushcclosure(lua, opener, 0)
             lua_call(lua, 0, 1)
             lua_setfield(lua, tally_lua_globals_index(), name)
@@ -256,7 +261,7 @@ public final class ScriptingRuntime: @unchecked Sendable {
       guarded[proxy] = true
       return proxy
     end
-    for _, name in ipairs({ 'string', 'math', 'table', 'cjson', 'bit', 'redis' }) do
+    for _, name in ipairs({ 'string', 'math', 'table', 'cjson', 'bit', 'cmsgpack', 'struct', 'redis' }) do
       real[name] = guard(_G[name])
     end
     local function settle(ok, ...)

@@ -151,6 +151,32 @@ import Testing
             == "$44\r\nERR Unknown Redis command called from script\r\n")
     }
 
+    /// cmsgpack and struct (Sources/CLuaLibraries): expected bytes are redis-server 7.0.15's.
+    @Test func messagePackAndStructLibraries() {
+        let h = CommandHarness()
+        func hex(_ expression: String) -> String {
+            let script = "local s = \(expression) local h = '' for i = 1, #s do h = h .. string.format('%02x', s:byte(i)) end return h"
+            let reply = h.reply("EVAL", script, "0")
+            return String(reply.split(separator: "\r\n").dropFirst().first ?? "")
+        }
+        #expect(hex("cmsgpack.pack(0.1)") == "cb3fb999999999999a")
+        #expect(hex("cmsgpack.pack(-1099511627776)") == "d3ffffff0000000000")
+        #expect(hex("cmsgpack.pack(1.5, {1, 2}, {a = true}, string.rep('x', 40))")
+            == "ca3fc0000092010281a161c3d928" + String(repeating: "78", count: 40))
+        // A table that contains itself: 16 levels, then nil.
+        #expect(hex("(function() local a = {y = 5} local b = {x = a} a.x = b return cmsgpack.pack(a) end)()")
+            == String(repeating: "82a17905a17881a178", count: 8) + "c0")
+        #expect(h.reply("EVAL", "return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2)}", "0")
+            == "*3\r\n:2\r\n:1\r\n:2\r\n")
+        #expect(h.reply("EVAL", "return cmsgpack.unpack(string.char(0xc1))", "0").hasPrefix(
+            "-ERR user_script:1: Bad data format in input."))
+        #expect(hex("struct.pack('>i2<i2!4bi4', 1, 2, 3, 4)") == "0001020003000000" + "04000000")
+        #expect(h.reply("EVAL", "return {struct.unpack('b c0', string.char(3) .. 'abcd')}", "0")
+            == "*2\r\n$3\r\nabc\r\n:5\r\n")  // c0 takes the count and pops it
+        #expect(h.reply("EVAL", "return struct.size('!4 b i4 d')", "0") == ":16\r\n")
+        #expect(h.reply("EVAL", "cmsgpack.pack = 1", "0").contains("Attempt to modify a readonly table"))
+    }
+
     @Test func mathRandomFollowsRedisSequence() {
         let h = CommandHarness()
         // redis-server 7.0.15 right after start: the first math.random() of the process.
