@@ -148,12 +148,20 @@ public struct CommandContext {
         session.propagation.append(database: database, command)
     }
 
-    /// True when nothing would consume the record: no log is attached and this is a plain
-    /// command (EXEC decides at its end, so a transaction is always logged whole or not at all).
-    /// Encoding it anyway cost ~5% of a pipelined INCR. Checked under the command's shard lock,
-    /// after its write: a log attached later snapshots with those locks, so it sees the write.
-    /// Lazily expired keys are still drained by `finish()`, as before.
-    @inline(__always) private var skipsPropagation: Bool { !insideExec && !engine.isLogAttached }
+    /// False when a record would be dropped (see `skipsPropagation`): a handler can skip
+    /// building an expensive rewrite, and then calls `propagate([])`.
+    public var recordsPropagation: Bool { !skipsPropagation }
+
+    /// True when nothing would consume the record: no log is attached. Encoding it anyway cost
+    /// ~5% of a pipelined INCR and 3k instructions per redis.call of a script. Checked under the
+    /// command's shard lock, after its write: a log attached later snapshots with those locks, so
+    /// it sees the write. A transaction or script is logged whole or not at all: it holds every
+    /// shard for its whole run (EXEC and EVAL lock exclusively), so no log can be attached
+    /// between its commands; a command inside EXEC without that hold records, and EXEC decides at
+    /// its end. Lazily expired keys are still drained by `finish()`, as before.
+    @inline(__always) private var skipsPropagation: Bool {
+        !engine.isLogAttached && (!insideExec || keyspace.isExclusivelyHeldByCurrentThread)
+    }
 
     /// Drains lazily expired keys as DELs first (they happened before this command's effect),
     /// and opens the MULTI of an EXEC before its first write.

@@ -264,6 +264,17 @@ public final class CommandEngine: Sendable {
         return rows
     }
 
+    /// Calls of every command and subcommand, as the sum of `commandStatistics()`'s calls
+    /// without building its rows (the cron samples it ten times a second for instantaneous_ops).
+    public func totalCommandCalls() -> Int64 {
+        var total: Int64 = 0
+        for statistics in table.statistics { total &+= statistics.calls.load(ordering: .relaxed) }
+        for row in table.subcommandStatistics {
+            for statistics in row { total &+= statistics.calls.load(ordering: .relaxed) }
+        }
+        return total
+    }
+
     /// The latency histograms of the commands called since the last reset, by full name
     /// (`config|get`), in table order with a container's subcommands after it (INFO
     /// latencystats, LATENCY HISTOGRAM). With `names`, only those commands, each followed by its

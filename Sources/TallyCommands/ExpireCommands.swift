@@ -102,6 +102,7 @@ enum ExpireCommands {
         shard.setExpiry(context.database, key, when)
         context.notify(.generic, "expire", key)
         context.output.writeInteger(1)
+        guard context.recordsPropagation else { return context.propagate([]) }
         var rewritten: [[UInt8]] = [Words.pexpireAt, key.bytes, decimalBytes(when)]
         for index in 3..<context.arguments.count { rewritten.append(context.arguments.copy(index)) }
         context.propagate(rewritten)

@@ -18,13 +18,17 @@ enum ScriptCalls {
             return raise ? -1 : 1
         }
         var arguments = CommandArguments()
+        arguments.reserveAdditional(bytes: 64, arguments: Int(count))
         var valid = true
         for index in 1...count {
             let type = lua_type(lua, index)
             if type == LUA_TNUMBER {
-                arguments.append(ScriptingCommands.formatDouble(lua_tonumber(lua, index)))
-            } else if type == LUA_TSTRING, let bytes = luaString(lua, index) {
-                arguments.append(bytes)
+                ScriptingCommands.appendNumber(lua_tonumber(lua, index), to: &arguments)
+            } else if type == LUA_TSTRING {
+                // Straight from Lua's string into the argument storage (no intermediate array).
+                var length = 0
+                guard let pointer = lua_tolstring(lua, index, &length) else { valid = false; break }
+                arguments.append(UnsafeRawBufferPointer(start: pointer, count: length))
             } else {
                 valid = false
                 break
@@ -73,15 +77,15 @@ enum ScriptCalls {
         guard let row = table.lookup(arguments[0]) else {
             return Array("Unknown Redis command called from script".utf8)
         }
-        let wrongArity = Array("Wrong number of args calling Redis command from script".utf8)
-        if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) { return wrongArity }
+        let wrongArity = "Wrong number of args calling Redis command from script"
+        if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) { return Array(wrongArity.utf8) }
         var flags = table.flags[row]
         if table.hasSubcommands(row) && arguments.count >= 2 {
             guard let sub = table.subcommand(of: row, named: arguments[1]) else {
                 return Array("Unknown Redis command called from script".utf8)
             }
             let subcommand = table.rows[row].subcommands[sub]
-            if !CommandTable.arityAccepts(subcommand.arity, arguments.count) { return wrongArity }
+            if !CommandTable.arityAccepts(subcommand.arity, arguments.count) { return Array(wrongArity.utf8) }
             flags = subcommand.flags
         }
         if flags.contains(.noScript) { return Array("This Redis command is not allowed from script".utf8) }

@@ -225,8 +225,7 @@ public final class Server: Sendable {
                 if now - lastSampleMilliseconds >= 100 {
                     lastSampleMilliseconds = now
                     engine.calibrateMemoryLimit()
-                    let total = engine.commandStatistics().reduce(Int64(0)) { $0 + $1.calls }
-                    core.stats.sampleOperations(total: total, nowMilliseconds: now)
+                    core.stats.sampleOperations(total: engine.totalCommandCalls(), nowMilliseconds: now)
                 }
             }
         }
