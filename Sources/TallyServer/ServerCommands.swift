@@ -634,11 +634,14 @@ extension ServerCore {
                 return
             }
         }
-        // Redis 7.0's zset-max-ziplist-* are aliases of zset-max-listpack-*: set both spellings.
+        // Redis 7.0's zset-max-ziplist-* and list-max-ziplist-size are aliases of the listpack
+        // names: set both spellings.
         let aliases = ["zset-max-ziplist-entries": "zset-max-listpack-entries",
                        "zset-max-listpack-entries": "zset-max-ziplist-entries",
                        "zset-max-ziplist-value": "zset-max-listpack-value",
-                       "zset-max-listpack-value": "zset-max-ziplist-value"]
+                       "zset-max-listpack-value": "zset-max-ziplist-value",
+                       "list-max-ziplist-size": "list-max-listpack-size",
+                       "list-max-listpack-size": "list-max-ziplist-size"]
         let updated = configuration.withLock { config -> ServerConfiguration in
             for (option, value) in pairs {
                 try? config.set(option.name, [value])
@@ -673,8 +676,11 @@ extension ServerCore {
         if seen.contains("set-max-intset-entries") {
             context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
         }
-        if aliases.keys.contains(where: seen.contains) {
+        if aliases.keys.contains(where: { $0.hasPrefix("zset-") && seen.contains($0) }) {
             context.engine.setSortedSetLimits(updated.sortedSetLimits)
+        }
+        if seen.contains("list-max-listpack-size") || seen.contains("list-max-ziplist-size") {
+            context.engine.setListFill(updated.listFill)
         }
         if seen.contains("stream-node-max-bytes") || seen.contains("stream-node-max-entries") {
             applyStreamNodeLimits(from: updated)

@@ -61,6 +61,10 @@ public struct RDBLoadOptions: Sendable {
     public var verifyChecksum: Bool = true
     /// `set-max-intset-entries`: larger all-integer sets load as hash tables, as in Redis.
     public var setMaxIntsetEntries: Int = SetValue.defaultMaxIntsetEntries
+    /// `list-max-listpack-size`: loaded lists are pushed element by element under this fill, so
+    /// a Redis dump's nodes are re-split as Tally's pushes would split them (rdb.c keeps the
+    /// nodes as written; both follow the same rule for lists built by pushes).
+    public var listFill = ListFill.standard
 
     /// Default options: keep expired keys, 16 databases, verify the checksum.
     public init(dropExpiredBefore: Int64? = nil, databaseCount: Int = 16, verifyChecksum: Bool = true) {
@@ -431,7 +435,7 @@ public struct RDBReader<Source: ByteSource> {
             }
             value = .hash(try makeHash(elements, key: key, at: blobOffset))
         case RDBFormat.ValueType.list, RDBFormat.ValueType.listQuicklist, RDBFormat.ValueType.listQuicklist2:
-            value = .list(try readList(type: type, key: key))
+            value = .list(try readList(type: type, key: key, fill: options.listFill))
         case RDBFormat.ValueType.set:
             value = .set(try readSetMembers(key: key, maxIntsetEntries: options.setMaxIntsetEntries))
         case RDBFormat.ValueType.setIntset:
@@ -617,12 +621,12 @@ public struct RDBReader<Source: ByteSource> {
 
     /// A list in any encoding Redis 7.0 loads: type 1 (length + elements), 14 (length +
     /// ziplists) or 18 (length + container/blob nodes, listpacks or plain elements).
-    private mutating func readList(type: UInt8, key: [UInt8]) throws(RDBError) -> ListValue {
+    private mutating func readList(type: UInt8, key: [UInt8], fill: ListFill) throws(RDBError) -> ListValue {
         let count = try readPlainLength("list")
         var list = ListValue()
         for _ in 0..<count {
             if type == RDBFormat.ValueType.list {
-                list.push(try readString(), at: .tail)
+                list.push(try readString(), at: .tail, fill: fill)
                 continue
             }
             var container = RDBFormat.ListContainer.packed
@@ -637,7 +641,7 @@ public struct RDBReader<Source: ByteSource> {
             let blobOffset = offset
             let blob = try readString()
             if container == RDBFormat.ListContainer.plain {
-                list.push(blob, at: .tail)
+                list.push(blob, at: .tail, fill: fill)
                 continue
             }
             let elements: [[UInt8]]
@@ -652,7 +656,7 @@ public struct RDBReader<Source: ByteSource> {
             guard !elements.isEmpty else {
                 throw fail(.corrupt, "empty list node for key \(printableKey(key))", at: blobOffset)
             }
-            for element in elements { list.push(element, at: .tail) }
+            for element in elements { list.push(element, at: .tail, fill: fill) }
         }
         return list
     }

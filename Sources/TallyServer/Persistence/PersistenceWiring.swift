@@ -29,6 +29,7 @@ extension PersistenceSettings {
         rewriteMinimumBytes = configuration.integer("auto-aof-rewrite-min-size")
         databases = Int(configuration.integer("databases"))
         sortedSetLimits = configuration.sortedSetLimits
+        listFill = configuration.listFill
     }
 
     /// `self` with CONFIG SET `name` `value` (already normalized) applied; nil for options
@@ -42,6 +43,8 @@ extension PersistenceSettings {
             next.sortedSetLimits.maxEntries = Int(value) ?? next.sortedSetLimits.maxEntries
         case "zset-max-listpack-value", "zset-max-ziplist-value":
             next.sortedSetLimits.maxValueBytes = Int(value) ?? next.sortedSetLimits.maxValueBytes
+        case "list-max-listpack-size", "list-max-ziplist-size":
+            next.listFill = Int(value).map(ListFill.init) ?? next.listFill
         case "appendfsync":
             guard let policy = AppendFsyncPolicy(rawValue: value) else { return nil }
             next.fsyncPolicy = policy
@@ -132,5 +135,12 @@ extension ServerConfiguration {
         return SortedSetLimits(
             maxEntries: limit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
             maxValueBytes: limit("zset-max-listpack-value", "zset-max-ziplist-value", 64))
+    }
+
+    /// `list-max-listpack-size`; its Redis 7.0 alias `list-max-ziplist-size` is a separate option
+    /// here, so a non-default alias wins (a config file may use either name).
+    var listFill: ListFill {
+        let aliased = integer("list-max-ziplist-size")
+        return ListFill(Int(clamping: aliased != -2 ? aliased : integer("list-max-listpack-size")))
     }
 }
