@@ -117,6 +117,9 @@ public final class CommandEngine: Sendable {
     /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
     private let sortedSetMaxEntries = Atomic<Int>(128)
     private let sortedSetMaxValue = Atomic<Int>(64)
+    /// `hash-max-listpack-entries` and `hash-max-listpack-value`.
+    private let hashMaxEntries = Atomic<Int>(HashLimits.standard.maxEntries)
+    private let hashMaxValue = Atomic<Int>(HashLimits.standard.maxValueBytes)
     /// `list-max-listpack-size`, clamped (see `ListFill`).
     private let listFillValue = Atomic<Int>(ListFill.standard.value)
     /// True while the dataset loads at start-up (see `setLoading`).
@@ -530,6 +533,18 @@ public final class CommandEngine: Sendable {
     /// Changes `set-max-intset-entries` (CONFIG SET); sets already converted stay hash tables.
     public func setSetMaxIntsetEntries(_ entries: Int) {
         intsetLimit.store(max(0, entries), ordering: .relaxed)
+    }
+
+    /// The configured `hash-max-listpack-entries` / `hash-max-listpack-value`.
+    public var hashLimits: HashLimits {
+        HashLimits(maxEntries: hashMaxEntries.load(ordering: .relaxed),
+                   maxValueBytes: hashMaxValue.load(ordering: .relaxed))
+    }
+
+    /// Changes the hash listpack limits (CONFIG SET); hashes already converted stay hashtables.
+    public func setHashLimits(_ limits: HashLimits) {
+        hashMaxEntries.store(max(0, limits.maxEntries), ordering: .relaxed)
+        hashMaxValue.store(max(0, limits.maxValueBytes), ordering: .relaxed)
     }
 
     /// The configured `list-max-listpack-size`: how full list chunks grow.

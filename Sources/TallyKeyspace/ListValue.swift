@@ -98,8 +98,8 @@ public struct ListFill: Sendable, Equatable {
 ///   the RDB write the same nodes. An element bigger than the limit gets a chunk of its own
 ///   (Redis's plain-node case, which it only uses above 1 GB, is a listpack of one here).
 ///   Pushing or popping at either end touches only the end chunk (a memmove of at most the
-///   limit at the head, as listpack does): O(1) amortized. Chunks sit in an array with free slots kept in front, so adding a chunk at the
-///   head is amortized O(1) too.
+///   limit at the head, as listpack does): O(1) amortized. Chunks sit in an array with free
+///   slots kept in front, so adding a chunk at the head is amortized O(1) too.
 /// - The RDB writer dumps each chunk as one listpack node of a QUICKLIST_2 value without
 ///   re-encoding it.
 ///
@@ -577,11 +577,11 @@ struct ChunkedList {
             let elements = elements(ofChunk: slot)
             let kept = after ? elements[...offset] : elements[offset...]
             var split = ListChunk()
-            if !after { for moved in elements[..<offset] { split.append(moved, size: ListpackEntry.encodedSize(moved)) } }
+            if !after { split.append(contentsOf: elements[..<offset]) }
             split.append(element, size: size)
-            if after { for moved in elements[(offset + 1)...] { split.append(moved, size: ListpackEntry.encodedSize(moved)) } }
+            if after { split.append(contentsOf: elements[(offset + 1)...]) }
             var node = ListChunk()
-            for stay in kept { node.append(stay, size: ListpackEntry.encodedSize(stay)) }
+            node.append(contentsOf: kept)
             chunks[slot] = node
             // _quicklistMergeNodes starts from the split node, wherever the new one put it.
             let center: Int
@@ -742,6 +742,11 @@ struct ListChunk: Sendable {
         bytes.append(contentsOf: repeatElement(0, count: size))
         bytes.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: start) }
         count += 1
+    }
+
+    /// Appends `elements` in order.
+    mutating func append(contentsOf elements: ArraySlice<[UInt8]>) {
+        for element in elements { append(element, size: ListpackEntry.encodedSize(element)) }
     }
 
     /// Appends `other`'s entries (listpack entries concatenate as they are).

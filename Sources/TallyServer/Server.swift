@@ -91,6 +91,7 @@ public final class Server: Sendable {
         engine.setSetMaxIntsetEntries(Int(clamping: configuration.integer("set-max-intset-entries")))
         engine.setSortedSetLimits(configuration.sortedSetLimits)
         engine.setListFill(configuration.listFill)
+        engine.setHashLimits(configuration.hashLimits)
         core.applyStreamNodeLimits(from: configuration)
         engine.pubsub.setMailboxLimit(bytes: core.pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
 

@@ -634,14 +634,18 @@ extension ServerCore {
                 return
             }
         }
-        // Redis 7.0's zset-max-ziplist-* and list-max-ziplist-size are aliases of the listpack
-        // names: set both spellings.
+        // Redis 7.0's zset-max-ziplist-*, hash-max-ziplist-* and list-max-ziplist-size are aliases
+        // of the listpack names: set both spellings.
         let aliases = ["zset-max-ziplist-entries": "zset-max-listpack-entries",
                        "zset-max-listpack-entries": "zset-max-ziplist-entries",
                        "zset-max-ziplist-value": "zset-max-listpack-value",
                        "zset-max-listpack-value": "zset-max-ziplist-value",
                        "list-max-ziplist-size": "list-max-listpack-size",
-                       "list-max-listpack-size": "list-max-ziplist-size"]
+                       "list-max-listpack-size": "list-max-ziplist-size",
+                       "hash-max-ziplist-entries": "hash-max-listpack-entries",
+                       "hash-max-listpack-entries": "hash-max-ziplist-entries",
+                       "hash-max-ziplist-value": "hash-max-listpack-value",
+                       "hash-max-listpack-value": "hash-max-ziplist-value"]
         let updated = configuration.withLock { config -> ServerConfiguration in
             for (option, value) in pairs {
                 try? config.set(option.name, [value])
@@ -678,6 +682,9 @@ extension ServerCore {
         }
         if aliases.keys.contains(where: { $0.hasPrefix("zset-") && seen.contains($0) }) {
             context.engine.setSortedSetLimits(updated.sortedSetLimits)
+        }
+        if aliases.keys.contains(where: { $0.hasPrefix("hash-") && seen.contains($0) }) {
+            context.engine.setHashLimits(updated.hashLimits)
         }
         if seen.contains("list-max-listpack-size") || seen.contains("list-max-ziplist-size") {
             context.engine.setListFill(updated.listFill)

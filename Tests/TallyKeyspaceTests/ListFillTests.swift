@@ -97,14 +97,17 @@ import Testing
                     model.append(Array(String(letter).utf8))
                 }
             case .insert(let element, let after, let pivot):
-                #expect(list.insert(Array(element.utf8), after: after, pivot: Array(pivot.utf8), fill: fill))
+                let inserted = list.insert(Array(element.utf8), after: after, pivot: Array(pivot.utf8), fill: fill)
+                #expect(inserted)
                 let position = model.firstIndex(of: Array(pivot.utf8))!
                 model.insert(Array(element.utf8), at: after ? position + 1 : position)
             case .set(let index, let element):
-                #expect(list.replace(at: index, with: Array(element.utf8)))
+                let replaced = list.replace(at: index, with: Array(element.utf8))
+                #expect(replaced)
                 model[index] = Array(element.utf8)
             case .remove(let element):
-                #expect(list.removeAll(equalTo: Array(element.utf8), limit: 0, fromTail: false) == 1)
+                let removed = list.removeAll(equalTo: Array(element.utf8), limit: 0, fromTail: false)
+                #expect(removed == 1)
                 model.removeAll { $0 == Array(element.utf8) }
             }
         }

@@ -71,6 +71,8 @@ public struct PersistenceSettings: Sendable {
     public var sortedSetLimits = SortedSetLimits.standard
     /// `list-max-listpack-size`: how full the chunks of loaded lists grow.
     public var listFill = ListFill.standard
+    /// `hash-max-listpack-entries`/`-value`: the encoding loaded hashes take.
+    public var hashLimits = HashLimits.standard
 
     /// Redis's defaults.
     public init() {}

@@ -30,6 +30,7 @@ extension PersistenceSettings {
         databases = Int(configuration.integer("databases"))
         sortedSetLimits = configuration.sortedSetLimits
         listFill = configuration.listFill
+        hashLimits = configuration.hashLimits
     }
 
     /// `self` with CONFIG SET `name` `value` (already normalized) applied; nil for options
@@ -45,6 +46,10 @@ extension PersistenceSettings {
             next.sortedSetLimits.maxValueBytes = Int(value) ?? next.sortedSetLimits.maxValueBytes
         case "list-max-listpack-size", "list-max-ziplist-size":
             next.listFill = Int(value).map(ListFill.init) ?? next.listFill
+        case "hash-max-listpack-entries", "hash-max-ziplist-entries":
+            next.hashLimits.maxEntries = Int(value) ?? next.hashLimits.maxEntries
+        case "hash-max-listpack-value", "hash-max-ziplist-value":
+            next.hashLimits.maxValueBytes = Int(value) ?? next.hashLimits.maxValueBytes
         case "appendfsync":
             guard let policy = AppendFsyncPolicy(rawValue: value) else { return nil }
             next.fsyncPolicy = policy
@@ -135,6 +140,17 @@ extension ServerConfiguration {
         return SortedSetLimits(
             maxEntries: limit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
             maxValueBytes: limit("zset-max-listpack-value", "zset-max-ziplist-value", 64))
+    }
+
+    /// `hash-max-listpack-entries`/`-value`, with their `ziplist` aliases as for sorted sets.
+    var hashLimits: HashLimits {
+        func limit(_ name: String, _ alias: String, _ standard: Int64) -> Int {
+            let aliased = integer(alias)
+            return Int(clamping: aliased != standard ? aliased : integer(name))
+        }
+        return HashLimits(
+            maxEntries: limit("hash-max-listpack-entries", "hash-max-ziplist-entries", 512),
+            maxValueBytes: limit("hash-max-listpack-value", "hash-max-ziplist-value", 64))
     }
 
     /// `list-max-listpack-size`; its Redis 7.0 alias `list-max-ziplist-size` is a separate option
