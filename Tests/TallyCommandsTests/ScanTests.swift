@@ -73,6 +73,12 @@ import Testing
         h.run("HDEL", "grown", String(repeating: "k", count: 65))
         #expect(h.reply("OBJECT", "ENCODING", "grown") == "$9\r\nhashtable\r\n")
 
+        // Pages of about COUNT, as redis-server's dict scan gives (2000 fields, COUNT 5: 364 calls
+        // of 5 to 10 there), not a 32nd of the hash.
+        h.run((["HSET", "big"] + (0..<2000).flatMap { ["f\($0)", "v"] }).map { Array($0.utf8) })
+        let bigPages = Self.hscanPages(h, "big", count: 5)
+        #expect(bigPages.count > 200 && bigPages.reduce(0, +) >= 2000 && bigPages.allSatisfy { $0 <= 12 })
+
         h.engine.setHashLimits(HashLimits(maxEntries: 4, maxValueBytes: 64))
         h.run("HSET", "four", "a", "1", "b", "2", "c", "3", "d", "4")
         #expect(h.reply("OBJECT", "ENCODING", "four") == "$8\r\nlistpack\r\n")

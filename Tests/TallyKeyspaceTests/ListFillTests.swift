@@ -122,4 +122,56 @@ import Testing
         #expect(elements == model)
         #expect(list.count == model.count)
     }
+
+    /// Random pushes, pops, inserts (splits and merges), sets and removals under small fills
+    /// keep the elements an array model has, in its order.
+    @Test(arguments: [3, 1, -1])
+    func randomEditsUnderSmallFillsMatchAnArray(fill value: Int) {
+        let fill = ListFill(value)
+        var random = FastRandom(seed: UInt64(100 + value))
+        var list = ListValue()
+        var model: [[UInt8]] = []
+        for _ in 0..<3000 {
+            let element = Array("e\(random.below(50))".utf8) + Array(repeating: 120, count: random.below(3) * 700)
+            switch random.below(6) {
+            case 0:
+                list.push(element, at: .tail, fill: fill)
+                model.append(element)
+            case 1:
+                list.push(element, at: .head, fill: fill)
+                model.insert(element, at: 0)
+            case 2:
+                let expected = model.isEmpty ? nil : model.removeFirst()
+                #expect(list.pop(.head) == expected)
+            case 3:
+                if let pivot = model.isEmpty ? nil : model[random.below(model.count)] {
+                    let after = random.below(2) == 0
+                    let inserted = list.insert(element, after: after, pivot: pivot, fill: fill)
+                    #expect(inserted)
+                    let position = model.firstIndex(of: pivot)!
+                    model.insert(element, at: after ? position + 1 : position)
+                }
+            case 4:
+                if !model.isEmpty {
+                    let index = random.below(model.count)
+                    let replaced = list.replace(at: index, with: element)
+                    #expect(replaced)
+                    model[index] = element
+                }
+            default:
+                let fromTail = random.below(2) == 0
+                let removed = list.removeAll(equalTo: element, limit: 1, fromTail: fromTail)
+                let match = fromTail ? model.lastIndex(of: element) : model.firstIndex(of: element)
+                #expect(removed == (match == nil ? 0 : 1))
+                if let match { model.remove(at: match) }
+            }
+        }
+        var elements: [[UInt8]] = []
+        list.visit(from: 0) { _, element in
+            elements.append(element.materialized)
+            return true
+        }
+        #expect(elements == model)
+        #expect(list.count == model.count)
+    }
 }
