@@ -160,7 +160,7 @@ public final class BlockingRegistry: Sendable {
     /// ready key is left (a served BLMOVE can make its destination ready). The caller holds every
     /// shard. Returns the served waiters with their replies; their pops are appended to
     /// `propagation` (LPOP/RPOP/LMOVE/RPOPLPUSH, as Redis logs them).
-    func serveReady(_ keyspace: Keyspace, events: KeyspaceNotifier, now: Int64, log: Bool,
+    func serveReady(_ keyspace: Keyspace, events: KeyspaceNotifier, now: Int64, log: Bool, listFill: ListFill,
                     propagation: inout PropagationBuffer, changes: inout Int64) -> [(BlockedWaiter, [UInt8])] {
         var served: [(BlockedWaiter, [UInt8])] = []
         table.withLock { table in
@@ -188,7 +188,7 @@ public final class BlockingRegistry: Sendable {
                         _ = Self.remove(waiter, from: &table)
                         waiterCount.subtract(1, ordering: .releasing)
                         let reply = Self.serve(waiter, key: watched, keyspace, events: events, now: now, log: log,
-                                               propagation: &propagation, changes: &changes)
+                                               listFill: listFill, propagation: &propagation, changes: &changes)
                         served.append((waiter, reply))
                         progress = true
                     }
@@ -200,8 +200,8 @@ public final class BlockingRegistry: Sendable {
 
     /// Performs one waiter's operation on the list at `key` and returns its reply.
     private static func serve(_ waiter: BlockedWaiter, key watched: DatabaseKey, _ keyspace: Keyspace,
-                              events: KeyspaceNotifier, now: Int64,
-                              log: Bool, propagation: inout PropagationBuffer, changes: inout Int64) -> [UInt8] {
+                              events: KeyspaceNotifier, now: Int64, log: Bool, listFill: ListFill,
+                              propagation: inout PropagationBuffer, changes: inout Int64) -> [UInt8] {
         var output = OutputBuffer(initialCapacity: 64, protocolVersion: waiter.protocolVersion)
         let shard = keyspace.shard(for: watched.key)
         let database = watched.database
@@ -252,7 +252,7 @@ public final class BlockingRegistry: Sendable {
                     return list.pop(from) ?? []
                 } ?? []
                 _ = try destinationShard.withList(database, destinationKey, now: now, create: true) { list, changed in
-                    list.push(element, at: to)
+                    list.push(element, at: to, fill: listFill)
                     changed = true
                 }
                 output.writeBulkString(element)

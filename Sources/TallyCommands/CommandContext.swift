@@ -233,7 +233,7 @@ public struct CommandContext {
             // handleClientsBlockedOnKeys runs after the command, before the next one).
             var servedChanges: Int64 = 0
             served = engine.blocking.serveReady(keyspace, events: engine.keyspaceEvents, now: now,
-                                                log: !skipsPropagation,
+                                                log: !skipsPropagation, listFill: engine.listFill,
                                                 propagation: &session.propagation, changes: &servedChanges)
             engine.addChanges(servedChanges)
         }

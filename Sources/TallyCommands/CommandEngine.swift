@@ -117,6 +117,11 @@ public final class CommandEngine: Sendable {
     /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
     private let sortedSetMaxEntries = Atomic<Int>(128)
     private let sortedSetMaxValue = Atomic<Int>(64)
+    /// `hash-max-listpack-entries` and `hash-max-listpack-value`.
+    private let hashMaxEntries = Atomic<Int>(HashLimits.standard.maxEntries)
+    private let hashMaxValue = Atomic<Int>(HashLimits.standard.maxValueBytes)
+    /// `list-max-listpack-size`, clamped (see `ListFill`).
+    private let listFillValue = Atomic<Int>(ListFill.standard.value)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
@@ -539,6 +544,28 @@ public final class CommandEngine: Sendable {
     /// Changes `set-max-intset-entries` (CONFIG SET); sets already converted stay hash tables.
     public func setSetMaxIntsetEntries(_ entries: Int) {
         intsetLimit.store(max(0, entries), ordering: .relaxed)
+    }
+
+    /// The configured `hash-max-listpack-entries` / `hash-max-listpack-value`.
+    public var hashLimits: HashLimits {
+        HashLimits(maxEntries: hashMaxEntries.load(ordering: .relaxed),
+                   maxValueBytes: hashMaxValue.load(ordering: .relaxed))
+    }
+
+    /// Changes the hash listpack limits (CONFIG SET); hashes already converted stay hashtables.
+    public func setHashLimits(_ limits: HashLimits) {
+        hashMaxEntries.store(max(0, limits.maxEntries), ordering: .relaxed)
+        hashMaxValue.store(max(0, limits.maxValueBytes), ordering: .relaxed)
+    }
+
+    /// The configured `list-max-listpack-size`: how full list chunks grow.
+    public var listFill: ListFill { ListFill(listFillValue.load(ordering: .relaxed)) }
+
+    /// Changes `list-max-listpack-size` (CONFIG SET). Redis fixes a list's fill when the list is
+    /// created (quicklistSetOptions in t_list.c); Tally applies the current one to every push,
+    /// so chunks made before a change keep their size and later ones follow the new fill.
+    public func setListFill(_ fill: ListFill) {
+        listFillValue.store(fill.value, ordering: .relaxed)
     }
 
     /// The configured `zset-max-listpack-entries` / `zset-max-listpack-value`.

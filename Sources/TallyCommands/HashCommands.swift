@@ -115,10 +115,10 @@ enum HashCommands {
         }
     }
 
-    /// HSCAN key cursor [MATCH pattern] [COUNT count]: up to 512 fields (Redis's default
-    /// hash-max-listpack-entries) the whole hash with cursor 0, as Redis answers a listpack hash;
-    /// larger ones by cursor (`HashValue.scan`), every field present for the whole scan coming
-    /// out at least once whatever writes happen around it. Options are checked after the
+    /// HSCAN key cursor [MATCH pattern] [COUNT count]: a listpack-encoded hash (see
+    /// `HashValue.isListpack`) whole with cursor 0, as Redis answers one; a hashtable one by
+    /// cursor (`HashValue.scan`), every field present for the whole scan coming out at least
+    /// once whatever writes happen around it. Options are checked after the
     /// key, as db.c scanGenericCommand does (a missing key answers an empty scan regardless).
     static func hscan(_ context: inout CommandContext) {
         guard let cursor = KeyspaceCommands.parseCursor(context.arguments[2]) else {
@@ -178,12 +178,15 @@ enum HashCommands {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let arguments = context.arguments
+        let limits = context.engine.hashLimits
         do {
             let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
                 var created = 0
                 var index = 2
                 while index < count {
-                    if hash.set(field: arguments.copy(index), value: arguments.copy(index + 1)) { created += 1 }
+                    if hash.set(field: arguments.copy(index), value: arguments.copy(index + 1), limits: limits) {
+                        created += 1
+                    }
                     index += 2
                 }
                 changed = true
@@ -201,10 +204,11 @@ enum HashCommands {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let arguments = context.arguments
+        let limits = context.engine.hashLimits
         do {
             let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
                 if hash.value(for: arguments[2]) != nil { return false }
-                hash.set(field: arguments.copy(2), value: arguments.copy(3))
+                hash.set(field: arguments.copy(2), value: arguments.copy(3), limits: limits)
                 changed = true
                 return true
             } ?? false
@@ -248,6 +252,7 @@ enum HashCommands {
         let shard = context.lockShard(for: key)
         let arguments = context.arguments
         var failure: StaticString?
+        let limits = context.engine.hashLimits
         do {
             let result = try shard.withHash(context.database, key, now: context.now, create: true) {
                 (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> Int64 in
@@ -264,7 +269,7 @@ enum HashCommands {
                     failure = RedisError.overflow
                     return Int64(0)
                 }
-                hash.set(field: arguments.copy(2), value: decimalBytes(sum))
+                hash.set(field: arguments.copy(2), value: decimalBytes(sum), limits: limits)
                 changed = true
                 return sum
             } ?? 0
@@ -294,6 +299,7 @@ enum HashCommands {
         let shard = context.lockShard(for: key)
         let arguments = context.arguments
         var failure: StaticString?
+        let limits = context.engine.hashLimits
         do {
             let result = try shard.withHash(context.database, key, now: context.now, create: true) {
                 (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> [UInt8] in
@@ -311,7 +317,7 @@ enum HashCommands {
                     return [UInt8]()
                 }
                 let formatted = formatLongDouble(sum)
-                hash.set(field: arguments.copy(2), value: formatted)
+                hash.set(field: arguments.copy(2), value: formatted, limits: limits)
                 changed = true
                 return formatted
             } ?? []

@@ -256,10 +256,11 @@ enum ListCommands {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let arguments = context.arguments
+        let fill = context.engine.listFill
         do {
             let length = try shard.withList(context.database, key, now: context.now, create: !onlyIfExists) {
                 list, changed in
-                for index in 2..<arguments.count { list.push(arguments[index], at: end) }
+                for index in 2..<arguments.count { list.push(arguments[index], at: end, fill: fill) }
                 changed = true
                 return list.count
             }
@@ -419,13 +420,14 @@ enum ListCommands {
             context.output.writeError(RedisError.syntax)
             return
         }
+        let fill = context.engine.listFill
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let arguments = context.arguments
         do {
             let length = try shard.withList(context.database, key, now: context.now, create: false) {
                 list, changed in
-                guard list.insert(arguments[4], after: after, pivot: arguments[3]) else { return -1 }
+                guard list.insert(arguments[4], after: after, pivot: arguments[3], fill: fill) else { return -1 }
                 changed = true
                 return list.count
             } ?? 0
@@ -567,12 +569,13 @@ enum ListCommands {
         let destinationShard = context.keyspace.shard(for: destination)
         let database = context.database
         let now = context.now
+        let fill = context.engine.listFill
         do {
             let moved: [UInt8]?
             if source == destination {
                 moved = try sourceShard.withList(database, source, now: now, create: false) { list, changed in
                     guard let element = list.pop(from) else { return [UInt8]() }
-                    list.push(element, at: to)
+                    list.push(element, at: to, fill: fill)
                     changed = true
                     return element
                 }
@@ -594,7 +597,7 @@ enum ListCommands {
                 if let moved {
                     _ = try destinationShard.withList(database, destination, now: now, create: true) {
                         list, changed in
-                        list.push(moved, at: to)
+                        list.push(moved, at: to, fill: fill)
                         changed = true
                     }
                 }

@@ -86,7 +86,7 @@ enum ObjectCommands {
             switch entry.value {
             case .integer: context.output.writeBulkString("int".utf8)
             case .string: context.output.writeBulkString("raw".utf8)
-            case .hash: context.output.writeBulkString("hashtable".utf8)
+            case .hash(let hash): context.output.writeBulkString((hash.isListpack ? "listpack" : "hashtable").utf8)
             case .list: context.output.writeBulkString("quicklist".utf8)
             case .set(let set): context.output.writeBulkString(set.encodingName.utf8)
             case .sortedSet(let set): context.output.writeBulkString((set.isCompact ? "listpack" : "skiplist").utf8)

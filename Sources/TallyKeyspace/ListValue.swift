@@ -35,25 +35,78 @@ public enum ListElement {
     }
 }
 
+/// How full a list chunk may grow: Redis's `list-max-listpack-size` (the quicklist "fill").
+/// -1...-5: a chunk's listpack may reach 4, 8, 16, 32 or 64 KB; a positive N: at most N elements
+/// in a chunk of at most 8 KB (0 puts each element in a chunk of its own). Values outside
+/// -5...32767 are clamped as quicklist.c's quicklistSetFill clamps them.
+public struct ListFill: Sendable, Equatable {
+    /// The clamped setting.
+    public let value: Int
+
+    /// Redis's default, -2: 8 KB listpacks.
+    public static let standard = ListFill(-2)
+
+    /// The fill for a configured `list-max-listpack-size`.
+    public init(_ configured: Int) { value = min(max(configured, -5), 32767) }
+
+    /// quicklist.c's optimization_level: the listpack size limit of fills -1...-5.
+    static let sizeLevelBytes = [4096, 8192, 16384, 32768, 65536]
+    /// quicklist.c's SIZE_SAFETY_LIMIT: a count-limited listpack still stays under 8 KB.
+    static let safetyLimitBytes = 8192
+    /// quicklist.c's SIZE_ESTIMATE_OVERHEAD: what an entry may add beyond the element's bytes.
+    static let estimateOverheadBytes = 8
+    /// A listpack's 6-byte header and 1-byte terminator, which a chunk does not store.
+    static let listpackFrameBytes = 7
+
+    /// True if a chunk of `count` elements in `entryBytes` takes one more element of
+    /// `elementLength` bytes: quicklist.c's _quicklistNodeAllowInsert, which estimates the grown
+    /// listpack from the element's length (its decimal text for an integer), not its encoding,
+    /// so chunks split where Redis's nodes do.
+    @inline(__always)
+    func allowsInsert(entryBytes: Int, count: Int, elementLength: Int) -> Bool {
+        let estimated = ListFill.listpackFrameBytes + entryBytes + elementLength + ListFill.estimateOverheadBytes
+        if value < 0 { return estimated <= ListFill.sizeLevelBytes[-value - 1] }
+        return estimated <= ListFill.safetyLimitBytes && count < value
+    }
+
+    /// True if two chunks holding `entryBytes` and `count` together may become one:
+    /// quicklist.c's _quicklistNodeAllowMerge (two listpacks' sizes less one header and
+    /// terminator, counted there as 11 bytes).
+    @inline(__always)
+    func allowsMerge(entryBytes: Int, count: Int) -> Bool {
+        let merged = 2 * ListFill.listpackFrameBytes + entryBytes - 11
+        if value < 0 { return merged <= ListFill.sizeLevelBytes[-value - 1] }
+        return merged <= ListFill.safetyLimitBytes && count <= value
+    }
+
+    /// Entry bytes a chunk reaches before it is full, when the limit is a size (a new chunk
+    /// behind a full one in a growing list reserves them); nil for a count limit.
+    var fullChunkEntryBytes: Int? {
+        value < 0 ? ListFill.sizeLevelBytes[-value - 1] - ListFill.listpackFrameBytes : nil
+    }
+}
+
 /// A list: listpack entries (encoding byte, data, backlen: the exact entry format of Redis's
 /// listpack) in chunks, held in one of two forms.
 ///
 /// - A list that fits one chunk is that chunk alone (`compact`): one heap buffer with the
 ///   element count and the entries, referenced straight from the `Value` slot with no box.
 ///   Redis 7.0 spends a robj, a quicklist and a quicklist node besides the listpack on it.
-/// - A larger list (`chunked`) is a deque of chunks of at most `chunkBytesLimit` entry bytes
-///   (Redis's quicklist of listpacks at its default `list-max-listpack-size -2`: 8 KB per
-///   listpack, header included). An element bigger than that gets a chunk of its own (Redis's
-///   plain-node case, which it only uses above 1 GB). Pushing or popping at either end touches
-///   only the end chunk (a memmove of at most 8 KB at the head, as listpack does): O(1)
-///   amortized. Chunks sit in an array with free slots kept in front, so adding a chunk at the
-///   head is amortized O(1) too.
+/// - A larger list (`chunked`) is a deque of chunks, each filled as `ListFill` allows (Redis's
+///   quicklist of listpacks under `list-max-listpack-size`, by default -2: 8 KB per listpack,
+///   header included), so pushes split a list into the nodes Redis's pushes make and DUMP and
+///   the RDB write the same nodes. An element bigger than the limit gets a chunk of its own
+///   (Redis's plain-node case, which it only uses above 1 GB, is a listpack of one here).
+///   Pushing or popping at either end touches only the end chunk (a memmove of at most the
+///   limit at the head, as listpack does): O(1) amortized. Chunks sit in an array with free
+///   slots kept in front, so adding a chunk at the head is amortized O(1) too.
 /// - The RDB writer dumps each chunk as one listpack node of a QUICKLIST_2 value without
 ///   re-encoding it.
 ///
 /// Measured (1M elements "1".."1000000", RPUSH; 100k lists of 10): see README's lists section.
 public struct ListValue: Sendable {
-    /// Most entry bytes in a chunk: 8 KB listpacks minus their 7 bytes of header and terminator.
+    /// Most entry bytes in a chunk of several elements under the default fill: 8 KB listpacks
+    /// minus their 7 bytes of header and terminator.
     public static let chunkBytesLimit = 8192 - 7
 
     /// A chunked list that shrinks to one chunk of at most this many entry bytes becomes compact
@@ -162,22 +215,27 @@ public struct ListValue: Sendable {
 
     /// Adds `element` (a request argument) at `end`. Non-generic entry points, so the encoder
     /// is specialized inside this module instead of iterating an unspecialized Collection.
-    public mutating func push(_ element: ArraySlice<UInt8>, at end: ListEnd) { pushElement(element, at: end) }
+    /// `fill` decides whether the end chunk takes it or a new chunk starts.
+    public mutating func push(_ element: ArraySlice<UInt8>, at end: ListEnd, fill: ListFill = .standard) {
+        pushElement(element, at: end, fill: fill)
+    }
 
     /// Adds `element` at `end`.
-    public mutating func push(_ element: [UInt8], at end: ListEnd) { pushElement(element, at: end) }
+    public mutating func push(_ element: [UInt8], at end: ListEnd, fill: ListFill = .standard) {
+        pushElement(element, at: end, fill: fill)
+    }
 
-    mutating func pushElement<C: Collection>(_ element: C, at end: ListEnd) where C.Element == UInt8 {
+    mutating func pushElement<C: Collection>(_ element: C, at end: ListEnd, fill: ListFill) where C.Element == UInt8 {
         let size = ListpackEntry.encodedSize(element)
         if var chunk = takeCompact() {
-            if chunk.accepts(size) {
+            if chunk.accepts(elementLength: element.count, fill: fill) {
                 if end == .tail { chunk.append(element, size: size) } else { chunk.prepend(element, size: size) }
                 storage = .compact(chunk)
                 return
             }
             storage = .chunked(ChunkedListBox(ChunkedList(chunk)))
         }
-        withChunked { $0.pushElement(element, size: size, at: end) }
+        withChunked { $0.pushElement(element, size: size, at: end, fill: fill) }
     }
 
     /// Removes and returns the element at `end`, or nil when empty.
@@ -240,13 +298,15 @@ public struct ListValue: Sendable {
     // MARK: Edits (rewrite the chunks they touch)
 
     /// Sets the element at `index` (0..<count); false when out of range.
+    /// The chunk is edited in place whatever its size, as Redis's lpReplace edits a node.
     public mutating func replace<C: Collection>(at index: Int, with element: C) -> Bool where C.Element == UInt8 {
         if index < 0 || index >= count { return false }
         return edit { $0.replace(at: index, with: element) }
     }
 
     /// Inserts `element` before or after the first element equal to `pivot`; false if none is.
-    public mutating func insert<P: Collection, C: Collection>(_ element: C, after: Bool, pivot: P) -> Bool
+    public mutating func insert<P: Collection, C: Collection>(_ element: C, after: Bool, pivot: P,
+                                                              fill: ListFill = .standard) -> Bool
     where P.Element == UInt8, C.Element == UInt8 {
         var found = -1
         visit(from: 0) { index, candidate in
@@ -257,7 +317,7 @@ public struct ListValue: Sendable {
             return true
         }
         if found < 0 { return false }
-        edit { $0.insert(element, after: after, at: found) }
+        edit { $0.insert(element, after: after, at: found, fill: fill) }
         return true
     }
 
@@ -311,19 +371,20 @@ struct ChunkedList {
         for index in head..<chunks.count { try body(chunks[index].entries, chunks[index].count) }
     }
 
-    mutating func pushElement<C: Collection>(_ element: C, size: Int, at end: ListEnd) where C.Element == UInt8 {
+    mutating func pushElement<C: Collection>(_ element: C, size: Int, at end: ListEnd, fill: ListFill)
+    where C.Element == UInt8 {
         switch end {
         case .tail:
-            if chunks.count == head || !chunks[chunks.count - 1].accepts(size) {
+            if chunks.count == head || !chunks[chunks.count - 1].accepts(elementLength: element.count, fill: fill) {
                 var fresh = ListChunk()
-                if chunks.count > head { fresh.reserveFullChunk() }
+                if chunks.count > head { fresh.reserveFullChunk(fill) }
                 chunks.append(fresh)
             }
             chunks[chunks.count - 1].append(element, size: size)
         case .head:
-            if chunks.count == head || !chunks[head].accepts(size) {
+            if chunks.count == head || !chunks[head].accepts(elementLength: element.count, fill: fill) {
                 var fresh = ListChunk()
-                if chunks.count > head { fresh.reserveFullChunk() }
+                if chunks.count > head { fresh.reserveFullChunk(fill) }
                 insertHeadChunk(fresh)
             }
             chunks[head].prepend(element, size: size)
@@ -443,29 +504,32 @@ struct ChunkedList {
         return elements
     }
 
-    /// Replaces the chunk at `slot` by `elements`, split into as many chunks as the size limit
-    /// needs (none when empty).
-    private mutating func replaceChunk(at slot: Int, with elements: [[UInt8]]) {
+    /// Replaces the chunk at `slot` by `elements` as one chunk whatever the fill (LSET's
+    /// lpReplace and LREM's deletions edit a node in place in Redis, quicklistReplaceEntry and
+    /// quicklistDelIndex); an empty chunk is dropped.
+    private mutating func rewriteChunk(at slot: Int, with elements: [[UInt8]]) {
         count -= chunks[slot].count
         payloadBytes -= chunks[slot].entryBytes
-        var rebuilt: [ListChunk] = []
-        var current = ListChunk()
+        if elements.isEmpty {
+            dropChunk(at: slot)
+            return
+        }
+        var rebuilt = ListChunk()
         for element in elements {
             let size = ListpackEntry.encodedSize(element)
-            if !current.accepts(size) {
-                rebuilt.append(current)
-                current = ListChunk()
-            }
-            current.append(element, size: size)
+            rebuilt.append(element, size: size)
             payloadBytes += size
         }
-        if current.count > 0 { rebuilt.append(current) }
         count += elements.count
-        if rebuilt.isEmpty {
-            dropChunk(at: slot)
+        chunks[slot] = rebuilt
+    }
+
+    /// Puts `chunk` in a new slot at `slot` (the chunks from `slot` on move up one).
+    private mutating func insertChunk(_ chunk: ListChunk, at slot: Int) {
+        if slot == head {
+            insertHeadChunk(chunk)
         } else {
-            chunks[slot] = rebuilt[0]
-            if rebuilt.count > 1 { chunks.insert(contentsOf: rebuilt[1...], at: slot + 1) }
+            chunks.insert(chunk, at: slot)
         }
     }
 
@@ -473,16 +537,96 @@ struct ChunkedList {
         let (slot, offset) = locate(index)
         var elements = elements(ofChunk: slot)
         elements[offset] = Array(element)
-        replaceChunk(at: slot, with: elements)
+        rewriteChunk(at: slot, with: elements)
         return true
     }
 
-    /// Inserts `element` before or after the element at `index` (0..<count).
-    mutating func insert<C: Collection>(_ element: C, after: Bool, at index: Int) where C.Element == UInt8 {
+    /// Inserts `element` before or after the element at `index` (0..<count) where quicklist.c's
+    /// _quicklistInsert puts it: into the element's chunk if `fill` lets it grow; at an edge of
+    /// a full chunk, into the neighbour if that one may grow, else into a chunk of its own;
+    /// inside a full chunk, by splitting it at the element (the new element joins the part
+    /// beyond the split) and merging the chunks around the split as _quicklistMergeNodes does.
+    mutating func insert<C: Collection>(_ element: C, after: Bool, at index: Int, fill: ListFill)
+    where C.Element == UInt8 {
         let (slot, offset) = locate(index)
-        var elements = elements(ofChunk: slot)
-        elements.insert(Array(element), at: after ? offset + 1 : offset)
-        replaceChunk(at: slot, with: elements)
+        let length = element.count
+        let size = ListpackEntry.encodedSize(element)
+        let full = !chunks[slot].accepts(elementLength: length, fill: fill)
+        let atTail = after && offset == chunks[slot].count - 1
+        let atHead = !after && offset == 0
+        if !full {
+            var elements = elements(ofChunk: slot)
+            elements.insert(Array(element), at: after ? offset + 1 : offset)
+            rewriteChunk(at: slot, with: elements)
+            return
+        }
+        count += 1
+        payloadBytes += size
+        if atTail && slot + 1 < chunks.count && chunks[slot + 1].accepts(elementLength: length, fill: fill) {
+            chunks[slot + 1].prepend(element, size: size)
+        } else if atHead && slot > head && chunks[slot - 1].accepts(elementLength: length, fill: fill) {
+            chunks[slot - 1].append(element, size: size)
+        } else if atTail || atHead {
+            var alone = ListChunk()
+            alone.append(element, size: size)
+            insertChunk(alone, at: after ? slot + 1 : slot)
+        } else {
+            // _quicklistSplitNode: after the element, the node keeps 0...offset and the new
+            // node (after it) takes the rest behind the inserted element; before it, the node
+            // keeps offset... and the new node (before it) takes 0..<offset then the element.
+            let elements = elements(ofChunk: slot)
+            let kept = after ? elements[...offset] : elements[offset...]
+            var split = ListChunk()
+            if !after { split.append(contentsOf: elements[..<offset]) }
+            split.append(element, size: size)
+            if after { split.append(contentsOf: elements[(offset + 1)...]) }
+            var node = ListChunk()
+            node.append(contentsOf: kept)
+            chunks[slot] = node
+            // _quicklistMergeNodes starts from the split node, wherever the new one put it.
+            let center: Int
+            if after {
+                chunks.insert(split, at: slot + 1)
+                center = slot
+            } else if slot == head {
+                insertHeadChunk(split)
+                center = head + 1
+            } else {
+                chunks.insert(split, at: slot)
+                center = slot + 1
+            }
+            mergeAround(center, fill: fill)
+        }
+    }
+
+    /// quicklist.c's _quicklistMergeNodes around the chunk at `center`: the two before it, the
+    /// two after it, then the center with its neighbours, each pair joined when
+    /// `ListFill.allowsMerge` lets it.
+    private mutating func mergeAround(_ center: Int, fill: ListFill) {
+        var center = center
+        if center - 2 >= head && allowsMerge(center - 2, fill) {
+            join(center - 2)
+            center -= 1
+        }
+        if center + 2 < chunks.count && allowsMerge(center + 1, fill) { join(center + 1) }
+        var target = center
+        if center - 1 >= head && allowsMerge(center - 1, fill) {
+            join(center - 1)
+            target = center - 1
+        }
+        if target + 1 < chunks.count && allowsMerge(target, fill) { join(target) }
+    }
+
+    /// True if the chunks at `slot` and `slot + 1` may become one.
+    private func allowsMerge(_ slot: Int, _ fill: ListFill) -> Bool {
+        fill.allowsMerge(entryBytes: chunks[slot].entryBytes + chunks[slot + 1].entryBytes,
+                         count: chunks[slot].count + chunks[slot + 1].count)
+    }
+
+    /// Appends the chunk at `slot + 1` to the one at `slot`.
+    private mutating func join(_ slot: Int) {
+        chunks[slot].appendEntries(of: chunks[slot + 1])
+        chunks.remove(at: slot + 1)
     }
 
     mutating func removeAll<C: Collection>(equalTo target: C, limit: Int, fromTail: Bool) -> Int
@@ -516,7 +660,7 @@ struct ChunkedList {
             }
             let wasHead = slot == head
             let dropped = matched && elements.isEmpty
-            if matched { replaceChunk(at: slot, with: elements) }
+            if matched { rewriteChunk(at: slot, with: elements) }
             if fromTail {
                 slot -= 1
             } else if !dropped || wasHead {
@@ -530,8 +674,9 @@ struct ChunkedList {
 }
 
 /// One chunk in one buffer: empty (no buffer), or a 2-byte little-endian element count followed
-/// by listpack entries (no listpack header or terminator). A chunk holds at most
-/// `chunkBytesLimit` entry bytes of entries of at least 2 bytes, so the count fits 16 bits.
+/// by listpack entries (no listpack header or terminator). `ListFill` keeps a chunk of several
+/// elements under 64 KB of entries of at least 2 bytes, or under 32768 elements, so the count
+/// fits 16 bits.
 @usableFromInline
 struct ListChunk: Sendable {
     @usableFromInline var bytes: [UInt8] = []
@@ -555,9 +700,11 @@ struct ListChunk: Sendable {
     /// The entries, without the count.
     var entries: ArraySlice<UInt8> { bytes.isEmpty ? [] : bytes[ListChunk.headerBytes...] }
 
-    /// True if an entry of `size` bytes fits (an empty chunk takes any one element).
-    func accepts(_ size: Int) -> Bool {
-        count == 0 || entryBytes + size <= ListValue.chunkBytesLimit
+    /// True if an element of `elementLength` bytes may join the chunk under `fill` (an empty
+    /// chunk takes any one element).
+    @inline(__always)
+    func accepts(elementLength: Int, fill: ListFill) -> Bool {
+        count == 0 || fill.allowsInsert(entryBytes: entryBytes, count: count, elementLength: elementLength)
     }
 
     /// Below this many bytes a chunk grows to the exact size it needs instead of doubling: most
@@ -573,8 +720,11 @@ struct ListChunk: Sendable {
         if bytes.isEmpty { bytes.append(contentsOf: [0, 0]) }
     }
 
-    /// Reserves a whole chunk's bytes (a chunk after the first in a growing list fills up).
-    mutating func reserveFullChunk() { bytes.reserveCapacity(ListChunk.headerBytes + ListValue.chunkBytesLimit) }
+    /// Reserves a whole chunk's bytes when `fill` limits sizes (a chunk after the first in a
+    /// growing list fills up); under a count limit the chunk grows as elements come.
+    mutating func reserveFullChunk(_ fill: ListFill) {
+        if let limit = fill.fullChunkEntryBytes { bytes.reserveCapacity(ListChunk.headerBytes + limit) }
+    }
 
     /// The chunk in a buffer no larger than it needs (a list going back to the compact form
     /// keeps a chunk that may have reserved a full 8 KB).
@@ -592,6 +742,23 @@ struct ListChunk: Sendable {
         bytes.append(contentsOf: repeatElement(0, count: size))
         bytes.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: start) }
         count += 1
+    }
+
+    /// Appends `elements` in order.
+    mutating func append(contentsOf elements: ArraySlice<[UInt8]>) {
+        for element in elements { append(element, size: ListpackEntry.encodedSize(element)) }
+    }
+
+    /// Appends `other`'s entries (listpack entries concatenate as they are).
+    mutating func appendEntries(of other: ListChunk) {
+        if other.count == 0 { return }
+        if count == 0 {
+            self = other
+            return
+        }
+        let total = count + other.count
+        bytes.append(contentsOf: other.entries)
+        count = total
     }
 
     mutating func prepend<C: Collection>(_ element: C, size: Int) where C.Element == UInt8 {

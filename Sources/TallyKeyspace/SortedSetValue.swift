@@ -1042,7 +1042,8 @@ extension SortedSetValue {
     /// a member's bucket being the low bits of its hash, visited in reverse-binary cursor order
     /// (dict.c dictScan) until `count` elements came out, so every member present for a whole
     /// scan comes out at least once whatever the set's size does between calls. Each step hashes
-    /// every member, so a step takes at least count/32 elements (at most ~33 steps per scan).
+    /// every member, so past `virtualScanSmallCount` members a step takes at least a 32nd of them
+    /// (see `virtualDictScan`).
     /// Returns the next cursor (0: done).
     public func scan(cursor: UInt64, count wanted: Int,
                      _ body: (ArraySlice<UInt8>, Double) -> Void) -> UInt64 {
@@ -1062,11 +1063,17 @@ extension SortedSetValue {
     }
 }
 
+/// Up to this many elements a virtual scan step returns about COUNT elements, as Redis's dict
+/// scan does; a step hashes every element, so a full scan of n elements costs n/COUNT steps of
+/// O(n): about 0.1 ms a step here at 4096. Larger collections take at least a 32nd of their
+/// elements a step (at most ~33 steps a scan) so a scan stays O(n log n) in all.
+let virtualScanSmallCount = 4096
+
 /// One dictScan step over a dict of `2^k >= hashes.count` buckets (at least 4) that holds
 /// element `i` in bucket `hashes[i] & mask`, for collections without buckets of their own:
 /// buckets are visited in reverse-binary cursor order, whole, until at least `count` elements
-/// (and at least a 32nd of them, as each step reads every hash) came out. Returns those
-/// elements' indices, ascending, and the next cursor (0: done).
+/// (and, past `virtualScanSmallCount` elements, at least a 32nd of them) came out. Returns
+/// those elements' indices, ascending, and the next cursor (0: done).
 func virtualDictScan(cursor: UInt64, hashes: [UInt64], count wanted: Int) -> (indices: [Int], next: UInt64) {
     var size = 4
     while size < hashes.count { size *= 2 }
@@ -1080,7 +1087,8 @@ func virtualDictScan(cursor: UInt64, hashes: [UInt64], count wanted: Int) -> (in
         if position >= start { positions.append((position, index)) }
     }
     positions.sort { $0.position < $1.position }
-    let target = Swift.max(wanted, hashes.count / 32, 1)
+    let floor = hashes.count > virtualScanSmallCount ? hashes.count / 32 : 0
+    let target = Swift.max(wanted, floor, 1)
     var taken = 0
     while taken < positions.count
         && (taken < target || positions[taken].position == positions[taken - 1].position) {

@@ -90,6 +90,8 @@ public final class Server: Sendable {
         engine.latencyMonitor.configure(thresholdMilliseconds: configuration.integer("latency-monitor-threshold"))
         engine.setSetMaxIntsetEntries(Int(clamping: configuration.integer("set-max-intset-entries")))
         engine.setSortedSetLimits(configuration.sortedSetLimits)
+        engine.setListFill(configuration.listFill)
+        engine.setHashLimits(configuration.hashLimits)
         core.applyStreamNodeLimits(from: configuration)
         engine.pubsub.setMailboxLimit(bytes: core.pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
 

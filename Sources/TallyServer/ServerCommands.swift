@@ -634,11 +634,18 @@ extension ServerCore {
                 return
             }
         }
-        // Redis 7.0's zset-max-ziplist-* are aliases of zset-max-listpack-*: set both spellings.
+        // Redis 7.0's zset-max-ziplist-*, hash-max-ziplist-* and list-max-ziplist-size are aliases
+        // of the listpack names: set both spellings.
         let aliases = ["zset-max-ziplist-entries": "zset-max-listpack-entries",
                        "zset-max-listpack-entries": "zset-max-ziplist-entries",
                        "zset-max-ziplist-value": "zset-max-listpack-value",
-                       "zset-max-listpack-value": "zset-max-ziplist-value"]
+                       "zset-max-listpack-value": "zset-max-ziplist-value",
+                       "list-max-ziplist-size": "list-max-listpack-size",
+                       "list-max-listpack-size": "list-max-ziplist-size",
+                       "hash-max-ziplist-entries": "hash-max-listpack-entries",
+                       "hash-max-listpack-entries": "hash-max-ziplist-entries",
+                       "hash-max-ziplist-value": "hash-max-listpack-value",
+                       "hash-max-listpack-value": "hash-max-ziplist-value"]
         let updated = configuration.withLock { config -> ServerConfiguration in
             for (option, value) in pairs {
                 try? config.set(option.name, [value])
@@ -673,8 +680,14 @@ extension ServerCore {
         if seen.contains("set-max-intset-entries") {
             context.engine.setSetMaxIntsetEntries(Int(clamping: updated.integer("set-max-intset-entries")))
         }
-        if aliases.keys.contains(where: seen.contains) {
+        if aliases.keys.contains(where: { $0.hasPrefix("zset-") && seen.contains($0) }) {
             context.engine.setSortedSetLimits(updated.sortedSetLimits)
+        }
+        if aliases.keys.contains(where: { $0.hasPrefix("hash-") && seen.contains($0) }) {
+            context.engine.setHashLimits(updated.hashLimits)
+        }
+        if seen.contains("list-max-listpack-size") || seen.contains("list-max-ziplist-size") {
+            context.engine.setListFill(updated.listFill)
         }
         if seen.contains("stream-node-max-bytes") || seen.contains("stream-node-max-entries") {
             applyStreamNodeLimits(from: updated)

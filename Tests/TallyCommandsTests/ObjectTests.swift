@@ -18,7 +18,7 @@ import Testing
         h.run("HSET", "h", "f", "v")
         #expect(h.reply("OBJECT", "ENCODING", "i") == "$3\r\nint\r\n")
         #expect(h.reply("OBJECT", "ENCODING", "s") == "$3\r\nraw\r\n")
-        #expect(h.reply("OBJECT", "ENCODING", "h") == "$9\r\nhashtable\r\n")
+        #expect(h.reply("OBJECT", "ENCODING", "h") == "$8\r\nlistpack\r\n")
         #expect(h.reply("OBJECT", "REFCOUNT", "i") == ":1\r\n")
         #expect(h.reply("OBJECT", "ENCODING", "missing") == "$-1\r\n")
         #expect(h.reply("OBJECT", "FOO", "i") == "-ERR unknown subcommand 'FOO'. Try OBJECT HELP.\r\n")

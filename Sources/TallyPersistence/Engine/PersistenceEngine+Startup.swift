@@ -34,6 +34,8 @@ extension PersistenceEngine {
         let chunkBytes = settings.loadChunkBytes
         var options = RDBLoadOptions(dropExpiredBefore: nil, databaseCount: settings.databases)
         options.sortedSetLimits = settings.sortedSetLimits
+        options.listFill = settings.listFill
+        options.hashLimits = settings.hashLimits
         loader.rdbReader = { [options] storage, path in
             let result = try loadRDBFile(
                 storage, path: path, options: options,
@@ -93,7 +95,8 @@ extension PersistenceEngine {
         let result = try loadSnapshotFile(
             storage: storage, directory: settings.directory, fileName: settings.rdbFileName,
             into: dataset.keyspace, nowMilliseconds: clock.nowMilliseconds(), chunkBytes: settings.loadChunkBytes,
-            progress: loading, sortedSetLimits: settings.sortedSetLimits)
+            progress: loading, sortedSetLimits: settings.sortedSetLimits, listFill: settings.listFill,
+            hashLimits: settings.hashLimits)
         dataset.resetChangesSinceLastSave(to: 0)
         guard let result else { return nil }
         if let version = result.auxValue("redis-ver") {

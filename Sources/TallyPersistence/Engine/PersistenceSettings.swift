@@ -69,6 +69,10 @@ public struct PersistenceSettings: Sendable {
     public var databases = 16
     /// `zset-max-listpack-entries`/`-value`: the form sorted sets take when loaded.
     public var sortedSetLimits = SortedSetLimits.standard
+    /// `list-max-listpack-size`: how full the chunks of loaded lists grow.
+    public var listFill = ListFill.standard
+    /// `hash-max-listpack-entries`/`-value`: the encoding loaded hashes take.
+    public var hashLimits = HashLimits.standard
 
     /// Redis's defaults.
     public init() {}

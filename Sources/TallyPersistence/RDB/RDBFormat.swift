@@ -82,11 +82,6 @@ public enum RDBFormat {
         static let int32: UInt8 = 2
         static let lzf: UInt8 = 3
     }
-
-    /// `hash-max-listpack-entries` default.
-    public static let defaultHashMaxListpackEntries = 512
-    /// `hash-max-listpack-value` default.
-    public static let defaultHashMaxListpackValue = 64
 }
 
 /// A failure to read an RDB file: what, in which file, at which byte offset.

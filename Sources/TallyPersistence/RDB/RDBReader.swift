@@ -61,6 +61,13 @@ public struct RDBLoadOptions: Sendable {
     public var verifyChecksum: Bool = true
     /// `set-max-intset-entries`: larger all-integer sets load as hash tables, as in Redis.
     public var setMaxIntsetEntries: Int = SetValue.defaultMaxIntsetEntries
+    /// `list-max-listpack-size`: loaded lists are pushed element by element under this fill, so
+    /// a Redis dump's nodes are re-split as Tally's pushes would split them (rdb.c keeps the
+    /// nodes as written; both follow the same rule for lists built by pushes).
+    public var listFill = ListFill.standard
+    /// `hash-max-listpack-entries`/`-value`: which loaded hashes are hashtables (rdb.c's rules,
+    /// see `readHashPairs` and `makeHash`).
+    public var hashLimits = HashLimits.standard
 
     /// Default options: keep expired keys, 16 databases, verify the checksum.
     public init(dropExpiredBefore: Int64? = nil, databaseCount: Int = 16, verifyChecksum: Bool = true) {
@@ -417,7 +424,7 @@ public struct RDBReader<Source: ByteSource> {
         case RDBFormat.ValueType.string:
             value = Value.fromBytes(try readString())
         case RDBFormat.ValueType.hash:
-            value = .hash(try readHashPairs(key: key))
+            value = .hash(try readHashPairs(key: key, limits: options.hashLimits))
         case RDBFormat.ValueType.hashZiplist, RDBFormat.ValueType.hashListpack:
             let blobOffset = offset
             let blob = try readString()
@@ -429,9 +436,10 @@ public struct RDBReader<Source: ByteSource> {
                 throw fail(.corrupt, "invalid \(type == 16 ? "listpack" : "ziplist") for key "
                     + "\(printableKey(key)) (\(error.reason) at blob byte \(error.offset))", at: blobOffset)
             }
-            value = .hash(try makeHash(elements, key: key, at: blobOffset))
+            value = .hash(try makeHash(elements, key: key, at: blobOffset, limits: options.hashLimits,
+                                       checkLengths: type == RDBFormat.ValueType.hashZiplist))
         case RDBFormat.ValueType.list, RDBFormat.ValueType.listQuicklist, RDBFormat.ValueType.listQuicklist2:
-            value = .list(try readList(type: type, key: key))
+            value = .list(try readList(type: type, key: key, fill: options.listFill))
         case RDBFormat.ValueType.set:
             value = .set(try readSetMembers(key: key, maxIntsetEntries: options.setMaxIntsetEntries))
         case RDBFormat.ValueType.setIntset:
@@ -521,14 +529,17 @@ public struct RDBReader<Source: ByteSource> {
         return set
     }
 
-    private mutating func readHashPairs(key: [UInt8]) throws(RDBError) -> HashValue {
+    /// A HASH (type 4): a hashtable from the start when it has more fields than `limits` allow,
+    /// else a listpack until a field or value is too long (rdb.c rdbLoadObject).
+    private mutating func readHashPairs(key: [UInt8], limits: HashLimits) throws(RDBError) -> HashValue {
         let start = offset
         let count = try readPlainLength("hash")
         var hash = HashValue()
+        if count > limits.maxEntries { hash.convertToHashtable() }
         for _ in 0..<count {
             let field = try readString()
             let value = try readString()
-            guard hash.set(field: field, value: value) else {
+            guard hash.set(field: field, value: value, limits: limits) else {
                 throw fail(.corrupt, "duplicate hash field in key \(printableKey(key))", at: start)
             }
         }
@@ -617,12 +628,12 @@ public struct RDBReader<Source: ByteSource> {
 
     /// A list in any encoding Redis 7.0 loads: type 1 (length + elements), 14 (length +
     /// ziplists) or 18 (length + container/blob nodes, listpacks or plain elements).
-    private mutating func readList(type: UInt8, key: [UInt8]) throws(RDBError) -> ListValue {
+    private mutating func readList(type: UInt8, key: [UInt8], fill: ListFill) throws(RDBError) -> ListValue {
         let count = try readPlainLength("list")
         var list = ListValue()
         for _ in 0..<count {
             if type == RDBFormat.ValueType.list {
-                list.push(try readString(), at: .tail)
+                list.push(try readString(), at: .tail, fill: fill)
                 continue
             }
             var container = RDBFormat.ListContainer.packed
@@ -637,7 +648,7 @@ public struct RDBReader<Source: ByteSource> {
             let blobOffset = offset
             let blob = try readString()
             if container == RDBFormat.ListContainer.plain {
-                list.push(blob, at: .tail)
+                list.push(blob, at: .tail, fill: fill)
                 continue
             }
             let elements: [[UInt8]]
@@ -652,7 +663,7 @@ public struct RDBReader<Source: ByteSource> {
             guard !elements.isEmpty else {
                 throw fail(.corrupt, "empty list node for key \(printableKey(key))", at: blobOffset)
             }
-            for element in elements { list.push(element, at: .tail) }
+            for element in elements { list.push(element, at: .tail, fill: fill) }
         }
         return list
     }
@@ -719,18 +730,23 @@ public struct RDBReader<Source: ByteSource> {
         return set
     }
 
-    private func makeHash(_ elements: [[UInt8]], key: [UInt8], at blobOffset: Int64) throws(RDBError) -> HashValue {
+    /// A HASH_LISTPACK (16) or HASH_ZIPLIST (13) blob: rdb.c converts a listpack to a hashtable
+    /// only when it has more fields than `limits` allow, a ziplist also when an element is longer.
+    private func makeHash(_ elements: [[UInt8]], key: [UInt8], at blobOffset: Int64, limits: HashLimits,
+                          checkLengths: Bool) throws(RDBError) -> HashValue {
         guard elements.count % 2 == 0 else {
             throw fail(.corrupt, "odd number of hash elements for key \(printableKey(key))", at: blobOffset)
         }
         var hash = HashValue()
         var index = 0
+        let unlimited = HashLimits(maxEntries: Int.max, maxValueBytes: checkLengths ? limits.maxValueBytes : Int.max)
         while index < elements.count {
-            guard hash.set(field: elements[index], value: elements[index + 1]) else {
+            guard hash.set(field: elements[index], value: elements[index + 1], limits: unlimited) else {
                 throw fail(.corrupt, "duplicate hash field in key \(printableKey(key))", at: blobOffset)
             }
             index += 2
         }
+        if hash.count > limits.maxEntries { hash.convertToHashtable() }
         return hash
     }
 

@@ -129,7 +129,8 @@ public func saveSnapshot<S: Storage>(
 /// error, as in Redis.
 public func loadSnapshotFile<S: Storage>(
     storage: S, directory: String, fileName: String, into keyspace: Keyspace, nowMilliseconds: Int64,
-    chunkBytes: Int = 1 << 20, progress: AOFLoadingStatus? = nil, sortedSetLimits: SortedSetLimits = .standard
+    chunkBytes: Int = 1 << 20, progress: AOFLoadingStatus? = nil, sortedSetLimits: SortedSetLimits = .standard,
+    listFill: ListFill = .standard, hashLimits: HashLimits = .standard
 ) throws -> RDBLoadResult? {
     let path = storagePath(directory, fileName)
     guard storage.exists(path) else { return nil }
@@ -143,6 +144,8 @@ public func loadSnapshotFile<S: Storage>(
     var reader = RDBReader(source: source, name: path, chunkBytes: chunkBytes)
     var options = RDBLoadOptions(dropExpiredBefore: nowMilliseconds, databaseCount: keyspace.databaseCount)
     options.sortedSetLimits = sortedSetLimits
+    options.listFill = listFill
+    options.hashLimits = hashLimits
     let result = try reader.load(options: options) { database, key, entry in
         keyspace.insertLoaded(database: database, key: key, entry: entry)
     }

@@ -8,10 +8,6 @@ public struct RDBWriterOptions: Sendable {
     public var compression: Bool = true
     /// `rdbchecksum`: write the CRC64 trailer (8 zero bytes when off).
     public var checksum: Bool = true
-    /// `hash-max-listpack-entries`: larger hashes are written as type 4.
-    public var hashMaxListpackEntries: Int = RDBFormat.defaultHashMaxListpackEntries
-    /// `hash-max-listpack-value`: hashes with a longer field or value are written as type 4.
-    public var hashMaxListpackValue: Int = RDBFormat.defaultHashMaxListpackValue
     /// Value of the `aof-base` aux field: true for the RDB preamble/base of an AOF.
     public var aofBase: Bool = false
     /// `ctime` aux field (Unix seconds).
@@ -156,7 +152,8 @@ public struct RDBWriter<Sink: ByteSink> {
             appendKey(key, options: options, into: &scratch)
             encodeString(bytes, options: options, into: &scratch)
         case .hash(let hash):
-            if fitsListpack(hash, options: options) {
+            // The hash's own encoding, as rdbSaveObjectType writes the object's.
+            if hash.isListpack {
                 scratch.append(RDBFormat.ValueType.hashListpack)
                 appendKey(key, options: options, into: &scratch)
                 var elements: [[UInt8]] = []
@@ -243,15 +240,6 @@ public struct RDBWriter<Sink: ByteSink> {
         try sink.write(trailer)
         try sink.flush()
         return sink.base
-    }
-
-    private static func fitsListpack(_ hash: HashValue, options: RDBWriterOptions) -> Bool {
-        guard hash.count <= options.hashMaxListpackEntries else { return false }
-        let limit = options.hashMaxListpackValue
-        for index in 0..<hash.count where hash.fields[index].count > limit || hash.values[index].count > limit {
-            return false
-        }
-        return true
     }
 
     // MARK: Encodings

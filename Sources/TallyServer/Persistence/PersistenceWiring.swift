@@ -29,6 +29,8 @@ extension PersistenceSettings {
         rewriteMinimumBytes = configuration.integer("auto-aof-rewrite-min-size")
         databases = Int(configuration.integer("databases"))
         sortedSetLimits = configuration.sortedSetLimits
+        listFill = configuration.listFill
+        hashLimits = configuration.hashLimits
     }
 
     /// `self` with CONFIG SET `name` `value` (already normalized) applied; nil for options
@@ -42,6 +44,12 @@ extension PersistenceSettings {
             next.sortedSetLimits.maxEntries = Int(value) ?? next.sortedSetLimits.maxEntries
         case "zset-max-listpack-value", "zset-max-ziplist-value":
             next.sortedSetLimits.maxValueBytes = Int(value) ?? next.sortedSetLimits.maxValueBytes
+        case "list-max-listpack-size", "list-max-ziplist-size":
+            next.listFill = Int(value).map(ListFill.init) ?? next.listFill
+        case "hash-max-listpack-entries", "hash-max-ziplist-entries":
+            next.hashLimits.maxEntries = Int(value) ?? next.hashLimits.maxEntries
+        case "hash-max-listpack-value", "hash-max-ziplist-value":
+            next.hashLimits.maxValueBytes = Int(value) ?? next.hashLimits.maxValueBytes
         case "appendfsync":
             guard let policy = AppendFsyncPolicy(rawValue: value) else { return nil }
             next.fsyncPolicy = policy
@@ -132,5 +140,23 @@ extension ServerConfiguration {
         return SortedSetLimits(
             maxEntries: limit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
             maxValueBytes: limit("zset-max-listpack-value", "zset-max-ziplist-value", 64))
+    }
+
+    /// `hash-max-listpack-entries`/`-value`, with their `ziplist` aliases as for sorted sets.
+    var hashLimits: HashLimits {
+        func limit(_ name: String, _ alias: String, _ standard: Int64) -> Int {
+            let aliased = integer(alias)
+            return Int(clamping: aliased != standard ? aliased : integer(name))
+        }
+        return HashLimits(
+            maxEntries: limit("hash-max-listpack-entries", "hash-max-ziplist-entries", 512),
+            maxValueBytes: limit("hash-max-listpack-value", "hash-max-ziplist-value", 64))
+    }
+
+    /// `list-max-listpack-size`; its Redis 7.0 alias `list-max-ziplist-size` is a separate option
+    /// here, so a non-default alias wins (a config file may use either name).
+    var listFill: ListFill {
+        let aliased = integer("list-max-ziplist-size")
+        return ListFill(Int(clamping: aliased != -2 ? aliased : integer("list-max-listpack-size")))
     }
 }
