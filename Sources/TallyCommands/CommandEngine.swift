@@ -39,6 +39,22 @@ public struct CommandStatisticsRow: Sendable {
     public var failedCalls: Int64
 }
 
+/// What dispatch refuses or skips on a replica (`CommandEngine.setReplicaRole`).
+public struct ReplicaRole: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// REPLICAOF host port is in force: keys past their TTL stay until the primary's DEL.
+    public static let replica = ReplicaRole(rawValue: 1)
+    /// replica-read-only yes: writes from clients other than the primary get -READONLY.
+    public static let readOnly = ReplicaRole(rawValue: 2)
+    /// The link is not connected and replica-serve-stale-data is no: commands without the
+    /// `stale` flag get -MASTERDOWN.
+    public static let deniesStaleData = ReplicaRole(rawValue: 4)
+    /// replica-ignore-maxmemory yes: a replica neither evicts nor refuses with OOM
+    /// (evict.c isReplicaThatIgnoresMaxmemory); the primary's DELs keep it in step.
+    public static let ignoresMaxmemory = ReplicaRole(rawValue: 8)
+}
+
 /// Executes commands against the sharded keyspace; shared by every I/O thread.
 ///
 /// ```
@@ -119,6 +135,9 @@ public final class CommandEngine: Sendable {
     private let sortedSetMaxValue = Atomic<Int>(64)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
+    /// This server's replica role as dispatch reads it (`ReplicaRole` bits; 0 = a primary, so
+    /// a primary pays one relaxed load per command for it).
+    private let replicaRole = Atomic<UInt8>(0)
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
     /// notices (server.c processCommand).
     private let pingRow: Int
@@ -385,20 +404,31 @@ public final class CommandEngine: Sendable {
         if transaction && flags.contains(.noMulti) {
             return refuse(row, reason: Self.notInTransactionReason, session: session, statistics, output: &output)
         }
-        if memoryLimit.load(ordering: .relaxed) != 0
+        let role = ReplicaRole(rawValue: replicaRole.load(ordering: .relaxed))
+        if memoryLimit.load(ordering: .relaxed) != 0 && !role.contains(.ignoresMaxmemory)
             && !enforceMemoryLimit(flags, row: row, isExec: isExec, session: session)
         {
             return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
         }
         let isWrite = flags.contains(.write) || (isExec && session.transaction.queuedFlags.contains(.write))
-        if isWrite || row == pingRow, let refusal = attachedLog?.writeRefusal() {
+        // The primary's stream is applied even when this replica cannot persist (Redis logs it,
+        // or panics under repl-ignore-disk-write-error no): refusing it would fork the data.
+        if isWrite || row == pingRow, !session.isReplicationPrimaryLink, let refusal = attachedLog?.writeRefusal() {
             return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics, output: &output)
+        }
+        if role.contains(.readOnly) && isWrite && !session.isReplicationPrimaryLink {
+            return refuse(row, reason: Self.readOnlyReplicaReason, session: session, statistics, output: &output)
         }
         if session.subscriptionTotal > 0 && session.protocolVersion == .resp2
             && !flags.contains(.allowedWhileSubscribed)
         {
             return refuse(row, reason: subscribedContextReason(arguments, row: row), session: session, statistics,
                           output: &output)
+        }
+        if role.contains(.deniesStaleData) && !session.isReplicationPrimaryLink
+            && (!flags.contains(.stale) || (isExec && session.transaction.queuedMissingFlags.contains(.stale)))
+        {
+            return refuse(row, reason: Self.masterDownReason, session: session, statistics, output: &output)
         }
         if loadingDataset.load(ordering: .acquiring) && !session.isReplayingLog
             && (!flags.contains(.loading) || (isExec && session.transaction.queuedMissingFlags.contains(.loading)))
@@ -453,6 +483,8 @@ public final class CommandEngine: Sendable {
     static let notInTransactionReason: [UInt8] = Array("Command not allowed inside a transaction".utf8)
     static let loadingReason: [UInt8] = errorReason(RedisError.loading)
     static let monitorKeyspaceReason: [UInt8] = Array("Replica can't interact with the keyspace".utf8)
+    static let readOnlyReplicaReason: [UInt8] = errorReason(RedisError.readOnlyReplica)
+    static let masterDownReason: [UInt8] = errorReason(RedisError.masterDown)
 
     private static func errorReason(_ text: StaticString) -> [UInt8] {
         Array("-".utf8) + text.withUTF8Buffer { Array($0) }
@@ -466,6 +498,19 @@ public final class CommandEngine: Sendable {
 
     /// True while the dataset is loading.
     public var isLoading: Bool { loadingDataset.load(ordering: .acquiring) }
+
+    // MARK: Replica role
+
+    /// Sets what dispatch enforces for this server's replica role (REPLICAOF, the link's state
+    /// and the replica-* options); `[]` for a primary. Active expiry stops and the keyspace keeps
+    /// keys past their TTL while `.replica` is set (only the primary's DELs remove them).
+    public func setReplicaRole(_ role: ReplicaRole) {
+        keyspace.expiryGate.setReplica(role.contains(.replica))
+        replicaRole.store(role.rawValue, ordering: .releasing)
+    }
+
+    /// The replica role dispatch enforces now.
+    public var replicaRoleFlags: ReplicaRole { ReplicaRole(rawValue: replicaRole.load(ordering: .acquiring)) }
 
     // MARK: maxmemory
 
@@ -737,8 +782,10 @@ public final class CommandEngine: Sendable {
     /// while more than 25% of a sample was expired, within a time budget of ~25 ms per call.
     /// Deleted keys are logged as DEL while their shard is locked.
     public func activeExpireCycle() {
-        // Nothing expires while clients are paused (expire.c activeExpireCycle).
+        // Nothing expires while clients are paused (expire.c activeExpireCycle), nor on a
+        // replica, which waits for its primary's DELs (server.c databasesCron: iAmMaster()).
         if clientPause.current(now: clock.nowMilliseconds()) != .none { return }
+        if keyspace.expiryGate.isReplica { return }
         let started = monotonicMicroseconds()
         let deadline = started + 25_000
         defer {
