@@ -105,6 +105,13 @@ public final class CommandEngine: Sendable {
     private let payloadCodec = Mutex<(any DumpPayloadCodec)?>(nil)
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
+    /// The replication stream, while one exists (Redis creates its backlog when the first replica
+    /// attaches: until then writes cost nothing more than with no replication at all).
+    private let feed = Mutex<(any ReplicationFeed)?>(nil)
+    private let hasFeed = Atomic<Bool>(false)
+    /// True while the AOF or the replication stream is attached: commands then record what they
+    /// propagate (one atomic load per command otherwise).
+    private let hasSink = Atomic<Bool>(false)
     /// The highest offset the attached log returned (raised with the shard locks still held),
     /// read once per command to give every reply the durability wait of what it could observe.
     private let appendedHighWater = Atomic<UInt64>(0)
@@ -133,6 +140,8 @@ public final class CommandEngine: Sendable {
     /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
     private let sortedSetMaxEntries = Atomic<Int>(128)
     private let sortedSetMaxValue = Atomic<Int>(64)
+    /// True while `min-replicas-to-write` is set and fewer good replicas are attached.
+    private let lacksGoodReplicas = Atomic<Bool>(false)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
     /// This server's replica role as dispatch reads it (`ReplicaRole` bits; 0 = a primary, so
@@ -200,10 +209,32 @@ public final class CommandEngine: Sendable {
     public func attachLog(_ log: (any AppendLog)?) {
         self.log.withLock { $0 = log }
         hasLog.store(log != nil, ordering: .releasing)
+        hasSink.store(log != nil || hasFeed.load(ordering: .acquiring), ordering: .releasing)
     }
 
-    /// True while a log is attached (one atomic load: the per-command propagation fast path).
-    @inline(__always) var isLogAttached: Bool { hasLog.load(ordering: .acquiring) }
+    /// Attaches the replication stream (nil detaches it: no backlog and no replica).
+    public func attachReplicationFeed(_ feed: (any ReplicationFeed)?) {
+        self.feed.withLock { $0 = feed }
+        hasFeed.store(feed != nil, ordering: .releasing)
+        hasSink.store(feed != nil || hasLog.load(ordering: .acquiring), ordering: .releasing)
+    }
+
+    /// The attached replication stream, if any.
+    public var attachedReplicationFeed: (any ReplicationFeed)? {
+        if !hasFeed.load(ordering: .acquiring) { return nil }
+        return feed.withLock { $0 }
+    }
+
+    /// True while a log or the replication stream is attached (one atomic load: the per-command
+    /// propagation fast path).
+    @inline(__always) var isLogAttached: Bool { hasSink.load(ordering: .acquiring) }
+
+    /// Sends a batch nobody's command produced (evictions, active expiry) to the AOF and the
+    /// replication stream.
+    private func appendToSinks(_ batch: borrowing PropagationBuffer, log: (any AppendLog)?) {
+        if let log { _ = log.append(batch) }
+        if let feed = attachedReplicationFeed { _ = feed.append(batch) }
+    }
 
     /// The attached log, if any.
     public var attachedLog: (any AppendLog)? {
@@ -256,6 +287,11 @@ public final class CommandEngine: Sendable {
                 if exchanged { break }
                 seen = original
             }
+        }
+        // The primary's own stream, applied on its link, reaches the backlog verbatim instead
+        // (ReplicationState.feedVerbatim), so offsets stay the primary's byte for byte.
+        if !session.isReplicationPrimaryLink, let feed = attachedReplicationFeed {
+            session.replicationOffset = feed.append(session.propagation)
         }
         session.propagation.removeAll()
     }
@@ -416,6 +452,11 @@ public final class CommandEngine: Sendable {
         if isWrite || row == pingRow, !session.isReplicationPrimaryLink, let refusal = attachedLog?.writeRefusal() {
             return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics, output: &output)
         }
+        // min-replicas-to-write, checked right after MISCONF as server.c processCommand does
+        // (checkGoodReplicasStatus); the replication cron and ACKs keep the flag current.
+        if isWrite && lacksGoodReplicas.load(ordering: .relaxed) && !session.isReplicationPrimaryLink {
+            return refuse(row, reason: Self.noReplicasReason, session: session, statistics, output: &output)
+        }
         if role.contains(.readOnly) && isWrite && !session.isReplicationPrimaryLink {
             return refuse(row, reason: Self.readOnlyReplicaReason, session: session, statistics, output: &output)
         }
@@ -494,6 +535,11 @@ public final class CommandEngine: Sendable {
 
     /// Marks the dataset as loading (start-up): until it is cleared, commands without the
     /// `loading` flag are answered -LOADING.
+    /// Refuses (true) or allows writes for `min-replicas-to-write` (the replication code decides).
+    public func setLacksGoodReplicas(_ lacking: Bool) { lacksGoodReplicas.store(lacking, ordering: .relaxed) }
+
+    static let noReplicasReason: [UInt8] = Array("-NOREPLICAS Not enough good replicas to write.".utf8)
+
     public func setLoading(_ loading: Bool) { loadingDataset.store(loading, ordering: .releasing) }
 
     /// True while the dataset is loading.
@@ -623,11 +669,11 @@ public final class CommandEngine: Sendable {
             now: clock.nowMilliseconds(), cursor: &cursor
         ) { victims in
             for victim in victims { keyspaceEvents.publishEvicted(victim) }
-            guard let log else { return }
+            guard log != nil || hasFeed.load(ordering: .acquiring) else { return }
             for victim in victims {
                 propagation.append(database: victim.database, [Array("DEL".utf8), victim.key.bytes])
             }
-            _ = log.append(propagation)
+            appendToSinks(propagation, log: log)
             propagation.removeAll()
         }
         evictionCursor.store(cursor, ordering: .relaxed)
@@ -817,7 +863,7 @@ public final class CommandEngine: Sendable {
                     keyspaceEvents.publishExpired(expired)
                 }
                 shard.expiredDuringOperation.removeAll(keepingCapacity: true)
-                if let log { _ = log.append(propagation) }
+                appendToSinks(propagation, log: log)
                 propagation.removeAll()
             }
             shard.unlock()

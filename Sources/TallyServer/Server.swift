@@ -81,6 +81,7 @@ public final class Server: Sendable {
             serverCommands: core.commandSpecs() + PersistenceCommands.specs(control: core.persistence)
                 + DumpCommands.specs(codec: core.persistence))
         engine.installDumpCodec(core.persistence)
+        core.replication.install(engine: engine)
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         core.applySlowLogSettings(from: configuration, to: engine)

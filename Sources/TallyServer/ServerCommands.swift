@@ -221,17 +221,7 @@ extension ServerCore {
             field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))
         case "replication":
             out += "# Replication\r\n"
-            field("role", "master")
-            field("connected_slaves", "0")
-            field("master_failover_state", "no-failover")
-            field("master_replid", runID)
-            field("master_replid2", String(repeating: "0", count: 40))
-            field("master_repl_offset", "0")
-            field("second_repl_offset", "-1")
-            field("repl_backlog_active", "0")
-            field("repl_backlog_size", "1048576")
-            field("repl_backlog_first_byte_offset", "0")
-            field("repl_backlog_histlen", "0")
+            writeReplicationInfo(field)
         case "cpu":
             out += "# CPU\r\n"
             var usage = rusage()

@@ -13,6 +13,8 @@ final class ServerCore: Sendable {
     let stats = ServerStats()
     let clients = ClientRegistry()
     let persistence: ServerPersistence
+    /// Replication ID, offsets, backlog and attached replicas (Replication/).
+    let replication = ReplicationState()
     let configuration: Mutex<ServerConfiguration>
     let startMilliseconds: Int64
     let runID: String
@@ -47,6 +49,7 @@ final class ServerCore: Sendable {
         outputLimits.update(from: configuration)
         pubsubOutputLimits.update(from: configuration)
         runID = Self.makeRunID()
+        applyReplicationSettings(from: configuration)
     }
 
     var threads: [IOThread] { threadList.withLock { $0 } }
@@ -69,6 +72,7 @@ final class ServerCore: Sendable {
         hzValue.store(Int(configuration.integer("hz")), ordering: .relaxed)
         outputLimits.update(from: configuration)
         pubsubOutputLimits.update(from: configuration)
+        applyReplicationSettings(from: configuration)
         log.setLevel(LogLevel(name: configuration.string("loglevel")))
     }
 

@@ -276,9 +276,29 @@ public enum ConfigTable {
         ConfigOption("latency-tracking-info-percentiles", .percentiles, "50 99 99.9"),
         ConfigOption("busy-reply-threshold", .integer(min: 0, max: longMax), "5000"),
         ConfigOption("lua-time-limit", .integer(min: 0, max: longMax), "5000"),
-        // The replica side of replication (ReplicaLink.swift), with Redis 7.0's slave-* aliases.
-        // `replicaof` is set by the config file, --replicaof and the REPLICAOF command, never by
-        // CONFIG SET (immutable there, as in Redis).
+    ] + primaryReplicationOptions + replicaReplicationOptions
+
+    /// The primary side of replication (replication.c; defaults and bounds from config.c 7.0).
+    /// Redis 7.0 made diskless sync the default (`repl-diskless-sync yes`, 5 s delay).
+    static let primaryReplicationOptions: [ConfigOption] = [
+        ConfigOption("repl-backlog-size", .memory(min: 1, max: longMax), String(mb)),
+        ConfigOption("repl-backlog-ttl", .integer(min: 0, max: longMax), "3600"),
+        ConfigOption("repl-diskless-sync", .bool, "yes"),
+        ConfigOption("repl-diskless-sync-delay", .integer(min: 0, max: Int64(Int32.max)), "5"),
+        ConfigOption("repl-diskless-sync-max-replicas", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("repl-ping-replica-period", .integer(min: 1, max: Int64(Int32.max)), "10"),
+        ConfigOption("repl-ping-slave-period", .integer(min: 1, max: Int64(Int32.max)), "10"),
+        ConfigOption("repl-timeout", .integer(min: 1, max: Int64(Int32.max)), "60"),
+        ConfigOption("min-replicas-to-write", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("min-slaves-to-write", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("min-replicas-max-lag", .integer(min: 0, max: Int64(Int32.max)), "10"),
+        ConfigOption("min-slaves-max-lag", .integer(min: 0, max: Int64(Int32.max)), "10"),
+    ]
+
+    /// The replica side of replication (PrimaryLink.swift), with Redis 7.0's slave-* aliases.
+    /// `replicaof` is set by the config file, --replicaof and the REPLICAOF command, never by
+    /// CONFIG SET (immutable there, as in Redis). `repl-timeout` serves both sides (above).
+    static let replicaReplicationOptions: [ConfigOption] = [
         ConfigOption("replicaof", .hostAndPort, "", mutable: false),
         ConfigOption("slaveof", .hostAndPort, "", mutable: false),
         ConfigOption("masterauth", .string, ""),
@@ -302,13 +322,17 @@ public enum ConfigTable {
         ConfigOption("repl-diskless-load", .enumeration(["disabled", "on-empty-db", "swapdb"]), "disabled"),
         ConfigOption("replica-lazy-flush", .bool, "no"),
         ConfigOption("slave-lazy-flush", .bool, "no"),
-        ConfigOption("repl-timeout", .integer(min: 1, max: longMax), "60"),
     ]
 
     /// Options that are one setting under two names (Redis 7.0's alias configs): setting one sets
     /// both, from a config file or CONFIG SET.
     public static let aliases: [String: String] = {
-        var pairs = ["busy-reply-threshold": "lua-time-limit", "lua-time-limit": "busy-reply-threshold"]
+        var pairs = [
+            "busy-reply-threshold": "lua-time-limit", "lua-time-limit": "busy-reply-threshold",
+            "repl-ping-replica-period": "repl-ping-slave-period", "repl-ping-slave-period": "repl-ping-replica-period",
+            "min-replicas-to-write": "min-slaves-to-write", "min-slaves-to-write": "min-replicas-to-write",
+            "min-replicas-max-lag": "min-slaves-max-lag", "min-slaves-max-lag": "min-replicas-max-lag",
+        ]
         for replicaName in ["replicaof", "replica-read-only", "replica-serve-stale-data", "replica-priority",
                             "replica-announce-ip", "replica-announce-port", "replica-ignore-maxmemory",
                             "replica-lazy-flush"] {
