@@ -15,6 +15,8 @@ final class ServerCore: Sendable {
     let persistence: ServerPersistence
     /// Replication ID, offsets, backlog and attached replicas (Replication/).
     let replication = ReplicationState()
+    /// The link to our primary while this server is a replica (Replication/ReplicaController).
+    let replica = ReplicaController()
     let configuration: Mutex<ServerConfiguration>
     let startMilliseconds: Int64
     let runID: String

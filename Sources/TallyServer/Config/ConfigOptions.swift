@@ -64,6 +64,8 @@ public struct ConfigOption: Sendable {
             return normalizePercentiles(arguments)
         case .hostAndPort:
             // config.c loadServerConfigFromString: exactly host and port, the port in 0...65535.
+            // No arguments clears it (REPLICAOF NO ONE); a config file line always has two.
+            if arguments.isEmpty { return .success("") }
             guard arguments.count == 2 else { return .failure(ConfigError("wrong number of arguments")) }
             guard let port = Int(arguments[1]), port >= 0 && port <= 65535 else {
                 return .failure(ConfigError("Invalid master port"))

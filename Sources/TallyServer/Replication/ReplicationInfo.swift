@@ -45,17 +45,7 @@ extension ServerCore {
     /// The fields a replica adds after `role:slave` (master_host ... replica_announced). The link
     /// to the primary reports here; with no link they read as Redis's for a link that is down.
     func writeReplicaSideInfo(host: String, port: Int, _ field: (String, String) -> Void) {
-        field("master_host", host)
-        field("master_port", String(port))
-        field("master_link_status", "down")
-        field("master_last_io_seconds_ago", "-1")
-        field("master_sync_in_progress", "0")
-        field("slave_read_repl_offset", "1")
-        field("slave_repl_offset", "1")
-        field("master_link_down_since_seconds", "-1")
-        field("slave_priority", "100")
-        field("slave_read_only", "1")
-        field("replica_announced", "1")
+        writePrimaryLinkInfo(host: host, port: port, field)
     }
 
     /// Applies the primary-side replication options (start-up and CONFIG SET).

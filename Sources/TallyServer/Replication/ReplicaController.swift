@@ -1,0 +1,223 @@
+// ReplicaController: REPLICAOF/SLAVEOF, ROLE, the replica's INFO fields and what the replica-* options enforce.
+import Glibc
+import Synchronization
+import TallyCommands
+import TallyKeyspace
+import TallyPersistence
+import TallyProtocol
+
+extension ReplicationState: PrimaryLinkReplicationState {
+    var currentReplicationID: String { snapshot.replid }
+}
+
+/// Owns the link to the primary, if any. One per server (ServerCore.replica).
+final class ReplicaController: Sendable {
+    private let current = Mutex<PrimaryLink?>(nil)
+    private let engineBox = Mutex<CommandEngine?>(nil)
+
+    init() {}
+
+    /// The live link (nil on a primary).
+    var link: PrimaryLink? { current.withLock { $0 } }
+
+    func install(engine: CommandEngine) { engineBox.withLock { $0 = engine } }
+    var engine: CommandEngine? { engineBox.withLock { $0 } }
+}
+
+extension ServerCore {
+    /// REPLICAOF, SLAVEOF and ROLE rows.
+    func replicationCommandSpecs() -> [CommandSpec] {
+        let flags: CommandFlags = [.admin, .noScript, .stale, .noAsyncLoading]
+        return [
+            CommandSpec(name: "replicaof", arity: 3, flags: flags, categories: ["@admin", "@slow", "@dangerous"],
+                        handler: { [self] context in replicaOfCommand(&context) }),
+            CommandSpec(name: "slaveof", arity: 3, flags: flags, categories: ["@admin", "@slow", "@dangerous"],
+                        handler: { [self] context in replicaOfCommand(&context) }),
+            CommandSpec(name: "role", arity: 1, flags: [.noScript, .loading, .stale, .fast],
+                        categories: ["@admin", "@fast", "@dangerous"],
+                        handler: { [self] context in roleCommand(&context) }),
+        ]
+    }
+
+    /// After start-up loading: follows `replicaof` from the configuration, offering the replid and
+    /// offset the loaded RDB carried for PSYNC (server.c loadDataFromDisk with masterhost set).
+    func startReplicaFromConfiguration(engine: CommandEngine, loadedIdentity: (replid: String, offset: Int64)?) {
+        replica.install(engine: engine)
+        let target = configuration.withLock { $0.string("replicaof") }
+        let words = target.split(separator: " ")
+        guard words.count == 2, let port = Int(words[1]) else {
+            applyReplicaRole()
+            return
+        }
+        if let loadedIdentity {
+            replication.adoptPrimary(replid: loadedIdentity.replid, offset: loadedIdentity.offset)
+        }
+        follow(host: String(words[0]), port: port, canContinue: loadedIdentity != nil)
+    }
+
+    /// REPLICAOF host port | NO ONE (replication.c replicaofCommand).
+    private func replicaOfCommand(_ context: inout CommandContext) {
+        let arguments = context.arguments
+        if arguments.matches(1, "no") && arguments.matches(2, "one") {
+            if replica.link != nil {
+                promote(callerHoldsKeyspace: context.engine.keyspace.isExclusivelyHeldByCurrentThread)
+                log.log(.notice, "MASTER MODE enabled (user request from 'id=\(context.session.id)')")
+            }
+            context.output.writeSimpleString("OK")
+            return
+        }
+        guard let port = parseRedisInteger(arguments[2]), port >= 0 && port <= 65535 else {
+            context.output.writeError("ERR Invalid master port")
+            return
+        }
+        let host = String(decoding: arguments[1], as: UTF8.self)
+        if let link = replica.link, link.host.lowercased() == host.lowercased() && link.port == Int(port) {
+            log.log(.notice, "REPLICAOF would result into synchronization with the master we are already "
+                + "connected with. No operation performed.")
+            context.output.writeSimpleString("OK Already connected to specified master")
+            return
+        }
+        let holdsKeyspace = context.engine.keyspace.isExclusivelyHeldByCurrentThread
+        let previous = replica.link
+        previous?.stop(callerHoldsKeyspace: holdsKeyspace)
+        // A primary (or a replica whose link was up) offers its own history for PSYNC: "using my
+        // own master parameters to synthesize a cached master" (replicationCacheMasterUsingMyself).
+        let canContinue = previous == nil || previous?.canOfferPartialSync == true
+        if previous == nil {
+            log.log(.notice, "Before turning into a replica, using my own master parameters to synthesize a "
+                + "cached master: I may be able to synchronize with the new master with just a partial transfer.")
+        }
+        follow(host: host, port: Int(port), canContinue: canContinue)
+        log.log(.notice, "REPLICAOF \(host):\(port) enabled (user request from 'id=\(context.session.id)')")
+        context.output.writeSimpleString("OK")
+    }
+
+    /// Starts following `host:port` (the caller stopped any previous link).
+    private func follow(host: String, port: Int, canContinue: Bool) {
+        guard let engine = replica.engine else { return }
+        configuration.withLock { try? $0.set("replicaof", [host, String(port)]) }
+        replication.setRole(.replica(host: host, port: port))
+        let link = PrimaryLink(
+            host: host, port: port, engine: engine, replication: replication, log: log, persistence: persistence,
+            canContinue: canContinue, settings: { [self] in primaryLinkSettings(host: host, port: port) },
+            onStateChange: { [self] _ in applyReplicaRole() })
+        replica.setLink(link)
+        applyReplicaRole()
+        link.start()
+    }
+
+    /// REPLICAOF NO ONE: the link ends, a new history starts (shiftReplicationID), sub-replicas
+    /// reconnect to PSYNC against it, and writes are accepted (replicationUnsetMaster).
+    func promote(callerHoldsKeyspace: Bool) {
+        guard let link = replica.link else { return }
+        link.stop(callerHoldsKeyspace: callerHoldsKeyspace)
+        replica.setLink(nil)
+        configuration.withLock { try? $0.set("replicaof", []) }
+        replication.setRole(.primary)
+        replication.shiftReplicationID()
+        replication.disconnectReplicas()
+        applyReplicaRole()
+    }
+
+    /// The link's connection settings, read at each (re)connection so CONFIG SET applies.
+    private func primaryLinkSettings(host: String, port: Int) -> PrimaryLinkSettings {
+        let configuration = configuration.withLock { $0 }
+        let announcedPort = Int(configuration.integer("replica-announce-port"))
+        return PrimaryLinkSettings(
+            host: host, port: port, masterAuth: configuration.string("masterauth"),
+            masterUser: configuration.string("masteruser"), announceIP: configuration.string("replica-announce-ip"),
+            listeningPort: announcedPort != 0 ? announcedPort : boundPort.load(ordering: .relaxed),
+            timeoutSeconds: max(1, configuration.integer("repl-timeout")),
+            databaseFileName: configuration.string("dbfilename"))
+    }
+
+    /// Recomputes what dispatch enforces from the role, the link's state and the options
+    /// (REPLICAOF, a link state change, CONFIG SET of a replica-* option).
+    func applyReplicaRole() {
+        guard let engine = replica.engine else { return }
+        guard let link = replica.link else {
+            engine.setReplicaRole([])
+            return
+        }
+        let configuration = configuration.withLock { $0 }
+        var role: ReplicaRole = [.replica]
+        if configuration.bool("replica-read-only") { role.insert(.readOnly) }
+        if configuration.bool("replica-ignore-maxmemory") { role.insert(.ignoresMaxmemory) }
+        if !configuration.bool("replica-serve-stale-data") && link.status.withLock({ $0.state }) != .connected {
+            role.insert(.deniesStaleData)
+        }
+        engine.setReplicaRole(role)
+    }
+
+    /// ROLE (replication.c roleCommand).
+    private func roleCommand(_ context: inout CommandContext) {
+        guard let link = replica.link else {
+            let state = replication.snapshot
+            var rows: [(String, Int, Int64)] = []
+            for replicaLink in replication.replicaLinks where replication.syncState(replicaLink) == .online {
+                rows.append((replicaLink.announcedAddress, replicaLink.listeningPort,
+                             replicaLink.ackedOffset.load(ordering: .relaxed)))
+            }
+            context.output.writeArrayHeader(3)
+            context.output.writeBulkString("master".utf8)
+            context.output.writeInteger(state.masterReplOffset)
+            context.output.writeArrayHeader(rows.count)
+            for (address, port, offset) in rows {
+                context.output.writeArrayHeader(3)
+                context.output.writeBulkString(address.utf8)
+                context.output.writeBulkString(String(port).utf8)
+                context.output.writeBulkString(String(offset).utf8)
+            }
+            return
+        }
+        let status = link.status.withLock { $0 }
+        context.output.writeArrayHeader(5)
+        context.output.writeBulkString("slave".utf8)
+        context.output.writeBulkString(link.host.utf8)
+        context.output.writeInteger(Int64(link.port))
+        context.output.writeBulkString(status.state.roleName.utf8)
+        context.output.writeInteger(status.state == .connected ? (status.appliedOffset ?? -1) : -1)
+    }
+
+    /// INFO replication's replica block, master_host ... replica_announced (server.c
+    /// genRedisInfoString), from the link's published status.
+    func writePrimaryLinkInfo(host: String, port: Int, _ field: (String, String) -> Void) {
+        let status = replica.link?.status.withLock { $0 } ?? PrimaryLinkStatus()
+        let configuration = configuration.withLock { $0 }
+        let nowSeconds = wallMilliseconds() / 1000
+        field("master_host", host)
+        field("master_port", String(port))
+        field("master_link_status", status.state == .connected ? "up" : "down")
+        let lastIO = status.state == .connected ? status.lastIOMilliseconds.map { nowSeconds - $0 / 1000 } : nil
+        field("master_last_io_seconds_ago", String(lastIO ?? -1))
+        field("master_sync_in_progress", status.state == .transfer ? "1" : "0")
+        // Redis starts both at 1 when there is neither a master client nor a cached one.
+        field("slave_read_repl_offset", String(status.readOffset ?? 1))
+        field("slave_repl_offset", String(status.appliedOffset ?? 1))
+        if status.state == .transfer {
+            let size = status.transferSize
+            let percent = size > 0 ? Double(status.transferRead) / Double(size) * 100 : 0
+            field("master_sync_total_bytes", String(size))
+            field("master_sync_read_bytes", String(status.transferRead))
+            field("master_sync_left_bytes", String(size - status.transferRead))
+            field("master_sync_perc", fixed2(percent))
+            field("master_sync_last_io_seconds_ago", String(nowSeconds - status.transferLastIOMilliseconds / 1000))
+        }
+        if status.state != .connected {
+            let since = status.downSinceMilliseconds
+            field("master_link_down_since_seconds", String(since != 0 ? nowSeconds - since / 1000 : -1))
+        }
+        field("slave_priority", String(configuration.integer("replica-priority")))
+        field("slave_read_only", configuration.bool("replica-read-only") ? "1" : "0")
+        field("replica_announced", configuration.bool("replica-announced") ? "1" : "0")
+    }
+}
+
+extension ReplicaController {
+    func setLink(_ link: PrimaryLink?) { current.withLock { $0 = link } }
+}
+
+extension PrimaryLink {
+    /// True when a later link may PSYNC with our history: this one synced at least once.
+    var canOfferPartialSync: Bool { status.withLock { $0.appliedOffset != nil } }
+}
