@@ -9,10 +9,9 @@
 //   socket ─► receive(bytes) ─► parser ─► run(argv) on the primary-link session (replies dropped)
 //                  │                            │ outside MULTI: applied offset = end of command
 //                  └─► raw bytes ──(applied prefix)──► target.feedApplied ─► backlog, sub-replicas
-import TallyProtocol
 
 /// What running one command of the primary's stream did.
-enum ReplicationStreamStep: Equatable {
+public enum ReplicationStreamStep: Equatable, Sendable {
     /// The command ran (its reply, if any, is dropped).
     case applied
     /// It could not run now (CLIENT PAUSE, a busy script): it runs again on the next `apply`.
@@ -20,7 +19,7 @@ enum ReplicationStreamStep: Equatable {
 }
 
 /// Where a replica's stream goes: the engine, the replication backlog and the primary's socket.
-protocol ReplicationStreamTarget: AnyObject {
+public protocol ReplicationStreamTarget: AnyObject {
     /// Runs one command on the primary-link session.
     func run(_ arguments: CommandArguments) -> ReplicationStreamStep
     /// True while the primary-link session is inside MULTI (its offset waits for EXEC).
@@ -32,7 +31,7 @@ protocol ReplicationStreamTarget: AnyObject {
 }
 
 /// What `apply` stopped on.
-enum ReplicationStreamOutcome: Equatable {
+public enum ReplicationStreamOutcome: Equatable, Sendable {
     /// Every complete command was applied; the rest waits for more bytes.
     case drained
     /// A command was postponed: call `apply` again later, before or after more bytes arrive.
@@ -42,10 +41,10 @@ enum ReplicationStreamOutcome: Equatable {
 }
 
 /// Parses the primary's stream, runs each command on the target and keeps the offsets.
-struct ReplicationStreamApplier {
+public struct ReplicationStreamApplier {
     /// The primary's commands are trusted: no bulk or inline limit applies to them
     /// (networking.c skips proto-max-bulk-len for CLIENT_MASTER).
-    static let limits = RequestParserLimits(maxBulkLength: Int(Int32.max) * 2, maxInlineLength: 1 << 30)
+    public static let limits = RequestParserLimits(maxBulkLength: Int(Int32.max) * 2, maxInlineLength: 1 << 30)
 
     private var parser = RequestParser(limits: ReplicationStreamApplier.limits)
     private var arguments = CommandArguments()
@@ -53,38 +52,38 @@ struct ReplicationStreamApplier {
     private var raw: [UInt8] = []
     private var rawBaseOffset: Int64
     /// The offset after the last byte received (Redis's read_reploff).
-    private(set) var receivedOffset: Int64
+    public private(set) var receivedOffset: Int64
     /// The offset after the last command applied outside a transaction (Redis's reploff).
-    private(set) var appliedOffset: Int64
+    public private(set) var appliedOffset: Int64
     /// A parsed command that was postponed, with the stream offset at its end.
     private var postponed: (arguments: CommandArguments, endOffset: Int64)?
 
     /// An applier whose next byte is stream offset `offset + 1` (the PSYNC/FULLRESYNC offset).
-    init(offset: Int64) {
+    public init(offset: Int64) {
         rawBaseOffset = offset
         receivedOffset = offset
         appliedOffset = offset
     }
 
     /// Bytes received and not yet applied (a partial command, a postponed one, an open MULTI).
-    var pendingBytes: Int64 { receivedOffset - appliedOffset }
+    public var pendingBytes: Int64 { receivedOffset - appliedOffset }
 
     /// Takes bytes read from the primary.
-    mutating func receive(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer) {
         parser.append(bytes)
         raw.append(contentsOf: bytes)
         receivedOffset += Int64(bytes.count)
     }
 
     /// Takes bytes (tests, and what the RDB transfer read past its end).
-    mutating func receive<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
+    public mutating func receive<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
         parser.append(contentsOf: bytes)
         raw.append(contentsOf: bytes)
         receivedOffset += Int64(bytes.count)
     }
 
     /// Runs every complete command received so far, in order, then feeds what was applied.
-    mutating func apply<T: ReplicationStreamTarget>(to target: T) -> ReplicationStreamOutcome {
+    public mutating func apply<T: ReplicationStreamTarget>(to target: T) -> ReplicationStreamOutcome {
         defer { feed(target) }
         if let (held, endOffset) = postponed {
             if target.run(held) == .postponed { return .postponed }
