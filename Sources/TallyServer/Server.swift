@@ -220,11 +220,17 @@ public final class Server: Sendable {
         let core = core
         startThread {
             var lastSampleMilliseconds: Int64 = 0
+            var lastReplicationMilliseconds: Int64 = 0
             while true {
                 usleep(UInt32(1_000_000 / core.hz))
                 let now = SystemClock().nowMilliseconds()
                 engine.activeExpireCycle()
                 core.persistence.tick()
+                // replicationCron runs once a second in Redis too.
+                if now - lastReplicationMilliseconds >= 1000 {
+                    lastReplicationMilliseconds = now
+                    core.replication.cron(nowMilliseconds: now)
+                }
                 if now - lastSampleMilliseconds >= 100 {
                     lastSampleMilliseconds = now
                     engine.calibrateMemoryLimit()

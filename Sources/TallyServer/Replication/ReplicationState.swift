@@ -113,6 +113,21 @@ public final class ReplicationState: ReplicationFeed, Sendable {
     /// Primary-side settings other than the backlog's.
     let settings = Mutex(PrimarySettings())
 
+    /// REPLCONF options by client id, until SYNC/PSYNC hands the connection over.
+    private let handshakes = Mutex<[Int64: ReplicaHandshake]>([:])
+    /// True while a replica's link to its primary is up (set by the replica side; SYNC from a
+    /// sub-replica is refused with -NOMASTERLINK otherwise).
+    let primaryLinkUp = Atomic<Bool>(false)
+    /// The link state ROLE reports on a replica (`connect`, `connecting`, `sync`, `connected`).
+    let primaryLinkStateName = Mutex<String>("connect")
+    /// Clients parked in WAIT, with the offset they wait for and how many replicas.
+    private let waits = Mutex<[(waiter: BlockedWaiter, offset: Int64, replicas: Int64)]>([])
+    private let hasWaits = Atomic<Bool>(false)
+    private let blockingRegistry = Mutex<BlockingRegistry?>(nil)
+    /// The stream offset just past the last GETACK fed: a WAIT with no write since then is
+    /// covered by the ACK that GETACK asks for, so no second one is fed.
+    private let offsetAfterLastGetAck = Atomic<Int64>(-1)
+
     /// A fresh primary state with a random replication ID.
     public init() {
         core = Mutex(Core(replid: ReplicationState.randomID()))
@@ -263,6 +278,80 @@ public final class ReplicationState: ReplicationFeed, Sendable {
             RESPRecord.append([Array("REPLCONF".utf8), Array("GETACK".utf8), Array("*".utf8)], to: &getack)
             getack.withUnsafeBytes { Self.feed($0, into: &core, limits: outputLimits) }
         }
+    }
+
+    // MARK: Handshake, ACKs and WAIT
+
+    /// The REPLCONF options a client sent so far.
+    func handshake(clientID id: Int64) -> ReplicaHandshake { handshakes.withLock { $0[id] } ?? ReplicaHandshake() }
+
+    func storeHandshake(_ handshake: ReplicaHandshake, clientID id: Int64) {
+        handshakes.withLock { $0[id] = handshake }
+    }
+
+    /// Takes the handshake for the replica's thread (and forgets it).
+    func takeHandshake(clientID id: Int64) -> ReplicaHandshake {
+        handshakes.withLock { $0.removeValue(forKey: id) } ?? ReplicaHandshake()
+    }
+
+    /// A client closed: forgets its REPLCONF options, if any.
+    func forgetHandshake(clientID id: Int64) {
+        handshakes.withLock { if !$0.isEmpty { $0[id] = nil } }
+    }
+
+    /// Online replicas that acknowledged `offset` (replication.c replicationCountAcksByOffset).
+    func acknowledgedReplicaCount(atLeast offset: Int64) -> Int {
+        core.withLock { core in
+            core.replicas.reduce(0) { count, slot in
+                count + (slot.state == .online && slot.link.ackedOffset.load(ordering: .relaxed) >= offset ? 1 : 0)
+            }
+        }
+    }
+
+    /// Parks a WAIT client until `replicas` replicas acknowledged `offset` (or it times out).
+    func park(_ waiter: BlockedWaiter, offset: Int64, replicas: Int64, registry: BlockingRegistry) {
+        blockingRegistry.withLock { if $0 == nil { $0 = registry } }
+        waits.withLock { $0.append((waiter, offset, replicas)) }
+        hasWaits.store(true, ordering: .releasing)
+        requestAcknowledgements()
+        // An ACK may have arrived between the caller's count and the parking.
+        serveWaits()
+    }
+
+    /// Answers the WAIT clients whose replicas have acknowledged enough (after each ACK).
+    func serveWaits() {
+        guard hasWaits.load(ordering: .acquiring) else { return }
+        let parked = waits.withLock { waits in
+            waits.removeAll { $0.waiter.isClaimed }
+            hasWaits.store(!waits.isEmpty, ordering: .releasing)
+            return waits
+        }
+        guard let registry = blockingRegistry.withLock({ $0 }) else { return }
+        for entry in parked {
+            let count = acknowledgedReplicaCount(atLeast: entry.offset)
+            guard count >= entry.replicas, entry.waiter.claim() else { continue }
+            registry.removeExternal(entry.waiter)
+            entry.waiter.publish(ServerCore.integerReply(count), logOffset: 0)
+        }
+    }
+
+    /// Feeds `REPLCONF GETACK *` unless one was fed after the last write.
+    func requestAcknowledgements() {
+        let current = masterReplOffset
+        if offsetAfterLastGetAck.load(ordering: .acquiring) == current { return }
+        feedGetAck()
+        offsetAfterLastGetAck.store(masterReplOffset, ordering: .releasing)
+    }
+
+    /// A replica acknowledged `offset` (and its AOF fsynced `fsynced`, when sent).
+    func acknowledged(_ link: ReplicaLink, offset: Int64, fsynced: Int64?, nowMilliseconds now: Int64) {
+        if offset > link.ackedOffset.load(ordering: .relaxed) { link.ackedOffset.store(offset, ordering: .relaxed) }
+        if let fsynced, fsynced > link.fsyncedOffset.load(ordering: .relaxed) {
+            link.fsyncedOffset.store(fsynced, ordering: .relaxed)
+        }
+        link.ackTimeMilliseconds.store(now, ordering: .relaxed)
+        serveWaits()
+        if minReplicaSettings.toWrite > 0 { refreshGoodReplicas(nowMilliseconds: now) }
     }
 
     // MARK: Role changes (used by the replica side)
@@ -505,9 +594,19 @@ public final class ReplicationState: ReplicationFeed, Sendable {
         }
     }
 
-    /// Once a second (replicationCron): frees the backlog of a primary that has had no replica
+    /// When the cron last fed PING.
+    private let lastPingMilliseconds = Atomic<Int64>(0)
+
+    /// Once a second (replicationCron): PINGs the replicas every `repl-ping-replica-period`,
+    /// refreshes the good-replica count, and frees the backlog of a primary that has had no replica
     /// for `repl-backlog-ttl` seconds (0 = never), with a new ID since the history is gone.
     func cron(nowMilliseconds now: Int64) {
+        let period = Int64(settings.withLock { $0.pingPeriodSeconds }) * 1000
+        if now - lastPingMilliseconds.load(ordering: .relaxed) >= period {
+            lastPingMilliseconds.store(now, ordering: .relaxed)
+            feedPing()
+        }
+        refreshGoodReplicas(nowMilliseconds: now)
         var freed = false
         core.withLock { core in
             guard core.role == .primary, core.backlog != nil, core.replicas.isEmpty, core.backlogTTLSeconds > 0,
