@@ -78,7 +78,7 @@ public final class Server: Sendable {
             maxStringBytes: Int(configuration.integer("proto-max-bulk-len")))
         let engine = CommandEngine(
             configuration: engineConfiguration, clock: SystemClock(),
-            serverCommands: core.commandSpecs() + core.replicationCommandSpecs()
+            serverCommands: core.commandSpecs() + core.replicaCommandSpecs()
                 + PersistenceCommands.specs(control: core.persistence)
                 + DumpCommands.specs(codec: core.persistence))
         engine.installDumpCodec(core.persistence)
@@ -129,7 +129,7 @@ public final class Server: Sendable {
             return 1
         }
         engine.setLoading(false)
-        core.startReplicaFromConfiguration(engine: engine, loadedIdentity: nil)
+        core.startReplicaFromConfiguration(engine: engine)
         // Keyspace events start once the dataset is in: loading stores every key, and recording
         // them all for "new" would only queue events nobody asked for.
         let eventLetters = core.configuration.withLock { $0.string("notify-keyspace-events") }

@@ -554,6 +554,8 @@ extension ServerCore {
         record.killRequested.store(true, ordering: .relaxed)
         // A replica is served by its own thread, not by the I/O thread that accepted it.
         if replication.kill(clientID: record.id) { return }
+        // The link to our primary (CLIENT KILL TYPE master): it reconnects and PSYNCs.
+        if let link = replica.link, link.dropConnection(clientID: record.id) { return }
         let threads = threads
         if record.ownerThread < threads.count { threads[record.ownerThread].requestKillCheck() }
     }
@@ -684,6 +686,7 @@ extension ServerCore {
             applyStreamNodeLimits(from: updated)
         }
         refreshKnobs(from: updated)
+        if seen.contains(where: { $0.hasPrefix("replica-") || $0.hasPrefix("slave-") }) { applyReplicaRole() }
         context.engine.pubsub.setMailboxLimit(bytes: pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
         if seen.contains("notify-keyspace-events") {
             // Applied from the argument as given: the canonical text CONFIG GET answers drops

@@ -96,9 +96,11 @@ final class ServerCore: Sendable {
         // Redis gets the same effect by saving on its single command thread.
         // SHUTDOWN NOSAVE may come while a busy script holds every shard (it is allow-busy):
         // nothing is saved then, so there is nothing to freeze.
+        stopReplicaForShutdown()
         let frozen = mode == .noSave && engine.scriptWatch.isRunning ? false : engine.keyspace.lockExclusive()
         guard persistence.shutdown(mode: mode) else {
             engine.keyspace.unlockExclusive(frozen)
+            resumeReplicaAfterFailedShutdown()
             log.log(.warning, "Errors trying to shut down the server. Check the logs for more information.")
             shuttingDown.withLock { $0 = false }
             return false

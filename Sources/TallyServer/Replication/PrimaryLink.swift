@@ -101,14 +101,20 @@ final class PrimaryLink: Sendable {
     private let replication: any PrimaryLinkReplicationState
     private let log: ServerLogger
     private let persistence: ServerPersistence
+    private let clients: ClientRegistry
     private let settingsSource: @Sendable () -> PrimaryLinkSettings
     private let onStateChange: @Sendable (PrimaryLinkState) -> Void
     private let stopRequested = Atomic<Bool>(false)
     private let socket = Atomic<Int32>(-1)
     private let ackRequested = Atomic<Bool>(false)
-    /// Held while one command of the stream runs (and during a load): stopping waits for it, so
-    /// no command of the old primary applies after REPLICAOF returned.
+    /// Held while a batch of the stream is applied (and during a load): stopping waits for it,
+    /// so no command of the old primary applies after REPLICAOF returned, and snapshots take
+    /// their image under it (`consistentPoint`).
     let applyLock = Mutex<Void>(())
+    /// The stream offset the data holds every command up to, and the database the primary's
+    /// stream had selected there (Redis's master reploff and db): kept across reconnections,
+    /// stored in dump.rdb (repl-offset, repl-stream-db). Written under `applyLock`.
+    let consistentPoint: Mutex<(offset: Int64, database: Int)?>
     let status: Mutex<PrimaryLinkStatus>
     /// True when our own replid/offset may be offered to this primary (PSYNC id offset+1):
     /// after a link was up, after REPLICAOF on a primary, or after a restart that found them in
@@ -116,7 +122,8 @@ final class PrimaryLink: Sendable {
     private let hasCachedPrimary: Atomic<Bool>
 
     init(host: String, port: Int, engine: CommandEngine, replication: any PrimaryLinkReplicationState,
-         log: ServerLogger, persistence: ServerPersistence, canContinue: Bool,
+         log: ServerLogger, persistence: ServerPersistence, clients: ClientRegistry, canContinue: Bool,
+         streamDatabase: Int = 0,
          settings: @escaping @Sendable () -> PrimaryLinkSettings,
          onStateChange: @escaping @Sendable (PrimaryLinkState) -> Void) {
         self.host = host
@@ -125,6 +132,7 @@ final class PrimaryLink: Sendable {
         self.replication = replication
         self.log = log
         self.persistence = persistence
+        self.clients = clients
         self.settingsSource = settings
         self.onStateChange = onStateChange
         hasCachedPrimary = Atomic(canContinue)
@@ -135,6 +143,7 @@ final class PrimaryLink: Sendable {
             initial.readOffset = offset
         }
         status = Mutex(initial)
+        consistentPoint = Mutex(canContinue ? (replication.masterReplOffset, streamDatabase) : nil)
     }
 
     var isStopped: Bool { stopRequested.load(ordering: .acquiring) }
@@ -153,10 +162,13 @@ final class PrimaryLink: Sendable {
         if !callerHoldsKeyspace { applyLock.withLock { _ in } }
     }
 
-    /// CLIENT KILL TYPE master: drops the connection; the link reconnects with PSYNC.
-    func dropConnection() {
+    /// CLIENT KILL of the primary-link client `clientID`: drops the connection and returns true
+    /// (the link reconnects with PSYNC); false when `clientID` is not ours.
+    func dropConnection(clientID: Int64) -> Bool {
+        guard clientID != 0 && status.withLock({ $0.clientID }) == clientID else { return false }
         let fd = socket.load(ordering: .acquiring)
         if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+        return true
     }
 
     private func setState(_ state: PrimaryLinkState) {
@@ -457,6 +469,7 @@ final class PrimaryLink: Sendable {
             }
             engine.resetChangesSinceLastSave(to: 0)
             replication.adoptPrimary(replid: replid, offset: offset)
+            consistentPoint.withLock { $0 = (offset, 0) }
             hasCachedPrimary.store(true, ordering: .releasing)
         }
         if persistence.settings.appendOnly {
@@ -484,6 +497,9 @@ final class PrimaryLink: Sendable {
     {
         let target = StreamTarget(link: self, engine: engine, replication: replication, connection: connection,
                                   session: makeSession())
+        // A partial resync continues the stream in the database it had selected (the cached
+        // master's db); a full one starts with the primary's SELECT.
+        target.session.database = consistentPoint.withLock { $0?.database } ?? 0
         target.session.peerAddress = "\(host):\(port)"
         target.session.createdAtMilliseconds = wallMilliseconds()
         var applier = ReplicationStreamApplier(offset: offset)
@@ -496,28 +512,35 @@ final class PrimaryLink: Sendable {
             state.downSinceMilliseconds = 0
             state.clientID = target.session.id
         }
+        // CLIENT LIST shows the link (flags=M) and CLIENT KILL TYPE master finds it.
+        let record = ClientRecord(id: target.session.id, ownerThread: Int.max,
+                                  fields: clientFields(target.session, connection))
+        clients.add(record)
+        defer { clients.remove(record.id) }
         setState(.connected)
         engine.keyspace.expiryGate.setCurrentThreadAppliesStream(true)
         defer { engine.keyspace.expiryGate.setCurrentThreadAppliesStream(false) }
         try connection.sendCommand(["REPLCONF", "ACK", String(offset)])
         var lastAck = wallMilliseconds()
         while true {
-            var outcome = applier.apply(to: target)
-            if case .protocolError(let text) = outcome {
+            if case .protocolError(let text) = applyBatch(&applier, target) {
                 throw .refused("Protocol error from MASTER: \(text)")
             }
             let read = try connection.readPayload(limit: Int.max) { chunk throws(ReplicaLinkError) in
                 chunk.withUnsafeBytes { applier.receive($0) }
             }
-            if read > 0 {
-                outcome = applier.apply(to: target)
-                if case .protocolError(let text) = outcome { throw .refused("Protocol error from MASTER: \(text)") }
+            if read > 0, case .protocolError(let text) = applyBatch(&applier, target) {
+                throw .refused("Protocol error from MASTER: \(text)")
             }
             let now = wallMilliseconds()
             status.withLock { state in
                 state.appliedOffset = applier.appliedOffset
                 state.readOffset = applier.receivedOffset
                 state.lastIOMilliseconds = connection.lastReceiveMilliseconds
+            }
+            if read > 0 {
+                let fields = clientFields(target.session, connection)
+                record.fields.withLock { $0 = fields }
             }
             if let pending = target.pendingAck {
                 target.pendingAck = nil
@@ -529,6 +552,32 @@ final class PrimaryLink: Sendable {
             }
             if now - connection.lastReceiveMilliseconds > settings.timeoutSeconds * 1000 { throw .timedOut }
         }
+    }
+
+    /// Applies what was received, holding `applyLock` for the batch: a snapshot taken under the
+    /// same lock sees the data and `consistentPoint` agree (every command applied and fed).
+    private func applyBatch(_ applier: inout ReplicationStreamApplier, _ target: StreamTarget)
+        -> ReplicationStreamOutcome
+    {
+        applyLock.withLock { _ in
+            let outcome = applier.apply(to: target)
+            consistentPoint.withLock { $0 = (applier.appliedOffset, target.session.database) }
+            return outcome
+        }
+    }
+
+    /// The primary-link client's CLIENT LIST line (Redis lists its master client as flags=M).
+    private func clientFields(_ session: ClientSession, _ connection: ReplicaConnection) -> ClientFields {
+        var fields = ClientFields(
+            id: session.id, address: Posix.peerAddress(connection.descriptor),
+            localAddress: Posix.localAddress(connection.descriptor), descriptor: connection.descriptor,
+            name: nil, createdAtMilliseconds: session.createdAtMilliseconds,
+            lastInteractionMilliseconds: connection.lastReceiveMilliseconds, database: session.database,
+            inMulti: session.transaction.isActive ? session.transaction.queued.count : -1,
+            queryBufferBytes: connection.bufferedBytes, outputBufferBytes: 0, lastCommand: session.lastCommandName,
+            protocolVersion: 2, waitingToWrite: false)
+        fields.isPrimaryLink = true
+        return fields
     }
 
     /// The primary-link session as the applier sees it.
@@ -554,20 +603,17 @@ final class PrimaryLink: Sendable {
         func run(_ arguments: CommandArguments) -> ReplicationStreamStep {
             // A busy script holds the stream back (networking.c processInputBuffer stops reading
             // the master's commands while a script is busy) rather than answering -BUSY to it.
-            if engine.scriptWatch.isRunning { return .postponed }
-            return link.applyLock.withLock { _ -> ReplicationStreamStep in
-                if link.isStopped { return .postponed }
-                engine.execute(arguments, session: session, output: &output)
-                output.readerIndex = output.writerIndex
-                output.discardReadBytes()
-                if session.isPostponed {
-                    // CLIENT PAUSE holds the primary's commands too (server.c processCommand
-                    // exempts only replicas of ours): it runs again once the pause ends.
-                    session.isPostponed = false
-                    return .postponed
-                }
-                return .applied
+            if engine.scriptWatch.isRunning || link.isStopped { return .postponed }
+            engine.execute(arguments, session: session, output: &output)
+            output.readerIndex = output.writerIndex
+            output.discardReadBytes()
+            if session.isPostponed {
+                // CLIENT PAUSE holds the primary's commands too (server.c processCommand
+                // exempts only replicas of ours): it runs again once the pause ends.
+                session.isPostponed = false
+                return .postponed
             }
+            return .applied
         }
 
         var isInTransaction: Bool { session.transaction.isActive }

@@ -24,35 +24,71 @@ final class ReplicaController: Sendable {
     var engine: CommandEngine? { engineBox.withLock { $0 } }
 }
 
+/// What dump.rdb stores of a replica's position (rdb.c rdbPopulateSaveInfo with a master or a
+/// cached master): our replication ID, the offset the data holds every command up to, and the
+/// stream's database there. A primary stores none here.
+struct ReplicaSnapshotSource: SnapshotReplicationSource {
+    let controller: ReplicaController
+    let replication: ReplicationState
+
+    func atConsistentPoint<T>(_ body: (ReplicationSaveInfo?) -> T) -> T {
+        guard let link = controller.link else { return body(nil) }
+        func info() -> ReplicationSaveInfo? {
+            link.consistentPoint.withLock { $0 }.map {
+                ReplicationSaveInfo(replicationID: replication.currentReplicationID, offset: $0.offset,
+                                    streamDatabase: $0.database)
+            }
+        }
+        // A stopped link applies nothing more (shutdown stops it before freezing the keyspace).
+        if link.isStopped { return body(info()) }
+        return link.applyLock.withLock { _ in body(info()) }
+    }
+}
+
 extension ServerCore {
-    /// REPLICAOF, SLAVEOF and ROLE rows.
-    func replicationCommandSpecs() -> [CommandSpec] {
+    /// REPLICAOF and SLAVEOF rows (ROLE is in ReplicationCommands, from the shared state this
+    /// file keeps current: `primaryLinkUp`, `primaryLinkStateName`).
+    func replicaCommandSpecs() -> [CommandSpec] {
         let flags: CommandFlags = [.admin, .noScript, .stale, .noAsyncLoading]
         return [
             CommandSpec(name: "replicaof", arity: 3, flags: flags, categories: ["@admin", "@slow", "@dangerous"],
                         handler: { [self] context in replicaOfCommand(&context) }),
             CommandSpec(name: "slaveof", arity: 3, flags: flags, categories: ["@admin", "@slow", "@dangerous"],
                         handler: { [self] context in replicaOfCommand(&context) }),
-            CommandSpec(name: "role", arity: 1, flags: [.noScript, .loading, .stale, .fast],
-                        categories: ["@admin", "@fast", "@dangerous"],
-                        handler: { [self] context in roleCommand(&context) }),
         ]
     }
 
     /// After start-up loading: follows `replicaof` from the configuration, offering the replid and
     /// offset the loaded RDB carried for PSYNC (server.c loadDataFromDisk with masterhost set).
-    func startReplicaFromConfiguration(engine: CommandEngine, loadedIdentity: (replid: String, offset: Int64)?) {
+    func startReplicaFromConfiguration(engine: CommandEngine) {
         replica.install(engine: engine)
+        persistence.installReplicationSource(ReplicaSnapshotSource(controller: replica, replication: replication))
         let target = configuration.withLock { $0.string("replicaof") }
         let words = target.split(separator: " ")
         guard words.count == 2, let port = Int(words[1]) else {
             applyReplicaRole()
             return
         }
-        if let loadedIdentity {
-            replication.adoptPrimary(replid: loadedIdentity.replid, offset: loadedIdentity.offset)
+        let loaded = persistence.loadedReplicationInfo
+        if let loaded {
+            replication.adoptPrimary(replid: loaded.replicationID, offset: loaded.offset)
         }
-        follow(host: String(words[0]), port: port, canContinue: loadedIdentity != nil)
+        follow(host: String(words[0]), port: port, canContinue: loaded != nil,
+               streamDatabase: loaded?.streamDatabase ?? 0)
+    }
+
+    /// SHUTDOWN: the link stops applying before the keyspace freezes, so the final save holds a
+    /// consistent replica position; `resumeReplicaAfterFailedShutdown` restarts it.
+    func stopReplicaForShutdown() {
+        replica.link?.stop(callerHoldsKeyspace: false)
+    }
+
+    /// The shutdown was refused (persistence failed): follow the same primary again, offering
+    /// the history the stopped link reached.
+    func resumeReplicaAfterFailedShutdown() {
+        guard let link = replica.link, link.isStopped else { return }
+        let point = link.consistentPoint.withLock { $0 }
+        follow(host: link.host, port: link.port, canContinue: point != nil, streamDatabase: point?.database ?? 0)
     }
 
     /// REPLICAOF host port | NO ONE (replication.c replicaofCommand).
@@ -82,25 +118,31 @@ extension ServerCore {
         previous?.stop(callerHoldsKeyspace: holdsKeyspace)
         // A primary (or a replica whose link was up) offers its own history for PSYNC: "using my
         // own master parameters to synthesize a cached master" (replicationCacheMasterUsingMyself).
-        let canContinue = previous == nil || previous?.canOfferPartialSync == true
+        let previousPoint = previous?.consistentPoint.withLock { $0 }
+        let canContinue = previous == nil || previousPoint != nil
         if previous == nil {
             log.log(.notice, "Before turning into a replica, using my own master parameters to synthesize a "
                 + "cached master: I may be able to synchronize with the new master with just a partial transfer.")
         }
-        follow(host: host, port: Int(port), canContinue: canContinue)
+        follow(host: host, port: Int(port), canContinue: canContinue, streamDatabase: previousPoint?.database ?? 0)
         log.log(.notice, "REPLICAOF \(host):\(port) enabled (user request from 'id=\(context.session.id)')")
         context.output.writeSimpleString("OK")
     }
 
     /// Starts following `host:port` (the caller stopped any previous link).
-    private func follow(host: String, port: Int, canContinue: Bool) {
+    private func follow(host: String, port: Int, canContinue: Bool, streamDatabase: Int = 0) {
         guard let engine = replica.engine else { return }
         configuration.withLock { try? $0.set("replicaof", [host, String(port)]) }
         replication.setRole(.replica(host: host, port: port))
         let link = PrimaryLink(
             host: host, port: port, engine: engine, replication: replication, log: log, persistence: persistence,
-            canContinue: canContinue, settings: { [self] in primaryLinkSettings(host: host, port: port) },
-            onStateChange: { [self] _ in applyReplicaRole() })
+            clients: clients, canContinue: canContinue, streamDatabase: streamDatabase,
+            settings: { [self] in primaryLinkSettings(host: host, port: port) },
+            onStateChange: { [self] state in
+                replication.primaryLinkStateName.withLock { $0 = state.roleName }
+                replication.primaryLinkUp.store(state == .connected, ordering: .releasing)
+                applyReplicaRole()
+            })
         replica.setLink(link)
         applyReplicaRole()
         link.start()
@@ -114,6 +156,8 @@ extension ServerCore {
         replica.setLink(nil)
         configuration.withLock { try? $0.set("replicaof", []) }
         replication.setRole(.primary)
+        replication.primaryLinkUp.store(false, ordering: .releasing)
+        replication.primaryLinkStateName.withLock { $0 = "connect" }
         replication.shiftReplicationID()
         replication.disconnectReplicas()
         applyReplicaRole()
@@ -147,36 +191,6 @@ extension ServerCore {
             role.insert(.deniesStaleData)
         }
         engine.setReplicaRole(role)
-    }
-
-    /// ROLE (replication.c roleCommand).
-    private func roleCommand(_ context: inout CommandContext) {
-        guard let link = replica.link else {
-            let state = replication.snapshot
-            var rows: [(String, Int, Int64)] = []
-            for replicaLink in replication.replicaLinks where replication.syncState(replicaLink) == .online {
-                rows.append((replicaLink.announcedAddress, replicaLink.listeningPort,
-                             replicaLink.ackedOffset.load(ordering: .relaxed)))
-            }
-            context.output.writeArrayHeader(3)
-            context.output.writeBulkString("master".utf8)
-            context.output.writeInteger(state.masterReplOffset)
-            context.output.writeArrayHeader(rows.count)
-            for (address, port, offset) in rows {
-                context.output.writeArrayHeader(3)
-                context.output.writeBulkString(address.utf8)
-                context.output.writeBulkString(String(port).utf8)
-                context.output.writeBulkString(String(offset).utf8)
-            }
-            return
-        }
-        let status = link.status.withLock { $0 }
-        context.output.writeArrayHeader(5)
-        context.output.writeBulkString("slave".utf8)
-        context.output.writeBulkString(link.host.utf8)
-        context.output.writeInteger(Int64(link.port))
-        context.output.writeBulkString(status.state.roleName.utf8)
-        context.output.writeInteger(status.state == .connected ? (status.appliedOffset ?? -1) : -1)
     }
 
     /// INFO replication's replica block, master_host ... replica_announced (server.c
@@ -215,9 +229,4 @@ extension ServerCore {
 
 extension ReplicaController {
     func setLink(_ link: PrimaryLink?) { current.withLock { $0 = link } }
-}
-
-extension PrimaryLink {
-    /// True when a later link may PSYNC with our history: this one synced at least once.
-    var canOfferPartialSync: Bool { status.withLock { $0.appliedOffset != nil } }
 }
