@@ -447,6 +447,9 @@ final class PrimaryLink: Sendable {
         defer { engine.setLoading(false) }
         try applyLock.withLock { _ throws(ReplicaLinkError) in
             if isStopped { throw .stopped }
+            // Our sub-replicas follow a history that ends here: they resync with us
+            // (replication.c replicationAttachToNewMaster: disconnectSlaves).
+            replication.disconnectReplicas()
             log.log(.notice, "MASTER <-> REPLICA sync: Flushing old data")
             let session = makeSession()
             var output = OutputBuffer(initialCapacity: 256)
@@ -554,12 +557,17 @@ final class PrimaryLink: Sendable {
         }
     }
 
-    /// Applies what was received, holding `applyLock` for the batch: a snapshot taken under the
-    /// same lock sees the data and `consistentPoint` agree (every command applied and fed).
+    /// Applies what was received (at most one read's worth), holding `applyLock` and every
+    /// shard for the batch, as Redis applies its master's stream on its one thread: an image
+    /// taken under either (dump.rdb, a sub-replica's full sync) sees the data, the offset fed to
+    /// our backlog and `consistentPoint` agree, so no command is in the image and after it.
     private func applyBatch(_ applier: inout ReplicationStreamApplier, _ target: StreamTarget)
         -> ReplicationStreamOutcome
     {
         applyLock.withLock { _ in
+            let keyspace = engine.keyspace
+            let locked = keyspace.lockExclusive()
+            defer { keyspace.unlockExclusive(locked) }
             let outcome = applier.apply(to: target)
             consistentPoint.withLock { $0 = (applier.appliedOffset, target.session.database) }
             return outcome

@@ -464,6 +464,8 @@ public final class ReplicationState: ReplicationFeed, Sendable {
             core.streamDatabase = -1
             if let index = core.replicas.firstIndex(where: { $0.link === link }) {
                 core.replicas[index].state = .sendingSnapshot
+                // What was fed while it waited is in the image: its stream starts after it.
+                core.replicas[index].pending = []
             } else {
                 core.replicas.append(ReplicaSlot(link: link, state: .sendingSnapshot))
             }
