@@ -180,9 +180,11 @@ extension ServerCore {
     func applyReplicaRole() {
         guard let engine = replica.engine else { return }
         guard let link = replica.link else {
+            log.setReplica(false)
             engine.setReplicaRole([])
             return
         }
+        log.setReplica(true)
         let configuration = configuration.withLock { $0 }
         var role: ReplicaRole = [.replica]
         if configuration.bool("replica-read-only") { role.insert(.readOnly) }
