@@ -200,9 +200,8 @@ final class PrimaryLink: Sendable {
             if isStopped { break }
             let wasConnected = status.withLock { $0.state == .connected }
             status.withLock { state in
-                if state.state == .connected || state.downSinceMilliseconds == 0 {
-                    state.downSinceMilliseconds = wallMilliseconds()
-                }
+                // Down since the link was lost; a link never up reports -1 (repl_down_since 0).
+                if state.state == .connected { state.downSinceMilliseconds = wallMilliseconds() }
                 state.lastIOMilliseconds = nil
                 state.clientID = 0
                 state.transferSize = -1
@@ -211,7 +210,7 @@ final class PrimaryLink: Sendable {
             setState(.connect)
             if wasConnected {
                 log.log(.notice, "Connection with master lost.")
-                log.log(.notice, "* Caching the disconnected master state.")
+                log.log(.notice, "Caching the disconnected master state.")
                 hasCachedPrimary.store(true, ordering: .releasing)
             }
         }

@@ -24,6 +24,10 @@ final class ReplicaController: Sendable {
     var engine: CommandEngine? { engineBox.withLock { $0 } }
 }
 
+/// blocked.c disconnectAllBlockedClients's error.
+private let unblockedByReplicaOf: StaticString =
+    "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)"
+
 /// What dump.rdb stores of a replica's position (rdb.c rdbPopulateSaveInfo with a master or a
 /// cached master): our replication ID, the offset the data holds every command up to, and the
 /// stream's database there. A primary stores none here.
@@ -129,9 +133,24 @@ extension ServerCore {
         context.output.writeSimpleString("OK")
     }
 
+    /// Clients parked in blocking commands get -UNBLOCKED: their keys now belong to the primary's
+    /// history (blocked.c disconnectAllBlockedClients, from replicationSetMaster). Redis also
+    /// closes them after the reply; here they stay connected.
+    private func unblockClientsForReplicaOf(_ engine: CommandEngine) {
+        for record in clients.all() {
+            guard let waiter = engine.blocking.waiter(clientID: record.id), engine.blocking.cancel(waiter) else {
+                continue
+            }
+            var reply = OutputBuffer(initialCapacity: 128, protocolVersion: waiter.protocolVersion)
+            reply.writeError(unblockedByReplicaOf)
+            waiter.publish(Array(reply.storage), logOffset: 0)
+        }
+    }
+
     /// Starts following `host:port` (the caller stopped any previous link).
     private func follow(host: String, port: Int, canContinue: Bool, streamDatabase: Int = 0) {
         guard let engine = replica.engine else { return }
+        unblockClientsForReplicaOf(engine)
         configuration.withLock { try? $0.set("replicaof", [host, String(port)]) }
         replication.setRole(.replica(host: host, port: port))
         let link = PrimaryLink(
