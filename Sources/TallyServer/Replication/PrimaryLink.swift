@@ -105,7 +105,10 @@ final class PrimaryLink: Sendable {
     private let settingsSource: @Sendable () -> PrimaryLinkSettings
     private let onStateChange: @Sendable (PrimaryLinkState) -> Void
     private let stopRequested = Atomic<Bool>(false)
-    private let socket = Atomic<Int32>(-1)
+    /// The connection's descriptor while it is open (-1 otherwise). Shut down only under this
+    /// lock, and cleared under it before the descriptor is closed, so a stop or CLIENT KILL never
+    /// shuts a descriptor number the kernel has since given to another connection.
+    private let socket = Mutex<Int32>(-1)
     private let ackRequested = Atomic<Bool>(false)
     /// Held while a batch of the stream is applied (and during a load): stopping waits for it,
     /// so no command of the old primary applies after REPLICAOF returned, and snapshots take
@@ -157,8 +160,7 @@ final class PrimaryLink: Sendable {
     /// thread holds the whole keyspace, when the link cannot be inside a command anyway).
     func stop(callerHoldsKeyspace: Bool) {
         stopRequested.store(true, ordering: .releasing)
-        let fd = socket.load(ordering: .acquiring)
-        if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+        shutDownSocket()
         if !callerHoldsKeyspace { applyLock.withLock { _ in } }
     }
 
@@ -166,9 +168,14 @@ final class PrimaryLink: Sendable {
     /// (the link reconnects with PSYNC); false when `clientID` is not ours.
     func dropConnection(clientID: Int64) -> Bool {
         guard clientID != 0 && status.withLock({ $0.clientID }) == clientID else { return false }
-        let fd = socket.load(ordering: .acquiring)
-        if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+        shutDownSocket()
         return true
+    }
+
+    private func shutDownSocket() {
+        socket.withLock { fd in
+            if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
     private func setState(_ state: PrimaryLinkState) {
@@ -196,7 +203,6 @@ final class PrimaryLink: Sendable {
             } catch {
                 describe(error, settings: settings)
             }
-            socket.store(-1, ordering: .releasing)
             if isStopped { break }
             let wasConnected = status.withLock { $0.state == .connected }
             status.withLock { state in
@@ -237,11 +243,16 @@ final class PrimaryLink: Sendable {
         } catch {
             throw .refused("Unable to connect to MASTER: \(error)")
         }
-        socket.store(fd, ordering: .releasing)
-        // stop() may have run between the connect and the store: it could not shut this socket.
-        if isStopped { shutdown(fd, Int32(SHUT_RDWR)) }
-        try? Posix.setNoDelay(fd)
         let connection = ReplicaConnection(descriptor: fd) { [self] in isStopped }
+        socket.withLock { $0 = fd }
+        defer {
+            // Cleared before the connection (and its descriptor) is released.
+            socket.withLock { $0 = -1 }
+            withExtendedLifetime(connection) {}
+        }
+        // stop() may have run between the connect and the store: it could not shut this socket.
+        if isStopped { shutDownSocket() }
+        try? Posix.setNoDelay(fd)
         log.log(.notice, "MASTER <-> REPLICA sync started")
         setState(.handshake)
         try handshake(connection, settings)
@@ -405,25 +416,31 @@ final class PrimaryLink: Sendable {
                                 size: Int64, eofMark: [UInt8]?) throws(ReplicaLinkError) -> Int64
     {
         var written: Int64 = 0
+        /// The last bytes written (up to 39), so a mark split across reads is still found.
         var tail: [UInt8] = []
+        var reachedMark = false
         while true {
-            if let eofMark, tail.count == 40 && tail == eofMark { return written }
-            if eofMark == nil && written == size { return written }
+            if reachedMark || (eofMark == nil && written == size) { return written }
             let limit = eofMark == nil ? Int(clamping: size - written) : 64 * 1024
-            let count = try connection.readPayload(limit: limit) { chunk throws(ReplicaLinkError) in
-                let result = chunk.withUnsafeBytes { raw in
-                    (try? Posix.writeAll(fd, raw)) != nil
+            let count = try connection.readPayload(limit: limit) { chunk throws(ReplicaLinkError) -> Int in
+                var taken = chunk.count
+                if let eofMark, let end = Self.endOfMark(eofMark, tail: tail, chunk: chunk) {
+                    // Whatever follows the mark is stream, not RDB.
+                    taken = end
+                    reachedMark = true
                 }
-                if !result {
+                let ok = chunk.prefix(taken).withUnsafeBytes { raw in (try? Posix.writeAll(fd, raw)) != nil }
+                if !ok {
                     throw .refused("Write error or short write writing to the DB dump file needed for MASTER "
                         + "<-> REPLICA synchronization: \(Errno.current)")
                 }
                 if eofMark != nil {
-                    tail.append(contentsOf: chunk.suffix(40))
-                    if tail.count > 40 { tail.removeFirst(tail.count - 40) }
+                    tail.append(contentsOf: chunk.prefix(taken).suffix(39))
+                    if tail.count > 39 { tail.removeFirst(tail.count - 39) }
                 }
+                return taken
             }
-            if count == 0 {
+            if count == 0 && !reachedMark {
                 if wallMilliseconds() - connection.lastReceiveMilliseconds > settings.timeoutSeconds * 1000 {
                     throw .refused("Timeout receiving bulk data from MASTER... If the problem persists try to "
                         + "set the 'repl-timeout' parameter in redis.conf to a larger value.")
@@ -438,6 +455,21 @@ final class PrimaryLink: Sendable {
         }
     }
 
+    /// Where the 40-byte EOF mark ends within `chunk` (an index into it, one past the mark's
+    /// last byte), looking across `tail` (the bytes before the chunk); nil when it is not there.
+    static func endOfMark(_ mark: [UInt8], tail: [UInt8], chunk: ArraySlice<UInt8>) -> Int? {
+        let window = tail + chunk
+        guard window.count >= mark.count else { return nil }
+        var start = 0
+        while start + mark.count <= window.count {
+            if window[start] == mark[0] && window[start..<(start + mark.count)].elementsEqual(mark) {
+                return start + mark.count - tail.count
+            }
+            start += 1
+        }
+        return nil
+    }
+
     /// Replaces the dataset with dbfilename's: flush, load (keys past their TTL are kept: the
     /// primary's DELs remove them), adopt the primary's ID and offset, and restart our AOF
     /// from the new data (restartAOFAfterSYNC).
@@ -449,6 +481,8 @@ final class PrimaryLink: Sendable {
             // Our sub-replicas follow a history that ends here: they resync with us
             // (replication.c replicationAttachToNewMaster: disconnectSlaves).
             replication.disconnectReplicas()
+            hasCachedPrimary.store(false, ordering: .releasing)
+            consistentPoint.withLock { $0 = nil }
             log.log(.notice, "MASTER <-> REPLICA sync: Flushing old data")
             let session = makeSession()
             var output = OutputBuffer(initialCapacity: 256)
@@ -466,7 +500,10 @@ final class PrimaryLink: Sendable {
                     into: engine.keyspace, nowMilliseconds: Int64.min, progress: loading,
                     sortedSetLimits: engine.sortedSetLimits)
             } catch {
+                // The old data is gone: our history may no longer be offered for PSYNC.
                 engine.keyspace.removeAll()
+                hasCachedPrimary.store(false, ordering: .releasing)
+                consistentPoint.withLock { $0 = nil }
                 throw .refused("Failed trying to load the MASTER synchronization DB from disk: \(error)")
             }
             engine.resetChangesSinceLastSave(to: 0)
@@ -528,8 +565,9 @@ final class PrimaryLink: Sendable {
             if case .protocolError(let text) = applyBatch(&applier, target) {
                 throw .refused("Protocol error from MASTER: \(text)")
             }
-            let read = try connection.readPayload(limit: Int.max) { chunk throws(ReplicaLinkError) in
+            let read = try connection.readPayload(limit: Int.max) { chunk throws(ReplicaLinkError) -> Int in
                 chunk.withUnsafeBytes { applier.receive($0) }
+                return chunk.count
             }
             if read > 0, case .protocolError(let text) = applyBatch(&applier, target) {
                 throw .refused("Protocol error from MASTER: \(text)")

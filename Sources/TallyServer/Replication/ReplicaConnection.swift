@@ -134,14 +134,17 @@ final class ReplicaConnection {
 
     /// Moves up to `limit` buffered bytes to `body` (RDB payload), reading more if none is buffered.
     /// Returns the count handed over (0 when nothing arrived in this poll slice).
-    func readPayload(limit: Int, _ body: (ArraySlice<UInt8>) throws(ReplicaLinkError) -> Void)
+    /// `body` returns how many of the bytes it took; the rest stays buffered (what followed an
+    /// RDB's EOF mark is the start of the stream).
+    func readPayload(limit: Int, _ body: (ArraySlice<UInt8>) throws(ReplicaLinkError) -> Int)
         throws(ReplicaLinkError) -> Int
     {
         if bufferedBytes == 0, try fill() == 0 { return 0 }
         let count = min(limit, bufferedBytes)
-        try body(buffer[position..<(position + count)])
-        position += count
-        return count
+        let taken = try body(buffer[position..<(position + count)])
+        precondition(taken >= 0 && taken <= count, "readPayload body took \(taken) of \(count) bytes")
+        position += taken
+        return taken
     }
 }
 
