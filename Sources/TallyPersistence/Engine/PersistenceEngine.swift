@@ -283,6 +283,14 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
 
     // MARK: WAITAOF
 
+    /// Whether the AOF is fsynced up to log `offset`, without forcing a write or an fsync (a
+    /// replica's FACK); nil while the AOF is off.
+    public func isFsynced(_ offset: UInt64) -> Bool? {
+        guard let current = state.withLock({ $0.log }), let writer = current.writer else { return nil }
+        if offset <= current.offsetBase { return true }
+        return writer.status().fsyncedOffset >= offset - current.offsetBase
+    }
+
     public func waitFsynced(_ offset: UInt64, timeoutMilliseconds: Int64) -> Bool? {
         guard let current = state.withLock({ $0.log }), current.writer != nil else { return nil }
         return current.waitUntilFsynced(offset, timeoutMilliseconds: timeoutMilliseconds)

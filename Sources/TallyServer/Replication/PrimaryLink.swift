@@ -559,7 +559,10 @@ final class PrimaryLink: Sendable {
         setState(.connected)
         engine.keyspace.expiryGate.setCurrentThreadAppliesStream(true)
         defer { engine.keyspace.expiryGate.setCurrentThreadAppliesStream(false) }
-        try connection.sendCommand(["REPLCONF", "ACK", String(offset)])
+        var fsyncTracker = FsyncedOffsetTracker()
+        fsyncTracker.record(replicationOffset: offset, logOffset: 0)
+        let initialFsynced = fsyncTracker.fsyncedOffset(persistence, atMost: offset)
+        try connection.sendCommand(["REPLCONF", "ACK", String(offset), "FACK", String(initialFsynced)])
         var lastAck = wallMilliseconds()
         while true {
             if case .protocolError(let text) = applyBatch(&applier, target) {
@@ -582,13 +585,17 @@ final class PrimaryLink: Sendable {
                 let fields = clientFields(target.session, connection)
                 record.fields.withLock { $0 = fields }
             }
+            fsyncTracker.record(replicationOffset: applier.appliedOffset, logOffset: target.session.pendingLogOffset)
             if let pending = target.pendingAck {
                 target.pendingAck = nil
-                try connection.sendCommand(["REPLCONF", "ACK", String(pending)])
+                let fsynced = fsyncTracker.fsyncedOffset(persistence, atMost: pending)
+                try connection.sendCommand(["REPLCONF", "ACK", String(pending), "FACK", String(fsynced)])
             }
             if now - lastAck >= 1000 || ackRequested.exchange(false, ordering: .acquiringAndReleasing) {
                 lastAck = now
-                try connection.sendCommand(["REPLCONF", "ACK", String(applier.appliedOffset)])
+                let fsynced = fsyncTracker.fsyncedOffset(persistence, atMost: applier.appliedOffset)
+                try connection.sendCommand(
+                    ["REPLCONF", "ACK", String(applier.appliedOffset), "FACK", String(fsynced)])
             }
             if now - connection.lastReceiveMilliseconds > settings.timeoutSeconds * 1000 { throw .timedOut }
         }
@@ -668,5 +675,46 @@ final class PrimaryLink: Sendable {
         }
 
         func acknowledge(offset: Int64) { pendingAck = offset }
+    }
+}
+
+/// Which stream offset our AOF holds fsynced, for `REPLCONF ACK <offset> FACK <offset>` (Redis
+/// 7.2's fsynced_reploff, which WAITAOF counts; a 7.0 primary ignores the extra pair). Batches
+/// are remembered as (stream offset, AOF offset of their last record) until that record is
+/// fsynced; the AOF is asked without forcing a write or an fsync.
+struct FsyncedOffsetTracker {
+    /// At most this many batches wait; past it the last one is extended, which only delays the
+    /// FACK of the batch it absorbs (never reports an offset early).
+    static let pendingBatchesMax = 256
+    private var pending: [(replication: Int64, log: UInt64)] = []
+    private var fsynced: Int64 = -1
+
+    /// Notes that the stream up to `replicationOffset` is applied and logged up to `logOffset`.
+    mutating func record(replicationOffset: Int64, logOffset: UInt64) {
+        if let last = pending.last, last.replication == replicationOffset { return }
+        if let last = pending.last, last.log == logOffset || pending.count >= Self.pendingBatchesMax {
+            pending[pending.count - 1] = (replicationOffset, max(last.log, logOffset))
+            return
+        }
+        pending.append((replicationOffset, logOffset))
+    }
+
+    /// The highest applied stream offset, up to `atMost`, whose AOF records are fsynced; -1
+    /// while the AOF is off (a replica without an AOF never counts for WAITAOF).
+    mutating func fsyncedOffset(_ persistence: ServerPersistence, atMost: Int64) -> Int64 {
+        var index = 0
+        while index < pending.count {
+            guard let done = persistence.isFsynced(pending[index].log) else {
+                pending.removeAll()
+                fsynced = -1
+                return -1
+            }
+            if !done { break }
+            fsynced = max(fsynced, pending[index].replication)
+            index += 1
+        }
+        pending.removeFirst(index)
+        if pending.isEmpty && persistence.isFsynced(0) == nil { fsynced = -1 }
+        return min(fsynced, atMost)
     }
 }
