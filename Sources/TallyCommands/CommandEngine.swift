@@ -535,8 +535,16 @@ public final class CommandEngine: Sendable {
 
     /// Marks the dataset as loading (start-up): until it is cleared, commands without the
     /// `loading` flag are answered -LOADING.
+    /// Runs `body` on a thread of its own (the server installs its pthread starter): waits that
+    /// must not hold an I/O thread, such as WAITAOF's fsync, run there. Nil in tests: such
+    /// commands then wait inline.
+    public let threadStarter = Mutex<(@Sendable (@escaping @Sendable () -> Void) -> Void)?>(nil)
+
     /// Refuses (true) or allows writes for `min-replicas-to-write` (the replication code decides).
     public func setLacksGoodReplicas(_ lacking: Bool) { lacksGoodReplicas.store(lacking, ordering: .relaxed) }
+
+    /// True while writes are refused with -NOREPLICAS.
+    var lacksGoodReplicasForWrites: Bool { lacksGoodReplicas.load(ordering: .relaxed) }
 
     static let noReplicasReason: [UInt8] = Array("-NOREPLICAS Not enough good replicas to write.".utf8)
 

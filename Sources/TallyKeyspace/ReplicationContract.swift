@@ -11,4 +11,11 @@ public protocol ReplicationFeed: AnyObject, Sendable {
     /// Appends a batch (SELECT is added by the stream when the batch's database differs from the
     /// stream's own) and returns the stream offset just past it (Redis's `master_repl_offset`).
     func append(_ batch: borrowing PropagationBuffer) -> Int64
+
+    /// Online replicas whose AOF has fsynced the stream up to `offset` (the FACK of their
+    /// `REPLCONF ACK <offset> FACK <aofoffset>`; redis-server 7.0 replicas send none).
+    func fsyncedReplicaCount(atLeast offset: Int64) -> Int
+
+    /// Asks the replicas for their offsets now (REPLCONF GETACK *).
+    func requestAcknowledgements()
 }

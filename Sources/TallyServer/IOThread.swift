@@ -440,6 +440,8 @@ final class IOThread: @unchecked Sendable {
     /// iteration, and no reply leaves before the writes it acknowledges are in the AOF.
     /// `running`, a busy script's connection, stays queued (its reply is not written yet).
     private func flushPending(except running: Connection? = nil) {
+        // The writes of this iteration go to the replicas with one wake-up of their threads.
+        server.replication.wakeReplicasIfDue()
         if !heldForDurability.isEmpty {
             // Still flagged queuedForFlush, so nothing else enqueued them meanwhile.
             pendingFlush.append(contentsOf: heldForDurability)

@@ -83,6 +83,7 @@ public final class Server: Sendable {
                 + DumpCommands.specs(codec: core.persistence))
         engine.installDumpCodec(core.persistence)
         core.replication.install(engine: engine)
+        engine.threadStarter.withLock { $0 = { body in startThread(body) } }
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         core.applySlowLogSettings(from: configuration, to: engine)
@@ -225,6 +226,8 @@ public final class Server: Sendable {
                 usleep(UInt32(1_000_000 / core.hz))
                 let now = SystemClock().nowMilliseconds()
                 engine.activeExpireCycle()
+                // Expired keys' DELs reach the replicas now, not at the next I/O loop pass.
+                core.replication.wakeReplicasIfDue()
                 core.persistence.tick()
                 // replicationCron runs once a second in Redis too.
                 if now - lastReplicationMilliseconds >= 1000 {

@@ -254,16 +254,18 @@ private final class ReplicaStreamer {
         let decision = replication.attachFull(link)
         keyspace.unlockExclusive(locked)
         guard case .full(let replid, let offset) = decision else { return false }
-        link.log(.notice, "Starting BGSAVE for SYNC with target: \(diskless ? "replicas sockets" : "disk")")
-        if handshake.psync != nil {
-            guard send(Array("+FULLRESYNC \(replid) \(offset)\r\n".utf8)) else { return false }
-        }
+        // Serialized at once, before anything can fail: the shards' pending images are released
+        // as soon as possible (writers would otherwise serialize them first).
         let payload: [UInt8]
         do {
             payload = try writeSnapshot(image, to: MemorySink(), options: options).bytes
         } catch {
             link.log(.warning, "Failed producing the RDB for replica \(name): \(error)")
             return false
+        }
+        link.log(.notice, "Starting BGSAVE for SYNC with target: \(diskless ? "replicas sockets" : "disk")")
+        if handshake.psync != nil {
+            guard send(Array("+FULLRESYNC \(replid) \(offset)\r\n".utf8)) else { return false }
         }
         if diskless {
             let mark = Array(ReplicationState.randomID().utf8)
