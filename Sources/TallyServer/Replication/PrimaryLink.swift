@@ -563,6 +563,7 @@ final class PrimaryLink: Sendable {
         fsyncTracker.record(replicationOffset: offset, logOffset: 0)
         let initialFsynced = fsyncTracker.fsyncedOffset(persistence, atMost: offset)
         try connection.sendCommand(["REPLCONF", "ACK", String(offset), "FACK", String(initialFsynced)])
+        var lastFsyncedSent = initialFsynced
         var lastAck = wallMilliseconds()
         while true {
             if case .protocolError(let text) = applyBatch(&applier, target) {
@@ -575,6 +576,10 @@ final class PrimaryLink: Sendable {
             if read > 0, case .protocolError(let text) = applyBatch(&applier, target) {
                 throw .refused("Protocol error from MASTER: \(text)")
             }
+            // The AOF records of what was applied reach the kernel now (and the disk under
+            // appendfsync always), as Redis's beforeSleep flushes them after each event-loop pass:
+            // a replica is as durable as a primary, and FACK can move.
+            engine.attachedLog?.waitUntilDurable(target.session.pendingLogOffset)
             let now = wallMilliseconds()
             status.withLock { state in
                 state.appliedOffset = applier.appliedOffset
@@ -591,9 +596,14 @@ final class PrimaryLink: Sendable {
                 let fsynced = fsyncTracker.fsyncedOffset(persistence, atMost: pending)
                 try connection.sendCommand(["REPLCONF", "ACK", String(pending), "FACK", String(fsynced)])
             }
-            if now - lastAck >= 1000 || ackRequested.exchange(false, ordering: .acquiringAndReleasing) {
+            // Every second, and as soon as more of the stream is fsynced (WAITAOF waits on it).
+            let fsynced = fsyncTracker.hasPending || now - lastAck >= 1000
+                ? fsyncTracker.fsyncedOffset(persistence, atMost: applier.appliedOffset) : lastFsyncedSent
+            if now - lastAck >= 1000 || fsynced > lastFsyncedSent
+                || ackRequested.exchange(false, ordering: .acquiringAndReleasing)
+            {
                 lastAck = now
-                let fsynced = fsyncTracker.fsyncedOffset(persistence, atMost: applier.appliedOffset)
+                lastFsyncedSent = fsynced
                 try connection.sendCommand(
                     ["REPLCONF", "ACK", String(applier.appliedOffset), "FACK", String(fsynced)])
             }
@@ -688,6 +698,9 @@ struct FsyncedOffsetTracker {
     static let pendingBatchesMax = 256
     private var pending: [(replication: Int64, log: UInt64)] = []
     private var fsynced: Int64 = -1
+
+    /// True while some applied batch is not known to be fsynced.
+    var hasPending: Bool { !pending.isEmpty }
 
     /// Notes that the stream up to `replicationOffset` is applied and logged up to `logOffset`.
     mutating func record(replicationOffset: Int64, logOffset: UInt64) {
