@@ -135,7 +135,8 @@ public enum PersistenceCommands {
                 if localDone && count >= replicas {
                     if waiter.claim() {
                         registry.removeExternal(waiter)
-                        waiter.publish(waitAOFReply(localFsynced.reached.load(ordering: .acquiring), count), logOffset: 0)
+                        let fsynced = localFsynced.reached.load(ordering: .acquiring)
+                        waiter.publish(waitAOFReply(fsynced, count), logOffset: 0)
                     }
                     return
                 }

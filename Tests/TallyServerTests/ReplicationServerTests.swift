@@ -108,7 +108,9 @@ final class ReplicationServerTests: ServerTestCase {
             }
             XCTAssertEqual(actual, wanted, "\(read)", file: file, line: line)
         }
-        guard case .integer(let ttl) = try replica.call("TTL", "ttl") else { return XCTFail("TTL", file: file, line: line) }
+        guard case .integer(let ttl) = try replica.call("TTL", "ttl") else {
+            return XCTFail("TTL", file: file, line: line)
+        }
         XCTAssertGreaterThan(ttl, 400, file: file, line: line)
         _ = try replica.call("SELECT", "5")
         XCTAssertEqual(try replica.call("GET", "indb5"), .bulk(Array("five".utf8)), file: file, line: line)
@@ -159,6 +161,29 @@ final class ReplicationServerTests: ServerTestCase {
         XCTAssertTrue(stats.contains("sync_full:1\r\n"), stats)
         XCTAssertTrue(stats.contains("sync_partial_ok:1\r\n"), stats)
         XCTAssertEqual(try info(primary, "master_replid"), replid)
+    }
+
+    /// Writes made while the primary waits out repl-diskless-sync-delay are in the image and
+    /// reach the replica once (INCRs would show a double application). The first replica makes
+    /// the backlog exist, so the second one's delay runs while the stream is being fed.
+    func testWritesDuringTheDisklessDelayArriveOnce() throws {
+        let server = try start(["--repl-diskless-sync-delay", "1"])
+        let primary = try RESPClient(port: server.port)
+        let (first, _) = try startRedisReplica(of: server.port)
+        try waitForCatchUp(primary: primary, replica: first)
+        let (second, _) = try startRedisReplica(of: server.port)
+        let deadline = Date().addingTimeInterval(1.5)
+        var increments: Int64 = 0
+        while Date() < deadline {
+            _ = try primary.call("INCR", "during")
+            increments += 1
+            usleep(10_000)
+        }
+        try waitForCatchUp(primary: primary, replica: second)
+        try waitForCatchUp(primary: primary, replica: first)
+        for replica in [first, second] {
+            XCTAssertEqual(try replica.call("GET", "during"), .bulk(Array(String(increments).utf8)))
+        }
     }
 
     func testMinReplicasToWriteRefusesWithoutEnoughGoodReplicas() throws {

@@ -181,6 +181,34 @@ import Testing
         #expect(state.snapshot.backlogFirstByteOffset == 1)
     }
 
+    /// A replica waiting out repl-diskless-sync-delay gets no stream bytes: the image taken
+    /// after the delay holds those writes, so sending them too would apply them twice.
+    @Test func aReplicaWaitingForItsSnapshotGetsNothingUntilTheImage() throws {
+        let state = ReplicationState()
+        let first = try makeLink(id: 3)
+        let waiting = try makeLink(id: 4)
+        defer { closeLink(first); closeLink(waiting) }
+        _ = state.attachFull(first)
+        state.registerWaiting(waiting)
+        var batch = PropagationBuffer()
+        batch.append(database: 0, [Array("INCR".utf8), Array("k".utf8)])
+        let before = state.append(batch)
+        guard case .full(_, let offset) = state.attachFull(waiting) else {
+            Issue.record("expected a full sync")
+            return
+        }
+        #expect(offset == before)
+        var taken: [UInt8] = []
+        #expect(state.takePending(waiting, into: &taken))
+        #expect(taken.isEmpty)
+        _ = state.append(batch)
+        #expect(state.takePending(waiting, into: &taken))
+        var expected: [UInt8] = []
+        RESPRecord.append([Array("SELECT".utf8), Array("0".utf8)], to: &expected)
+        RESPRecord.append([Array("INCR".utf8), Array("k".utf8)], to: &expected)
+        #expect(taken == expected)
+    }
+
     /// Our own clients' writes are not fed while we follow a primary; its bytes are, verbatim.
     @Test func aReplicaFeedsOnlyItsPrimarysBytes() throws {
         let state = ReplicationState()

@@ -210,7 +210,8 @@ extension ServerCore {
             context.output.writeBulkString(host.utf8)
             context.output.writeInteger(port)
             context.output.writeBulkString(replication.primaryLinkStateName.withLock { $0 }.utf8)
-            context.output.writeInteger(replication.primaryLinkUp.load(ordering: .relaxed) ? state.masterReplOffset : -1)
+            let linkUp = replication.primaryLinkUp.load(ordering: .relaxed)
+            context.output.writeInteger(linkUp ? state.masterReplOffset : -1)
         }
     }
 }

@@ -26,7 +26,8 @@ extension ServerCore {
         for link in links {
             // Replicas in no reportable state are skipped, as replstateToString's "" is.
             guard let syncState = replication.syncState(link) else { continue }
-            let lag = syncState == .online ? max(0, (now - link.ackTimeMilliseconds.load(ordering: .relaxed)) / 1000) : 0
+            let acked = link.ackTimeMilliseconds.load(ordering: .relaxed)
+            let lag = syncState == .online ? max(0, (now - acked) / 1000) : 0
             field("slave\(index)", "ip=\(link.announcedAddress),port=\(link.listeningPort),state=\(syncState.infoName),"
                 + "offset=\(link.ackedOffset.load(ordering: .relaxed)),lag=\(lag)")
             index += 1

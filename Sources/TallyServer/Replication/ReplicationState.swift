@@ -244,13 +244,17 @@ public final class ReplicationState: ReplicationFeed, Sendable {
     static func feed(_ bytes: UnsafeRawBufferPointer, into core: inout Core, limits: OutputBufferLimits) {
         core.backlog?.append(bytes)
         core.masterReplOffset += Int64(bytes.count)
-        for index in core.replicas.indices where !core.replicas[index].mustClose {
+        // A replica still waiting for its snapshot gets nothing: the image it will receive holds
+        // these writes already, and its stream starts at the image's offset (attachFull).
+        for index in core.replicas.indices
+        where !core.replicas[index].mustClose && core.replicas[index].state != .waitingForSnapshot {
             core.replicas[index].pending.append(contentsOf: bytes)
             let queued = core.replicas[index].pending.count + core.replicas[index].inFlightBytes
             let hard = limits.hardBytes.load(ordering: .relaxed)
             let soft = limits.softBytes.load(ordering: .relaxed)
             // The clock is read only when a limit is near: under it, feeding costs no syscall.
-            if (hard > 0 && queued >= hard) || (soft > 0 && queued >= soft) || core.replicas[index].softLimitSince != 0 {
+            let overSoft = (soft > 0 && queued >= soft) || core.replicas[index].softLimitSince != 0
+            if (hard > 0 && queued >= hard) || overSoft {
                 let now = SystemClock().nowMilliseconds()
                 if limits.exceeded(pendingBytes: queued, nowMilliseconds: now,
                                    softSince: &core.replicas[index].softLimitSince)
@@ -277,7 +281,8 @@ public final class ReplicationState: ReplicationFeed, Sendable {
             wakeDue.store(false, ordering: .releasing)
             guard core.wakeDue else { return }
             core.wakeDue = false
-            for index in core.replicas.indices where core.replicas[index].wakeArmed && !core.replicas[index].pending.isEmpty {
+            for index in core.replicas.indices
+            where core.replicas[index].wakeArmed && !core.replicas[index].pending.isEmpty {
                 core.replicas[index].wakeArmed = false
                 core.replicas[index].link.wake()
             }
@@ -504,8 +509,7 @@ public final class ReplicationState: ReplicationFeed, Sendable {
             core.streamDatabase = -1
             if let index = core.replicas.firstIndex(where: { $0.link === link }) {
                 core.replicas[index].state = .sendingSnapshot
-                // What was fed while it waited is in the image: its stream starts after it.
-                core.replicas[index].pending = []
+                core.replicas[index].pending.removeAll()
             } else {
                 core.replicas.append(ReplicaSlot(link: link, state: .sendingSnapshot))
             }
@@ -537,7 +541,8 @@ public final class ReplicationState: ReplicationFeed, Sendable {
     /// Marks the replica online (after its snapshot was sent).
     func setOnline(_ link: ReplicaLink) {
         core.withLock { core in
-            if let index = core.replicas.firstIndex(where: { $0.link === link }) { core.replicas[index].state = .online }
+            guard let index = core.replicas.firstIndex(where: { $0.link === link }) else { return }
+            core.replicas[index].state = .online
         }
     }
 
@@ -558,7 +563,8 @@ public final class ReplicationState: ReplicationFeed, Sendable {
     /// The replica's thread wrote what it took.
     func finishedWriting(_ link: ReplicaLink) {
         core.withLock { core in
-            if let index = core.replicas.firstIndex(where: { $0.link === link }) { core.replicas[index].inFlightBytes = 0 }
+            guard let index = core.replicas.firstIndex(where: { $0.link === link }) else { return }
+            core.replicas[index].inFlightBytes = 0
         }
     }
 
