@@ -40,6 +40,11 @@ public enum BlockedOperation: Sendable {
     /// XREAD / XREADGROUP BLOCK: entries after `ids` (one per key, `.max` for `>`), at most
     /// `count`, through `group` as `consumer` when given (see StreamCommands.serveBlocked).
     case streamRead(ids: [StreamID], count: Int, group: [UInt8]?, consumer: [UInt8], noAck: Bool)
+    /// WAIT (and any wait on something other than keys): served by whoever publishes a reply
+    /// (the replication code, on an ACK); on timeout or CLIENT UNBLOCK it replies `timeoutReply()`,
+    /// computed then (WAIT answers the replicas that acknowledged so far; blocked.c
+    /// replyToBlockedClientTimedOut).
+    case external(timeoutReply: @Sendable () -> [UInt8])
 }
 
 /// One parked client. Created and registered by its command on the client's thread; served on
@@ -56,6 +61,9 @@ public final class BlockedWaiter: Sendable {
     public let deadline: Int64
     private let wake: @Sendable () -> Void
     private let published = Mutex<(reply: [UInt8], logOffset: UInt64)?>(nil)
+    /// An external waiter is answered once: by a publisher, a timeout or CLIENT UNBLOCK, whoever
+    /// claims it first (the key registry plays this part for the others).
+    private let claimed = Atomic<Bool>(false)
 
     init(clientID: Int64, database: Int, keys: [[UInt8]], operation: BlockedOperation,
          protocolVersion: RESPVersion, deadline: Int64, wake: @escaping @Sendable () -> Void) {
@@ -67,6 +75,20 @@ public final class BlockedWaiter: Sendable {
         self.deadline = deadline
         self.wake = wake
     }
+
+    /// A waiter for something other than keys (`BlockedOperation.external`); park it with
+    /// `BlockingRegistry.registerExternal` and serve it with `claim()` then `publish`.
+    public convenience init(clientID: Int64, protocolVersion: RESPVersion, deadline: Int64,
+                            wake: @escaping @Sendable () -> Void, timeoutReply: @escaping @Sendable () -> [UInt8]) {
+        self.init(clientID: clientID, database: 0, keys: [], operation: .external(timeoutReply: timeoutReply),
+                  protocolVersion: protocolVersion, deadline: deadline, wake: wake)
+    }
+
+    /// True for the one caller that gets to answer an external waiter.
+    public func claim() -> Bool { !claimed.exchange(true, ordering: .acquiringAndReleasing) }
+
+    /// True once an external waiter was answered (or claimed for answering).
+    public var isClaimed: Bool { claimed.load(ordering: .acquiring) }
 
     /// Hands the reply to the owning thread (after the log holds the served pops) and wakes it.
     public func publish(_ reply: [UInt8], logOffset: UInt64) {
@@ -85,7 +107,11 @@ public final class BlockedWaiter: Sendable {
 
     /// The reply on timeout: a null array for the pops, a null bulk for the moves.
     public func writeTimeoutReply(into output: inout OutputBuffer) {
-        if case .move = operation { output.writeNull() } else { output.writeNullArray() }
+        switch operation {
+        case .move: output.writeNull()
+        case .external(let timeoutReply): output.writeBytes(timeoutReply())
+        default: output.writeNullArray()
+        }
     }
 }
 
@@ -99,16 +125,37 @@ public final class BlockingRegistry: Sendable {
 
     private let table = Mutex<Table>(Table())
     private let waiterCount = Atomic<Int>(0)
+    /// Parked external waiters by client id; apart from `waiterCount`, since they hold no key
+    /// and must not make every command take all shards.
+    private let externalWaiters = Mutex<[Int64: BlockedWaiter]>([:])
+    private let externalCount = Atomic<Int>(0)
 
     /// True while any client is parked (one atomic load, read by every shard lock).
     @inline(__always) public var hasWaiters: Bool { waiterCount.load(ordering: .acquiring) > 0 }
 
     /// Number of parked clients (INFO `blocked_clients`).
-    public var count: Int { waiterCount.load(ordering: .relaxed) }
+    public var count: Int { waiterCount.load(ordering: .relaxed) + externalCount.load(ordering: .relaxed) }
+
+    /// Parks an external waiter (WAIT): found by CLIENT UNBLOCK, counted in blocked_clients.
+    public func registerExternal(_ waiter: BlockedWaiter) {
+        externalWaiters.withLock { $0[waiter.clientID] = waiter }
+        externalCount.add(1, ordering: .relaxed)
+    }
+
+    /// Forgets an external waiter once answered (whoever answered it).
+    public func removeExternal(_ waiter: BlockedWaiter) {
+        let removed = externalWaiters.withLock { waiters -> Bool in
+            guard waiters[waiter.clientID] === waiter else { return false }
+            waiters[waiter.clientID] = nil
+            return true
+        }
+        if removed { externalCount.subtract(1, ordering: .relaxed) }
+    }
 
     /// The parked waiter of client `id`, if any (CLIENT UNBLOCK).
     public func waiter(clientID id: Int64) -> BlockedWaiter? {
-        table.withLock { table in
+        if let external = externalWaiters.withLock({ $0[id] }) { return external }
+        return table.withLock { table in
             for queue in table.queues.values {
                 if let waiter = queue.first(where: { $0.clientID == id }) { return waiter }
             }
@@ -133,6 +180,11 @@ public final class BlockingRegistry: Sendable {
     /// Removes a waiter that has not been served (timeout, disconnect, CLIENT UNBLOCK); false when
     /// a push already claimed it, in which case its reply is being published.
     public func cancel(_ waiter: BlockedWaiter) -> Bool {
+        if case .external = waiter.operation {
+            guard waiter.claim() else { return false }
+            removeExternal(waiter)
+            return true
+        }
         let removed = table.withLock { table in Self.remove(waiter, from: &table) }
         if removed { waiterCount.subtract(1, ordering: .releasing) }
         return removed
@@ -259,6 +311,8 @@ public final class BlockingRegistry: Sendable {
                 record = legacy ? [Words.rpoplpush, keyBytes, destination]
                     : [Words.lmove, keyBytes, destination, ListCommands.endWord(from), ListCommands.endWord(to)]
                 changes += 1
+            case .external:
+                preconditionFailure("external waiters are never queued on keys")
             case .streamRead:
                 let served = StreamCommands.serveBlocked(waiter, key: watched.key, shard: shard, now: now,
                                                          events: events)
@@ -281,7 +335,7 @@ public final class BlockingRegistry: Sendable {
             events.fire(.list, from == .head ? "lpop" : "rpop", key: keyBytes, database: database)
         case .sortedSetPop(let max, _):
             events.fire(.zset, max ? "zpopmax" : "zpopmin", key: keyBytes, database: database)
-        case .streamRead:
+        case .streamRead, .external:
             break   // returned above: serveBlocked fires xgroup-createconsumer
         }
         if !shard.contains(database, watched.key, now: now) {

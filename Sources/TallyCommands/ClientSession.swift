@@ -28,6 +28,16 @@ public final class ClientSession {
     public var observedLogOffset: UInt64 = 0
     /// The offset the pending replies wait for: this session's own writes and what it observed.
     @inline(__always) public var replyLogOffset: UInt64 { Swift.max(pendingLogOffset, observedLogOffset) }
+    /// The replication stream offset just past this session's last write (WAIT waits for
+    /// replicas to acknowledge it; Redis's `c->woff`).
+    public var replicationOffset: Int64 = 0
+    /// True for the session that applies our primary's replication stream: its writes reach
+    /// our AOF as usual but not the replication stream by propagation, since the primary's bytes
+    /// are fed to the backlog verbatim (Redis's CLIENT_MASTER, replicationFeedStreamFromMasterStream).
+    public var isReplicationPrimaryLink: Bool = false
+    /// Set by SYNC/PSYNC: after this command the I/O thread hands the connection to the
+    /// replication code, which serves it on its own thread from then on.
+    public var handsOffConnection: Bool = false
     /// Name of the last command executed (CLIENT LIST `cmd=`).
     public var lastCommandName: String = "NULL"
     /// Peer and local addresses as CLIENT LIST prints them ("127.0.0.1:5000").

@@ -39,6 +39,22 @@ public struct CommandStatisticsRow: Sendable {
     public var failedCalls: Int64
 }
 
+/// What dispatch refuses or skips on a replica (`CommandEngine.setReplicaRole`).
+public struct ReplicaRole: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// REPLICAOF host port is in force: keys past their TTL stay until the primary's DEL.
+    public static let replica = ReplicaRole(rawValue: 1)
+    /// replica-read-only yes: writes from clients other than the primary get -READONLY.
+    public static let readOnly = ReplicaRole(rawValue: 2)
+    /// The link is not connected and replica-serve-stale-data is no: commands without the
+    /// `stale` flag get -MASTERDOWN.
+    public static let deniesStaleData = ReplicaRole(rawValue: 4)
+    /// replica-ignore-maxmemory yes: a replica neither evicts nor refuses with OOM
+    /// (evict.c isReplicaThatIgnoresMaxmemory); the primary's DELs keep it in step.
+    public static let ignoresMaxmemory = ReplicaRole(rawValue: 8)
+}
+
 /// Executes commands against the sharded keyspace; shared by every I/O thread.
 ///
 /// ```
@@ -89,6 +105,13 @@ public final class CommandEngine: Sendable {
     private let payloadCodec = Mutex<(any DumpPayloadCodec)?>(nil)
     private let log = Mutex<(any AppendLog)?>(nil)
     private let hasLog = Atomic<Bool>(false)
+    /// The replication stream, while one exists (Redis creates its backlog when the first replica
+    /// attaches: until then writes cost nothing more than with no replication at all).
+    private let feed = Mutex<(any ReplicationFeed)?>(nil)
+    private let hasFeed = Atomic<Bool>(false)
+    /// True while the AOF or the replication stream is attached: commands then record what they
+    /// propagate (one atomic load per command otherwise).
+    private let hasSink = Atomic<Bool>(false)
     /// The highest offset the attached log returned (raised with the shard locks still held),
     /// read once per command to give every reply the durability wait of what it could observe.
     private let appendedHighWater = Atomic<UInt64>(0)
@@ -122,8 +145,13 @@ public final class CommandEngine: Sendable {
     private let hashMaxValue = Atomic<Int>(HashLimits.standard.maxValueBytes)
     /// `list-max-listpack-size`, clamped (see `ListFill`).
     private let listFillValue = Atomic<Int>(ListFill.standard.value)
+    /// True while `min-replicas-to-write` is set and fewer good replicas are attached.
+    private let lacksGoodReplicas = Atomic<Bool>(false)
     /// True while the dataset loads at start-up (see `setLoading`).
     private let loadingDataset = Atomic<Bool>(false)
+    /// This server's replica role as dispatch reads it (`ReplicaRole` bits; 0 = a primary, so
+    /// a primary pays one relaxed load per command for it).
+    private let replicaRole = Atomic<UInt8>(0)
     /// The PING row: Redis refuses PING too while persistence is failing, so a health check
     /// notices (server.c processCommand).
     private let pingRow: Int
@@ -186,10 +214,32 @@ public final class CommandEngine: Sendable {
     public func attachLog(_ log: (any AppendLog)?) {
         self.log.withLock { $0 = log }
         hasLog.store(log != nil, ordering: .releasing)
+        hasSink.store(log != nil || hasFeed.load(ordering: .acquiring), ordering: .releasing)
     }
 
-    /// True while a log is attached (one atomic load: the per-command propagation fast path).
-    @inline(__always) var isLogAttached: Bool { hasLog.load(ordering: .acquiring) }
+    /// Attaches the replication stream (nil detaches it: no backlog and no replica).
+    public func attachReplicationFeed(_ feed: (any ReplicationFeed)?) {
+        self.feed.withLock { $0 = feed }
+        hasFeed.store(feed != nil, ordering: .releasing)
+        hasSink.store(feed != nil || hasLog.load(ordering: .acquiring), ordering: .releasing)
+    }
+
+    /// The attached replication stream, if any.
+    public var attachedReplicationFeed: (any ReplicationFeed)? {
+        if !hasFeed.load(ordering: .acquiring) { return nil }
+        return feed.withLock { $0 }
+    }
+
+    /// True while a log or the replication stream is attached (one atomic load: the per-command
+    /// propagation fast path).
+    @inline(__always) var isLogAttached: Bool { hasSink.load(ordering: .acquiring) }
+
+    /// Sends a batch nobody's command produced (evictions, active expiry) to the AOF and the
+    /// replication stream.
+    private func appendToSinks(_ batch: borrowing PropagationBuffer, log: (any AppendLog)?) {
+        if let log { _ = log.append(batch) }
+        if let feed = attachedReplicationFeed { _ = feed.append(batch) }
+    }
 
     /// The attached log, if any.
     public var attachedLog: (any AppendLog)? {
@@ -242,6 +292,11 @@ public final class CommandEngine: Sendable {
                 if exchanged { break }
                 seen = original
             }
+        }
+        // The primary's own stream, applied on its link, reaches the backlog verbatim instead
+        // (ReplicationState.feedVerbatim), so offsets stay the primary's byte for byte.
+        if !session.isReplicationPrimaryLink, let feed = attachedReplicationFeed {
+            session.replicationOffset = feed.append(session.propagation)
         }
         session.propagation.removeAll()
     }
@@ -401,20 +456,36 @@ public final class CommandEngine: Sendable {
         if transaction && flags.contains(.noMulti) {
             return refuse(row, reason: Self.notInTransactionReason, session: session, statistics, output: &output)
         }
-        if memoryLimit.load(ordering: .relaxed) != 0
+        let role = ReplicaRole(rawValue: replicaRole.load(ordering: .relaxed))
+        if memoryLimit.load(ordering: .relaxed) != 0 && !role.contains(.ignoresMaxmemory)
             && !enforceMemoryLimit(flags, row: row, isExec: isExec, session: session)
         {
             return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
         }
         let isWrite = flags.contains(.write) || (isExec && session.transaction.queuedFlags.contains(.write))
-        if isWrite || row == pingRow, let refusal = attachedLog?.writeRefusal() {
+        // The primary's stream is applied even when this replica cannot persist (Redis logs it,
+        // or panics under repl-ignore-disk-write-error no): refusing it would fork the data.
+        if isWrite || row == pingRow, !session.isReplicationPrimaryLink, let refusal = attachedLog?.writeRefusal() {
             return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics, output: &output)
+        }
+        // min-replicas-to-write, checked right after MISCONF as server.c processCommand does
+        // (checkGoodReplicasStatus); the replication cron and ACKs keep the flag current.
+        if isWrite && lacksGoodReplicas.load(ordering: .relaxed) && !session.isReplicationPrimaryLink {
+            return refuse(row, reason: Self.noReplicasReason, session: session, statistics, output: &output)
+        }
+        if role.contains(.readOnly) && isWrite && !session.isReplicationPrimaryLink {
+            return refuse(row, reason: Self.readOnlyReplicaReason, session: session, statistics, output: &output)
         }
         if session.subscriptionTotal > 0 && session.protocolVersion == .resp2
             && !flags.contains(.allowedWhileSubscribed)
         {
             return refuse(row, reason: subscribedContextReason(arguments, row: row), session: session, statistics,
                           output: &output)
+        }
+        if role.contains(.deniesStaleData) && !session.isReplicationPrimaryLink
+            && (!flags.contains(.stale) || (isExec && session.transaction.queuedMissingFlags.contains(.stale)))
+        {
+            return refuse(row, reason: Self.masterDownReason, session: session, statistics, output: &output)
         }
         if loadingDataset.load(ordering: .acquiring) && !session.isReplayingLog
             && (!flags.contains(.loading) || (isExec && session.transaction.queuedMissingFlags.contains(.loading)))
@@ -469,6 +540,8 @@ public final class CommandEngine: Sendable {
     static let notInTransactionReason: [UInt8] = Array("Command not allowed inside a transaction".utf8)
     static let loadingReason: [UInt8] = errorReason(RedisError.loading)
     static let monitorKeyspaceReason: [UInt8] = Array("Replica can't interact with the keyspace".utf8)
+    static let readOnlyReplicaReason: [UInt8] = errorReason(RedisError.readOnlyReplica)
+    static let masterDownReason: [UInt8] = errorReason(RedisError.masterDown)
 
     private static func errorReason(_ text: StaticString) -> [UInt8] {
         Array("-".utf8) + text.withUTF8Buffer { Array($0) }
@@ -478,10 +551,36 @@ public final class CommandEngine: Sendable {
 
     /// Marks the dataset as loading (start-up): until it is cleared, commands without the
     /// `loading` flag are answered -LOADING.
+    /// Runs `body` on a thread of its own (the server installs its pthread starter): waits that
+    /// must not hold an I/O thread, such as WAITAOF's fsync, run there. Nil in tests: such
+    /// commands then wait inline.
+    public let threadStarter = Mutex<(@Sendable (@escaping @Sendable () -> Void) -> Void)?>(nil)
+
+    /// Refuses (true) or allows writes for `min-replicas-to-write` (the replication code decides).
+    public func setLacksGoodReplicas(_ lacking: Bool) { lacksGoodReplicas.store(lacking, ordering: .relaxed) }
+
+    /// True while writes are refused with -NOREPLICAS.
+    var lacksGoodReplicasForWrites: Bool { lacksGoodReplicas.load(ordering: .relaxed) }
+
+    static let noReplicasReason: [UInt8] = Array("-NOREPLICAS Not enough good replicas to write.".utf8)
+
     public func setLoading(_ loading: Bool) { loadingDataset.store(loading, ordering: .releasing) }
 
     /// True while the dataset is loading.
     public var isLoading: Bool { loadingDataset.load(ordering: .acquiring) }
+
+    // MARK: Replica role
+
+    /// Sets what dispatch enforces for this server's replica role (REPLICAOF, the link's state
+    /// and the replica-* options); `[]` for a primary. Active expiry stops and the keyspace keeps
+    /// keys past their TTL while `.replica` is set (only the primary's DELs remove them).
+    public func setReplicaRole(_ role: ReplicaRole) {
+        keyspace.expiryGate.setReplica(role.contains(.replica))
+        replicaRole.store(role.rawValue, ordering: .releasing)
+    }
+
+    /// The replica role dispatch enforces now.
+    public var replicaRoleFlags: ReplicaRole { ReplicaRole(rawValue: replicaRole.load(ordering: .acquiring)) }
 
     // MARK: maxmemory
 
@@ -616,11 +715,11 @@ public final class CommandEngine: Sendable {
             now: clock.nowMilliseconds(), cursor: &cursor
         ) { victims in
             for victim in victims { keyspaceEvents.publishEvicted(victim) }
-            guard let log else { return }
+            guard log != nil || hasFeed.load(ordering: .acquiring) else { return }
             for victim in victims {
                 propagation.append(database: victim.database, [Array("DEL".utf8), victim.key.bytes])
             }
-            _ = log.append(propagation)
+            appendToSinks(propagation, log: log)
             propagation.removeAll()
         }
         evictionCursor.store(cursor, ordering: .relaxed)
@@ -775,8 +874,10 @@ public final class CommandEngine: Sendable {
     /// while more than 25% of a sample was expired, within a time budget of ~25 ms per call.
     /// Deleted keys are logged as DEL while their shard is locked.
     public func activeExpireCycle() {
-        // Nothing expires while clients are paused (expire.c activeExpireCycle).
+        // Nothing expires while clients are paused (expire.c activeExpireCycle), nor on a
+        // replica, which waits for its primary's DELs (server.c databasesCron: iAmMaster()).
         if clientPause.current(now: clock.nowMilliseconds()) != .none { return }
+        if keyspace.expiryGate.isReplica { return }
         let started = monotonicMicroseconds()
         let deadline = started + 25_000
         defer {
@@ -808,7 +909,7 @@ public final class CommandEngine: Sendable {
                     keyspaceEvents.publishExpired(expired)
                 }
                 shard.expiredDuringOperation.removeAll(keepingCapacity: true)
-                if let log { _ = log.append(propagation) }
+                appendToSinks(propagation, log: log)
                 propagation.removeAll()
             }
             shard.unlock()

@@ -1,4 +1,6 @@
 // PersistenceCommands: SAVE, BGSAVE, LASTSAVE, BGREWRITEAOF and WAITAOF, with Redis 7.0.15's replies.
+import Glibc
+import Synchronization
 import TallyKeyspace
 import TallyProtocol
 
@@ -76,10 +78,14 @@ public enum PersistenceCommands {
         }
     }
 
-    // Redis's waitaofCommand: the integers go through getLongLongFromObjectOrReply (string2ll).
+    // Redis's waitaofCommand (7.2): the integers go through getLongLongFromObjectOrReply (string2ll).
+    // Replies [local fsynced, replicas whose AOF fsynced this client's last write]. Unless it runs
+    // inside EXEC (Redis answers at once there), the client parks and a helper thread waits for
+    // the fsync and the replicas' FACKs, so no I/O thread blocks; the timeout reply counts what
+    // was reached by then (blocked.c replyToBlockedClientTimedOut).
     static func waitAOF(_ context: inout CommandContext, control: any PersistenceControl) {
         let arguments = context.arguments
-        guard let local = parseRedisInteger(arguments[1]), parseRedisInteger(arguments[2]) != nil,
+        guard let local = parseRedisInteger(arguments[1]), let replicas = parseRedisInteger(arguments[2]),
             let timeout = parseRedisInteger(arguments[3])
         else {
             context.output.writeError(RedisError.notInteger)
@@ -89,19 +95,62 @@ public enum PersistenceCommands {
             context.output.writeError("ERR timeout is negative")
             return
         }
-        var fsynced = false
-        if local > 0 {
-            guard let result = control.waitFsynced(context.session.pendingLogOffset, timeoutMilliseconds: timeout)
-            else {
-                context.output.writeError("ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.")
-                return
-            }
-            fsynced = result
-        } else if let result = control.waitFsynced(context.session.pendingLogOffset, timeoutMilliseconds: 1) {
-            fsynced = result
+        // Offset 0 is covered by any log, so this only asks whether there is one (no fsync, no wait).
+        let appendOnly = control.waitFsynced(0, timeoutMilliseconds: 1) != nil
+        if local > 0 && !appendOnly {
+            context.output.writeError("ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.")
+            return
         }
-        context.output.writeArrayHeader(2)
-        context.output.writeInteger(fsynced ? 1 : 0)
-        context.output.writeInteger(0)
+        let offset = context.session.pendingLogOffset
+        let replicaOffset = context.session.replicationOffset
+        let feed = context.engine.attachedReplicationFeed
+        let countReplicas: @Sendable () -> Int = { feed?.fsyncedReplicaCount(atLeast: replicaOffset) ?? 0 }
+        let localWait = local > 0 ? timeout : 1
+        guard !context.insideExec, let wake = context.session.wakeOwner,
+              let start = context.engine.threadStarter.withLock({ $0 })
+        else {
+            let fsynced = appendOnly && (control.waitFsynced(offset, timeoutMilliseconds: localWait) ?? false)
+            context.output.writeBytes(waitAOFReply(fsynced, countReplicas()))
+            return
+        }
+        let localFsynced = WaitProgress()
+        let waiter = BlockedWaiter(
+            clientID: context.session.id, protocolVersion: context.session.protocolVersion,
+            deadline: timeout == 0 ? 0 : context.now + timeout, wake: wake,
+            timeoutReply: { waitAOFReply(localFsynced.reached.load(ordering: .acquiring), countReplicas()) })
+        let registry = context.engine.blocking
+        registry.registerExternal(waiter)
+        context.session.blockedWaiter = waiter
+        if replicas > 0 { feed?.requestAcknowledgements() }
+        start {
+            if appendOnly {
+                let fsynced = control.waitFsynced(offset, timeoutMilliseconds: localWait) ?? false
+                localFsynced.reached.store(fsynced, ordering: .releasing)
+            }
+            // Replicas report FACK once a second or on GETACK: polled every millisecond until the
+            // goal is met or the client is answered otherwise (timeout, CLIENT UNBLOCK, close).
+            while !waiter.isClaimed {
+                let count = countReplicas()
+                let localDone = local == 0 || localFsynced.reached.load(ordering: .acquiring)
+                if localDone && count >= replicas {
+                    if waiter.claim() {
+                        registry.removeExternal(waiter)
+                        let fsynced = localFsynced.reached.load(ordering: .acquiring)
+                        waiter.publish(waitAOFReply(fsynced, count), logOffset: 0)
+                    }
+                    return
+                }
+                usleep(1000)
+            }
+        }
     }
+
+    static func waitAOFReply(_ localFsynced: Bool, _ replicas: Int) -> [UInt8] {
+        Array("*2\r\n:\(localFsynced ? 1 : 0)\r\n:\(replicas)\r\n".utf8)
+    }
+}
+
+/// What a background wait reached so far (read by the timeout reply on the client's thread).
+final class WaitProgress: Sendable {
+    let reached = Atomic<Bool>(false)
 }

@@ -32,6 +32,12 @@ public enum RedisError {
     public static let invalidCursor: StaticString = "ERR invalid cursor"
     public static let noProto: StaticString = "NOPROTO unsupported protocol version"
     public static let loading: StaticString = "LOADING Redis is loading the dataset in memory"
+    /// A write on a read-only replica (server.c shared.roslaveerr).
+    public static let readOnlyReplica: StaticString = "READONLY You can't write against a read only replica."
+    /// A command without the `stale` flag while the link to the primary is down and
+    /// replica-serve-stale-data is no (server.c shared.masterdownerr).
+    public static let masterDown: StaticString =
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
     public static let valueOutOfRange: StaticString = "ERR value is out of range"
     public static let sameObject: StaticString = "ERR source and destination objects are the same"
     public static let busyKey: StaticString = "BUSYKEY Target key name already exists."

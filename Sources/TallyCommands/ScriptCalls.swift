@@ -95,6 +95,10 @@ enum ScriptCalls {
         if flags.contains(.write) && !run.wroteDataset, let refusal = run.engine.attachedLog?.writeRefusal() {
             return [UInt8(ascii: "-")] + refusal
         }
+        // script.c scriptVerifyWriteCommandAllow checks min-replicas-to-write for every write.
+        if flags.contains(.write) && run.engine.lacksGoodReplicasForWrites && !run.session.isReplicationPrimaryLink {
+            return CommandEngine.noReplicasReason
+        }
         if run.overMemoryLimitAtStart && !run.wroteDataset && !run.allowOOM && flags.contains(.denyOOM) {
             return [UInt8(ascii: "-")] + RedisError.outOfMemory.withUTF8Buffer { Array($0) }
         }

@@ -31,8 +31,7 @@ extension Shard {
             misses &+= 1
             return nil
         }
-        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
-            expire(database, key)
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now, expire(database, key) {
             misses &+= 1
             return nil
         }
@@ -75,10 +74,7 @@ extension Shard {
     func lookupTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         guard let index = tables[database].index(forKey: key) else { return nil }
         var entry = tables[database].values[index]
-        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
-            expire(database, key)
-            return nil
-        }
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now, expire(database, key) { return nil }
         switch accessMode {
         case .lru:
             entry.access = UInt32(truncatingIfNeeded: now / 1000)

@@ -1,4 +1,5 @@
 // Shard: one independently locked slice of the keyspace (all databases), with its operations.
+import Glibc
 import Synchronization
 import TallyProtocol
 
@@ -287,10 +288,7 @@ public final class Shard: @unchecked Sendable {
     /// The live entry for `key` (lazy expiry) without recording an access or counting anything.
     private func liveEntry(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         guard let entry = tables[database][key] else { return nil }
-        if let expiry = entry.expiresAtMilliseconds, expiry <= now {
-            expire(database, key)
-            return nil
-        }
+        if let expiry = entry.expiresAtMilliseconds, expiry <= now, expire(database, key) { return nil }
         return entry
     }
 
@@ -306,14 +304,17 @@ public final class Shard: @unchecked Sendable {
         lookup(database, key, now: now) != nil
     }
 
-    /// Deletes an expired key and records it for DEL propagation (unless clients are paused:
-    /// then the caller treats it as missing and it stays until the pause ends).
-    func expire(_ database: Int, _ key: Key) {
-        if expiryGate.isPaused { return }
+    /// For a key found past its TTL: deletes it and records it for DEL propagation, and
+    /// returns true (it reads as missing). While clients are paused, or on a replica, it stays
+    /// stored and still reads as missing, except to the primary's stream on a replica, for
+    /// which it is live (false): only the primary's DEL removes it (db.c expireIfNeeded).
+    func expire(_ database: Int, _ key: Key) -> Bool {
+        if expiryGate.isPaused { return !expiryGate.readsExpiredAsLive() }
         remove(database, key)
         expiredKeys &+= 1
         expiredDuringOperation.append(DatabaseKey(database: database, key: key))
         hasOperationRecords = true
+        return true
     }
 
     /// Resets hit/miss/expired counters (CONFIG RESETSTAT).
@@ -420,7 +421,7 @@ public final class Shard: @unchecked Sendable {
             if count == 0 { break }
             let key = expiring[database].keys[Int.random(in: 0..<count, using: &random)]
             if let expiry = tables[database][key]?.expiresAtMilliseconds, expiry <= now {
-                expire(database, key)
+                _ = expire(database, key)
                 expired += 1
             } else if let expiry = tables[database][key]?.expiresAtMilliseconds {
                 ttlSum += expiry - now
@@ -622,17 +623,50 @@ extension Shard {
     }
 }
 
-/// Whether expired keys may be deleted now: closed while clients are paused. One per keyspace,
-/// shared by its shards and read only on the expiry path.
+/// Whether expired keys may be deleted now: closed while clients are paused and while this
+/// server is a replica. One per keyspace, shared by its shards and read only on the expiry path
+/// (a key found past its TTL), so the command hot path never looks at it.
 public final class ExpiryGate: Sendable {
-    private let paused = Atomic<Bool>(false)
+    private static let pausedBit: UInt8 = 1
+    private static let replicaBit: UInt8 = 2
+    private let state = Atomic<UInt8>(0)
+    /// The thread that applies the primary's stream (`pthread_self()` as an integer; 0 = none).
+    private let linkThread = Atomic<UInt>(0)
 
     /// An open gate.
     public init() {}
 
-    /// True while expired keys must stay stored.
-    public var isPaused: Bool { paused.load(ordering: .acquiring) }
+    /// True while expired keys must stay stored (clients paused, or a replica).
+    public var isPaused: Bool { state.load(ordering: .acquiring) != 0 }
 
-    /// Closes (true) or opens (false) the gate.
-    public func setPaused(_ value: Bool) { paused.store(value, ordering: .releasing) }
+    /// Closes (true) or opens (false) the gate for CLIENT PAUSE.
+    public func setPaused(_ value: Bool) { setBit(Self.pausedBit, value) }
+
+    /// Marks this keyspace as a replica's (REPLICAOF): a key past its TTL reads as missing to
+    /// clients but stays stored until the primary's DEL (db.c expireIfNeeded with masterhost).
+    public func setReplica(_ value: Bool) { setBit(Self.replicaBit, value) }
+
+    /// True while this keyspace follows a primary.
+    public var isReplica: Bool { state.load(ordering: .acquiring) & Self.replicaBit != 0 }
+
+    /// Names the calling thread as the one applying the primary's stream (`false` forgets it).
+    /// Commands it runs see keys past their TTL as live, as Redis's master client does: only
+    /// the primary decides when a key expires.
+    public func setCurrentThreadAppliesStream(_ value: Bool) {
+        linkThread.store(value ? UInt(pthread_self()) : 0, ordering: .releasing)
+    }
+
+    /// For a key found past its TTL: true when it must read as live (the primary's stream on a
+    /// replica), false when it reads as missing.
+    func readsExpiredAsLive() -> Bool {
+        guard state.load(ordering: .acquiring) & Self.replicaBit != 0 else { return false }
+        let current = UInt(pthread_self())
+        return current != 0 && current == linkThread.load(ordering: .acquiring)
+    }
+
+    private func setBit(_ bit: UInt8, _ value: Bool) {
+        if value { state.bitwiseOr(bit, ordering: .acquiringAndReleasing) } else {
+            state.bitwiseAnd(~bit, ordering: .acquiringAndReleasing)
+        }
+    }
 }

@@ -168,6 +168,59 @@ public enum Posix {
         return fd
     }
 
+    /// Connects a non-blocking TCP socket to `host:port` (an IP literal or a name resolved with
+    /// getaddrinfo, IPv4 or IPv6), waiting at most `timeoutMilliseconds` for the handshake, as
+    /// Redis's replica connects to its primary (connConnect with repl-timeout). Returns the
+    /// descriptor, still non-blocking. The corresponding C functions are `getaddrinfo`, `connect`.
+    public static func connectTCP(host: String, port: Int, timeoutMilliseconds: Int32) throws(Errno) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else {
+            throw Errno(rawValue: EHOSTUNREACH)
+        }
+        defer { freeaddrinfo(list) }
+        var failure = Errno(rawValue: ECONNREFUSED)
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = candidate {
+            candidate = entry.pointee.ai_next
+            let fd: Int32
+            do { fd = try socket(domain: entry.pointee.ai_family, type: Int32(SOCK_STREAM.rawValue)) } catch {
+                failure = error
+                continue
+            }
+            if Glibc.connect(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) == 0 { return fd }
+            var code = errno
+            if code == EINPROGRESS {
+                if waitFor(fd, events: Int16(POLLOUT), timeoutMilliseconds: timeoutMilliseconds) {
+                    var value: Int32 = 0
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
+                    if value == 0 { return fd }
+                    code = value
+                } else {
+                    code = ETIMEDOUT
+                }
+            }
+            Glibc.close(fd)
+            failure = Errno(rawValue: code)
+        }
+        throw failure
+    }
+
+    /// Waits until `fd` is ready for `events` (POLLIN, POLLOUT) or `timeoutMilliseconds` pass;
+    /// true when ready (an error or hang-up counts as ready: the next read or write reports
+    /// it). The corresponding C function is `poll`.
+    public static func waitFor(_ fd: Int32, events: Int16, timeoutMilliseconds: Int32) -> Bool {
+        var entry = pollfd(fd: fd, events: events, revents: 0)
+        while true {
+            let result = poll(&entry, 1, timeoutMilliseconds)
+            if result < 0 && errno == EINTR { continue }
+            return result > 0
+        }
+    }
+
     /// Creates a listening unix-domain socket at `path` (an existing socket file is replaced).
     public static func listenUnix(path: String, permissions: mode_t, backlog: Int32) throws(Errno) -> Int32 {
         var address = sockaddr_un()

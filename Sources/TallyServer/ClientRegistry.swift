@@ -26,6 +26,17 @@ public struct ClientFields: Sendable {
     public var channels: Int = 0
     public var patterns: Int = 0
     public var shardChannels: Int = 0
+    /// A replica served by the replication code after SYNC/PSYNC (flag `S`, type `slave`).
+    public var isReplica: Bool = false
+    /// The link to our own primary (flag `M`, type `master`).
+    public var isPrimaryLink: Bool = false
+
+    /// Redis's getClientType name: `master`, `slave`, `pubsub` or `normal`.
+    var clientType: String {
+        if isPrimaryLink { return "master" }
+        if isReplica { return "slave" }
+        return channels + patterns + shardChannels > 0 ? "pubsub" : "normal"
+    }
 
     /// One CLIENT LIST line (without the newline) in Redis 7.0's field order.
     func line(nowMilliseconds: Int64) -> String {
@@ -33,7 +44,9 @@ public struct ClientFields: Sendable {
         let idle = max(0, (nowMilliseconds - lastInteractionMilliseconds) / 1000)
         let nameText = name.map { String(decoding: $0, as: UTF8.self) } ?? ""
         let events = waitingToWrite ? "rw" : "r"
-        var flags = channels + patterns + shardChannels > 0 ? "P" : ""
+        // catClientInfoString's order: S (replica), M (master link), P (pub/sub), x (MULTI).
+        var flags = isReplica ? "S" : isPrimaryLink ? "M" : ""
+        if channels + patterns + shardChannels > 0 { flags += "P" }
         if inMulti >= 0 { flags += "x" }
         if flags.isEmpty { flags = "N" }
         return "id=\(id) addr=\(address) laddr=\(localAddress) fd=\(descriptor) name=\(nameText) age=\(age)"

@@ -302,6 +302,10 @@ final class IOThread: @unchecked Sendable {
             switch connection.parser.next(into: &connection.arguments, authenticated: authenticated) {
             case .command:
                 engine.execute(connection.arguments, session: session, output: &connection.output)
+                if session.handsOffConnection {
+                    handOffToReplication(connection)
+                    return
+                }
                 if outputLimitExceeded(connection) { return }
                 // Blocked: the rest of its input waits until the waiter is served or times out.
                 if session.blockedWaiter != nil { parked.append(connection) }
@@ -436,6 +440,8 @@ final class IOThread: @unchecked Sendable {
     /// iteration, and no reply leaves before the writes it acknowledges are in the AOF.
     /// `running`, a busy script's connection, stays queued (its reply is not written yet).
     private func flushPending(except running: Connection? = nil) {
+        // The writes of this iteration go to the replicas with one wake-up of their threads.
+        server.replication.wakeReplicasIfDue()
         if !heldForDurability.isEmpty {
             // Still flagged queuedForFlush, so nothing else enqueued them meanwhile.
             pendingFlush.append(contentsOf: heldForDurability)
@@ -531,6 +537,19 @@ final class IOThread: @unchecked Sendable {
         try? epoll.modify(connection.descriptor, events: events, token: token)
     }
 
+    /// SYNC/PSYNC ran: the connection leaves this loop for its replica thread (ReplicaLink.swift),
+    /// with the replies not yet sent. Its slot and CLIENT LIST record go along; its WATCH and
+    /// subscriptions are released here, since a replica uses neither.
+    private func handOffToReplication(_ connection: Connection) {
+        guard connections.removeValue(forKey: connection.descriptor) != nil else { return }
+        epoll.remove(connection.descriptor)
+        let pending = Array(connection.output.storage[connection.output.readerIndex...])
+        connection.output = OutputBuffer()
+        engine.sessionClosed(connection.session)
+        server.adoptReplica(descriptor: connection.descriptor, session: connection.session, record: connection.record,
+                            pendingOutput: pending, engine: engine)
+    }
+
     // MARK: Closing
 
     private func close(_ connection: Connection) {
@@ -545,6 +564,7 @@ final class IOThread: @unchecked Sendable {
         // Drops the session's WATCH registrations; without this every watched key of a client
         // that disconnects mid-transaction stays in the shard's watcher table forever.
         engine.sessionClosed(connection.session)
+        server.replication.forgetHandshake(clientID: connection.session.id)
         server.clients.remove(connection.session.id)
         server.clients.releaseSlot()
         let session = connection.session

@@ -78,9 +78,12 @@ public final class Server: Sendable {
             maxStringBytes: Int(configuration.integer("proto-max-bulk-len")))
         let engine = CommandEngine(
             configuration: engineConfiguration, clock: SystemClock(),
-            serverCommands: core.commandSpecs() + PersistenceCommands.specs(control: core.persistence)
+            serverCommands: core.commandSpecs() + core.replicaCommandSpecs()
+                + PersistenceCommands.specs(control: core.persistence)
                 + DumpCommands.specs(codec: core.persistence))
         engine.installDumpCodec(core.persistence)
+        core.replication.install(engine: engine)
+        engine.threadStarter.withLock { $0 = { body in startThread(body) } }
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         core.applySlowLogSettings(from: configuration, to: engine)
@@ -129,6 +132,7 @@ public final class Server: Sendable {
             return 1
         }
         engine.setLoading(false)
+        core.startReplicaFromConfiguration(engine: engine)
         // Keyspace events start once the dataset is in: loading stores every key, and recording
         // them all for "new" would only queue events nobody asked for.
         let eventLetters = core.configuration.withLock { $0.string("notify-keyspace-events") }
@@ -219,11 +223,19 @@ public final class Server: Sendable {
         let core = core
         startThread {
             var lastSampleMilliseconds: Int64 = 0
+            var lastReplicationMilliseconds: Int64 = 0
             while true {
                 usleep(UInt32(1_000_000 / core.hz))
                 let now = SystemClock().nowMilliseconds()
                 engine.activeExpireCycle()
+                // Expired keys' DELs reach the replicas now, not at the next I/O loop pass.
+                core.replication.wakeReplicasIfDue()
                 core.persistence.tick()
+                // replicationCron runs once a second in Redis too.
+                if now - lastReplicationMilliseconds >= 1000 {
+                    lastReplicationMilliseconds = now
+                    core.replication.cron(nowMilliseconds: now)
+                }
                 if now - lastSampleMilliseconds >= 100 {
                     lastSampleMilliseconds = now
                     engine.calibrateMemoryLimit()

@@ -8,7 +8,7 @@ import TallyProtocol
 extension ServerCore {
     /// The rows this module contributes to the command table.
     func commandSpecs() -> [CommandSpec] {
-        [
+        replicationCommandSpecs() + [
             CommandSpec(
                 name: "info", arity: -1, flags: [.loading, .stale], categories: ["@slow", "@dangerous"],
                 handler: { [self] context in info(&context) }),
@@ -143,7 +143,8 @@ extension ServerCore {
             field("shards", String(engine.keyspace.shards.count))
         case "clients":
             out += "# Clients\r\n"
-            field("connected_clients", String(clients.count))
+            // Replicas are not counted (server.c: listLength(clients) - listLength(slaves)).
+            field("connected_clients", String(clients.count - replication.replicaLinks.count))
             field("cluster_connections", "0")
             field("maxclients", String(maxClients))
             field("client_recent_max_input_buffer", "0")
@@ -206,6 +207,9 @@ extension ServerCore {
             field("total_net_input_bytes", String(stats.netInputBytes.load(ordering: .relaxed)))
             field("total_net_output_bytes", String(stats.netOutputBytes.load(ordering: .relaxed)))
             field("rejected_connections", String(stats.rejectedConnections.load(ordering: .relaxed)))
+            field("sync_full", String(stats.fullSyncs.load(ordering: .relaxed)))
+            field("sync_partial_ok", String(stats.partialSyncsAccepted.load(ordering: .relaxed)))
+            field("sync_partial_err", String(stats.partialSyncsRefused.load(ordering: .relaxed)))
             field("expired_keys", String(keyspace.expiredKeys))
             field("evicted_keys", String(engine.keyspace.evictedKeys))
             field("keyspace_hits", String(keyspace.hits))
@@ -221,17 +225,7 @@ extension ServerCore {
             field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))
         case "replication":
             out += "# Replication\r\n"
-            field("role", "master")
-            field("connected_slaves", "0")
-            field("master_failover_state", "no-failover")
-            field("master_replid", runID)
-            field("master_replid2", String(repeating: "0", count: 40))
-            field("master_repl_offset", "0")
-            field("second_repl_offset", "-1")
-            field("repl_backlog_active", "0")
-            field("repl_backlog_size", "1048576")
-            field("repl_backlog_first_byte_offset", "0")
-            field("repl_backlog_histlen", "0")
+            writeReplicationInfo(field)
         case "cpu":
             out += "# CPU\r\n"
             var usage = rusage()
@@ -457,16 +451,13 @@ extension ServerCore {
                     context.output.writeError(Array("ERR Unknown client type '\(text(context, 3))'".utf8))
                     return
                 }
-                // A client with subscriptions is of type pubsub, every other one normal (Tally has
-                // no replicas or masters).
+                // networking.c getClientType: the master link, replicas, subscribers, the rest.
+                let wanted = kind == "replica" ? "slave" : kind
                 var ids = Set<Int64>()
-                if kind == "normal" || kind == "pubsub" {
-                    for record in clients.all() {
-                        let subscribed = record.id == context.session.id
-                            ? context.session.subscriptionTotal > 0
-                            : record.fields.withLock { $0.channels + $0.patterns + $0.shardChannels > 0 }
-                        if subscribed == (kind == "pubsub") { ids.insert(record.id) }
-                    }
+                for record in clients.all() {
+                    let type = record.id == context.session.id
+                        ? ownFields(context.session).clientType : record.fields.withLock { $0.clientType }
+                    if type == wanted { ids.insert(record.id) }
                 }
                 filter = ids
             } else {
@@ -504,6 +495,7 @@ extension ServerCore {
         var address: String?
         var localAddress: String?
         var skipMe = true
+        var type: String?
         var index = 2
         while index < arguments.count {
             let value = text(context, index + 1)
@@ -525,10 +517,16 @@ extension ServerCore {
                     context.output.writeError(RedisError.syntax)
                     return
                 }
-            } else if arguments.matches(index, "type") || arguments.matches(index, "user") {
-                // No replicas, pub/sub or ACL users here: only "normal"/"default" can match.
+            } else if arguments.matches(index, "type") {
                 let lowered = value.lowercased()
-                if lowered != "normal" && lowered != "default" { id = -1 }
+                guard ["normal", "master", "replica", "slave", "pubsub"].contains(lowered) else {
+                    context.output.writeError(Array("ERR Unknown client type '\(value)'".utf8))
+                    return
+                }
+                type = lowered == "replica" ? "slave" : lowered
+            } else if arguments.matches(index, "user") {
+                // No ACL users here: only "default" can match.
+                if value.lowercased() != "default" { id = -1 }
             } else {
                 context.output.writeError(RedisError.syntax)
                 return
@@ -541,6 +539,10 @@ extension ServerCore {
             if let id, record.id != id { continue }
             if let address, fields.address != address { continue }
             if let localAddress, fields.localAddress != localAddress { continue }
+            if let type {
+                let own = record.id == context.session.id ? ownFields(context.session) : fields
+                if own.clientType != type { continue }
+            }
             if skipMe && record.id == context.session.id { continue }
             kill(record)
             killed += 1
@@ -550,6 +552,10 @@ extension ServerCore {
 
     private func kill(_ record: ClientRecord) {
         record.killRequested.store(true, ordering: .relaxed)
+        // A replica is served by its own thread, not by the I/O thread that accepted it.
+        if replication.kill(clientID: record.id) { return }
+        // The link to our primary (CLIENT KILL TYPE master): it reconnects and PSYNCs.
+        if let link = replica.link, link.dropConnection(clientID: record.id) { return }
         let threads = threads
         if record.ownerThread < threads.count { threads[record.ownerThread].requestKillCheck() }
     }
@@ -693,6 +699,7 @@ extension ServerCore {
             applyStreamNodeLimits(from: updated)
         }
         refreshKnobs(from: updated)
+        if seen.contains(where: { $0.hasPrefix("replica-") || $0.hasPrefix("slave-") }) { applyReplicaRole() }
         context.engine.pubsub.setMailboxLimit(bytes: pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
         if seen.contains("notify-keyspace-events") {
             // Applied from the argument as given: the canonical text CONFIG GET answers drops

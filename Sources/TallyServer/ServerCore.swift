@@ -13,6 +13,10 @@ final class ServerCore: Sendable {
     let stats = ServerStats()
     let clients = ClientRegistry()
     let persistence: ServerPersistence
+    /// Replication ID, offsets, backlog and attached replicas (Replication/).
+    let replication = ReplicationState()
+    /// The link to our primary while this server is a replica (Replication/ReplicaController).
+    let replica = ReplicaController()
     let configuration: Mutex<ServerConfiguration>
     let startMilliseconds: Int64
     let runID: String
@@ -47,6 +51,7 @@ final class ServerCore: Sendable {
         outputLimits.update(from: configuration)
         pubsubOutputLimits.update(from: configuration)
         runID = Self.makeRunID()
+        applyReplicationSettings(from: configuration)
     }
 
     var threads: [IOThread] { threadList.withLock { $0 } }
@@ -69,6 +74,7 @@ final class ServerCore: Sendable {
         hzValue.store(Int(configuration.integer("hz")), ordering: .relaxed)
         outputLimits.update(from: configuration)
         pubsubOutputLimits.update(from: configuration)
+        applyReplicationSettings(from: configuration)
         log.setLevel(LogLevel(name: configuration.string("loglevel")))
     }
 
@@ -90,9 +96,11 @@ final class ServerCore: Sendable {
         // Redis gets the same effect by saving on its single command thread.
         // SHUTDOWN NOSAVE may come while a busy script holds every shard (it is allow-busy):
         // nothing is saved then, so there is nothing to freeze.
+        stopReplicaForShutdown()
         let frozen = mode == .noSave && engine.scriptWatch.isRunning ? false : engine.keyspace.lockExclusive()
         guard persistence.shutdown(mode: mode) else {
             engine.keyspace.unlockExclusive(frozen)
+            resumeReplicaAfterFailedShutdown()
             log.log(.warning, "Errors trying to shut down the server. Check the logs for more information.")
             shuttingDown.withLock { $0 = false }
             return false

@@ -36,6 +36,8 @@ public final class ServerLogger: Sendable {
     private let descriptor: Int32
     private let minimumLevel: Atomic<Int>
     private let lock = Mutex<Void>(())
+    /// Redis's role letter after the pid: M for a primary, S for a replica.
+    private let followsPrimary = Atomic<Bool>(false)
 
     /// Logs to `path`, or to stdout when `path` is empty.
     public init(path: String, level: LogLevel) {
@@ -51,13 +53,17 @@ public final class ServerLogger: Sendable {
     /// Changes the verbosity (CONFIG SET loglevel).
     public func setLevel(_ level: LogLevel) { minimumLevel.store(level.rawValue, ordering: .relaxed) }
 
+    /// Marks lines with S (a replica) or M (a primary), as Redis's serverLogRaw does.
+    public func setReplica(_ value: Bool) { followsPrimary.store(value, ordering: .relaxed) }
+
     /// True if `level` would be written.
     public func isEnabled(_ level: LogLevel) -> Bool { level.rawValue >= minimumLevel.load(ordering: .relaxed) }
 
     /// Writes one line at `level`.
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
         guard level != .nothing, isEnabled(level) else { return }
-        let line = "\(getpid()):M \(Self.timestamp()) \(level.marker) \(message())\n"
+        let role = followsPrimary.load(ordering: .relaxed) ? "S" : "M"
+        let line = "\(getpid()):\(role) \(Self.timestamp()) \(level.marker) \(message())\n"
         var bytes = Array(line.utf8)
         lock.withLock { _ in
             bytes.withUnsafeMutableBytes { raw in

@@ -12,6 +12,12 @@ public final class ServerStats: Sendable {
     let readsProcessed = Atomic<Int64>(0)
     let writesProcessed = Atomic<Int64>(0)
     let errorReplies = Atomic<Int64>(0)
+    /// Full resyncs served, partial resyncs accepted and refused (INFO `sync_full`,
+    /// `sync_partial_ok`, `sync_partial_err`; a PSYNC with replid `?` asks for a full one and
+    /// counts as no refusal, as in replication.c syncCommand).
+    let fullSyncs = Atomic<Int64>(0)
+    let partialSyncsAccepted = Atomic<Int64>(0)
+    let partialSyncsRefused = Atomic<Int64>(0)
     /// Instantaneous ops/sec: the cron samples the command total into a 16-slot ring, as Redis does.
     private let samples = Mutex<OpsSamples>(OpsSamples())
 

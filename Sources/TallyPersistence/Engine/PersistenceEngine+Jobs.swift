@@ -31,8 +31,8 @@ extension PersistenceEngine {
             return state.settings
         }
         let changes = dataset.changesSinceLastSave
-        let options = settings.rdbOptions(nowMilliseconds: start, usedMemoryBytes: usedMemoryBytes(), aofBase: false)
-        let image = dataset.keyspace.image(serializer: rdbShardSerializer(options: options))
+        let plain = settings.rdbOptions(nowMilliseconds: start, usedMemoryBytes: usedMemoryBytes(), aofBase: false)
+        let (image, options) = dumpImage(dataset, options: plain)
         let ok = writeDump(image, settings: settings, options: options)
         saveFinished(ok: ok, dataset: dataset, changesAtStart: changes, start: start, background: false)
         return ok
@@ -62,8 +62,8 @@ extension PersistenceEngine {
             return .alreadyInProgress
         }
         let changes = dataset.changesSinceLastSave
-        let options = settings.rdbOptions(nowMilliseconds: start, usedMemoryBytes: usedMemoryBytes(), aofBase: false)
-        let image = dataset.keyspace.image(serializer: rdbShardSerializer(options: options))
+        let plain = settings.rdbOptions(nowMilliseconds: start, usedMemoryBytes: usedMemoryBytes(), aofBase: false)
+        let (image, options) = dumpImage(dataset, options: plain)
         var keys = 0
         for database in 0..<image.databaseCount { keys += image.keyCount(database: database) }
         state.withLock { $0.currentSaveKeysTotal = keys }

@@ -106,6 +106,7 @@ extension PersistenceEngine {
         state.withLock { state in
             state.lastLoadKeysLoaded = result.keysLoaded
             state.lastLoadKeysExpired = result.expiredKeysDropped
+            state.lastLoadReplication = ReplicationSaveInfo(aux: result.aux)
         }
         return result
     }

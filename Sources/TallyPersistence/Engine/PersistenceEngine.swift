@@ -62,6 +62,10 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
         var currentSaveKeysTotal = 0
         var saves = 0
         var lastLoadKeysLoaded = 0
+        /// The replication position the last loaded dump.rdb carried (repl-id/repl-offset aux).
+        var lastLoadReplication: ReplicationSaveInfo?
+        /// Where saves get the replication position to store (nil: none stored).
+        var replicationSource: (any SnapshotReplicationSource)?
         var lastLoadKeysExpired = 0
         // Rewrite status (INFO aof_*) and the auto-rewrite schedule.
         var rewriteBaseSize: Int64 = 0
@@ -122,6 +126,27 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
 
     /// The settings in force.
     public var settings: PersistenceSettings { state.withLock { $0.settings } }
+
+    /// The replication position the dump.rdb loaded at start-up carried, if any.
+    public var loadedReplicationInfo: ReplicationSaveInfo? { state.withLock { $0.lastLoadReplication } }
+
+    /// Installs where dump.rdb saves get the replication position from.
+    public func installReplicationSource(_ source: any SnapshotReplicationSource) {
+        state.withLock { $0.replicationSource = source }
+    }
+
+    /// The image of `dataset` for dump.rdb with `options`, and the replication position it
+    /// corresponds to (rdbPopulateSaveInfo), both taken at one consistent point.
+    func dumpImage(_ dataset: any PersistedDataset, options: RDBWriterOptions) -> (KeyspaceImage, RDBWriterOptions) {
+        guard let source = state.withLock({ $0.replicationSource }) else {
+            return (dataset.keyspace.image(serializer: rdbShardSerializer(options: options)), options)
+        }
+        return source.atConsistentPoint { info in
+            var withInfo = options
+            withInfo.replication = info
+            return (dataset.keyspace.image(serializer: rdbShardSerializer(options: withInfo)), withInfo)
+        }
+    }
 
     var dataset: (any PersistedDataset)? { state.withLock { $0.dataset } }
 
@@ -257,6 +282,14 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
     }
 
     // MARK: WAITAOF
+
+    /// Whether the AOF is fsynced up to log `offset`, without forcing a write or an fsync (a
+    /// replica's FACK); nil while the AOF is off.
+    public func isFsynced(_ offset: UInt64) -> Bool? {
+        guard let current = state.withLock({ $0.log }), let writer = current.writer else { return nil }
+        if offset <= current.offsetBase { return true }
+        return writer.status().fsyncedOffset >= offset - current.offsetBase
+    }
 
     public func waitFsynced(_ offset: UInt64, timeoutMilliseconds: Int64) -> Bool? {
         guard let current = state.withLock({ $0.log }), current.writer != nil else { return nil }

@@ -14,9 +14,49 @@ public struct RDBWriterOptions: Sendable {
     public var creationTimeSeconds: Int64 = 0
     /// `used-mem` aux field (bytes).
     public var usedMemoryBytes: Int64 = 0
+    /// `repl-stream-db`, `repl-id` and `repl-offset` aux fields (nil: none, as for an AOF base).
+    public var replication: ReplicationSaveInfo?
 
     /// Default options (Redis defaults).
     public init() {}
+}
+
+/// The replication position a snapshot stores so a restarted replica can PSYNC (rdb.c
+/// rdbPopulateSaveInfo): our replication ID, the offset the data corresponds to, and the
+/// database the primary's stream had selected there.
+public struct ReplicationSaveInfo: Sendable, Equatable {
+    /// `repl-id`.
+    public var replicationID: String
+    /// `repl-offset`: the last stream byte whose effect the snapshot holds.
+    public var offset: Int64
+    /// `repl-stream-db`.
+    public var streamDatabase: Int
+
+    /// Creates the info.
+    public init(replicationID: String, offset: Int64, streamDatabase: Int) {
+        self.replicationID = replicationID
+        self.offset = offset
+        self.streamDatabase = streamDatabase
+    }
+
+    /// The info in a loaded RDB's aux fields, if all three are there and valid (rdb.c rdbLoad
+    /// sets repl_id_is_set, repl_offset and repl_stream_db from them).
+    public init?(aux: [(key: [UInt8], value: [UInt8])]) {
+        func value(_ name: String) -> String? {
+            aux.last { $0.key == Array(name.utf8) }.map { String(decoding: $0.value, as: UTF8.self) }
+        }
+        guard let id = value("repl-id"), id.utf8.count == 40, let offset = value("repl-offset").flatMap({ Int64($0) }),
+              offset >= 0, let database = value("repl-stream-db").flatMap({ Int($0) }), database >= 0
+        else { return nil }
+        self.init(replicationID: id, offset: offset, streamDatabase: database)
+    }
+}
+
+/// Where snapshots get the replication position from (the server's replication state).
+public protocol SnapshotReplicationSource: Sendable {
+    /// Runs `body` where no replicated command is half applied, passing the position the data
+    /// corresponds to (nil when there is none to store); the snapshot is taken inside `body`.
+    func atConsistentPoint<T>(_ body: (ReplicationSaveInfo?) -> T) -> T
 }
 
 /// Writes an RDB file: `writeHeader()`, then per database `beginDatabase` and `writeEntry`, then
@@ -43,6 +83,12 @@ public struct RDBWriter<Sink: ByteSink> {
         try writeAux("redis-bits", Array("64".utf8))
         try writeAux("ctime", decimalBytes(options.creationTimeSeconds))
         try writeAux("used-mem", decimalBytes(options.usedMemoryBytes))
+        if let replication = options.replication {
+            // rdb.c rdbSaveInfoAuxFields: after used-mem, before aof-base.
+            try writeAux("repl-stream-db", decimalBytes(Int64(replication.streamDatabase)))
+            try writeAux("repl-id", Array(replication.replicationID.utf8))
+            try writeAux("repl-offset", decimalBytes(replication.offset))
+        }
         try writeAux("aof-base", Array((options.aofBase ? "1" : "0").utf8))
     }
 

@@ -28,6 +28,8 @@ public enum ConfigKind: Sendable {
     /// `latency-tracking-info-percentiles`: percentiles in [0, 100], stored as `%f` with the
     /// trailing zeros cut (config.c setConfigLatencyTrackingInfoPercentilesOutputOption).
     case percentiles
+    /// `replicaof`: `<host> <port>`, stored as "host port" ("" when this server is a primary).
+    case hostAndPort
 }
 
 /// One row of the option table.
@@ -60,6 +62,15 @@ public struct ConfigOption: Sendable {
             return ClientLimits.normalizeOutputBufferLimits(arguments)
         case .percentiles:
             return normalizePercentiles(arguments)
+        case .hostAndPort:
+            // config.c loadServerConfigFromString: exactly host and port, the port in 0...65535.
+            // No arguments clears it (REPLICAOF NO ONE); a config file line always has two.
+            if arguments.isEmpty { return .success("") }
+            guard arguments.count == 2 else { return .failure(ConfigError("wrong number of arguments")) }
+            guard let port = Int(arguments[1]), port >= 0 && port <= 65535 else {
+                return .failure(ConfigError("Invalid master port"))
+            }
+            return .success(arguments[0] + " " + String(port))
         default:
             break
         }
@@ -105,7 +116,7 @@ public struct ConfigOption: Sendable {
                 return .failure(ConfigError(KeyspaceEventClass.invalidLettersMessage))
             }
             return .success(classes.letters)
-        case .string, .savePoints, .addressList, .outputBufferLimits, .percentiles:
+        case .string, .savePoints, .addressList, .outputBufferLimits, .percentiles, .hostAndPort:
             return .success(text)
         }
     }
@@ -267,11 +278,72 @@ public enum ConfigTable {
         ConfigOption("latency-tracking-info-percentiles", .percentiles, "50 99 99.9"),
         ConfigOption("busy-reply-threshold", .integer(min: 0, max: longMax), "5000"),
         ConfigOption("lua-time-limit", .integer(min: 0, max: longMax), "5000"),
+    ] + primaryReplicationOptions + replicaReplicationOptions
+
+    /// The primary side of replication (replication.c; defaults and bounds from config.c 7.0).
+    /// Redis 7.0 made diskless sync the default (`repl-diskless-sync yes`, 5 s delay).
+    static let primaryReplicationOptions: [ConfigOption] = [
+        ConfigOption("repl-backlog-size", .memory(min: 1, max: longMax), String(mb)),
+        ConfigOption("repl-backlog-ttl", .integer(min: 0, max: longMax), "3600"),
+        ConfigOption("repl-diskless-sync", .bool, "yes"),
+        ConfigOption("repl-diskless-sync-delay", .integer(min: 0, max: Int64(Int32.max)), "5"),
+        ConfigOption("repl-diskless-sync-max-replicas", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("repl-ping-replica-period", .integer(min: 1, max: Int64(Int32.max)), "10"),
+        ConfigOption("repl-ping-slave-period", .integer(min: 1, max: Int64(Int32.max)), "10"),
+        ConfigOption("repl-timeout", .integer(min: 1, max: Int64(Int32.max)), "60"),
+        ConfigOption("min-replicas-to-write", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("min-slaves-to-write", .integer(min: 0, max: Int64(Int32.max)), "0"),
+        ConfigOption("min-replicas-max-lag", .integer(min: 0, max: Int64(Int32.max)), "10"),
+        ConfigOption("min-slaves-max-lag", .integer(min: 0, max: Int64(Int32.max)), "10"),
+    ]
+
+    /// The replica side of replication (PrimaryLink.swift), with Redis 7.0's slave-* aliases.
+    /// `replicaof` is set by the config file, --replicaof and the REPLICAOF command, never by
+    /// CONFIG SET (immutable there, as in Redis). `repl-timeout` serves both sides (above).
+    static let replicaReplicationOptions: [ConfigOption] = [
+        ConfigOption("replicaof", .hostAndPort, "", mutable: false),
+        ConfigOption("slaveof", .hostAndPort, "", mutable: false),
+        ConfigOption("masterauth", .string, ""),
+        ConfigOption("masteruser", .string, ""),
+        ConfigOption("replica-read-only", .bool, "yes"),
+        ConfigOption("slave-read-only", .bool, "yes"),
+        ConfigOption("replica-serve-stale-data", .bool, "yes"),
+        ConfigOption("slave-serve-stale-data", .bool, "yes"),
+        ConfigOption("replica-priority", .integer(min: 0, max: Int64(Int32.max)), "100"),
+        ConfigOption("slave-priority", .integer(min: 0, max: Int64(Int32.max)), "100"),
+        ConfigOption("replica-announce-ip", .string, ""),
+        ConfigOption("slave-announce-ip", .string, ""),
+        ConfigOption("replica-announce-port", .integer(min: 0, max: 65535), "0"),
+        ConfigOption("slave-announce-port", .integer(min: 0, max: 65535), "0"),
+        ConfigOption("replica-announced", .bool, "yes"),
+        ConfigOption("replica-ignore-maxmemory", .bool, "yes"),
+        ConfigOption("slave-ignore-maxmemory", .bool, "yes"),
+        ConfigOption("replica-ignore-disk-write-errors", .bool, "no"),
+        // Parsed and reported only: the replica always loads the transferred RDB from its disk
+        // file, as Redis's default `disabled` does, and frees the old dataset synchronously.
+        ConfigOption("repl-diskless-load", .enumeration(["disabled", "on-empty-db", "swapdb"]), "disabled"),
+        ConfigOption("replica-lazy-flush", .bool, "no"),
+        ConfigOption("slave-lazy-flush", .bool, "no"),
     ]
 
     /// Options that are one setting under two names (Redis 7.0's alias configs): setting one sets
     /// both, from a config file or CONFIG SET.
-    public static let aliases = ["busy-reply-threshold": "lua-time-limit", "lua-time-limit": "busy-reply-threshold"]
+    public static let aliases: [String: String] = {
+        var pairs = [
+            "busy-reply-threshold": "lua-time-limit", "lua-time-limit": "busy-reply-threshold",
+            "repl-ping-replica-period": "repl-ping-slave-period", "repl-ping-slave-period": "repl-ping-replica-period",
+            "min-replicas-to-write": "min-slaves-to-write", "min-slaves-to-write": "min-replicas-to-write",
+            "min-replicas-max-lag": "min-slaves-max-lag", "min-slaves-max-lag": "min-replicas-max-lag",
+        ]
+        for replicaName in ["replicaof", "replica-read-only", "replica-serve-stale-data", "replica-priority",
+                            "replica-announce-ip", "replica-announce-port", "replica-ignore-maxmemory",
+                            "replica-lazy-flush"] {
+            let slaveName = replicaName == "replicaof" ? "slaveof" : "slave" + replicaName.dropFirst("replica".count)
+            pairs[replicaName] = slaveName
+            pairs[slaveName] = replicaName
+        }
+        return pairs
+    }()
 
     private static let index: [String: Int] = {
         var map: [String: Int] = [:]
