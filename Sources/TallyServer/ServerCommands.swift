@@ -435,7 +435,13 @@ extension ServerCore {
             outputBufferBytes: 0, lastCommand: "client", protocolVersion: session.protocolVersion.rawValue,
             waitingToWrite: false)
         (fields.channels, fields.patterns, fields.shardChannels) = session.subscriptionCounts
+        fields.kind = clients.record(id: session.id)?.fields.withLock { $0.kind } ?? .normal
         return fields
+    }
+
+    /// A client's CLIENT LIST fields: the caller's own from its live session, the others as published.
+    private func currentFields(_ record: ClientRecord, _ session: ClientSession) -> ClientFields {
+        record.id == session.id ? ownFields(session) : record.fields.withLock { $0 }
     }
 
     private func clientList(_ context: inout CommandContext) {
@@ -453,20 +459,13 @@ extension ServerCore {
                 filter = ids
             } else if context.arguments.matches(2, "type") && context.arguments.count == 4 {
                 let kind = text(context, 3).lowercased()
-                guard ["normal", "master", "replica", "slave", "pubsub"].contains(kind) else {
+                guard ClientFields.typeNames.contains(kind) else {
                     context.output.writeError(Array("ERR Unknown client type '\(text(context, 3))'".utf8))
                     return
                 }
-                // A client with subscriptions is of type pubsub, every other one normal (Tally has
-                // no replicas or masters).
                 var ids = Set<Int64>()
-                if kind == "normal" || kind == "pubsub" {
-                    for record in clients.all() {
-                        let subscribed = record.id == context.session.id
-                            ? context.session.subscriptionTotal > 0
-                            : record.fields.withLock { $0.channels + $0.patterns + $0.shardChannels > 0 }
-                        if subscribed == (kind == "pubsub") { ids.insert(record.id) }
-                    }
+                for record in clients.all() where currentFields(record, context.session).hasType(kind) {
+                    ids.insert(record.id)
                 }
                 filter = ids
             } else {
@@ -476,8 +475,7 @@ extension ServerCore {
         }
         var body = ""
         for record in clients.all() where filter?.contains(record.id) ?? true {
-            let fields = record.id == context.session.id
-                ? ownFields(context.session) : record.fields.withLock { $0 }
+            let fields = currentFields(record, context.session)
             body += fields.line(nowMilliseconds: context.now) + "\n"
         }
         context.output.writeVerbatim(Array(body.utf8))
@@ -504,6 +502,7 @@ extension ServerCore {
         var address: String?
         var localAddress: String?
         var skipMe = true
+        var type: String?
         var index = 2
         while index < arguments.count {
             let value = text(context, index + 1)
@@ -525,10 +524,16 @@ extension ServerCore {
                     context.output.writeError(RedisError.syntax)
                     return
                 }
-            } else if arguments.matches(index, "type") || arguments.matches(index, "user") {
-                // No replicas, pub/sub or ACL users here: only "normal"/"default" can match.
+            } else if arguments.matches(index, "type") {
                 let lowered = value.lowercased()
-                if lowered != "normal" && lowered != "default" { id = -1 }
+                guard ClientFields.typeNames.contains(lowered) else {
+                    context.output.writeError(Array("ERR Unknown client type '\(value)'".utf8))
+                    return
+                }
+                type = lowered
+            } else if arguments.matches(index, "user") {
+                // No ACL users here: only "default" can match.
+                if value.lowercased() != "default" { id = -1 }
             } else {
                 context.output.writeError(RedisError.syntax)
                 return
@@ -537,8 +542,9 @@ extension ServerCore {
         }
         var killed = 0
         for record in clients.all() {
-            let fields = record.fields.withLock { $0 }
+            let fields = currentFields(record, context.session)
             if let id, record.id != id { continue }
+            if let type, !fields.hasType(type) { continue }
             if let address, fields.address != address { continue }
             if let localAddress, fields.localAddress != localAddress { continue }
             if skipMe && record.id == context.session.id { continue }
@@ -550,6 +556,10 @@ extension ServerCore {
 
     private func kill(_ record: ClientRecord) {
         record.killRequested.store(true, ordering: .relaxed)
+        if let handler = record.killHandler {
+            handler()
+            return
+        }
         let threads = threads
         if record.ownerThread < threads.count { threads[record.ownerThread].requestKillCheck() }
     }
@@ -584,13 +594,20 @@ extension ServerCore {
             context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "rewrite") {
             guard count == 2 else { return wrongArity(&context, "config|rewrite") }
-            context.output.writeError("ERR The server is running without a config file")
+            // `replicaof` holds "host port" while this server is a replica ("" on a primary).
+            let primary = configuration.withLock { $0.string("replicaof") }
+            if let error = rewriteConfigFile(replicaOf: primary.isEmpty ? nil : primary) {
+                context.output.writeError(Array(error.utf8))
+            } else {
+                context.output.writeSimpleString("OK")
+            }
         } else if context.arguments.matches(1, "help") && count == 2 {
             let lines = [
                 "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
                 "RESETSTAT", "    Reset statistics reported by the INFO command.",
+                "REWRITE", "    Rewrite the configuration file.",
                 "HELP", "    Print this help.",
             ]
             context.output.writeArrayHeader(lines.count)

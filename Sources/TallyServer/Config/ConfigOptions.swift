@@ -269,9 +269,24 @@ public enum ConfigTable {
         ConfigOption("lua-time-limit", .integer(min: 0, max: longMax), "5000"),
     ]
 
-    /// Options that are one setting under two names (Redis 7.0's alias configs): setting one sets
-    /// both, from a config file or CONFIG SET.
-    public static let aliases = ["busy-reply-threshold": "lua-time-limit", "lua-time-limit": "busy-reply-threshold"]
+    /// Options that are one setting under two names (Redis 7.0's alias configs, config.c
+    /// createXConfig(name, alias, ...)): setting one sets both, from a config file or CONFIG SET.
+    public static let aliases: [String: String] = {
+        let pairs = [
+            ("busy-reply-threshold", "lua-time-limit"),
+            ("hash-max-listpack-entries", "hash-max-ziplist-entries"),
+            ("hash-max-listpack-value", "hash-max-ziplist-value"),
+            ("zset-max-listpack-entries", "zset-max-ziplist-entries"),
+            ("zset-max-listpack-value", "zset-max-ziplist-value"),
+            ("list-max-listpack-size", "list-max-ziplist-size"),
+        ]
+        var map: [String: String] = [:]
+        for (name, alias) in pairs {
+            map[name] = alias
+            map[alias] = name
+        }
+        return map
+    }()
 
     private static let index: [String: Int] = {
         var map: [String: Int] = [:]
