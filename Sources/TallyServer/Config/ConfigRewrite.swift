@@ -52,7 +52,6 @@ public struct ConfigRewrite {
     /// Integer options Redis declares with MEMORY_CONFIG and so writes as `64mb`-style sizes, beside
     /// every `.memory` row (config.c numericConfigRewrite).
     static let memoryNamedIntegers: Set<String> = [
-        "hash-max-listpack-value", "zset-max-listpack-value", "stream-node-max-bytes", "hll-sparse-max-bytes",
         "repl-backlog-size", "maxmemory-clients", "active-defrag-ignore-bytes",
     ]
 
@@ -129,7 +128,9 @@ public struct ConfigRewrite {
         lines.append(line)
     }
 
-    private mutating func rewrite(_ option: ConfigOption, configuration: ServerConfiguration, workingDirectory: String) {
+    private mutating func rewrite(
+        _ option: ConfigOption, configuration: ServerConfiguration, workingDirectory: String
+    ) {
         let name = option.name
         let value = configuration.string(name)
         let isDefault = value == option.defaultValue
