@@ -270,21 +270,23 @@ public enum ConfigTable {
         ConfigOption("lua-time-limit", .integer(min: 0, max: longMax), "5000"),
     ]
 
-    /// Options that are one setting under two names (Redis 7.0's alias configs, config.c
-    /// createXConfig(name, alias, ...)): setting one sets both, from a config file or CONFIG SET.
-    public static let aliases: [String: String] = {
-        let pairs = [
-            ("busy-reply-threshold", "lua-time-limit"),
+    /// Options that are one setting under two names (Redis 7.0's alias configs): setting one sets
+    /// both, from a config file or CONFIG SET.
+    public static let aliases = ["busy-reply-threshold": "lua-time-limit", "lua-time-limit": "busy-reply-threshold"]
+
+    /// Redis 7.0's listpack options and their pre-7.0 ziplist names, aliases like `aliases` (config.c
+    /// createSizeTConfig/createIntConfig(name, alias, ...)): a file written for Redis 6 still applies.
+    public static let encodingAliases: [String: String] = {
+        var map: [String: String] = [:]
+        for (name, old) in [
             ("hash-max-listpack-entries", "hash-max-ziplist-entries"),
             ("hash-max-listpack-value", "hash-max-ziplist-value"),
             ("zset-max-listpack-entries", "zset-max-ziplist-entries"),
             ("zset-max-listpack-value", "zset-max-ziplist-value"),
             ("list-max-listpack-size", "list-max-ziplist-size"),
-        ]
-        var map: [String: String] = [:]
-        for (name, alias) in pairs {
-            map[name] = alias
-            map[alias] = name
+        ] {
+            map[name] = old
+            map[old] = name
         }
         return map
     }()

@@ -137,15 +137,11 @@ public struct ConfigRewrite {
         switch option.kind {
         case _ where name == "dir":
             rewriteLine(name, name + " " + ServerConfiguration.quoted(workingDirectory), force: true)
-        case .bool, .enumeration:
-            rewriteLine(name, name + " " + value, force: !isDefault)
         case .integer:
             let shown = Self.memoryNamedIntegers.contains(name) ? Self.formatMemory(Int64(value) ?? 0) : value
             rewriteLine(name, name + " " + shown, force: !isDefault)
         case .memory:
             rewriteLine(name, name + " " + Self.formatMemory(Int64(value) ?? 0), force: !isDefault)
-        case .octal:
-            rewriteLine(name, name + " " + value, force: !isDefault)
         case .string:
             if value.isEmpty && Self.emptyMeansUnset.contains(name) {
                 processed.insert(name)
@@ -181,6 +177,10 @@ public struct ConfigRewrite {
             rewriteLine(name, name + " " + ServerConfiguration.quoted(value), force: !value.isEmpty)
         case .percentiles:
             rewriteLine(name, name + (value.isEmpty ? " \"\"" : " " + value), force: true)
+        default:
+            // yes/no, enumerations, octal modes (stored as Redis prints them with %llo), and any kind
+            // without a rule of its own: the normalized text, forced when not the default.
+            rewriteLine(name, name + " " + value, force: !isDefault)
         }
     }
 

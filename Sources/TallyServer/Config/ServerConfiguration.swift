@@ -24,7 +24,9 @@ public struct ServerConfiguration: Sendable {
         switch option.normalize(arguments) {
         case .success(let value):
             values[option.name] = value
-            if let alias = ConfigTable.aliases[option.name] { values[alias] = value }
+            if let alias = ConfigTable.aliases[option.name] ?? ConfigTable.encodingAliases[option.name] {
+                values[alias] = value
+            }
         case .failure(let error): throw error
         }
     }
