@@ -2,18 +2,6 @@
 import Synchronization
 import TallyCommands
 
-/// What a connection is to this server, as Redis's getClientType (networking.c) classifies it for
-/// CLIENT LIST/KILL TYPE and output-buffer limits. Pub/sub is not stored: a `.normal` client with
-/// subscriptions is of type pubsub.
-public enum ClientKind: Sendable, Equatable {
-    /// An ordinary client (or a subscriber: see `ClientFields.typeName`).
-    case normal
-    /// A replica of ours, attached with SYNC/PSYNC (Redis's CLIENT_SLAVE; type `replica`/`slave`).
-    case replica
-    /// The link to our own primary, on which its stream arrives (Redis's CLIENT_MASTER; type `master`).
-    case primary
-}
-
 /// What CLIENT LIST shows about one client, published by the owning I/O thread after each
 /// batch of commands (not per command), so other threads can read it without touching the
 /// thread-owned `ClientSession`.
@@ -38,28 +26,17 @@ public struct ClientFields: Sendable {
     public var channels: Int = 0
     public var patterns: Int = 0
     public var shardChannels: Int = 0
-    /// What the connection is (set by replication when a client turns into a replica or is the
-    /// primary link; never changed by `Connection.publish`).
-    public var kind: ClientKind = .normal
+    /// A replica served by the replication code after SYNC/PSYNC (flag `S`, type `slave`).
+    public var isReplica: Bool = false
+    /// The link to our own primary (flag `M`, type `master`).
+    public var isPrimaryLink: Bool = false
 
-    /// The client's type as CLIENT LIST/KILL TYPE name it: master first, then replica, then pubsub
-    /// for a subscribed client, else normal (networking.c getClientType).
-    public var typeName: String {
-        switch kind {
-        case .primary: return "master"
-        case .replica: return "slave"
-        case .normal: return channels + patterns + shardChannels > 0 ? "pubsub" : "normal"
-        }
+    /// Redis's getClientType name: `master`, `slave`, `pubsub` or `normal`.
+    var clientType: String {
+        if isPrimaryLink { return "master" }
+        if isReplica { return "slave" }
+        return channels + patterns + shardChannels > 0 ? "pubsub" : "normal"
     }
-
-    /// Whether `TYPE name` (already lowercased and validated by `ClientFields.typeNames`) selects this
-    /// client; `replica` and `slave` are one type.
-    public func hasType(_ name: String) -> Bool {
-        typeName == (name == "replica" ? "slave" : name)
-    }
-
-    /// The names CLIENT LIST/KILL accept after TYPE (networking.c getClientTypeByName).
-    public static let typeNames: Set<String> = ["normal", "slave", "replica", "pubsub", "master"]
 
     /// One CLIENT LIST line (without the newline) in Redis 7.0's field order.
     func line(nowMilliseconds: Int64) -> String {
@@ -67,8 +44,8 @@ public struct ClientFields: Sendable {
         let idle = max(0, (nowMilliseconds - lastInteractionMilliseconds) / 1000)
         let nameText = name.map { String(decoding: $0, as: UTF8.self) } ?? ""
         let events = waitingToWrite ? "rw" : "r"
-        // networking.c catClientInfoString: S (replica), M (master), P (pubsub), x (MULTI).
-        var flags = kind == .replica ? "S" : kind == .primary ? "M" : ""
+        // catClientInfoString's order: S (replica), M (master link), P (pub/sub), x (MULTI).
+        var flags = isReplica ? "S" : isPrimaryLink ? "M" : ""
         if channels + patterns + shardChannels > 0 { flags += "P" }
         if inMulti >= 0 { flags += "x" }
         if flags.isEmpty { flags = "N" }
@@ -90,19 +67,12 @@ public final class ClientRecord: Sendable {
     let ownerThread: Int
     let fields: Mutex<ClientFields>
     let killRequested = Atomic<Bool>(false)
-    /// Closes a connection no I/O thread owns (a replication link on its own thread): CLIENT KILL
-    /// sets `killRequested` and calls this instead of waking an I/O thread.
-    let killHandler: (@Sendable () -> Void)?
 
-    init(id: Int64, ownerThread: Int, fields: ClientFields, killHandler: (@Sendable () -> Void)? = nil) {
+    init(id: Int64, ownerThread: Int, fields: ClientFields) {
         self.id = id
         self.ownerThread = ownerThread
         self.fields = Mutex(fields)
-        self.killHandler = killHandler
     }
-
-    /// Marks the client as a replica or the primary link (CLIENT LIST flags and TYPE filters).
-    public func setKind(_ kind: ClientKind) { fields.withLock { $0.kind = kind } }
 }
 
 /// All connected clients.

@@ -435,13 +435,7 @@ extension ServerCore {
             outputBufferBytes: 0, lastCommand: "client", protocolVersion: session.protocolVersion.rawValue,
             waitingToWrite: false)
         (fields.channels, fields.patterns, fields.shardChannels) = session.subscriptionCounts
-        fields.kind = clients.record(id: session.id)?.fields.withLock { $0.kind } ?? .normal
         return fields
-    }
-
-    /// A client's CLIENT LIST fields: the caller's own from its live session, the others as published.
-    private func currentFields(_ record: ClientRecord, _ session: ClientSession) -> ClientFields {
-        record.id == session.id ? ownFields(session) : record.fields.withLock { $0 }
     }
 
     private func clientList(_ context: inout CommandContext) {
@@ -459,13 +453,17 @@ extension ServerCore {
                 filter = ids
             } else if context.arguments.matches(2, "type") && context.arguments.count == 4 {
                 let kind = text(context, 3).lowercased()
-                guard ClientFields.typeNames.contains(kind) else {
+                guard ["normal", "master", "replica", "slave", "pubsub"].contains(kind) else {
                     context.output.writeError(Array("ERR Unknown client type '\(text(context, 3))'".utf8))
                     return
                 }
+                // networking.c getClientType: the master link, replicas, subscribers, the rest.
+                let wanted = kind == "replica" ? "slave" : kind
                 var ids = Set<Int64>()
-                for record in clients.all() where currentFields(record, context.session).hasType(kind) {
-                    ids.insert(record.id)
+                for record in clients.all() {
+                    let type = record.id == context.session.id
+                        ? ownFields(context.session).clientType : record.fields.withLock { $0.clientType }
+                    if type == wanted { ids.insert(record.id) }
                 }
                 filter = ids
             } else {
@@ -475,7 +473,8 @@ extension ServerCore {
         }
         var body = ""
         for record in clients.all() where filter?.contains(record.id) ?? true {
-            let fields = currentFields(record, context.session)
+            let fields = record.id == context.session.id
+                ? ownFields(context.session) : record.fields.withLock { $0 }
             body += fields.line(nowMilliseconds: context.now) + "\n"
         }
         context.output.writeVerbatim(Array(body.utf8))
@@ -526,11 +525,11 @@ extension ServerCore {
                 }
             } else if arguments.matches(index, "type") {
                 let lowered = value.lowercased()
-                guard ClientFields.typeNames.contains(lowered) else {
+                guard ["normal", "master", "replica", "slave", "pubsub"].contains(lowered) else {
                     context.output.writeError(Array("ERR Unknown client type '\(value)'".utf8))
                     return
                 }
-                type = lowered
+                type = lowered == "replica" ? "slave" : lowered
             } else if arguments.matches(index, "user") {
                 // No ACL users here: only "default" can match.
                 if value.lowercased() != "default" { id = -1 }
@@ -542,11 +541,14 @@ extension ServerCore {
         }
         var killed = 0
         for record in clients.all() {
-            let fields = currentFields(record, context.session)
+            let fields = record.fields.withLock { $0 }
             if let id, record.id != id { continue }
-            if let type, !fields.hasType(type) { continue }
             if let address, fields.address != address { continue }
             if let localAddress, fields.localAddress != localAddress { continue }
+            if let type {
+                let own = record.id == context.session.id ? ownFields(context.session) : fields
+                if own.clientType != type { continue }
+            }
             if skipMe && record.id == context.session.id { continue }
             kill(record)
             killed += 1
@@ -556,10 +558,6 @@ extension ServerCore {
 
     private func kill(_ record: ClientRecord) {
         record.killRequested.store(true, ordering: .relaxed)
-        if let handler = record.killHandler {
-            handler()
-            return
-        }
         let threads = threads
         if record.ownerThread < threads.count { threads[record.ownerThread].requestKillCheck() }
     }
