@@ -600,13 +600,14 @@ extension ServerCore {
                 context.output.writeSimpleString("OK")
             }
         } else if context.arguments.matches(1, "help") && count == 2 {
+            // networking.c addReplyHelp's wording, HELP last.
             let lines = [
                 "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
                 "RESETSTAT", "    Reset statistics reported by the INFO command.",
                 "REWRITE", "    Rewrite the configuration file.",
-                "HELP", "    Print this help.",
+                "HELP", "    Prints this help.",
             ]
             context.output.writeArrayHeader(lines.count)
             for line in lines { context.output.writeSimpleString(Array(line.utf8)) }
