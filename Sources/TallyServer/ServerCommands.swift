@@ -590,14 +590,22 @@ extension ServerCore {
             context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "rewrite") {
             guard count == 2 else { return wrongArity(&context, "config|rewrite") }
-            context.output.writeError("ERR The server is running without a config file")
+            // `replicaof` holds "host port" while this server is a replica ("" on a primary).
+            let primary = configuration.withLock { $0.string("replicaof") }
+            if let error = rewriteConfigFile(replicaOf: primary.isEmpty ? nil : primary) {
+                context.output.writeError(Array(error.utf8))
+            } else {
+                context.output.writeSimpleString("OK")
+            }
         } else if context.arguments.matches(1, "help") && count == 2 {
+            // networking.c addReplyHelp's wording, HELP last.
             let lines = [
                 "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
                 "RESETSTAT", "    Reset statistics reported by the INFO command.",
-                "HELP", "    Print this help.",
+                "REWRITE", "    Rewrite the configuration file.",
+                "HELP", "    Prints this help.",
             ]
             context.output.writeArrayHeader(lines.count)
             for line in lines { context.output.writeSimpleString(Array(line.utf8)) }

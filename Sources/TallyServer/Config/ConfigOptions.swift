@@ -246,17 +246,18 @@ public enum ConfigTable {
         ConfigOption("lfu-log-factor", .integer(min: 0, max: Int64(Int32.max)), "10"),
         ConfigOption("lfu-decay-time", .integer(min: 0, max: Int64(Int32.max)), "1"),
         ConfigOption("hll-sparse-max-bytes", .memory(min: 0, max: longMax), "3000"),
+        // The *-value limits are byte sizes (MEMORY_CONFIG in config.c): `1kb` is accepted.
         ConfigOption("hash-max-listpack-entries", .integer(min: 0, max: longMax), "512"),
         ConfigOption("set-max-intset-entries", .integer(min: 0, max: longMax), "512"),
-        ConfigOption("hash-max-listpack-value", .integer(min: 0, max: longMax), "64"),
+        ConfigOption("hash-max-listpack-value", .memory(min: 0, max: longMax), "64"),
         ConfigOption("hash-max-ziplist-entries", .integer(min: 0, max: longMax), "512"),
-        ConfigOption("hash-max-ziplist-value", .integer(min: 0, max: longMax), "64"),
+        ConfigOption("hash-max-ziplist-value", .memory(min: 0, max: longMax), "64"),
         // Redis 7.0's zset-max-ziplist-* are aliases of zset-max-listpack-*: Tally applies whichever
         // was set last (ServerCommands / Server.swift) to the engine's SortedSetLimits.
         ConfigOption("zset-max-listpack-entries", .integer(min: 0, max: longMax), "128"),
-        ConfigOption("zset-max-listpack-value", .integer(min: 0, max: longMax), "64"),
+        ConfigOption("zset-max-listpack-value", .memory(min: 0, max: longMax), "64"),
         ConfigOption("zset-max-ziplist-entries", .integer(min: 0, max: longMax), "128"),
-        ConfigOption("zset-max-ziplist-value", .integer(min: 0, max: longMax), "64"),
+        ConfigOption("zset-max-ziplist-value", .memory(min: 0, max: longMax), "64"),
         // Parsed and reported only: Tally's list chunks are always Redis's default 8 KB listpacks
         // (-2), and chunks are never compressed (depth 0); see ListValue.
         ConfigOption("list-max-listpack-size", .integer(min: Int64(Int32.min), max: Int64(Int32.max)), "-2"),
@@ -343,6 +344,23 @@ public enum ConfigTable {
             pairs[slaveName] = replicaName
         }
         return pairs
+    }()
+
+    /// Redis 7.0's listpack options and their pre-7.0 ziplist names, aliases like `aliases` (config.c
+    /// createSizeTConfig/createIntConfig(name, alias, ...)): a file written for Redis 6 still applies.
+    public static let encodingAliases: [String: String] = {
+        var map: [String: String] = [:]
+        for (name, old) in [
+            ("hash-max-listpack-entries", "hash-max-ziplist-entries"),
+            ("hash-max-listpack-value", "hash-max-ziplist-value"),
+            ("zset-max-listpack-entries", "zset-max-ziplist-entries"),
+            ("zset-max-listpack-value", "zset-max-ziplist-value"),
+            ("list-max-listpack-size", "list-max-ziplist-size"),
+        ] {
+            map[name] = old
+            map[old] = name
+        }
+        return map
     }()
 
     private static let index: [String: Int] = {

@@ -24,7 +24,9 @@ public struct ServerConfiguration: Sendable {
         switch option.normalize(arguments) {
         case .success(let value):
             values[option.name] = value
-            if let alias = ConfigTable.aliases[option.name] { values[alias] = value }
+            if let alias = ConfigTable.aliases[option.name] ?? ConfigTable.encodingAliases[option.name] {
+                values[alias] = value
+            }
         case .failure(let error): throw error
         }
     }
@@ -114,7 +116,9 @@ public struct ServerConfiguration: Sendable {
             guard let contents = readWholeFile(first) else {
                 throw ConfigFileError(line: 0, text: first, message: "Fatal error, can't open config file '\(first)'")
             }
-            configuration.configFile = first
+            // Absolute, as redis-server keeps it (server.c getAbsolutePath): the server chdirs to
+            // `dir` before CONFIG REWRITE writes the file again.
+            configuration.configFile = absolutePath(first)
             text = contents
             rest = rest.dropFirst()
         }
@@ -153,6 +157,28 @@ public struct ServerConfiguration: Sendable {
         }
         return result + "\""
     }
+}
+
+/// `path` made absolute against the working directory, with leading `./` and `../` resolved
+/// textually (symbolic links are not followed).
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    var base = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        .split(separator: "/").map(String.init)
+    var rest = Substring(path)
+    while true {
+        if rest.hasPrefix("./") {
+            rest = rest.dropFirst(2)
+        } else if rest.hasPrefix("../") {
+            rest = rest.dropFirst(3)
+            if !base.isEmpty { base.removeLast() }
+        } else {
+            break
+        }
+    }
+    return "/" + (base + [String(rest)]).joined(separator: "/")
 }
 
 /// A fatal configuration error, reported like redis-server before exiting with status 1.
