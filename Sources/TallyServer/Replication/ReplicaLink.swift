@@ -297,7 +297,6 @@ private final class ReplicaStreamer {
             }
             if !buffer.isEmpty {
                 guard send(buffer) else { return }
-                replication.finishedWriting(link)
                 publishFields()
                 continue
             }
