@@ -138,21 +138,40 @@ enum ScriptingCommands {
         call(&context, runtime: runtime, run: run, argumentCount: 0)
     }
 
-    /// The checks Redis's scriptPrepareForRun makes before a script or function starts (shebang
-    /// or function flags against EVAL_RO/FCALL_RO, MISCONF and OOM); nil after writing a refusal.
+    /// The checks Redis's scriptPrepareForRun makes before a script or function starts, in its
+    /// order (shebang or function flags against a stale replica, a read-only replica, MISCONF,
+    /// EVAL_RO/FCALL_RO, min-replicas-to-write, OOM); nil after writing a refusal.
     static func prepareRun(_ context: inout CommandContext, runtime: ScriptingRuntime, name: [UInt8],
                            flags: ScriptFlags, readOnly: Bool) -> ScriptRun? {
         let engine = context.engine
         let compatible = flags.contains(.compatibility)
         let overLimit = engine.isOverMemoryLimit
         if !compatible {
+            let role = engine.replicaRoleFlags
+            let obeyed = context.session.isReplicationPrimaryLink
+            if role.contains(.deniesStaleData) && !flags.contains(.allowStale) {
+                context.output.writeError(
+                    """
+                    MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to 'no' \
+                    and 'allow-stale' flag is not set on the script.
+                    """)
+                return nil
+            }
             if !flags.contains(.noWrites) {
-                if let refusal = engine.attachedLog?.writeRefusal() {
+                if role.contains(.replica) && role.contains(.readOnly) && !obeyed {
+                    context.output.writeError("READONLY Can not run script with write flag on readonly replica")
+                    return nil
+                }
+                if !obeyed, let refusal = engine.attachedLog?.writeRefusal() {
                     context.output.writeError(refusal)
                     return nil
                 }
                 if readOnly {
                     context.output.writeError("ERR Can not execute a script with write flag using *_ro command.")
+                    return nil
+                }
+                if engine.lacksGoodReplicasForWrites && !role.contains(.replica) {
+                    context.output.writeError("NOREPLICAS Not enough good replicas to write.")
                     return nil
                 }
             }
