@@ -133,24 +133,23 @@ extension ServerConfiguration {
     /// `zset-max-listpack-entries`/`-value`; Redis 7.0's `zset-max-ziplist-*` aliases are separate
     /// options here, so a non-default alias wins.
     var sortedSetLimits: SortedSetLimits {
-        func limit(_ name: String, _ alias: String, _ standard: Int64) -> Int {
-            let aliased = integer(alias)
-            return Int(clamping: aliased != standard ? aliased : integer(name))
-        }
-        return SortedSetLimits(
-            maxEntries: limit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
-            maxValueBytes: limit("zset-max-listpack-value", "zset-max-ziplist-value", 64))
+        SortedSetLimits(
+            maxEntries: aliasedLimit("zset-max-listpack-entries", "zset-max-ziplist-entries", 128),
+            maxValueBytes: aliasedLimit("zset-max-listpack-value", "zset-max-ziplist-value", 64))
     }
 
     /// `hash-max-listpack-entries`/`-value`, with their `ziplist` aliases as for sorted sets.
     var hashLimits: HashLimits {
-        func limit(_ name: String, _ alias: String, _ standard: Int64) -> Int {
-            let aliased = integer(alias)
-            return Int(clamping: aliased != standard ? aliased : integer(name))
-        }
-        return HashLimits(
-            maxEntries: limit("hash-max-listpack-entries", "hash-max-ziplist-entries", 512),
-            maxValueBytes: limit("hash-max-listpack-value", "hash-max-ziplist-value", 64))
+        HashLimits(
+            maxEntries: aliasedLimit("hash-max-listpack-entries", "hash-max-ziplist-entries", 512),
+            maxValueBytes: aliasedLimit("hash-max-listpack-value", "hash-max-ziplist-value", 64))
+    }
+
+    /// A `listpack` limit whose `ziplist` alias is a separate option: the alias wins when it is
+    /// not at the default.
+    private func aliasedLimit(_ name: String, _ alias: String, _ standard: Int64) -> Int {
+        let aliased = integer(alias)
+        return Int(clamping: aliased != standard ? aliased : integer(name))
     }
 
     /// `list-max-listpack-size`; its Redis 7.0 alias `list-max-ziplist-size` is a separate option
