@@ -103,6 +103,12 @@ enum SortCommand {
             }
             items = source.elements.map { Item(element: $0) }
             ordered = source.ordered
+            // sort.c converts a listpack sorted set to a skiplist, destructively: OBJECT ENCODING
+            // says skiplist afterwards, and a later -0 score is kept as -0 (a listpack keeps 0).
+            if case .sortedSet(let set) = entry.value, set.isCompact {
+                _ = try? context.keyspace.shard(for: sourceKey).withSortedSet(
+                    database, sourceKey, now: context.now, create: false) { set, _ in set.convertToIndexed() }
+            }
         }
         // A set has no order of its own: stored (or scripted) results are sorted anyway, so
         // replicas and the AOF agree.
