@@ -130,6 +130,28 @@ public final class RESPClient {
         }
     }
 
+    /// Returns the bytes buffered or arriving within `milliseconds` (empty if none came), for
+    /// streams that are not replies (a replication transfer).
+    public func readAvailable(waitMilliseconds milliseconds: Int32) throws -> [UInt8] {
+        var collected = Array(buffer[position...])
+        buffer.removeAll()
+        position = 0
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            var request = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&request, 1, collected.isEmpty ? milliseconds : 0)
+            if ready < 0 && errno == EINTR { continue }
+            guard ready > 0 else { return collected }
+            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count == 0 { return collected }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw RESPClientError.closed
+            }
+            collected += chunk[0..<count]
+        }
+    }
+
     /// Reads one complete reply.
     public func readReply() throws -> RESPValue {
         let line = try readLine()

@@ -186,6 +186,39 @@ final class ReplicationServerTests: ServerTestCase {
         }
     }
 
+    /// After an `$EOF:` transfer the stream waits for the replica's first REPLCONF ACK: a redis-server
+    /// replica recognises the mark only as the last 40 bytes of a read, so writes sent right behind
+    /// it left the replica waiting for the end of the payload forever.
+    func testDisklessTransferHoldsTheStreamUntilTheFirstAck() throws {
+        let server = try start(["--repl-diskless-sync-delay", "0"])
+        let primary = try RESPClient(port: server.port)
+        let replica = try RESPClient(port: server.port)
+        XCTAssertEqual(try replica.call("REPLCONF", "capa", "eof", "capa", "psync2"), .simple("OK"))
+        try replica.sendRaw(RESPClient.encode(["PSYNC", "?", "-1"]))
+        var received: [UInt8] = []
+        var mark: [UInt8] = []
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            received += try replica.readAvailable(waitMilliseconds: 100)
+            let text = String(decoding: received, as: UTF8.self)
+            if mark.isEmpty, let range = text.range(of: "$EOF:") {
+                let start = text.utf8.distance(from: text.utf8.startIndex, to: range.upperBound)
+                if received.count >= start + 40 { mark = Array(received[start..<start + 40]) }
+            }
+            if !mark.isEmpty && received.count > 45 && Array(received.suffix(40)) == mark { break }
+        }
+        XCTAssertFalse(mark.isEmpty, "no $EOF: transfer: \(String(decoding: received, as: UTF8.self))")
+        XCTAssertEqual(Array(received.suffix(40)), mark)
+        for _ in 0..<5 { _ = try primary.call("INCR", "counter") }
+        XCTAssertEqual(try replica.readAvailable(waitMilliseconds: 300), [])
+        try replica.sendRaw(RESPClient.encode(["REPLCONF", "ACK", "0"]))
+        var stream: [UInt8] = []
+        while Date() < deadline && !String(decoding: stream, as: UTF8.self).contains("counter") {
+            stream += try replica.readAvailable(waitMilliseconds: 100)
+        }
+        XCTAssertTrue(String(decoding: stream, as: UTF8.self).contains("$4\r\nINCR\r\n$7\r\ncounter\r\n"))
+    }
+
     func testMinReplicasToWriteRefusesWithoutEnoughGoodReplicas() throws {
         let server = try start(["--min-replicas-to-write", "1"])
         let primary = try RESPClient(port: server.port)

@@ -140,6 +140,11 @@ private final class ReplicaStreamer {
     /// Why the connection ends (logged once); nil while it lives.
     private var closeReason: String?
     private var lastPublishMilliseconds: Int64 = 0
+    /// After an `$EOF:` transfer the stream waits for the replica's first REPLCONF ACK, as
+    /// Redis's repl_start_cmd_stream_on_ack does (replication.c): a replica finds the mark only
+    /// as the last bytes of a read, so stream bytes sent right behind it would hide it and the
+    /// replica would wait for the end of the payload forever.
+    private var awaitingFirstAck = false
 
     static let socketToken: UInt64 = 1
     static let wakeToken: UInt64 = 2
@@ -273,6 +278,7 @@ private final class ReplicaStreamer {
         } else {
             guard send(Array("$\(payload.count)\r\n".utf8)), send(payload) else { return false }
         }
+        awaitingFirstAck = diskless
         link.ackTimeMilliseconds.store(server.nowMilliseconds(), ordering: .relaxed)
         replication.setOnline(link)
         replication.refreshGoodReplicas(nowMilliseconds: server.nowMilliseconds())
@@ -287,6 +293,11 @@ private final class ReplicaStreamer {
     private func stream() {
         var buffer: [UInt8] = []
         while !mustClose() {
+            if awaitingFirstAck {
+                waitForEvents(timeoutMilliseconds: 100)
+                if awaitingFirstAck && timedOut() { return }
+                continue
+            }
             guard replication.takePending(link, into: &buffer) else {
                 if link.outputLimitReached.load(ordering: .relaxed) {
                     link.log(.warning, "Client \(name) scheduled to be closed ASAP for overcoming of output buffer "
@@ -301,16 +312,23 @@ private final class ReplicaStreamer {
                 continue
             }
             waitForEvents(timeoutMilliseconds: 1000)
-            let now = server.nowMilliseconds()
-            // Old SYNC replicas (redis-cli --replica) send no ACKs: no timeout for them, as in Redis.
-            let timeout = Int64(replication.settings.withLock { $0.timeoutSeconds }) * 1000
-            if handshake.psync != nil && now - link.ackTimeMilliseconds.load(ordering: .relaxed) > timeout {
-                link.log(.warning, "Disconnecting timedout replica (streaming sync): \(name)")
-                closeReason = "timeout"
-                return
-            }
+            if timedOut() { return }
             publishFields()
         }
+    }
+
+    /// True (with the connection marked to close) when the replica has been silent for
+    /// `repl-timeout` (replicationCron's "Disconnecting timedout replica"). Old SYNC replicas
+    /// (redis-cli --replica) send no ACKs: no timeout for them, as in Redis.
+    private func timedOut() -> Bool {
+        let now = server.nowMilliseconds()
+        let timeout = Int64(replication.settings.withLock { $0.timeoutSeconds }) * 1000
+        guard handshake.psync != nil && now - link.ackTimeMilliseconds.load(ordering: .relaxed) > timeout else {
+            return false
+        }
+        link.log(.warning, "Disconnecting timedout replica (streaming sync): \(name)")
+        closeReason = "timeout"
+        return true
     }
 
     /// Refreshes what CLIENT LIST shows about the replica, at most once a second.
@@ -417,6 +435,7 @@ private final class ReplicaStreamer {
         var fsynced: Int64?
         if arguments.count >= 5 && arguments.matches(3, "fack") { fsynced = parseRedisInteger(arguments[4]) }
         let now = server.nowMilliseconds()
+        awaitingFirstAck = false
         replication.acknowledged(link, offset: offset, fsynced: fsynced, nowMilliseconds: now)
         record.fields.withLock { fields in
             fields.lastCommand = "replconf"
