@@ -782,6 +782,12 @@ public final class CommandEngine: Sendable {
         // holds every shard, so finish() can serve waiters on any key (see Blocking.swift).
         let takesAll = row == execRow || blocking.hasWaiters || table.flags[row].contains(.runsExclusive)
         let exclusive = !insideExec && takesAll ? keyspace.lockExclusive() : false
+        if monitors.isActive && table.flags[row].contains(.skipMonitor) && !session.isReplayingLog {
+            // EVAL, EVALSHA and FCALL show before the commands they run (eval.c evalCommand,
+            // functions.c fcallCommandGeneric feed monitors first; call() skips them after).
+            monitors.feed(arguments, database: session.database, session: session,
+                          limitBytes: pubsub.mailboxLimitBytes)
+        }
         table.rows[row].handler(&context)
         context.finish()
         keyspace.unlockExclusive(exclusive)
@@ -812,7 +818,13 @@ public final class CommandEngine: Sendable {
             statistics.failedCalls.add(1, ordering: .relaxed)
             output.errorRepliesSeen = output.errorRepliesWritten
         }
-        session.lastCommandName = table.rows[row].name
+        // CLIENT LIST's cmd= names a container's subcommand as "config|get" (the command's
+        // fullname in Redis 7.0).
+        if table.hasSubcommands(row) && arguments.count >= 2, let sub = table.subcommand(of: row, named: arguments[1]) {
+            session.lastCommandName = table.rows[row].subcommands[sub].name
+        } else {
+            session.lastCommandName = table.rows[row].name
+        }
         if monitors.isActive && !session.isReplayingLog {
             // Administrative commands are not shown (a container's subcommand decides: CONFIG GET).
             var flags = table.rows[row].flags
@@ -820,7 +832,7 @@ public final class CommandEngine: Sendable {
                let sub = table.subcommand(of: row, named: arguments[1]) {
                 flags = table.rows[row].subcommands[sub].flags
             }
-            if !flags.contains(.admin) {
+            if !flags.contains(.admin) && !flags.contains(.skipMonitor) {
                 monitors.feed(arguments, database: session.database, session: session,
                               limitBytes: pubsub.mailboxLimitBytes)
             }

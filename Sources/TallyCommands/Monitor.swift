@@ -36,7 +36,9 @@ public final class MonitorFeed: Sendable {
         clock_gettime(CLOCK_REALTIME, &now)
         var micros = String(now.tv_nsec / 1000)
         micros = String(repeating: "0", count: 6 - micros.count) + micros
-        var line = Array("+\(now.tv_sec).\(micros) [\(database) \(session.peerAddress)] ".utf8)
+        // A script's commands show as coming from "lua" (replicationFeedMonitors' CLIENT_SCRIPT case).
+        let source = session.isScriptCall ? "lua" : session.peerAddress
+        var line = Array("+\(now.tv_sec).\(micros) [\(database) \(source)] ".utf8)
         for index in 0..<arguments.count {
             if index > 0 { line.append(UInt8(ascii: " ")) }
             Self.appendRepr(arguments[index], to: &line)

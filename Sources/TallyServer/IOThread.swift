@@ -72,6 +72,39 @@ final class IOThread: @unchecked Sendable {
         listeners.append(descriptor)
     }
 
+    /// Listener sockets to stop watching and to start watching, queued by CONFIG SET port/bind
+    /// from any thread and swapped in by this loop.
+    private let listenerChanges = Mutex<[(removing: [Int32], adding: [Int32])]>([])
+
+    /// Replaces listener sockets: this loop closes `old` and accepts on `new` from its next pass.
+    func replaceListeners(removing old: [Int32], adding new: [Int32]) {
+        listenerChanges.withLock { $0.append((old, new)) }
+        Posix.signalEventFD(wakeDescriptor)
+    }
+
+    private func applyListenerChanges() {
+        let changes = listenerChanges.withLock { changes in
+            let taken = changes
+            changes.removeAll()
+            return taken
+        }
+        for change in changes {
+            for descriptor in change.removing {
+                guard let slot = listeners.firstIndex(of: descriptor) else { continue }
+                epoll.remove(descriptor)
+                Posix.close(descriptor)
+                // The slot stays (epoll tokens are slot numbers), marked unused.
+                listeners[slot] = -1
+            }
+            for descriptor in change.adding {
+                do { try addListener(descriptor) } catch {
+                    server.log.log(.warning, "Failed watching a listener: \(error)")
+                    Posix.close(descriptor)
+                }
+            }
+        }
+    }
+
     /// Hands an accepted socket to this loop (called from the acceptor thread).
     func adopt(_ descriptor: Int32) {
         inbox.withLock { $0.append(descriptor) }
@@ -134,11 +167,13 @@ final class IOThread: @unchecked Sendable {
             epoll.wait(timeoutMilliseconds: timeout) { ready in
                 if ready.token == Self.wakeToken {
                     Posix.drainEventFD(wakeDescriptor)
+                    applyListenerChanges()
                     adoptInbox()
                     deliverMail()
                     if killCheckPending.exchange(false, ordering: .acquiring) { processKillRequests() }
                 } else if ready.token >= Self.listenerTokenBase {
-                    acceptAll(listeners[Int(ready.token - Self.listenerTokenBase)])
+                    let listener = listeners[Int(ready.token - Self.listenerTokenBase)]
+                    if listener >= 0 { acceptAll(listener) }
                 } else if let connection = connections[Int32(truncatingIfNeeded: ready.token)] {
                     handle(connection, events: ready.events)
                 }
@@ -423,12 +458,14 @@ final class IOThread: @unchecked Sendable {
         epoll.waitNested(timeoutMilliseconds: 0) { ready in
             if ready.token == Self.wakeToken {
                 Posix.drainEventFD(wakeDescriptor)
+                applyListenerChanges()
                 adoptInbox()
                 deliverMail()
                 // CLIENT KILL is handled once the script returns (it could name the script's client).
                 if killCheckPending.load(ordering: .acquiring) { Posix.signalEventFD(wakeDescriptor) }
             } else if ready.token >= Self.listenerTokenBase {
-                acceptAll(listeners[Int(ready.token - Self.listenerTokenBase)])
+                let listener = listeners[Int(ready.token - Self.listenerTokenBase)]
+                if listener >= 0 { acceptAll(listener) }
             } else if let connection = connections[Int32(truncatingIfNeeded: ready.token)], connection !== running {
                 handle(connection, events: ready.events)
             }

@@ -163,28 +163,13 @@ public final class Server: Sendable {
         let port = configuration.port
         let backlog = Int32(configuration.integer("tcp-backlog"))
         if port != 0 {
-            var boundPort = port
-            for entry in configuration.bindAddresses {
-                let optional = entry.hasPrefix("-")
-                let host = optional ? String(entry.dropFirst()) : entry
-                let address = host == "*" ? "0.0.0.0" : host == "::*" ? "::" : host
-                do {
-                    let fd = try Posix.listenTCP(host: address, port: boundPort, backlog: backlog)
-                    // With --port 0 the first listener picks the port and the others reuse it.
-                    boundPort = Posix.localPort(fd)
-                    listeners.append(fd)
-                } catch {
-                    if optional && (error == .addressNotAvailable || error == .addressFamilyNotSupported) {
-                        log.log(.notice, "Skipping optional bind address \(host): \(error)")
-                        continue
-                    }
-                    log.log(.warning, "Warning: Could not create server TCP listening socket \(host):\(port): \(error)")
-                    listeners.forEach { Posix.close($0) }
-                    return nil
-                }
-            }
-            core.boundPort.store(boundPort, ordering: .relaxed)
-            log.log(.notice, "Listening on port \(boundPort)")
+            guard let opened = try? TCPListeners.open(port: port, bindAddresses: configuration.bindAddresses,
+                                                      backlog: backlog, log: log)
+            else { return nil }
+            listeners = opened.descriptors
+            core.tcpListeners.adopt(opened.descriptors)
+            core.boundPort.store(opened.port, ordering: .relaxed)
+            log.log(.notice, "Listening on port \(opened.port)")
         }
         let unixPath = configuration.string("unixsocket")
         if !unixPath.isEmpty {

@@ -311,7 +311,7 @@ extension ServerCore {
             }
             context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "info") && count == 2 {
-            context.output.writeVerbatim(Array((ownFields(session).line(nowMilliseconds: context.now) + "\n").utf8))
+            context.output.writeVerbatim(Array((ownFields(session, arguments: context.arguments).line(nowMilliseconds: context.now) + "\n").utf8))
         } else if context.arguments.matches(1, "list") {
             clientList(&context)
         } else if context.arguments.matches(1, "kill") && count >= 3 {
@@ -420,13 +420,21 @@ extension ServerCore {
     }
 
     /// The caller's own line, built from its live session (its published record lags a batch).
-    private func ownFields(_ session: ClientSession) -> ClientFields {
+    private func ownFields(_ session: ClientSession, arguments: CommandArguments) -> ClientFields {
+        // The running command is still in Redis's query buffer while it executes (qbuf=26 for
+        // CLIENT LIST sent as a multibulk), and it is the client's last command (cmd=client|list).
+        var commandBytes = 3 + String(arguments.count).utf8.count
+        for index in 0..<arguments.count {
+            commandBytes += 5 + String(arguments[index].count).utf8.count + arguments[index].count
+        }
+        let subcommand = arguments.count >= 2 ? "|" + String(decoding: arguments[1], as: UTF8.self).lowercased() : ""
         var fields = ClientFields(
             id: session.id, address: session.peerAddress, localAddress: session.localAddress,
             descriptor: session.descriptor, name: session.name, createdAtMilliseconds: session.createdAtMilliseconds,
             lastInteractionMilliseconds: session.lastInteractionMilliseconds, database: session.database,
-            inMulti: session.transaction.isActive ? session.transaction.queued.count : -1, queryBufferBytes: 0,
-            outputBufferBytes: 0, lastCommand: "client", protocolVersion: session.protocolVersion.rawValue,
+            inMulti: session.transaction.isActive ? session.transaction.queued.count : -1,
+            queryBufferBytes: commandBytes, outputBufferBytes: 0, lastCommand: "client" + subcommand,
+            protocolVersion: session.protocolVersion.rawValue,
             waitingToWrite: false)
         (fields.channels, fields.patterns, fields.shardChannels) = session.subscriptionCounts
         return fields
@@ -456,7 +464,7 @@ extension ServerCore {
                 var ids = Set<Int64>()
                 for record in clients.all() {
                     let type = record.id == context.session.id
-                        ? ownFields(context.session).clientType : record.fields.withLock { $0.clientType }
+                        ? ownFields(context.session, arguments: context.arguments).clientType : record.fields.withLock { $0.clientType }
                     if type == wanted { ids.insert(record.id) }
                 }
                 filter = ids
@@ -468,7 +476,7 @@ extension ServerCore {
         var body = ""
         for record in clients.all() where filter?.contains(record.id) ?? true {
             let fields = record.id == context.session.id
-                ? ownFields(context.session) : record.fields.withLock { $0 }
+                ? ownFields(context.session, arguments: context.arguments) : record.fields.withLock { $0 }
             body += fields.line(nowMilliseconds: context.now) + "\n"
         }
         context.output.writeVerbatim(Array(body.utf8))
@@ -483,7 +491,7 @@ extension ServerCore {
                 context.output.writeError("ERR No such client")
                 return
             }
-            kill(record)
+            if record.id == context.session.id { context.session.closeAfterReply = true } else { kill(record) }
             context.output.writeSimpleString("OK")
             return
         }
@@ -525,8 +533,11 @@ extension ServerCore {
                 }
                 type = lowered == "replica" ? "slave" : lowered
             } else if arguments.matches(index, "user") {
-                // No ACL users here: only "default" can match.
-                if value.lowercased() != "default" { id = -1 }
+                // The only user is "default" (names are case-sensitive, as ACLGetUserByName's).
+                guard value == "default" else {
+                    context.output.writeError(Array("ERR No such user '\(value)'".utf8))
+                    return
+                }
             } else {
                 context.output.writeError(RedisError.syntax)
                 return
@@ -540,11 +551,17 @@ extension ServerCore {
             if let address, fields.address != address { continue }
             if let localAddress, fields.localAddress != localAddress { continue }
             if let type {
-                let own = record.id == context.session.id ? ownFields(context.session) : fields
+                let own = record.id == context.session.id ? ownFields(context.session, arguments: context.arguments) : fields
                 if own.clientType != type { continue }
             }
-            if skipMe && record.id == context.session.id { continue }
-            kill(record)
+            if record.id == context.session.id {
+                if skipMe { continue }
+                // The caller is closed once this reply is written (networking.c clientKillCommand
+                // sets CLIENT_CLOSE_AFTER_REPLY on the current client), before it can read more.
+                context.session.closeAfterReply = true
+            } else {
+                kill(record)
+            }
             killed += 1
         }
         context.output.writeInteger(killed)
@@ -614,6 +631,39 @@ extension ServerCore {
         }
     }
 
+    /// Listens on a new `port` or `bind` set by CONFIG SET before anything else is applied, so
+    /// a port in use fails the whole command and changes nothing (config.c's apply rollback).
+    /// Returns Redis's failure (the option and the reason), or nil.
+    private func applyListenerChange(_ pairs: [(ConfigOption, String)]) -> (option: String, reason: String)? {
+        let config = configuration.withLock { $0 }
+        var port = config.port
+        var bind = config.string("bind")
+        for (option, value) in pairs {
+            if option.name == "port" { port = Int(value) ?? port }
+            if option.name == "bind" { bind = value }
+        }
+        guard port != config.port || bind != config.string("bind") else { return nil }
+        guard listen(port: port, bind: bind, backlog: config.integer("tcp-backlog")) else {
+            return port != config.port
+                ? ("port", "Unable to listen on this port. Check server logs.")
+                : ("bind", "Failed to bind to specified addresses.")
+        }
+        return nil
+    }
+
+    /// Replaces the TCP listeners with ones on `port` at the addresses of `bind`.
+    private func listen(port: Int, bind: String, backlog: Int64) -> Bool {
+        guard let thread = threads.first else { return false }
+        do {
+            try tcpListeners.replace(port: port, bindAddresses: bind.split(separator: " ").map(String.init),
+                                     backlog: Int32(clamping: backlog), log: log, thread: thread)
+        } catch {
+            return false
+        }
+        boundPort.store(port, ordering: .relaxed)
+        return true
+    }
+
     /// CONFIG SET name value [name value ...]: all pairs are validated first, then applied
     /// together, so a bad pair changes nothing (as in Redis 7).
     private func configSet(_ context: inout CommandContext) {
@@ -641,10 +691,19 @@ extension ServerCore {
             }
             index += 2
         }
+        if let failure = applyListenerChange(pairs) {
+            context.output.writeError(Array("ERR CONFIG SET failed (possibly related to argument '\(failure.option)') - \(failure.reason)".utf8))
+            return
+        }
         for (option, value) in pairs {
             if let refusal = persistence.configurationChanged(option.name, value: value) {
                 context.output.writeError(
                     Array("ERR CONFIG SET failed (possibly related to argument '\(option.name)') - \(refusal)".utf8))
+                // Nothing of the command stays: listen where we did before it.
+                let before = configuration.withLock { $0 }
+                if before.port != boundPort.load(ordering: .relaxed) || pairs.contains(where: { $0.0.name == "bind" }) {
+                    _ = listen(port: before.port, bind: before.string("bind"), backlog: before.integer("tcp-backlog"))
+                }
                 return
             }
         }

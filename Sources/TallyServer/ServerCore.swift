@@ -20,8 +20,10 @@ final class ServerCore: Sendable {
     let configuration: Mutex<ServerConfiguration>
     let startMilliseconds: Int64
     let runID: String
-    /// The TCP port actually bound (differs from the configured one with `--port 0`).
+    /// The TCP port listened on (0: none).
     let boundPort = Atomic<Int>(0)
+    /// The TCP listening sockets (replaced by CONFIG SET port / bind).
+    let tcpListeners = TCPListeners()
     private let threadList = Mutex<[IOThread]>([])
     private let maxClientsValue: Atomic<Int>
     private let timeoutValue: Atomic<Int>

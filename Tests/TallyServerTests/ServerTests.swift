@@ -152,6 +152,89 @@ final class ServerTests: ServerTestCase {
         XCTAssertEqual(try first.call("CLIENT", "FOO"), .error("ERR unknown subcommand 'FOO'. Try CLIENT HELP."))
     }
 
+    /// CLIENT KILL naming the caller answers and then closes it before it reads another command
+    /// (the reply is the count, and the next command sees the connection gone); CLIENT LIST
+    /// shows the caller's running command as `cmd=client|list` with its bytes in `qbuf`.
+    func testClientKillOfTheCallerAndItsOwnListLine() throws {
+        let server = try start()
+        let client = try RESPClient(port: server.port)
+        guard let line = try client.call("CLIENT", "LIST").text else { return XCTFail() }
+        XCTAssertTrue(line.contains(" qbuf=26 "), line)
+        XCTAssertTrue(line.contains(" cmd=client|list "), line)
+        XCTAssertTrue(try client.call("CLIENT", "INFO").text?.contains(" cmd=client|info ") == true)
+        XCTAssertEqual(try client.call("CLIENT", "KILL", "USER", "nobody"), .error("ERR No such user 'nobody'"))
+        XCTAssertEqual(try client.call("CLIENT", "KILL", "SKIPME", "no"), .integer(1))
+        XCTAssertThrowsError(try client.call("PING"))
+    }
+
+    /// CONFIG SET port listens on the new port at once and stops listening on the old one; a port
+    /// in use fails the whole command (the other pairs are not applied), as config.c's rollback.
+    func testConfigSetPortMovesTheListener() throws {
+        let server = try start()
+        let client = try RESPClient(port: server.port)
+        let newPort = ServerProcess.freePort()
+        XCTAssertEqual(try client.call("CONFIG", "SET", "port", String(newPort)), .simple("OK"))
+        var moved: RESPClient?
+        for _ in 0..<100 where moved == nil {
+            moved = try? RESPClient(port: newPort)
+            if moved == nil { usleep(10_000) }
+        }
+        XCTAssertEqual(try moved?.call("PING"), .simple("PONG"))
+        var oldRefused = false
+        for _ in 0..<100 where !oldRefused {
+            oldRefused = (try? RESPClient(port: server.port)) == nil
+            if !oldRefused { usleep(10_000) }
+        }
+        XCTAssertTrue(oldRefused)
+        // The first client's connection stays open.
+        XCTAssertEqual(try client.call("CONFIG", "GET", "port"),
+                       .array([.bulk(Array("port".utf8)), .bulk(Array(String(newPort).utf8))]))
+        let occupied = try ServerProcess(arguments: [])
+        servers.append(occupied)
+        XCTAssertEqual(try client.call("CONFIG", "SET", "maxmemory", "12345", "port", String(occupied.port)),
+            .error("ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. "
+                + "Check server logs."))
+        XCTAssertEqual(try client.call("CONFIG", "GET", "maxmemory"),
+                       .array([.bulk(Array("maxmemory".utf8)), .bulk(Array("0".utf8))]))
+        XCTAssertEqual(try RESPClient(port: newPort).call("PING"), .simple("PONG"))
+    }
+
+    /// Debian's /etc/redis/redis.conf sets `daemonize yes`, and its service runs
+    /// `redis-server /etc/redis/redis.conf --daemonize no`: only the final value is refused. The
+    /// file's options for mechanisms Tally does not have (jemalloc, THP, OOM scores) are accepted.
+    func testDaemonizeIsJudgedOnTheFinalValue() throws {
+        let path = NSTemporaryDirectory() + "tally-\(UUID().uuidString).conf"
+        try "daemonize yes\njemalloc-bg-thread yes\noom-score-adj-values 0 200 800\ndisable-thp yes\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let server = try ServerProcess(arguments: ["--daemonize", "no"], configFile: path)
+        servers.append(server)
+        let client = try RESPClient(port: server.port)
+        XCTAssertEqual(try client.call("CONFIG", "GET", "oom-score-adj-values"),
+                       .array([.bulk(Array("oom-score-adj-values".utf8)), .bulk(Array("0 200 800".utf8))]))
+        XCTAssertEqual(try client.call("CONFIG", "SET", "oom-score-adj-values", "0 200"),
+            .error("ERR CONFIG SET failed (possibly related to argument 'oom-score-adj-values') - wrong number of arguments"))
+        let refused = try ServerProcess(arguments: [], waitReady: false, configFile: path)
+        servers.append(refused)
+        XCTAssertEqual(refused.waitForExit(), 1)
+        XCTAssertTrue(refused.output.contains("at line 1\n>>> 'daemonize yes'\n"), refused.output)
+    }
+
+    /// MONITOR shows EVAL and FCALL before the commands they run, which come from "lua"
+    /// (eval.c evalCommand feeds monitors first; replicationFeedMonitors names script clients lua).
+    func testMonitorShowsScriptsBeforeTheirCommands() throws {
+        let server = try start()
+        let monitor = try RESPClient(port: server.port)
+        let client = try RESPClient(port: server.port)
+        XCTAssertEqual(try monitor.call("MONITOR"), .simple("OK"))
+        _ = try client.call("SET", "foo", "bar")
+        _ = try client.call("EVAL", "redis.call('set', KEYS[1], ARGV[1])", "1", "k", "v")
+        let lines = try (0..<3).map { _ in try monitor.readReply().text ?? "" }
+        XCTAssertTrue(lines[0].hasSuffix("] \"SET\" \"foo\" \"bar\""), lines[0])
+        XCTAssertTrue(lines[1].contains(" [0 127.0.0.1:") && lines[1].contains("] \"EVAL\" "), lines[1])
+        XCTAssertTrue(lines[2].hasSuffix(" [0 lua] \"set\" \"k\" \"v\""), lines[2])
+    }
+
     func testIdleClientsAreClosedAfterTimeout() throws {
         let server = try start(["--timeout", "1"])
         let idle = try RESPClient(port: server.port)

@@ -30,6 +30,12 @@ public enum ConfigKind: Sendable {
     case percentiles
     /// `replicaof`: `<host> <port>`, stored as "host port" ("" when this server is a primary).
     case hostAndPort
+    /// A byte size as `.memory`, or a percentage `N%` of maxmemory (config.c PERCENT_CONFIG:
+    /// `maxmemory-clients`), stored as written ("10%").
+    case memoryOrPercent
+    /// `oom-score-adj-values`: three integers in -2000...2000 (config.c
+    /// setConfigOOMScoreAdjValuesOption), stored space-separated.
+    case oomScoreValues
 }
 
 /// One row of the option table.
@@ -62,6 +68,17 @@ public struct ConfigOption: Sendable {
             return ClientLimits.normalizeOutputBufferLimits(arguments)
         case .percentiles:
             return normalizePercentiles(arguments)
+        case .oomScoreValues:
+            let words = arguments.flatMap { $0.split(separator: " ").map(String.init) }
+            guard words.count == 3 else { return .failure(ConfigError("wrong number of arguments")) }
+            var values: [String] = []
+            for word in words {
+                guard let value = Int(word), value >= -2000 && value <= 2000 else {
+                    return .failure(ConfigError("Invalid oom-score-adj-values, elements must be between -2000 and 2000."))
+                }
+                values.append(String(value))
+            }
+            return .success(values.joined(separator: " "))
         case .hostAndPort:
             // config.c loadServerConfigFromString: exactly host and port, the port in 0...65535.
             // No arguments clears it (REPLICAOF NO ONE); a config file line always has two.
@@ -99,6 +116,16 @@ public struct ConfigOption: Sendable {
                 return .failure(ConfigError("argument must be between \(minimum) and \(maximum) inclusive"))
             }
             return .success(String(value))
+        case .memoryOrPercent:
+            if let value = parseMemory(text) { return .success(String(value)) }
+            if text.count > 1, text.hasSuffix("%"), let percent = parseRedisInteger(Array(text.dropLast().utf8)),
+               percent >= 0 {
+                guard percent <= 100 else {
+                    return .failure(ConfigError("percentage argument must be less or equal to 100"))
+                }
+                return .success(String(percent) + "%")
+            }
+            return .failure(ConfigError("argument must be a memory or percent value"))
         case .enumeration(let words):
             let lowered = text.lowercased()
             guard words.contains(lowered) else {
@@ -116,7 +143,7 @@ public struct ConfigOption: Sendable {
                 return .failure(ConfigError(KeyspaceEventClass.invalidLettersMessage))
             }
             return .success(classes.letters)
-        case .string, .savePoints, .addressList, .outputBufferLimits, .percentiles, .hostAndPort:
+        case .string, .savePoints, .addressList, .outputBufferLimits, .percentiles, .hostAndPort, .oomScoreValues:
             return .success(text)
         }
     }
@@ -191,8 +218,8 @@ public enum ConfigTable {
 
     /// The rows, in the order CONFIG GET * reports them.
     public static let options: [ConfigOption] = [
-        ConfigOption("port", .integer(min: 0, max: 65535), "6379", mutable: false),
-        ConfigOption("bind", .addressList, "127.0.0.1 -::1", mutable: false),
+        ConfigOption("port", .integer(min: 0, max: 65535), "6379", mutable: true),
+        ConfigOption("bind", .addressList, "127.0.0.1 -::1", mutable: true),
         ConfigOption("unixsocket", .string, "", mutable: false),
         ConfigOption("unixsocketperm", .octal, "0", mutable: false),
         ConfigOption("protected-mode", .bool, "yes"),
@@ -279,7 +306,60 @@ public enum ConfigTable {
         ConfigOption("latency-tracking-info-percentiles", .percentiles, "50 99 99.9"),
         ConfigOption("busy-reply-threshold", .integer(min: 0, max: longMax), "5000"),
         ConfigOption("lua-time-limit", .integer(min: 0, max: longMax), "5000"),
-    ] + primaryReplicationOptions + replicaReplicationOptions
+    ] + primaryReplicationOptions + replicaReplicationOptions + compatibilityOptions
+
+    /// Redis 7.0 options that Debian's /etc/redis/redis.conf and common tooling set, accepted with
+    /// Redis's types, bounds and defaults (config.c) so such a file and `CONFIG SET` work, but
+    /// without effect in Tally, because the mechanism they tune does not exist here: jemalloc,
+    /// incremental rehashing and active defragmentation of Redis's dict, fork-based children and
+    /// their CPU lists and OOM scores, syslog, ACL files and logs, client eviction, key tracking,
+    /// modules and DEBUG, and a cron whose frequency adapts to the client count.
+    static let compatibilityOptions: [ConfigOption] = [
+        ConfigOption("activerehashing", .bool, "yes"),
+        ConfigOption("dynamic-hz", .bool, "yes"),
+        ConfigOption("jemalloc-bg-thread", .bool, "yes"),
+        ConfigOption("disable-thp", .bool, "yes", mutable: false),
+        ConfigOption("lazyfree-lazy-user-flush", .bool, "no"),
+        ConfigOption("oom-score-adj", .enumeration(["no", "yes", "relative", "absolute"]), "no"),
+        ConfigOption("oom-score-adj-values", .oomScoreValues, "0 200 800"),
+        ConfigOption("proc-title-template", .string, "{title} {listen-addr} {server-mode}"),
+        ConfigOption("repl-disable-tcp-nodelay", .bool, "no"),
+        ConfigOption("maxmemory-clients", .memoryOrPercent, "0"),
+        ConfigOption("maxmemory-eviction-tenacity", .integer(min: 0, max: 100), "10"),
+        ConfigOption("shutdown-timeout", .integer(min: 0, max: Int64(Int32.max)), "10"),
+        ConfigOption("crash-log-enabled", .bool, "yes"),
+        ConfigOption("crash-memcheck-enabled", .bool, "yes"),
+        ConfigOption("ignore-warnings", .string, ""),
+        ConfigOption("sanitize-dump-payload", .enumeration(["no", "yes", "clients"]), "no"),
+        ConfigOption("enable-debug-command", .enumeration(["no", "yes", "local"]), "no", mutable: false),
+        ConfigOption("enable-module-command", .enumeration(["no", "yes", "local"]), "no", mutable: false),
+        ConfigOption("enable-protected-configs", .enumeration(["no", "yes", "local"]), "no", mutable: false),
+        ConfigOption("supervised", .enumeration(["upstart", "systemd", "auto", "no"]), "no", mutable: false),
+        ConfigOption("syslog-enabled", .bool, "no", mutable: false),
+        ConfigOption("syslog-ident", .string, "redis", mutable: false),
+        ConfigOption(
+            "syslog-facility",
+            .enumeration(["user", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"]),
+            "local0", mutable: false),
+        ConfigOption("activedefrag", .bool, "no"),
+        ConfigOption("active-defrag-cycle-min", .integer(min: 1, max: 99), "1"),
+        ConfigOption("active-defrag-cycle-max", .integer(min: 1, max: 99), "25"),
+        ConfigOption("active-defrag-ignore-bytes", .memory(min: 1, max: longMax), String(100 * mb)),
+        ConfigOption("active-defrag-max-scan-fields", .integer(min: 1, max: longMax), "1000"),
+        ConfigOption("active-defrag-threshold-lower", .integer(min: 0, max: 1000), "10"),
+        ConfigOption("active-defrag-threshold-upper", .integer(min: 0, max: 1000), "100"),
+        ConfigOption("tracking-table-max-keys", .integer(min: 0, max: longMax), "1000000"),
+        ConfigOption("propagation-error-behavior", .enumeration(["ignore", "panic", "panic-on-replicas"]), "ignore"),
+        ConfigOption("io-threads-do-reads", .bool, "no", mutable: false),
+        ConfigOption("socket-mark-id", .integer(min: 0, max: Int64(UInt32.max)), "0", mutable: false),
+        ConfigOption("server_cpulist", .string, "", mutable: false),
+        ConfigOption("bio_cpulist", .string, "", mutable: false),
+        ConfigOption("aof_rewrite_cpulist", .string, "", mutable: false),
+        ConfigOption("bgsave_cpulist", .string, "", mutable: false),
+        ConfigOption("acllog-max-len", .integer(min: 0, max: longMax), "128"),
+        ConfigOption("acl-pubsub-default", .enumeration(["allchannels", "resetchannels"]), "resetchannels"),
+        ConfigOption("aclfile", .string, "", mutable: false),
+    ]
 
     /// The primary side of replication (replication.c; defaults and bounds from config.c 7.0).
     /// Redis 7.0 made diskless sync the default (`repl-diskless-sync yes`, 5 s delay).

@@ -8,6 +8,9 @@ public struct ServerConfiguration: Sendable {
     public private(set) var values: [String: String]
     /// The config file path given on the command line, if any (`config_file` in INFO).
     public var configFile: String = ""
+    /// Where `daemonize yes` was last set while parsing: refused only if no later line (such as
+    /// Debian's unit file's `--daemonize no` after /etc/redis/redis.conf) turns it off again.
+    private var daemonizeDirective: (line: Int, text: String)?
 
     /// All defaults.
     public init() {
@@ -98,11 +101,12 @@ public struct ServerConfiguration: Sendable {
             } catch {
                 throw ConfigFileError(line: lineNumber, text: line, message: error.message)
             }
-            if name == "daemonize" && bool("daemonize") {
-                throw ConfigFileError(
-                    line: lineNumber, text: line,
-                    message: "daemonize yes is not supported by tally-server; run it under a supervisor")
-            }
+            if name == "daemonize" { daemonizeDirective = bool("daemonize") ? (lineNumber, line) : nil }
+        }
+        if includeDepth == 0, let directive = daemonizeDirective {
+            throw ConfigFileError(
+                line: directive.line, text: directive.text,
+                message: "daemonize yes is not supported by tally-server; run it under a supervisor")
         }
     }
 
