@@ -137,6 +137,8 @@ public final class CommandEngine: Sendable {
     private let hyperLogLogSparseLimit = Atomic<Int>(3000)
     /// `set-max-intset-entries`.
     private let intsetLimit = Atomic<Int>(SetValue.defaultMaxIntsetEntries)
+    private let lazyUserDel = Atomic<Bool>(false)
+    private let lazyUserFlush = Atomic<Bool>(false)
     /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
     private let sortedSetMaxEntries = Atomic<Int>(128)
     private let sortedSetMaxValue = Atomic<Int>(64)
@@ -635,6 +637,17 @@ public final class CommandEngine: Sendable {
     /// Changes `hll-sparse-max-bytes` (CONFIG SET); values already stored keep their encoding.
     public func setHyperLogLogSparseMaxBytes(_ bytes: Int) {
         hyperLogLogSparseLimit.store(max(0, bytes), ordering: .relaxed)
+    }
+
+    /// `lazyfree-lazy-user-del`: DEL releases big values in background, as UNLINK does.
+    public var lazyFreeUserDel: Bool { lazyUserDel.load(ordering: .relaxed) }
+    /// `lazyfree-lazy-user-flush`: FLUSHALL/FLUSHDB without SYNC/ASYNC run as ASYNC.
+    public var lazyFreeUserFlush: Bool { lazyUserFlush.load(ordering: .relaxed) }
+
+    /// Applies `lazyfree-lazy-user-del` and `lazyfree-lazy-user-flush` (config file, CONFIG SET).
+    public func setLazyFree(userDel: Bool, userFlush: Bool) {
+        lazyUserDel.store(userDel, ordering: .relaxed)
+        lazyUserFlush.store(userFlush, ordering: .relaxed)
     }
 
     /// The configured `set-max-intset-entries`.

@@ -7,8 +7,12 @@ import TallyProtocol
 enum KeyspaceCommands {
     static var specs: [CommandSpec] {
         [
-            command("del", -2, [.write], keys: (1, -1, 1), "@keyspace @write @slow", delete),
-            command("unlink", -2, [.write, .fast], keys: (1, -1, 1), "@keyspace @write @fast", delete),
+            command("del", -2, [.write], keys: (1, -1, 1), "@keyspace @write @slow") { context in
+                delete(&context, lazily: context.engine.lazyFreeUserDel)
+            },
+            command("unlink", -2, [.write, .fast], keys: (1, -1, 1), "@keyspace @write @fast") { context in
+                delete(&context, lazily: true)
+            },
             command("exists", -2, [.readonly, .fast], keys: (1, -1, 1), "@keyspace @read @fast") { context in
                 exists(&context, touch: false)
             },
@@ -41,7 +45,9 @@ enum KeyspaceCommands {
         ]
     }
 
-    static func delete(_ context: inout CommandContext) {
+    /// DEL and UNLINK: the keys are gone from the table at once either way; `lazily` (UNLINK,
+    /// or DEL under lazyfree-lazy-user-del) releases a big value's memory in background.
+    static func delete(_ context: inout CommandContext, lazily: Bool) {
         let count = context.arguments.count
         context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
         var deleted: Int64 = 0
@@ -49,7 +55,8 @@ enum KeyspaceCommands {
             let key = context.key(index)
             let shard = context.keyspace.shard(for: key)
             if shard.contains(context.database, key, now: context.now) {
-                shard.remove(context.database, key)
+                let removed = shard.remove(context.database, key)
+                if lazily, let removed { context.keyspace.lazyFree.release(removed.value) }
                 deleted += 1
                 context.notify(.generic, "del", key)
             }
@@ -366,13 +373,19 @@ enum KeyspaceCommands {
             context.output.writeError(RedisError.syntax)
             return
         }
+        // ASYNC, or no flag under lazyfree-lazy-user-flush: the emptied tables are released in
+        // background (db.c getFlushCommandFlags, lazyfree.c emptyDbAsync).
+        let lazily = arguments.count == 2 ? arguments.matches(1, "async") : context.engine.lazyFreeUserFlush
+        let releaser = lazily ? context.keyspace.lazyFree : nil
         context.lockAllShards()
         var removed = 0
         for shard in context.keyspace.shards {
             if all {
-                for database in 0..<context.keyspace.databaseCount { removed += shard.removeAll(database) }
+                for database in 0..<context.keyspace.databaseCount {
+                    removed += shard.removeAll(database, releasingTo: releaser)
+                }
             } else {
-                removed += shard.removeAll(context.database)
+                removed += shard.removeAll(context.database, releasingTo: releaser)
             }
         }
         context.addChanges(Int64(removed) + (all ? 1 : 0))

@@ -76,6 +76,8 @@ public final class Keyspace: Sendable {
     public let functionLibraries = FunctionLibraries()
     /// The shards; `shards[i].index == i`.
     public let shards: [Shard]
+    /// Releases big deleted values and flushed databases in background (UNLINK, FLUSH ASYNC).
+    public let lazyFree = LazyFree()
     /// Number of logical databases (SELECT range).
     public let databaseCount: Int
     private let shardMaskBits: UInt64

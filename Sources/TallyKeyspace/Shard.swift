@@ -375,7 +375,7 @@ public final class Shard: @unchecked Sendable {
 
     /// Empties `database` in this shard; returns how many keys it held.
     @discardableResult
-    public func removeAll(_ database: Int) -> Int {
+    public func removeAll(_ database: Int, releasingTo lazyFree: LazyFree? = nil) -> Int {
         // Emptying needs no serialization: the table is replaced, not copied, so a pending
         // snapshot image can simply stay with its snapshot (detached from this shard).
         pendingImage = nil
@@ -384,7 +384,14 @@ public final class Shard: @unchecked Sendable {
         var released = 0
         for (key, entry) in tables[database] { released += MemoryEstimate.bytes(key: key, value: entry.value) }
         account(-released)
-        tables[database] = [:]
+        if let lazyFree {
+            // FLUSH ... ASYNC: the whole table goes to the background releaser (emptyDbAsync).
+            var detached: [Key: Entry] = [:]
+            swap(&detached, &tables[database])
+            lazyFree.release(tables: [detached], count: count)
+        } else {
+            tables[database] = [:]
+        }
         expiring[database].removeAll()
         if sampledKeys != nil { sampledKeys![database].removeAll() }
         return count

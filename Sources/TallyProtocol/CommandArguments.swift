@@ -33,11 +33,21 @@ public struct CommandArguments {
     /// A copy of argument `index`, for storing it in the keyspace.
     @inlinable public func copy(_ index: Int) -> [UInt8] { Array(bytes[ranges[index]]) }
 
-    /// Removes all arguments, keeping capacity.
+    /// Removes all arguments, keeping capacity unless one big request grew it: a 100,000-member
+    /// SADD must not keep megabytes per connection once it has run (Redis frees a command's argv
+    /// after it, networking.c freeClientArgv).
     public mutating func removeAll() {
+        if bytes.capacity > Self.retainedBytes || ranges.capacity > Self.retainedArguments {
+            self = CommandArguments()
+            return
+        }
         bytes.removeAll(keepingCapacity: true)
         ranges.removeAll(keepingCapacity: true)
     }
+
+    /// Capacity kept between requests: ordinary commands never reallocate.
+    static let retainedBytes = 64 * 1024
+    static let retainedArguments = 1024
 
     /// Reserves room for `byteCount` more argument bytes and `argumentCount` more arguments.
     /// The request parser calls it with client-claimed sizes already capped by its limits.

@@ -86,6 +86,8 @@ public final class Server: Sendable {
         engine.threadStarter.withLock { $0 = { body in startThread(body) } }
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
+        engine.setLazyFree(userDel: configuration.bool("lazyfree-lazy-user-del"),
+                           userFlush: configuration.bool("lazyfree-lazy-user-flush"))
         core.applySlowLogSettings(from: configuration, to: engine)
         core.applyLatencyTracking(from: configuration, to: engine)
         engine.scriptWatch.setThreshold(milliseconds: Int(clamping: configuration.integer("busy-reply-threshold")))

@@ -191,8 +191,8 @@ extension ServerCore {
             field("mem_fragmentation_bytes", String(rss - used))
             field("mem_allocator", "libc")
             field("active_defrag_running", "0")
-            field("lazyfree_pending_objects", "0")
-            field("lazyfreed_objects", "0")
+            field("lazyfree_pending_objects", String(engine.keyspace.lazyFree.pendingObjects))
+            field("lazyfreed_objects", String(engine.keyspace.lazyFree.freedObjects))
         case "persistence":
             out += "# Persistence\r\n"
             persistence.writeInfo(into: &out)
@@ -604,6 +604,7 @@ extension ServerCore {
             guard count == 2 else { return wrongArity(&context, "config|resetstat") }
             stats.reset()
             context.engine.resetStatistics()
+            context.keyspace.lazyFree.resetStatistics()
             context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "rewrite") {
             guard count == 2 else { return wrongArity(&context, "config|rewrite") }
@@ -732,6 +733,10 @@ extension ServerCore {
         let evictionOptions = ["maxmemory", "maxmemory-policy", "maxmemory-samples", "lfu-log-factor", "lfu-decay-time"]
         if evictionOptions.contains(where: seen.contains) {
             applyMemoryLimit(from: updated, to: context.engine)
+        }
+        if seen.contains("lazyfree-lazy-user-del") || seen.contains("lazyfree-lazy-user-flush") {
+            context.engine.setLazyFree(userDel: updated.bool("lazyfree-lazy-user-del"),
+                                       userFlush: updated.bool("lazyfree-lazy-user-flush"))
         }
         if seen.contains("hll-sparse-max-bytes") {
             context.engine.setHyperLogLogSparseMaxBytes(Int(clamping: updated.integer("hll-sparse-max-bytes")))
