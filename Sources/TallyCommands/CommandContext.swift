@@ -84,6 +84,9 @@ public struct CommandContext {
             ownsExclusive = keyspace.lockExclusive()
             return
         }
+        // A write to several shards moves their versions before it changes any, so an
+        // optimistic reader that half-saw it fails its check (Shard.writeVersion).
+        if !engine.table.flags[row].contains(.readonly) { mask.forEach { keyspace.shards[$0].markWritten() } }
         heldShards = mask
     }
 

@@ -73,8 +73,16 @@ extension Shard {
     /// `lookup`: the live entry, with the access recorded (LRU clock or LFU counter).
     func lookupTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         guard let index = tables[database].index(forKey: key) else { return nil }
+        if let expiry = tables[database].values[index].expiresAtMilliseconds, expiry <= now, expire(database, key) {
+            return nil
+        }
+        return recordAccess(database, at: index, now: now)
+    }
+
+    /// Stamps the entry at `index` as accessed now (LRU clock or LFU counter) and returns it.
+    @inline(__always)
+    func recordAccess(_ database: Int, at index: Dictionary<Key, Entry>.Index, now: Int64) -> Entry {
         var entry = tables[database].values[index]
-        if let expiry = entry.expiresAtMilliseconds, expiry <= now, expire(database, key) { return nil }
         switch accessMode {
         case .lru:
             entry.access = UInt32(truncatingIfNeeded: now / 1000)

@@ -147,6 +147,8 @@ public final class Keyspace: Sendable {
     public func lockExclusive() -> Bool {
         if isExclusivelyHeldByCurrentThread { return false }
         lock(allShards)
+        // Whatever the holder does to several shards must fail concurrent optimistic reads.
+        for shard in shards { shard.markWritten() }
         exclusiveOwner.store(UInt(pthread_self()), ordering: .relaxed)
         return true
     }

@@ -178,7 +178,47 @@ public final class Shard: @unchecked Sendable {
     /// into bytes and let go of it, so the mutation does not copy the whole table.
     @inline(__always)
     func prepareWrite() {
+        markWritten()
         if pendingImage != nil { serializePendingImage() }
+    }
+
+    /// Moves `writeVersion` (caller holds the lock). Every mutation does, and a command that
+    /// will write several shards does so for each of them as it takes their locks, before it
+    /// changes any: see `writeVersion`.
+    @inline(__always)
+    public func markWritten() {
+        writeVersion.store(writeVersion.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+    }
+
+    /// Changes each time this shard is written or locked by a command that writes several
+    /// shards (always under the lock). A reader that visited several shards one lock at a time
+    /// and finds every version unchanged afterwards saw one consistent state: a multi-shard
+    /// write it half-saw would have moved the version of a shard it read before that write
+    /// took the lock (see `StringCommands.mget`).
+    public let writeVersion = Atomic<UInt64>(0)
+
+    /// What `quietRead` found.
+    public enum QuietRead {
+        /// The live entry (its access was recorded and a hit counted).
+        case found(Entry)
+        /// No such key (a miss was counted).
+        case missing
+        /// The key has expired and must be deleted and propagated, or misses are being recorded
+        /// for keyspace events: only a command holding the shard until it finishes can do that.
+        case needsLockedPath
+    }
+
+    /// A read that changes nothing but the access stamp and the hit/miss counters, so the
+    /// caller may release the lock right after it (no DEL or event is left to propagate).
+    public func quietRead(_ database: Int, _ key: Key, now: Int64) -> QuietRead {
+        guard let index = tables[database].index(forKey: key) else {
+            if recordsMissedKeys { return .needsLockedPath }
+            misses &+= 1
+            return .missing
+        }
+        if let expiry = tables[database].values[index].expiresAtMilliseconds, expiry <= now { return .needsLockedPath }
+        hits &+= 1
+        return .found(recordAccess(database, at: index, now: now))
     }
 
     /// Serializes and detaches the pending snapshot image, if any (caller holds the lock).
@@ -379,6 +419,7 @@ public final class Shard: @unchecked Sendable {
         // Emptying needs no serialization: the table is replaced, not copied, so a pending
         // snapshot image can simply stay with its snapshot (detached from this shard).
         pendingImage = nil
+        markWritten()
         touchAll(database)
         let count = tables[database].count
         var released = 0

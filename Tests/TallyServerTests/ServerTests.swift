@@ -1,5 +1,6 @@
 // ServerTests: the real tally-server binary on an ephemeral port, spoken to over TCP.
 import Foundation
+import Synchronization
 import TallyTestSupport
 import XCTest
 
@@ -233,6 +234,47 @@ final class ServerTests: ServerTestCase {
         XCTAssertTrue(lines[0].hasSuffix("] \"SET\" \"foo\" \"bar\""), lines[0])
         XCTAssertTrue(lines[1].contains(" [0 127.0.0.1:") && lines[1].contains("] \"EVAL\" "), lines[1])
         XCTAssertTrue(lines[2].hasSuffix(" [0 lua] \"set\" \"k\" \"v\""), lines[2])
+    }
+
+    /// MGET reads its keys one shard lock at a time (optimistically) yet answers one consistent
+    /// state: while another I/O thread's MSETs and EXECs give eight keys on different shards the
+    /// same new value, every MGET sees them all equal, as with Redis's single thread.
+    func testMGetNeverSeesHalfOfAMultiShardWrite() throws {
+        let server = try start(["--io-threads", "2"])
+        let keys = (0..<8).map { "consistent:\($0)" }
+        let writerDone = Atomic<Bool>(false)
+        let port = server.port
+        let writer = Thread {
+            guard let client = try? RESPClient(port: port) else { return }
+            var value = 0
+            while !writerDone.load(ordering: .relaxed) {
+                value += 1
+                var arguments = ["MSET"]
+                for key in keys { arguments += [key, String(value)] }
+                _ = try? client.sendRaw(RESPClient.encode(arguments))
+                _ = try? client.readReply()
+                if value % 5 == 0 {
+                    _ = try? client.call("MULTI")
+                    for key in keys { _ = try? client.call("INCR", key) }
+                    _ = try? client.call("EXEC")
+                    value += 1
+                }
+            }
+        }
+        writer.start()
+        defer { writerDone.store(true, ordering: .relaxed) }
+        let reader = try RESPClient(port: server.port)
+        var distinctStates = Set<String>()
+        let deadline = Date().addingTimeInterval(1.5)
+        while Date() < deadline {
+            guard case .array(let items?) = try reader.call("MGET", keys[0], keys[1], keys[2], keys[3], keys[4],
+                                                            keys[5], keys[6], keys[7]) else { return XCTFail() }
+            let values = items.map { $0.text ?? "nil" }
+            XCTAssertEqual(Set(values).count, 1, "a torn read: \(values)")
+            if Set(values).count != 1 { break }
+            distinctStates.insert(values[0])
+        }
+        XCTAssertGreaterThan(distinctStates.count, 10, "the writer and reader did not overlap")
     }
 
     func testIdleClientsAreClosedAfterTimeout() throws {
