@@ -91,7 +91,6 @@ public final class LazyFree: Sendable {
         let result = pthread_create(&thread, nil, { argument in
             guard let argument else { return nil }
             Unmanaged<LazyFree>.fromOpaque(argument).takeRetainedValue().run()
-            return nil
         }, box)
         precondition(result == 0, "pthread_create failed: \(result)")
         pthread_detach(thread)
