@@ -90,6 +90,54 @@ public struct CommandContext {
         heldShards = mask
     }
 
+    /// Reads the key arguments `first...last` for a read-only multi-key command without holding
+    /// their shards together: each key is looked up under its own shard's lock alone and passed
+    /// to `visit` (nil: missing) once that lock is released; then every shard visited is checked
+    /// for a moved `Shard.writeVersion`. Two I/O threads' MGETs over overlapping shards then no
+    /// longer wait for each other's whole command, yet what they read is one consistent state, as
+    /// Redis's single thread gives: a write to several shards that was seen by half would have
+    /// moved the version of a shard read before it took its locks. Returns false when a version
+    /// moved or a key needs the locked path (expired, keyspace-miss events) or shards are already
+    /// held (EXEC, scripts): the caller then undoes what `visit` did and runs its locked path.
+    public mutating func readKeysOneLockAtATime(from first: Int, through last: Int, touch: Bool,
+                                                _ visit: (inout CommandContext, Entry?) -> Void) -> Bool {
+        guard heldShards.isEmpty && !keyspace.isExclusivelyHeldByCurrentThread else { return false }
+        let keyspace = keyspace
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: keyspace.shards.count) { versions in
+            var visited = ShardMask()
+            for index in first...last {
+                let key = self.key(index)
+                let shardIndex = keyspace.shardIndex(for: key)
+                let shard = keyspace.shards[shardIndex]
+                shard.lock()
+                let version = shard.writeVersion.load(ordering: .relaxed)
+                if visited.contains(shardIndex) {
+                    guard versions[shardIndex] == version else {
+                        shard.unlock()
+                        return false
+                    }
+                } else {
+                    versions[shardIndex] = version
+                    visited.insert(shardIndex)
+                }
+                let read = shard.quietRead(database, key, now: now, touch: touch)
+                shard.unlock()
+                switch read {
+                case .found(let entry): visit(&self, entry)
+                case .missing: visit(&self, nil)
+                case .needsLockedPath: return false
+                }
+            }
+            var consistent = true
+            visited.forEach { shardIndex in
+                if keyspace.shards[shardIndex].writeVersion.load(ordering: .acquiring) != versions[shardIndex] {
+                    consistent = false
+                }
+            }
+            return consistent
+        }
+    }
+
     /// The mask of the shards of the key arguments `first`, `first + step`, ... `last`.
     public func shardMask(keysFrom first: Int, through last: Int, step: Int = 1) -> ShardMask {
         var mask = ShardMask()

@@ -71,8 +71,15 @@ enum KeyspaceCommands {
     /// records an access (LRU clock or LFU counter); EXISTS does not (LOOKUP_NOTOUCH).
     static func exists(_ context: inout CommandContext, touch: Bool) {
         let count = context.arguments.count
-        context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
         var found: Int64 = 0
+        if count > 2 && context.readKeysOneLockAtATime(from: 1, through: count - 1, touch: touch, { _, entry in
+            if entry != nil { found += 1 }
+        }) {
+            context.output.writeInteger(found)
+            return
+        }
+        found = 0
+        context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
         for index in 1..<count {
             let key = context.key(index)
             let shard = context.keyspace.shard(for: key)

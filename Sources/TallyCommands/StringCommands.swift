@@ -267,9 +267,14 @@ enum StringCommands {
 
     static func mget(_ context: inout CommandContext) {
         let count = context.arguments.count
-        if count > 2 && !context.keyspace.isExclusivelyHeldByCurrentThread && context.heldShards.isEmpty
-            && readOptimistically(&context) {
-            return
+        if count > 2 {
+            let start = context.output.writerIndex
+            context.output.writeArrayHeader(count - 1)
+            let consistent = context.readKeysOneLockAtATime(from: 1, through: count - 1, touch: true) { context, entry in
+                if let entry, entry.value.isString { context.output.writeValue(entry.value) } else { context.output.writeNull() }
+            }
+            if consistent { return }
+            context.output.truncate(to: start)
         }
         context.lockShards(context.shardMask(keysFrom: 1, through: count - 1))
         context.output.writeArrayHeader(count - 1)
@@ -281,59 +286,6 @@ enum StringCommands {
             } else {
                 context.output.writeNull()
             }
-        }
-    }
-
-    /// MGET without holding its shards together: each key is read under its own shard's lock
-    /// alone, then every shard visited is checked for a moved `writeVersion`. Two I/O threads
-    /// running MGETs over overlapping shards no longer wait for each other's whole command, yet
-    /// the reply is still one consistent state, as Redis's single thread gives (a multi-shard
-    /// write seen by half would have moved a version). Returns false, writing nothing, when a
-    /// version moved or a key needs the locked path (expired, keyspace miss events): the caller
-    /// then runs the plain locked MGET.
-    private static func readOptimistically(_ context: inout CommandContext) -> Bool {
-        let count = context.arguments.count
-        let keyspace = context.keyspace
-        let start = context.output.writerIndex
-        context.output.writeArrayHeader(count - 1)
-        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: keyspace.shards.count) { versions in
-            var visited = ShardMask()
-            for index in 1..<count {
-                let key = context.key(index)
-                let shardIndex = keyspace.shardIndex(for: key)
-                let shard = keyspace.shards[shardIndex]
-                shard.lock()
-                let version = shard.writeVersion.load(ordering: .relaxed)
-                if visited.contains(shardIndex) {
-                    if versions[shardIndex] != version {
-                        shard.unlock()
-                        context.output.truncate(to: start)
-                        return false
-                    }
-                } else {
-                    versions[shardIndex] = version
-                    visited.insert(shardIndex)
-                }
-                let read = shard.quietRead(context.database, key, now: context.now)
-                shard.unlock()
-                switch read {
-                case .found(let entry):
-                    if entry.value.isString { context.output.writeValue(entry.value) } else { context.output.writeNull() }
-                case .missing:
-                    context.output.writeNull()
-                case .needsLockedPath:
-                    context.output.truncate(to: start)
-                    return false
-                }
-            }
-            var consistent = true
-            visited.forEach { shardIndex in
-                if keyspace.shards[shardIndex].writeVersion.load(ordering: .acquiring) != versions[shardIndex] {
-                    consistent = false
-                }
-            }
-            if !consistent { context.output.truncate(to: start) }
-            return consistent
         }
     }
 

@@ -208,9 +208,10 @@ public final class Shard: @unchecked Sendable {
         case needsLockedPath
     }
 
-    /// A read that changes nothing but the access stamp and the hit/miss counters, so the
-    /// caller may release the lock right after it (no DEL or event is left to propagate).
-    public func quietRead(_ database: Int, _ key: Key, now: Int64) -> QuietRead {
+    /// A read that changes nothing but the access stamp (unless `touch` is false, Redis's
+    /// LOOKUP_NOTOUCH) and the hit/miss counters, so the caller may release the lock right
+    /// after it (no DEL or event is left to propagate).
+    public func quietRead(_ database: Int, _ key: Key, now: Int64, touch: Bool = true) -> QuietRead {
         guard let index = tables[database].index(forKey: key) else {
             if recordsMissedKeys { return .needsLockedPath }
             misses &+= 1
@@ -218,7 +219,7 @@ public final class Shard: @unchecked Sendable {
         }
         if let expiry = tables[database].values[index].expiresAtMilliseconds, expiry <= now { return .needsLockedPath }
         hits &+= 1
-        return .found(recordAccess(database, at: index, now: now))
+        return .found(touch ? recordAccess(database, at: index, now: now) : tables[database].values[index])
     }
 
     /// Serializes and detaches the pending snapshot image, if any (caller holds the lock).
