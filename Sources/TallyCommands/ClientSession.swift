@@ -89,6 +89,9 @@ public final class ClientSession {
     public internal(set) var subscriptionTotal: Int = 0
     /// CLIENT REPLY: whether this client's replies are sent (pub/sub pushes always are).
     public var replyMode: ReplyMode = .on
+    /// CLIENT NO-EVICT ON (flag `e` in CLIENT LIST). Tally has no client eviction
+    /// (`maxmemory-clients`), so the flag only records the client's wish, as Redis shows it.
+    public var noEvict = false
     /// Tells the owning I/O thread that messages wait in this client's mailbox (set by the
     /// server; nil in tests, which collect the mailbox themselves).
     public var announceMail: (@Sendable (PubSubMailbox) -> Void)?

@@ -18,6 +18,8 @@ public struct ClientFields: Sendable {
     public var queryBufferBytes: Int
     /// Room in the query buffer (`qbuf-free`).
     public var queryBufferFreeBytes: Int = 0
+    /// CLIENT NO-EVICT ON (flag `e`).
+    public var noEvict = false
     public var outputBufferBytes: Int
     public var lastCommand: String
     public var protocolVersion: Int
@@ -48,6 +50,7 @@ public struct ClientFields: Sendable {
         var flags = isReplica ? "S" : isPrimaryLink ? "M" : ""
         if channels + patterns + shardChannels > 0 { flags += "P" }
         if inMulti >= 0 { flags += "x" }
+        if noEvict { flags += "e" }
         if flags.isEmpty { flags = "N" }
         return "id=\(id) addr=\(address) laddr=\(localAddress) fd=\(descriptor) name=\(nameText) age=\(age)"
             + " idle=\(idle) flags=\(flags) db=\(database) sub=\(channels) psub=\(patterns) ssub=\(shardChannels)"

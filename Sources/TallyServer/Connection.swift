@@ -44,6 +44,7 @@ final class Connection {
             fields.inMulti = session.transaction.isActive ? session.transaction.queued.count : -1
             fields.queryBufferBytes = queued
             fields.queryBufferFreeBytes = free
+            fields.noEvict = session.noEvict
             fields.outputBufferBytes = pending
             fields.lastCommand = session.lastCommandName
             fields.protocolVersion = session.protocolVersion.rawValue

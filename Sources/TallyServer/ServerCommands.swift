@@ -39,6 +39,7 @@ extension ServerCore {
         subcommand("client|reply", 3, [.noScript, .loading, .stale], "@slow @connection"),
         subcommand("client|unblock", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|pause", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
+        subcommand("client|no-evict", 3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|unpause", 2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
     ]
 
@@ -332,6 +333,15 @@ extension ServerCore {
             } else {
                 context.output.writeError(RedisError.syntax)
             }
+        } else if context.arguments.matches(1, "no-evict") && count == 3 {
+            if context.arguments.matches(2, "on") {
+                session.noEvict = true
+            } else if context.arguments.matches(2, "off") {
+                session.noEvict = false
+            } else {
+                return context.output.writeError(RedisError.syntax)
+            }
+            context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "unpause") && count == 2 {
             context.engine.clientPause.unpause()
             context.output.writeSimpleString("OK")
@@ -343,17 +353,30 @@ extension ServerCore {
                 "INFO", "    Return information about the current client connection.",
                 "KILL <ip:port>", "    Kill connection made from <ip:port>.",
                 "KILL <option> <value> [<option> <value> [...]]",
-                "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME.",
-                "LIST [options ...]", "    Return information about client connections. Options: ID.",
+                "    Kill connections. Options are:",
+                "    * ADDR (<ip:port>|<unixsocket>:0)",
+                "      Kill connections made from the specified address",
+                "    * LADDR (<ip:port>|<unixsocket>:0)",
+                "      Kill connections made to specified local address",
+                "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+                "      Kill connections by type.",
+                "    * USER <username>",
+                "      Kill connections authenticated by <username>.",
+                "    * SKIPME (YES|NO)",
+                "      Skip killing current connection (default: yes).",
+                "LIST [options ...]",
+                "    Return information about client connections. Options:",
+                "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+                "      Return clients of specified type.",
+                "UNPAUSE", "    Stop the current client pause, resuming traffic.",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "    Suspend all, or just write, clients for <timeout> milliseconds.",
                 "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
                 "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
-                "REPLY (ON|OFF|SKIP)",
-                "    Control the replies sent to the current connection.",
-                "PAUSE <timeout> [WRITE|ALL]",
-                "    Suspend all, or just write, clients for <timeout> milliseconds.",
-                "UNPAUSE", "    Stop the current client pause, resuming traffic.",
-                "HELP", "    Print this help.",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
+                "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
+                "HELP", "    Prints this help.",
             ]
             context.output.writeArrayHeader(lines.count)
             for line in lines { context.output.writeSimpleString(Array(line.utf8)) }
@@ -437,6 +460,7 @@ extension ServerCore {
             protocolVersion: session.protocolVersion.rawValue,
             waitingToWrite: false)
         (fields.channels, fields.patterns, fields.shardChannels) = session.subscriptionCounts
+        fields.noEvict = session.noEvict
         return fields
     }
 
