@@ -22,8 +22,8 @@ public struct HashLimits: Sendable, Equatable {
 ///
 /// - `listpack` (`isListpack`) while the hash is within its `HashLimits`: every pair lives in
 ///   one byte buffer (`PackedPairs`), looked up by a linear scan as t_hash.c scans a listpack.
-///   A 10-field hash is one heap block instead of 20 arrays and a dictionary: measured
-///   (README's hashes section) ~5x fewer bytes per field than the arrays it replaced.
+///   A 10-field hash is one heap block instead of 20 arrays and a dictionary (README's
+///   "Collections' memory" table has the bytes per field measured against Redis's).
 /// - `hashtable` once a field or value grew too long or the fields too many (t_hash.c
 ///   hashTypeConvert): parallel field/value arrays with an index for O(1) lookup
 ///   (`HashTable`). A hash never converts back, as in Redis.
@@ -118,7 +118,7 @@ public struct HashValue: Sendable {
     public mutating func reserveCapacity(pairs: Int, payloadBytes: Int) {
         guard case .packed(var bytes) = storage else { return }
         storage = .packed([])
-        PackedPairs.reserve(&bytes, adding: payloadBytes + 2 * pairs)
+        PackedPairs.reserve(&bytes, adding: payloadBytes + 2 * pairs, exact: true)
         storage = .packed(bytes)
     }
 
@@ -384,12 +384,12 @@ enum PackedPairs {
         return true
     }
 
-    /// Ensures room for `extra` more bytes. Growth keeps 1/8 slack, not Array's doubling:
-    /// a small hash's buffer is most of its cost, and a listpack (Redis reallocs it per
-    /// insert) keeps none.
-    static func reserve(_ bytes: inout [UInt8], adding extra: Int) {
+    /// Ensures room for `extra` more bytes. Growing pair by pair keeps 1/8 slack, not Array's
+    /// doubling: a small hash's buffer is most of its cost, and a listpack (Redis reallocs it
+    /// per insert) keeps none. A reservation for a known size (`exact`) keeps none either.
+    static func reserve(_ bytes: inout [UInt8], adding extra: Int, exact: Bool = false) {
         let needed = Swift.max(bytes.count, headerBytes) + extra
-        if bytes.capacity < needed { bytes.reserveCapacity(needed + needed >> 3) }
+        if bytes.capacity < needed { bytes.reserveCapacity(exact ? needed : needed + needed >> 3) }
     }
 
     /// Sets `field` to `value`; returns true if the pair is new (appended at the end).
