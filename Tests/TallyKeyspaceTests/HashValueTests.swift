@@ -192,6 +192,13 @@ import Testing
         }
     }
 
+    /// A hash is one word, so `Value.hash` needs no box and an entry stays 24 bytes.
+    @Test func aHashIsOneWord() {
+        #expect(MemoryLayout<HashValue>.size == 8)
+        #expect(MemoryLayout<Value>.size == 9)
+        #expect(MemoryLayout<Entry>.size == 24)
+    }
+
     @Test func memoryEstimateFollowsTheBuffer() {
         var hash = HashValue()
         hash.reserveCapacity(pairs: 10, payloadBytes: 10 * (2 + 8))
