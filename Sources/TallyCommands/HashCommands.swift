@@ -34,22 +34,22 @@ enum HashCommands {
             command("hgetall", 2, [.readonly], keys: (1, 1, 1), "@read @hash @slow") { context in
                 read(&context, empty: { $0.output.writeMapHeader(0) }) { context, hash in
                     context.output.writeMapHeader(hash.count)
-                    for index in 0..<hash.count {
-                        context.output.writeBulkString(hash.fields[index])
-                        context.output.writeBulkString(hash.values[index])
+                    hash.forEach { field, value in
+                        context.output.writeBulkString(field)
+                        context.output.writeBulkString(value)
                     }
                 }
             },
             command("hkeys", 2, [.readonly], keys: (1, 1, 1), "@read @hash @slow") { context in
                 read(&context, empty: { $0.output.writeArrayHeader(0) }) { context, hash in
                     context.output.writeArrayHeader(hash.count)
-                    for field in hash.fields { context.output.writeBulkString(field) }
+                    hash.forEach { field, _ in context.output.writeBulkString(field) }
                 }
             },
             command("hvals", 2, [.readonly], keys: (1, 1, 1), "@read @hash @slow") { context in
                 read(&context, empty: { $0.output.writeArrayHeader(0) }) { context, hash in
                     context.output.writeArrayHeader(hash.count)
-                    for value in hash.values { context.output.writeBulkString(value) }
+                    hash.forEach { _, value in context.output.writeBulkString(value) }
                 }
             },
             command("hrandfield", -2, [.readonly], keys: (1, 1, 1), "@read @hash @slow", hrandfield),
@@ -83,7 +83,7 @@ enum HashCommands {
         let arguments = context.arguments
         guard arguments.count >= 3 else {
             return read(&context, empty: { $0.output.writeNull() }) { context, hash in
-                context.output.writeBulkString(hash.fields[Int.random(in: 0..<hash.count)])
+                context.output.writeBulkString(hash.entry(at: Int.random(in: 0..<hash.count)).field)
             }
         }
         guard let count = context.integerArgument(2, in: -Int64.max...Int64.max) else { return }
@@ -95,6 +95,7 @@ enum HashCommands {
             return context.output.writeError(RedisError.valueOutOfRange)
         }
         read(&context, empty: { $0.output.writeArrayHeader(0) }) { context, hash in
+            let entries = hash.entries
             var picks: [Int]
             if count == 0 {
                 picks = []
@@ -109,8 +110,8 @@ enum HashCommands {
             context.output.writeArrayHeader(withValues && !pairs ? picks.count * 2 : picks.count)
             for index in picks {
                 if pairs { context.output.writeArrayHeader(2) }
-                context.output.writeBulkString(hash.fields[index])
-                if withValues { context.output.writeBulkString(hash.values[index]) }
+                context.output.writeBulkString(entries[index].field)
+                if withValues { context.output.writeBulkString(entries[index].value) }
             }
         }
     }
@@ -128,16 +129,16 @@ enum HashCommands {
             context.output.writeStaticString("*2\r\n$1\r\n0\r\n*0\r\n")
         }) { context, hash in
             guard let (pattern, count) = KeyspaceCommands.elementScanOptions(&context) else { return }
-            var matched: [Int] = []
-            let next = hash.scan(cursor: cursor, count: count) { position in
-                if pattern.map({ globMatches($0, hash.fields[position]) }) ?? true { matched.append(position) }
+            var matched: [(field: ArraySlice<UInt8>, value: ArraySlice<UInt8>)] = []
+            let next = hash.scan(cursor: cursor, count: count) { field, value in
+                if pattern.map({ globMatches($0, field) }) ?? true { matched.append((field, value)) }
             }
             context.output.writeArrayHeader(2)
             context.output.writeBulkString(Array(String(next).utf8))
             context.output.writeArrayHeader(matched.count * 2)
-            for position in matched {
-                context.output.writeBulkString(hash.fields[position])
-                context.output.writeBulkString(hash.values[position])
+            for (field, value) in matched {
+                context.output.writeBulkString(field)
+                context.output.writeBulkString(value)
             }
         }
     }
@@ -181,10 +182,17 @@ enum HashCommands {
         let limits = context.engine.hashLimits
         do {
             let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
+                if hash.isEmpty {
+                    // A new key: size the packed buffer once for every pair (repeated fields
+                    // only over-reserve).
+                    var payload = 0
+                    for index in 2..<count { payload += arguments[index].count }
+                    hash.reserveCapacity(pairs: (count - 2) / 2, payloadBytes: payload)
+                }
                 var created = 0
                 var index = 2
                 while index < count {
-                    if hash.set(field: arguments.copy(index), value: arguments.copy(index + 1), limits: limits) {
+                    if hash.set(field: arguments[index], value: arguments[index + 1], limits: limits) {
                         created += 1
                     }
                     index += 2
@@ -208,7 +216,7 @@ enum HashCommands {
         do {
             let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
                 if hash.value(for: arguments[2]) != nil { return false }
-                hash.set(field: arguments.copy(2), value: arguments.copy(3), limits: limits)
+                hash.set(field: arguments[2], value: arguments[3], limits: limits)
                 changed = true
                 return true
             } ?? false
@@ -269,7 +277,7 @@ enum HashCommands {
                     failure = RedisError.overflow
                     return Int64(0)
                 }
-                hash.set(field: arguments.copy(2), value: decimalBytes(sum), limits: limits)
+                hash.set(field: arguments[2], value: decimalBytes(sum), limits: limits)
                 changed = true
                 return sum
             } ?? 0
@@ -317,7 +325,7 @@ enum HashCommands {
                     return [UInt8]()
                 }
                 let formatted = formatLongDouble(sum)
-                hash.set(field: arguments.copy(2), value: formatted, limits: limits)
+                hash.set(field: arguments[2], value: formatted, limits: limits)
                 changed = true
                 return formatted
             } ?? []

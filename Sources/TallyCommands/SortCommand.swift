@@ -285,7 +285,7 @@ enum SortCommand {
         switch entry.value {
         case .integer(let value): return field == nil ? decimalBytes(value) : nil
         case .string(let bytes): return field == nil ? bytes : nil
-        case .hash(let hash): return field.flatMap { hash.value(for: $0) }
+        case .hash(let hash): return field.flatMap { hash.value(for: $0).map(Array.init) }
         default: return nil
         }
     }

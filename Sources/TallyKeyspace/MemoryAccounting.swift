@@ -57,7 +57,8 @@ public enum MemoryEstimate {
     public static let entryOverheadBytes = 64
     /// Heap header of one `[UInt8]` buffer.
     public static let bufferHeaderBytes = 32
-    /// Per-field cost of a hash besides the field and value bytes (two buffers, index slot).
+    /// Per-field cost of a hashtable-encoded hash besides the field and value bytes (two
+    /// buffers, index slot). A listpack-encoded one is one buffer (`HashValue.heapBytes`).
     public static let hashFieldOverheadBytes = 3 * bufferHeaderBytes + 32
 
     /// Estimated bytes held by `key` → `entry`. Keys of up to `Key.inlineCapacity` bytes live
@@ -76,7 +77,8 @@ public enum MemoryEstimate {
         case .integer: return 0
         case .string(let bytes): return bufferHeaderBytes + bytes.count
         case .hash(let hash):
-            return 3 * bufferHeaderBytes + hash.payloadBytes + hash.count * hashFieldOverheadBytes
+            // The packed buffer (capacity), or the hashtable's box, arrays and per-field cost.
+            return hash.heapBytes
         case .list(let list):
             // Compact: one buffer (header, 2-byte count, entries). Chunked: the box and the chunk
             // array, and per chunk its slot (8), buffer header and count.

@@ -159,10 +159,10 @@ public enum Value: Sendable {
     case integer(Int64)
     /// Any other string value.
     case string([UInt8])
-    /// A hash of field → value, in insertion order (as Redis's listpack hashes reply).
-    /// Boxed (`indirect`): inline, the 32-byte `HashValue` made every value 33 bytes and every
-    /// entry 48, counters included; boxed, a value is 9 bytes and an entry 24.
-    indirect case hash(HashValue)
+    /// A hash of field → value, in insertion order (as Redis's listpack hashes reply). Not
+    /// boxed: a `HashValue` is one word (a small hash's packed buffer or a reference to its
+    /// table), so the slot holds it directly, as it holds a list.
+    case hash(HashValue)
     /// A list: listpack-encoded chunks (see `ListValue`). Not boxed: a `ListValue` is one word
     /// (a small list's buffer or a reference to its chunks), so the slot holds it directly.
     case list(ListValue)

@@ -221,10 +221,9 @@ struct RDBInteropTests {
             Issue.record("hashes missing")
             return
         }
-        #expect(small.fields == [bytes("a"), bytes("b"), bytes("c")])
-        #expect(small.values == [bytes("1"), bytes("two"), bytes("-70000")])
+        #expect(pairs(small) == [bytes("a"), bytes("1"), bytes("b"), bytes("two"), bytes("c"), bytes("-70000")])
         #expect(large.count == 600)
-        #expect(large.value(for: bytes("f599")) == bytes("v599"))
+        #expect(large.value(for: bytes("f599")).map(Array.init) == bytes("v599"))
         #expect(loaded[2]?[key("db2")]?.value.stringBytes == bytes("x"))
     }
 }

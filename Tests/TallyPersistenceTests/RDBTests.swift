@@ -32,6 +32,16 @@ func readRDB(
 func key(_ text: String) -> Key { Key(Array(text.utf8)) }
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
+/// A hash's fields and values in order, as [field, value, field, value...].
+func pairs(_ hash: HashValue) -> [[UInt8]] {
+    var result: [[UInt8]] = []
+    hash.forEach { field, value in
+        result.append(Array(field))
+        result.append(Array(value))
+    }
+    return result
+}
+
 func hash(_ pairs: [([UInt8], [UInt8])]) -> HashValue {
     var value = HashValue()
     for (field, fieldValue) in pairs { value.set(field: field, value: fieldValue) }
@@ -41,7 +51,7 @@ func hash(_ pairs: [([UInt8], [UInt8])]) -> HashValue {
 /// Value equality by content (Value itself is not Equatable).
 func sameValue(_ lhs: Value, _ rhs: Value) -> Bool {
     switch (lhs, rhs) {
-    case (.hash(let a), .hash(let b)): return a.fields == b.fields && a.values == b.values
+    case (.hash(let a), .hash(let b)): return pairs(a) == pairs(b) && a.isListpack == b.isListpack
     case (.hash, _), (_, .hash): return false
     case (.list, _), (_, .list): return listElements(lhs) != nil && listElements(lhs) == listElements(rhs)
     default: return lhs.stringBytes == rhs.stringBytes

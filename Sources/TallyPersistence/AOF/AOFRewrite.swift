@@ -94,17 +94,21 @@ public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: ino
         case .string(let bytes):
             RESPRecord.append([Array("SET".utf8), key, bytes], to: &scratch)
         case .hash(let hash):
-            var index = 0
-            while index < hash.count {
-                let end = Swift.min(index + rewriteItemsPerCommand, hash.count)
-                RESPRecord.appendHeader(count: 2 + 2 * (end - index), to: &scratch)
-                RESPRecord.appendBulk("HSET".utf8, to: &scratch)
-                RESPRecord.appendBulk(key, to: &scratch)
-                for position in index..<end {
-                    RESPRecord.appendBulk(hash.fields[position], to: &scratch)
-                    RESPRecord.appendBulk(hash.values[position], to: &scratch)
+            // HSET in chunks of `rewriteItemsPerCommand` pairs, in the hash's order.
+            var left = hash.count
+            var inCommand = 0
+            hash.forEach { field, value in
+                if inCommand == 0 {
+                    let pairs = Swift.min(rewriteItemsPerCommand, left)
+                    RESPRecord.appendHeader(count: 2 + 2 * pairs, to: &scratch)
+                    RESPRecord.appendBulk("HSET".utf8, to: &scratch)
+                    RESPRecord.appendBulk(key, to: &scratch)
+                    inCommand = pairs
                 }
-                index = end
+                RESPRecord.appendBulk(field, to: &scratch)
+                RESPRecord.appendBulk(value, to: &scratch)
+                inCommand -= 1
+                left -= 1
             }
         case .list(let list):
             // RPUSH in chunks of 64 elements (aof.c rewriteListObject).

@@ -738,6 +738,13 @@ public struct RDBReader<Source: ByteSource> {
             throw fail(.corrupt, "odd number of hash elements for key \(printableKey(key))", at: blobOffset)
         }
         var hash = HashValue()
+        // Converted first when it will be anyway: filling a packed hash past its limits would
+        // scan it once per pair.
+        if elements.count / 2 > limits.maxEntries {
+            hash.convertToHashtable()
+        } else {
+            hash.reserveCapacity(pairs: elements.count / 2, payloadBytes: elements.reduce(0) { $0 + $1.count })
+        }
         var index = 0
         let unlimited = HashLimits(maxEntries: Int.max, maxValueBytes: checkLengths ? limits.maxValueBytes : Int.max)
         while index < elements.count {
@@ -746,7 +753,6 @@ public struct RDBReader<Source: ByteSource> {
             }
             index += 2
         }
-        if hash.count > limits.maxEntries { hash.convertToHashtable() }
         return hash
     }
 

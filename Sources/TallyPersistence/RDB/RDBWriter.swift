@@ -204,18 +204,18 @@ public struct RDBWriter<Sink: ByteSink> {
                 appendKey(key, options: options, into: &scratch)
                 var elements: [[UInt8]] = []
                 elements.reserveCapacity(hash.count * 2)
-                for index in 0..<hash.count {
-                    elements.append(hash.fields[index])
-                    elements.append(hash.values[index])
+                hash.forEach { field, value in
+                    elements.append(Array(field))
+                    elements.append(Array(value))
                 }
                 encodeString(Listpack.encode(elements), options: options, into: &scratch)
             } else {
                 scratch.append(RDBFormat.ValueType.hash)
                 appendKey(key, options: options, into: &scratch)
                 encodeLength(UInt64(hash.count), into: &scratch)
-                for index in 0..<hash.count {
-                    encodeString(hash.fields[index], options: options, into: &scratch)
-                    encodeString(hash.values[index], options: options, into: &scratch)
+                hash.forEach { field, value in
+                    encodeString(Array(field), options: options, into: &scratch)
+                    encodeString(Array(value), options: options, into: &scratch)
                 }
             }
         case .list(let list):
