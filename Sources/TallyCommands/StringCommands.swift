@@ -270,8 +270,13 @@ enum StringCommands {
         if count > 2 {
             let start = context.output.writerIndex
             context.output.writeArrayHeader(count - 1)
-            let consistent = context.readKeysOneLockAtATime(from: 1, through: count - 1, touch: true) { context, entry in
-                if let entry, entry.value.isString { context.output.writeValue(entry.value) } else { context.output.writeNull() }
+            let last = count - 1
+            let consistent = context.readKeysOneLockAtATime(from: 1, through: last, touch: true) { context, entry in
+                if let entry, entry.value.isString {
+                    context.output.writeValue(entry.value)
+                } else {
+                    context.output.writeNull()
+                }
             }
             if consistent { return }
             context.output.truncate(to: start)

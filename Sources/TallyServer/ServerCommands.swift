@@ -312,7 +312,8 @@ extension ServerCore {
             }
             context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "info") && count == 2 {
-            context.output.writeVerbatim(Array((ownFields(session, arguments: context.arguments).line(nowMilliseconds: context.now) + "\n").utf8))
+            let line = ownFields(session, arguments: context.arguments).line(nowMilliseconds: context.now)
+            context.output.writeVerbatim(Array((line + "\n").utf8))
         } else if context.arguments.matches(1, "list") {
             clientList(&context)
         } else if context.arguments.matches(1, "kill") && count >= 3 {
@@ -488,7 +489,8 @@ extension ServerCore {
                 var ids = Set<Int64>()
                 for record in clients.all() {
                     let type = record.id == context.session.id
-                        ? ownFields(context.session, arguments: context.arguments).clientType : record.fields.withLock { $0.clientType }
+                        ? ownFields(context.session, arguments: context.arguments).clientType
+                        : record.fields.withLock { $0.clientType }
                     if type == wanted { ids.insert(record.id) }
                 }
                 filter = ids
@@ -575,7 +577,8 @@ extension ServerCore {
             if let address, fields.address != address { continue }
             if let localAddress, fields.localAddress != localAddress { continue }
             if let type {
-                let own = record.id == context.session.id ? ownFields(context.session, arguments: context.arguments) : fields
+                let own = record.id == context.session.id
+                    ? ownFields(context.session, arguments: context.arguments) : fields
                 if own.clientType != type { continue }
             }
             if record.id == context.session.id {
@@ -717,7 +720,8 @@ extension ServerCore {
             index += 2
         }
         if let failure = applyListenerChange(pairs) {
-            context.output.writeError(Array("ERR CONFIG SET failed (possibly related to argument '\(failure.option)') - \(failure.reason)".utf8))
+            let text = "ERR CONFIG SET failed (possibly related to argument '\(failure.option)') - \(failure.reason)"
+            context.output.writeError(Array(text.utf8))
             return
         }
         for (option, value) in pairs {

@@ -74,7 +74,8 @@ public struct ConfigOption: Sendable {
             var values: [String] = []
             for word in words {
                 guard let value = Int(word), value >= -2000 && value <= 2000 else {
-                    return .failure(ConfigError("Invalid oom-score-adj-values, elements must be between -2000 and 2000."))
+                    return .failure(
+                        ConfigError("Invalid oom-score-adj-values, elements must be between -2000 and 2000."))
                 }
                 values.append(String(value))
             }
