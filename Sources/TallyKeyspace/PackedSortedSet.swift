@@ -174,12 +174,29 @@ struct PackedSortedSet: Sendable {
         return order != 0 ? order < 0 : length < member.count
     }
 
+    /// True if the record's member is `member`. Compares 8 bytes at a time in line: members
+    /// are short and a lookup tries every record, so a call to memcmp per record cost more
+    /// than the comparison (a third of an RDB load's time in perf).
     @inline(__always)
     static func memberEquals(_ record: Record, in buffer: UnsafeRawBufferPointer,
                              _ member: UnsafeRawBufferPointer) -> Bool {
         let length = record.memberEnd - record.memberStart
         if length != member.count { return false }
-        return length == 0 || memcmp(buffer.baseAddress! + record.memberStart, member.baseAddress!, length) == 0
+        if length == 0 { return true }
+        let stored = buffer.baseAddress! + record.memberStart
+        let wanted = member.baseAddress!
+        var position = 0
+        while position + 8 <= length {
+            if stored.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                != wanted.loadUnaligned(fromByteOffset: position, as: UInt64.self) { return false }
+            position += 8
+        }
+        while position < length {
+            if stored.load(fromByteOffset: position, as: UInt8.self)
+                != wanted.load(fromByteOffset: position, as: UInt8.self) { return false }
+            position += 1
+        }
+        return true
     }
 
     // MARK: Reads

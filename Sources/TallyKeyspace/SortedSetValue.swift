@@ -234,20 +234,22 @@ public struct SortedSetValue: Sendable {
                 }
                 return
             }
-            // Records link forward only: note where ranks 0...rank start, then go back.
-            var starts = [Int](repeating: 0, count: rank + 1)
-            var slot = 0
-            packed.walk(from: PackedSortedSet.headerBytes) { record, _ in
-                starts[slot] = record.start
-                slot += 1
-                return slot <= rank
-            }
-            try packed.bytes.withUnsafeBytes { buffer in
-                var slot = rank
-                while slot >= 0 {
-                    let record = PackedSortedSet.decode(buffer, at: starts[slot])
-                    if try !body(packed.member(record), record.score) { return }
-                    slot -= 1
+            // Records link forward only: note where ranks 0...rank start (on the stack for a
+            // listpack-sized set), then go back.
+            try withUnsafeTemporaryAllocation(of: Int32.self, capacity: rank + 1) { starts in
+                var slot = 0
+                packed.walk(from: PackedSortedSet.headerBytes) { record, _ in
+                    starts[slot] = Int32(truncatingIfNeeded: record.start)
+                    slot += 1
+                    return slot <= rank
+                }
+                try packed.bytes.withUnsafeBytes { buffer in
+                    var slot = rank
+                    while slot >= 0 {
+                        let record = PackedSortedSet.decode(buffer, at: Int(UInt32(bitPattern: starts[slot])))
+                        if try !body(packed.member(record), record.score) { return }
+                        slot -= 1
+                    }
                 }
             }
         case .indexed(let box): try box.set.visit(from: rank, reverse: reverse, body)
@@ -760,6 +762,23 @@ extension SortedSetValue: AggregateValue {
 }
 
 extension SortedSetValue {
+    /// A packed set of `members[i]` scored `scores[i]`: distinct members in any order, sorted
+    /// once into one exact-size buffer. RDB loading of a ZSET_LISTPACK uses it (rdb.c keeps
+    /// the listpack it read, whatever its members' lengths): inserting one at a time scans
+    /// the records for each, O(n^2) for a 128-member set.
+    public init(packing members: [[UInt8]], scores: [Double]) {
+        precondition(members.count == scores.count, "one score per member")
+        var order = Array(members.indices)
+        order.sort { sortedSetPrecedes(scores[$0], members[$0], scores[$1], members[$1]) }
+        var size = 0
+        for index in order {
+            size += PackedSortedSet.recordSize(memberBytes: members[index].count, score: scores[index])
+        }
+        storage = .packed(PackedSortedSet(ordered: { add in
+            for index in order { add(members[index][...], scores[index]) }
+        }, count: members.count, size: size))
+    }
+
     /// Inserts an absent member without converting forms (RDB loading keeps a loaded listpack
     /// compact whatever its members' lengths, as Redis does).
     public mutating func insertNewUnchecked(_ member: ArraySlice<UInt8>, score: Double) {

@@ -246,6 +246,34 @@ import Testing
         }
     }
 
+    /// RDB loading builds a packed set from its pairs at once: any order in, sorted out,
+    /// -0 read back as 0, and the same set as inserting one at a time.
+    @Test func packingPairsMatchesInsertingThem() {
+        var random = FastRandom(seed: 5)
+        for size in [0, 1, 2, 17, 128, 300] {
+            var members: [[UInt8]] = []
+            var scores: [Double] = []
+            var oneByOne = SortedSetValue()
+            let limits = SortedSetLimits(maxEntries: 1000, maxValueBytes: 1000)
+            while members.count < size {
+                let member = Self.member(&random)
+                if members.contains(member) { continue }
+                let score = Self.score(&random)
+                members.append(member)
+                scores.append(score)
+                oneByOne.insert(member, score: score, limits: limits)
+            }
+            let packed = SortedSetValue(packing: members, scores: scores)
+            #expect(packed.isCompact)
+            #expect(packed.count == size)
+            let expected = Self.contents(oneByOne)
+            let seen = Self.contents(packed)
+            #expect(seen.map(\.member) == expected.map(\.member))
+            #expect(seen.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
+            #expect(!seen.contains { $0.score == 0 && $0.score.sign == .minus })
+        }
+    }
+
     /// The packed form is one word in a value and one small allocation.
     @Test func packedFormIsOneWordAndOneSmallBuffer() {
         #expect(MemoryLayout<SortedSetValue>.size == 8)
