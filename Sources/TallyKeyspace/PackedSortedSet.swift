@@ -90,6 +90,27 @@ struct PackedSortedSet: Sendable {
                       score: score, end: position)
     }
 
+    /// Where the record at `start` ends, without decoding its score: a lookup by member
+    /// skips every record it does not match, so only the tag is read.
+    @inline(__always)
+    static func end(ofRecordAt start: Int, in buffer: UnsafeRawBufferPointer) -> (memberStart: Int, memberEnd: Int,
+                                                                             end: Int) {
+        var position = start
+        var length = 0
+        var shift = 0
+        while true {
+            let byte = buffer[position]
+            position += 1
+            length |= Int(byte & 0x7F) << shift
+            if byte < 0x80 { break }
+            shift += 7
+        }
+        let tagAt = position + length
+        let tag = buffer[tagAt]
+        let width = tag <= smallIntegerTagMax ? 1 : (tag == doubleTag ? 9 : 1 + Int(tag &- integerTagBase))
+        return (position, tagAt, tagAt + width)
+    }
+
     /// The integer a score is stored as, if it is integral and fits an Int64 (-0 gives 0).
     @inline(__always)
     static func integral(_ score: Double) -> Int64? { Int64(exactly: score) }
@@ -178,12 +199,12 @@ struct PackedSortedSet: Sendable {
     /// are short and a lookup tries every record, so a call to memcmp per record cost more
     /// than the comparison (a third of an RDB load's time in perf).
     @inline(__always)
-    static func memberEquals(_ record: Record, in buffer: UnsafeRawBufferPointer,
+    static func memberEquals(_ memberStart: Int, _ memberEnd: Int, in buffer: UnsafeRawBufferPointer,
                              _ member: UnsafeRawBufferPointer) -> Bool {
-        let length = record.memberEnd - record.memberStart
+        let length = memberEnd - memberStart
         if length != member.count { return false }
         if length == 0 { return true }
-        let stored = buffer.baseAddress! + record.memberStart
+        let stored = buffer.baseAddress! + memberStart
         let wanted = member.baseAddress!
         var position = 0
         while position + 8 <= length {
@@ -209,9 +230,11 @@ struct PackedSortedSet: Sendable {
                 var position = PackedSortedSet.headerBytes
                 var rank = 0
                 while position < buffer.count {
-                    let record = PackedSortedSet.decode(buffer, at: position)
-                    if PackedSortedSet.memberEquals(record, in: buffer, target) { return (record, rank) }
-                    position = record.end
+                    let (memberStart, memberEnd, end) = PackedSortedSet.end(ofRecordAt: position, in: buffer)
+                    if PackedSortedSet.memberEquals(memberStart, memberEnd, in: buffer, target) {
+                        return (PackedSortedSet.decode(buffer, at: position), rank)
+                    }
+                    position = end
                     rank += 1
                 }
                 return nil
@@ -222,13 +245,13 @@ struct PackedSortedSet: Sendable {
     /// The record at `rank` (0..<count).
     func record(at rank: Int) -> Record {
         bytes.withUnsafeBytes { buffer in
-            var record = PackedSortedSet.decode(buffer, at: PackedSortedSet.headerBytes)
+            var position = PackedSortedSet.headerBytes
             var left = rank
             while left > 0 {
-                record = PackedSortedSet.decode(buffer, at: record.end)
+                position = PackedSortedSet.end(ofRecordAt: position, in: buffer).end
                 left -= 1
             }
-            return record
+            return PackedSortedSet.decode(buffer, at: position)
         }
     }
 
@@ -387,12 +410,13 @@ struct PackedSortedSet: Sendable {
             bytes.withUnsafeBytes { buffer in
                 var position = PackedSortedSet.headerBytes
                 while position < record.lowerBound {
-                    let previous = PackedSortedSet.decode(buffer, at: position)
-                    if previous.end == record.lowerBound {
+                    let end = PackedSortedSet.end(ofRecordAt: position, in: buffer).end
+                    if end == record.lowerBound {
+                        let previous = PackedSortedSet.decode(buffer, at: position)
                         if !PackedSortedSet.precedes(previous, in: buffer, score, target) { return false }
                         break
                     }
-                    position = previous.end
+                    position = end
                 }
                 if record.upperBound < buffer.count {
                     let next = PackedSortedSet.decode(buffer, at: record.upperBound)
