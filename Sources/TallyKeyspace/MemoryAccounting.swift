@@ -88,8 +88,9 @@ public enum MemoryEstimate {
             // The intset's buffer, or the table's box, arena and slots (capacities).
             return bufferHeaderBytes + set.payloadBytes
         case .sortedSet(let set):
-            // The box and chunk array; per chunk three buffers; per member a score and an end
-            // offset; in the indexed form the member index's 16-byte slots.
+            // Packed: its one buffer as allocated. Indexed: the box and chunk array; per chunk
+            // three buffers; per member a score and an end offset; the member index's 16-byte slots.
+            if set.isCompact { return set.isEmpty ? 0 : bufferHeaderBytes + set.packedCapacityBytes }
             return 2 * bufferHeaderBytes + set.payloadBytes + set.count * 12 + set.indexSlots * 16
                 + set.chunkCount * (3 * bufferHeaderBytes + 24)
         case .stream(let stream):

@@ -21,95 +21,6 @@ public struct SortedSetLimits: Sendable, Equatable {
     public static let standard = SortedSetLimits()
 }
 
-/// Up to `SortedSetChunk.capacity` members in order, packed: one score array, one array of
-/// member end offsets and one byte buffer, so a member costs 12 bytes plus its bytes (no
-/// per-member allocation, unlike a skiplist node plus an sds string in Redis).
-@usableFromInline
-struct SortedSetChunk: Sendable {
-    /// Members per chunk in the indexed form before it splits in two.
-    static let capacity = 128
-
-    var scores: [Double] = []
-    /// `ends[i]` is the end offset of member i in `bytes`; member i starts at `ends[i - 1]`.
-    var ends: [UInt32] = []
-    var bytes: [UInt8] = []
-
-    var count: Int { scores.count }
-
-    @inline(__always) func start(_ index: Int) -> Int { index == 0 ? 0 : Int(ends[index - 1]) }
-
-    @inline(__always) func member(_ index: Int) -> ArraySlice<UInt8> {
-        bytes[start(index)..<Int(ends[index])]
-    }
-
-    /// True if element `index` orders before (score, member), comparing the member bytes in
-    /// place (no slice of `bytes` is made: this runs ~20 times per lookup in a large set).
-    @inline(__always)
-    func precedes(_ index: Int, _ score: Double, _ member: UnsafeRawBufferPointer) -> Bool {
-        let own = scores[index]
-        if own != score { return own < score }
-        let start = index == 0 ? 0 : Int(ends[index - 1])
-        let length = Int(ends[index]) - start
-        let common = min(length, member.count)
-        let order = bytes.withUnsafeBytes { stored -> Int32 in
-            common == 0 ? 0 : memcmp(stored.baseAddress! + start, member.baseAddress!, common)
-        }
-        return order != 0 ? order < 0 : length < member.count
-    }
-
-    mutating func insert(_ member: ArraySlice<UInt8>, score: Double, at index: Int) {
-        let offset = start(index)
-        let length = member.count
-        bytes.insert(contentsOf: member, at: offset)
-        scores.insert(score, at: index)
-        ends.insert(UInt32(offset + length), at: index)
-        var position = index + 1
-        while position < ends.count {
-            ends[position] += UInt32(length)
-            position += 1
-        }
-    }
-
-    mutating func remove(at index: Int) {
-        let offset = start(index)
-        let length = Int(ends[index]) - offset
-        bytes.removeSubrange(offset..<(offset + length))
-        scores.remove(at: index)
-        ends.remove(at: index)
-        var position = index
-        while position < ends.count {
-            ends[position] -= UInt32(length)
-            position += 1
-        }
-    }
-
-    /// Moves the second half of this chunk into a new chunk and returns it.
-    mutating func splitOffHalf() -> SortedSetChunk { split(at: count / 2) }
-
-    /// Moves the elements from `half` on into a new chunk and returns it.
-    mutating func split(at half: Int) -> SortedSetChunk {
-        var upper = SortedSetChunk()
-        let base = start(half)
-        upper.scores = Array(scores[half...])
-        upper.bytes = Array(bytes[base...])
-        upper.ends = ends[half...].map { $0 - UInt32(base) }
-        // Fresh exact-size buffers for the lower half too: truncating in place would keep the
-        // grown capacity (up to 4x the live elements after the insert that overflowed).
-        scores = Array(scores[..<half])
-        ends = Array(ends[..<half])
-        bytes = Array(bytes[..<base])
-        return upper
-    }
-
-    /// Appends every member of `other`.
-    mutating func append(contentsOf other: SortedSetChunk) {
-        let base = UInt32(bytes.count)
-        scores.append(contentsOf: other.scores)
-        bytes.append(contentsOf: other.bytes)
-        ends.append(contentsOf: other.ends.map { $0 + base })
-    }
-}
-
 /// True if (score, member) orders before (otherScore, other): score first, then member bytes as
 /// memcmp with the shorter first on a tie (Redis's sdscmp).
 @inlinable
@@ -122,428 +33,330 @@ where A.Element == UInt8, B.Element == UInt8 {
 
 /// A sorted set: members with double scores, kept ordered by (score, member).
 ///
-/// - Compact form (Redis's listpack encoding, OBJECT ENCODING `listpack`): one packed chunk and
-///   no index; member lookups scan it, as Redis scans its listpack. Used while the set holds at
-///   most `zset-max-listpack-entries` members of at most `zset-max-listpack-value` bytes.
-/// - Indexed form (Redis's skiplist + dict, `skiplist`): packed chunks of at most 128 members,
-///   a Fenwick tree of chunk sizes (rank ↔ position in O(log n)) and a member → score hash.
-///   Finding a member's position is a hash probe for its score, then a binary search over the
-///   chunks' last elements and inside the chunk: O(log n) plus a ≤128-element memmove to edit.
+/// - Packed form (Redis's listpack encoding, OBJECT ENCODING `listpack`): one byte buffer
+///   (see `PackedSortedSet`); member lookups scan it, as Redis scans its listpack. Used while
+///   the set holds at most `zset-max-listpack-entries` members of at most
+///   `zset-max-listpack-value` bytes.
+/// - Indexed form (Redis's skiplist + dict, `skiplist`): an `IndexedSortedSet` in a box shared
+///   copy-on-write.
 /// - Like Redis, a set converts to the indexed form once it outgrows the limits and never
 ///   converts back, except where Redis does (ZUNIONSTORE/ZRANGESTORE results, RDB loading).
+///
+/// One word either way, so `Value` holds it without a box of its own: a 1-member set is one
+/// allocation (header, count and one record), where a box, a chunk array and three growable
+/// arrays cost ~425 bytes of RSS.
 public struct SortedSetValue: Sendable {
-    @usableFromInline var chunks: [SortedSetChunk] = []
-    /// member → score; nil in the compact form.
-    @usableFromInline var index: MemberIndex?
-    /// Fenwick tree over chunk sizes (1-based; `tree[0]` unused); empty in the compact form.
-    var tree: [Int] = []
-    /// Number of members.
-    public private(set) var count = 0
-    /// Sum of member lengths, kept up to date so the memory estimate is O(1).
-    public private(set) var payloadBytes = 0
-    /// The longest member ever held (Redis checks it when deciding to convert a result back).
-    public private(set) var longestMember = 0
+    enum Storage: Sendable {
+        /// The listpack-sized form, held directly.
+        case packed(PackedSortedSet)
+        /// The large form, shared copy-on-write.
+        case indexed(IndexedSortedSetBox)
+    }
 
-    /// Creates an empty compact sorted set.
+    var storage: Storage = .packed(PackedSortedSet())
+
+    /// Creates an empty packed sorted set.
     public init() {}
 
     /// Creates an empty set in the form Redis gives a new key whose first member is `firstMember`
     /// bytes long (t_zset.c zaddGenericCommand): indexed when listpacks are disabled or it is long.
     public init(firstMemberBytes: Int, limits: SortedSetLimits) {
-        if limits.maxEntries == 0 || firstMemberBytes > limits.maxValueBytes { convertToIndexed() }
+        if limits.maxEntries == 0 || firstMemberBytes > limits.maxValueBytes {
+            storage = .indexed(IndexedSortedSetBox(IndexedSortedSet()))
+        }
+    }
+
+    /// Number of members.
+    public var count: Int {
+        switch storage {
+        case .packed(let packed): return packed.count
+        case .indexed(let box): return box.set.count
+        }
     }
 
     /// True when no member is held.
-    @inlinable public var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { count == 0 }
 
-    /// True in the compact form (OBJECT ENCODING `listpack`).
-    @inlinable public var isCompact: Bool { index == nil }
+    /// True in the packed form (OBJECT ENCODING `listpack`).
+    public var isCompact: Bool {
+        if case .packed = storage { return true }
+        return false
+    }
 
-    /// Number of chunks (for the memory estimate).
-    public var chunkCount: Int { chunks.count }
+    /// Sum of member lengths (O(1) in the indexed form, a scan in the packed one).
+    public var payloadBytes: Int {
+        switch storage {
+        case .packed(let packed): return packed.memberLengths().total
+        case .indexed(let box): return box.set.payloadBytes
+        }
+    }
 
-    /// Slots of the member index (16 bytes each; 0 in the compact form).
-    public var indexSlots: Int { index?.capacity ?? 0 }
+    /// The longest member held (the indexed form: ever held), which Redis checks when deciding
+    /// to convert a result back.
+    public var longestMember: Int {
+        switch storage {
+        case .packed(let packed): return packed.memberLengths().longest
+        case .indexed(let box): return box.set.longestMember
+        }
+    }
+
+    /// Allocated bytes of the packed form's buffer (0 when empty or indexed), for the memory
+    /// estimate: what the allocator gave, not what the records use.
+    public var packedCapacityBytes: Int {
+        if case .packed(let packed) = storage { return packed.capacity }
+        return 0
+    }
+
+    /// Number of chunks of the indexed form (0 when packed), for the memory estimate.
+    public var chunkCount: Int {
+        if case .indexed(let box) = storage { return box.set.chunkCount }
+        return 0
+    }
+
+    /// Slots of the member index (16 bytes each; 0 when packed).
+    public var indexSlots: Int {
+        if case .indexed(let box) = storage { return box.set.indexSlots }
+        return 0
+    }
+
+    // MARK: Access to the forms
+
+    /// Runs `body` on the packed form, which this value then holds alone (so edits are in place).
+    @inline(__always)
+    private mutating func withPacked<R>(_ body: (inout PackedSortedSet) -> R) -> R {
+        guard case .packed(var packed) = storage else { preconditionFailure("sorted set is indexed") }
+        storage = .packed(PackedSortedSet())
+        let result = body(&packed)
+        storage = .packed(packed)
+        return result
+    }
+
+    /// Runs `body` on the indexed form, copying it first when another value shares the box.
+    @inline(__always)
+    private mutating func withIndexed<R>(_ body: (inout IndexedSortedSet) -> R) -> R {
+        guard case .indexed(var box) = storage else { preconditionFailure("sorted set is packed") }
+        storage = .packed(PackedSortedSet())
+        if !isKnownUniquelyReferenced(&box) { box = IndexedSortedSetBox(box.set) }
+        let result = body(&box.set)
+        storage = .indexed(box)
+        return result
+    }
 
     // MARK: Form
 
     /// Switches to the indexed form (Redis's zsetConvert to skiplist).
     public mutating func convertToIndexed() {
-        guard index == nil else { return }
-        var map = MemberIndex(capacityFor: count)
-        var pieces: [SortedSetChunk] = []
-        if let only = chunks.first {
-            var piece = SortedSetChunk()
-            for position in 0..<only.count {
-                let member = only.member(position)
-                map.insert(hash: MemberIndex.hash(member), score: only.scores[position])
-                if piece.count == SortedSetChunk.capacity * 3 / 4 {
-                    pieces.append(piece)
-                    piece = SortedSetChunk()
-                }
-                piece.insert(member, score: only.scores[position], at: piece.count)
+        guard case .packed(let packed) = storage else { return }
+        let set = IndexedSortedSet(ordered: { add in
+            packed.walk(from: PackedSortedSet.headerBytes) { record, _ in
+                add(packed.member(record), record.score)
+                return true
             }
-            pieces.append(piece)
-        }
-        chunks = pieces
-        index = map
-        rebuildTree()
+        }, expected: packed.count)
+        storage = .indexed(IndexedSortedSetBox(set))
     }
 
-    /// Switches to the compact form (the caller checked Redis's conditions).
+    /// Switches to the packed form (the caller checked Redis's conditions).
     public mutating func convertToCompact() {
-        guard index != nil else { return }
-        var merged = SortedSetChunk()
-        for chunk in chunks { merged.append(contentsOf: chunk) }
-        for position in 0..<merged.count where merged.scores[position] == 0 { merged.scores[position] = 0 }
-        chunks = count == 0 ? [] : [merged]
-        index = nil
-        tree = []
+        guard case .indexed(let box) = storage else { return }
+        var size = 0
+        box.set.forEach { member, score in
+            size += PackedSortedSet.recordSize(memberBytes: member.count, score: score)
+        }
+        storage = .packed(PackedSortedSet(ordered: { add in box.set.forEach(add) }, count: box.set.count, size: size))
     }
 
-    /// Converts a result set to the compact form when Redis would (zsetConvertToListpackIfNeeded).
+    /// Converts a result set to the packed form when Redis would (zsetConvertToListpackIfNeeded).
     public mutating func compactIfSmall(limits: SortedSetLimits) {
         if !isCompact && count <= limits.maxEntries && longestMember <= limits.maxValueBytes {
             convertToCompact()
         }
     }
 
-    // MARK: Fenwick tree over chunk sizes
-
-    mutating func rebuildTree() {
-        guard index != nil else { return }
-        tree = [Int](repeating: 0, count: chunks.count + 1)
-        for slot in 0..<chunks.count {
-            var node = slot + 1
-            tree[node] += chunks[slot].count
-            let parent = node + (node & -node)
-            if parent <= chunks.count { tree[parent] += tree[node] }
-            node = parent
-        }
-    }
-
-    mutating func treeAdd(_ slot: Int, _ delta: Int) {
-        guard index != nil else { return }
-        var node = slot + 1
-        while node < tree.count {
-            tree[node] += delta
-            node += node & -node
-        }
-    }
-
-    /// Members in chunks before `slot`.
-    func membersBefore(_ slot: Int) -> Int {
-        if index == nil { return 0 }
-        var sum = 0
-        var node = slot
-        while node > 0 {
-            sum += tree[node]
-            node -= node & -node
-        }
-        return sum
-    }
-
-    /// The chunk holding rank `rank` (0..<count) and the position inside it.
-    @usableFromInline func locate(rank: Int) -> (slot: Int, offset: Int) {
-        if index == nil { return (0, rank) }
-        var node = 0
-        var remaining = rank
-        var step = 1
-        while step * 2 < tree.count { step *= 2 }
-        while step > 0 {
-            let next = node + step
-            if next < tree.count && tree[next] <= remaining {
-                node = next
-                remaining -= tree[next]
-            }
-            step /= 2
-        }
-        return (node, remaining)
-    }
-
     // MARK: Lookups
-
-    /// The position of `member` in the compact form, by scanning.
-    private func compactPosition(of member: ArraySlice<UInt8>) -> Int? {
-        guard let chunk = chunks.first else { return nil }
-        let length = member.count
-        for position in 0..<chunk.count {
-            let start = chunk.start(position)
-            if Int(chunk.ends[position]) - start == length
-                && chunk.bytes[start..<(start + length)].elementsEqual(member) {
-                return position
-            }
-        }
-        return nil
-    }
 
     /// The score of `member`, if present.
     public func score(of member: ArraySlice<UInt8>) -> Double? {
-        if let index {
-            // A hash match is confirmed by finding (score, member) in the chunks.
-            return index.find(hash: MemberIndex.hash(member)) { contains(score: $0, member: member) }
+        switch storage {
+        case .packed(let packed): return packed.find(member)?.record.score
+        case .indexed(let box): return box.set.score(of: member)
         }
-        guard let position = compactPosition(of: member) else { return nil }
-        return chunks[0].scores[position]
     }
 
     /// The first rank whose element satisfies `predicate` (false for a prefix, then true), or
     /// `count` when none does.
     public func firstRank(where predicate: (Double, ArraySlice<UInt8>) -> Bool) -> Int {
-        if chunks.isEmpty { return 0 }
-        // The first chunk whose last element satisfies the predicate.
-        var low = 0
-        var high = chunks.count
-        while low < high {
-            let middle = (low + high) / 2
-            let chunk = chunks[middle]
-            if predicate(chunk.scores[chunk.count - 1], chunk.member(chunk.count - 1)) {
-                high = middle
-            } else {
-                low = middle + 1
+        switch storage {
+        case .packed(let packed):
+            // A scan, as the listpack range functions (zzlFirstInRange...) walk.
+            var rank = 0
+            packed.walk(from: PackedSortedSet.headerBytes) { record, _ in
+                if predicate(record.score, packed.member(record)) { return false }
+                rank += 1
+                return true
             }
-        }
-        if low == chunks.count { return count }
-        let chunk = chunks[low]
-        var left = 0
-        var right = chunk.count - 1
-        while left < right {
-            let middle = (left + right) / 2
-            if predicate(chunk.scores[middle], chunk.member(middle)) {
-                right = middle
-            } else {
-                left = middle + 1
-            }
-        }
-        return membersBefore(low) + left
-    }
-
-    /// The chunk and position of the element (score, member), which must be present.
-    private func position(score: Double, member: ArraySlice<UInt8>) -> (slot: Int, offset: Int) {
-        lowerBound(score: score, member: member)
-    }
-
-    /// The chunk and position of the first element not before (score, member): binary search
-    /// over the chunks' last elements, then inside the chunk. Past the end it is the last
-    /// chunk's count (or (0, 0) with no chunk or one empty chunk).
-    func lowerBound(score: Double, member: ArraySlice<UInt8>) -> (slot: Int, offset: Int) {
-        if chunks.isEmpty || chunks[0].count == 0 { return (0, 0) }
-        return member.withUnsafeBytes { target in
-            chunks.withUnsafeBufferPointer { all -> (slot: Int, offset: Int) in
-                var low = 0
-                var high = all.count
-                while low < high {
-                    let middle = (low + high) / 2
-                    if all[middle].precedes(all[middle].count - 1, score, target) {
-                        low = middle + 1
-                    } else {
-                        high = middle
-                    }
-                }
-                if low == all.count { return (all.count - 1, all[all.count - 1].count) }
-                var left = 0
-                var right = all[low].count - 1
-                while left < right {
-                    let middle = (left + right) / 2
-                    if all[low].precedes(middle, score, target) {
-                        left = middle + 1
-                    } else {
-                        right = middle
-                    }
-                }
-                return (low, left)
-            }
+            return rank
+        case .indexed(let box): return box.set.firstRank(where: predicate)
         }
     }
 
     /// The 0-based rank of `member` in ascending order, if present.
     public func rank(of member: ArraySlice<UInt8>) -> (rank: Int, score: Double)? {
-        if index == nil {
-            guard let position = compactPosition(of: member) else { return nil }
-            return (position, chunks[0].scores[position])
+        switch storage {
+        case .packed(let packed):
+            guard let found = packed.find(member) else { return nil }
+            return (found.rank, found.record.score)
+        case .indexed(let box): return box.set.rank(of: member)
         }
-        guard let score = score(of: member) else { return nil }
-        let (slot, offset) = lowerBound(score: score, member: member)
-        return (membersBefore(slot) + offset, score)
     }
 
     /// The element at `rank` (0..<count).
     public func element(at rank: Int) -> (member: ArraySlice<UInt8>, score: Double) {
-        let (slot, offset) = locate(rank: rank)
-        return (chunks[slot].member(offset), chunks[slot].scores[offset])
+        switch storage {
+        case .packed(let packed):
+            precondition(rank >= 0 && rank < packed.count, "rank out of range")
+            let record = packed.record(at: rank)
+            return (packed.member(record), record.score)
+        case .indexed(let box): return box.set.element(at: rank)
+        }
     }
 
     /// Visits elements from `rank`, ascending (or descending when `reverse`); `body` returns
     /// false to stop.
     public func visit(from rank: Int, reverse: Bool = false,
                       _ body: (ArraySlice<UInt8>, Double) throws -> Bool) rethrows {
-        if rank < 0 || rank >= count { return }
-        var (slot, offset) = locate(rank: rank)
-        while slot >= 0 && slot < chunks.count {
-            let chunk = chunks[slot]
-            if reverse {
-                while offset >= 0 {
-                    if try !body(chunk.member(offset), chunk.scores[offset]) { return }
-                    offset -= 1
+        switch storage {
+        case .packed(let packed):
+            if rank < 0 || rank >= packed.count { return }
+            if !reverse {
+                try packed.walk(from: packed.offset(ofRank: rank)) { record, _ in
+                    try body(packed.member(record), record.score)
                 }
-                slot -= 1
-                if slot >= 0 { offset = chunks[slot].count - 1 }
-            } else {
-                while offset < chunk.count {
-                    if try !body(chunk.member(offset), chunk.scores[offset]) { return }
-                    offset += 1
-                }
-                slot += 1
-                offset = 0
+                return
             }
+            // Records link forward only: note where ranks 0...rank start (on the stack for a
+            // listpack-sized set), then go back.
+            try withUnsafeTemporaryAllocation(of: Int32.self, capacity: rank + 1) { starts in
+                var slot = 0
+                packed.walk(from: PackedSortedSet.headerBytes) { record, _ in
+                    starts[slot] = Int32(truncatingIfNeeded: record.start)
+                    slot += 1
+                    return slot <= rank
+                }
+                try packed.bytes.withUnsafeBytes { buffer in
+                    var slot = rank
+                    while slot >= 0 {
+                        let record = PackedSortedSet.decode(buffer, at: Int(UInt32(bitPattern: starts[slot])))
+                        if try !body(packed.member(record), record.score) { return }
+                        slot -= 1
+                    }
+                }
+            }
+        case .indexed(let box): try box.set.visit(from: rank, reverse: reverse, body)
         }
     }
 
     /// Every element in order.
     public func forEach(_ body: (ArraySlice<UInt8>, Double) throws -> Void) rethrows {
-        for chunk in chunks {
-            for position in 0..<chunk.count { try body(chunk.member(position), chunk.scores[position]) }
+        switch storage {
+        case .packed(let packed):
+            try packed.walk(from: PackedSortedSet.headerBytes) { record, _ in
+                try body(packed.member(record), record.score)
+                return true
+            }
+        case .indexed(let box): try box.set.forEach(body)
         }
     }
 
     // MARK: Edits
 
     /// Inserts `member`, which must be absent, converting to the indexed form first when the
-    /// compact form would outgrow `limits` (t_zset.c zsetAdd).
+    /// packed form would outgrow `limits` (t_zset.c zsetAdd).
     public mutating func insert(_ member: ArraySlice<UInt8>, score: Double, limits: SortedSetLimits) {
-        if index == nil && (count + 1 > limits.maxEntries || member.count > limits.maxValueBytes) {
+        if isCompact && (count + 1 > limits.maxEntries || member.count > limits.maxValueBytes) {
             convertToIndexed()
         }
         insertNew(member, score: score)
     }
 
     /// Inserts an absent member without any form check.
-    mutating func insertNew(_ member: ArraySlice<UInt8>, score given: Double, hash known: UInt64? = nil) {
-        // A listpack stores the score as d2string text, and "-0" is read back as the integer 0.
-        let score = index == nil && given == 0 ? 0 : given
-        let length = member.count
-        count += 1
-        payloadBytes += length
-        if length > longestMember { longestMember = length }
-        if index != nil { index!.insert(hash: known ?? MemberIndex.hash(member), score: score) }
-        if chunks.isEmpty {
-            chunks.append(SortedSetChunk())
-            rebuildTree()
-        }
-        // The first element not before the new one; past the end, the end of the last chunk.
-        let (slot, left) = lowerBound(score: score, member: member)
-        if index != nil && chunks[slot].bytes.count + length > Int(UInt32.max) {
-            // Offsets are 32-bit: a member that would take a chunk past 4 GB gets a chunk of its
-            // own between the two parts of the chunk it belongs in.
-            let upper = chunks[slot].split(at: left)
-            var single = SortedSetChunk()
-            single.insert(member, score: score, at: 0)
-            chunks.insert(contentsOf: upper.count > 0 ? [single, upper] : [single], at: slot + 1)
-            if chunks[slot].count == 0 { chunks.remove(at: slot) }
-            rebuildTree()
-            return
-        }
-        chunks[slot].insert(member, score: score, at: left)
-        treeAdd(slot, 1)
-        if index != nil && chunks[slot].count > SortedSetChunk.capacity {
-            let upper = chunks[slot].splitOffHalf()
-            chunks.insert(upper, at: slot + 1)
-            rebuildTree()
-        }
-    }
-
-    /// Removes the element at chunk `slot`, position `offset`.
-    private mutating func removeAt(slot: Int, offset: Int, hash known: UInt64? = nil) {
-        let length = Int(chunks[slot].ends[offset]) - chunks[slot].start(offset)
-        if index != nil {
-            let hash = known ?? MemberIndex.hash(chunks[slot].member(offset))
-            index!.remove(hash: hash, score: chunks[slot].scores[offset])
-        }
-        chunks[slot].remove(at: offset)
-        count -= 1
-        payloadBytes -= length
-        treeAdd(slot, -1)
-        if chunks[slot].count == 0 {
-            chunks.remove(at: slot)
-            rebuildTree()
-        } else if index != nil && slot + 1 < chunks.count
-                    && chunks[slot].count + chunks[slot + 1].count <= SortedSetChunk.capacity / 2
-                    && chunks[slot].bytes.count + chunks[slot + 1].bytes.count <= Int(UInt32.max) {
-            let next = chunks.remove(at: slot + 1)
-            chunks[slot].append(contentsOf: next)
-            rebuildTree()
+    mutating func insertNew(_ member: ArraySlice<UInt8>, score: Double) {
+        if isCompact {
+            withPacked { _ = $0.insert(member, score: score) }
+        } else {
+            withIndexed { $0.insertNew(member, score: score) }
         }
     }
 
     /// Removes `member`; returns its score, or nil when absent.
     @discardableResult
     public mutating func remove(_ member: ArraySlice<UInt8>) -> Double? {
-        if index == nil {
-            guard let position = compactPosition(of: member) else { return nil }
-            let score = chunks[0].scores[position]
-            removeAt(slot: 0, offset: position)
-            return score
+        if isCompact {
+            return withPacked { packed -> Double? in
+                guard let found = packed.find(member) else { return nil }
+                packed.removeRecord(found.record.start..<found.record.end)
+                return found.record.score
+            }
         }
-        guard let score = score(of: member) else { return nil }
-        let (slot, offset) = position(score: score, member: member)
-        removeAt(slot: slot, offset: offset)
-        return score
+        return withIndexed { $0.remove(member) }
     }
 
     /// Removes the element at `rank` and returns it.
     @discardableResult
     public mutating func remove(rank: Int) -> (member: [UInt8], score: Double) {
-        let (slot, offset) = locate(rank: rank)
-        let element = (Array(chunks[slot].member(offset)), chunks[slot].scores[offset])
-        removeAt(slot: slot, offset: offset)
-        return element
+        if isCompact {
+            return withPacked { packed in
+                let record = packed.record(at: rank)
+                let element = (Array(packed.member(record)), record.score)
+                packed.removeRecord(record.start..<record.end)
+                return element
+            }
+        }
+        return withIndexed { $0.remove(rank: rank) }
     }
 
     /// Removes ranks `range` (within 0..<count); returns how many were removed.
     @discardableResult
     public mutating func removeRanks(_ range: Range<Int>) -> Int {
-        var left = range.count
-        while left > 0 {
-            let (slot, offset) = locate(rank: range.lowerBound)
-            if offset == 0 && chunks[slot].count <= left {
-                // A whole chunk goes at once.
-                let chunk = chunks[slot]
-                if index != nil {
-                    for position in 0..<chunk.count {
-                        index!.remove(hash: MemberIndex.hash(chunk.member(position)), score: chunk.scores[position])
-                    }
-                }
-                count -= chunk.count
-                payloadBytes -= chunk.bytes.count
-                left -= chunk.count
-                chunks.remove(at: slot)
-                rebuildTree()
-            } else {
-                removeAt(slot: slot, offset: offset)
-                left -= 1
-            }
+        if isCompact {
+            withPacked { $0.removeRanks(range) }
+            return range.count
         }
-        return range.count
+        return withIndexed { $0.removeRanks(range) }
     }
 
     /// Changes the score of a present member.
     public mutating func update(_ member: ArraySlice<UInt8>, from old: Double, to new: Double) {
         if old == new { return }
-        if index == nil {
-            guard let position = compactPosition(of: member) else { return }
-            removeAt(slot: 0, offset: position)
-        } else {
-            let (slot, offset) = position(score: old, member: member)
-            // ZINCRBY by a little usually keeps the element between its neighbours: then only
-            // the score changes, in the chunk and in the member index.
-            if staysInPlace(slot: slot, offset: offset, score: new, member: member) {
-                chunks[slot].scores[offset] = new
-                index!.replace(hash: MemberIndex.hash(member), old: old, new: new)
-                return
+        if isCompact {
+            withPacked { packed in
+                guard let found = packed.find(member) else { return }
+                packed.update(recordAt: found.record.start..<found.record.end, member, to: new)
             }
-            removeAt(slot: slot, offset: offset)
+        } else {
+            withIndexed { $0.update(member, from: old, to: new) }
         }
-        insertNew(member, score: new)
+    }
+
+    /// The score and position of `member`, if present.
+    public func locate(_ member: ArraySlice<UInt8>) -> SortedSetLocation? {
+        switch storage {
+        case .packed(let packed):
+            guard let found = packed.find(member) else { return nil }
+            return SortedSetLocation(score: found.record.score, slot: found.record.start,
+                                     offset: found.record.end, hash: 0)
+        case .indexed(let box): return box.set.locate(member)
+        }
+    }
+
+    /// Changes the score of the member `locate` just found at `location`.
+    public mutating func update(at location: SortedSetLocation, _ member: ArraySlice<UInt8>, to new: Double) {
+        if location.score == new { return }
+        if isCompact {
+            withPacked { $0.update(recordAt: location.slot..<location.offset, member, to: new) }
+        } else {
+            withIndexed { $0.update(at: location, member, to: new) }
+        }
     }
 }
 
@@ -552,180 +365,21 @@ public struct SortedSetValue: Sendable {
 public struct SortedSetLocation: Sendable {
     /// The member's score.
     public let score: Double
+    /// Indexed: the chunk. Packed: the byte offset where the member's record starts.
     let slot: Int
+    /// Indexed: the position in the chunk. Packed: the byte offset where the record ends.
     let offset: Int
+    /// Indexed: the member's hash (0 when packed).
     let hash: UInt64
 }
 
-extension SortedSetValue {
-    /// The score and position of `member`, if present.
-    public func locate(_ member: ArraySlice<UInt8>) -> SortedSetLocation? {
-        guard let index else {
-            guard let position = compactPosition(of: member) else { return nil }
-            return SortedSetLocation(score: chunks[0].scores[position], slot: 0, offset: position, hash: 0)
-        }
-        if chunks.isEmpty { return nil }
-        let hash = MemberIndex.hash(member)
-        var position = (slot: 0, offset: 0)
-        let found = index.find(hash: hash) { candidate in
-            let (slot, offset) = lowerBound(score: candidate, member: member)
-            guard offset < chunks[slot].count, chunks[slot].scores[offset] == candidate,
-                  chunks[slot].member(offset).elementsEqual(member) else { return false }
-            position = (slot, offset)
-            return true
-        }
-        guard let score = found else { return nil }
-        return SortedSetLocation(score: score, slot: position.slot, offset: position.offset, hash: hash)
-    }
+/// The box that lets `SortedSetValue` hold the indexed form in one word.
+final class IndexedSortedSetBox: @unchecked Sendable {
+    // Sendable: a box is only mutated through `SortedSetValue.withIndexed`, after
+    // isKnownUniquelyReferenced; a shared box is copied first, like an Array's buffer.
+    var set: IndexedSortedSet
 
-    /// Changes the score of the member `locate` just found at `location`.
-    public mutating func update(at location: SortedSetLocation, _ member: ArraySlice<UInt8>, to new: Double) {
-        if location.score == new { return }
-        if index != nil
-            && staysInPlace(slot: location.slot, offset: location.offset, score: new, member: member) {
-            chunks[location.slot].scores[location.offset] = new
-            index!.replace(hash: location.hash, old: location.score, new: new)
-            return
-        }
-        removeAt(slot: location.slot, offset: location.offset, hash: index == nil ? nil : location.hash)
-        insertNew(member, score: new, hash: index == nil ? nil : location.hash)
-    }
-
-    /// True if the element at (slot, offset) would keep its place with score `score`: after
-    /// its predecessor and before its successor (across chunk ends too).
-    private func staysInPlace(slot: Int, offset: Int, score: Double, member: ArraySlice<UInt8>) -> Bool {
-        member.withUnsafeBytes { target in
-            let chunk = chunks[slot]
-            if offset > 0 {
-                if !chunk.precedes(offset - 1, score, target) { return false }
-            } else if slot > 0 {
-                if !chunks[slot - 1].precedes(chunks[slot - 1].count - 1, score, target) { return false }
-            }
-            // The successor must not precede the element: compare (successor) < (score, member).
-            if offset + 1 < chunk.count {
-                return !chunk.precedes(offset + 1, score, target) && !sameElement(chunk, offset + 1, score, target)
-            }
-            if slot + 1 < chunks.count {
-                return !chunks[slot + 1].precedes(0, score, target) && !sameElement(chunks[slot + 1], 0, score, target)
-            }
-            return true
-        }
-    }
-
-    private func sameElement(_ chunk: SortedSetChunk, _ index: Int, _ score: Double,
-                             _ member: UnsafeRawBufferPointer) -> Bool {
-        chunk.scores[index] == score && chunk.member(index).elementsEqual(member)
-    }
-
-    /// True if the element (score, member) is present (binary search over the order).
-    func contains(score: Double, member: ArraySlice<UInt8>) -> Bool {
-        let (slot, offset) = lowerBound(score: score, member: member)
-        if chunks.isEmpty || offset >= chunks[slot].count { return false }
-        return chunks[slot].scores[offset] == score && chunks[slot].member(offset).elementsEqual(member)
-    }
-}
-
-/// The indexed form's member → score map, without the members: an open-addressing table of
-/// (64-bit member hash, score) pairs, 16 bytes a slot (a `[Key: Double]` slot is 32, and the
-/// member bytes would be stored twice). A hash match is only a candidate: the caller confirms it
-/// by finding (score, member) in the ordered chunks, so colliding members stay distinct.
-/// Removal needs only (hash, score): two slots equal in both are interchangeable.
-@usableFromInline
-struct MemberIndex: Sendable {
-    /// Slot hashes: 0 = empty, 1 = deleted; real hashes are >= 2.
-    private var hashes: [UInt64]
-    private var scores: [Double]
-    /// Live entries.
-    private(set) var count = 0
-    /// Live plus deleted slots (what the load factor counts).
-    private var used = 0
-
-    init(capacityFor entries: Int) {
-        var capacity = 8
-        while capacity * 3 < max(entries, 1) * 4 { capacity *= 2 }
-        hashes = [UInt64](repeating: 0, count: capacity)
-        scores = [Double](repeating: 0, count: capacity)
-    }
-
-    /// Allocated slots (for the memory estimate).
-    var capacity: Int { hashes.count }
-
-    /// The member's hash: Swift's per-process seeded SipHash, moved off the two marker values.
-    static func hash(_ member: ArraySlice<UInt8>) -> UInt64 {
-        var hasher = Hasher()
-        member.withUnsafeBytes { hasher.combine(bytes: $0) }
-        let value = UInt64(bitPattern: Int64(hasher.finalize()))
-        return value < 2 ? value + 2 : value
-    }
-
-    /// The score of the first slot with `hash` whose score `confirm` accepts.
-    func find(hash: UInt64, confirm: (Double) -> Bool) -> Double? {
-        let mask = hashes.count - 1
-        var slot = Int(truncatingIfNeeded: hash) & mask
-        while hashes[slot] != 0 {
-            if hashes[slot] == hash && confirm(scores[slot]) { return scores[slot] }
-            slot = (slot + 1) & mask
-        }
-        return nil
-    }
-
-    /// Adds an entry (the caller knows the member is absent).
-    mutating func insert(hash: UInt64, score: Double) {
-        if (used + 1) * 4 > hashes.count * 3 {
-            // Double when live entries fill the table; only sweep deleted slots otherwise.
-            rebuild(capacityFor: count * 2 >= hashes.count ? hashes.count * 3 / 2 : count * 2)
-        }
-        let mask = hashes.count - 1
-        var slot = Int(truncatingIfNeeded: hash) & mask
-        while hashes[slot] > 1 { slot = (slot + 1) & mask }
-        if hashes[slot] == 0 { used += 1 }
-        hashes[slot] = hash
-        scores[slot] = score
-        count += 1
-    }
-
-    /// Removes the entry (hash, score), which must be present.
-    mutating func remove(hash: UInt64, score: Double) {
-        let mask = hashes.count - 1
-        var slot = Int(truncatingIfNeeded: hash) & mask
-        while hashes[slot] != 0 {
-            if hashes[slot] == hash && scores[slot] == score {
-                hashes[slot] = 1
-                count -= 1
-                if hashes.count > 64 && count * 8 < hashes.count { rebuild(capacityFor: count * 2) }
-                return
-            }
-            slot = (slot + 1) & mask
-        }
-    }
-
-    /// Changes the score of the entry (hash, old), which must be present.
-    mutating func replace(hash: UInt64, old: Double, new: Double) {
-        let mask = hashes.count - 1
-        var slot = Int(truncatingIfNeeded: hash) & mask
-        while hashes[slot] != 0 {
-            if hashes[slot] == hash && scores[slot] == old {
-                scores[slot] = new
-                return
-            }
-            slot = (slot + 1) & mask
-        }
-    }
-
-    /// Re-inserts every live entry into a table sized for `entries`.
-    private mutating func rebuild(capacityFor entries: Int) {
-        var fresh = MemberIndex(capacityFor: entries)
-        for slot in 0..<hashes.count where hashes[slot] > 1 {
-            let mask = fresh.hashes.count - 1
-            var target = Int(truncatingIfNeeded: hashes[slot]) & mask
-            while fresh.hashes[target] != 0 { target = (target + 1) & mask }
-            fresh.hashes[target] = hashes[slot]
-            fresh.scores[target] = scores[slot]
-            fresh.count += 1
-            fresh.used += 1
-        }
-        self = fresh
-    }
+    init(_ set: IndexedSortedSet) { self.set = set }
 }
 
 // MARK: Score text (util.c d2string, addReplyDouble's %.17g, strtod parsing)
@@ -931,7 +585,7 @@ extension SortedSetValue {
     /// True when every score is equal: the members are then in lex order and each walk's
     /// predicate changes at most once, so a binary search finds where.
     private var hasUniformScores: Bool {
-        count == 0 || chunks[0].scores[0] == chunks[chunks.count - 1].scores[chunks[chunks.count - 1].count - 1]
+        count == 0 || element(at: 0).score == element(at: count - 1).score
     }
 
     /// The first rank at or after `rank` whose member fails `predicate` (`count` if none).
@@ -1108,6 +762,23 @@ extension SortedSetValue: AggregateValue {
 }
 
 extension SortedSetValue {
+    /// A packed set of `members[i]` scored `scores[i]`: distinct members in any order, sorted
+    /// once into one exact-size buffer. RDB loading of a ZSET_LISTPACK uses it (rdb.c keeps
+    /// the listpack it read, whatever its members' lengths): inserting one at a time scans
+    /// the records for each, O(n^2) for a 128-member set.
+    public init(packing members: [[UInt8]], scores: [Double]) {
+        precondition(members.count == scores.count, "one score per member")
+        var order = Array(members.indices)
+        order.sort { sortedSetPrecedes(scores[$0], members[$0], scores[$1], members[$1]) }
+        var size = 0
+        for index in order {
+            size += PackedSortedSet.recordSize(memberBytes: members[index].count, score: scores[index])
+        }
+        storage = .packed(PackedSortedSet(ordered: { add in
+            for index in order { add(members[index][...], scores[index]) }
+        }, count: members.count, size: size))
+    }
+
     /// Inserts an absent member without converting forms (RDB loading keeps a loaded listpack
     /// compact whatever its members' lengths, as Redis does).
     public mutating func insertNewUnchecked(_ member: ArraySlice<UInt8>, score: Double) {

@@ -168,8 +168,9 @@ public enum Value: Sendable {
     case list(ListValue)
     /// A set: an intset or a packed hash table (see `SetValue`), one word like a list.
     case set(SetValue)
-    /// A sorted set (see `SortedSetValue`), boxed like hashes.
-    indirect case sortedSet(SortedSetValue)
+    /// A sorted set (see `SortedSetValue`): one word like a list (a packed set's buffer or a
+    /// reference to the indexed form), so not boxed.
+    case sortedSet(SortedSetValue)
     /// A stream: listpack nodes and consumer groups (see `StreamValue`), boxed like hashes.
     indirect case stream(StreamValue)
 }

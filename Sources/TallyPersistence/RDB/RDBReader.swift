@@ -712,8 +712,18 @@ public struct RDBReader<Source: ByteSource> {
         guard elements.count % 2 == 0 else {
             throw fail(.corrupt, "odd zset listpack for key \(printableKey(key))", at: blobOffset)
         }
+        let packed = elements.count / 2 <= limits.maxEntries
         var set = SortedSetValue()
-        if elements.count / 2 > limits.maxEntries { set.convertToIndexed() }
+        if !packed { set.convertToIndexed() }
+        // The packed form is built at once from the pairs; a Set finds duplicate members in
+        // O(n), where asking the packed set would scan it per member.
+        var members: [[UInt8]] = []
+        var scores: [Double] = []
+        var seen = Set<[UInt8]>(minimumCapacity: packed ? elements.count / 2 : 0)
+        if packed {
+            members.reserveCapacity(elements.count / 2)
+            scores.reserveCapacity(elements.count / 2)
+        }
         var position = 0
         while position < elements.count {
             let member = elements[position]
@@ -721,13 +731,19 @@ public struct RDBReader<Source: ByteSource> {
                   elements[position + 1].first != UInt8(ascii: "(") else {
                 throw fail(.corrupt, "invalid zset score for key \(printableKey(key))", at: blobOffset)
             }
-            guard set.score(of: member) == nil else {
+            let duplicate = packed ? !seen.insert(member).inserted : set.score(of: member) != nil
+            guard !duplicate else {
                 throw fail(.corrupt, "duplicate zset member in key \(printableKey(key))", at: blobOffset)
             }
-            set.insertNewUnchecked(member, score: score)
+            if packed {
+                members.append(member)
+                scores.append(score)
+            } else {
+                set.insertNewUnchecked(member, score: score)
+            }
             position += 2
         }
-        return set
+        return packed ? SortedSetValue(packing: members, scores: scores) : set
     }
 
     /// A HASH_LISTPACK (16) or HASH_ZIPLIST (13) blob: rdb.c converts a listpack to a hashtable
