@@ -100,6 +100,23 @@ func listElements(_ value: Value?) -> [[UInt8]]? {
         #expect(LZF.compress(noise, limit: 96) == nil)
     }
 
+    /// Payloads that redis-server 7.0.15 wrote for `SET k <input>` + `DUMP k` (the LZF part of the
+    /// 0xC3 string encoding): liblzf's choices, which Tally's DUMP must reproduce byte for byte.
+    @Test(arguments: [
+        (bytes("abcabcabcabcabcabcabcabcabcabcabcabcabca"), "0361626361e01902016361"),
+        (bytes("counter:user:1234-event-counter:user:1234-eventxx{}"),
+         "09636f756e7465723a757320040b313233342d6576656e742d63e00d170378787b7d"),
+        ([UInt8](repeating: 97, count: 300), "016161e0ff00e01700016161"),
+        (Array(repeating: Array(repeating: bytes("0123456789abcdef"), count: 20).joined() + bytes("Z"), count: 4)
+            .flatMap { $0 },
+         "103031323334353637383961626364656630e0ff0fe11e0f005ae1ff30e11f30e1072fe1ff40e1ff40e20921e20731e0460f01665a"),
+    ])
+    func compressesAsRedisDoes(input: [UInt8], expected: String) throws {
+        let compressed = try #require(LZF.compress(input, limit: input.count - 4))
+        let digits = Array("0123456789abcdef")
+        #expect(String(compressed.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }) == expected)
+    }
+
     @Test func decodesHandBuiltStream() throws {
         // Literal "abc", then a reference of length 6 at distance 3 -> "abcabcabc".
         let stream: [UInt8] = [0x02, 97, 98, 99, 0x80, 0x02]
