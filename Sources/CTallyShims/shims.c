@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include <sys/socket.h>
 #include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include "CTallyShims.h"
 
 int ctally_accept_nonblocking(int fd, struct sockaddr *address, socklen_t *length) {
@@ -11,4 +13,21 @@ int ctally_accept_nonblocking(int fd, struct sockaddr *address, socklen_t *lengt
 long long ctally_heap_bytes_in_use(void) {
     struct mallinfo2 info = mallinfo2();
     return (long long)(info.uordblks + info.hblkhd);
+}
+
+char *ctally_malloc_info(size_t *length) {
+    char *buffer = NULL;
+    FILE *stream = open_memstream(&buffer, length);
+    if (stream == NULL) return NULL;
+    int failed = malloc_info(0, stream);
+    fclose(stream);
+    if (failed != 0) {
+        free(buffer);
+        return NULL;
+    }
+    return buffer;
+}
+
+int ctally_malloc_trim(void) {
+    return malloc_trim(0);
 }

@@ -198,7 +198,7 @@ public final class CommandEngine: Sendable {
             + IntrospectionCommands.specs + ObjectCommands.specs + SlowLogCommands.specs
             + HyperLogLogDebugCommands.specs + SortedSetCommands.specs + LatencyCommands.specs + PubSubCommands.specs
             + MonitorCommands.specs + GeoCommands.specs + ScriptingCommands.specs
-            + FunctionCommands.specs
+            + FunctionCommands.specs + ClusterCommands.specs + ModuleCommands.specs
     }
 
     /// A fresh, unique client id (for sessions the server creates).
@@ -450,6 +450,9 @@ public final class CommandEngine: Sendable {
             }
             flags = subcommand.flags
         }
+        if flags.contains(.protected) && !allowsProtectedCommand(session) {
+            return refuse(row, reason: Self.moduleCommandReason, session: session, statistics, output: &output)
+        }
         let transaction = session.transaction.isActive
         let isExec = transaction && row == execRow
         if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
@@ -539,6 +542,11 @@ public final class CommandEngine: Sendable {
 
     /// Refusal reasons as `refuse` takes them (with their code), built once.
     static let noAuthReason: [UInt8] = errorReason(RedisError.noAuth)
+    static let moduleCommandReason: [UInt8] = Array("""
+        MODULE command not allowed. If the enable-module-command option is set to "local", you can run it \
+        from a local connection, otherwise you need to set this option in the configuration file, and then \
+        restart the server.
+        """.utf8)
     static let notInTransactionReason: [UInt8] = Array("Command not allowed inside a transaction".utf8)
     static let loadingReason: [UInt8] = errorReason(RedisError.loading)
     static let monitorKeyspaceReason: [UInt8] = Array("Replica can't interact with the keyspace".utf8)
@@ -643,6 +651,27 @@ public final class CommandEngine: Sendable {
     public var lazyFreeUserDel: Bool { lazyUserDel.load(ordering: .relaxed) }
     /// `lazyfree-lazy-user-flush`: FLUSHALL/FLUSHDB without SYNC/ASYNC run as ASYNC.
     public var lazyFreeUserFlush: Bool { lazyUserFlush.load(ordering: .relaxed) }
+
+    /// `enable-module-command` (fixed at start): 0 no, 1 yes, 2 local.
+    private let moduleCommandAccess = Atomic<UInt8>(0)
+
+    /// Applies `enable-module-command`: "no", "yes" or "local".
+    public func setModuleCommandAccess(_ value: String) {
+        moduleCommandAccess.store(value == "yes" ? 1 : value == "local" ? 2 : 0, ordering: .relaxed)
+    }
+
+    /// config.c allowProtectedAction: "yes", or "local" and a client on a Unix socket or the
+    /// loopback address (networking.c islocalClient: exactly 127.0.0.1 or ::1).
+    private func allowsProtectedCommand(_ session: ClientSession) -> Bool {
+        switch moduleCommandAccess.load(ordering: .relaxed) {
+        case 1: return true
+        case 2:
+            let peer = session.peerAddress
+            return peer.hasPrefix("127.0.0.1:") || peer.hasPrefix("::1:") || peer.hasPrefix("[::1]:")
+                || peer.hasPrefix("/") || peer == ":0" || peer.isEmpty
+        default: return false
+        }
+    }
 
     /// Applies `lazyfree-lazy-user-del` and `lazyfree-lazy-user-flush` (config file, CONFIG SET).
     public func setLazyFree(userDel: Bool, userFlush: Bool) {

@@ -60,6 +60,9 @@ public struct CommandFlags: OptionSet, Sendable {
     /// Tally's own: dispatch takes every shard before the handler runs (EVAL: a script is atomic
     /// like EXEC, and `finish()` can then serve blocked clients its writes woke).
     public static let runsExclusive = CommandFlags(rawValue: 1 << 22)
+    /// Redis's CMD_PROTECTED: refused unless `enable-module-command` allows the client (server.c
+    /// processCommand, right after the arity check). Not shown by COMMAND INFO, as in Redis.
+    public static let protected = CommandFlags(rawValue: 1 << 23)
 }
 
 /// A command handler: parses its arguments from `context.arguments`, runs shard operations and

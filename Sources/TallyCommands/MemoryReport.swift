@@ -39,6 +39,19 @@ public final class ProcessMemoryReader: Sendable {
         reader.withLock { $0 = body }
     }
 
+    private let allocator = Mutex<(report: @Sendable () -> [UInt8], purge: @Sendable () -> Void)?>(nil)
+
+    /// Installs the server's allocator statistics report and purge (MEMORY MALLOC-STATS, PURGE).
+    public func installAllocator(report: @escaping @Sendable () -> [UInt8], purge: @escaping @Sendable () -> Void) {
+        allocator.withLock { $0 = (report, purge) }
+    }
+
+    /// The allocator's statistics report, or nil when none is installed.
+    func allocatorReport() -> [UInt8]? { allocator.withLock { $0 }?.report() }
+
+    /// Asks the allocator to give free memory back to the kernel.
+    func purgeAllocator() { allocator.withLock { $0 }?.purge() }
+
     /// The figures now, with the peak updated.
     public func read(estimate: Int64) -> ProcessMemory {
         let figures: (allocated: Int64, resident: Int64) = reader.withLock { $0 }?() ?? (estimate, estimate)
@@ -138,6 +151,25 @@ enum MemoryReport {
     /// MEMORY DOCTOR (object.c getMemoryDoctorReport), over the checks that apply to Tally: an
     /// instance under 5 MB is "empty"; a peak over 150% of current use and a resident size over
     /// 1.4x the heap (with more than 10 MB in it) are reported.
+    /// MEMORY MALLOC-STATS (object.c memoryCommand): the allocator's own report. Redis built
+    /// with jemalloc prints jemalloc's; with another allocator, "Stats not supported for the
+    /// current allocator". Tally runs on glibc's malloc, whose report is malloc_info's XML.
+    static func allocatorStatistics(_ context: inout CommandContext) {
+        let report = context.engine.processMemory.allocatorReport() ?? []
+        if report.isEmpty {
+            context.output.writeBulkString("Stats not supported for the current allocator".utf8)
+        } else {
+            context.output.writeBulkString(report)
+        }
+    }
+
+    /// MEMORY PURGE: Redis asks jemalloc to purge dirty pages; glibc's equivalent is
+    /// malloc_trim, which returns the free pages at the top of the heap and inside it.
+    static func purge(_ context: inout CommandContext) {
+        context.engine.processMemory.purgeAllocator()
+        context.output.writeOK()
+    }
+
     static func doctor(_ context: inout CommandContext) {
         let memory = context.engine.processMemory.read(estimate: Int64(context.keyspace.usedMemoryBytes))
         var text: String

@@ -33,6 +33,8 @@ enum ObjectCommands {
                     CommandSpec(name: "memory|doctor", arity: 2, flags: [], categories: ["@slow"]) { _ in },
                     CommandSpec(name: "memory|usage", arity: -3, flags: keyFlags, firstKey: 2, lastKey: 2, step: 1,
                                 categories: ["@read", "@slow"]) { _ in },
+                    CommandSpec(name: "memory|malloc-stats", arity: 2, flags: [], categories: ["@slow"]) { _ in },
+                    CommandSpec(name: "memory|purge", arity: 2, flags: [], categories: ["@slow"]) { _ in },
                 ],
                 handler: memory),
         ]
@@ -122,10 +124,16 @@ enum ObjectCommands {
         let arguments = context.arguments
         if arguments.matches(1, "stats") { return MemoryReport.stats(&context) }
         if arguments.matches(1, "doctor") { return MemoryReport.doctor(&context) }
+        if arguments.matches(1, "malloc-stats") { return MemoryReport.allocatorStatistics(&context) }
+        if arguments.matches(1, "purge") { return MemoryReport.purge(&context) }
         if arguments.matches(1, "help") {
             context.writeHelp("MEMORY", [
                 "DOCTOR",
                 "    Return memory problems reports.",
+                "MALLOC-STATS",
+                "    Return internal statistics report from the memory allocator.",
+                "PURGE",
+                "    Attempt to purge dirty pages for reclamation by the allocator.",
                 "STATS",
                 "    Return information about the memory usage of the server.",
                 "USAGE <key> [SAMPLES <count>]",

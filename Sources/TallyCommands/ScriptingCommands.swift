@@ -612,6 +612,17 @@ func redisAPIEntryPoint(_ state: OpaquePointer?, _ selector: Int32) -> Int32 {
             pushErrorTable(lua, Array("Invalid debug level.".utf8))
             return -1
         }
+        // The other arguments joined by spaces, skipping any that are neither strings nor
+        // numbers (script_lua.c luaLogCommand); the server's logger applies `loglevel`.
+        var message: [UInt8] = []
+        var first = true
+        for index in 2...argumentCount {
+            guard let text = luaString(lua, index) else { continue }
+            if !first { message.append(UInt8(ascii: " ")) }
+            message.append(contentsOf: text)
+            first = false
+        }
+        ServerLogHook.write(level: Int(level), message)
         return 0
     case .setResp:
         guard let run = runtime.current else {

@@ -342,6 +342,18 @@ public enum Posix {
     /// Heap bytes in use according to the C allocator (INFO `used_memory`).
     public static func heapBytesInUse() -> Int64 { Int64(ctally_heap_bytes_in_use()) }
 
+    /// The C allocator's own statistics report (glibc malloc_info: XML per arena), for MEMORY
+    /// MALLOC-STATS; empty if it cannot be produced.
+    public static func allocatorReport() -> [UInt8] {
+        var length = 0
+        guard let buffer = ctally_malloc_info(&length) else { return [] }
+        defer { free(buffer) }
+        return Array(UnsafeRawBufferPointer(start: buffer, count: length))
+    }
+
+    /// Returns free heap pages to the kernel (malloc_trim), for MEMORY PURGE.
+    public static func releaseFreeHeapMemory() { _ = ctally_malloc_trim() }
+
     // MARK: Wake-ups and signals
 
     /// Creates a non-blocking eventfd used to wake an epoll loop from another thread.

@@ -86,12 +86,19 @@ public final class Server: Sendable {
         engine.threadStarter.withLock { $0 = { body in startThread(body) } }
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
+        engine.setModuleCommandAccess(configuration.string("enable-module-command"))
         engine.setLazyFree(userDel: configuration.bool("lazyfree-lazy-user-del"),
                            userFlush: configuration.bool("lazyfree-lazy-user-flush"))
         core.applySlowLogSettings(from: configuration, to: engine)
         core.applyLatencyTracking(from: configuration, to: engine)
         engine.scriptWatch.setThreshold(milliseconds: Int(clamping: configuration.integer("busy-reply-threshold")))
+        let serverLog = core.log
+        ServerLogHook.install { level, message in
+            serverLog.log(LogLevel(rawValue: level) ?? .notice, String(decoding: message, as: UTF8.self))
+        }
         engine.processMemory.install { (heapBytesInUse(), residentSetBytes()) }
+        engine.processMemory.installAllocator(report: { Posix.allocatorReport() },
+                                              purge: { Posix.releaseFreeHeapMemory() })
         engine.latencyMonitor.configure(thresholdMilliseconds: configuration.integer("latency-monitor-threshold"))
         engine.setSetMaxIntsetEntries(Int(clamping: configuration.integer("set-max-intset-entries")))
         engine.setSortedSetLimits(configuration.sortedSetLimits)

@@ -135,3 +135,34 @@ import Testing
         #expect(!info.contains("transaction_control"))
     }
 }
+
+/// CLUSTER and friends on a standalone server, MODULE with no modules: Redis's answers.
+@Suite struct StandaloneCommandTests {
+    @Test func clusterCommandsAnswerThatClusterSupportIsDisabled() {
+        let client = CommandHarness()
+        let disabled = "-ERR This instance has cluster support disabled\r\n"
+        for request in [["CLUSTER", "INFO"], ["CLUSTER", "SLOTS"], ["CLUSTER", "KEYSLOT", "x"], ["READONLY"],
+                        ["READWRITE"], ["ASKING"]] {
+            #expect(String(decoding: client.run(request.map { Array($0.utf8) }), as: UTF8.self) == disabled)
+        }
+        // Dispatch checks the subcommand and its arity first, as Redis's processCommand does.
+        #expect(client.reply("CLUSTER", "FOO") == "-ERR unknown subcommand 'FOO'. Try CLUSTER HELP.\r\n")
+        #expect(client.reply("CLUSTER", "INFO", "x")
+            == "-ERR wrong number of arguments for 'cluster|info' command\r\n")
+    }
+
+    @Test func moduleListsNothingAndLoadingIsProtected() {
+        let client = CommandHarness()
+        #expect(client.reply("MODULE", "LIST") == "*0\r\n")
+        let refused = "-ERR MODULE command not allowed. If the enable-module-command option is set to \"local\", "
+            + "you can run it from a local connection, otherwise you need to set this option in the "
+            + "configuration file, and then restart the server.\r\n"
+        #expect(client.reply("MODULE", "LOAD", "/tmp/x.so") == refused)
+        #expect(client.reply("MODULE", "UNLOAD", "x") == refused)
+        client.engine.setModuleCommandAccess("yes")
+        #expect(client.reply("MODULE", "LOAD", "/tmp/x.so")
+            == "-ERR Error loading the extension. Please check the server logs.\r\n")
+        #expect(client.reply("MODULE", "UNLOAD", "x")
+            == "-ERR Error unloading module: no such module with that name\r\n")
+    }
+}

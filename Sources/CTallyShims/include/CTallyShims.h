@@ -16,4 +16,10 @@ int ctally_accept_nonblocking(int fd, struct sockaddr *address, socklen_t *lengt
 /// Bytes the C allocator has handed out and not freed (mallinfo2: in-use + mmapped).
 long long ctally_heap_bytes_in_use(void);
 
+/// glibc's malloc_info(3) XML report in a buffer the caller frees; NULL on failure.
+char *ctally_malloc_info(size_t *length);
+
+/// malloc_trim(0): hands free heap memory back to the kernel; 1 if any was released.
+int ctally_malloc_trim(void);
+
 #endif
