@@ -152,6 +152,27 @@ public struct CommandContext {
     /// Locks every shard (FLUSHALL, KEYS...), or nothing under EXEC.
     public mutating func lockAllShards() { lockShards(keyspace.allShards) }
 
+    /// Lets the command wait on something slow (MIGRATE's exchange with another server) without
+    /// its shards: keys that lazily expired so far are propagated and logged first, while the
+    /// locks still order them, then every shard this command took is released, so `lockShards`
+    /// may take them again afterwards. Returns false, releasing nothing, when the locks are not
+    /// this command's to give up: under EXEC or a script every shard stays held until the whole
+    /// transaction ends, which is what makes it atomic.
+    public mutating func releaseShardsForSlowWait() -> Bool {
+        if insideExec || (keyspace.isExclusivelyHeldByCurrentThread && !ownsExclusive) { return false }
+        if !heldShards.isEmpty || ownsExclusive { drainExpiredKeys() }
+        if !session.propagation.isEmpty { engine.flushPropagation(session) }
+        if !heldShards.isEmpty {
+            keyspace.unlock(heldShards)
+            heldShards = ShardMask()
+        }
+        if ownsExclusive {
+            keyspace.unlockExclusive(true)
+            ownsExclusive = false
+        }
+        return true
+    }
+
     // MARK: Propagation and change counting
 
     /// Changes this command made to the dataset (its share of Redis's `server.dirty`).
