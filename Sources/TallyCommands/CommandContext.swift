@@ -28,6 +28,10 @@ public struct CommandContext {
     public private(set) var heldShards = ShardMask()
     /// True when this command took every shard because clients are blocked (see lockShard).
     private var ownsExclusive = false
+    /// True while dispatch holds every shard for this command (clients are blocked, see
+    /// `CommandEngine.run`); false once `releaseShardsForSlowWait` gave them up, and then
+    /// dispatch does not release them again.
+    var holdsDispatchExclusive = false
 
     init(arguments: CommandArguments, output: OutputBuffer, session: ClientSession, engine: CommandEngine,
          row: Int, now: Int64, insideExec: Bool) {
@@ -159,16 +163,18 @@ public struct CommandContext {
     /// this command's to give up: under EXEC or a script every shard stays held until the whole
     /// transaction ends, which is what makes it atomic.
     public mutating func releaseShardsForSlowWait() -> Bool {
-        if insideExec || (keyspace.isExclusivelyHeldByCurrentThread && !ownsExclusive) { return false }
-        if !heldShards.isEmpty || ownsExclusive { drainExpiredKeys() }
+        let exclusive = ownsExclusive || holdsDispatchExclusive
+        if insideExec || (keyspace.isExclusivelyHeldByCurrentThread && !exclusive) { return false }
+        if !heldShards.isEmpty || exclusive { drainExpiredKeys() }
         if !session.propagation.isEmpty { engine.flushPropagation(session) }
         if !heldShards.isEmpty {
             keyspace.unlock(heldShards)
             heldShards = ShardMask()
         }
-        if ownsExclusive {
+        if exclusive {
             keyspace.unlockExclusive(true)
             ownsExclusive = false
+            holdsDispatchExclusive = false
         }
         return true
     }

@@ -100,6 +100,7 @@ public enum MigrateCommand {
                 }
                 index += 1
                 options.password = context.arguments[index]
+                context.session.redactedArguments.append(index)
             } else if context.arguments.matches(index, "auth2") {
                 guard remaining >= 2 else {
                     context.output.writeError(RedisError.syntax)
@@ -107,6 +108,7 @@ public enum MigrateCommand {
                 }
                 options.username = context.arguments[index + 1]
                 options.password = context.arguments[index + 2]
+                context.session.redactedArguments += [index + 1, index + 2]
                 index += 2
             } else if context.arguments.matches(index, "keys") {
                 guard context.arguments[3].isEmpty else {

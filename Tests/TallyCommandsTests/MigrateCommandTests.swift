@@ -1,4 +1,5 @@
 // MigrateCommandTests: MIGRATE against an in-process target (a second engine) and scripted socket failures.
+import Dispatch
 import Synchronization
 import TallyCommands
 import TallyKeyspace
@@ -231,6 +232,18 @@ final class InProcessLink: MigrationLink {
         #expect(s.source.reply("EXISTS", "k") == ":1\r\n")
     }
 
+    @Test func passwordsAreRedactedInTheSlowLog() {
+        let s = setup()
+        s.source.engine.slowLog.configure(slowerThanMicroseconds: 0, maxLength: 8)
+        s.source.run("SET", "k", "v")
+        s.source.run("MIGRATE", "h", "1", "k", "0", "1000", "COPY", "AUTH2", "user", "secret")
+        s.source.run("MIGRATE", "h", "1", "k", "0", "1000", "AUTH", "secret", "bogus")
+        let log = s.source.reply("SLOWLOG", "GET", "2")
+        #expect(!log.contains("secret") && !log.contains("user"))
+        #expect(log.components(separatedBy: "(redacted)").count == 4)
+        #expect(log.contains("$5\r\nbogus\r\n"))
+    }
+
     @Test func aClosedCachedConnectionIsRetriedOnceOnANewOne() {
         let s = setup()
         s.source.run("SET", "k", "v")
@@ -292,6 +305,47 @@ final class InProcessLink: MigrationLink {
         #expect(s.source.reply("GET", "b") == "$2\r\n2+\r\n")
         #expect(s.target.reply("GET", "b") == "$1\r\n2\r\n")
         #expect(s.log.recorded == ["0:APPEND b +", "0:DEL a"])
+    }
+
+    /// Carries a harness to another thread (the test hands it over and waits).
+    struct Handover: @unchecked Sendable { let harness: CommandHarness }
+
+    @Test func theShardsAreFreeDuringTheExchangeEvenWithBlockedClients() {
+        let s = setup()
+        // A parked BLPOP makes dispatch take every shard for each command (to serve waiters).
+        let blocked = CommandHarness(sharing: s.source)
+        blocked.session.wakeOwner = {}
+        blocked.run("BLPOP", "queue", "0")
+        #expect(s.source.engine.blocking.hasWaiters)
+        s.source.run("SET", "k", "v")
+        var wroteMeanwhile = false
+        let other = Handover(harness: CommandHarness(sharing: s.source))
+        s.links.duringExchange = {
+            let done = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                other.harness.run("SET", "elsewhere", "x")
+                done.signal()
+            }
+            wroteMeanwhile = done.wait(timeout: .now() + 5) == .success
+        }
+        #expect(s.source.reply("MIGRATE", "h", "1", "k", "0", "1000") == "+OK\r\n")
+        #expect(wroteMeanwhile)
+        #expect(s.source.reply("EXISTS", "k", "elsewhere") == ":1\r\n")
+        // The waiter is still served by a later push.
+        s.source.run("RPUSH", "queue", "item")
+        #expect(!s.source.engine.blocking.hasWaiters)
+    }
+
+    @Test func underExecTheExchangeKeepsEveryShard() {
+        let s = setup()
+        s.source.run("SET", "k", "v")
+        var heldMeanwhile = false
+        s.links.duringExchange = { heldMeanwhile = s.source.engine.keyspace.isExclusivelyHeldByCurrentThread }
+        s.source.run("MULTI")
+        s.source.run("MIGRATE", "h", "1", "k", "0", "1000")
+        #expect(s.source.reply("EXEC") == "*1\r\n+OK\r\n")
+        #expect(heldMeanwhile)
+        #expect(s.log.recorded.last == "0:MULTI; 0:DEL k; 0:EXEC")
     }
 
     @Test func theTTLIsTakenWhenTheRequestIsBuilt() {
