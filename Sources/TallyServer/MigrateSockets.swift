@@ -1,5 +1,6 @@
 // MigrateSockets: MIGRATE's cached connections to target servers (cluster.c migrateGetSocket and friends).
 import Glibc
+import Synchronization
 import TallyCommands
 import TallyKeyspace
 import TallyPlatform
@@ -13,6 +14,8 @@ final class MigrateSocket: MigrationLink, @unchecked Sendable {
     var inUse = true
     var lastUseSeconds: Int64
     var lastDatabase: Int64 = -1
+    /// Connected to this server's own port (see `MigrateSocketCache.acquire`).
+    var loopsBack = false
     /// Bytes received beyond the lines read so far (the kernel would hold them for Redis).
     private var received: [UInt8] = []
     private var receivedPosition = 0
@@ -29,6 +32,7 @@ final class MigrateSocket: MigrationLink, @unchecked Sendable {
     init(lastUseSeconds: Int64) { self.lastUseSeconds = lastUseSeconds }
 
     func send(_ bytes: [UInt8], timeoutMilliseconds: Int64) throws(MigrationIOFailure) {
+        if loopsBack { return }
         var offset = 0
         while offset < bytes.count {
             let end = min(bytes.count, offset + Self.writePieceBytes)
@@ -59,6 +63,7 @@ final class MigrateSocket: MigrationLink, @unchecked Sendable {
     }
 
     func readLine(timeoutMilliseconds: Int64) throws(MigrationIOFailure) -> [UInt8] {
+        if loopsBack { throw .timedOut }
         var line: [UInt8] = []
         while line.count < Self.lineBytesMax {
             if receivedPosition == received.count { try receive(timeoutMilliseconds: timeoutMilliseconds) }
@@ -129,6 +134,12 @@ final class MigrateSocketCache: MigrationLinks, @unchecked Sendable {
 
     private let lock = PosixLock(withCondition: true)
     private var sockets: [[UInt8]: MigrateSocket] = [:]
+    /// Reads this server's TCP port now (CONFIG SET port changes it); installed by the server
+    /// once it exists (see `installOwnPort`), 0 until then.
+    private let ownPort = Mutex<(@Sendable () -> Int)?>(nil)
+
+    /// Tells the cache how to read the server's own port, to recognise a MIGRATE to itself.
+    func installOwnPort(_ read: @escaping @Sendable () -> Int) { ownPort.withLock { $0 = read } }
 
     /// Connected sockets (INFO stats `migrate_cached_sockets`).
     var count: Int {
@@ -173,6 +184,11 @@ final class MigrateSocketCache: MigrationLinks, @unchecked Sendable {
             return nil
         }
         try? Posix.setNoDelay(descriptor)
+        // MIGRATE to this server itself: Redis, busy in the command, cannot answer its own
+        // RESTOREs and times out ("IOERR ... reading"). Another I/O thread of Tally could answer
+        // them, and a RESTORE REPLACE into the same database would then leave the key deleted as
+        // migrated, so such a link sends nothing and fails as Redis's exchange does, at once.
+        socket.loopsBack = Self.isConnectedToItself(descriptor, ownPort: ownPort.withLock { $0 }?() ?? 0)
         lock.lock()
         socket.descriptor = descriptor
         lock.unlock()
@@ -201,6 +217,15 @@ final class MigrateSocketCache: MigrationLinks, @unchecked Sendable {
             sockets[name] = nil
         }
         lock.unlock()
+    }
+
+    /// True when `descriptor`'s peer is this host's `ownPort`: the peer's address is the local
+    /// end's own (loopback, or a connection to one of this host's addresses).
+    static func isConnectedToItself(_ descriptor: Int32, ownPort: Int) -> Bool {
+        let peer = Posix.peerAddress(descriptor)
+        let local = Posix.localAddress(descriptor)
+        guard let peerColon = peer.lastIndex(of: ":"), let localColon = local.lastIndex(of: ":") else { return false }
+        return peer[peer.index(after: peerColon)...] == String(ownPort) && peer[..<peerColon] == local[..<localColon]
     }
 
     /// C's atoi, as Redis reads the port: optional blanks and sign, then digits up to the first

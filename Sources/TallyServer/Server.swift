@@ -85,6 +85,7 @@ public final class Server: Sendable {
         engine.installDumpCodec(core.persistence)
         core.replication.install(engine: engine)
         engine.threadStarter.withLock { $0 = { body in startThread(body) } }
+        core.migrateSockets.installOwnPort { [core] in core.boundPort.load(ordering: .relaxed) }
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         engine.setLazyFree(userDel: configuration.bool("lazyfree-lazy-user-del"),

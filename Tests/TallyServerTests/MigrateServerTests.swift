@@ -95,6 +95,16 @@ final class MigrateServerTests: ServerTestCase {
                        .error("IOERR error or timeout connecting to the client"))
     }
 
+    func testMigrateToItselfFailsAsRedisTimesOutAndKeepsTheKey() throws {
+        // Two I/O threads: the RESTORE could be served by the other one if it were sent.
+        let server = try start(["--io-threads", "2"])
+        let client = try RESPClient(port: server.port)
+        _ = try client.call("SET", "k", "v")
+        XCTAssertEqual(try client.call("MIGRATE", "127.0.0.1", String(server.port), "k", "0", "5000", "REPLACE"),
+                       .error("IOERR error or timeout reading to target instance"))
+        XCTAssertEqual(try client.call("GET", "k"), bulk("v"))
+    }
+
     func testCachedConnectionIsClosedAfterTenIdleSeconds() throws {
         let (sourceServer, targetServer) = (try start(), try start())
         let source = try RESPClient(port: sourceServer.port, timeoutSeconds: 30)
