@@ -16,9 +16,12 @@ final class MigrateSocket: MigrationLink, @unchecked Sendable {
     var lastDatabase: Int64 = -1
     /// Connected to this server's own port (see `MigrateSocketCache.acquire`).
     var loopsBack = false
-    /// Bytes received beyond the lines read so far (the kernel would hold them for Redis).
-    private var received: [UInt8] = []
+    /// Bytes received beyond the lines read so far (the kernel would hold them for Redis):
+    /// `received[receivedPosition..<receivedCount]`, read into this buffer, kept for the
+    /// socket's life so a MIGRATE allocates nothing per read.
+    private var received = [UInt8](repeating: 0, count: MigrateSocket.readChunkBytes)
     private var receivedPosition = 0
+    private var receivedCount = 0
 
     /// The longest line a reply read returns, as connSyncReadLine's 1024-byte buffer with its NUL.
     static let lineBytesMax = 1023
@@ -66,7 +69,7 @@ final class MigrateSocket: MigrationLink, @unchecked Sendable {
         if loopsBack { throw .timedOut }
         var line: [UInt8] = []
         while line.count < Self.lineBytesMax {
-            if receivedPosition == received.count { try receive(timeoutMilliseconds: timeoutMilliseconds) }
+            if receivedPosition == receivedCount { try receive(timeoutMilliseconds: timeoutMilliseconds) }
             let byte = received[receivedPosition]
             receivedPosition += 1
             if byte == UInt8(ascii: "\n") {
@@ -80,21 +83,22 @@ final class MigrateSocket: MigrationLink, @unchecked Sendable {
 
     /// Waits up to `timeoutMilliseconds` for bytes and keeps what arrived; end of stream fails.
     private func receive(timeoutMilliseconds: Int64) throws(MigrationIOFailure) {
-        received.removeAll(keepingCapacity: true)
         receivedPosition = 0
+        receivedCount = 0
         let start = monotonicMilliseconds()
-        var chunk = [UInt8](repeating: 0, count: Self.readChunkBytes)
         while true {
             let result: IOResult<Int>
             do {
-                result = try chunk.withUnsafeMutableBytes { raw throws(Errno) in try Posix.read(descriptor, into: raw) }
+                result = try received.withUnsafeMutableBytes { raw throws(Errno) in
+                    try Posix.read(descriptor, into: raw)
+                }
             } catch {
                 throw .failed
             }
             switch result {
             case .processed(0): throw .failed
             case .processed(let count):
-                received += chunk[..<count]
+                receivedCount = count
                 return
             case .wouldBlock:
                 try wait(for: Int16(POLLIN), since: start, timeoutMilliseconds: timeoutMilliseconds)

@@ -376,6 +376,7 @@ final class InProcessLink: MigrationLink {
         #expect(s.source.reply("COMMAND", "GETKEYSANDFLAGS", "MIGRATE", "h", "1", "k", "0", "1")
                     == "*1\r\n*2\r\n$1\r\nk\r\n*3\r\n+RW\r\n+access\r\n+delete\r\n")
         let info = s.source.reply("COMMAND", "INFO", "MIGRATE")
-        #expect(info.hasPrefix("*1\r\n*10\r\n$7\r\nmigrate\r\n:-6\r\n*2\r\n+write\r\n+movablekeys\r\n:3\r\n:3\r\n:1\r\n"))
+        #expect(info.hasPrefix(
+            "*1\r\n*10\r\n$7\r\nmigrate\r\n:-6\r\n*2\r\n+write\r\n+movablekeys\r\n:3\r\n:3\r\n:1\r\n"))
     }
 }
