@@ -209,6 +209,38 @@ public enum Posix {
         throw failure
     }
 
+    /// Starts connecting a non-blocking TCP socket to `host:port` without waiting for the
+    /// handshake, as Redis's anetTcpNonBlockConnect does for MIGRATE: returns the descriptor of
+    /// the first address whose connect succeeded or is in progress, and throws only when the
+    /// name does not resolve or every address fails at once. A handshake that fails later shows
+    /// on the first read or write. The corresponding C functions are `getaddrinfo`, `connect`.
+    public static func beginConnectTCP(host: String, port: Int) throws(Errno) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else {
+            throw Errno(rawValue: EHOSTUNREACH)
+        }
+        defer { freeaddrinfo(list) }
+        var failure = Errno(rawValue: ECONNREFUSED)
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = candidate {
+            candidate = entry.pointee.ai_next
+            let fd: Int32
+            do { fd = try socket(domain: entry.pointee.ai_family, type: Int32(SOCK_STREAM.rawValue)) } catch {
+                failure = error
+                continue
+            }
+            if Glibc.connect(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) == 0 || errno == EINPROGRESS {
+                return fd
+            }
+            failure = Errno.current
+            Glibc.close(fd)
+        }
+        throw failure
+    }
+
     /// Waits until `fd` is ready for `events` (POLLIN, POLLOUT) or `timeoutMilliseconds` pass;
     /// true when ready (an error or hang-up counts as ready: the next read or write reports
     /// it). The corresponding C function is `poll`.

@@ -219,6 +219,7 @@ extension ServerCore {
             field("pubsub_channels", String(pubsub.channels))
             field("pubsub_patterns", String(pubsub.patterns))
             field("pubsubshard_channels", String(pubsub.shardChannels))
+            field("migrate_cached_sockets", String(migrateSockets.count))
             // Errors sent to a master, replica or the AOF loader: Tally has no replication.
             field("unexpected_error_replies", "0")
             field("total_error_replies", String(engine.errorStatistics.totalErrorReplies))
