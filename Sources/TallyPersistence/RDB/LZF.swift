@@ -201,7 +201,8 @@ public enum LZF {
                     guard written + length <= expectedLength else {
                         return fail(chunkStart, "output longer than expected")
                     }
-                    for index in 0..<length { buffer[written + index] = input[position + index] }
+                    UnsafeMutableRawPointer(buffer.baseAddress! + written)
+                        .copyMemory(from: input.baseAddress! + position, byteCount: length)
                     written += length
                     position += length
                 } else {
@@ -219,13 +220,22 @@ public enum LZF {
                     guard written + length <= expectedLength else {
                         return fail(chunkStart, "output longer than expected")
                     }
-                    // Forward, byte by byte: a reference may overlap the bytes it produces
-                    // (run-length style), each copy reading what the previous one wrote.
-                    var source = written - back
-                    for _ in 0..<length {
-                        buffer[written] = buffer[source]
-                        written += 1
-                        source += 1
+                    let base = buffer.baseAddress!
+                    if back >= length {
+                        (base + written).initialize(from: base + written - back, count: length)
+                        written += length
+                    } else if back == 1 {
+                        (base + written).initialize(repeating: base[written - 1], count: length)
+                        written += length
+                    } else {
+                        // Forward, byte by byte: the reference overlaps the bytes it produces
+                        // (run-length style), each copy reading what the previous one wrote.
+                        var source = written - back
+                        for _ in 0..<length {
+                            base[written] = base[source]
+                            written += 1
+                            source += 1
+                        }
                     }
                 }
                 initialized = written
