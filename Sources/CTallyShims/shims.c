@@ -15,6 +15,11 @@ long long ctally_heap_bytes_in_use(void) {
     return (long long)(info.uordblks + info.hblkhd);
 }
 
+long long ctally_heap_bytes_held(void) {
+    struct mallinfo2 info = mallinfo2();
+    return (long long)(info.arena + info.hblkhd);
+}
+
 char *ctally_malloc_info(size_t *length) {
     char *buffer = NULL;
     FILE *stream = open_memstream(&buffer, length);

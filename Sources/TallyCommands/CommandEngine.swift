@@ -87,6 +87,8 @@ public final class CommandEngine: Sendable {
     public let latencyPercentiles = Mutex<[Double]>([50, 99, 99.9])
     /// The process's memory figures (MEMORY STATS / DOCTOR), installed by the server.
     public let processMemory = ProcessMemoryReader()
+    /// Active expiry's figures for INFO stats.
+    public let expiryStatistics = ExpiryStatistics()
     /// Clients in MONITOR mode.
     public let monitors = MonitorFeed()
     /// INFO errorstats and `total_error_replies`.
@@ -381,6 +383,7 @@ public final class CommandEngine: Sendable {
         errorStatistics.reset()
         keyspace.resetStatistics()
         keyspace.resetEvictedKeys()
+        expiryStatistics.reset()
     }
 
     // MARK: Dispatch
@@ -949,9 +952,15 @@ public final class CommandEngine: Sendable {
         if keyspace.expiryGate.isReplica { return }
         let started = monotonicMicroseconds()
         let deadline = started + 25_000
+        var sampledKeys = 0
+        var expiredKeys = 0
+        var timeCapReached = false
         defer {
-            latencyMonitor.sample("expire-cycle", milliseconds: (monotonicMicroseconds() - started) / 1000,
+            let elapsed = monotonicMicroseconds() - started
+            latencyMonitor.sample("expire-cycle", milliseconds: elapsed / 1000,
                                   unixSeconds: clock.nowMilliseconds() / 1000)
+            expiryStatistics.record(microseconds: elapsed, sampled: sampledKeys, expired: expiredKeys,
+                                    timeCapReached: timeCapReached)
         }
         var random = SystemRandomNumberGenerator()
         var propagation = PropagationBuffer()
@@ -967,9 +976,14 @@ public final class CommandEngine: Sendable {
                 var rounds = 0
                 while true {
                     let (sampled, expired) = shard.sampleExpired(database, now: now, sampleSize: 20, random: &random)
+                    sampledKeys += sampled
+                    expiredKeys += expired
                     rounds += 1
                     if sampled == 0 || expired * 4 <= sampled { break }
-                    if rounds % 16 == 0 && monotonicMicroseconds() > deadline { break }
+                    if rounds % 16 == 0 && monotonicMicroseconds() > deadline {
+                        timeCapReached = true
+                        break
+                    }
                 }
             }
             if !shard.expiredDuringOperation.isEmpty {
@@ -982,9 +996,37 @@ public final class CommandEngine: Sendable {
                 propagation.removeAll()
             }
             shard.unlock()
-            if monotonicMicroseconds() > deadline { break }
+            if monotonicMicroseconds() > deadline {
+                timeCapReached = timeCapReached || step < shardCount - 1
+                break
+            }
         }
     }
+}
+
+/// Active expiry's INFO stats figures (expire.c activeExpireCycle): the time its cycles took,
+/// how many stopped at their time budget, and a running estimate of the share of sampled keys
+/// that were already expired (each cycle moves it 5% toward the cycle's own share).
+public final class ExpiryStatistics: Sendable {
+    private let state = Mutex<(microseconds: Int64, timeCapReached: Int64, staleShare: Double)>((0, 0, 0))
+
+    init() {}
+
+    func record(microseconds: Int64, sampled: Int, expired: Int, timeCapReached: Bool) {
+        let share = sampled > 0 ? Double(expired) / Double(sampled) : 0
+        state.withLock { figures in
+            figures.microseconds += microseconds
+            if timeCapReached { figures.timeCapReached += 1 }
+            figures.staleShare = share * 0.05 + figures.staleShare * 0.95
+        }
+    }
+
+    /// INFO's `expired_stale_perc`, `expired_time_cap_reached_count`, `expire_cycle_cpu_milliseconds`.
+    public var figures: (stalePercent: Double, timeCapReached: Int64, milliseconds: Int64) {
+        state.withLock { ($0.staleShare * 100, $0.timeCapReached, $0.microseconds / 1000) }
+    }
+
+    func reset() { state.withLock { $0 = (0, 0, 0) } }
 }
 
 extension CommandEngine {

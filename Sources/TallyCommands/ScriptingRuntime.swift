@@ -154,6 +154,25 @@ public final class ScriptingRuntime: @unchecked Sendable {
         return scripts.count
     }
 
+    /// Bytes the script cache keeps outside the interpreter: each script's body and digest
+    /// (INFO memory `used_memory_scripts_eval`).
+    public var cachedScriptBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return scripts.values.reduce(0) { $0 + $1.body.count + 40 }
+    }
+
+    /// Loaded libraries, their functions, and the bytes their code and names keep outside the
+    /// interpreter (INFO memory `number_of_libraries`, `number_of_functions`,
+    /// `used_memory_functions`).
+    public var libraryFigures: (libraries: Int, functions: Int, bytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let functions = libraries.reduce(0) { $0 + $1.functions.count }
+        let bytes = libraries.reduce(0) { $0 + $1.code.count + $1.name.count }
+        return (libraries.count, functions, bytes)
+    }
+
     /// Memory the interpreter holds (INFO memory `used_memory_lua`).
     public var interpreterBytes: Int {
         lock.lock()

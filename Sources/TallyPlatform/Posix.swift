@@ -359,6 +359,10 @@ public enum Posix {
     /// Heap bytes in use according to the C allocator (INFO `used_memory`).
     public static func heapBytesInUse() -> Int64 { Int64(ctally_heap_bytes_in_use()) }
 
+    /// Bytes the C allocator holds from the kernel, its free chunks included (mallinfo2's arena
+    /// plus mmapped blocks): INFO's `allocator_active`.
+    public static func heapBytesHeld() -> Int64 { Int64(ctally_heap_bytes_held()) }
+
     /// The C allocator's own statistics report (glibc malloc_info: XML per arena), for MEMORY
     /// MALLOC-STATS; empty if it cannot be produced.
     public static func allocatorReport() -> [UInt8] {

@@ -40,6 +40,9 @@ public struct ClientFields: Sendable {
         return channels + patterns + shardChannels > 0 ? "pubsub" : "normal"
     }
 
+    /// CLIENT LIST's `tot-mem`: the query buffer, the pending output and the 16 KB reply buffer.
+    var totalMemory: Int { queryBufferBytes + queryBufferFreeBytes + outputBufferBytes + 16384 }
+
     /// One CLIENT LIST line (without the newline) in Redis 7.0's field order.
     func line(nowMilliseconds: Int64) -> String {
         let age = max(0, (nowMilliseconds - createdAtMilliseconds) / 1000)
@@ -57,7 +60,7 @@ public struct ClientFields: Sendable {
             + " multi=\(inMulti)"
             + " qbuf=\(queryBufferBytes) qbuf-free=\(queryBufferFreeBytes) argv-mem=0 multi-mem=0 rbs=16384 rbp=0"
             + " obl=\(outputBufferBytes) oll=0 omem=\(outputBufferBytes)"
-            + " tot-mem=\(queryBufferBytes + queryBufferFreeBytes + outputBufferBytes + 16384)"
+            + " tot-mem=\(totalMemory)"
             + " events=\(events) cmd=\(lastCommand) user=default redir=-1 resp=\(protocolVersion)"
     }
 }
@@ -115,4 +118,16 @@ public final class ClientRegistry: Sendable {
     }
 
     func record(id: Int64) -> ClientRecord? { records.withLock { $0[id] } }
+
+    /// Sum of `tot-mem` over replicas and over the other clients, as last published (INFO
+    /// `mem_clients_slaves`, `mem_clients_normal`; object.c getMemoryOverheadData).
+    func memoryByKind() -> (replicas: Int, normal: Int) {
+        var replicas = 0
+        var normal = 0
+        for record in records.withLock({ Array($0.values) }) {
+            let fields = record.fields.withLock { $0 }
+            if fields.isReplica { replicas += fields.totalMemory } else { normal += fields.totalMemory }
+        }
+        return (replicas, normal)
+    }
 }

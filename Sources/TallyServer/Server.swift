@@ -237,7 +237,7 @@ public final class Server: Sendable {
                 if now - lastSampleMilliseconds >= 100 {
                     lastSampleMilliseconds = now
                     engine.calibrateMemoryLimit()
-                    core.stats.sampleOperations(total: engine.totalCommandCalls(), nowMilliseconds: now)
+                    core.stats.sampleRates(commands: engine.totalCommandCalls(), nowMilliseconds: now)
                 }
             }
         }

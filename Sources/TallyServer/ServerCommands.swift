@@ -85,7 +85,10 @@ extension ServerCore {
     func infoText(sections requested: Set<String>, engine: CommandEngine) -> String {
         let defaults = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules",
             "errorstats", "cluster", "keyspace"]
-        let all = defaults + ["commandstats", "latencystats"]
+        // genRedisInfoString's order, which every selection keeps: commandstats, errorstats and
+        // latencystats come between modules and cluster.
+        let all = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules",
+            "commandstats", "errorstats", "latencystats", "cluster", "keyspace"]
         var wanted: Set<String>
         if requested.isEmpty || requested.contains("default") {
             wanted = Set(defaults)
@@ -178,18 +181,57 @@ extension ServerCore {
             field("used_memory_startup", String(memory.startupAllocated))
             field("used_memory_dataset", String(dataset))
             field("used_memory_dataset_perc", percent(dataset, max(1, used - memory.startupAllocated)))
+            // glibc's malloc: allocated is what it handed out, active what it holds from the
+            // kernel (free chunks included); it keeps no resident figure of its own, so
+            // resident is active and the rest of the RSS is the process's other memory.
+            let held = max(used, heapBytesHeld())
+            field("allocator_allocated", String(used))
+            field("allocator_active", String(held))
+            field("allocator_resident", String(held))
             let physical = Int64(sysconf(Int32(_SC_PHYS_PAGES))) * Int64(sysconf(Int32(_SC_PAGESIZE)))
             field("total_system_memory", String(physical))
             field("total_system_memory_human", humanBytes(physical))
-            let lua = engine.scripting.interpreterBytes
+            let lua = Int64(engine.scripting.interpreterBytes)
+            let functionsVM = Int64(engine.functions.interpreterBytes)
+            let scripts = Int64(engine.scripting.cachedScriptBytes)
+            let libraries = engine.functions.libraryFigures
             field("used_memory_lua", String(lua))
-            field("used_memory_lua_human", humanBytes(Int64(lua)))
+            field("used_memory_vm_eval", String(lua))
+            field("used_memory_lua_human", humanBytes(lua))
+            field("used_memory_scripts_eval", String(scripts))
             field("number_of_cached_scripts", String(engine.scripting.cachedScriptCount))
+            field("number_of_functions", String(libraries.functions))
+            field("number_of_libraries", String(libraries.libraries))
+            field("used_memory_vm_functions", String(functionsVM))
+            field("used_memory_vm_total", String(lua + functionsVM))
+            field("used_memory_vm_total_human", humanBytes(lua + functionsVM))
+            field("used_memory_functions", String(libraries.bytes))
+            field("used_memory_scripts", String(scripts + Int64(libraries.bytes)))
+            field("used_memory_scripts_human", humanBytes(scripts + Int64(libraries.bytes)))
             field("maxmemory", String(config.integer("maxmemory")))
             field("maxmemory_human", humanBytes(config.integer("maxmemory")))
             field("maxmemory_policy", config.string("maxmemory-policy"))
+            func ratio(_ part: Int64, _ whole: Int64) -> String { fixed2(whole > 0 ? Double(part) / Double(whole) : 0) }
+            field("allocator_frag_ratio", ratio(held, used))
+            field("allocator_frag_bytes", String(held - used))
+            field("allocator_rss_ratio", ratio(held, held))
+            field("allocator_rss_bytes", "0")
+            field("rss_overhead_ratio", ratio(rss, held))
+            field("rss_overhead_bytes", String(rss - held))
             field("mem_fragmentation_ratio", fixed2(used > 0 ? Double(rss) / Double(used) : 0))
             field("mem_fragmentation_bytes", String(rss - used))
+            // maxmemory bounds the whole heap here (nothing is left out as Redis leaves out
+            // replica and AOF buffers); Tally keeps no cluster links.
+            field("mem_not_counted_for_evict", "0")
+            let replicationState = replication.snapshot
+            let backlog = replicationState.backlogActive ? Int64(replicationState.backlogCapacity) : 0
+            let clientMemory = clients.memoryByKind()
+            field("mem_replication_backlog", String(backlog))
+            field("mem_total_replication_buffers", String(backlog))
+            field("mem_clients_slaves", String(clientMemory.replicas))
+            field("mem_clients_normal", String(clientMemory.normal))
+            field("mem_cluster_links", "0")
+            field("mem_aof_buffer", String(persistence.aofBufferBytes))
             field("mem_allocator", "libc")
             field("active_defrag_running", "0")
             field("lazyfree_pending_objects", String(engine.keyspace.lazyFree.pendingObjects))
@@ -207,24 +249,64 @@ extension ServerCore {
             field("instantaneous_ops_per_sec", String(stats.instantaneousOpsPerSecond))
             field("total_net_input_bytes", String(stats.netInputBytes.load(ordering: .relaxed)))
             field("total_net_output_bytes", String(stats.netOutputBytes.load(ordering: .relaxed)))
+            field("total_net_repl_input_bytes", String(stats.netReplInputBytes.load(ordering: .relaxed)))
+            field("total_net_repl_output_bytes", String(stats.netReplOutputBytes.load(ordering: .relaxed)))
+            field("instantaneous_input_kbps", stats.instantaneousKilobytes(.netInput))
+            field("instantaneous_output_kbps", stats.instantaneousKilobytes(.netOutput))
+            field("instantaneous_input_repl_kbps", stats.instantaneousKilobytes(.netReplInput))
+            field("instantaneous_output_repl_kbps", stats.instantaneousKilobytes(.netReplOutput))
             field("rejected_connections", String(stats.rejectedConnections.load(ordering: .relaxed)))
             field("sync_full", String(stats.fullSyncs.load(ordering: .relaxed)))
             field("sync_partial_ok", String(stats.partialSyncsAccepted.load(ordering: .relaxed)))
             field("sync_partial_err", String(stats.partialSyncsRefused.load(ordering: .relaxed)))
             field("expired_keys", String(keyspace.expiredKeys))
+            let expiry = engine.expiryStatistics.figures
+            field("expired_stale_perc", fixed2(expiry.stalePercent))
+            field("expired_time_cap_reached_count", String(expiry.timeCapReached))
+            field("expire_cycle_cpu_milliseconds", String(expiry.milliseconds))
             field("evicted_keys", String(engine.keyspace.evictedKeys))
+            // maxmemory-clients is accepted without effect: no client is ever evicted. Eviction
+            // runs inside the command that needs it until memory is under the limit, never
+            // left for later cycles as Redis's time-boxed performEvictions may.
+            field("evicted_clients", "0")
+            field("total_eviction_exceeded_time", "0")
+            field("current_eviction_exceeded_time", "0")
             field("keyspace_hits", String(keyspace.hits))
             field("keyspace_misses", String(keyspace.misses))
             let pubsub = engine.pubsub.counts()
             field("pubsub_channels", String(pubsub.channels))
             field("pubsub_patterns", String(pubsub.patterns))
             field("pubsubshard_channels", String(pubsub.shardChannels))
+            // Snapshots are written by a thread of this process, never a forked child.
+            field("latest_fork_usec", "0")
+            field("total_forks", "0")
             field("migrate_cached_sockets", String(migrateSockets.count))
+            // A replica deletes expired keys only on its primary's DEL (no writable-replica keys).
+            field("slave_expires_tracked_keys", "0")
+            // No active defragmentation (the allocator is glibc's).
+            field("active_defrag_hits", "0")
+            field("active_defrag_misses", "0")
+            field("active_defrag_key_hits", "0")
+            field("active_defrag_key_misses", "0")
+            field("total_active_defrag_time", "0")
+            field("current_active_defrag_time", "0")
             // Errors sent to a master, replica or the AOF loader: Tally has no replication.
             field("unexpected_error_replies", "0")
             field("total_error_replies", String(engine.errorStatistics.totalErrorReplies))
-            field("total_reads_processed", String(stats.readsProcessed.load(ordering: .relaxed)))
-            field("total_writes_processed", String(stats.writesProcessed.load(ordering: .relaxed)))
+            // RESTORE checks every payload in full whatever sanitize-dump-payload says, which is
+            // not counted as Redis's optional deep sanitization.
+            field("dump_payload_sanitizations", "0")
+            let reads = stats.readsProcessed.load(ordering: .relaxed)
+            let writes = stats.writesProcessed.load(ordering: .relaxed)
+            field("total_reads_processed", String(reads))
+            field("total_writes_processed", String(writes))
+            // Every read and write is an I/O thread's; Redis counts those of its helper threads
+            // here, none when io-threads is 1.
+            field("io_threaded_reads_processed", threads.count > 1 ? String(reads) : "0")
+            field("io_threaded_writes_processed", threads.count > 1 ? String(writes) : "0")
+            // Reply buffers are not resized by a cron (networking.c clientsCronResizeOutputBuffer).
+            field("reply_buffer_shrinks", "0")
+            field("reply_buffer_expands", "0")
         case "replication":
             out += "# Replication\r\n"
             writeReplicationInfo(field)

@@ -18,36 +18,63 @@ public final class ServerStats: Sendable {
     let fullSyncs = Atomic<Int64>(0)
     let partialSyncsAccepted = Atomic<Int64>(0)
     let partialSyncsRefused = Atomic<Int64>(0)
-    /// Instantaneous ops/sec: the cron samples the command total into a 16-slot ring, as Redis does.
-    private let samples = Mutex<OpsSamples>(OpsSamples())
+    /// Bytes written to replicas and read from our primary (INFO `total_net_repl_output_bytes`,
+    /// `total_net_repl_input_bytes`): networking.c counts replication traffic apart from the
+    /// clients' `total_net_output_bytes`/`total_net_input_bytes`.
+    let netReplInputBytes = Atomic<Int64>(0)
+    let netReplOutputBytes = Atomic<Int64>(0)
+    /// The instantaneous rates: the cron samples each running total into a 16-slot ring every
+    /// 100 ms, as server.c trackInstantaneousMetric does.
+    private let samples = Mutex<[RateSamples]>(Array(repeating: RateSamples(), count: Metric.allCases.count))
 
-    struct OpsSamples {
+    /// What INFO reports an instantaneous rate of.
+    enum Metric: Int, CaseIterable {
+        case commands, netInput, netOutput, netReplInput, netReplOutput
+    }
+
+    struct RateSamples {
         var lastTimeMilliseconds: Int64 = 0
         var lastCount: Int64 = 0
         var ring = [Int64](repeating: 0, count: 16)
         var index = 0
+
+        mutating func record(_ total: Int64, now: Int64) {
+            let elapsed = now - lastTimeMilliseconds
+            if lastTimeMilliseconds != 0 && elapsed > 0 {
+                ring[index] = (total - lastCount) * 1000 / elapsed
+                index = (index + 1) % ring.count
+            }
+            lastTimeMilliseconds = now
+            lastCount = total
+        }
+
+        var mean: Int64 { ring.reduce(0, +) / Int64(ring.count) }
     }
 
     /// Creates zeroed counters.
     public init() {}
 
-    /// Records a sample of the total command count (called by the cron every 100 ms).
-    func sampleOperations(total: Int64, nowMilliseconds: Int64) {
-        samples.withLock { state in
-            let elapsed = nowMilliseconds - state.lastTimeMilliseconds
-            if state.lastTimeMilliseconds != 0 && elapsed > 0 {
-                state.ring[state.index] = (total - state.lastCount) * 1000 / elapsed
-                state.index = (state.index + 1) % state.ring.count
+    /// Samples the command total and the byte counters (called by the cron every 100 ms).
+    func sampleRates(commands: Int64, nowMilliseconds: Int64) {
+        let totals = [commands, netInputBytes.load(ordering: .relaxed), netOutputBytes.load(ordering: .relaxed),
+                      netReplInputBytes.load(ordering: .relaxed), netReplOutputBytes.load(ordering: .relaxed)]
+        samples.withLock { rings in
+            for metric in Metric.allCases {
+                rings[metric.rawValue].record(totals[metric.rawValue], now: nowMilliseconds)
             }
-            state.lastTimeMilliseconds = nowMilliseconds
-            state.lastCount = total
         }
     }
 
-    /// Mean of the samples (INFO `instantaneous_ops_per_sec`).
-    var instantaneousOpsPerSecond: Int64 {
-        samples.withLock { state in state.ring.reduce(0, +) / Int64(state.ring.count) }
+    /// Mean per-second rate of `metric` over the last 16 samples.
+    func instantaneous(_ metric: Metric) -> Int64 {
+        samples.withLock { $0[metric.rawValue].mean }
     }
+
+    /// Mean of the command samples (INFO `instantaneous_ops_per_sec`).
+    var instantaneousOpsPerSecond: Int64 { instantaneous(.commands) }
+
+    /// A byte rate as INFO's `instantaneous_*_kbps` prints it (KB/s, two decimals).
+    func instantaneousKilobytes(_ metric: Metric) -> String { fixed2(Double(instantaneous(metric)) / 1024) }
 
     /// CONFIG RESETSTAT.
     func reset() {
@@ -55,6 +82,8 @@ public final class ServerStats: Sendable {
         rejectedConnections.store(0, ordering: .relaxed)
         netInputBytes.store(0, ordering: .relaxed)
         netOutputBytes.store(0, ordering: .relaxed)
+        netReplInputBytes.store(0, ordering: .relaxed)
+        netReplOutputBytes.store(0, ordering: .relaxed)
         readsProcessed.store(0, ordering: .relaxed)
         writesProcessed.store(0, ordering: .relaxed)
         errorReplies.store(0, ordering: .relaxed)
@@ -64,6 +93,11 @@ public final class ServerStats: Sendable {
 /// Bytes of heap in use (INFO `used_memory`), from glibc's allocator statistics.
 func heapBytesInUse() -> Int64 {
     Posix.heapBytesInUse()
+}
+
+/// Bytes the allocator holds from the kernel, free chunks included (INFO `allocator_active`).
+func heapBytesHeld() -> Int64 {
+    Posix.heapBytesHeld()
 }
 
 /// Redis's bytesToHuman: `1013.78K`, `1.25M`, `512B`.

@@ -7,7 +7,12 @@ RESP3 and the replies are compared byte for byte after three documented normaliz
 - a container's subcommand entries are compared for the subcommands both servers have (Tally lacks
   CLIENT TRACKING, MEMORY PURGE...; CLIENT SETINFO is Redis 7.2's): the names only one side lists are
   printed, not failed.
-Names redis-server does not know (Tally's own INCREX) are skipped. Run alone with
+Names redis-server does not know (Tally's own INCREX) are skipped.
+
+INFO parity: the field names of the sections whose fields do not depend on the server's history
+(clients, memory, stats, cpu, cluster) must be redis-server's, in its order, and `INFO everything`
+must list its sections in redis-server's order; the values differ by nature and are not compared.
+Fields listed in INFO_FIELDS_LEFT_OUT are Tally's documented gaps. Run alone with
 `python3 -m conformance.differential.commandinfo --server-bin PATH [--verbose]`.
 """
 from ..common.resp import Connection, format_reply
@@ -119,6 +124,37 @@ def check_list_filters(ref, test, both, report, verbose=False):
         report.record(SECTION, "COMMAND LIST FILTERBY", ok, detail)
 
 
+# Redis's main-thread CPU figures: Tally runs commands on every I/O thread, there is no main thread.
+INFO_FIELDS_LEFT_OUT = {"used_cpu_sys_main_thread", "used_cpu_user_main_thread"}
+
+
+def _info_fields(server, section):
+    c = _connect(server, 2)
+    try:
+        _, reply = c.command("INFO", section)
+    finally:
+        c.close()
+    lines = reply[1].decode().split("\r\n")
+    return [line.split(":")[0] for line in lines if line and (line.startswith("#") or ":" in line)]
+
+
+def check_info_fields(ref, test, report, verbose=False):
+    for section in ("clients", "memory", "stats", "cpu", "cluster"):
+        rf = [f for f in _info_fields(ref, section) if f not in INFO_FIELDS_LEFT_OUT]
+        tf = [f for f in _info_fields(test, section) if f not in INFO_FIELDS_LEFT_OUT]
+        detail = None
+        if rf != tf:
+            detail = "INFO %s fields\n  only redis: %s\n  only test:  %s\n  redis: %s\n  test:  %s" % (
+                section, [f for f in rf if f not in tf], [f for f in tf if f not in rf], rf, tf)
+            if verbose:
+                print(detail)
+        report.record(SECTION, "INFO field names", rf == tf, detail)
+    rs = [f for f in _info_fields(ref, "everything") if f.startswith("#")]
+    ts = [f for f in _info_fields(test, "everything") if f.startswith("#")]
+    report.record(SECTION, "INFO field names", rs == ts,
+                  None if rs == ts else "INFO everything sections\n  redis: %s\n  test:  %s" % (rs, ts))
+
+
 def run(ref, test, report, verbose=False):
     known_to_redis = set(names(ref))
     listed = sorted(names(test))
@@ -149,6 +185,7 @@ def run(ref, test, report, verbose=False):
             rc.close()
             tc.close()
     check_list_filters(ref, test, both, report, verbose)
+    check_info_fields(ref, test, report, verbose)
 
 
 def main():

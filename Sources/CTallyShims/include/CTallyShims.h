@@ -16,6 +16,9 @@ int ctally_accept_nonblocking(int fd, struct sockaddr *address, socklen_t *lengt
 /// Bytes the C allocator has handed out and not freed (mallinfo2: in-use + mmapped).
 long long ctally_heap_bytes_in_use(void);
 
+/// Bytes the C allocator holds from the system (mallinfo2: arena + mmapped), free chunks included.
+long long ctally_heap_bytes_held(void);
+
 /// glibc's malloc_info(3) XML report in a buffer the caller frees; NULL on failure.
 char *ctally_malloc_info(size_t *length);
 

@@ -331,6 +331,11 @@ public final class PersistenceEngine<S: Storage>: PersistenceControl, Sendable {
 
     // MARK: INFO
 
+    /// Bytes the AOF writer holds that are not written yet (INFO memory `mem_aof_buffer`).
+    public var aofBufferBytes: Int {
+        state.withLock { $0.writer }?.status().bufferLength ?? 0
+    }
+
     /// The `# Persistence` section's fields (header excluded), in Redis 7.0.15's order; the
     /// only place they are written.
     public func writeInfo(into text: inout String) {

@@ -102,6 +102,7 @@ final class PrimaryLink: Sendable {
     private let log: ServerLogger
     private let persistence: ServerPersistence
     private let clients: ClientRegistry
+    private let stats: ServerStats
     private let settingsSource: @Sendable () -> PrimaryLinkSettings
     private let onStateChange: @Sendable (PrimaryLinkState) -> Void
     private let stopRequested = Atomic<Bool>(false)
@@ -125,7 +126,8 @@ final class PrimaryLink: Sendable {
     private let hasCachedPrimary: Atomic<Bool>
 
     init(host: String, port: Int, engine: CommandEngine, replication: any PrimaryLinkReplicationState,
-         log: ServerLogger, persistence: ServerPersistence, clients: ClientRegistry, canContinue: Bool,
+         log: ServerLogger, persistence: ServerPersistence, clients: ClientRegistry, stats: ServerStats,
+         canContinue: Bool,
          streamDatabase: Int = 0,
          settings: @escaping @Sendable () -> PrimaryLinkSettings,
          onStateChange: @escaping @Sendable (PrimaryLinkState) -> Void) {
@@ -136,6 +138,7 @@ final class PrimaryLink: Sendable {
         self.log = log
         self.persistence = persistence
         self.clients = clients
+        self.stats = stats
         self.settingsSource = settings
         self.onStateChange = onStateChange
         hasCachedPrimary = Atomic(canContinue)
@@ -243,7 +246,10 @@ final class PrimaryLink: Sendable {
         } catch {
             throw .refused("Unable to connect to MASTER: \(error)")
         }
-        let connection = ReplicaConnection(descriptor: fd) { [self] in isStopped }
+        let stats = self.stats
+        let connection = ReplicaConnection(descriptor: fd, isStopped: { [self] in isStopped }, received: { count in
+            stats.netReplInputBytes.add(Int64(count), ordering: .relaxed)
+        })
         socket.withLock { $0 = fd }
         defer {
             // Cleared before the connection (and its descriptor) is released.

@@ -29,9 +29,13 @@ final class ReplicaConnection {
     /// One poll never sleeps longer, so a stop request or the ACK timer is noticed quickly.
     static let pollSliceMilliseconds: Int32 = 100
 
-    init(descriptor: Int32, isStopped: @escaping () -> Bool) {
+    /// Told how many bytes each read brought (INFO `total_net_repl_input_bytes`).
+    private let received: (Int) -> Void
+
+    init(descriptor: Int32, isStopped: @escaping () -> Bool, received: @escaping (Int) -> Void = { _ in }) {
         self.descriptor = descriptor
         self.isStopped = isStopped
+        self.received = received
         lastReceiveMilliseconds = wallMilliseconds()
     }
 
@@ -107,6 +111,7 @@ final class ReplicaConnection {
             throw .closed
         case .success(.processed(let count)):
             buffer.removeSubrange((start + count)...)
+            received(count)
             lastReceiveMilliseconds = wallMilliseconds()
             return count
         case .success(.wouldBlock):

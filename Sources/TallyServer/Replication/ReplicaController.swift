@@ -155,7 +155,7 @@ extension ServerCore {
         replication.setRole(.replica(host: host, port: port))
         let link = PrimaryLink(
             host: host, port: port, engine: engine, replication: replication, log: log, persistence: persistence,
-            clients: clients, canContinue: canContinue, streamDatabase: streamDatabase,
+            clients: clients, stats: stats, canContinue: canContinue, streamDatabase: streamDatabase,
             settings: { [self] in primaryLinkSettings(host: host, port: port) },
             onStateChange: { [self] state in
                 replication.primaryLinkStateName.withLock { $0 = state.roleName }

@@ -365,7 +365,7 @@ private final class ReplicaStreamer {
             switch result {
             case .processed(let count):
                 written += count
-                server.stats.netOutputBytes.add(Int64(count), ordering: .relaxed)
+                server.stats.netReplOutputBytes.add(Int64(count), ordering: .relaxed)
             case .wouldBlock:
                 writableSeen = false
                 setWatchingWritable(true)
