@@ -894,8 +894,11 @@ public final class CommandEngine: Sendable {
         table.rows[row].handler(&context)
         context.finish()
         keyspace.unlockExclusive(exclusive)
-        if session.tracking != nil { rememberReadKeys(row: row, arguments, session: session) }
-        if tracking.isActive { tracking.limitUsedSlots() }
+        if session.tracking != nil {
+            rememberReadKeys(row: row, arguments, session: session)
+            // Only a tracking client's reads grow the table; the cron trims it too.
+            tracking.limitUsedSlots()
+        }
         // Observed writes are durable writes: whatever this command read was appended before it
         // (under the shard lock it then took), so this offset covers it. A command that appended
         // did so holding the locks of every key it read, so its own offset already covers them

@@ -117,7 +117,8 @@ public final class KeyTracking: Sendable {
             trackingClients.add(1, ordering: .relaxed)
             Shard.trackingClients.add(1, ordering: .relaxed)
         }
-        session.tracking = ClientTracking(options: options, redirect: redirect, prefixes: all.sorted { $0.lexicographicallyPrecedes($1) })
+        all.sort { $0.lexicographicallyPrecedes($1) }
+        session.tracking = ClientTracking(options: options, redirect: redirect, prefixes: all)
         session.trackingCaching = false
         mailbox.setTrackingRedirectBroken(false)
     }
@@ -226,8 +227,8 @@ public final class KeyTracking: Sendable {
     // MARK: Writing
 
     /// trackingInvalidateKey for each key `writer` (nil outside a command) modified: clients
-    /// that read it get an invalidation, except `writer` itself, whose messages are returned
-    /// to be sent after its reply (nil) or skipped under NOLOOP.
+    /// that read it get an invalidation, except `writer` itself, whose messages wait in its
+    /// `trackingPending` until its reply is written (or are skipped under NOLOOP).
     func invalidate(_ keys: [[UInt8]], writer: ClientSession?) {
         if keys.isEmpty { return }
         let own = state.withLock { state -> [[UInt8]] in
@@ -301,7 +302,9 @@ public final class KeyTracking: Sendable {
                     send(&state, to: session.id, keys: nil, direct: &output)
                     flushIndex += 1
                 }
-                if index < keys.count { send(&state, to: session.id, keys: Self.keyArray(keys[index][...]), direct: &output) }
+                if index < keys.count {
+                    send(&state, to: session.id, keys: Self.keyArray(keys[index][...]), direct: &output)
+                }
             }
         }
     }

@@ -66,7 +66,8 @@ public struct ClientFields: Sendable {
             + " qbuf=\(queryBufferBytes) qbuf-free=\(queryBufferFreeBytes) argv-mem=0 multi-mem=0 rbs=16384 rbp=0"
             + " obl=\(outputBufferBytes) oll=0 omem=\(outputBufferBytes)"
             + " tot-mem=\(queryBufferBytes + queryBufferFreeBytes + outputBufferBytes + 16384)"
-            + " events=\(events) cmd=\(lastCommand) user=default redir=\(tracking ? trackingRedirect : -1) resp=\(protocolVersion)"
+            + " events=\(events) cmd=\(lastCommand) user=default redir=\(tracking ? trackingRedirect : -1)"
+            + " resp=\(protocolVersion)"
     }
 }
 

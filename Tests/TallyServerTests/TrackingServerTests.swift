@@ -112,7 +112,7 @@ final class TrackingServerTests: ServerTestCase {
                       list.description)
         // The redirect client goes away: a RESP3 tracker is told so, once per invalidation due.
         XCTAssertEqual(try tracker.call("GET", "k"), .bulk(nil))
-        subscriber.close()
+        XCTAssertEqual(try subscriber.call("QUIT"), .simple("OK"))
         let deadline = Date().addingTimeInterval(5)
         while (try tracker.call("CLIENT", "LIST").text ?? "").contains("id=\(subscriberID) ") && Date() < deadline {
             usleep(5_000)
