@@ -40,6 +40,10 @@ public final class ClientSession {
     public var handsOffConnection: Bool = false
     /// Name of the last command executed (CLIENT LIST `cmd=`).
     public var lastCommandName: String = "NULL"
+    /// Argument indexes of the running command that SLOWLOG and MONITOR show as "(redacted)"
+    /// (networking.c redactClientCommandArgument: AUTH's and HELLO's credentials, MIGRATE's
+    /// password); dispatch clears it.
+    public var redactedArguments: [Int] = []
     /// Peer and local addresses as CLIENT LIST prints them ("127.0.0.1:5000").
     public var peerAddress: String = ""
     public var localAddress: String = ""

@@ -28,6 +28,10 @@ public struct CommandContext {
     public private(set) var heldShards = ShardMask()
     /// True when this command took every shard because clients are blocked (see lockShard).
     private var ownsExclusive = false
+    /// True while dispatch holds every shard for this command (clients are blocked, see
+    /// `CommandEngine.run`); false once `releaseShardsForSlowWait` gave them up, and then
+    /// dispatch does not release them again.
+    var holdsDispatchExclusive = false
 
     init(arguments: CommandArguments, output: OutputBuffer, session: ClientSession, engine: CommandEngine,
          row: Int, now: Int64, insideExec: Bool) {
@@ -151,6 +155,29 @@ public struct CommandContext {
 
     /// Locks every shard (FLUSHALL, KEYS...), or nothing under EXEC.
     public mutating func lockAllShards() { lockShards(keyspace.allShards) }
+
+    /// Lets the command wait on something slow (MIGRATE's exchange with another server) without
+    /// its shards: keys that lazily expired so far are propagated and logged first, while the
+    /// locks still order them, then every shard this command took is released, so `lockShards`
+    /// may take them again afterwards. Returns false, releasing nothing, when the locks are not
+    /// this command's to give up: under EXEC or a script every shard stays held until the whole
+    /// transaction ends, which is what makes it atomic.
+    public mutating func releaseShardsForSlowWait() -> Bool {
+        let exclusive = ownsExclusive || holdsDispatchExclusive
+        if insideExec || (keyspace.isExclusivelyHeldByCurrentThread && !exclusive) { return false }
+        if !heldShards.isEmpty || exclusive { drainExpiredKeys() }
+        if !session.propagation.isEmpty { engine.flushPropagation(session) }
+        if !heldShards.isEmpty {
+            keyspace.unlock(heldShards)
+            heldShards = ShardMask()
+        }
+        if exclusive {
+            keyspace.unlockExclusive(true)
+            ownsExclusive = false
+            holdsDispatchExclusive = false
+        }
+        return true
+    }
 
     // MARK: Propagation and change counting
 

@@ -885,6 +885,7 @@ public final class CommandEngine: Sendable {
         // holds every shard, so finish() can serve waiters on any key (see Blocking.swift).
         let takesAll = row == execRow || blocking.hasWaiters || table.flags[row].contains(.runsExclusive)
         let exclusive = !insideExec && takesAll ? keyspace.lockExclusive() : false
+        context.holdsDispatchExclusive = exclusive
         if monitors.isActive && table.flags[row].contains(.skipMonitor) && !session.isReplayingLog {
             // EVAL, EVALSHA and FCALL show before the commands they run (eval.c evalCommand,
             // functions.c fcallCommandGeneric feed monitors first; call() skips them after).
@@ -893,7 +894,8 @@ public final class CommandEngine: Sendable {
         }
         table.rows[row].handler(&context)
         context.finish()
-        keyspace.unlockExclusive(exclusive)
+        // Unless the handler gave the shards up to wait without them (MIGRATE).
+        keyspace.unlockExclusive(context.holdsDispatchExclusive)
         if session.tracking != nil {
             rememberReadKeys(row: row, arguments, session: session)
             // Only a tracking client's reads grow the table; the cron trims it too.
@@ -933,6 +935,11 @@ public final class CommandEngine: Sendable {
         } else {
             session.lastCommandName = table.rows[row].name
         }
+        var arguments = arguments
+        if !session.redactedArguments.isEmpty {
+            arguments = Self.redacting(arguments, session.redactedArguments)
+            session.redactedArguments.removeAll()
+        }
         if monitors.isActive && !session.isReplayingLog {
             // Administrative commands are not shown (a container's subcommand decides: CONFIG GET).
             var flags = table.rows[row].flags
@@ -957,6 +964,14 @@ public final class CommandEngine: Sendable {
                                unixSeconds: clock.nowMilliseconds() / 1000)
             }
         }
+    }
+
+    /// `arguments` with those at `indexes` replaced by "(redacted)", as SLOWLOG and MONITOR show
+    /// a secret.
+    static func redacting(_ arguments: CommandArguments, _ indexes: [Int]) -> CommandArguments {
+        CommandArguments((0..<arguments.count).map {
+            indexes.contains($0) ? Array("(redacted)".utf8) : arguments.copy($0)
+        })
     }
 
     /// A parked client was answered `reply` (an element, an UNBLOCKED or NOGROUP error...): an

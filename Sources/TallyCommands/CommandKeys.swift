@@ -35,6 +35,7 @@ enum CommandKeys {
         }
         switch spec.name {
         case "sort": return sortPositions(arguments)
+        case "migrate": return migratePositions(arguments)
         case "xread", "xreadgroup":
             // Keys are the first half of what follows STREAMS.
             guard let streams = (1..<count).first(where: { matches(arguments[$0], "streams") }) else { return nil }
@@ -57,6 +58,31 @@ enum CommandKeys {
             guard spec.firstKey <= last, last < count else { return nil }
             return Array(stride(from: spec.firstKey, through: last, by: max(1, spec.step)))
         }
+    }
+
+    /// MIGRATE's keys as Redis 7.0 finds them: its KEYS key spec is incomplete, so when a KEYS
+    /// word is found searching back from the second-to-last argument the specs give up and
+    /// db.c migrateGetKeys decides (every argument after the first KEYS from index 6 on, skipping
+    /// AUTH's and AUTH2's values; none when the key argument is not empty); otherwise the key is
+    /// argument 3. Nil when no key results.
+    static func migratePositions(_ arguments: [ArraySlice<UInt8>]) -> [Int]? {
+        let count = arguments.count
+        // Arity (-6) is checked first, so argument 3 exists.
+        guard (1...(count - 2)).contains(where: { matches(arguments[$0], "keys") }) else { return [3] }
+        var index = 6
+        while index < count {
+            if matches(arguments[index], "keys") {
+                guard arguments[3].isEmpty, index + 1 < count else { return nil }
+                return Array((index + 1)..<count)
+            }
+            if matches(arguments[index], "auth") {
+                index += 1
+            } else if matches(arguments[index], "auth2") {
+                index += 2
+            }
+            index += 1
+        }
+        return [3]
     }
 
     /// db.c sortGetKeys: the key, then the argument after the last STORE, skipping LIMIT's two

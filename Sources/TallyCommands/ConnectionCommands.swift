@@ -70,6 +70,8 @@ enum ConnectionCommands {
             context.output.writeError(RedisError.syntax)
             return
         }
+        // SLOWLOG and MONITOR never show the credentials (acl.c authCommand redacts them all).
+        context.session.redactedArguments += Array(1..<arguments.count)
         let user: ArraySlice<UInt8>
         let password: ArraySlice<UInt8>
         if arguments.count == 2 {
@@ -114,6 +116,7 @@ enum ConnectionCommands {
         while index < arguments.count {
             let more = arguments.count - 1 - index
             if arguments.matches(index, "auth") && more >= 2 {
+                context.session.redactedArguments += [index + 1, index + 2]
                 credentials = (arguments[index + 1], arguments[index + 2])
                 index += 3
             } else if arguments.matches(index, "setname") && more >= 1 {

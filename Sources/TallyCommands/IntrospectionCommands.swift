@@ -161,6 +161,8 @@ enum IntrospectionCommands {
             return positions.enumerated().map { ($1, $0 == 0 ? [.ro, .access] : [.ow, .update]) }
         case "sort_ro":
             return positions.map { ($0, [.ro, .access]) }
+        case "migrate":
+            return positions.map { ($0, [.rw, .access, .delete]) }
         default:
             return positions.map { ($0, []) }
         }

@@ -225,6 +225,25 @@ public struct ListValue: Sendable {
         pushElement(element, at: end, fill: fill)
     }
 
+    /// Appends a whole chunk of `count` (1...65535) listpack entries after the last element, as
+    /// they are: RDB loading keeps each QUICKLIST_2 node as it was saved (rdb.c appends a loaded
+    /// listpack node to the quicklist whole), instead of decoding and re-pushing every element.
+    /// The entries must be valid listpack entries (the loader has validated them).
+    public mutating func appendChunk(entries: ArraySlice<UInt8>, count: Int) {
+        precondition(count > 0 && count < 65536, "list chunk count")
+        var chunk = ListChunk()
+        chunk.bytes.reserveCapacity(ListChunk.headerBytes + entries.count)
+        chunk.bytes.append(contentsOf: [0, 0])
+        chunk.bytes.append(contentsOf: entries)
+        chunk.count = count
+        if isEmpty {
+            storage = .compact(chunk)
+            return
+        }
+        if let compact = takeCompact() { storage = .chunked(ChunkedListBox(ChunkedList(compact))) }
+        withChunked { $0.appendChunk(chunk) }
+    }
+
     mutating func pushElement<C: Collection>(_ element: C, at end: ListEnd, fill: ListFill) where C.Element == UInt8 {
         let size = ListpackEntry.encodedSize(element)
         if var chunk = takeCompact() {
@@ -391,6 +410,13 @@ struct ChunkedList {
         }
         count += 1
         payloadBytes += size
+    }
+
+    /// Adds a non-empty chunk after the last one.
+    mutating func appendChunk(_ chunk: ListChunk) {
+        chunks.append(chunk)
+        count += chunk.count
+        payloadBytes += chunk.entryBytes
     }
 
     /// Puts `chunk` before the first chunk, growing the free slots in front when none is left.

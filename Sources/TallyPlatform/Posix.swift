@@ -173,6 +173,33 @@ public enum Posix {
     /// Redis's replica connects to its primary (connConnect with repl-timeout). Returns the
     /// descriptor, still non-blocking. The corresponding C functions are `getaddrinfo`, `connect`.
     public static func connectTCP(host: String, port: Int, timeoutMilliseconds: Int32) throws(Errno) -> Int32 {
+        try connectEachAddress(host: host, port: port) { fd, code in
+            guard code == EINPROGRESS else { return code }
+            guard waitFor(fd, events: Int16(POLLOUT), timeoutMilliseconds: timeoutMilliseconds) else {
+                return ETIMEDOUT
+            }
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
+            return value
+        }
+    }
+
+    /// Starts connecting a non-blocking TCP socket to `host:port` without waiting for the
+    /// handshake, as Redis's anetTcpNonBlockConnect does for MIGRATE: returns the descriptor of
+    /// the first address whose connect succeeded or is in progress, and throws only when the
+    /// name does not resolve or every address fails at once. A handshake that fails later shows
+    /// on the first read or write. The corresponding C functions are `getaddrinfo`, `connect`.
+    public static func beginConnectTCP(host: String, port: Int) throws(Errno) -> Int32 {
+        try connectEachAddress(host: host, port: port) { _, code in code == EINPROGRESS ? 0 : code }
+    }
+
+    /// Resolves `host:port` and tries each address in turn with a fresh non-blocking socket:
+    /// `settle` gets the socket and `connect`'s errno (0 when it connected at once) and returns
+    /// 0 to keep the socket or the errno that rules this address out (its socket is closed).
+    /// Throws the last address's error, or EHOSTUNREACH when the name does not resolve.
+    private static func connectEachAddress(host: String, port: Int,
+                                           settle: (Int32, Int32) -> Int32) throws(Errno) -> Int32 {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_family = AF_UNSPEC
@@ -190,19 +217,9 @@ public enum Posix {
                 failure = error
                 continue
             }
-            if Glibc.connect(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) == 0 { return fd }
-            var code = errno
-            if code == EINPROGRESS {
-                if waitFor(fd, events: Int16(POLLOUT), timeoutMilliseconds: timeoutMilliseconds) {
-                    var value: Int32 = 0
-                    var length = socklen_t(MemoryLayout<Int32>.size)
-                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
-                    if value == 0 { return fd }
-                    code = value
-                } else {
-                    code = ETIMEDOUT
-                }
-            }
+            let connected = Glibc.connect(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) == 0
+            let code = settle(fd, connected ? 0 : errno)
+            if code == 0 { return fd }
             Glibc.close(fd)
             failure = Errno(rawValue: code)
         }

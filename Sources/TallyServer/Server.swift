@@ -80,10 +80,12 @@ public final class Server: Sendable {
             configuration: engineConfiguration, clock: SystemClock(),
             serverCommands: core.commandSpecs() + core.replicaCommandSpecs()
                 + PersistenceCommands.specs(control: core.persistence)
-                + DumpCommands.specs(codec: core.persistence))
+                + DumpCommands.specs(codec: core.persistence)
+                + [MigrateCommand.spec(codec: core.persistence, links: core.migrateSockets)])
         engine.installDumpCodec(core.persistence)
         core.replication.install(engine: engine)
         engine.threadStarter.withLock { $0 = { body in startThread(body) } }
+        core.migrateSockets.installOwnPort { [core] in core.boundPort.load(ordering: .relaxed) }
         core.applyMemoryLimit(from: configuration, to: engine)
         engine.setHyperLogLogSparseMaxBytes(Int(clamping: configuration.integer("hll-sparse-max-bytes")))
         engine.setModuleCommandAccess(configuration.string("enable-module-command"))
@@ -235,6 +237,8 @@ public final class Server: Sendable {
                 if now - lastReplicationMilliseconds >= 1000 {
                     lastReplicationMilliseconds = now
                     core.replication.cron(nowMilliseconds: now)
+                    // serverCron's once-a-second migrateCloseTimedoutSockets.
+                    core.migrateSockets.closeIdle()
                 }
                 if now - lastSampleMilliseconds >= 100 {
                     lastSampleMilliseconds = now

@@ -227,6 +227,7 @@ extension ServerCore {
             field("pubsub_channels", String(pubsub.channels))
             field("pubsub_patterns", String(pubsub.patterns))
             field("pubsubshard_channels", String(pubsub.shardChannels))
+            field("migrate_cached_sockets", String(migrateSockets.count))
             let tracking = engine.tracking.totals()
             field("tracking_total_keys", String(tracking.keys))
             field("tracking_total_items", String(tracking.items))

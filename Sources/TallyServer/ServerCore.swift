@@ -17,6 +17,8 @@ final class ServerCore: Sendable {
     let replication = ReplicationState()
     /// The link to our primary while this server is a replica (Replication/ReplicaController).
     let replica = ReplicaController()
+    /// MIGRATE's cached connections to its targets.
+    let migrateSockets = MigrateSocketCache()
     let configuration: Mutex<ServerConfiguration>
     let startMilliseconds: Int64
     let runID: String

@@ -38,4 +38,16 @@ import Testing
         h.run("PING")
         #expect(h.reply("SLOWLOG", "LEN") == ":1\r\n")  // the RESET itself
     }
+
+    @Test func credentialsAreRedactedAsRedisRedactsThem() {
+        let h = CommandHarness()
+        h.engine.slowLog.configure(slowerThanMicroseconds: 0, maxLength: 8)
+        h.run("AUTH", "user", "secret")
+        h.run("HELLO", "2", "AUTH", "user", "secret", "SETNAME", "n")
+        h.run("AUTH", "a", "b", "c")  // a syntax error, refused before acl.c redacts anything
+        let log = h.reply("SLOWLOG", "GET", "3")
+        #expect(!log.contains("secret") && !log.contains("user"))
+        #expect(log.components(separatedBy: "(redacted)").count == 5)
+        #expect(log.contains("$1\r\nc\r\n") && log.contains("$7\r\nSETNAME\r\n"))
+    }
 }

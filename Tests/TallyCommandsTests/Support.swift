@@ -27,6 +27,9 @@ final class RecordingLog: AppendLog {
 
     var recorded: [String] { batches.withLock { $0 } }
 
+    /// Forgets what was recorded so far (set-up writes).
+    func clear() { batches.withLock { $0.removeAll() } }
+
     /// Turns one RESP array into space-separated words.
     static func decode(_ bytes: [UInt8]) -> String {
         var words: [String] = []

@@ -182,55 +182,58 @@ public enum LZF {
     public static func decompress(_ input: UnsafeRawBufferPointer, expectedLength: Int)
         throws(DecompressionError) -> [UInt8]
     {
-        var output: [UInt8] = []
-        output.reserveCapacity(expectedLength)
-        var position = 0
-        while position < input.count {
-            let control = Int(input[position])
-            let chunkStart = position
-            position += 1
-            if control < 32 {
-                let length = control + 1
-                guard position + length <= input.count else {
-                    throw DecompressionError(offset: chunkStart, reason: "literal run past end of input")
-                }
-                guard output.count + length <= expectedLength else {
-                    throw DecompressionError(offset: chunkStart, reason: "output longer than expected")
-                }
-                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[position..<(position + length)]))
-                position += length
-            } else {
-                var length = control >> 5
-                if length == 7 {
-                    guard position < input.count else {
-                        throw DecompressionError(offset: chunkStart, reason: "reference past end of input")
-                    }
-                    length += Int(input[position])
-                    position += 1
-                }
-                guard position < input.count else {
-                    throw DecompressionError(offset: chunkStart, reason: "reference past end of input")
-                }
-                let back = ((control & 0x1f) << 8) + Int(input[position]) + 1
+        var failure: DecompressionError?
+        // Written in place into the final array; every chunk is bounds-checked against both
+        // buffers before it is copied, so corrupt input fails instead of overrunning.
+        let output = [UInt8](unsafeUninitializedCapacity: expectedLength) { buffer, initialized in
+            var written = 0
+            var position = 0
+            func fail(_ offset: Int, _ reason: String) { failure = DecompressionError(offset: offset, reason: reason) }
+            while position < input.count {
+                let control = Int(input[position])
+                let chunkStart = position
                 position += 1
-                length += 2
-                guard back <= output.count else {
-                    throw DecompressionError(offset: chunkStart, reason: "reference before start of output")
+                if control < 32 {
+                    let length = control + 1
+                    guard position + length <= input.count else {
+                        return fail(chunkStart, "literal run past end of input")
+                    }
+                    guard written + length <= expectedLength else {
+                        return fail(chunkStart, "output longer than expected")
+                    }
+                    for index in 0..<length { buffer[written + index] = input[position + index] }
+                    written += length
+                    position += length
+                } else {
+                    var length = control >> 5
+                    if length == 7 {
+                        guard position < input.count else { return fail(chunkStart, "reference past end of input") }
+                        length += Int(input[position])
+                        position += 1
+                    }
+                    guard position < input.count else { return fail(chunkStart, "reference past end of input") }
+                    let back = ((control & 0x1f) << 8) + Int(input[position]) + 1
+                    position += 1
+                    length += 2
+                    guard back <= written else { return fail(chunkStart, "reference before start of output") }
+                    guard written + length <= expectedLength else {
+                        return fail(chunkStart, "output longer than expected")
+                    }
+                    // Forward, byte by byte: a reference may overlap the bytes it produces
+                    // (run-length style), each copy reading what the previous one wrote.
+                    var source = written - back
+                    for _ in 0..<length {
+                        buffer[written] = buffer[source]
+                        written += 1
+                        source += 1
+                    }
                 }
-                guard output.count + length <= expectedLength else {
-                    throw DecompressionError(offset: chunkStart, reason: "output longer than expected")
-                }
-                // Byte by byte: a reference may overlap the bytes it produces (run-length style).
-                var source = output.count - back
-                for _ in 0..<length {
-                    output.append(output[source])
-                    source += 1
-                }
+                initialized = written
             }
+            initialized = written
+            if written != expectedLength { fail(input.count, "output shorter than expected") }
         }
-        guard output.count == expectedLength else {
-            throw DecompressionError(offset: input.count, reason: "output shorter than expected")
-        }
+        if let failure { throw failure }
         return output
     }
 

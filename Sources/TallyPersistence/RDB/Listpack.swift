@@ -64,13 +64,41 @@ public enum Listpack {
         public let reason: String
     }
 
+    /// One entry of a listpack, as `walk` reports it.
+    enum Item {
+        /// An integer encoding.
+        case integer(Int64)
+        /// A string encoding: where its bytes are in the blob.
+        case bytes(Range<Int>)
+    }
+
     /// The elements of a listpack, validating sizes, backlens and the terminator.
     public static func decode(_ blob: [UInt8]) throws(FormatError) -> [[UInt8]] {
+        var elements: [[UInt8]] = []
+        try walk(blob) { item in
+            switch item {
+            case .integer(let value): elements.append(decimalBytes(value))
+            case .bytes(let range): elements.append(Array(blob[range]))
+            }
+        }
+        return elements
+    }
+
+    /// Validates a listpack as `decode` does without building its elements; returns how many
+    /// it holds (RDB loading adopts a valid node's entries as they are, as rdb.c does).
+    public static func validatedCount(_ blob: [UInt8]) throws(FormatError) -> Int {
+        try walk(blob) { _ in }
+    }
+
+    /// Visits each entry of `blob` in order, checking every size, backlen, the terminator and
+    /// the declared count; returns the number of entries.
+    @discardableResult
+    static func walk(_ blob: [UInt8], _ visit: (Item) -> Void) throws(FormatError) -> Int {
         guard blob.count >= 7 else { throw FormatError(offset: 0, reason: "listpack shorter than its header") }
         let total = Int(readLittleEndian(blob, 0, 4))
         guard total == blob.count else { throw FormatError(offset: 0, reason: "listpack size header mismatch") }
         let declared = Int(readLittleEndian(blob, 4, 2))
-        var elements: [[UInt8]] = []
+        var entries = 0
         var position = 6
         while true {
             guard position < blob.count else { throw FormatError(offset: position, reason: "listpack missing end") }
@@ -83,24 +111,24 @@ public enum Listpack {
                 }
             }
             if first & 0x80 == 0 {
-                elements.append(decimalBytes(Int64(first)))
+                visit(.integer(Int64(first)))
                 position += 1
             } else if first & 0xC0 == 0x80 {
                 let length = Int(first & 0x3f)
                 try need(1 + length)
-                elements.append(Array(blob[(position + 1)..<(position + 1 + length)]))
+                visit(.bytes((position + 1)..<(position + 1 + length)))
                 position += 1 + length
             } else if first & 0xE0 == 0xC0 {
                 try need(2)
                 var value = (Int64(first & 0x1f) << 8) | Int64(blob[position + 1])
                 if value >= 4096 { value -= 8192 }
-                elements.append(decimalBytes(value))
+                visit(.integer(value))
                 position += 2
             } else if first & 0xF0 == 0xE0 {
                 try need(2)
                 let length = (Int(first & 0x0f) << 8) | Int(blob[position + 1])
                 try need(2 + length)
-                elements.append(Array(blob[(position + 2)..<(position + 2 + length)]))
+                visit(.bytes((position + 2)..<(position + 2 + length)))
                 position += 2 + length
             } else {
                 let width: Int
@@ -113,7 +141,7 @@ public enum Listpack {
                     try need(5)
                     let length = Int(readLittleEndian(blob, position + 1, 4))
                     try need(5 + length)
-                    elements.append(Array(blob[(position + 5)..<(position + 5 + length)]))
+                    visit(.bytes((position + 5)..<(position + 5 + length)))
                     position += 5 + length
                     width = 0
                 default:
@@ -123,24 +151,32 @@ public enum Listpack {
                     try need(1 + width)
                     let raw = readLittleEndian(blob, position + 1, width)
                     let shift = UInt64(64 - 8 * width)
-                    elements.append(decimalBytes(Int64(bitPattern: raw << shift) >> Int64(shift)))
+                    visit(.integer(Int64(bitPattern: raw << shift) >> Int64(shift)))
                     position += 1 + width
                 }
             }
-            // Check the backlen against the entry size just parsed.
-            var expected: [UInt8] = []
-            appendBacklen(position - start, to: &expected)
-            guard position + expected.count <= blob.count - 1,
-                  Array(blob[position..<(position + expected.count)]) == expected else {
+            // The backlen must encode the entry's size (appendBacklen's form: 7-bit groups, the
+            // most significant first and the only one without the continuation bit).
+            let size = position - start
+            var groups = 1
+            while size >> (7 * groups) > 0 { groups += 1 }
+            guard position + groups <= blob.count - 1 else {
                 throw FormatError(offset: position, reason: "listpack bad backlen")
             }
-            position += expected.count
+            for index in 0..<groups {
+                let group = UInt8((size >> (7 * (groups - 1 - index))) & 127)
+                guard blob[position + index] == (index == 0 ? group : group | 128) else {
+                    throw FormatError(offset: position, reason: "listpack bad backlen")
+                }
+            }
+            position += groups
+            entries += 1
         }
         guard position == blob.count - 1 else { throw FormatError(offset: position, reason: "listpack trailing bytes") }
-        if declared != 65535 && declared != elements.count {
+        if declared != 65535 && declared != entries {
             throw FormatError(offset: 4, reason: "listpack count mismatch")
         }
-        return elements
+        return entries
     }
 
     static func readLittleEndian(_ blob: [UInt8], _ offset: Int, _ width: Int) -> UInt64 {

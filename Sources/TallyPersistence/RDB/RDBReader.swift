@@ -61,9 +61,8 @@ public struct RDBLoadOptions: Sendable {
     public var verifyChecksum: Bool = true
     /// `set-max-intset-entries`: larger all-integer sets load as hash tables, as in Redis.
     public var setMaxIntsetEntries: Int = SetValue.defaultMaxIntsetEntries
-    /// `list-max-listpack-size`: loaded lists are pushed element by element under this fill, so
-    /// a Redis dump's nodes are re-split as Tally's pushes would split them (rdb.c keeps the
-    /// nodes as written; both follow the same rule for lists built by pushes).
+    /// `list-max-listpack-size`: the fill under which elements of older list encodings (types
+    /// 1 and 14) are pushed; QUICKLIST_2 listpack nodes are kept as written, as rdb.c keeps them.
     public var listFill = ListFill.standard
     /// `hash-max-listpack-entries`/`-value`: which loaded hashes are hashtables (rdb.c's rules,
     /// see `readHashPairs` and `makeHash`).
@@ -650,6 +649,26 @@ public struct RDBReader<Source: ByteSource> {
             if container == RDBFormat.ListContainer.plain {
                 list.push(blob, at: .tail, fill: fill)
                 continue
+            }
+            if type == RDBFormat.ValueType.listQuicklist2 {
+                // A listpack node is kept as it was saved, as rdb.c keeps it: its entries are
+                // validated in place and adopted as one chunk, with no per-element work.
+                let entries: Int
+                do {
+                    entries = try Listpack.validatedCount(blob)
+                } catch {
+                    throw fail(.corrupt, "invalid listpack for key \(printableKey(key)) (\(error.reason) at blob "
+                        + "byte \(error.offset))", at: blobOffset)
+                }
+                guard entries > 0 else {
+                    throw fail(.corrupt, "empty list node for key \(printableKey(key))", at: blobOffset)
+                }
+                // A node of more entries than a chunk counts (none Redis writes: 64 KB at most)
+                // is split by pushing its elements.
+                if entries < 65536 {
+                    list.appendChunk(entries: blob[6..<(blob.count - 1)], count: entries)
+                    continue
+                }
             }
             let elements: [[UInt8]]
             do {
