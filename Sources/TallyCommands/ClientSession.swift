@@ -103,6 +103,8 @@ public final class ClientSession {
     /// Keys this client modified that it had read itself: their invalidations are sent after
     /// the command's reply (tracking.c tracking_pending_keys).
     var trackingPending: [[UInt8]] = []
+    /// Keys the running command's early remembering added (see CommandEngine.run).
+    var trackingEarlyKeys: [[UInt8]] = []
     /// Positions in `trackingPending` where a flush's null invalidation goes.
     var trackingPendingFlush: [Int] = []
     /// CLIENT REPLY: whether this client's replies are sent (pub/sub pushes always are).

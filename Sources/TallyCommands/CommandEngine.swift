@@ -426,7 +426,7 @@ public final class CommandEngine: Sendable {
     /// remembered for `session` unless it tracks in BCAST mode, or OPTIN without CLIENT CACHING
     /// YES, or OPTOUT after CLIENT CACHING NO. EVAL_RO, EVALSHA_RO and FCALL_RO are left out:
     /// a script's reads remember its declared keys instead (see ScriptCalls).
-    func rememberReadKeys(row: Int, _ arguments: CommandArguments, session: ClientSession) {
+    func rememberReadKeys(row: Int, _ arguments: CommandArguments, session: ClientSession, early: Bool = false) {
         guard let mode = session.tracking, !mode.options.contains(.broadcast) else { return }
         var spec = table.rows[row]
         if table.hasSubcommands(row) && arguments.count >= 2, let sub = table.subcommand(of: row, named: arguments[1]) {
@@ -439,7 +439,8 @@ public final class CommandEngine: Sendable {
         if mode.options.contains(.optOut) && session.trackingCaching { return }
         let slices = (0..<arguments.count).map { arguments[$0] }
         guard let positions = CommandKeys.positions(spec, slices), !positions.isEmpty else { return }
-        tracking.remember(positions.map { Array(slices[$0]) }, session: session)
+        let added = tracking.remember(positions.map { Array(slices[$0]) }, session: session)
+        if early { session.trackingEarlyKeys = added }
     }
 
     /// A script's read command ran for a tracking client: the script's declared keys are
@@ -454,7 +455,7 @@ public final class CommandEngine: Sendable {
         guard flags.contains(.readonly) else { return }
         if mode.options.contains(.optIn) && !session.trackingCaching { return }
         if mode.options.contains(.optOut) && session.trackingCaching { return }
-        tracking.remember(keys, session: session)
+        _ = tracking.remember(keys, session: session)
     }
 
     /// CLIENT REPLY OFF/SKIP: drops the reply just written, except the confirmations of the
@@ -892,12 +893,20 @@ public final class CommandEngine: Sendable {
             monitors.feed(arguments, database: session.database, session: session,
                           limitBytes: pubsub.mailboxLimitBytes)
         }
+        // A tracking client's keys are remembered before the read as well as after it: another
+        // thread's write between the read and the remembering would otherwise find nothing to
+        // invalidate and leave the client caching a stale value (Redis, single-threaded,
+        // remembers after the call only). A write in between costs at most one extra push.
+        // Keys first remembered by that early call are not invalidated to the client itself by
+        // its own command (a GET that expires its key), as Redis, remembering late, does not.
+        if session.tracking != nil { rememberReadKeys(row: row, arguments, session: session, early: true) }
         table.rows[row].handler(&context)
         context.finish()
         // Unless the handler gave the shards up to wait without them (MIGRATE).
         keyspace.unlockExclusive(context.holdsDispatchExclusive)
         if session.tracking != nil {
             rememberReadKeys(row: row, arguments, session: session)
+            session.trackingEarlyKeys.removeAll()
             // Only a tracking client's reads grow the table; the cron trims it too.
             tracking.limitUsedSlots()
         }

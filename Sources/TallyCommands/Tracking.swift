@@ -192,12 +192,17 @@ public final class KeyTracking: Sendable {
 
     /// trackingRememberKeys: `keys` were read by `session` (a tracking client outside BCAST, and
     /// past the OPTIN/OPTOUT check).
-    func remember(_ keys: [[UInt8]], session: ClientSession) {
+    /// Returns the keys the client had not read before (so they were not remembered for it).
+    @discardableResult
+    func remember(_ keys: [[UInt8]], session: ClientSession) -> [[UInt8]] {
         let id = session.id
-        state.withLock { state in
+        return state.withLock { state in
+            var added: [[UInt8]] = []
             for key in keys where state.keys[key, default: []].insert(id).inserted {
                 state.totalItems += 1
+                added.append(key)
             }
+            return added
         }
     }
 
@@ -240,7 +245,7 @@ public final class KeyTracking: Sendable {
             return own
         }
         guard let writer, !own.isEmpty else { return }
-        for key in own { writer.trackingPending.append(key) }
+        for key in own where !writer.trackingEarlyKeys.contains(key) { writer.trackingPending.append(key) }
     }
 
     private func rememberForBroadcast(_ state: inout State, _ key: [UInt8], writer: Int64) {
