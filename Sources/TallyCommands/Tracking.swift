@@ -2,8 +2,8 @@
 //
 //   reader (tracking client, any thread)         writer (any thread)
 //   ────────────────────────────────────         ─────────────────────────────────────────────
-//   GET k ─► after the call: remember(k, id)     SET k ─► Shard.touch records k (shard lock held)
-//            table lock: keys[k] += id                   finish(): drain ─► invalidate(k, writer)
+//   GET k ─► before and after the call:          SET k ─► Shard.touch records k (shard lock held)
+//            remember(k, id): keys[k] += id              finish(): drain ─► invalidate(k, writer)
 //                                                        table lock: ids = keys.remove(k)
 //                                                          id == writer ─► writer's own pending list,
 //                                                                          sent after its reply
