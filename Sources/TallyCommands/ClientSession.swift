@@ -90,7 +90,23 @@ public final class ClientSession {
     public internal(set) var subscriptions: ClientSubscriptions?
     /// Every subscription of this client, shard channels included: while it is above 0 a RESP2
     /// client may only run the subscribe family, PING, QUIT and RESET (one field load per command).
-    public internal(set) var subscriptionTotal: Int = 0
+    public internal(set) var subscriptionTotal: Int = 0 {
+        didSet { mailbox?.isSubscribed = subscriptionTotal > 0 }
+    }
+    /// Where other threads leave messages for this client (pub/sub, tracking invalidations);
+    /// see `makeMailbox`.
+    public var mailbox: PubSubMailbox?
+    /// CLIENT TRACKING's mode; nil while tracking is off (see Tracking.swift).
+    public internal(set) var tracking: ClientTracking?
+    /// CLIENT CACHING YES|NO given for the next command (or transaction).
+    public internal(set) var trackingCaching = false
+    /// Keys this client modified that it had read itself: their invalidations are sent after
+    /// the command's reply (tracking.c tracking_pending_keys).
+    var trackingPending: [[UInt8]] = []
+    /// Keys the running command's early remembering added (see CommandEngine.run).
+    var trackingEarlyKeys: [[UInt8]] = []
+    /// Positions in `trackingPending` where a flush's null invalidation goes.
+    var trackingPendingFlush: [Int] = []
     /// CLIENT REPLY: whether this client's replies are sent (pub/sub pushes always are).
     public var replyMode: ReplyMode = .on
     /// CLIENT NO-EVICT ON (flag `e` in CLIENT LIST). Tally has no client eviction

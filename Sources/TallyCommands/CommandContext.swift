@@ -257,7 +257,11 @@ public struct CommandContext {
         // before it creates one. Misses go out in lookup order across shards.
         var missed: [(sequence: UInt64, key: DatabaseKey)] = []
         var created: [DatabaseKey] = []
+        var modified: [[UInt8]] = []
         defer {
+            if !modified.isEmpty && engine.tracking.isActive {
+                engine.tracking.invalidate(modified, writer: session.isReplayingLog ? nil : session)
+            }
             if missed.count > 1 { missed.sort { $0.sequence < $1.sequence } }
             for entry in missed { engine.keyspaceEvents.publishMissed(entry.key) }
             for key in created { engine.keyspaceEvents.publishCreated(key) }
@@ -269,6 +273,10 @@ public struct CommandContext {
             if !shard.missedDuringOperation.isEmpty {
                 missed += shard.missedDuringOperation
                 shard.missedDuringOperation.removeAll(keepingCapacity: true)
+            }
+            if !shard.modifiedDuringOperation.isEmpty {
+                modified += shard.modifiedDuringOperation
+                shard.modifiedDuringOperation.removeAll(keepingCapacity: true)
             }
             if !shard.createdDuringOperation.isEmpty {
                 created += shard.createdDuringOperation

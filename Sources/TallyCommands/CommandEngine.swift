@@ -95,6 +95,8 @@ public final class CommandEngine: Sendable {
     public let errorStatistics = ErrorStatistics()
     /// Every pub/sub subscription, shared by all I/O threads.
     public let pubsub = PubSubHub()
+    /// CLIENT TRACKING's table of remembered keys and BCAST prefixes (Tracking.swift).
+    public let tracking = KeyTracking()
     /// `notify-keyspace-events` and the publishing of keyspace events (KeyspaceEvents.swift).
     public let keyspaceEvents: KeyspaceNotifier
     /// The Lua interpreter and script cache (EVAL, SCRIPT).
@@ -400,8 +402,63 @@ public final class CommandEngine: Sendable {
         dispatch(arguments, session: session, output: &output)
         // The one place replies' errors are counted (CLIENT REPLY OFF drops the reply, not the count).
         if !output.untakenErrorCodes.isEmpty { errorStatistics.take(from: &output) }
-        if before == .on && session.replyMode == .on { return }
-        applyReplyMode(before: before, arguments, session: session, start: start, output: &output)
+        if before != .on || session.replyMode != .on {
+            applyReplyMode(before: before, arguments, session: session, start: start, output: &output)
+        }
+        // Invalidations of keys this client read and then changed itself go after the reply of
+        // the whole command (EXEC included), as server.c afterCommand sends tracking_pending_keys.
+        if session.tracking != nil { finishTrackedCommand(arguments, session: session, output: &output) }
+    }
+
+    /// After a tracking client's command: its own invalidations, and CLIENT CACHING's flag
+    /// reset unless the command was CLIENT itself or a transaction is open (networking.c
+    /// resetClient).
+    private func finishTrackedCommand(_ arguments: CommandArguments, session: ClientSession,
+                                      output: inout OutputBuffer) {
+        if !session.trackingPending.isEmpty || !session.trackingPendingFlush.isEmpty {
+            tracking.sendPending(session, output: &output)
+        }
+        if session.trackingCaching && !session.transaction.isActive
+            && table.lookup(arguments[0]).map({ table.rows[$0].name != "client" }) ?? true
+        {
+            session.trackingCaching = false
+        }
+    }
+
+    /// trackingRememberKeys after a read-only command (server.c call()): the keys it read are
+    /// remembered for `session` unless it tracks in BCAST mode, or OPTIN without CLIENT CACHING
+    /// YES, or OPTOUT after CLIENT CACHING NO. EVAL_RO, EVALSHA_RO and FCALL_RO are left out:
+    /// a script's reads remember its declared keys instead (see ScriptCalls).
+    func rememberReadKeys(row: Int, _ arguments: CommandArguments, session: ClientSession, early: Bool = false) {
+        guard let mode = session.tracking, !mode.options.contains(.broadcast) else { return }
+        var spec = table.rows[row]
+        if table.hasSubcommands(row) && arguments.count >= 2, let sub = table.subcommand(of: row, named: arguments[1]) {
+            spec = spec.subcommands[sub]
+        }
+        guard spec.flags.contains(.readonly), !spec.flags.contains(.pubsub) else { return }
+        if spec.name == "eval_ro" || spec.name == "evalsha_ro" || spec.name == "fcall_ro" { return }
+        if session.isScriptCall { return }
+        if mode.options.contains(.optIn) && !session.trackingCaching { return }
+        if mode.options.contains(.optOut) && session.trackingCaching { return }
+        let slices = (0..<arguments.count).map { arguments[$0] }
+        guard let positions = CommandKeys.positions(spec, slices), !positions.isEmpty else { return }
+        let added = tracking.remember(positions.map { Array(slices[$0]) }, session: session)
+        if early { session.trackingEarlyKeys = added }
+    }
+
+    /// A script's read command ran for a tracking client: the script's declared keys are
+    /// remembered (server.c call() takes the script caller's keys).
+    func rememberScriptKeys(_ keys: [[UInt8]], innerRow row: Int, _ arguments: CommandArguments,
+                            session: ClientSession) {
+        guard let mode = session.tracking, !mode.options.contains(.broadcast), !keys.isEmpty else { return }
+        var flags = table.flags[row]
+        if table.hasSubcommands(row) && arguments.count >= 2, let sub = table.subcommand(of: row, named: arguments[1]) {
+            flags = table.rows[row].subcommands[sub].flags
+        }
+        guard flags.contains(.readonly) else { return }
+        if mode.options.contains(.optIn) && !session.trackingCaching { return }
+        if mode.options.contains(.optOut) && session.trackingCaching { return }
+        _ = tracking.remember(keys, session: session)
     }
 
     /// CLIENT REPLY OFF/SKIP: drops the reply just written, except the confirmations of the
@@ -465,10 +522,14 @@ public final class CommandEngine: Sendable {
             return refuse(row, reason: Self.notInTransactionReason, session: session, statistics, output: &output)
         }
         let role = ReplicaRole(rawValue: replicaRole.load(ordering: .relaxed))
-        if memoryLimit.load(ordering: .relaxed) != 0 && !role.contains(.ignoresMaxmemory)
-            && !enforceMemoryLimit(flags, row: row, isExec: isExec, session: session)
-        {
-            return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
+        if memoryLimit.load(ordering: .relaxed) != 0 && !role.contains(.ignoresMaxmemory) {
+            let fits = enforceMemoryLimit(flags, row: row, isExec: isExec, session: session)
+            // Evicted keys' invalidations go before this command's reply (server.c
+            // processCommand flushes them right after performEvictions).
+            if !session.trackingPending.isEmpty { tracking.sendPending(session, output: &output) }
+            if !fits {
+                return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
+            }
         }
         let isWrite = flags.contains(.write) || (isExec && session.transaction.queuedFlags.contains(.write))
         // The primary's stream is applied even when this replica cannot persist (Redis logs it,
@@ -760,6 +821,7 @@ public final class CommandEngine: Sendable {
             now: clock.nowMilliseconds(), cursor: &cursor
         ) { victims in
             for victim in victims { keyspaceEvents.publishEvicted(victim) }
+            if tracking.isActive { tracking.invalidate(victims.map { $0.key.bytes }, writer: session) }
             guard log != nil || hasFeed.load(ordering: .acquiring) else { return }
             for victim in victims {
                 propagation.append(database: victim.database, [Array("DEL".utf8), victim.key.bytes])
@@ -834,10 +896,23 @@ public final class CommandEngine: Sendable {
             monitors.feed(arguments, database: session.database, session: session,
                           limitBytes: pubsub.mailboxLimitBytes)
         }
+        // A tracking client's keys are remembered before the read as well as after it: another
+        // thread's write between the read and the remembering would otherwise find nothing to
+        // invalidate and leave the client caching a stale value (Redis, single-threaded,
+        // remembers after the call only). A write in between costs at most one extra push.
+        // Keys first remembered by that early call are not invalidated to the client itself by
+        // its own command (a GET that expires its key), as Redis, remembering late, does not.
+        if session.tracking != nil { rememberReadKeys(row: row, arguments, session: session, early: true) }
         table.rows[row].handler(&context)
         context.finish()
         // Unless the handler gave the shards up to wait without them (MIGRATE).
         keyspace.unlockExclusive(context.holdsDispatchExclusive)
+        if session.tracking != nil {
+            rememberReadKeys(row: row, arguments, session: session)
+            session.trackingEarlyKeys.removeAll()
+            // Only a tracking client's reads grow the table; the cron trims it too.
+            tracking.limitUsedSlots()
+        }
         // Observed writes are durable writes: whatever this command read was appended before it
         // (under the shard lock it then took), so this offset covers it. A command that appended
         // did so holding the locks of every key it read, so its own offset already covers them
@@ -986,6 +1061,10 @@ public final class CommandEngine: Sendable {
                     }
                 }
             }
+            if !shard.modifiedDuringOperation.isEmpty {
+                tracking.invalidate(shard.modifiedDuringOperation, writer: nil)
+                shard.modifiedDuringOperation.removeAll(keepingCapacity: true)
+            }
             if !shard.expiredDuringOperation.isEmpty {
                 for expired in shard.expiredDuringOperation {
                     propagation.append(database: expired.database, [Array("DEL".utf8), expired.key.bytes])
@@ -1039,6 +1118,7 @@ extension CommandEngine {
             session.blockedWaiter = nil
         }
         PubSubCommands.unsubscribeAll(session, hub: pubsub)
+        tracking.disable(session)
         if session.isMonitoring { monitors.remove(clientID: session.id) }
     }
 

@@ -35,6 +35,7 @@ enum ConnectionCommands {
         let session = context.session
         TransactionCommands.discardTransaction(session, context.engine)
         PubSubCommands.unsubscribeAll(session, hub: context.engine.pubsub)
+        context.engine.tracking.disable(session)
         session.replyMode = .on
         session.database = 0
         session.protocolVersion = .resp2
@@ -153,7 +154,7 @@ enum ConnectionCommands {
         if version != 0 {
             context.session.protocolVersion = version == 3 ? .resp3 : .resp2
             context.output.protocolVersion = context.session.protocolVersion
-            context.session.subscriptions?.mailbox.isRESP3 = version == 3
+            context.session.mailbox?.isRESP3 = version == 3
         }
         let output = context.session.protocolVersion
         context.output.writeMapHeader(7)

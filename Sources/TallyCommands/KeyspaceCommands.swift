@@ -396,6 +396,9 @@ enum KeyspaceCommands {
             }
         }
         context.addChanges(Int64(removed) + (all ? 1 : 0))
+        // Every tracking client drops its whole cache (db.c signalFlushedDb ->
+        // trackingInvalidateKeysOnFlush), the flushing client after this reply.
+        context.engine.tracking.invalidateAll(writer: context.session)
         context.output.writeOK()
         // Logged even when nothing was removed, as Redis's forceCommandPropagation does.
         context.forcePropagation()

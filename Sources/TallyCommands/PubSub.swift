@@ -50,6 +50,25 @@ public final class PubSubMailbox: Sendable {
         self.announce = announce
     }
 
+    private let waiting = Atomic<Bool>(false)
+    private let subscribed = Atomic<Bool>(false)
+
+    /// True while posted messages wait to be taken (one relaxed load).
+    public var hasMessages: Bool { waiting.load(ordering: .relaxed) }
+    private let redirectBroken = Atomic<Bool>(false)
+
+    /// True while the client has any subscription (Redis's CLIENT_PUBSUB): a RESP2 client
+    /// receives tracking invalidations redirected to it only then.
+    public var isSubscribed: Bool {
+        get { subscribed.load(ordering: .relaxed) }
+        set { subscribed.store(newValue, ordering: .relaxed) }
+    }
+
+    /// CLIENT_TRACKING_BROKEN_REDIR: this tracking client's redirect client was gone when an
+    /// invalidation was due (set by whichever thread sent it; CLIENT LIST `R`, TRACKINGINFO).
+    public var isTrackingRedirectBroken: Bool { redirectBroken.load(ordering: .relaxed) }
+    func setTrackingRedirectBroken(_ broken: Bool) { redirectBroken.store(broken, ordering: .relaxed) }
+
     /// The dialect messages are encoded in (HELLO may change it while subscribed).
     public var isRESP3: Bool {
         get { usesRESP3.load(ordering: .relaxed) }
@@ -72,6 +91,7 @@ public final class PubSubMailbox: Sendable {
                 state.overflowed = true
                 state.bytes = []
             }
+            waiting.store(true, ordering: .relaxed)
             if state.announced { return false }
             state.announced = true
             return true
@@ -88,6 +108,7 @@ public final class PubSubMailbox: Sendable {
                 state.overflowed = true
                 state.bytes = []
             }
+            waiting.store(true, ordering: .relaxed)
             if state.announced { return false }
             state.announced = true
             return true
@@ -102,6 +123,7 @@ public final class PubSubMailbox: Sendable {
             let taken = (state.bytes, state.overflowed)
             state.bytes = []
             state.announced = false
+            waiting.store(false, ordering: .relaxed)
             return taken
         }
     }

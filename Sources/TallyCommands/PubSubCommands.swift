@@ -198,10 +198,18 @@ extension ClientSession {
     /// The session's subscriptions, created (with its mailbox) on first use.
     func makeSubscriptions() -> ClientSubscriptions {
         if let subscriptions { return subscriptions }
-        let mailbox = PubSubMailbox(
-            clientID: id, descriptor: descriptor, resp3: protocolVersion == .resp3, announce: announceMail)
-        let created = ClientSubscriptions(mailbox: mailbox)
+        let created = ClientSubscriptions(mailbox: makeMailbox())
         subscriptions = created
+        return created
+    }
+
+    /// The mailbox other clients' messages for this one go to, created on first use (the
+    /// server creates it at accept, so that any client can be a REDIRECT target).
+    public func makeMailbox() -> PubSubMailbox {
+        if let mailbox { return mailbox }
+        let created = PubSubMailbox(
+            clientID: id, descriptor: descriptor, resp3: protocolVersion == .resp3, announce: announceMail)
+        mailbox = created
         return created
     }
 

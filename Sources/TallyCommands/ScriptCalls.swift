@@ -58,6 +58,9 @@ enum ScriptCalls {
         run.session.isScriptCall = true
         engine.run(row: row, arguments, session: run.session, output: &output, insideExec: true)
         run.session.isScriptCall = false
+        if let keys = run.trackedKeys {
+            engine.rememberScriptKeys(keys, innerRow: row, arguments, session: run.session)
+        }
         // The command's own error counts now; the script's reply built from it will not.
         engine.errorStatistics.take(from: &output)
         if !run.logsWrites { run.session.propagation.removeRecords(from: logged) }

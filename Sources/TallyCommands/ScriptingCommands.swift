@@ -181,10 +181,16 @@ enum ScriptingCommands {
                 return nil
             }
         }
-        return ScriptRun(
+        let run = ScriptRun(
             engine: engine, session: context.session, sha: name,
             readOnly: readOnly || (!compatible && flags.contains(.noWrites)),
             allowOOM: !compatible && flags.contains(.allowOOM), overMemoryLimitAtStart: overLimit)
+        if context.session.tracking != nil {
+            let arguments = context.arguments
+            let slices = (0..<arguments.count).map { arguments[$0] }
+            run.trackedKeys = CommandKeys.positions(context.spec, slices)?.map { Array(slices[$0]) } ?? []
+        }
+        return run
     }
 
     /// Calls the function below the error handler on the Lua stack (with `argumentCount`

@@ -43,6 +43,9 @@ final class ScriptRun {
     var wroteDataset = false
     /// `redis.set_repl`: false after REPL_NONE/REPL_REPLICA, so later writes are not logged.
     var logsWrites = true
+    /// The script's declared keys when its caller tracks keys (CLIENT TRACKING): a read
+    /// command the script runs makes the caller remember these (server.c call()).
+    var trackedKeys: [[UInt8]]?
 
     init(engine: CommandEngine, session: ClientSession, sha: [UInt8], readOnly: Bool, allowOOM: Bool,
          overMemoryLimitAtStart: Bool) {

@@ -161,6 +161,9 @@ extension Shard {
     /// Removes an eviction victim if it is still there (caller holds the lock).
     func evict(_ victim: DatabaseKey) -> Bool {
         guard remove(victim.database, victim.key) != nil else { return false }
+        // The engine sends the victim's tracking invalidation itself, before the command's
+        // reply; the command's own drain must not send it again.
+        if modifiedDuringOperation.last == victim.key.bytes { modifiedDuringOperation.removeLast() }
         evictedKeys &+= 1
         return true
     }

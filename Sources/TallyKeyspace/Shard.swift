@@ -120,6 +120,13 @@ public final class Shard: @unchecked Sendable {
     /// instead of reading three arrays (a retain and release apiece) per shard. Cleared by the drain.
     @exclusivity(unchecked) public var hasOperationRecords = false
     static let missSequence = Atomic<UInt64>(0)
+    /// Keys modified during the current command, recorded while any client of the process
+    /// tracks keys (CLIENT TRACKING): the command layer drains them with the other operation
+    /// records and sends the invalidations (Redis's signalModifiedKey -> trackingInvalidateKey).
+    @exclusivity(unchecked) public var modifiedDuringOperation: [[UInt8]] = []
+    /// Tracking clients in the process: while above 0 `touch` records modified keys. One
+    /// process-wide counter, so a server where nobody tracks pays one relaxed load per mutation.
+    public static let trackingClients = Atomic<Int>(0)
     /// Keyspace hits and misses (INFO stats), counted under the lock.
     @exclusivity(unchecked) public internal(set) var hits: Int64 = 0
     @exclusivity(unchecked) public internal(set) var misses: Int64 = 0
@@ -234,6 +241,10 @@ public final class Shard: @unchecked Sendable {
     /// touchWatchedKey: an already expired key being deleted is no logical change).
     @inline(__always)
     public func touch(_ database: Int, _ key: Key) {
+        if Shard.trackingClients.load(ordering: .relaxed) > 0 {
+            modifiedDuringOperation.append(key.bytes)
+            hasOperationRecords = true
+        }
         if watchers.isEmpty { return }
         touchWatchers(DatabaseKey(database: database, key: key), removed: tables[database][key] == nil)
     }

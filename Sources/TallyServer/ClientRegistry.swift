@@ -20,6 +20,11 @@ public struct ClientFields: Sendable {
     public var queryBufferFreeBytes: Int = 0
     /// CLIENT NO-EVICT ON (flag `e`).
     public var noEvict = false
+    /// CLIENT TRACKING: flags `t`, `R` (redirect client gone), `B` (BCAST), and `redir=`.
+    public var tracking = false
+    public var trackingBroken = false
+    public var trackingBroadcast = false
+    public var trackingRedirect: Int64 = 0
     public var outputBufferBytes: Int
     public var lastCommand: String
     public var protocolVersion: Int
@@ -53,6 +58,9 @@ public struct ClientFields: Sendable {
         var flags = isReplica ? "S" : isPrimaryLink ? "M" : ""
         if channels + patterns + shardChannels > 0 { flags += "P" }
         if inMulti >= 0 { flags += "x" }
+        if tracking { flags += "t" }
+        if trackingBroken { flags += "R" }
+        if trackingBroadcast { flags += "B" }
         if noEvict { flags += "e" }
         if flags.isEmpty { flags = "N" }
         return "id=\(id) addr=\(address) laddr=\(localAddress) fd=\(descriptor) name=\(nameText) age=\(age)"
@@ -61,7 +69,8 @@ public struct ClientFields: Sendable {
             + " qbuf=\(queryBufferBytes) qbuf-free=\(queryBufferFreeBytes) argv-mem=0 multi-mem=0 rbs=16384 rbp=0"
             + " obl=\(outputBufferBytes) oll=0 omem=\(outputBufferBytes)"
             + " tot-mem=\(totalMemory)"
-            + " events=\(events) cmd=\(lastCommand) user=default redir=-1 resp=\(protocolVersion)"
+            + " events=\(events) cmd=\(lastCommand) user=default redir=\(tracking ? trackingRedirect : -1)"
+            + " resp=\(protocolVersion)"
     }
 }
 
@@ -73,9 +82,12 @@ public final class ClientRecord: Sendable {
     let ownerThread: Int
     let fields: Mutex<ClientFields>
     let killRequested = Atomic<Bool>(false)
+    /// The connection's mailbox: a tracking client that redirects here posts invalidations to it.
+    let mailbox: PubSubMailbox?
 
-    init(id: Int64, ownerThread: Int, fields: ClientFields) {
+    init(id: Int64, ownerThread: Int, fields: ClientFields, mailbox: PubSubMailbox? = nil) {
         self.id = id
+        self.mailbox = mailbox
         self.ownerThread = ownerThread
         self.fields = Mutex(fields)
     }

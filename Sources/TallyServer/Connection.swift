@@ -45,6 +45,10 @@ final class Connection {
             fields.queryBufferBytes = queued
             fields.queryBufferFreeBytes = free
             fields.noEvict = session.noEvict
+            fields.tracking = session.tracking != nil
+            fields.trackingBroken = session.mailbox?.isTrackingRedirectBroken ?? false
+            fields.trackingBroadcast = session.tracking?.options.contains(.broadcast) ?? false
+            fields.trackingRedirect = session.tracking?.redirect ?? 0
             fields.outputBufferBytes = pending
             fields.lastCommand = session.lastCommandName
             fields.protocolVersion = session.protocolVersion.rawValue

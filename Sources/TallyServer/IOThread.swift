@@ -180,6 +180,9 @@ final class IOThread: @unchecked Sendable {
             }
             serviceParked()
             servicePostponed()
+            // BCAST invalidations collected during this iteration (server.c beforeSleep's
+            // trackingBroadcastInvalidationMessages); a relaxed load when there are none.
+            engine.tracking.broadcastPending()
             flushPending()
             closeIdleClients()
             resizeQueryBuffers()
@@ -252,6 +255,9 @@ final class IOThread: @unchecked Sendable {
         session.wakeOwner = { [unowned self] in self.wake() }
         session.announceMail = { [unowned self] mailbox in self.mailArrived(mailbox) }
         session.descriptor = descriptor
+        // Every client has a mailbox from the start: any of them may be the REDIRECT target of
+        // a tracking client, found by id through its record.
+        let mailbox = session.makeMailbox()
         session.peerAddress = peerAddress
         session.localAddress = Posix.localAddress(descriptor)
         session.createdAtMilliseconds = now
@@ -262,7 +268,8 @@ final class IOThread: @unchecked Sendable {
                 id: session.id, address: session.peerAddress, localAddress: session.localAddress,
                 descriptor: descriptor, name: nil, createdAtMilliseconds: now, lastInteractionMilliseconds: now,
                 database: 0, inMulti: -1, queryBufferBytes: 0, outputBufferBytes: 0, lastCommand: "NULL",
-                protocolVersion: 2, waitingToWrite: false))
+                protocolVersion: 2, waitingToWrite: false),
+            mailbox: mailbox)
         let connection = Connection(
             descriptor: descriptor, session: session, parserLimits: server.parserLimits, record: record)
         session.busyEventPump = { [unowned self, unowned connection] in self.serviceWhileBusy(except: connection) }
@@ -322,6 +329,10 @@ final class IOThread: @unchecked Sendable {
             return
         }
         connection.session.lastInteractionMilliseconds = engine.clock.nowMilliseconds()
+        // Messages already posted for this client (a tracking invalidation for a write whose
+        // reply has been sent) go before the replies of what it sends now, whatever order
+        // epoll reported the wake-up and the socket in.
+        if let mailbox = connection.session.mailbox, mailbox.hasMessages { deliverMail() }
         execute(connection)
         if connection.output.readableBytes > 0 || connection.session.closeAfterReply { enqueueFlush(connection) }
     }

@@ -108,6 +108,9 @@ public final class Server: Sendable {
         engine.setHashLimits(configuration.hashLimits)
         core.applyStreamNodeLimits(from: configuration)
         engine.pubsub.setMailboxLimit(bytes: core.pubsubOutputLimits.hardBytes.load(ordering: .relaxed))
+        engine.tracking.setMaxKeys(Int(clamping: configuration.integer("tracking-table-max-keys")))
+        let clients = core.clients
+        engine.tracking.setDirectory { id in clients.record(id: id)?.mailbox }
 
         // 3. Listeners and I/O threads, open while the dataset loads (as Redis does): until
         //    loading ends, commands without the `loading` flag are answered -LOADING.
@@ -224,6 +227,9 @@ public final class Server: Sendable {
                 usleep(UInt32(1_000_000 / core.hz))
                 let now = SystemClock().nowMilliseconds()
                 engine.activeExpireCycle()
+                // Past tracking-table-max-keys, keys are invalidated a batch per tick too
+                // (server.c serverCron's trackingLimitUsedSlots).
+                engine.tracking.limitUsedSlots()
                 // Expired keys' DELs reach the replicas now, not at the next I/O loop pass.
                 core.replication.wakeReplicasIfDue()
                 core.persistence.tick()

@@ -41,6 +41,10 @@ extension ServerCore {
         subcommand("client|pause", -3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|no-evict", 3, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
         subcommand("client|unpause", 2, [.admin, .noScript, .loading, .stale], "@admin @slow @dangerous @connection"),
+        subcommand("client|tracking", -3, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|caching", 3, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|getredir", 2, [.noScript, .loading, .stale], "@slow @connection"),
+        subcommand("client|trackinginfo", 2, [.noScript, .loading, .stale], "@slow @connection"),
     ]
 
     /// CONFIG's subcommands as Redis 7.0 declares them.
@@ -155,7 +159,7 @@ extension ServerCore {
             field("client_recent_max_output_buffer", "0")
             field("blocked_clients", String(engine.blocking.count
                 + engine.clientPause.postponedClients.load(ordering: .relaxed)))
-            field("tracking_clients", "0")
+            field("tracking_clients", String(engine.tracking.clientCount))
             field("clients_in_timeout_table", "0")
         case "memory":
             out += "# Memory\r\n"
@@ -220,8 +224,10 @@ extension ServerCore {
             field("rss_overhead_bytes", String(rss - held))
             field("mem_fragmentation_ratio", fixed2(used > 0 ? Double(rss) / Double(used) : 0))
             field("mem_fragmentation_bytes", String(rss - used))
-            // maxmemory bounds the whole heap here (nothing is left out as Redis leaves out
-            // replica and AOF buffers); Tally keeps no cluster links.
+            // Redis leaves replica output and AOF buffers out of what maxmemory counts
+            // (evict.c freeMemoryGetNotCountedMemory); Tally's limit is scaled to the whole
+            // heap (CommandEngine.calibrateMemoryLimit), so nothing is left out. Tally keeps no
+            // cluster links.
             field("mem_not_counted_for_evict", "0")
             let replicationState = replication.snapshot
             let backlog = replicationState.backlogActive ? Int64(replicationState.backlogCapacity) : 0
@@ -290,6 +296,10 @@ extension ServerCore {
             field("active_defrag_key_misses", "0")
             field("total_active_defrag_time", "0")
             field("current_active_defrag_time", "0")
+            let tracking = engine.tracking.totals()
+            field("tracking_total_keys", String(tracking.keys))
+            field("tracking_total_items", String(tracking.items))
+            field("tracking_total_prefixes", String(tracking.prefixes))
             // Errors sent to a master, replica or the AOF loader: Tally has no replication.
             field("unexpected_error_replies", "0")
             field("total_error_replies", String(engine.errorStatistics.totalErrorReplies))
@@ -426,12 +436,22 @@ extension ServerCore {
                 return context.output.writeError(RedisError.syntax)
             }
             context.output.writeSimpleString("OK")
+        } else if context.arguments.matches(1, "tracking") && count >= 3 {
+            clientTracking(&context)
+        } else if context.arguments.matches(1, "caching") && count >= 3 {
+            clientCaching(&context)
+        } else if context.arguments.matches(1, "getredir") && count == 2 {
+            context.output.writeInteger(session.tracking.map { $0.redirect } ?? -1)
+        } else if context.arguments.matches(1, "trackinginfo") && count == 2 {
+            clientTrackingInfo(&context)
         } else if context.arguments.matches(1, "unpause") && count == 2 {
             context.engine.clientPause.unpause()
             context.output.writeSimpleString("OK")
         } else if context.arguments.matches(1, "help") && count == 2 {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CACHING (YES|NO)", "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+                "GETREDIR", "    Return the client ID we are redirecting to when tracking is enabled.",
                 "GETNAME", "    Return the name of the current connection.",
                 "ID", "    Return the ID of the current connection.",
                 "INFO", "    Return information about the current client connection.",
@@ -459,6 +479,9 @@ extension ServerCore {
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
                 "SETINFO <option> <value>", "    Set client library name or version (LIB-NAME, LIB-VER).",
                 "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
+                "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+                "         [OPTIN] [OPTOUT] [NOLOOP]", "    Control server assisted client side caching.",
+                "TRACKINGINFO", "    Report tracking status for the current connection.",
                 "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
                 "HELP", "    Prints this help.",
             ]
@@ -467,6 +490,117 @@ extension ServerCore {
         } else {
             unknownSubcommand(&context, "CLIENT")
         }
+    }
+
+    /// CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p]... [OPTIN] [OPTOUT] [NOLOOP]
+    /// (networking.c clientCommand): options are parsed first, then checked against each other
+    /// and the current mode in Redis's order, so each mistake gets Redis's error.
+    private func clientTracking(_ context: inout CommandContext) {
+        let arguments = context.arguments
+        var redirect: Int64 = 0
+        var options: TrackingOptions = []
+        var prefixes: [[UInt8]] = []
+        var index = 3
+        while index < arguments.count {
+            let hasMore = index + 1 < arguments.count
+            if arguments.matches(index, "redirect") && hasMore {
+                index += 1
+                if redirect != 0 {
+                    return context.output.writeError("ERR A client can only redirect to a single other client")
+                }
+                guard let id = parseRedisInteger(arguments[index]) else {
+                    return context.output.writeError(RedisError.notInteger)
+                }
+                redirect = id
+                // The target must exist now, even if it may go away later (Redis's sanity check).
+                if !context.engine.tracking.clientExists(id) {
+                    return context.output.writeError("ERR The client ID you want redirect to does not exist")
+                }
+            } else if arguments.matches(index, "bcast") {
+                options.insert(.broadcast)
+            } else if arguments.matches(index, "optin") {
+                options.insert(.optIn)
+            } else if arguments.matches(index, "optout") {
+                options.insert(.optOut)
+            } else if arguments.matches(index, "noloop") {
+                options.insert(.noLoop)
+            } else if arguments.matches(index, "prefix") && hasMore {
+                index += 1
+                prefixes.append(arguments.copy(index))
+            } else {
+                return context.output.writeError(RedisError.syntax)
+            }
+            index += 1
+        }
+        let session = context.session
+        if arguments.matches(2, "on") {
+            if let error = KeyTracking.enableError(session.tracking, options: options, prefixes: prefixes) {
+                return context.output.writeError(error)
+            }
+            context.engine.tracking.enable(session, options: options, redirect: redirect, prefixes: prefixes)
+        } else if arguments.matches(2, "off") {
+            context.engine.tracking.disable(session)
+        } else {
+            return context.output.writeError(RedisError.syntax)
+        }
+        context.output.writeOK()
+    }
+
+    /// CLIENT CACHING YES|NO: the next command (or transaction) is tracked under OPTIN, or not
+    /// under OPTOUT.
+    private func clientCaching(_ context: inout CommandContext) {
+        let session = context.session
+        guard let tracking = session.tracking else {
+            return context.output.writeError("""
+                ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or \
+                OPTOUT mode enabled
+                """)
+        }
+        if context.arguments.matches(2, "yes") {
+            guard tracking.options.contains(.optIn) else {
+                return context.output.writeError(
+                    "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")
+            }
+        } else if context.arguments.matches(2, "no") {
+            guard tracking.options.contains(.optOut) else {
+                return context.output.writeError(
+                    "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
+            }
+        } else {
+            return context.output.writeError(RedisError.syntax)
+        }
+        context.engine.tracking.setCaching(session)
+        context.output.writeOK()
+    }
+
+    /// CLIENT TRACKINGINFO: a map of flags (a set), redirect and prefixes, as Redis 7.0 orders them.
+    private func clientTrackingInfo(_ context: inout CommandContext) {
+        let session = context.session
+        let tracking = session.tracking
+        var flags = [tracking == nil ? "off" : "on"]
+        if let tracking {
+            if tracking.options.contains(.broadcast) { flags.append("bcast") }
+            if tracking.options.contains(.optIn) {
+                flags.append("optin")
+                if session.trackingCaching { flags.append("caching-yes") }
+            }
+            if tracking.options.contains(.optOut) {
+                flags.append("optout")
+                if session.trackingCaching { flags.append("caching-no") }
+            }
+            if tracking.options.contains(.noLoop) { flags.append("noloop") }
+            if session.mailbox?.isTrackingRedirectBroken == true { flags.append("broken_redirect") }
+        }
+        context.output.writeMapHeader(3)
+        context.output.writeBulkString("flags".utf8)
+        context.output.writeSetHeader(flags.count)
+        for flag in flags { context.output.writeBulkString(flag.utf8) }
+        context.output.writeBulkString("redirect".utf8)
+        context.output.writeInteger(tracking?.redirect ?? -1)
+        context.output.writeBulkString("prefixes".utf8)
+        let prefixes = tracking?.prefixes ?? []
+        context.output.writeArrayHeader(prefixes.count)
+        for prefix in prefixes { context.output.writeBulkString(prefix) }
     }
 
     /// CLIENT PAUSE timeout-ms [WRITE|ALL] (networking.c): holds back every command, or only
@@ -545,6 +679,10 @@ extension ServerCore {
             waitingToWrite: false)
         (fields.channels, fields.patterns, fields.shardChannels) = session.subscriptionCounts
         fields.noEvict = session.noEvict
+        fields.tracking = session.tracking != nil
+        fields.trackingBroken = session.mailbox?.isTrackingRedirectBroken ?? false
+        fields.trackingBroadcast = session.tracking?.options.contains(.broadcast) ?? false
+        fields.trackingRedirect = session.tracking?.redirect ?? 0
         return fields
     }
 
@@ -854,6 +992,9 @@ extension ServerCore {
         }
         if seen.contains("slowlog-log-slower-than") || seen.contains("slowlog-max-len") {
             applySlowLogSettings(from: updated, to: context.engine)
+        }
+        if seen.contains("tracking-table-max-keys") {
+            context.engine.tracking.setMaxKeys(Int(clamping: updated.integer("tracking-table-max-keys")))
         }
         if seen.contains("busy-reply-threshold") || seen.contains("lua-time-limit") {
             context.engine.scriptWatch.setThreshold(
