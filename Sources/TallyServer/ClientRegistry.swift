@@ -22,6 +22,10 @@ public struct ClientFields: Sendable {
     public var noEvict = false
     /// CLIENT TRACKING: flags `t`, `R` (redirect client gone), `B` (BCAST), and `redir=`.
     public var tracking = false
+    /// MONITOR (flag `O`), parked in a blocking command (`b`), a WATCHed key changed (`d`).
+    public var isMonitor = false
+    public var isBlocked = false
+    public var isDirtyCAS = false
     public var trackingBroken = false
     public var trackingBroadcast = false
     public var trackingRedirect: Int64 = 0
@@ -54,13 +58,19 @@ public struct ClientFields: Sendable {
         let idle = max(0, (nowMilliseconds - lastInteractionMilliseconds) / 1000)
         let nameText = name.map { String(decoding: $0, as: UTF8.self) } ?? ""
         let events = waitingToWrite ? "rw" : "r"
-        // catClientInfoString's order: S (replica), M (master link), P (pub/sub), x (MULTI).
-        var flags = isReplica ? "S" : isPrimaryLink ? "M" : ""
+        // networking.c getClientInfoString's order: O/S (monitor or replica), M (master link),
+        // P (pub/sub), x (MULTI), b (blocked), t R B (tracking), d (dirty CAS), U (Unix socket),
+        // e (no-evict).
+        var flags = isMonitor ? "O" : isReplica ? "S" : ""
+        if isPrimaryLink { flags += "M" }
         if channels + patterns + shardChannels > 0 { flags += "P" }
         if inMulti >= 0 { flags += "x" }
+        if isBlocked { flags += "b" }
         if tracking { flags += "t" }
         if trackingBroken { flags += "R" }
         if trackingBroadcast { flags += "B" }
+        if isDirtyCAS { flags += "d" }
+        if address.hasPrefix("/") || address == ":0" { flags += "U" }
         if noEvict { flags += "e" }
         if flags.isEmpty { flags = "N" }
         return "id=\(id) addr=\(address) laddr=\(localAddress) fd=\(descriptor) name=\(nameText) age=\(age)"

@@ -46,6 +46,9 @@ final class Connection {
             fields.queryBufferFreeBytes = free
             fields.noEvict = session.noEvict
             fields.tracking = session.tracking != nil
+            fields.isMonitor = session.isMonitoring
+            fields.isBlocked = session.blockedWaiter != nil
+            fields.isDirtyCAS = session.transaction.watchToken?.isDirty ?? false
             fields.trackingBroken = session.mailbox?.isTrackingRedirectBroken ?? false
             fields.trackingBroadcast = session.tracking?.options.contains(.broadcast) ?? false
             fields.trackingRedirect = session.tracking?.redirect ?? 0
