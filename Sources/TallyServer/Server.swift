@@ -40,6 +40,12 @@ public final class Server: Sendable {
 
     /// Creates a server for `configuration` (nothing starts until `run`).
     public init(configuration: ServerConfiguration) {
+        var configuration = configuration
+        // `io-threads 0` (the default) picks a count from the cores; CONFIG GET then reports the
+        // count in use, as Redis reports its own (1 by default).
+        if configuration.integer("io-threads") == 0 {
+            try? configuration.set("io-threads", [String(configuration.ioThreads)])
+        }
         self.configuration = configuration
         let level = LogLevel(name: configuration.string("loglevel"))
         let log = ServerLogger(path: configuration.string("logfile"), level: level)

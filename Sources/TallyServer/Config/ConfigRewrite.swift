@@ -133,7 +133,10 @@ public struct ConfigRewrite {
     ) {
         let name = option.name
         let value = configuration.string(name)
-        let isDefault = value == option.defaultValue
+        // io-threads' default picks a count from the cores, which the server then reports as
+        // the value: that automatic count is still the default (not frozen into the file).
+        let isAutomatic = name == "io-threads" && value == String(configuration.automaticIOThreads)
+        let isDefault = value == option.defaultValue || isAutomatic
         switch option.kind {
         case _ where name == "dir":
             rewriteLine(name, name + " " + ServerConfiguration.quoted(workingDirectory), force: true)

@@ -54,8 +54,11 @@ public struct ServerConfiguration: Sendable {
     /// and INCR -P 1's p99/max latency went from 1.80x/1.30x redis-server's to 0.90x/0.58x.
     public var ioThreads: Int {
         let configured = Int(integer("io-threads"))
-        return configured > 0 ? configured : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) - 1)
+        return configured > 0 ? configured : automaticIOThreads
     }
+
+    /// The I/O thread count `io-threads 0` stands for on this machine.
+    public var automaticIOThreads: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) - 1) }
     /// Keyspace shards; 0 means "derived from the core count".
     public var shards: Int {
         let configured = Int(integer("shards"))
