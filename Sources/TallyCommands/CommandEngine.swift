@@ -1046,6 +1046,7 @@ public final class CommandEngine: Sendable {
             let shard = keyspace.shards[(first + step) % shardCount]
             expireCursor.store((first + step + 1) % shardCount, ordering: .relaxed)
             shard.lock()
+            shard.shrinkSparseTables()
             let now = clock.nowMilliseconds()
             for database in 0..<keyspace.databaseCount where shard.expiringCount(database) > 0 {
                 var rounds = 0

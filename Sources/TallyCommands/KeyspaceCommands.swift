@@ -361,7 +361,7 @@ enum KeyspaceCommands {
                     pick -= table.count
                     continue
                 }
-                let (key, _) = table[table.index(table.startIndex, offsetBy: pick)]
+                guard let key = table.key(atOffset: pick) else { break }
                 if shard.lookup(context.database, key, now: context.now) != nil {
                     context.output.writeBulkString(key.bytes)
                     return

@@ -63,17 +63,17 @@ extension Shard {
         switch accessMode {
         case .lru:
             guard let idleSeconds else { return }
-            tables[database].values[index].access = UInt32(truncatingIfNeeded: now / 1000 - idleSeconds)
+            tables[database].setAccess(UInt32(truncatingIfNeeded: now / 1000 - idleSeconds), at: index)
         case .lfu:
             guard let frequency else { return }
-            tables[database].values[index].access = (LFU.minutes(now) << 8) | UInt32(frequency)
+            tables[database].setAccess((LFU.minutes(now) << 8) | UInt32(frequency), at: index)
         }
     }
 
     /// `lookup`: the live entry, with the access recorded (LRU clock or LFU counter).
     func lookupTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
         guard let index = tables[database].index(forKey: key) else { return nil }
-        if let expiry = tables[database].values[index].expiresAtMilliseconds, expiry <= now, expire(database, key) {
+        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now, expire(database, key) {
             return nil
         }
         return recordAccess(database, at: index, now: now)
@@ -81,8 +81,8 @@ extension Shard {
 
     /// Stamps the entry at `index` as accessed now (LRU clock or LFU counter) and returns it.
     @inline(__always)
-    func recordAccess(_ database: Int, at index: Dictionary<Key, Entry>.Index, now: Int64) -> Entry {
-        var entry = tables[database].values[index]
+    func recordAccess(_ database: Int, at index: Int, now: Int64) -> Entry {
+        var entry = tables[database].entry(at: index)
         switch accessMode {
         case .lru:
             entry.access = UInt32(truncatingIfNeeded: now / 1000)
@@ -92,7 +92,7 @@ extension Shard {
                 entry.access, nowMilliseconds: now, random: random, logFactor: lfuLogFactor,
                 decayMinutes: lfuDecayMinutes)
         }
-        tables[database].values[index].access = entry.access
+        tables[database].setAccess(entry.access, at: index)
         return entry
     }
 
@@ -122,13 +122,7 @@ extension Shard {
             case .lru: stamp = UInt32(truncatingIfNeeded: now / 1000)
             case .lfu: stamp = LFU.fresh(nowMilliseconds: now)
             }
-            for database in tables.indices {
-                var index = tables[database].startIndex
-                while index != tables[database].endIndex {
-                    tables[database].values[index].access = stamp
-                    index = tables[database].index(after: index)
-                }
-            }
+            for database in tables.indices { tables[database].setEveryAccess(stamp) }
         }
     }
 

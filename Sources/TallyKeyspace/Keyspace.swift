@@ -302,12 +302,12 @@ public final class Keyspace: Sendable {
 
 /// Turns one shard's point-in-time tables (index = database) into the bytes its consumer writes
 /// (for an RDB: one self-contained `FE db` section per non-empty database).
-public typealias ShardImageSerializer = @Sendable (_ tables: [[Key: Entry]]) -> [UInt8]
+public typealias ShardImageSerializer = @Sendable (_ tables: [KeyTable]) -> [UInt8]
 
 /// One shard's image in a snapshot, as the consumer receives it.
 public enum ShardImage {
     /// The tables (index = database); the consumer serializes them.
-    case tables([[Key: Entry]])
+    case tables([KeyTable])
     /// Already serialized by a writer that needed the shard (the serializer's output).
     case serialized([UInt8])
 }
@@ -315,13 +315,13 @@ public enum ShardImage {
 /// One shard's part of a snapshot. Every access holds that shard's lock: writers (through
 /// `Shard.serializePendingImage`) and the consumer (through `KeyspaceImage`) both reach it.
 final class ShardImageSlot: @unchecked Sendable {
-    var tables: [[Key: Entry]]?
+    var tables: [KeyTable]?
     var chunk: [UInt8]?
     var keyCounts: [Int] = []
     var expiringCounts: [Int] = []
     let serializer: ShardImageSerializer?
 
-    init(tables: [[Key: Entry]], serializer: ShardImageSerializer?) {
+    init(tables: [KeyTable], serializer: ShardImageSerializer?) {
         self.tables = tables
         self.serializer = serializer
     }
@@ -419,7 +419,7 @@ public final class KeyspaceImage: @unchecked Sendable {
             precondition(slot.serializer == nil, "forEachEntry needs a snapshot taken without a serializer")
             guard let tables = slot.tables else { continue }
             for (key, entry) in tables[database] { try body(key, entry) }
-            slot.tables![database] = [:]
+            slot.tables![database] = KeyTable()
             slot.keyCounts[database] = 0
             slot.expiringCounts[database] = 0
         }

@@ -16,7 +16,7 @@ public final class LazyFree: Sendable {
 
     private enum Item {
         case value(Value)
-        case tables([[Key: Entry]], count: Int)
+        case tables([KeyTable], count: Int)
     }
 
     private struct Queue: Sendable {
@@ -50,7 +50,7 @@ public final class LazyFree: Sendable {
 
     /// Takes whole emptied tables (FLUSHALL/FLUSHDB ASYNC, lazyfree.c emptyDbAsync): their
     /// `count` keys are released in background and counted as freed objects.
-    public func release(tables: consuming [[Key: Entry]], count: Int) {
+    public func release(tables: consuming [KeyTable], count: Int) {
         guard count > 0 else { return }
         pendingCount.add(count, ordering: .relaxed)
         enqueue(.tables(tables, count: count))

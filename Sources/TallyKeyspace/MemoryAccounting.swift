@@ -50,11 +50,11 @@ public enum AccessMode: Sendable {
 /// Byte estimates. Tally does not ask the allocator per key (too slow on the hot path and not
 /// attributable to a key); it keeps a running sum of these estimates per shard, which is what
 /// `maxmemory` is compared with and what INFO reports as `used_memory_dataset`. The constants
-/// approximate Swift's real costs on 64-bit Linux: a dictionary slot holding `Key` + `Entry`
-/// (~64 bytes with load factor), an array's heap header (32 bytes) per byte buffer.
+/// approximate Swift's real costs on 64-bit Linux: a `KeyTable` slot (33 bytes at a load
+/// between 70% and 87.5%), an array's heap header (32 bytes) per byte buffer.
 public enum MemoryEstimate {
-    /// Per-entry cost besides key and value bytes (hash table slot, entry struct).
-    public static let entryOverheadBytes = 64
+    /// Per-entry cost besides key and value bytes (the table slot).
+    public static let entryOverheadBytes = 42
     /// Heap header of one `[UInt8]` buffer.
     public static let bufferHeaderBytes = 32
     /// Per-field cost of a hashtable-encoded hash besides the field and value bytes (two

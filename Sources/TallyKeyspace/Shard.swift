@@ -101,7 +101,7 @@ public final class Shard: @unchecked Sendable {
     /// The mutex guarding everything below.
     public let mutex = PosixLock()
     /// Per-database tables.
-    @exclusivity(unchecked) public internal(set) var tables: [[Key: Entry]]
+    @exclusivity(unchecked) public internal(set) var tables: [KeyTable]
     @exclusivity(unchecked) var expiring: [ExpiringKeys]
     @exclusivity(unchecked) var watchers: [DatabaseKey: [WatchRegistration]] = [:]
     /// Keys deleted by lazy expiry during the current command, to be propagated as DEL.
@@ -162,7 +162,7 @@ public final class Shard: @unchecked Sendable {
     init(index: Int, databases: Int, expiryGate: ExpiryGate = ExpiryGate()) {
         self.index = index
         self.expiryGate = expiryGate
-        tables = Array(repeating: [:], count: databases)
+        tables = Array(repeating: KeyTable(), count: databases)
         expiring = Array(repeating: ExpiringKeys(), count: databases)
         averageTTL = Array(repeating: 0, count: databases)
         fastRandom = FastRandom(seed: 0x2545_F491_4F6C_DD1D &* UInt64(index + 1))
@@ -224,9 +224,9 @@ public final class Shard: @unchecked Sendable {
             misses &+= 1
             return .missing
         }
-        if let expiry = tables[database].values[index].expiresAtMilliseconds, expiry <= now { return .needsLockedPath }
+        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now { return .needsLockedPath }
         hits &+= 1
-        return .found(touch ? recordAccess(database, at: index, now: now) : tables[database].values[index])
+        return .found(touch ? recordAccess(database, at: index, now: now) : tables[database].entry(at: index))
     }
 
     /// Serializes and detaches the pending snapshot image, if any (caller holds the lock).
@@ -304,8 +304,8 @@ public final class Shard: @unchecked Sendable {
     public func setExpiry(_ database: Int, _ key: Key, _ milliseconds: Int64?) -> Bool {
         prepareWrite()
         guard let index = tables[database].index(forKey: key) else { return false }
-        let had = tables[database].values[index].expiresAtMilliseconds != nil
-        tables[database].values[index].expiresAtMilliseconds = milliseconds
+        let had = tables[database].expiresAtMilliseconds(at: index) != nil
+        tables[database].setExpiry(milliseconds, at: index)
         if milliseconds != nil && !had { expiring[database].insert(key) }
         if milliseconds == nil && had { expiring[database].remove(key) }
         touch(database, key)
@@ -346,9 +346,17 @@ public final class Shard: @unchecked Sendable {
 
     /// True if the key is stored and not past its expiry, without deleting or counting anything.
     public func peekLive(_ database: Int, _ key: Key, now: Int64) -> Bool {
-        guard let entry = tables[database][key] else { return false }
-        if let expiry = entry.expiresAtMilliseconds, expiry <= now { return false }
+        guard let index = tables[database].index(forKey: key) else { return false }
+        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now { return false }
         return true
+    }
+
+    /// Gives back the spare capacity of tables left mostly empty by deletions (server.c
+    /// databasesCron's tryResizeHashTables; run from the active expiry cycle, under the lock,
+    /// where no slot index is held). Skipped while a snapshot still shares this shard's tables.
+    public func shrinkSparseTables() {
+        if pendingImage != nil { return }
+        for database in tables.indices { tables[database].shrinkIfSparse() }
     }
 
     /// True if the key exists and has not expired, without counting a hit.
@@ -439,11 +447,11 @@ public final class Shard: @unchecked Sendable {
         account(-released)
         if let lazyFree {
             // FLUSH ... ASYNC: the whole table goes to the background releaser (emptyDbAsync).
-            var detached: [Key: Entry] = [:]
+            var detached = KeyTable()
             swap(&detached, &tables[database])
             lazyFree.release(tables: [detached], count: count)
         } else {
-            tables[database] = [:]
+            tables[database] = KeyTable()
         }
         expiring[database].removeAll()
         if sampledKeys != nil { sampledKeys![database].removeAll() }
@@ -501,7 +509,7 @@ public final class Shard: @unchecked Sendable {
         // touched; the key stays in the TTL and sampling indexes it is already in.
         prepareWrite()
         if accessMode != .lfu, let index = tables[database].index(forKey: key) {
-            let entry = tables[database].values[index]
+            let entry = tables[database].entry(at: index)
             if entry.expiresAtMilliseconds.map({ $0 > now }) ?? true {
                 let value: Int64
                 switch entry.value {
@@ -513,9 +521,8 @@ public final class Shard: @unchecked Sendable {
                 }
                 let (result, overflow) = value.addingReportingOverflow(delta)
                 if overflow { throw .overflow }
-                tables[database].values[index] = Entry(
-                    value: .integer(result), expiresAtMilliseconds: entry.expiresAtMilliseconds,
-                    access: accessMode == .lru ? UInt32(truncatingIfNeeded: now / 1000) : 0)
+                tables[database].setValue(.integer(result), at: index)
+                tables[database].setAccess(accessMode == .lru ? UInt32(truncatingIfNeeded: now / 1000) : 0, at: index)
                 account(-MemoryEstimate.bytes(of: entry.value))
                 touch(database, key)
                 return result
@@ -616,21 +623,24 @@ extension Shard {
         // One hash probe for a live key unless LFU counters are kept (as incrementBy): the
         // slot index serves the take-out and the write-back below (nothing else touches the
         // table meanwhile, so it stays valid).
-        var slot: Dictionary<Key, Entry>.Index?
+        var slot: Int?
         prepareWrite()
         if accessMode != .lfu, let index = tables[database].index(forKey: key),
-           tables[database].values[index].expiresAtMilliseconds.map({ $0 > now }) ?? true {
-            if accessMode == .lru { tables[database].values[index].access = UInt32(truncatingIfNeeded: now / 1000) }
+           tables[database].expiresAtMilliseconds(at: index).map({ $0 > now }) ?? true {
+            if accessMode == .lru { tables[database].setAccess(UInt32(truncatingIfNeeded: now / 1000), at: index) }
             slot = index
         } else if lookup(database, key, now: now) != nil {
             slot = tables[database].index(forKey: key)
         }
         if let slot {
-            guard let existing = A.unwrap(tables[database].values[slot].value) else { throw .wrongType }
             // Leave a placeholder so `aggregate` holds the only reference; the estimate loses
             // the value's bytes until it is put back.
-            account(-MemoryEstimate.bytes(of: tables[database].values[slot].value))
-            tables[database].values[slot].value = .integer(0)
+            let taken = tables[database].takeValue(at: slot)
+            guard let existing = A.unwrap(taken) else {
+                tables[database].setValue(taken, at: slot)
+                throw .wrongType
+            }
+            account(-MemoryEstimate.bytes(of: taken))
             aggregate = existing
         } else if !create {
             return nil
@@ -641,7 +651,7 @@ extension Shard {
             result = try body(&aggregate, &changed)
         } catch {
             if let slot {
-                tables[database].values[slot].value = aggregate.wrapped
+                tables[database].setValue(aggregate.wrapped, at: slot)
                 account(MemoryEstimate.bytes(of: aggregate.wrapped))
             }
             throw error
@@ -650,7 +660,7 @@ extension Shard {
             if aggregate.isEmpty {
                 remove(database, key)
             } else {
-                tables[database].values[slot].value = aggregate.wrapped
+                tables[database].setValue(aggregate.wrapped, at: slot)
                 account(MemoryEstimate.bytes(of: aggregate.wrapped))
                 if changed { touch(database, key) }
             }

@@ -26,18 +26,23 @@ extension Shard {
         guard let index = tables[database].index(forKey: key) else { preconditionFailure("entry vanished") }
         var bytes: [UInt8]
         var integer: Int64?
-        switch tables[database].values[index].value {
-        case .hash, .list, .set, .sortedSet, .stream: throw .wrongType
+        // Move the value out of the table (leaving a placeholder) so `bytes` is the array's only
+        // reference and mutates in place.
+        let taken = tables[database].takeValue(at: index)
+        switch taken {
+        case .integer, .string: break
+        case .hash, .list, .set, .sortedSet, .stream:
+            tables[database].setValue(taken, at: index)
+            throw .wrongType
+        }
+        switch consume taken {
         case .integer(let value):
             integer = value
             bytes = decimalBytes(value)
-        case .string:
-            // Move the array out of the table (leaving a placeholder) so `bytes` is its only
-            // reference and mutates in place.
-            var taken = Value.integer(0)
-            swap(&taken, &tables[database].values[index].value)
-            guard case .string(let stored) = consume taken else { preconditionFailure("not a string") }
+        case .string(let stored):
             bytes = stored
+        case .hash, .list, .set, .sortedSet, .stream:
+            preconditionFailure("checked above")
         }
         let previousEstimate = integer == nil ? MemoryEstimate.bytes(of: .string(bytes)) : 0
         let grew = bytes.count < minimumCount
@@ -51,7 +56,7 @@ extension Shard {
         } else {
             value = integer.map { .integer($0) } ?? .string(bytes)
         }
-        tables[database].values[index].value = value
+        tables[database].setValue(value, at: index)
         account(MemoryEstimate.bytes(of: value) - previousEstimate)
         if changed { touch(database, key) }
         return (outcome.result, changed)

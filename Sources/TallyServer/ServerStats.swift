@@ -1,6 +1,7 @@
 // ServerStats: process-wide counters for INFO stats, updated with relaxed atomics off the command path.
 import Glibc
 import Synchronization
+import TallyKeyspace
 import TallyPlatform
 
 /// Counters INFO reports that the engine does not keep.
@@ -90,14 +91,16 @@ public final class ServerStats: Sendable {
     }
 }
 
-/// Bytes of heap in use (INFO `used_memory`), from glibc's allocator statistics.
+/// Bytes of heap in use (INFO `used_memory`), from glibc's allocator statistics plus the large
+/// key tables, which are mapped from the kernel outside the allocator.
 func heapBytesInUse() -> Int64 {
-    Posix.heapBytesInUse()
+    Posix.heapBytesInUse() + Int64(KeyTableMemory.mappedBytes)
 }
 
-/// Bytes the allocator holds from the kernel, free chunks included (INFO `allocator_active`).
+/// Bytes the allocator holds from the kernel, free chunks included, plus the mapped key tables
+/// (INFO `allocator_active`).
 func heapBytesHeld() -> Int64 {
-    Posix.heapBytesHeld()
+    Posix.heapBytesHeld() + Int64(KeyTableMemory.mappedBytes)
 }
 
 /// Redis's bytesToHuman: `1013.78K`, `1.25M`, `512B`.

@@ -36,7 +36,7 @@ public func rdbShardSerializer(options: RDBWriterOptions) -> ShardImageSerialize
 /// so a held shard costs about 10 bytes a key instead of 24: the peak extra memory of a save
 /// under writes is the sum of these.
 enum CompactSections {
-    static func encode(_ tables: [[Key: Entry]], options: RDBWriterOptions) -> [UInt8] {
+    static func encode(_ tables: [KeyTable], options: RDBWriterOptions) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(tables.reduce(0) { $0 + $1.count } * 12 + 16)
         var previous: [UInt8] = []

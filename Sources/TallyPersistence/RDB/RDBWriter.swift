@@ -139,7 +139,7 @@ public struct RDBWriter<Sink: ByteSink> {
     /// for every `Sink`; call it as `RDBWriter<MemorySink>.shardSections`):
     /// per non-empty database `FE db`, `FB keys expires`, then its entries. Several sections
     /// for the same database load fine in redis-server and redis-check-rdb (NOTES.md).
-    public static func shardSections(_ tables: [[Key: Entry]], options: RDBWriterOptions) -> [UInt8] {
+    public static func shardSections(_ tables: [KeyTable], options: RDBWriterOptions) -> [UInt8] {
         var output: [UInt8] = []
         // Counters take about 25 bytes each; reserving avoids repeated regrowth copies.
         output.reserveCapacity(tables.reduce(0) { $0 + $1.count } * 28 + 16)
@@ -151,9 +151,8 @@ public struct RDBWriter<Sink: ByteSink> {
     }
 
     /// `FE db FB keys expires` for one shard's table of `database`.
-    static func appendSectionHeader(database: Int, table: [Key: Entry], into output: inout [UInt8]) {
-        var expiring = 0
-        for entry in table.values where entry.expiresAtMilliseconds != nil { expiring += 1 }
+    static func appendSectionHeader(database: Int, table: KeyTable, into output: inout [UInt8]) {
+        let expiring = table.expiringCount
         output.append(RDBFormat.Opcode.selectDatabase)
         encodeLength(UInt64(database), into: &output)
         output.append(RDBFormat.Opcode.resizeDatabase)
