@@ -130,7 +130,7 @@ enum StringCommands {
             guard readString(&context, shard, key).ok else { return }
             if let old = shard.lookup(context.database, key, now: context.now) { context.output.writeValue(old.value) }
         }
-        let existing = shard.lookup(context.database, key, now: context.now)
+        let existing = shard.lookupPresence(context.database, key, now: context.now)
         if (onlyIfAbsent && existing != nil) || (onlyIfPresent && existing == nil) {
             if !returnOld { context.output.writeNull() }
             return

@@ -82,18 +82,34 @@ extension Shard {
     /// Stamps the entry at `index` as accessed now (LRU clock or LFU counter) and returns it.
     @inline(__always)
     func recordAccess(_ database: Int, at index: Int, now: Int64) -> Entry {
-        var entry = tables[database].entry(at: index)
+        stampAccess(database, at: index, now: now)
+        return tables[database].entry(at: index)
+    }
+
+    /// Stamps the entry at `index` as accessed now (LRU clock or LFU counter).
+    @inline(__always)
+    func stampAccess(_ database: Int, at index: Int, now: Int64) {
+        let stamp: UInt32
         switch accessMode {
         case .lru:
-            entry.access = UInt32(truncatingIfNeeded: now / 1000)
+            stamp = UInt32(truncatingIfNeeded: now / 1000)
         case .lfu:
             let random = UInt32(truncatingIfNeeded: fastRandom.next() >> 32)
-            entry.access = LFU.touched(
-                entry.access, nowMilliseconds: now, random: random, logFactor: lfuLogFactor,
+            stamp = LFU.touched(
+                tables[database].access(at: index), nowMilliseconds: now, random: random, logFactor: lfuLogFactor,
                 decayMinutes: lfuDecayMinutes)
         }
-        tables[database].setAccess(entry.access, at: index)
-        return entry
+        tables[database].setAccess(stamp, at: index)
+    }
+
+    /// `lookup` for a caller that needs only whether the key is live and its expiry (SET's NX,
+    /// XX and KEEPTTL): the same lazy expiry and access stamp, without copying the value out.
+    public func lookupPresence(_ database: Int, _ key: Key, now: Int64) -> KeyPresence? {
+        guard let index = tables[database].index(forKey: key) else { return nil }
+        let expiry = tables[database].expiresAtMilliseconds(at: index)
+        if let expiry, expiry <= now, expire(database, key) { return nil }
+        stampAccess(database, at: index, now: now)
+        return KeyPresence(expiresAtMilliseconds: expiry)
     }
 
     /// Applies `policy` to this shard (caller holds the lock): builds or drops the all-keys
@@ -261,4 +277,10 @@ extension Keyspace {
         }
         return true
     }
+}
+
+/// What `Shard.lookupPresence` found of a live key.
+public struct KeyPresence: Sendable {
+    /// Its expiry (Unix ms), nil for none.
+    public let expiresAtMilliseconds: Int64?
 }

@@ -49,7 +49,8 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     /// The slot holding `key`, if any.
     @inline(__always)
     public func index(forKey key: Key) -> Int? {
-        key.withUnsafeBytes { storage.find($0, hash: KeyTableStorage.hash($0)) }
+        let hash = KeyTableStorage.hash(of: key)
+        return key.withUnsafeBytes { storage.find($0, hash: hash) }
     }
 
     /// The entry at an occupied slot.
@@ -108,14 +109,24 @@ public struct KeyTable: Sequence, @unchecked Sendable {
         storage.setAccess(stamp, at: slot)
     }
 
-    /// Stores `entry` under `key`; returns the entry it replaced, if any.
+    /// What `updateValue` replaced: enough for the shard's bookkeeping, without copying the
+    /// old value out (an inline string would need an allocation).
+    struct Replaced {
+        /// The old value's `MemoryEstimate.bytes(of:)`.
+        let estimatedBytes: Int
+        /// The old expiry.
+        let expiresAtMilliseconds: Int64?
+    }
+
+    /// Stores `entry` under `key`; returns what it replaced, if anything.
     @discardableResult
-    mutating func updateValue(_ entry: Entry, forKey key: Key) -> Entry? {
+    mutating func updateValue(_ entry: Entry, forKey key: Key) -> Replaced? {
         makeUnique()
-        return key.withUnsafeBytes { bytes -> Entry? in
-            let hash = KeyTableStorage.hash(bytes)
+        return key.withUnsafeBytes { bytes -> Replaced? in
+            let hash = KeyTableStorage.hash(of: key)
             if let slot = storage.find(bytes, hash: hash) {
-                let previous = storage.entry(at: slot)
+                let previous = Replaced(estimatedBytes: storage.estimatedBytes(at: slot),
+                                        expiresAtMilliseconds: expiresAtMilliseconds(at: slot))
                 storage.setValue(entry.value, at: slot)
                 storage.setAccess(entry.access, at: slot)
                 storage.setExpiryStorage(entry.expiryStorage, at: slot)
@@ -351,28 +362,99 @@ final class KeyTableStorage {
 
     // MARK: Hashing and probing
 
-    /// A wyhash-style hash of the key bytes with the per-process secret: 8 bytes at a time,
-    /// the tail zero-padded, the length folded in (keys are never compared by hash alone).
+    /// The hash of a key of up to 24 bytes from its zero-padded little-endian words (bytes
+    /// 0..<8, 8..<16, 16..<24): two wyhash-style folds keyed by the per-process secret, so a
+    /// key hashes the same whether it comes from a request (`Key`'s inline words), from raw
+    /// bytes or from a cell, without a loop or a copy.
+    @inline(__always)
+    static func hashWords(_ word0: UInt64, _ word1: UInt64, _ word2: UInt64, count: Int) -> UInt64 {
+        let secret = keyHashSecret
+        let first = keyHashFold(word0 ^ secret ^ 0xa076_1d64_78bd_642f,
+                                word1 ^ (secret &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(count))
+        return keyHashFold(first ^ word2 ^ 0x8ebc_6af0_9c88_c6e3, secret ^ 0x5899_65cc_7537_4cc3)
+    }
+
+    /// Hash of any key bytes: `hashWords` up to 24 bytes, else 8 bytes at a time.
     @inline(__always)
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        let secret = keyHashSecret
-        var state = secret ^ UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15
-        var offset = 0
         let count = bytes.count
-        guard let base = bytes.baseAddress else { return keyHashFold(state ^ 0xa076_1d64_78bd_642f, secret) }
-        while offset + 8 <= count {
-            let word = base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+        guard let base = bytes.baseAddress, count > 0 else { return hashWords(0, 0, 0, count: 0) }
+        if count <= 24 {
+            return hashWords(paddedWord(base, count, 0), paddedWord(base, count, 8), paddedWord(base, count, 16),
+                             count: count)
+        }
+        let secret = keyHashSecret
+        var state = secret ^ UInt64(count) &* 0x9E37_79B9_7F4A_7C15
+        var offset = 0
+        while offset < count {
+            let word = offset + 8 <= count ? base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                : paddedWord(base, count, offset)
             state = keyHashFold(state ^ word ^ 0xa076_1d64_78bd_642f, secret ^ 0xe703_7ed1_a0b4_28db)
             offset += 8
         }
-        if offset < count {
-            var tail: UInt64 = 0
-            withUnsafeMutableBytes(of: &tail) {
-                $0.baseAddress!.copyMemory(from: base + offset, byteCount: count - offset)
-            }
-            state = keyHashFold(state ^ tail ^ 0x8ebc_6af0_9c88_c6e3, secret ^ 0x5899_65cc_7537_4cc3)
-        }
         return keyHashFold(state, secret ^ 0x1d8e_4e27_c47d_124f)
+    }
+
+    /// Bytes `offset..<offset + 8` of a `count`-byte key as a little-endian word, zero past the
+    /// end, reading only the key's bytes (a short tail by overlapping loads).
+    @inline(__always)
+    static func paddedWord(_ base: UnsafeRawPointer, _ count: Int, _ offset: Int) -> UInt64 {
+        let remaining = count - offset
+        if remaining >= 8 { return UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        if remaining <= 0 { return 0 }
+        if count >= 8 {
+            let last = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self))
+            return last >> UInt64(8 * (8 - remaining))
+        }
+        if remaining >= 4 {
+            let low = UInt64(UInt32(littleEndian: base.loadUnaligned(as: UInt32.self)))
+            let high = UInt64(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: remaining - 4, as: UInt32.self)))
+            return low | (high >> UInt64(8 * (8 - remaining))) << 32
+        }
+        var word: UInt64 = 0
+        for index in 0..<remaining {
+            word |= UInt64(base.load(fromByteOffset: index, as: UInt8.self)) << UInt64(8 * index)
+        }
+        return word
+    }
+
+    /// Hash of a `Key`: an inline key's words are already zero-padded.
+    @inline(__always)
+    static func hash(of key: Key) -> UInt64 {
+        switch key.storage {
+        case .small(let small):
+            return hashWords(small.word0, small.word1, UInt64(small.word2) | UInt64(small.word3) << 32,
+                             count: Int(small.count))
+        case .large(let array):
+            return array.withUnsafeBytes { hash($0) }
+        }
+    }
+
+    /// Hash of the key a cell holds. An inline key of up to 24 bytes is read as three words at
+    /// offsets 6, 14 and 22 (inside the cell whatever the length) and masked to its length.
+    @inline(__always)
+    static func hash(ofCell cell: UnsafeMutableRawPointer) -> UInt64 {
+        let form = cell.load(fromByteOffset: 4, as: UInt8.self)
+        let length = Int(cell.load(fromByteOffset: 5, as: UInt8.self))
+        if form & formKeyOutOfLine == 0 && length <= 24 {
+            let source = UnsafeRawPointer(cell + keyOffset)
+            return hashWords(UInt64(littleEndian: source.loadUnaligned(as: UInt64.self)) & mask(length, 0),
+                             UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                                & mask(length, 8),
+                             UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+                                & mask(length, 16),
+                             count: length)
+        }
+        return withKeyBytes(cell) { hash($0) }
+    }
+
+    /// The mask keeping the bytes of word `offset..<offset + 8` that lie within `length`.
+    @inline(__always)
+    static func mask(_ length: Int, _ offset: Int) -> UInt64 {
+        let kept = length - offset
+        if kept >= 8 { return ~0 }
+        if kept <= 0 { return 0 }
+        return (1 << UInt64(8 * kept)) &- 1
     }
 
     @inline(__always) func homeGroup(_ hash: UInt64) -> Int {
@@ -495,10 +577,10 @@ final class KeyTableStorage {
                 let oldSlot = group * Self.groupWidth + full.trailingZeroBitCount >> 3
                 full &= full - 1
                 let source = oldBlock + oldSlot * Self.cellBytes
-                let hash = Self.withKeyBytes(source) { Self.hash($0) }
+                let hash = Self.hash(ofCell: source)
                 let slot = freeSlot(hash)
                 setTag(Self.tagOf(hash), slot)
-                cell(slot).copyMemory(from: source, byteCount: Self.cellBytes)
+                Self.moveCell(from: source, to: cell(slot))
                 if let oldExpiries { expiries![slot] = oldExpiries[oldSlot] }
             }
         }
@@ -506,6 +588,16 @@ final class KeyTableStorage {
         if let oldExpiries {
             Self.deallocateBuffer(UnsafeMutableRawPointer(oldExpiries), bytes: oldGroups * Self.groupWidth * 8)
         }
+    }
+
+    /// Copies a cell's 32 bytes as four words (a memcpy call costs more than the copy).
+    @inline(__always)
+    static func moveCell(from source: UnsafeMutableRawPointer, to target: UnsafeMutableRawPointer) {
+        let from = UnsafeRawPointer(source)
+        target.storeBytes(of: from.load(as: UInt64.self), as: UInt64.self)
+        target.storeBytes(of: from.load(fromByteOffset: 8, as: UInt64.self), toByteOffset: 8, as: UInt64.self)
+        target.storeBytes(of: from.load(fromByteOffset: 16, as: UInt64.self), toByteOffset: 16, as: UInt64.self)
+        target.storeBytes(of: from.load(fromByteOffset: 24, as: UInt64.self), toByteOffset: 24, as: UInt64.self)
     }
 
     /// A copy sharing nothing mutable (payload references retained).
@@ -593,6 +685,14 @@ final class KeyTableStorage {
         case .sortedSet: return .sortedSet(payload.load(as: SortedSetValue.self))
         case .stream: return .stream(payload.load(as: StreamBox.self).value)
         }
+    }
+
+    /// `MemoryEstimate.bytes(of:)` of the value of an occupied slot, without copying it out.
+    func estimatedBytes(at slot: Int) -> Int {
+        let form = cell(slot).load(fromByteOffset: 4, as: UInt8.self)
+        if form < Self.formInteger { return MemoryEstimate.bufferHeaderBytes + Int(form) }
+        if form < Self.formPayload { return 0 }
+        return MemoryEstimate.bytes(of: value(at: slot))
     }
 
     /// Replaces the value of an occupied slot (the key stays; its form may change).

@@ -270,7 +270,7 @@ public final class Shard: @unchecked Sendable {
         entry.access = accessStampForStore(database, key)
         let previous = tables[database].updateValue(entry, forKey: key)
         if let previous {
-            account(MemoryEstimate.bytes(of: entry.value) - MemoryEstimate.bytes(of: previous.value))
+            account(MemoryEstimate.bytes(of: entry.value) - previous.estimatedBytes)
         } else {
             account(MemoryEstimate.bytes(key: key, value: entry.value))
             if sampledKeys != nil { sampledKeys![database].insert(key) }

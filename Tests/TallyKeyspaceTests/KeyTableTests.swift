@@ -110,7 +110,13 @@ import Testing
                 let entry = Entry(value: Self.randomValue(&random), expiresAtMilliseconds: expiry,
                                   access: UInt32(truncatingIfNeeded: random.next()))
                 let previous = table.updateValue(entry, forKey: key)
-                #expect(previous.map(Model.init) == model[bytes])
+                #expect((previous != nil) == (model[bytes] != nil))
+                #expect(previous?.expiresAtMilliseconds == model[bytes]?.expiry)
+                switch model[bytes]?.shape {
+                case .integer: #expect(previous?.estimatedBytes == 0)
+                case .string(let old): #expect(previous?.estimatedBytes == MemoryEstimate.bytes(of: .string(old)))
+                default: break
+                }
                 model[bytes] = Model(entry)
             case 4, 5:
                 let removed = table.removeValue(forKey: key)
@@ -165,6 +171,32 @@ import Testing
             if index > 1000 {
                 let load = Double(table.count) / Double(table.capacity)
                 #expect(load >= 0.69 && load <= 0.875, "load \(load) at \(index)")
+            }
+        }
+    }
+}
+
+extension KeyTableTests {
+    /// The hash reads a key's tail by overlapping loads: it must equal a zero-padded reading.
+    @Test func hashDependsOnlyOnTheKeyBytes() {
+        for length in 0...40 {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            // The same bytes inside a larger buffer with different neighbours hash the same.
+            let padded = [0xAA] + bytes + [0x55, 0x66]
+            let direct = bytes.withUnsafeBytes { KeyTableStorage.hash($0) }
+            let embedded = padded.withUnsafeBytes {
+                KeyTableStorage.hash(UnsafeRawBufferPointer(rebasing: $0[1..<(1 + length)]))
+            }
+            #expect(direct == embedded, "length \(length)")
+            #expect(KeyTableStorage.hash(of: Key(bytes)) == direct, "length \(length)")
+            var table = KeyTable()
+            table.updateValue(Entry(value: .integer(1)), forKey: Key(bytes))
+            let slot = table.index(forKey: Key(bytes))!
+            #expect(KeyTableStorage.hash(ofCell: table.storage.cell(slot)) == direct, "length \(length)")
+            if length > 0 {
+                var changed = bytes
+                changed[length - 1] ^= 1
+                #expect(changed.withUnsafeBytes { KeyTableStorage.hash($0) } != direct, "length \(length)")
             }
         }
     }
