@@ -73,15 +73,6 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     /// The access stamp at an occupied slot.
     @inline(__always) public func access(at slot: Int) -> UInt32 { storage.access(at: slot) }
 
-    /// Replaces the whole entry at an occupied slot.
-    @inline(__always)
-    mutating func setEntry(_ entry: Entry, at slot: Int) {
-        makeUnique()
-        storage.setValue(entry.value, at: slot)
-        storage.setAccess(entry.access, at: slot)
-        storage.setExpiryStorage(entry.expiryStorage, at: slot)
-    }
-
     /// Replaces the value at an occupied slot (expiry and access stamp kept).
     @inline(__always)
     mutating func setValue(_ value: Value, at slot: Int) {
@@ -153,13 +144,6 @@ public struct KeyTable: Sequence, @unchecked Sendable {
         storage.forEachOccupied { storage.setAccess(stamp, at: $0) }
     }
 
-    /// Makes room for `count` keys in total without further growth (loading a dump).
-    mutating func reserveCapacity(_ count: Int) {
-        makeUnique()
-        let groups = KeyTableStorage.groupsFor(count)
-        if groups > storage.groupCount { storage.rehash(groupCount: groups) }
-    }
-
     /// Gives back capacity when most slots are free after deletions (dict.c's htNeedsResize:
     /// Redis shrinks a table under 10% full). Moves keys: no slot index may be held across it.
     mutating func shrinkIfSparse() {
@@ -218,9 +202,6 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     }
 
     public func makeIterator() -> Iterator { Iterator(storage: storage) }
-
-    /// Bytes the table's own buffers take (cells, tags, expiries), without values' heap buffers.
-    public var bufferBytes: Int { storage.bufferBytes }
 }
 
 /// Bytes of key tables mapped straight from the kernel (see `KeyTableStorage.allocateBuffer`),
@@ -284,10 +265,6 @@ final class KeyTableStorage {
     deinit {
         forEachOccupied { destroyCell(cell($0)) }
         releaseBuffers()
-    }
-
-    var bufferBytes: Int {
-        blockBytes + (expiries == nil ? 0 : groupCount * Self.groupWidth * 8)
     }
 
     private func releaseBuffers() {
