@@ -59,30 +59,36 @@ struct WatchRegistration {
 }
 
 /// The keys of one database that carry a TTL, kept so active expiry can sample them in O(1).
+/// Each key's position in `keys` is kept in a `KeyTable` as an integer value: a key and a small
+/// integer fit one 33-byte slot, where a Dictionary<Key, Int> took 32 bytes per slot at half the
+/// load (about 40 bytes a key less for every key with a TTL).
 struct ExpiringKeys {
     var keys: [Key] = []
-    var positions: [Key: Int] = [:]
+    var positions = KeyTable()
 
     var count: Int { keys.count }
 
     mutating func insert(_ key: Key) {
-        if positions[key] != nil { return }
-        positions[key] = keys.count
+        if positions.index(forKey: key) != nil { return }
+        positions.updateValue(Entry(value: .integer(Int64(keys.count))), forKey: key)
         keys.append(key)
     }
 
     mutating func remove(_ key: Key) {
-        guard let position = positions.removeValue(forKey: key) else { return }
+        guard let slot = positions.index(forKey: key),
+              case .integer(let stored) = positions.value(at: slot) else { return }
+        let position = Int(stored)
+        positions.removeValue(forKey: key)
         let last = keys.removeLast()
         if position < keys.count {
             keys[position] = last
-            positions[last] = position
+            positions.updateValue(Entry(value: .integer(Int64(position))), forKey: last)
         }
     }
 
     mutating func removeAll() {
         keys.removeAll()
-        positions.removeAll()
+        positions = KeyTable()
     }
 }
 
