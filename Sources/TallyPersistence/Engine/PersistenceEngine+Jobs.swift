@@ -98,7 +98,6 @@ extension PersistenceEngine {
         if ok { dataset.resetChangesSinceLastSave(subtracting: changesAtStart) }
         state.withLock { state in
             if background {
-                state.job = nil
                 state.lastSaveDurationSeconds = (end - start) / 1000
                 state.lastSaveOK = ok
             } else if ok {
@@ -107,6 +106,10 @@ extension PersistenceEngine {
             if ok { state.lastSaveSeconds = end / 1000 }
         }
         refreshSaveGate()
+        // Only now does INFO stop showing the save in progress: a client that waits for that
+        // (redis-cli, the test suites) then finds writes already refused after a failed save, as
+        // Redis's backgroundSaveDoneHandler updates both at once for its main thread.
+        if background { state.withLock { $0.job = nil } }
     }
 
     // MARK: AOF rewrite
