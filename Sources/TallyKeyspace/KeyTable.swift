@@ -761,23 +761,17 @@ final class KeyTableStorage {
                 cell.storeBytes(of: UInt8(bytes.count), toByteOffset: 4, as: UInt8.self)
                 return
             }
-            writePayloadKey(cell, key, keyArray, kind: .string)
-            (cell + Self.payloadOffset).initializeMemory(as: [UInt8].self, repeating: bytes, count: 1)
+            writePayload(bytes, cell, key, keyArray, kind: .string)
         case .hash(let hash):
-            writePayloadKey(cell, key, keyArray, kind: .hash)
-            (cell + Self.payloadOffset).initializeMemory(as: HashValue.self, repeating: hash, count: 1)
+            writePayload(hash, cell, key, keyArray, kind: .hash)
         case .list(let list):
-            writePayloadKey(cell, key, keyArray, kind: .list)
-            (cell + Self.payloadOffset).initializeMemory(as: ListValue.self, repeating: list, count: 1)
+            writePayload(list, cell, key, keyArray, kind: .list)
         case .set(let set):
-            writePayloadKey(cell, key, keyArray, kind: .set)
-            (cell + Self.payloadOffset).initializeMemory(as: SetValue.self, repeating: set, count: 1)
+            writePayload(set, cell, key, keyArray, kind: .set)
         case .sortedSet(let set):
-            writePayloadKey(cell, key, keyArray, kind: .sortedSet)
-            (cell + Self.payloadOffset).initializeMemory(as: SortedSetValue.self, repeating: set, count: 1)
+            writePayload(set, cell, key, keyArray, kind: .sortedSet)
         case .stream(let stream):
-            writePayloadKey(cell, key, keyArray, kind: .stream)
-            (cell + Self.payloadOffset).initializeMemory(as: StreamBox.self, repeating: StreamBox(stream), count: 1)
+            writePayload(StreamBox(stream), cell, key, keyArray, kind: .stream)
         }
     }
 
@@ -785,6 +779,14 @@ final class KeyTableStorage {
     private func writeInlineKey(_ cell: UnsafeMutableRawPointer, _ key: UnsafeRawBufferPointer) {
         cell.storeBytes(of: UInt8(key.count), toByteOffset: 5, as: UInt8.self)
         if key.count > 0 { (cell + Self.keyOffset).copyMemory(from: key.baseAddress!, byteCount: key.count) }
+    }
+
+    /// Writes the key of a payload cell and moves a copy of `value` into its payload word.
+    @inline(__always)
+    private func writePayload<T>(_ value: T, _ cell: UnsafeMutableRawPointer, _ key: UnsafeRawBufferPointer,
+                                 _ keyArray: [UInt8]?, kind: PayloadKind) {
+        writePayloadKey(cell, key, keyArray, kind: kind)
+        (cell + Self.payloadOffset).initializeMemory(as: T.self, repeating: value, count: 1)
     }
 
     private func writePayloadKey(_ cell: UnsafeMutableRawPointer, _ key: UnsafeRawBufferPointer, _ keyArray: [UInt8]?,
