@@ -370,24 +370,26 @@ struct MemberTable: Sendable {
         return size
     }
 
-    private static func hash(_ member: UnsafeRawBufferPointer) -> UInt64 {
-        var state = keyHashSecret ^ UInt64(member.count) &* 0x9E37_79B9_7F4A_7C15
-        var offset = 0
-        while offset + 8 <= member.count {
-            let word = UInt64(littleEndian: member.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-            state = keyHashFold(state ^ word, 0xa076_1d64_78bd_642f)
-            offset += 8
-        }
-        if offset < member.count {
-            var tail: UInt64 = 0
-            for index in offset..<member.count { tail = tail << 8 | UInt64(member[index]) }
-            state = keyHashFold(state ^ tail, 0xe703_7ed1_a0b4_28db)
-        }
-        return keyHashFold(state, 0x8ebc_6af0_9c88_c6e3)
-    }
+    /// The keyspace's hash (one code path for members and keys: no loop up to 24 bytes).
+    @inline(__always)
+    private static func hash(_ member: UnsafeRawBufferPointer) -> UInt64 { KeyTableStorage.hash(member) }
 
     /// The member stored at arena `offset`: (start of its bytes, length).
     private func entry(at offset: Int) -> (start: Int, length: Int) {
+        arena.withUnsafeBytes { MemberTable.entry($0, at: offset) }
+    }
+
+    /// Bytes an entry of `length` takes in the arena, padding included.
+    private static func entrySize(_ length: Int) -> Int {
+        var header = 1
+        var rest = length >> 7
+        while rest > 0 { header += 1; rest >>= 7 }
+        return (header + length + 3) & ~3
+    }
+
+    /// The entry at arena `offset` of `arena`'s bytes: (start of its bytes, length).
+    @inline(__always)
+    private static func entry(_ arena: UnsafeRawBufferPointer, at offset: Int) -> (start: Int, length: Int) {
         var length = 0
         var shift = 0
         var position = offset
@@ -401,56 +403,78 @@ struct MemberTable: Sendable {
         return (position, length)
     }
 
-    /// Bytes an entry of `length` takes in the arena, padding included.
-    private static func entrySize(_ length: Int) -> Int {
-        var header = 1
-        var rest = length >> 7
-        while rest > 0 { header += 1; rest >>= 7 }
-        return (header + length + 3) & ~3
-    }
-
-    private func matches(_ slot: UInt32, _ member: UnsafeRawBufferPointer) -> Bool {
-        let (start, length) = entry(at: Int(slot - 2) * 4)
-        guard length == member.count else { return false }
-        if length == 0 { return true }
-        return arena.withUnsafeBytes { raw in
-            memcmpEqual(raw.baseAddress! + start, member.baseAddress!, length)
-        }
-    }
-
     /// The slot index holding `member`, if present.
     func find(_ member: UnsafeRawBufferPointer) -> Int? {
+        find(member, hash: MemberTable.hash(member))
+    }
+
+    /// `find` with the member's hash already computed (insert reuses it to place a new member).
+    private func find(_ member: UnsafeRawBufferPointer, hash: UInt64) -> Int? {
         if slots.isEmpty { return nil }
-        let mask = slots.count - 1
-        var index = Int(truncatingIfNeeded: MemberTable.hash(member)) & mask
-        while true {
-            let slot = slots[index]
-            if slot == 0 { return nil }
-            if slot > 1 && matches(slot, member) { return index }
-            index = (index + 1) & mask
+        return slots.withUnsafeBufferPointer { slots in
+            arena.withUnsafeBytes { raw in
+                let mask = slots.count - 1
+                var index = Int(truncatingIfNeeded: hash) & mask
+                while true {
+                    let slot = slots[index]
+                    if slot == 0 { return nil }
+                    if slot > 1 {
+                        let (start, length) = MemberTable.entry(raw, at: Int(slot - 2) * 4)
+                        if length == member.count
+                            && (length == 0 || memcmpEqual(raw.baseAddress! + start, member.baseAddress!, length)) {
+                            return index
+                        }
+                    }
+                    index = (index + 1) & mask
+                }
+            }
         }
     }
 
     /// Adds `member`; false if present.
     mutating func insert(_ member: UnsafeRawBufferPointer) -> Bool {
-        if find(member) != nil { return false }
+        let hash = MemberTable.hash(member)
+        if find(member, hash: hash) != nil { return false }
         if (used + 1) * 4 > slots.count * 3 {
             rebuild(slotCount: MemberTable.slotCount(for: count + 1))
         }
+        append(member, hash: hash)
+        return true
+    }
+
+    /// Stores a member known to be absent: its entry at the arena's end, its slot. A short
+    /// entry is composed on the stack and appended at once (each `append` checks uniqueness
+    /// and capacity; `append(contentsOf: repeatElement(...))` would loop byte by byte).
+    private mutating func append(_ member: UnsafeRawBufferPointer, hash: UInt64) {
         let offset = arena.count
         precondition(offset / 4 < Int(UInt32.max) - 2, "set larger than 16 GB")
+        var header: UInt64 = 0
+        var headerLength = 0
         var length = member.count
         repeat {
-            let low = UInt8(length & 0x7F)
+            let low = UInt64(length & 0x7F)
             length >>= 7
-            arena.append(length > 0 ? low | 0x80 : low)
+            header |= (length > 0 ? low | 0x80 : low) << (8 * headerLength)
+            headerLength += 1
         } while length > 0
-        arena.append(contentsOf: member)
-        while arena.count % 4 != 0 { arena.append(0) }
-        place(UInt32(offset / 4 + 2), hash: MemberTable.hash(member))
+        let size = MemberTable.entrySize(member.count)
+        if size <= 64 {
+            withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { scratch in
+                let base = scratch.baseAddress!
+                base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+                base.storeBytes(of: header.littleEndian, as: UInt64.self)
+                if member.count > 0 { (base + headerLength).copyMemory(from: member.baseAddress!, byteCount: member.count) }
+                arena.append(contentsOf: UnsafeRawBufferPointer(start: base, count: size))
+            }
+        } else {
+            withUnsafeBytes(of: header.littleEndian) { arena.append(contentsOf: $0.prefix(headerLength)) }
+            arena.append(contentsOf: member)
+            let zeros: UInt32 = 0
+            withUnsafeBytes(of: zeros) { arena.append(contentsOf: $0.prefix(size - headerLength - member.count)) }
+        }
+        place(UInt32(offset / 4 + 2), hash: hash)
         count += 1
         used += 1
-        return true
     }
 
     private mutating func place(_ slot: UInt32, hash: UInt64) {
@@ -485,7 +509,7 @@ struct MemberTable: Sendable {
         self = MemberTable()
         slots = [UInt32](repeating: 0, count: slotCount)
         arena.reserveCapacity(old.arena.count - old.deadBytes)
-        old.forEach { _ = insert($0) }
+        old.forEach { append($0, hash: MemberTable.hash($0)) }
     }
 
     /// Calls `body` with each member, in slot order.

@@ -60,6 +60,30 @@ import Testing
         #expect(added && !again && set.contains([UInt8]()))
     }
 
+    /// Random inserts and removals against a Swift `Set`, members from empty to 300 bytes
+    /// (across the stack-composed entry limit and the two-byte length header), any byte value.
+    @Test func randomOperationsMatchAModelSet() {
+        var generator = SystemRandomNumberGenerator()
+        var set = SetValue()
+        var model = Set<[UInt8]>()
+        let lengths = [0, 1, 3, 4, 7, 8, 20, 59, 60, 61, 63, 64, 65, 126, 127, 128, 129, 300]
+        for _ in 0..<30000 {
+            let length = lengths.randomElement(using: &generator)!
+            let seed = UInt8.random(in: 0..<40, using: &generator)
+            let member = (0..<length).map { UInt8(truncatingIfNeeded: Int(seed) &* 37 &+ $0 &* 11) }
+            if Bool.random(using: &generator) || model.count < 200 {
+                #expect(set.insert(member) == model.insert(member).inserted)
+            } else {
+                #expect(set.remove(member) == (model.remove(member) != nil))
+            }
+        }
+        #expect(set.count == model.count)
+        for member in model { #expect(set.contains(member)) }
+        var seen = Set<[UInt8]>()
+        set.forEach { seen.insert(Array($0)) }
+        #expect(seen == model)
+    }
+
     @Test func errorsAndEmptyReplies() {
         let h = CommandHarness()
         h.run("SET", "str", "v")
