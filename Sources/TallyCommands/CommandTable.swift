@@ -47,7 +47,8 @@ public final class CommandTable: Sendable {
     /// True for container rows, parallel to `rows` (read per command without touching the
     /// nested arrays).
     private let isContainer: [Bool]
-    private let names: [[UInt8]]
+    /// Each row's name folded to lower case (see `FoldedName`), parallel to `rows`.
+    private let names: [FoldedName]
     /// Open-addressing slots holding row index + 1 (0 = empty); size is a power of two.
     private let slots: [Int32]
 
@@ -66,12 +67,15 @@ public final class CommandTable: Sendable {
                 return Array(name.utf8.dropFirst(row.name.utf8.count + 1))
             }
         }
-        names = rows.map { Array($0.name.lowercased().utf8) }
+        names = rows.map {
+            guard let name = FoldedName(Array($0.name.utf8)[...]) else { preconditionFailure("name \($0.name)") }
+            return name
+        }
         var size = 16
         while size < rows.count * 4 { size *= 2 }
         var slots = [Int32](repeating: 0, count: size)
         for (row, name) in names.enumerated() {
-            var slot = CommandTable.hash(name[...]) & (size - 1)
+            var slot = name.hashValue32 & (size - 1)
             while slots[slot] != 0 {
                 precondition(names[Int(slots[slot]) - 1] != name, "duplicate command \(rows[row].name)")
                 slot = (slot + 1) & (size - 1)
@@ -87,36 +91,16 @@ public final class CommandTable: Sendable {
     @inline(__always)
     private static func fold(_ byte: UInt8) -> UInt8 { byte >= 65 && byte <= 90 ? byte | 0x20 : byte }
 
-    private static func hash(_ bytes: ArraySlice<UInt8>) -> Int {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes {
-            hash ^= UInt64(fold(byte))
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return Int(truncatingIfNeeded: hash ^ (hash >> 32))
-    }
-
-    /// The row index for a command name given as request bytes (any case), or nil.
+    /// The row index for a command name given as request bytes (any case), or nil. Runs for
+    /// every request: the name is folded into four words at once, so a probe compares words.
     public func lookup(_ name: ArraySlice<UInt8>) -> Int? {
-        if name.isEmpty || name.count > 32 { return nil }
+        guard let folded = FoldedName(name) else { return nil }
         let mask = slots.count - 1
-        var slot = CommandTable.hash(name) & mask
+        var slot = folded.hashValue32 & mask
         while true {
             let entry = Int(slots[slot])
             if entry == 0 { return nil }
-            let candidate = names[entry - 1]
-            if candidate.count == name.count {
-                var equal = true
-                var position = name.startIndex
-                for byte in candidate {
-                    if CommandTable.fold(name[position]) != byte {
-                        equal = false
-                        break
-                    }
-                    position += 1
-                }
-                if equal { return entry - 1 }
-            }
+            if names[entry - 1] == folded { return entry - 1 }
             slot = (slot + 1) & mask
         }
     }
@@ -143,5 +127,50 @@ public final class CommandTable: Sendable {
     @inline(__always)
     public static func arityAccepts(_ arity: Int, _ count: Int) -> Bool {
         arity >= 0 ? count == arity : count >= -arity
+    }
+}
+
+/// A command name of 1 to 32 bytes folded to ASCII lower case, as four zero-padded
+/// little-endian words and its length (a NUL byte in a request's name cannot pass for padding).
+struct FoldedName: Equatable {
+    var words: (UInt64, UInt64, UInt64, UInt64)
+    var count: Int
+
+    init?(_ name: ArraySlice<UInt8>) {
+        if name.isEmpty || name.count > 32 { return nil }
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &words) { target in
+            name.withUnsafeBytes { target.copyMemory(from: $0) }
+        }
+        self.words = (Self.lowercased(words.0), Self.lowercased(words.1), Self.lowercased(words.2),
+                      Self.lowercased(words.3))
+        count = name.count
+    }
+
+    /// `word` with each byte in A...Z turned to a...z and every other byte kept (bytes with the
+    /// high bit set included): per byte, a carry-free compare of its low seven bits against
+    /// 0x41 and 0x5B.
+    @inline(__always)
+    static func lowercased(_ word: UInt64) -> UInt64 {
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let low = word & ~high
+        let atLeastA = low &+ 0x3F3F_3F3F_3F3F_3F3F  // high bit set where low >= 0x41
+        let pastZ = low &+ 0x2525_2525_2525_2525  // high bit set where low >= 0x5B
+        let upper = atLeastA & ~pastZ & ~word & high
+        return word | (upper >> 2)
+    }
+
+    /// A hash for the table's slots.
+    var hashValue32: Int {
+        var hash = (words.0 ^ UInt64(count)) &* 0x9E37_79B9_7F4A_7C15
+        hash = (hash ^ words.1 ^ (hash >> 29)) &* 0xBF58_476D_1CE4_E5B9
+        hash = (hash ^ words.2 ^ (hash >> 31)) &* 0x94D0_49BB_1331_11EB
+        hash ^= words.3
+        return Int(truncatingIfNeeded: hash ^ (hash >> 32))
+    }
+
+    static func == (left: FoldedName, right: FoldedName) -> Bool {
+        left.count == right.count && left.words.0 == right.words.0 && left.words.1 == right.words.1
+            && left.words.2 == right.words.2 && left.words.3 == right.words.3
     }
 }

@@ -20,6 +20,32 @@ import Testing
         #expect(h.engine.table.lookup(Array("GETX".utf8)[...]) == nil)
     }
 
+    /// Lookup folds only A-Z: every row is found under its own name in mixed case and nothing
+    /// else is, whatever bytes surround or replace a letter (NUL padding, bytes with the high
+    /// bit set, the punctuation next to the letters in ASCII).
+    @Test func lookupFoldsOnlyAsciiLetters() {
+        let table = CommandHarness().engine.table
+        for (index, row) in table.rows.enumerated() {
+            var name = Array(row.name.utf8)
+            for position in name.indices where position % 2 == 0 && name[position] >= 97 && name[position] <= 122 {
+                name[position] -= 32
+            }
+            #expect(table.lookup(name[...]) == index, "\(row.name)")
+            #expect(table.lookup((name + [0])[...]) == nil, "\(row.name)")
+            for replacement: UInt8 in [0, 0x40, 0x5B, 0x60, 0x7B, 0xC1, 0xE1, 0xFF] {
+                var changed = name
+                changed[changed.count - 1] = replacement
+                if let found = table.lookup(changed[...]) {
+                    #expect(table.rows[found].name.utf8.elementsEqual(changed.map {
+                        $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0
+                    }))
+                }
+            }
+        }
+        #expect(table.lookup(Array(repeating: UInt8(ascii: "a"), count: 33)[...]) == nil)
+        #expect(table.lookup([][...]) == nil)
+    }
+
     @Test func commandInfoMatchesRedisForGet() {
         let h = CommandHarness()
         // Recorded from redis-server 7.0.15.
