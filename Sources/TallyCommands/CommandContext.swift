@@ -253,6 +253,10 @@ public struct CommandContext {
     /// Moves keys deleted by lazy expiry in the shards this command holds into DEL records.
     mutating func drainExpiredKeys() {
         let mask = keyspace.isExclusivelyHeldByCurrentThread ? keyspace.allShards : heldShards
+        // Nearly every command recorded nothing: return before building the lists below.
+        var recorded = false
+        mask.forEach { index in recorded = recorded || keyspace.shards[index].hasOperationRecords }
+        if !recorded { return }
         // Expired keys first: a command looks a key up (expiring it, then maybe missing it)
         // before it creates one. Misses go out in lookup order across shards.
         var missed: [(sequence: UInt64, key: DatabaseKey)] = []

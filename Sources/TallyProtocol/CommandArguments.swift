@@ -5,7 +5,7 @@
 /// All argument bytes live in one reusable array; each argument is a range of it. The parser
 /// clears and refills the same value for every command, so steady-state parsing allocates nothing.
 public struct CommandArguments {
-    /// All argument bytes, back to back.
+    /// All argument bytes (back to back, or with a request's framing between them).
     public private(set) var bytes: [UInt8]
     /// Where each argument lives in `bytes`.
     public private(set) var ranges: [Range<Int>]
@@ -68,6 +68,20 @@ public struct CommandArguments {
         let start = bytes.count
         bytes.append(contentsOf: argument)
         ranges.append(start..<bytes.count)
+    }
+
+    /// Appends the arguments of one request from `span`, a stretch of the read buffer that
+    /// holds them with RESP framing in between: the stretch is copied with one append, and
+    /// `offsets` holds each argument's start and end relative to it. The framing bytes stay in
+    /// `bytes`, unused (`ranges` skip them).
+    mutating func appendArguments(from span: UnsafeRawBufferPointer, offsets: UnsafeBufferPointer<Int>) {
+        let base = bytes.count
+        bytes.append(contentsOf: span)
+        var index = 0
+        while index < offsets.count {
+            ranges.append((base + offsets[index])..<(base + offsets[index + 1]))
+            index += 2
+        }
     }
 
     /// True if argument `index` equals `literal` ignoring ASCII case (option names, subcommands).

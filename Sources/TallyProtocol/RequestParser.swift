@@ -158,6 +158,7 @@ public struct RequestParser {
                 guard position < buffer.count else { return .needMoreData }
                 arguments.removeAll()
                 if buffer[position] == UInt8(ascii: "*") {
+                    if parseWholeMultibulk(into: &arguments, authenticated: authenticated) { return .command }
                     switch parseMultibulkCount(into: &arguments, authenticated: authenticated) {
                     case .needMoreData: return .needMoreData
                     case .protocolError(let text): return .protocolError(text)
@@ -239,6 +240,64 @@ public struct RequestParser {
             return nil
         }
         return carriage
+    }
+
+    /// The fast path for a multibulk request that arrived whole (the common case, pipelined or
+    /// not): its count, every `$len` line and every argument already buffered, lengths plain
+    /// decimals of at most nine digits within the limits. One pass over raw memory finds the
+    /// arguments and one append copies them (the framing between them rides along unused).
+    /// Anything else (a request split across reads, a count of 0 or less, a malformed line)
+    /// returns false with nothing consumed, and the incremental path parses it and answers
+    /// Redis's errors.
+    private mutating func parseWholeMultibulk(into arguments: inout CommandArguments, authenticated: Bool) -> Bool {
+        let maxCount = authenticated ? Self.reservedArgumentsMax
+            : min(Self.reservedArgumentsMax, limits.unauthenticatedMaxArguments)
+        let maxLength = authenticated ? limits.maxBulkLength
+            : min(limits.maxBulkLength, limits.unauthenticatedMaxBulkLength)
+        let next: Int? = buffer.withUnsafeBytes { raw -> Int? in
+            var cursor = position + 1
+            guard let count = Self.decimalLine(raw, &cursor), count > 0, count <= maxCount else { return nil }
+            return withUnsafeTemporaryAllocation(of: Int.self, capacity: count * 2) { offsets -> Int? in
+                let spanStart = cursor
+                for index in 0..<count {
+                    guard cursor < raw.count, raw[cursor] == UInt8(ascii: "$") else { return nil }
+                    cursor += 1
+                    guard let length = Self.decimalLine(raw, &cursor), length <= maxLength,
+                          raw.count - cursor >= length + 2 else { return nil }
+                    offsets[2 * index] = cursor - spanStart
+                    offsets[2 * index + 1] = cursor - spanStart + length
+                    cursor += length + 2
+                }
+                let span = UnsafeRawBufferPointer(rebasing: raw[spanStart..<(spanStart + offsets[2 * count - 1])])
+                arguments.appendArguments(from: span, offsets: UnsafeBufferPointer(offsets))
+                return cursor
+            }
+        }
+        guard let next else { return false }
+        position = next
+        scanFrom = next
+        return true
+    }
+
+    /// A `<digits>\r` line at `cursor` (one more byte required after the `\r`, as Redis's
+    /// line search does), cursor moved past both: 1 to 9 digits, no sign, no leading zero.
+    @inline(__always)
+    private static func decimalLine(_ raw: UnsafeRawBufferPointer, _ cursor: inout Int) -> Int? {
+        var value = 0
+        var digits = 0
+        var index = cursor
+        while index < raw.count {
+            let byte = raw[index]
+            if byte == 13 { break }
+            let digit = byte &- 48
+            if digit > 9 || digits == 9 || (digits == 1 && value == 0) { return nil }
+            value = value &* 10 &+ Int(digit)
+            digits += 1
+            index += 1
+        }
+        guard digits > 0, index + 1 < raw.count else { return nil }
+        cursor = index + 2
+        return value
     }
 
     private mutating func parseMultibulkCount(into arguments: inout CommandArguments, authenticated: Bool)

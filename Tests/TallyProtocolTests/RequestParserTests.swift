@@ -52,6 +52,49 @@ final class RequestParserTests: XCTestCase {
         XCTAssertEqual(parser.next(into: &arguments), .command)
     }
 
+    /// A request that arrives whole takes the one-pass path, one arriving in pieces the
+    /// incremental one: random pipelines of valid and damaged requests (leading zeros, signs,
+    /// ten-digit and negative lengths, a missing `$`, `*0`, bare `\r`, limits at their edge)
+    /// give the same commands and the same error either way, authenticated or not.
+    func testWholeRequestsParseAsTheyDoInPieces() {
+        var generator = SystemRandomNumberGenerator()
+        let damages: [(String) -> String] = [
+            { $0 }, { $0 }, { $0 },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "$03\r\n") },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "$+3\r\n") },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "$-3\r\n") },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "$0000000003\r\n") },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "3\r\n") },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "$3\r") },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "$3 \r\n") },
+            { $0.replacingOccurrences(of: "*", with: "*0\r\n*") },
+            { $0.replacingOccurrences(of: "*", with: "*-1\r\n*") },
+            { $0.replacingOccurrences(of: "$3\r\n", with: "$9999999999\r\n") },
+        ]
+        for round in 0..<400 {
+            var input = ""
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                let count = Int.random(in: 1...12, using: &generator)
+                var request = "*\(count)\r\n"
+                for _ in 0..<count {
+                    let length = [0, 1, 3, 3, 17].randomElement(using: &generator)!
+                    request += "$\(length)\r\n" + String(repeating: "x", count: length) + "\r\n"
+                }
+                input += damages.randomElement(using: &generator)!(request)
+                if Bool.random(using: &generator) { input += "PING\r\n" }
+            }
+            let bytes = Array(input.utf8)
+            for authenticated in [true, false] {
+                var limits = RequestParserLimits()
+                if round % 2 == 0 { limits.unauthenticatedMaxBulkLength = 3 }
+                let verifier = DripFeedVerifier(limits: limits, authenticated: authenticated)
+                let whole = verifier.parse(bytes, chunks: [bytes.count])
+                let pieces = verifier.parse(bytes, chunks: Array(repeating: 1, count: bytes.count))
+                XCTAssertEqual(whole, pieces, "\(input.debugDescription) authenticated: \(authenticated)")
+            }
+        }
+    }
+
     func testMultibulkAtEverySplit() {
         check(bytes("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n"), [command("SET", "k", "hello")])
     }
