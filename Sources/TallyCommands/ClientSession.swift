@@ -40,6 +40,8 @@ public final class ClientSession {
     public var handsOffConnection: Bool = false
     /// Name of the last command executed (CLIENT LIST `cmd=`).
     public var lastCommandName: String = "NULL"
+    /// The top-level row `lastCommandName` was taken from (-1 for a subcommand or none).
+    var lastCommandRow = -1
     /// Argument indexes of the running command that SLOWLOG and MONITOR show as "(redacted)"
     /// (networking.c redactClientCommandArgument: AUTH's and HELLO's credentials, MIGRATE's
     /// password); dispatch clears it.

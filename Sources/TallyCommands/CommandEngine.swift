@@ -944,8 +944,11 @@ public final class CommandEngine: Sendable {
         // fullname in Redis 7.0).
         if table.hasSubcommands(row) && arguments.count >= 2, let sub = table.subcommand(of: row, named: arguments[1]) {
             session.lastCommandName = table.rows[row].subcommands[sub].name
-        } else {
+            session.lastCommandRow = -1
+        } else if session.lastCommandRow != row {
+            // A client repeats its command more often than not: skip the string's retain/release.
             session.lastCommandName = table.rows[row].name
+            session.lastCommandRow = row
         }
         var arguments = arguments
         if !session.redactedArguments.isEmpty {

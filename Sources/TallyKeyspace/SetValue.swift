@@ -463,7 +463,9 @@ struct MemberTable: Sendable {
                 let base = scratch.baseAddress!
                 base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
                 base.storeBytes(of: header.littleEndian, as: UInt64.self)
-                if member.count > 0 { (base + headerLength).copyMemory(from: member.baseAddress!, byteCount: member.count) }
+                if let source = member.baseAddress, member.count > 0 {
+                    (base + headerLength).copyMemory(from: source, byteCount: member.count)
+                }
                 arena.append(contentsOf: UnsafeRawBufferPointer(start: base, count: size))
             }
         } else {

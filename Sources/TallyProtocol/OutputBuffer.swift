@@ -32,7 +32,9 @@ public struct OutputBuffer {
     /// Creates an empty buffer with `initialCapacity` bytes reserved.
     public init(initialCapacity: Int = 16 * 1024, protocolVersion: RESPVersion = .resp2) {
         storage = []
-        storage.reserveCapacity(initialCapacity)
+        // Reserving 0 still calls into the array's growth path (CommandEngine.run makes an
+        // empty buffer per command).
+        if initialCapacity > 0 { storage.reserveCapacity(initialCapacity) }
         readerIndex = 0
         self.protocolVersion = protocolVersion
     }
