@@ -38,37 +38,41 @@ enum HyperLogLogCommands {
     static func add(_ context: inout CommandContext) {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
-        if let entry = shard.lookup(context.database, key, now: context.now) {
-            guard checkValue(entry.value, &context.output) else { return }
-        }
+        // The value is checked where it is edited (copying it out first for checkValue cost a
+        // lookup, a retain and a release per PFADD); a missing key comes in empty (minimumCount
+        // 0) and becomes an empty sparse HLL, an existing empty string is not a HyperLogLog.
+        let existed = shard.lookupPresence(context.database, key, now: context.now) != nil
         let arguments = context.arguments
         let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
         do {
-            // A missing key comes in empty (minimumCount 0) and becomes an empty sparse HLL.
             let (outcome, changed) = try shard.mutateString(
                 context.database, key, now: context.now, minimumCount: 0
-            ) { bytes -> (result: (updated: Bool, corrupt: Bool), changed: Bool) in
+            ) { bytes -> (result: (updated: Bool, corrupt: Bool, invalid: Bool), changed: Bool) in
                 var updated = false
-                if bytes.isEmpty {
+                if !existed {
                     bytes = HyperLogLog.makeEmpty()
                     updated = true
+                } else if !bytes.withUnsafeBytes(HyperLogLog.isValid) {
+                    return ((false, false, true), false)
                 }
                 var changedRegisters = false
                 for index in 2..<arguments.count {
                     let result = arguments[index].withUnsafeBytes { element in
                         HyperLogLog.add(&bytes, element, sparseMaxBytes: sparseMaxBytes)
                     }
-                    if result < 0 { return ((updated, true), updated || changedRegisters) }
+                    if result < 0 { return ((updated, true, false), updated || changedRegisters) }
                     if result == 1 { changedRegisters = true }
                 }
                 if updated || changedRegisters { HyperLogLog.invalidateCache(&bytes) }
-                return ((updated || changedRegisters, false), updated || changedRegisters)
+                return ((updated || changedRegisters, false, false), updated || changedRegisters)
             }
             if changed {
                 context.addChanges(1)
                 context.notify(.string, "pfadd", context.arguments[1])
             }
-            if outcome.corrupt {
+            if outcome.invalid {
+                context.output.writeError(notHyperLogLog)
+            } else if outcome.corrupt {
                 context.output.writeError(corrupted)
             } else {
                 context.output.writeInteger(outcome.updated ? 1 : 0)

@@ -14,9 +14,10 @@ extension Shard {
         _ database: Int, _ key: Key, now: Int64, minimumCount: Int,
         _ body: (inout [UInt8]) -> (result: R, changed: Bool)
     ) throws(KeyspaceError) -> (result: R, changed: Bool) {
-        // Only the presence is kept from the lookup: a held `Entry` would keep a second
-        // reference to the bytes and turn the first write into a copy of the whole string.
-        if lookup(database, key, now: now) == nil {
+        // Only the presence is looked up: a held `Entry` would keep a second reference to the
+        // bytes and turn the first write into a copy of the whole string (and copying it out
+        // costs a retain and a release besides).
+        if lookupPresence(database, key, now: now) == nil {
             var bytes = [UInt8](repeating: 0, count: minimumCount)
             let outcome = body(&bytes)
             store(database, key, Entry(value: bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)))

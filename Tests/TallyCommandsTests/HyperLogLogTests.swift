@@ -42,6 +42,18 @@ import Testing
         #expect(h.reply("PFCOUNT", "a", "b", "missing") == ":4\r\n")
         h.run("SET", "s", "plain")
         #expect(h.reply("PFADD", "s", "x") == "-WRONGTYPE Key is not a valid HyperLogLog string value.\r\n")
+        // Recorded from redis-server 7.0.15: an empty string and an integer are refused and
+        // left as they were, another type is WRONGTYPE, a new key with no element is created.
+        h.run("SET", "e", "")
+        #expect(h.reply("PFADD", "e", "x") == "-WRONGTYPE Key is not a valid HyperLogLog string value.\r\n")
+        #expect(h.reply("GET", "e") == "$0\r\n\r\n")
+        h.run("SET", "n", "123")
+        #expect(h.reply("PFADD", "n", "x") == "-WRONGTYPE Key is not a valid HyperLogLog string value.\r\n")
+        #expect(h.reply("OBJECT", "ENCODING", "n") == "$3\r\nint\r\n")
+        h.run("RPUSH", "l", "a")
+        #expect(h.reply("PFADD", "l", "x") == "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
+        #expect(h.reply("PFADD", "fresh") == ":1\r\n")
+        #expect(h.reply("PFCOUNT", "fresh") == ":0\r\n")
         h.run([Array("SET".utf8), Array("bad".utf8), Array(Self.redisSparseABC.dropLast())])
         #expect(h.reply("PFCOUNT", "bad") == "-INVALIDOBJ Corrupted HLL object detected\r\n")
         #expect(h.reply("PFMERGE", "m", "bad") == "-INVALIDOBJ Corrupted HLL object detected\r\n")
