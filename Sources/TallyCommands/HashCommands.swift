@@ -83,7 +83,7 @@ enum HashCommands {
         let arguments = context.arguments
         guard arguments.count >= 3 else {
             return read(&context, empty: { $0.output.writeNull() }) { context, hash in
-                context.output.writeBulkString(hash.entry(at: Int.random(in: 0..<hash.count)).field)
+                context.output.writeBulkString(hash.randomEntry().field)
             }
         }
         guard let count = context.integerArgument(2, in: -Int64.max...Int64.max) else { return }

@@ -505,8 +505,27 @@ struct MemberTable: Sendable {
         }
     }
 
-    /// Rehashes into `slotCount` slots, compacting the arena.
+    /// Rehashes into `slotCount` slots. Growth with no removed members keeps the arena and
+    /// only places each entry again (re-appending every member cost as much as the inserts
+    /// that triggered the growth); otherwise the arena is compacted too.
     private mutating func rebuild(slotCount: Int) {
+        if deadBytes == 0 && count == used {
+            var grown = [UInt32](repeating: 0, count: slotCount)
+            let mask = slotCount - 1
+            arena.withUnsafeBytes { raw in
+                grown.withUnsafeMutableBufferPointer { target in
+                    for slot in slots where slot > 1 {
+                        let (start, length) = MemberTable.entry(raw, at: Int(slot - 2) * 4)
+                        let member = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
+                        var index = Int(truncatingIfNeeded: MemberTable.hash(member)) & mask
+                        while target[index] != 0 { index = (index + 1) & mask }
+                        target[index] = slot
+                    }
+                }
+            }
+            slots = grown
+            return
+        }
         let old = self
         self = MemberTable()
         slots = [UInt32](repeating: 0, count: slotCount)
