@@ -41,13 +41,12 @@ enum HyperLogLogCommands {
         // The value is checked where it is edited (copying it out first for checkValue cost a
         // lookup, a retain and a release per PFADD); a missing key comes in empty (minimumCount
         // 0) and becomes an empty sparse HLL, an existing empty string is not a HyperLogLog.
-        let existed = shard.lookupPresence(context.database, key, now: context.now) != nil
         let arguments = context.arguments
         let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
         do {
             let (outcome, changed) = try shard.mutateString(
                 context.database, key, now: context.now, minimumCount: 0
-            ) { bytes -> (result: (updated: Bool, corrupt: Bool, invalid: Bool), changed: Bool) in
+            ) { bytes, existed -> (result: (updated: Bool, corrupt: Bool, invalid: Bool), changed: Bool) in
                 var updated = false
                 if !existed {
                     bytes = HyperLogLog.makeEmpty()

@@ -14,12 +14,21 @@ extension Shard {
         _ database: Int, _ key: Key, now: Int64, minimumCount: Int,
         _ body: (inout [UInt8]) -> (result: R, changed: Bool)
     ) throws(KeyspaceError) -> (result: R, changed: Bool) {
+        try mutateString(database, key, now: now, minimumCount: minimumCount) { bytes, _ in body(&bytes) }
+    }
+
+    /// `mutateString` whose `body` also learns whether the key existed (PFADD turns a new key
+    /// into an empty HyperLogLog but refuses an existing empty string).
+    public func mutateString<R>(
+        _ database: Int, _ key: Key, now: Int64, minimumCount: Int,
+        _ body: (inout [UInt8], _ existed: Bool) -> (result: R, changed: Bool)
+    ) throws(KeyspaceError) -> (result: R, changed: Bool) {
         // Only the presence is looked up: a held `Entry` would keep a second reference to the
         // bytes and turn the first write into a copy of the whole string (and copying it out
         // costs a retain and a release besides).
         if lookupPresence(database, key, now: now) == nil {
             var bytes = [UInt8](repeating: 0, count: minimumCount)
-            let outcome = body(&bytes)
+            let outcome = body(&bytes, false)
             store(database, key, Entry(value: bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)))
             return (outcome.result, true)
         }
@@ -48,7 +57,7 @@ extension Shard {
         let previousEstimate = integer == nil ? MemoryEstimate.bytes(of: .string(bytes)) : 0
         let grew = bytes.count < minimumCount
         if grew { bytes.append(contentsOf: repeatElement(0, count: minimumCount - bytes.count)) }
-        let outcome = body(&bytes)
+        let outcome = body(&bytes, true)
         let changed = grew || outcome.changed
         let value: Value
         if changed {
