@@ -631,10 +631,18 @@ extension Shard {
         // table meanwhile, so it stays valid).
         var slot: Int?
         prepareWrite()
-        if accessMode != .lfu, let index = tables[database].index(forKey: key),
-           tables[database].expiresAtMilliseconds(at: index).map({ $0 > now }) ?? true {
-            if accessMode == .lru { tables[database].setAccess(UInt32(truncatingIfNeeded: now / 1000), at: index) }
-            slot = index
+        if accessMode != .lfu {
+            // A miss here is a miss for `lookup` too: no second probe (RPOP of a missing list).
+            if let index = tables[database].index(forKey: key) {
+                if tables[database].expiresAtMilliseconds(at: index).map({ $0 > now }) ?? true {
+                    if accessMode == .lru {
+                        tables[database].setAccess(UInt32(truncatingIfNeeded: now / 1000), at: index)
+                    }
+                    slot = index
+                } else if lookup(database, key, now: now) != nil {
+                    slot = tables[database].index(forKey: key)
+                }
+            }
         } else if lookup(database, key, now: now) != nil {
             slot = tables[database].index(forKey: key)
         }
