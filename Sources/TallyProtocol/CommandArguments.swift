@@ -12,10 +12,18 @@ public struct CommandArguments {
 
     /// Creates an empty argument list.
     public init() {
+        self.init(reservingCapacity: true)
+    }
+
+    /// Creates an empty argument list, with room for a typical command or with none (a
+    /// placeholder that allocates nothing).
+    public init(reservingCapacity: Bool) {
         bytes = []
         ranges = []
-        bytes.reserveCapacity(256)
-        ranges.reserveCapacity(16)
+        if reservingCapacity {
+            bytes.reserveCapacity(256)
+            ranges.reserveCapacity(16)
+        }
     }
 
     /// Creates arguments from byte arrays (tests, AOF loading, internal commands).

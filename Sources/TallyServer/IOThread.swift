@@ -341,13 +341,19 @@ final class IOThread: @unchecked Sendable {
     /// buffer passes the high-water mark (the rest runs once the replies are flushed).
     private func execute(_ connection: Connection) {
         let session = connection.session
+        // The loop parses into, and runs from, the connection's arguments moved into a local
+        // (and moved back on return, where a postponed command is found again): passing the
+        // class property by value retained and released both of its arrays for every command.
+        var arguments = CommandArguments(reservingCapacity: false)
+        swap(&arguments, &connection.arguments)
+        defer { swap(&arguments, &connection.arguments) }
         while !session.closeAfterReply && session.blockedWaiter == nil && !session.isPostponed
             && connection.output.readableBytes < Connection.outputHighWaterBytes
         {
             let authenticated = session.isAuthenticated || !engine.requiresAuthentication
-            switch connection.parser.next(into: &connection.arguments, authenticated: authenticated) {
+            switch connection.parser.next(into: &arguments, authenticated: authenticated) {
             case .command:
-                engine.execute(connection.arguments, session: session, output: &connection.output)
+                engine.execute(arguments, session: session, output: &connection.output)
                 if session.handsOffConnection {
                     handOffToReplication(connection)
                     return
