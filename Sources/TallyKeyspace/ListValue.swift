@@ -764,32 +764,8 @@ struct ListChunk: Sendable {
 
     mutating func append<C: Collection>(_ element: C, size: Int) where C.Element == UInt8 {
         reserve(size)
-        if !ListChunk.withComposedEntry(element, size: size, { bytes.append(contentsOf: $0) }) {
-            let start = bytes.count
-            bytes.append(contentsOf: repeatElement(0, count: size))
-            bytes.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: start) }
-        }
+        ListpackEntry.append(element, size: size, to: &bytes)
         count += 1
-    }
-
-    /// Entries up to this size are composed on the stack and copied in with one call; filling
-    /// the room first with `repeatElement(0, ...)` runs a byte loop (callgrind: about 400
-    /// instructions of a pipelined LPUSH).
-    static let composedEntryBytesMax = 256
-
-    /// Calls `body` with `element`'s encoded entry of `size` bytes and returns true, unless the
-    /// entry is larger than `composedEntryBytesMax`.
-    @inline(__always)
-    static func withComposedEntry<C: Collection>(
-        _ element: C, size: Int, _ body: (UnsafeRawBufferPointer) -> Void
-    ) -> Bool where C.Element == UInt8 {
-        if size > composedEntryBytesMax { return false }
-        withUnsafeTemporaryAllocation(byteCount: composedEntryBytesMax, alignment: 8) { scratch in
-            let entry = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<size])
-            ListpackEntry.write(element, size: size, into: entry, at: 0)
-            body(UnsafeRawBufferPointer(entry))
-        }
-        return true
     }
 
     /// Appends `elements` in order.
@@ -811,11 +787,7 @@ struct ListChunk: Sendable {
 
     mutating func prepend<C: Collection>(_ element: C, size: Int) where C.Element == UInt8 {
         reserve(size)
-        let start = ListChunk.headerBytes
-        if !ListChunk.withComposedEntry(element, size: size, { bytes.insert(contentsOf: $0, at: start) }) {
-            bytes.insert(contentsOf: repeatElement(0, count: size), at: start)
-            bytes.withUnsafeMutableBytes { ListpackEntry.write(element, size: size, into: $0, at: start) }
-        }
+        ListpackEntry.insert(element, size: size, into: &bytes, at: ListChunk.headerBytes)
         count += 1
     }
 
@@ -966,10 +938,47 @@ public enum ListpackEntry {
 
     /// Appends `element`'s entry to `blob` (a listpack being built).
     public static func append<C: Collection>(_ element: C, to blob: inout [UInt8]) where C.Element == UInt8 {
-        let size = encodedSize(element)
+        append(element, size: encodedSize(element), to: &blob)
+    }
+
+    /// Appends `element`'s entry, whose `encodedSize` is `size`, to `blob`.
+    static func append<C: Collection>(_ element: C, size: Int, to blob: inout [UInt8]) where C.Element == UInt8 {
+        if size <= composedBytesMax {
+            withComposed(element, size: size) { blob.append(contentsOf: $0) }
+            return
+        }
         let start = blob.count
         blob.append(contentsOf: repeatElement(0, count: size))
         blob.withUnsafeMutableBytes { write(element, size: size, into: $0, at: start) }
+    }
+
+    /// Inserts `element`'s entry, whose `encodedSize` is `size`, into `blob` at `offset`.
+    static func insert<C: Collection>(_ element: C, size: Int, into blob: inout [UInt8], at offset: Int)
+    where C.Element == UInt8 {
+        if size <= composedBytesMax {
+            withComposed(element, size: size) { blob.insert(contentsOf: $0, at: offset) }
+            return
+        }
+        blob.insert(contentsOf: repeatElement(0, count: size), at: offset)
+        blob.withUnsafeMutableBytes { write(element, size: size, into: $0, at: offset) }
+    }
+
+    /// Entries up to this size are encoded on the stack and copied in with one call; making
+    /// room with `repeatElement(0, ...)` first has Array fill it byte by byte (callgrind: about
+    /// 400 instructions of a pipelined LPUSH).
+    static let composedBytesMax = 256
+
+    /// Calls `body` with `element`'s entry of `size` (at most `composedBytesMax`) bytes,
+    /// encoded in a stack buffer.
+    @inline(__always)
+    private static func withComposed<C: Collection>(
+        _ element: C, size: Int, _ body: (UnsafeRawBufferPointer) -> Void
+    ) where C.Element == UInt8 {
+        withUnsafeTemporaryAllocation(byteCount: composedBytesMax, alignment: 8) { scratch in
+            let entry = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<size])
+            write(element, size: size, into: entry, at: 0)
+            body(UnsafeRawBufferPointer(entry))
+        }
     }
 
     /// Writes `element` (whose `encodedSize` is `size`) at `offset`.
