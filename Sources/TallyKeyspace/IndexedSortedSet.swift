@@ -21,21 +21,6 @@ struct SortedSetChunk: Sendable {
         bytes[start(index)..<Int(ends[index])]
     }
 
-    /// True if element `index` orders before (score, member), comparing the member bytes in
-    /// place (no slice of `bytes` is made: this runs ~20 times per lookup in a large set).
-    @inline(__always)
-    func precedes(_ index: Int, _ score: Double, _ member: UnsafeRawBufferPointer) -> Bool {
-        let own = scores[index]
-        if own != score { return own < score }
-        let start = index == 0 ? 0 : Int(ends[index - 1])
-        let length = Int(ends[index]) - start
-        let common = min(length, member.count)
-        let order = bytes.withUnsafeBytes { stored -> Int32 in
-            common == 0 ? 0 : memcmp(stored.baseAddress! + start, member.baseAddress!, common)
-        }
-        return order != 0 ? order < 0 : length < member.count
-    }
-
     mutating func insert(_ member: ArraySlice<UInt8>, score: Double, at index: Int) {
         let offset = start(index)
         let length = member.count
@@ -89,6 +74,25 @@ struct SortedSetChunk: Sendable {
     }
 }
 
+extension [SortedSetChunk] {
+    /// True if element `index` of chunk `slot` orders before (score, member). Reads through
+    /// the array's own accessors: copying the chunk out retained and released its three arrays
+    /// around each of the ~20 comparisons of a lookup (a sixth of a ZINCRBY's instructions when
+    /// scores tie); now only a tie's `withUnsafeBytes` retains the byte buffer.
+    @inline(__always)
+    func element(_ slot: Int, _ index: Int, precedes score: Double, _ member: UnsafeRawBufferPointer) -> Bool {
+        let own = self[slot].scores[index]
+        if own != score { return own < score }
+        let start = index == 0 ? 0 : Int(self[slot].ends[index - 1])
+        let length = Int(self[slot].ends[index]) - start
+        let common = Swift.min(length, member.count)
+        let order = common == 0 ? 0 : self[slot].bytes.withUnsafeBytes { stored -> Int32 in
+            memcmp(stored.baseAddress! + start, member.baseAddress!, common)
+        }
+        return order != 0 ? order < 0 : length < member.count
+    }
+}
+
 /// The indexed form of a sorted set (Redis's skiplist + dict, OBJECT ENCODING `skiplist`):
 /// packed chunks of at most 128 members, a Fenwick tree of chunk sizes (rank <-> position in
 /// O(log n)) and a member -> score hash. Finding a member's position is a hash probe for its
@@ -131,11 +135,11 @@ struct IndexedSortedSet: Sendable {
         rebuildTree()
     }
 
-    /// Number of chunks (for the memory estimate).
-    var chunkCount: Int { chunks.count }
-
-    /// Slots of the member index (16 bytes each).
-    var indexSlots: Int { index.capacity }
+    /// Heap bytes for the memory estimate (see `SortedSetValue.heapBytes`).
+    var heapBytes: Int {
+        let header = MemoryEstimate.bufferHeaderBytes
+        return 2 * header + payloadBytes + count * 12 + index.capacity * 16 + chunks.count * (3 * header + 24)
+    }
 
     // MARK: Fenwick tree over chunk sizes
 
@@ -236,30 +240,28 @@ struct IndexedSortedSet: Sendable {
     func lowerBound(score: Double, member: ArraySlice<UInt8>) -> (slot: Int, offset: Int) {
         if chunks.isEmpty || chunks[0].count == 0 { return (0, 0) }
         return member.withUnsafeBytes { target in
-            chunks.withUnsafeBufferPointer { all -> (slot: Int, offset: Int) in
-                var low = 0
-                var high = all.count
-                while low < high {
-                    let middle = (low + high) / 2
-                    if all[middle].precedes(all[middle].count - 1, score, target) {
-                        low = middle + 1
-                    } else {
-                        high = middle
-                    }
+            var low = 0
+            var high = chunks.count
+            while low < high {
+                let middle = (low + high) / 2
+                if chunks.element(middle, chunks[middle].count - 1, precedes: score, target) {
+                    low = middle + 1
+                } else {
+                    high = middle
                 }
-                if low == all.count { return (all.count - 1, all[all.count - 1].count) }
-                var left = 0
-                var right = all[low].count - 1
-                while left < right {
-                    let middle = (left + right) / 2
-                    if all[low].precedes(middle, score, target) {
-                        left = middle + 1
-                    } else {
-                        right = middle
-                    }
-                }
-                return (low, left)
             }
+            if low == chunks.count { return (chunks.count - 1, chunks[chunks.count - 1].count) }
+            var left = 0
+            var right = chunks[low].count - 1
+            while left < right {
+                let middle = (left + right) / 2
+                if chunks.element(low, middle, precedes: score, target) {
+                    left = middle + 1
+                } else {
+                    right = middle
+                }
+            }
+            return (low, left)
         }
     }
 
@@ -458,18 +460,19 @@ extension IndexedSortedSet {
     /// its predecessor and before its successor (across chunk ends too).
     private func staysInPlace(slot: Int, offset: Int, score: Double, member: ArraySlice<UInt8>) -> Bool {
         member.withUnsafeBytes { target in
-            let chunk = chunks[slot]
             if offset > 0 {
-                if !chunk.precedes(offset - 1, score, target) { return false }
+                if !chunks.element(slot, offset - 1, precedes: score, target) { return false }
             } else if slot > 0 {
-                if !chunks[slot - 1].precedes(chunks[slot - 1].count - 1, score, target) { return false }
+                if !chunks.element(slot - 1, chunks[slot - 1].count - 1, precedes: score, target) { return false }
             }
             // The successor must not precede the element: compare (successor) < (score, member).
-            if offset + 1 < chunk.count {
-                return !chunk.precedes(offset + 1, score, target) && !sameElement(chunk, offset + 1, score, target)
+            if offset + 1 < chunks[slot].count {
+                return !chunks.element(slot, offset + 1, precedes: score, target)
+                    && !sameElement(chunks[slot], offset + 1, score, target)
             }
             if slot + 1 < chunks.count {
-                return !chunks[slot + 1].precedes(0, score, target) && !sameElement(chunks[slot + 1], 0, score, target)
+                return !chunks.element(slot + 1, 0, precedes: score, target)
+                    && !sameElement(chunks[slot + 1], 0, score, target)
             }
             return true
         }
@@ -512,11 +515,10 @@ struct MemberIndex: Sendable {
     /// Allocated slots (for the memory estimate).
     var capacity: Int { hashes.count }
 
-    /// The member's hash: Swift's per-process seeded SipHash, moved off the two marker values.
+    /// The member's hash: the keyspace's per-process keyed hash (as sets use; a third of
+    /// SipHash's cost for a short member), moved off the two marker values.
     static func hash(_ member: ArraySlice<UInt8>) -> UInt64 {
-        var hasher = Hasher()
-        member.withUnsafeBytes { hasher.combine(bytes: $0) }
-        let value = UInt64(bitPattern: Int64(hasher.finalize()))
+        let value = member.withUnsafeBytes { KeyTableStorage.hash($0) }
         return value < 2 ? value + 2 : value
     }
 

@@ -88,11 +88,7 @@ public enum MemoryEstimate {
             // The intset's buffer, or the table's box, arena and slots (capacities).
             return bufferHeaderBytes + set.payloadBytes
         case .sortedSet(let set):
-            // Packed: its one buffer as allocated. Indexed: the box and chunk array; per chunk
-            // three buffers; per member a score and an end offset; the member index's 16-byte slots.
-            if set.isCompact { return set.isEmpty ? 0 : bufferHeaderBytes + set.packedCapacityBytes }
-            return 2 * bufferHeaderBytes + set.payloadBytes + set.count * 12 + set.indexSlots * 16
-                + set.chunkCount * (3 * bufferHeaderBytes + 24)
+            return set.heapBytes
         case .stream(let stream):
             // The box, the node array and groups; per node its buffer (capacity) and fields.
             return 2 * bufferHeaderBytes + 96 + stream.payloadBytes

@@ -107,16 +107,17 @@ public struct SortedSetValue: Sendable {
         return 0
     }
 
-    /// Number of chunks of the indexed form (0 when packed), for the memory estimate.
-    public var chunkCount: Int {
-        if case .indexed(let box) = storage { return box.set.chunkCount }
-        return 0
-    }
-
-    /// Slots of the member index (16 bytes each; 0 when packed).
-    public var indexSlots: Int {
-        if case .indexed(let box) = storage { return box.set.indexSlots }
-        return 0
+    /// Heap bytes for the memory estimate. Packed: its one buffer as allocated. Indexed: the
+    /// box and chunk array; per chunk three buffers; per member a score and an end offset; the
+    /// member index's 16-byte slots. Read inside the indexed set, once: reading its fields one by
+    /// one through the box copied the whole set (four retains and releases) for each.
+    public var heapBytes: Int {
+        switch storage {
+        case .packed(let packed):
+            return packed.count == 0 ? 0 : MemoryEstimate.bufferHeaderBytes + packed.capacity
+        case .indexed(let box):
+            return box.set.heapBytes
+        }
     }
 
     // MARK: Access to the forms
@@ -179,7 +180,7 @@ public struct SortedSetValue: Sendable {
     public func score(of member: ArraySlice<UInt8>) -> Double? {
         switch storage {
         case .packed(let packed): return packed.find(member)?.record.score
-        case .indexed(let box): return box.set.score(of: member)
+        case .indexed(let box): return box.read { $0.score(of: member) }
         }
     }
 
@@ -196,7 +197,7 @@ public struct SortedSetValue: Sendable {
                 return true
             }
             return rank
-        case .indexed(let box): return box.set.firstRank(where: predicate)
+        case .indexed(let box): return box.read { $0.firstRank(where: predicate) }
         }
     }
 
@@ -206,7 +207,7 @@ public struct SortedSetValue: Sendable {
         case .packed(let packed):
             guard let found = packed.find(member) else { return nil }
             return (found.rank, found.record.score)
-        case .indexed(let box): return box.set.rank(of: member)
+        case .indexed(let box): return box.read { $0.rank(of: member) }
         }
     }
 
@@ -217,7 +218,7 @@ public struct SortedSetValue: Sendable {
             precondition(rank >= 0 && rank < packed.count, "rank out of range")
             let record = packed.record(at: rank)
             return (packed.member(record), record.score)
-        case .indexed(let box): return box.set.element(at: rank)
+        case .indexed(let box): return box.read { $0.element(at: rank) }
         }
     }
 
@@ -345,7 +346,7 @@ public struct SortedSetValue: Sendable {
             guard let found = packed.find(member) else { return nil }
             return SortedSetLocation(score: found.record.score, slot: found.record.start,
                                      offset: found.record.end, hash: 0)
-        case .indexed(let box): return box.set.locate(member)
+        case .indexed(let box): return box.read { $0.locate(member) }
         }
     }
 
@@ -380,6 +381,13 @@ final class IndexedSortedSetBox: @unchecked Sendable {
     var set: IndexedSortedSet
 
     init(_ set: IndexedSortedSet) { self.set = set }
+
+    /// Runs a read of the set in place. A method called as `box.set.locate(...)` (or on a
+    /// borrowed `pointee`) copied the set out of the box first (an outlined copy: four retains,
+    /// then four releases), a tenth of a ZINCRBY's instructions; on an inout access to the
+    /// field nothing is copied. `body` must not change the set: the box may be shared.
+    @inline(__always)
+    func read<R>(_ body: (inout IndexedSortedSet) -> R) -> R { body(&set) }
 }
 
 // MARK: Score text (util.c d2string, addReplyDouble's %.17g, strtod parsing)

@@ -246,6 +246,51 @@ import Testing
         }
     }
 
+    /// A leaderboard's shape: thousands of members over many chunks, few distinct scores (so
+    /// nearly every comparison is a tie decided by member bytes, shared prefixes and all),
+    /// edited by ZINCRBY's locate-then-update, inserts and removals, against a sorted array.
+    @Test func indexedSetWithTiedScoresMatchesASortedArray() {
+        var random = FastRandom(seed: 2026)
+        var set = SortedSetValue()
+        set.convertToIndexed()
+        func name(_ number: Int) -> [UInt8] {
+            switch number % 4 {
+            case 0: return Array("element:\(String(repeating: "0", count: 6))\(number)".utf8)
+            case 1: return Array("element:\(number)".utf8)
+            case 2: return Array("e".utf8) + Array(repeating: UInt8(number % 3), count: number % 7)
+            default: return Array("element:\(number)\u{0}x".utf8)
+            }
+        }
+        var scores: [[UInt8]: Double] = [:]
+        func sorted() -> [Element] { scores.map { ($0.key, $0.value) }.sorted(by: Self.precedes) }
+        for step in 0..<5000 {
+            let member = name(random.below(2500))
+            if let old = scores[member], random.below(8) == 0 {
+                #expect(set.remove(member) == old)
+                scores[member] = nil
+            } else if let old = scores[member] {
+                let location = set.locate(member[...])
+                #expect(location?.score == old)
+                let new = old + Double(random.below(2))
+                if let location { set.update(at: location, member[...], to: new) }
+                scores[member] = new
+            } else {
+                let score = Double(random.below(3))
+                set.insert(member, score: score, limits: SortedSetLimits())
+                scores[member] = score
+            }
+            if step % 1000 == 999 { Self.check(set, sorted(), &random) }
+        }
+        let model = sorted()
+        #expect(!set.isCompact)
+        #expect(model.count > 1000)
+        Self.check(set, model, &random)
+        for _ in 0..<300 {
+            let rank = random.below(model.count)
+            #expect(set.rank(of: model[rank].member)?.rank == rank)
+        }
+    }
+
     /// RDB loading builds a packed set from its pairs at once: any order in, sorted out,
     /// -0 read back as 0, and the same set as inserting one at a time.
     @Test func packingPairsMatchesInsertingThem() {
