@@ -9,8 +9,9 @@ import TallyProtocol
 /// the command's deterministic form to the log while the locks are still held (so the log
 /// order equals the execution order for every key), and then unlocks.
 public struct CommandContext {
-    /// The request (argv[0] is the command name).
-    public let arguments: CommandArguments
+    /// The request (argv[0] is the command name). Settable only so the engine can move it in
+    /// and out (see `CommandEngine.run`); a handler never changes it.
+    public internal(set) var arguments: CommandArguments
     /// Where the reply goes.
     public var output: OutputBuffer
     /// The client.

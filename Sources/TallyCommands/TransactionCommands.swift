@@ -113,12 +113,12 @@ enum TransactionCommands {
         session.transaction.clearQueue()
         unwatchAll(session, engine)
         context.output.writeArrayHeader(queued.count)
-        for arguments in queued {
+        for var arguments in queued {
             guard let row = engine.table.lookup(arguments[0]) else {
                 writeUnknownCommandError(arguments, into: &context.output)
                 continue
             }
-            engine.run(row: row, arguments, session: session, output: &context.output, insideExec: true)
+            engine.run(row: row, &arguments, session: session, output: &context.output, insideExec: true)
             // HELLO inside EXEC changes the dialect of the replies that follow.
             context.output.protocolVersion = session.protocolVersion
         }

@@ -353,7 +353,7 @@ final class IOThread: @unchecked Sendable {
             let authenticated = session.isAuthenticated || !engine.requiresAuthentication
             switch connection.parser.next(into: &arguments, authenticated: authenticated) {
             case .command:
-                engine.execute(arguments, session: session, output: &connection.output)
+                engine.execute(&arguments, session: session, output: &connection.output)
                 if session.handsOffConnection {
                     handOffToReplication(connection)
                     return
