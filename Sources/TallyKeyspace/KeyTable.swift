@@ -344,8 +344,8 @@ final class KeyTableStorage {
     /// key hashes the same whether it comes from a request (`Key`'s inline words), from raw
     /// bytes or from a cell, without a loop or a copy.
     @inline(__always)
-    static func hashWords(_ word0: UInt64, _ word1: UInt64, _ word2: UInt64, count: Int) -> UInt64 {
-        let secret = keyHashSecret
+    static func hashWords(_ word0: UInt64, _ word1: UInt64, _ word2: UInt64, count: Int,
+                          secret: UInt64 = keyHashSecret) -> UInt64 {
         let first = keyHashFold(word0 ^ secret ^ 0xa076_1d64_78bd_642f,
                                 word1 ^ (secret &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(count))
         return keyHashFold(first ^ word2 ^ 0x8ebc_6af0_9c88_c6e3, secret ^ 0x5899_65cc_7537_4cc3)
@@ -353,14 +353,13 @@ final class KeyTableStorage {
 
     /// Hash of any key bytes: `hashWords` up to 24 bytes, else 8 bytes at a time.
     @inline(__always)
-    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    static func hash(_ bytes: UnsafeRawBufferPointer, secret: UInt64 = keyHashSecret) -> UInt64 {
         let count = bytes.count
-        guard let base = bytes.baseAddress, count > 0 else { return hashWords(0, 0, 0, count: 0) }
+        guard let base = bytes.baseAddress, count > 0 else { return hashWords(0, 0, 0, count: 0, secret: secret) }
         if count <= 24 {
             return hashWords(paddedWord(base, count, 0), paddedWord(base, count, 8), paddedWord(base, count, 16),
-                             count: count)
+                             count: count, secret: secret)
         }
-        let secret = keyHashSecret
         var state = secret ^ UInt64(count) &* 0x9E37_79B9_7F4A_7C15
         var offset = 0
         while offset < count {
@@ -397,13 +396,13 @@ final class KeyTableStorage {
 
     /// Hash of a `Key`: an inline key's words are already zero-padded.
     @inline(__always)
-    static func hash(of key: Key) -> UInt64 {
+    static func hash(of key: Key, secret: UInt64 = keyHashSecret) -> UInt64 {
         switch key.storage {
         case .small(let small):
             return hashWords(small.word0, small.word1, UInt64(small.word2) | UInt64(small.word3) << 32,
-                             count: Int(small.count))
+                             count: Int(small.count), secret: secret)
         case .large(let array):
-            return array.withUnsafeBytes { hash($0) }
+            return array.withUnsafeBytes { hash($0, secret: secret) }
         }
     }
 
