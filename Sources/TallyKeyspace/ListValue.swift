@@ -530,26 +530,6 @@ struct ChunkedList {
         return elements
     }
 
-    /// Replaces the chunk at `slot` by `elements` as one chunk whatever the fill (LSET's
-    /// lpReplace and LREM's deletions edit a node in place in Redis, quicklistReplaceEntry and
-    /// quicklistDelIndex); an empty chunk is dropped.
-    private mutating func rewriteChunk(at slot: Int, with elements: [[UInt8]]) {
-        count -= chunks[slot].count
-        payloadBytes -= chunks[slot].entryBytes
-        if elements.isEmpty {
-            dropChunk(at: slot)
-            return
-        }
-        var rebuilt = ListChunk()
-        for element in elements {
-            let size = ListpackEntry.encodedSize(element)
-            rebuilt.append(element, size: size)
-            payloadBytes += size
-        }
-        count += elements.count
-        chunks[slot] = rebuilt
-    }
-
     /// Puts `chunk` in a new slot at `slot` (the chunks from `slot` on move up one).
     private mutating func insertChunk(_ chunk: ListChunk, at slot: Int) {
         if slot == head {
@@ -559,11 +539,12 @@ struct ChunkedList {
         }
     }
 
+    /// LSET: the entry is replaced inside its chunk whatever the fill, as quicklist.c's
+    /// quicklistReplaceEntry does with lpReplace for an element that fits a node.
     mutating func replace<C: Collection>(at index: Int, with element: C) -> Bool where C.Element == UInt8 {
         let (slot, offset) = locate(index)
-        var elements = elements(ofChunk: slot)
-        elements[offset] = Array(element)
-        rewriteChunk(at: slot, with: elements)
+        let (removed, added) = chunks[slot].replaceEntry(at: offset, with: element)
+        payloadBytes += added - removed
         return true
     }
 
@@ -581,9 +562,9 @@ struct ChunkedList {
         let atTail = after && offset == chunks[slot].count - 1
         let atHead = !after && offset == 0
         if !full {
-            var elements = elements(ofChunk: slot)
-            elements.insert(Array(element), at: after ? offset + 1 : offset)
-            rewriteChunk(at: slot, with: elements)
+            chunks[slot].insertEntry(element, size: size, at: after ? offset + 1 : offset)
+            count += 1
+            payloadBytes += size
             return
         }
         count += 1
@@ -655,38 +636,21 @@ struct ChunkedList {
         chunks.remove(at: slot + 1)
     }
 
+    /// LREM: matching entries are cut out of each chunk in place (quicklist.c quicklistDelIndex
+    /// on each match); a chunk left empty is dropped.
     mutating func removeAll<C: Collection>(equalTo target: C, limit: Int, fromTail: Bool) -> Int
     where C.Element == UInt8 {
         var removed = 0
         var slot = fromTail ? chunks.count - 1 : head
         while slot >= head && slot < chunks.count && (limit == 0 || removed < limit) {
-            var elements = elements(ofChunk: slot)
-            var matched = false
-            if fromTail {
-                var position = elements.count - 1
-                while position >= 0 && (limit == 0 || removed < limit) {
-                    if ListElement.bytes(elements[position][...]).equals(target) {
-                        elements.remove(at: position)
-                        removed += 1
-                        matched = true
-                    }
-                    position -= 1
-                }
-            } else {
-                var position = 0
-                while position < elements.count && (limit == 0 || removed < limit) {
-                    if ListElement.bytes(elements[position][...]).equals(target) {
-                        elements.remove(at: position)
-                        removed += 1
-                        matched = true
-                    } else {
-                        position += 1
-                    }
-                }
-            }
+            let (matched, bytes) = chunks[slot].removeEntries(equalTo: target, limit: limit == 0 ? 0 : limit - removed,
+                                                              fromTail: fromTail)
+            removed += matched
+            count -= matched
+            payloadBytes -= bytes
             let wasHead = slot == head
-            let dropped = matched && elements.isEmpty
-            if matched { rewriteChunk(at: slot, with: elements) }
+            let dropped = chunks[slot].count == 0
+            if dropped { dropChunk(at: slot) }
             if fromTail {
                 slot -= 1
             } else if !dropped || wasHead {
@@ -789,6 +753,85 @@ struct ListChunk: Sendable {
         reserve(size)
         ListpackEntry.insert(element, size: size, into: &bytes, at: ListChunk.headerBytes)
         count += 1
+    }
+
+    /// Byte position of the entry at `offset` (0..<count), walked to from the nearer end.
+    func entryStart(at offset: Int) -> Int {
+        if offset <= count / 2 {
+            var position = ListChunk.headerBytes
+            for _ in 0..<offset { position += ListpackEntry.entrySize(bytes, at: position) }
+            return position
+        }
+        var position = bytes.count
+        for _ in offset..<count { position = ListpackEntry.start(endingAt: position, in: bytes) }
+        return position
+    }
+
+    /// Replaces the entry at `offset` (0..<count) by `element` in place (listpack.c lpReplace);
+    /// returns the entry sizes removed and added.
+    mutating func replaceEntry<C: Collection>(at offset: Int, with element: C) -> (removed: Int, added: Int)
+    where C.Element == UInt8 {
+        let start = entryStart(at: offset)
+        let removed = ListpackEntry.entrySize(bytes, at: start)
+        let added = ListpackEntry.encodedSize(element)
+        bytes.removeSubrange(start..<(start + removed))
+        ListpackEntry.insert(element, size: added, into: &bytes, at: start)
+        return (removed, added)
+    }
+
+    /// Inserts `element` (an entry of `size` bytes) so that it becomes element `offset`
+    /// (0...count) of a non-empty chunk, in place.
+    mutating func insertEntry<C: Collection>(_ element: C, size: Int, at offset: Int) where C.Element == UInt8 {
+        let position = offset == count ? bytes.count : entryStart(at: offset)
+        ListpackEntry.insert(element, size: size, into: &bytes, at: position)
+        count += 1
+    }
+
+    /// Removes up to `limit` (0: no limit) entries equal to `target` in place, from the head or
+    /// (`fromTail`) the tail; returns how many and their bytes. An emptied chunk has no buffer.
+    mutating func removeEntries<C: Collection>(equalTo target: C, limit: Int, fromTail: Bool)
+        -> (count: Int, bytes: Int) where C.Element == UInt8 {
+        var removed = 0
+        var removedBytes = 0
+        var remaining = count
+        if fromTail {
+            var end = bytes.count
+            while end > ListChunk.headerBytes && (limit == 0 || removed < limit) {
+                let start = ListpackEntry.start(endingAt: end, in: bytes)
+                if matches(at: start, target) {
+                    bytes.removeSubrange(start..<end)
+                    removedBytes += end - start
+                    removed += 1
+                    remaining -= 1
+                }
+                end = start
+            }
+        } else {
+            var position = ListChunk.headerBytes
+            while position < bytes.count && (limit == 0 || removed < limit) {
+                let size = ListpackEntry.entrySize(bytes, at: position)
+                if matches(at: position, target) {
+                    bytes.removeSubrange(position..<(position + size))
+                    removedBytes += size
+                    removed += 1
+                    remaining -= 1
+                } else {
+                    position += size
+                }
+            }
+        }
+        if remaining == 0 {
+            bytes = []
+        } else if removed > 0 {
+            count = remaining
+        }
+        return (removed, removedBytes)
+    }
+
+    /// True if the entry at byte `position` equals `target`. The decoded view of the buffer ends
+    /// inside this call, so the caller's edit that follows finds the buffer unshared.
+    private func matches<C: Collection>(at position: Int, _ target: C) -> Bool where C.Element == UInt8 {
+        ListpackEntry.decode(bytes, at: position).element.equals(target)
     }
 
     /// Removes the element at `end`, handing it to `body` first (a view into the buffer);
@@ -1050,6 +1093,34 @@ public enum ListpackEntry {
             put(group == 0 ? bits : bits | 128)
         }
         assert(position - offset == size, "listpack entry size")
+    }
+
+    /// The size (backlen included) of the entry starting at `offset`, read from its encoding
+    /// byte and length alone (no view of the element is made).
+    static func entrySize(_ entries: [UInt8], at offset: Int) -> Int {
+        let first = entries[offset]
+        let body: Int
+        if first & 0x80 == 0 {
+            body = 1
+        } else if first & 0xC0 == 0x80 {
+            body = 1 + Int(first & 0x3f)
+        } else if first & 0xE0 == 0xC0 {
+            body = 2
+        } else if first & 0xF0 == 0xE0 {
+            body = 2 + ((Int(first & 0x0f) << 8) | Int(entries[offset + 1]))
+        } else {
+            switch first {
+            case 0xF1: body = 3
+            case 0xF2: body = 4
+            case 0xF3: body = 5
+            case 0xF4: body = 9
+            default:
+                var length = 0
+                for index in 0..<4 { length |= Int(entries[offset + 1 + index]) << (8 * index) }
+                body = 5 + length
+            }
+        }
+        return body + backlenBytes(body)
     }
 
     /// The element whose entry starts at `offset`, and the entry's size (backlen included).
