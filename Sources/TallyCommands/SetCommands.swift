@@ -271,17 +271,22 @@ enum SetCommands {
         let database = context.database
         let now = context.now
         let member = context.arguments[3]
-        guard let sourceEntry = sourceShard.lookup(database, source, now: now) else {
-            return context.output.writeInteger(0)
-        }
-        guard case .set(let sourceSet) = sourceEntry.value else {
-            return context.output.writeError(RedisError.wrongType)
-        }
-        if let target = destinationShard.lookup(database, destination, now: now) {
-            guard case .set = target.value else { return context.output.writeError(RedisError.wrongType) }
-        }
-        if source == destination {
-            return context.output.writeInteger(sourceSet.contains(member) ? 1 : 0)
+        // The checks look at copies of the values; they end with this scope, before the edits
+        // below, or the source set would be shared when edited and copied whole (an SMOVE out
+        // of a 100k-member set cost a copy of it).
+        do {
+            guard let sourceEntry = sourceShard.lookup(database, source, now: now) else {
+                return context.output.writeInteger(0)
+            }
+            guard case .set(let sourceSet) = sourceEntry.value else {
+                return context.output.writeError(RedisError.wrongType)
+            }
+            if let target = destinationShard.lookup(database, destination, now: now) {
+                guard case .set = target.value else { return context.output.writeError(RedisError.wrongType) }
+            }
+            if source == destination {
+                return context.output.writeInteger(sourceSet.contains(member) ? 1 : 0)
+            }
         }
         let limit = context.engine.setMaxIntsetEntries
         do {

@@ -492,13 +492,16 @@ enum StreamCommands {
     static func xdel(_ context: inout CommandContext) {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
-        guard let entry = shard.lookup(context.database, key, now: context.now) else {
-            context.output.writeInteger(0)
-            return
-        }
-        guard case .stream = entry.value else {
-            context.output.writeError(RedisError.wrongType)
-            return
+        // Scoped: a held copy of the value would make the edit below copy the stream.
+        do {
+            guard let entry = shard.lookup(context.database, key, now: context.now) else {
+                context.output.writeInteger(0)
+                return
+            }
+            guard case .stream = entry.value else {
+                context.output.writeError(RedisError.wrongType)
+                return
+            }
         }
         var ids: [StreamID] = []
         for index in 2..<context.arguments.count {
@@ -1061,17 +1064,20 @@ enum StreamCommands {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let groupName = context.arguments.copy(2)
-        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
-            context.output.writeInteger(0)
-            return
-        }
-        guard case .stream(let stream) = entry.value else {
-            context.output.writeError(RedisError.wrongType)
-            return
-        }
-        guard stream.groupIndex(groupName).found else {
-            context.output.writeInteger(0)
-            return
+        // Scoped: a held copy of the stream would make the acknowledgement below copy it.
+        do {
+            guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+                context.output.writeInteger(0)
+                return
+            }
+            guard case .stream(let stream) = entry.value else {
+                context.output.writeError(RedisError.wrongType)
+                return
+            }
+            guard stream.groupIndex(groupName).found else {
+                context.output.writeInteger(0)
+                return
+            }
         }
         var ids: [StreamID] = []
         for index in 3..<context.arguments.count {

@@ -883,49 +883,39 @@ struct ListChunk: Sendable {
 
     /// The element at `offset` (0..<count).
     func element(at offset: Int) -> ListElement? {
-        var found: ListElement?
-        var position = 0
-        forEach { element in
-            if position == offset {
-                found = element
-                return false
-            }
-            position += 1
-            return true
-        }
-        return found
+        if offset < 0 || offset >= count { return nil }
+        return ListpackEntry.decode(bytes, at: entryStart(at: offset)).element
     }
 
     /// Visits elements from `offset` toward the tail or (`reverse`) the head, numbering them
-    /// from `index` (advanced as it goes); false when `body` stopped the walk.
+    /// from `index` (advanced as it goes); false when `body` stopped the walk. The entries
+    /// before `offset` are stepped over by size from the nearer end, not decoded (as lpSeek).
     func visit(from offset: Int, reverse: Bool, index: inout Int, _ body: (Int, ListElement) -> Bool) -> Bool {
-        var position = 0
-        var keepGoing = true
         var current = index
+        defer { index = current }
         if reverse {
-            let skip = count - 1 - offset
-            forEachReversed { element in
-                if position < skip {
-                    position += 1
-                    return true
-                }
-                keepGoing = body(current, element)
+            let first = Swift.min(offset, count - 1)
+            if first < 0 { return true }
+            var position = entryStart(at: first)
+            while true {
+                let keepGoing = body(current, ListpackEntry.decode(bytes, at: position).element)
                 current -= 1
-                return keepGoing
-            }
-        } else {
-            forEach { element in
-                if position < offset {
-                    position += 1
-                    return true
-                }
-                keepGoing = body(current, element)
-                current += 1
-                return keepGoing
+                if !keepGoing { return false }
+                if position <= ListChunk.headerBytes { return true }
+                position = ListpackEntry.start(endingAt: position, in: bytes)
             }
         }
-        index = current
-        return keepGoing
+        let first = Swift.max(offset, 0)
+        if first >= count { return true }
+        var position = entryStart(at: first)
+        while position < bytes.count {
+            let (element, size) = ListpackEntry.decode(bytes, at: position)
+            let keepGoing = body(current, element)
+            current += 1
+            if !keepGoing { return false }
+            position += size
+        }
+        return true
     }
 
     func forEach(_ body: (ListElement) -> Bool) {

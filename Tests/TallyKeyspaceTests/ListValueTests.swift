@@ -102,6 +102,16 @@ import Testing
                         return true
                     }
                     #expect(reversed == Array(model[0...index].reversed()))
+                    // Forward from the index, numbered, stopping after a few (LRANGE's walk).
+                    var forward: [[UInt8]] = []
+                    var numbers: [Int] = []
+                    list.visit(from: index) { number, element in
+                        forward.append(element.materialized)
+                        numbers.append(number)
+                        return forward.count < 5
+                    }
+                    #expect(forward == Array(model[index...].prefix(5)))
+                    #expect(numbers == Array(index..<(index + forward.count)))
                 }
             }
             #expect(list.count == model.count, "step \(step)")
