@@ -430,7 +430,7 @@ enum GeoCommands {
             if limit > 0 && matches.count >= limit { break }
             let low = Double(GeoHash.align52(cell))
             let high = Double(GeoHash.align52(GeoHash.Bits(bits: cell.bits &+ 1, step: cell.step)))
-            let start = set.firstRank { score, _ in score >= low }
+            let start = set.firstRank(whereScore: { $0 >= low })
             set.visit(from: start) { member, score in
                 if score >= high { return false }
                 let (longitude, latitude) = GeoHash.position(ofScore: score)

@@ -184,6 +184,15 @@ public struct SortedSetValue: Sendable {
         }
     }
 
+    /// `firstRank(where:)` for a predicate on the score alone (score ranges): the indexed form
+    /// then reads scores in place, without making a slice of each member it passes.
+    public func firstRank(whereScore predicate: (Double) -> Bool) -> Int {
+        switch storage {
+        case .packed: return firstRank { score, _ in predicate(score) }
+        case .indexed(let box): return box.read { $0.firstRank(whereScore: predicate) }
+        }
+    }
+
     /// The first rank whose element satisfies `predicate` (false for a prefix, then true), or
     /// `count` when none does.
     public func firstRank(where predicate: (Double, ArraySlice<UInt8>) -> Bool) -> Int {
@@ -575,8 +584,8 @@ extension SortedSetValue {
     /// The ranks inside a score range, as a half-open rank interval.
     public func ranks(in range: ScoreRange) -> Range<Int> {
         if range.isEmpty { return 0..<0 }
-        let low = firstRank { score, _ in range.aboveMin(score) }
-        let high = firstRank { score, _ in !range.belowMax(score) }
+        let low = firstRank(whereScore: { range.aboveMin($0) })
+        let high = firstRank(whereScore: { !range.belowMax($0) })
         return low..<max(low, high)
     }
 
