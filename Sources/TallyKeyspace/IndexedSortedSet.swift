@@ -198,45 +198,28 @@ struct IndexedSortedSet: Sendable {
         index.find(hash: MemberIndex.hash(member)) { contains(score: $0, member: member) }
     }
 
-    /// `firstRank(where:)` on scores alone, read through the chunk array's accessors (copying a
-    /// chunk out to look at it cost three retains and releases per step: most of a ZCOUNT).
+    /// `firstRank(where:)` on scores alone: no member is sliced for a predicate that ignores it.
     func firstRank(whereScore predicate: (Double) -> Bool) -> Int {
-        if chunks.isEmpty { return 0 }
-        var low = 0
-        var high = chunks.count
-        while low < high {
-            let middle = (low + high) / 2
-            if predicate(chunks[middle].scores[chunks[middle].count - 1]) {
-                high = middle
-            } else {
-                low = middle + 1
-            }
-        }
-        if low == chunks.count { return count }
-        var left = 0
-        var right = chunks[low].count - 1
-        while left < right {
-            let middle = (left + right) / 2
-            if predicate(chunks[low].scores[middle]) {
-                right = middle
-            } else {
-                left = middle + 1
-            }
-        }
-        return membersBefore(low) + left
+        firstRank(holding: { slot, index in predicate(chunks[slot].scores[index]) })
     }
 
     /// The first rank whose element satisfies `predicate` (false for a prefix, then true), or
     /// `count` when none does.
     func firstRank(where predicate: (Double, ArraySlice<UInt8>) -> Bool) -> Int {
+        firstRank(holding: { slot, index in predicate(chunks[slot].scores[index], chunks[slot].member(index)) })
+    }
+
+    /// Binary search over the chunks' last elements, then inside the chunk, for the first element
+    /// (chunk `slot`, position `index`) that `holds`. It reads through the chunk array's accessors:
+    /// copying a chunk out to look at it cost three retains and releases per step (most of a
+    /// ZCOUNT's instructions).
+    private func firstRank(holding holds: (_ slot: Int, _ index: Int) -> Bool) -> Int {
         if chunks.isEmpty { return 0 }
-        // The first chunk whose last element satisfies the predicate.
         var low = 0
         var high = chunks.count
         while low < high {
             let middle = (low + high) / 2
-            let last = chunks[middle].count - 1
-            if predicate(chunks[middle].scores[last], chunks[middle].member(last)) {
+            if holds(middle, chunks[middle].count - 1) {
                 high = middle
             } else {
                 low = middle + 1
@@ -247,7 +230,7 @@ struct IndexedSortedSet: Sendable {
         var right = chunks[low].count - 1
         while left < right {
             let middle = (left + right) / 2
-            if predicate(chunks[low].scores[middle], chunks[low].member(middle)) {
+            if holds(low, middle) {
                 right = middle
             } else {
                 left = middle + 1
