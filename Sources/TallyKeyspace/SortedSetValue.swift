@@ -114,7 +114,7 @@ public struct SortedSetValue: Sendable {
     public var heapBytes: Int {
         switch storage {
         case .packed(let packed):
-            return packed.count == 0 ? 0 : MemoryEstimate.bufferHeaderBytes + packed.capacity
+            return packed.count == 0 ? 0 : MemoryEstimate.bufferHeaderBytes + packedCapacityBytes
         case .indexed(let box):
             return box.set.heapBytes
         }
