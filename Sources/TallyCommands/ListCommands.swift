@@ -211,14 +211,15 @@ enum ListCommands {
     static func write(_ element: ListElement, into output: inout OutputBuffer) {
         switch element {
         case .integer(let value): output.writeBulkDecimal(value)
-        case .bytes(let bytes):
-            bytes.withUnsafeBytes { raw in
-                output.writeStaticString("$")
-                output.writeDecimal(Int64(raw.count))
-                output.writeCRLF()
-                output.writeBytes(raw)
-                output.writeCRLF()
-            }
+        case .bytes(let bytes): bytes.withUnsafeBytes { output.writeBulkString($0) }
+        }
+    }
+
+    /// Writes an element seen in place as a bulk string.
+    static func write(_ element: ListElementView, into output: inout OutputBuffer) {
+        switch element {
+        case .integer(let value): output.writeBulkDecimal(value)
+        case .bytes(let bytes): output.writeBulkString(bytes)
         }
     }
 
@@ -241,7 +242,7 @@ enum ListCommands {
         if popped == 0 { return 0 }
         let start = end == .head ? 0 : list.count - 1
         var left = popped
-        list.visit(from: start, reverse: end == .tail) { _, element in
+        list.visitViews(from: start, reverse: end == .tail) { _, element in
             write(element, into: &output)
             left -= 1
             return left > 0
@@ -344,7 +345,7 @@ enum ListCommands {
             context.output.writeArrayHeader(range.count)
             // Written straight into context.output: a local copy of the buffer would make its
             // first write copy every pending byte (copy-on-write), once per LRANGE.
-            list.visit(from: range.lowerBound) { index, element in
+            list.visitViews(from: range.lowerBound) { index, element in
                 write(element, into: &context.output)
                 return index < range.upperBound
             }

@@ -9,6 +9,15 @@ public enum ListEnd: Sendable {
     case tail
 }
 
+/// A list element seen in place (`ListValue.visitViews`): its bytes are valid only inside the
+/// visit that produced it.
+public enum ListElementView {
+    /// A canonical decimal integer.
+    case integer(Int64)
+    /// Any other bytes, borrowed from the chunk.
+    case bytes(UnsafeRawBufferPointer)
+}
+
 /// One element as stored: listpack keeps canonical integers (string2ll) as integers and
 /// everything else as bytes, so a reader gets either without copying.
 public enum ListElement {
@@ -314,6 +323,19 @@ public struct ListValue: Sendable {
         }
     }
 
+    /// `visit` with each element as a view valid only inside `body` (see `ListElementView`):
+    /// the reply writers' path, with no reference counting per element.
+    public func visitViews(from start: Int, reverse: Bool = false, _ body: (Int, ListElementView) -> Bool) {
+        switch storage {
+        case .compact(let chunk):
+            if start < 0 || start >= chunk.count { return }
+            var index = start
+            _ = chunk.visitViews(from: start, reverse: reverse, index: &index, body)
+        case .chunked(let box):
+            box.list.visitViews(from: start, reverse: reverse, body)
+        }
+    }
+
     // MARK: Edits (rewrite the chunks they touch)
 
     /// Sets the element at `index` (0..<count); false when out of range.
@@ -504,11 +526,26 @@ struct ChunkedList {
     }
 
     func visit(from start: Int, reverse: Bool, _ body: (Int, ListElement) -> Bool) {
+        walkChunks(from: start, reverse: reverse) { slot, offset, index in
+            chunks[slot].visit(from: offset, reverse: reverse, index: &index, body)
+        }
+    }
+
+    func visitViews(from start: Int, reverse: Bool, _ body: (Int, ListElementView) -> Bool) {
+        walkChunks(from: start, reverse: reverse) { slot, offset, index in
+            chunks[slot].visitViews(from: offset, reverse: reverse, index: &index, body)
+        }
+    }
+
+    /// Calls `visitChunk` with each chunk slot from the one holding `start`, the offset to
+    /// start at inside it and the running element index, until it returns false.
+    @inline(__always)
+    private func walkChunks(from start: Int, reverse: Bool, _ visitChunk: (Int, Int, inout Int) -> Bool) {
         if start < 0 || start >= count { return }
         var (slot, offset) = locate(start)
         var index = start
         while slot >= head && slot < chunks.count {
-            if !chunks[slot].visit(from: offset, reverse: reverse, index: &index, body) { return }
+            if !visitChunk(slot, offset, &index) { return }
             if reverse {
                 slot -= 1
                 if slot >= head { offset = chunks[slot].count - 1 }
@@ -891,6 +928,28 @@ struct ListChunk: Sendable {
     /// from `index` (advanced as it goes); false when `body` stopped the walk. The entries
     /// before `offset` are stepped over by size from the nearer end, not decoded (as lpSeek).
     func visit(from offset: Int, reverse: Bool, index: inout Int, _ body: (Int, ListElement) -> Bool) -> Bool {
+        walk(bytes, from: offset, reverse: reverse, index: &index) { current, parts in
+            body(current, parts.bytes.map { .bytes(bytes[$0]) } ?? .integer(parts.integer))
+        }
+    }
+
+    /// `visit` with each element as a view of the chunk's bytes, valid only inside `body`:
+    /// no reference counting per element (LRANGE writes a hundred of them per request).
+    func visitViews(from offset: Int, reverse: Bool, index: inout Int, _ body: (Int, ListElementView) -> Bool)
+        -> Bool {
+        bytes.withUnsafeBytes { raw in
+            walk(raw, from: offset, reverse: reverse, index: &index) { current, parts in
+                body(current, parts.bytes.map { .bytes(UnsafeRawBufferPointer(rebasing: raw[$0])) }
+                    ?? .integer(parts.integer))
+            }
+        }
+    }
+
+    /// The walk behind `visit` and `visitViews`, over `entries` (this chunk's bytes).
+    @inline(__always)
+    private func walk<B: RandomAccessCollection>(_ entries: B, from offset: Int, reverse: Bool, index: inout Int,
+                                                 _ body: (Int, ListpackEntry.ElementParts) -> Bool) -> Bool
+    where B.Index == Int, B.Element == UInt8 {
         var current = index
         defer { index = current }
         if reverse {
@@ -898,19 +957,19 @@ struct ListChunk: Sendable {
             if first < 0 { return true }
             var position = entryStart(at: first)
             while true {
-                let keepGoing = body(current, ListpackEntry.decode(bytes, at: position).element)
+                let keepGoing = body(current, ListpackEntry.decodeParts(entries, at: position).0)
                 current -= 1
                 if !keepGoing { return false }
                 if position <= ListChunk.headerBytes { return true }
-                position = ListpackEntry.start(endingAt: position, in: bytes)
+                position = ListpackEntry.start(endingAt: position, in: entries)
             }
         }
         let first = Swift.max(offset, 0)
         if first >= count { return true }
         var position = entryStart(at: first)
-        while position < bytes.count {
-            let (element, size) = ListpackEntry.decode(bytes, at: position)
-            let keepGoing = body(current, element)
+        while position < entries.count {
+            let (parts, size) = ListpackEntry.decodeParts(entries, at: position)
+            let keepGoing = body(current, parts)
             current += 1
             if !keepGoing { return false }
             position += size
@@ -1116,8 +1175,24 @@ public enum ListpackEntry {
     /// The element whose entry starts at `offset`, and the entry's size (backlen included).
     /// The bytes were written by `write` or validated by the RDB reader.
     static func decode(_ entries: [UInt8], at offset: Int) -> (element: ListElement, size: Int) {
+        let (parts, size) = decodeParts(entries, at: offset)
+        return (parts.bytes.map { .bytes(entries[$0]) } ?? .integer(parts.integer), size)
+    }
+
+    /// An entry's element as positions: the range of its bytes in the listpack, or (nil) its
+    /// integer. Lets one decoder serve an array (`decode`, an `ArraySlice` view) and raw bytes
+    /// (`ListChunk.visitViews`, no reference counting per element).
+    struct ElementParts {
+        var integer: Int64 = 0
+        var bytes: Range<Int>?
+    }
+
+    /// `decode` for any contiguous byte storage indexed from 0.
+    @inline(__always)
+    static func decodeParts<B: RandomAccessCollection>(_ entries: B, at offset: Int) -> (ElementParts, size: Int)
+    where B.Index == Int, B.Element == UInt8 {
         let first = entries[offset]
-        let element: ListElement
+        var parts = ElementParts()
         let body: Int
         func littleEndian(_ start: Int, _ width: Int) -> Int64 {
             var raw: UInt64 = 0
@@ -1126,38 +1201,39 @@ public enum ListpackEntry {
             return Int64(bitPattern: raw << shift) >> Int64(shift)
         }
         if first & 0x80 == 0 {
-            element = .integer(Int64(first))
+            parts.integer = Int64(first)
             body = 1
         } else if first & 0xC0 == 0x80 {
             let length = Int(first & 0x3f)
-            element = .bytes(entries[(offset + 1)..<(offset + 1 + length)])
+            parts.bytes = (offset + 1)..<(offset + 1 + length)
             body = 1 + length
         } else if first & 0xE0 == 0xC0 {
             var value = (Int64(first & 0x1f) << 8) | Int64(entries[offset + 1])
             if value >= 4096 { value -= 8192 }
-            element = .integer(value)
+            parts.integer = value
             body = 2
         } else if first & 0xF0 == 0xE0 {
             let length = (Int(first & 0x0f) << 8) | Int(entries[offset + 1])
-            element = .bytes(entries[(offset + 2)..<(offset + 2 + length)])
+            parts.bytes = (offset + 2)..<(offset + 2 + length)
             body = 2 + length
         } else {
             switch first {
-            case 0xF1: element = .integer(littleEndian(offset + 1, 2)); body = 3
-            case 0xF2: element = .integer(littleEndian(offset + 1, 3)); body = 4
-            case 0xF3: element = .integer(littleEndian(offset + 1, 4)); body = 5
-            case 0xF4: element = .integer(littleEndian(offset + 1, 8)); body = 9
+            case 0xF1: parts.integer = littleEndian(offset + 1, 2); body = 3
+            case 0xF2: parts.integer = littleEndian(offset + 1, 3); body = 4
+            case 0xF3: parts.integer = littleEndian(offset + 1, 4); body = 5
+            case 0xF4: parts.integer = littleEndian(offset + 1, 8); body = 9
             default:
                 let length = Int(UInt32(truncatingIfNeeded: littleEndian(offset + 1, 4)))
-                element = .bytes(entries[(offset + 5)..<(offset + 5 + length)])
+                parts.bytes = (offset + 5)..<(offset + 5 + length)
                 body = 5 + length
             }
         }
-        return (element, body + backlenBytes(body))
+        return (parts, body + backlenBytes(body))
     }
 
     /// The offset of the entry that ends at `end`, found through its backlen.
-    static func start(endingAt end: Int, in entries: [UInt8]) -> Int {
+    static func start<B: RandomAccessCollection>(endingAt end: Int, in entries: B) -> Int
+    where B.Index == Int, B.Element == UInt8 {
         var body = 0
         var shift = 0
         var position = end - 1

@@ -97,9 +97,30 @@ public struct OutputBuffer {
 
     /// Appends `\r\n`.
     public mutating func writeCRLF() {
-        storage.append(13)
-        storage.append(10)
+        // One append (one uniqueness and capacity check) instead of two.
+        withUnsafeBytes(of: UInt16(0x0A0D).littleEndian) { storage.append(contentsOf: $0) }
     }
+
+    /// Appends `prefix`, the decimal form of `value` and CRLF (`*3\r\n`, `:42\r\n`, `$5\r\n`) in
+    /// one append: a reply header is written for every element of LRANGE or MGET, and each
+    /// append to the array checks its uniqueness and capacity.
+    @inline(__always)
+    mutating func writeLine(_ prefix: UInt8, _ value: Int64) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.lineScratchBytes) { scratch in
+            let digitsEnd = Self.lineScratchBytes - 2
+            let length = formatDecimal(value, into: UnsafeMutableBufferPointer(rebasing: scratch[..<digitsEnd]))
+            let start = digitsEnd - length - 1
+            scratch[start] = prefix
+            scratch[digitsEnd] = 13
+            scratch[digitsEnd + 1] = 10
+            storage.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[start...]))
+        }
+    }
+
+    /// Prefix, up to 20 digits, CRLF.
+    @inline(__always) static var lineScratchBytes: Int { 24 }
+    /// Bulk strings up to this size are framed in one append (see `writeBulkString`).
+    @inline(__always) static var composedBulkBytes: Int { 64 }
 
     /// Appends the decimal form of `value` without allocating.
     public mutating func writeDecimal(_ value: Int64) {
@@ -175,9 +196,7 @@ public struct OutputBuffer {
 
     /// `:n\r\n`.
     public mutating func writeInteger(_ value: Int64) {
-        storage.append(UInt8(ascii: ":"))
-        writeDecimal(value)
-        writeCRLF()
+        writeLine(UInt8(ascii: ":"), value)
     }
 
     /// `:n\r\n` for an `Int`.
@@ -185,22 +204,52 @@ public struct OutputBuffer {
 
     /// `$len\r\nbytes\r\n`.
     public mutating func writeBulkString<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        storage.append(UInt8(ascii: "$"))
-        writeDecimal(Int64(bytes.count))
-        writeCRLF()
+        let written = bytes.withContiguousStorageIfAvailable { writeBulkString(UnsafeRawBufferPointer($0)) }
+        if written != nil { return }
+        writeLine(UInt8(ascii: "$"), Int64(bytes.count))
         storage.append(contentsOf: bytes)
         writeCRLF()
+    }
+
+    /// `$len\r\nbytes\r\n` from raw bytes: a short one (a list element, a counter's key) is framed
+    /// on the stack and appended once, a longer one in three appends.
+    public mutating func writeBulkString(_ bytes: UnsafeRawBufferPointer) {
+        if bytes.count > Self.composedBulkBytes {
+            writeLine(UInt8(ascii: "$"), Int64(bytes.count))
+            storage.append(contentsOf: bytes)
+            writeCRLF()
+            return
+        }
+        let capacity = Self.lineScratchBytes + Self.composedBulkBytes + 2
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { scratch in
+            scratch[0] = UInt8(ascii: "$")
+            var position = 1
+            if bytes.count < 10 {
+                scratch[1] = UInt8(truncatingIfNeeded: bytes.count) &+ 48
+                position = 2
+            } else {
+                scratch[1] = UInt8(truncatingIfNeeded: bytes.count / 10) &+ 48
+                scratch[2] = UInt8(truncatingIfNeeded: bytes.count % 10) &+ 48
+                position = 3
+            }
+            scratch[position] = 13
+            scratch[position + 1] = 10
+            position += 2
+            if let base = bytes.baseAddress {
+                UnsafeMutableRawPointer(scratch.baseAddress! + position).copyMemory(from: base, byteCount: bytes.count)
+            }
+            position += bytes.count
+            scratch[position] = 13
+            scratch[position + 1] = 10
+            storage.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[..<(position + 2)]))
+        }
     }
 
     /// A bulk string holding the decimal form of `value` (GET of an integer-encoded value).
     public mutating func writeBulkDecimal(_ value: Int64) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
             let length = formatDecimal(value, into: scratch)
-            storage.append(UInt8(ascii: "$"))
-            writeDecimal(Int64(length))
-            writeCRLF()
-            storage.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[scratch.count - length..<scratch.count]))
-            writeCRLF()
+            writeBulkString(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: scratch[(scratch.count - length)...])))
         }
     }
 
@@ -216,28 +265,21 @@ public struct OutputBuffer {
 
     /// `*count\r\n`.
     public mutating func writeArrayHeader(_ count: Int) {
-        storage.append(UInt8(ascii: "*"))
-        writeDecimal(Int64(count))
-        writeCRLF()
+        writeLine(UInt8(ascii: "*"), Int64(count))
     }
 
     /// `%pairs\r\n` in RESP3; `*2·pairs\r\n` in RESP2 (a flat key/value array).
     public mutating func writeMapHeader(_ pairs: Int) {
         if protocolVersion == .resp3 {
-            storage.append(UInt8(ascii: "%"))
-            writeDecimal(Int64(pairs))
+            writeLine(UInt8(ascii: "%"), Int64(pairs))
         } else {
-            storage.append(UInt8(ascii: "*"))
-            writeDecimal(Int64(pairs * 2))
+            writeLine(UInt8(ascii: "*"), Int64(pairs * 2))
         }
-        writeCRLF()
     }
 
     /// `~count\r\n` in RESP3; `*count\r\n` in RESP2.
     public mutating func writeSetHeader(_ count: Int) {
-        storage.append(UInt8(ascii: protocolVersion == .resp3 ? "~" : "*"))
-        writeDecimal(Int64(count))
-        writeCRLF()
+        writeLine(UInt8(ascii: protocolVersion == .resp3 ? "~" : "*"), Int64(count))
     }
 
     /// RESP3 boolean `#t`/`#f`; RESP2 falls back to `:1`/`:0` as Redis does.
