@@ -322,7 +322,7 @@ final class InProcessLink: MigrationLink {
         let other = Handover(harness: CommandHarness(sharing: s.source))
         s.links.duringExchange = {
             let done = DispatchSemaphore(value: 0)
-            DispatchQueue.global().async {
+            runOnOwnThread {
                 other.harness.run("SET", "elsewhere", "x")
                 done.signal()
             }

@@ -74,7 +74,7 @@ import Testing
         let call = { @Sendable (session: ClientSession, words: [String]) -> String in
             Self.call(engine, session, words)
         }
-        Thread.detach {
+        runOnOwnThread {
             started.signal()
             let reply = call(ClientSession(id: 1), ["EVAL", "while true do end", "0"])
             finished.withLock { $0 = reply }
@@ -106,7 +106,7 @@ import Testing
         #expect(call(other, ["FUNCTION", "LOAD", code]) == "$4\r\nspin\r\n")
         let finished = Mutex<String?>(nil)
         let done = DispatchSemaphore(value: 0)
-        Thread.detach {
+        runOnOwnThread {
             let reply = call(ClientSession(id: 1), ["FCALL", "spin", "0"])
             finished.withLock { $0 = reply }
             done.signal()
@@ -132,7 +132,7 @@ import Testing
         let call = { @Sendable (session: ClientSession, words: [String]) -> String in
             Self.call(engine, session, words)
         }
-        Thread.detach {
+        runOnOwnThread {
             let body = "redis.call('set','x','1') local i = 0 while i < 30000000 do i = i + 1 end"
             _ = call(ClientSession(id: 1), ["EVAL", body, "0"])
             done.signal()
@@ -142,12 +142,5 @@ import Testing
         #expect(call(other, ["SCRIPT", "KILL"]).hasPrefix("-UNKILLABLE Sorry the script already executed write"))
         done.wait()
         #expect(call(other, ["GET", "x"]) == "$1\r\n1\r\n")
-    }
-}
-
-/// A detached pthread (tests here need a real second thread blocked in Lua).
-enum Thread {
-    static func detach(_ body: @escaping @Sendable () -> Void) {
-        DispatchQueue.global().async(execute: body)
     }
 }

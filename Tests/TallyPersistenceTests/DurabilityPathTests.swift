@@ -302,7 +302,7 @@ import TallyTestSupport
         aof.commands.run("INCR", "n")
         let offset = aof.commands.session.pendingLogOffset
         let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
+        runOnOwnThread {
             log.waitUntilDurable(offset)
             done.signal()
         }

@@ -141,17 +141,15 @@ import TallyTestSupport
         aof.run("SET", "a", "1")
         let writer = try #require(aof.persistence.appendOnlyFile)
         aof.disk.holdFsyncs()
-        let fsync = DispatchGroup()
         let persistence = aof.persistence
-        DispatchQueue.global().async(group: fsync) { persistence.backgroundFsyncPass() }
+        let fsync = runOnOwnThread { persistence.backgroundFsyncPass() }
         while aof.disk.fsyncsWaiting == 0 { sched_yield() }
         #expect(aof.info("aof_pending_bio_fsync") == "1")
 
         aof.commands.run(["SET", "b", "2"].map { Array($0.utf8) })
         let offset = aof.commands.session.pendingLogOffset
         let log = try #require(aof.commands.engine.attachedLog)
-        let write = DispatchGroup()
-        DispatchQueue.global().async(group: write) { log.waitUntilDurable(offset) }
+        let write = runOnOwnThread { log.waitUntilDurable(offset) }
         while !writer.status().writePostponed { sched_yield() }
         // Nothing is written while the clock stands still.
         #expect(aof.info("aof_delayed_fsync") == "0")
@@ -218,8 +216,7 @@ import TallyTestSupport
         let offset = aof.commands.session.pendingLogOffset
         let persistence = aof.persistence
         let result = LineRecorder()
-        let wait = DispatchGroup()
-        DispatchQueue.global().async(group: wait) {
+        let wait = runOnOwnThread {
             result.append("\(persistence.waitFsynced(offset, timeoutMilliseconds: 100) ?? true)")
         }
         while wait.wait(timeout: .now()) == .timedOut {

@@ -37,7 +37,7 @@ final class LoadedKeyspace: @unchecked Sendable {
     func startWriters(count: Int, keys: Int) {
         for writer in 0..<count {
             writers.enter()
-            DispatchQueue.global().async { [self] in
+            runOnOwnThread { [self] in
                 defer { writers.leave() }
                 var round = 0
                 while !stop.load(ordering: .relaxed) {
