@@ -15,16 +15,16 @@ public struct CommandContext {
     /// Where the reply goes.
     public var output: OutputBuffer
     /// The client.
-    public let session: ClientSession
+    public private(set) var session: ClientSession
     /// The engine (keyspace, table, clock, log).
     public let engine: CommandEngine
     /// The index of the table row being executed.
-    let row: Int
+    private(set) var row: Int
     /// Unix milliseconds at command start; expiry checks within one command use it.
-    public let now: Int64
+    public private(set) var now: Int64
     /// True while running as part of EXEC: every shard is already held and the log is written
     /// once, wrapped in MULTI/EXEC, when EXEC finishes.
-    public let insideExec: Bool
+    public private(set) var insideExec: Bool
     /// Shards this command locked itself.
     public private(set) var heldShards = ShardMask()
     /// True when this command took every shard because clients are blocked (see lockShard).
@@ -40,9 +40,24 @@ public struct CommandContext {
         self.output = output
         self.session = session
         self.engine = engine
+        keyspace = engine.keyspace
         self.row = row
         self.now = now
         self.insideExec = insideExec
+    }
+
+    /// Makes a context left by an earlier command (see `CommandEngine.run`) ready for the next
+    /// one, as `init` would make it: the session is replaced only when it changes, so a
+    /// pipeline's commands take no reference-counting traffic for it.
+    mutating func begin(row: Int, session: ClientSession, now: Int64, insideExec: Bool) {
+        precondition(heldShards.isEmpty && !ownsExclusive, "a context is reused only after finish()")
+        if self.session !== session { self.session = session }
+        self.row = row
+        self.now = now
+        self.insideExec = insideExec
+        holdsDispatchExclusive = false
+        changes = 0
+        propagation = .derived
     }
 
     /// The table row being executed (looked up on use: the context is built for every command,
@@ -52,8 +67,9 @@ public struct CommandContext {
     /// The selected database.
     @inline(__always) public var database: Int { session.database }
 
-    /// The keyspace.
-    @inline(__always) public var keyspace: Keyspace { engine.keyspace }
+    /// The engine's keyspace, held here: reading it through `engine` retained and released it
+    /// at every use (lockShard, finish), and the context is reused, so holding it is free.
+    public let keyspace: Keyspace
 
     /// Argument `index` as a key.
     @inline(__always) public func key(_ index: Int) -> Key { Key(arguments[index]) }

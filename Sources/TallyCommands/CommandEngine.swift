@@ -405,9 +405,18 @@ public final class CommandEngine: Sendable {
     /// path, where the copy's retains and releases of both arrays were a measurable share of a
     /// short command. `arguments` is the same when it returns.
     public func execute(_ arguments: inout CommandArguments, session: ClientSession, output: inout OutputBuffer) {
+        var context: CommandContext?
+        execute(&arguments, session: session, output: &output, reusing: &context)
+    }
+
+    /// `execute` running the command in `spare`, a context an earlier command left there, and
+    /// leaving its own there: an I/O thread keeps one, so a command does not build a context
+    /// (retaining its session and engine) and destroy it again (six releases).
+    public func execute(_ arguments: inout CommandArguments, session: ClientSession, output: inout OutputBuffer,
+                        reusing spare: inout CommandContext?) {
         let before = session.replyMode
         let start = output.writerIndex
-        dispatch(&arguments, session: session, output: &output)
+        dispatch(&arguments, session: session, output: &output, spare: &spare)
         // The one place replies' errors are counted (CLIENT REPLY OFF drops the reply, not the count).
         if !output.untakenErrorCodes.isEmpty { errorStatistics.take(from: &output) }
         if before != .on || session.replyMode != .on {
@@ -490,18 +499,24 @@ public final class CommandEngine: Sendable {
         }
     }
 
-    private func dispatch(_ arguments: inout CommandArguments, session: ClientSession, output: inout OutputBuffer) {
+    private func dispatch(_ arguments: inout CommandArguments, session: ClientSession, output: inout OutputBuffer,
+                          spare: inout CommandContext?) {
         guard arguments.count > 0 else { return }
         output.protocolVersion = session.protocolVersion
-        guard let row = table.lookup(arguments[0]) else {
+        guard let row = arguments.withUnsafeBytes(of: 0, table.lookup) else {
             if session.transaction.isActive { session.transaction.isPoisoned = true }
             writeUnknownCommandError(arguments, into: &output)
             return
         }
-        var statistics = table.statistics[row]
+        // The counters a refusal charges, looked up only then: holding them cost every command
+        // a retain and a release.
+        var subcommandIndex: Int?
+        func statistics() -> CommandStatistics {
+            subcommandIndex.map { table.subcommandStatistics[row][$0] } ?? table.statistics[row]
+        }
         var flags = table.flags[row]
         if !CommandTable.arityAccepts(table.rows[row].arity, arguments.count) {
-            return refuse(row, reason: arityErrorReason(table.rows[row].name), session: session, statistics,
+            return refuse(row, reason: arityErrorReason(table.rows[row].name), session: session, statistics(),
                           output: &output)
         }
         if table.hasSubcommands(row) && arguments.count >= 2 {
@@ -510,24 +525,24 @@ public final class CommandEngine: Sendable {
                 return refuse(row, reason: unknownSubcommandReason(arguments, parent: table.rows[row].name),
                               session: session, nil, output: &output)
             }
-            statistics = table.subcommandStatistics[row][sub]
+            subcommandIndex = sub
             let subcommand = table.rows[row].subcommands[sub]
             if !CommandTable.arityAccepts(subcommand.arity, arguments.count) {
-                return refuse(row, reason: arityErrorReason(subcommand.name), session: session, statistics,
+                return refuse(row, reason: arityErrorReason(subcommand.name), session: session, statistics(),
                               output: &output)
             }
             flags = subcommand.flags
         }
         if flags.contains(.protected) && !allowsProtectedCommand(session) {
-            return refuse(row, reason: Self.moduleCommandReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.moduleCommandReason, session: session, statistics(), output: &output)
         }
         let transaction = session.transaction.isActive
         let isExec = transaction && row == execRow
         if !session.isAuthenticated && requiresAuthentication && !flags.contains(.noAuth) {
-            return refuse(row, reason: Self.noAuthReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.noAuthReason, session: session, statistics(), output: &output)
         }
         if transaction && flags.contains(.noMulti) {
-            return refuse(row, reason: Self.notInTransactionReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.notInTransactionReason, session: session, statistics(), output: &output)
         }
         let role = ReplicaRole(rawValue: replicaRole.load(ordering: .relaxed))
         if memoryLimit.load(ordering: .relaxed) != 0 && !role.contains(.ignoresMaxmemory) {
@@ -536,47 +551,47 @@ public final class CommandEngine: Sendable {
             // processCommand flushes them right after performEvictions).
             if !session.trackingPending.isEmpty { tracking.sendPending(session, output: &output) }
             if !fits {
-                return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics, output: &output)
+                return refuse(row, reason: Self.outOfMemoryReason, session: session, statistics(), output: &output)
             }
         }
         let isWrite = flags.contains(.write) || (isExec && session.transaction.queuedFlags.contains(.write))
         // The primary's stream is applied even when this replica cannot persist (Redis logs it,
         // or panics under repl-ignore-disk-write-error no): refusing it would fork the data.
         if isWrite || row == pingRow, !session.isReplicationPrimaryLink, let refusal = attachedLog?.writeRefusal() {
-            return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics, output: &output)
+            return refuse(row, reason: [UInt8(ascii: "-")] + refusal, session: session, statistics(), output: &output)
         }
         // min-replicas-to-write, checked right after MISCONF as server.c processCommand does
         // (checkGoodReplicasStatus); the replication cron and ACKs keep the flag current.
         if isWrite && lacksGoodReplicas.load(ordering: .relaxed) && !session.isReplicationPrimaryLink {
-            return refuse(row, reason: Self.noReplicasReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.noReplicasReason, session: session, statistics(), output: &output)
         }
         if role.contains(.readOnly) && isWrite && !session.isReplicationPrimaryLink {
-            return refuse(row, reason: Self.readOnlyReplicaReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.readOnlyReplicaReason, session: session, statistics(), output: &output)
         }
         if session.subscriptionTotal > 0 && session.protocolVersion == .resp2
             && !flags.contains(.allowedWhileSubscribed)
         {
-            return refuse(row, reason: subscribedContextReason(arguments, row: row), session: session, statistics,
+            return refuse(row, reason: subscribedContextReason(arguments, row: row), session: session, statistics(),
                           output: &output)
         }
         if role.contains(.deniesStaleData) && !session.isReplicationPrimaryLink
             && (!flags.contains(.stale) || (isExec && session.transaction.queuedMissingFlags.contains(.stale)))
         {
-            return refuse(row, reason: Self.masterDownReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.masterDownReason, session: session, statistics(), output: &output)
         }
         if loadingDataset.load(ordering: .acquiring) && !session.isReplayingLog
             && (!flags.contains(.loading) || (isExec && session.transaction.queuedMissingFlags.contains(.loading)))
         {
-            return refuse(row, reason: Self.loadingReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.loadingReason, session: session, statistics(), output: &output)
         }
         if scriptWatch.isRunning && !session.isReplayingLog,
            let busy = scriptWatch.admission(allowBusy: flags.contains(.allowBusy))
         {
-            return refuse(row, reason: busy, session: session, statistics, output: &output)
+            return refuse(row, reason: busy, session: session, statistics(), output: &output)
         }
         if session.isMonitoring && !flags.isDisjoint(with: [.write, .readonly, .mayReplicate]) {
             // A monitor is a replica-like client in Redis (CLIENT_SLAVE): it may not use keys.
-            return refuse(row, reason: Self.monitorKeyspaceReason, session: session, statistics, output: &output)
+            return refuse(row, reason: Self.monitorKeyspaceReason, session: session, statistics(), output: &output)
         }
         if clientPause.isPossiblyActive && !session.isReplayingLog
             && clientPause.holds(isExec ? flags.union(session.transaction.queuedFlags)
@@ -597,7 +612,7 @@ public final class CommandEngine: Sendable {
             output.writeStaticString("+QUEUED\r\n")
             return
         }
-        run(row: row, &arguments, session: session, output: &output, insideExec: false)
+        run(row: row, &arguments, session: session, output: &output, insideExec: false, reusing: &spare)
     }
 
     /// Redis's refusal of a command on a subscribed RESP2 connection, naming the command as
@@ -883,20 +898,37 @@ public final class CommandEngine: Sendable {
     /// `arguments` and `output` are moved into the command's context and back, not copied.
     func run(row: Int, _ arguments: inout CommandArguments, session: ClientSession, output: inout OutputBuffer,
              insideExec: Bool) {
+        var context: CommandContext?
+        run(row: row, &arguments, session: session, output: &output, insideExec: insideExec, reusing: &context)
+    }
+
+    /// `run` in the context `spare` holds, if any (taken out meanwhile, so EXEC's commands build
+    /// their own), which is left there afterwards.
+    private func run(row: Int, _ arguments: inout CommandArguments, session: ClientSession,
+                     output: inout OutputBuffer, insideExec: Bool, reusing spare: inout CommandContext?) {
         let statistics = statistics(row: row, arguments)
-        let start = monotonicMicroseconds()
+        // One clock reading gives the command's time (expiry) and the start of its duration,
+        // as Redis's call() takes both from one ustime(): clock_gettime was ~4% of a pipelined
+        // PFADD's time when read three times per command. A wall clock stepped back during a
+        // command reads as a duration of 0.
+        let start = clock.nowMicroseconds()
         let offsetBefore = session.pendingLogOffset
         // Errors written before this command (a refusal, an earlier command of EXEC) are not its own.
         output.errorRepliesSeen = output.errorRepliesWritten
         // Move the buffer into the context instead of copying it, so appending to it does not
         // trigger a copy-on-write of the whole reply buffer.
-        var context = CommandContext(
-            arguments: CommandArguments(reservingCapacity: false),
-            output: OutputBuffer(initialCapacity: 0, protocolVersion: output.protocolVersion),
-            session: session, engine: self, row: row, now: clock.nowMilliseconds(), insideExec: insideExec)
+        var context: CommandContext
+        if var reused = spare.take() {
+            reused.begin(row: row, session: session, now: start / 1000, insideExec: insideExec)
+            context = consume reused
+        } else {
+            context = CommandContext(
+                arguments: CommandArguments(reservingCapacity: false),
+                output: OutputBuffer(initialCapacity: 0, protocolVersion: output.protocolVersion),
+                session: session, engine: self, row: row, now: start / 1000, insideExec: insideExec)
+        }
         swap(&context.arguments, &arguments)
         swap(&context.output, &output)
-        defer { swap(&context.arguments, &arguments) }
         // While clients are blocked (and for EXEC, which takes every shard anyway), the command
         // holds every shard, so finish() can serve waiters on any key (see Blocking.swift).
         let takesAll = row == execRow || blocking.hasWaiters || table.flags[row].contains(.runsExclusive)
@@ -935,7 +967,8 @@ public final class CommandEngine: Sendable {
             if observed > session.observedLogOffset { session.observedLogOffset = observed }
         }
         swap(&context.output, &output)
-        let elapsed = monotonicMicroseconds() - start
+        let end = clock.nowMicroseconds()
+        let elapsed = max(0, end - start)
         statistics.calls.add(1, ordering: .relaxed)
         statistics.microseconds.add(elapsed, ordering: .relaxed)
         if latencyTracking.load(ordering: .relaxed) {
@@ -982,7 +1015,7 @@ public final class CommandEngine: Sendable {
             }
         }
         latencyMonitor.sample(table.rows[row].flags.contains(.fast) ? "fast-command" : "command",
-                              milliseconds: elapsed / 1000, unixSeconds: clock.nowMilliseconds() / 1000)
+                              milliseconds: elapsed / 1000, unixSeconds: end / 1_000_000)
         if slowLog.isSlow(elapsed) && !table.rows[row].flags.contains(.skipSlowlog) {
             let shown = redacted ?? context.arguments
             if session.blockedWaiter != nil {
@@ -994,6 +1027,8 @@ public final class CommandEngine: Sendable {
                                unixSeconds: clock.nowMilliseconds() / 1000)
             }
         }
+        swap(&context.arguments, &arguments)
+        spare = consume context
     }
 
     /// `arguments` with those at `indexes` replaced by "(redacted)", as SLOWLOG and MONITOR show

@@ -68,7 +68,8 @@ public final class CommandTable: Sendable {
             }
         }
         names = rows.map {
-            guard let name = FoldedName(Array($0.name.utf8)[...]) else { preconditionFailure("name \($0.name)") }
+            let name = Array($0.name.utf8).withUnsafeBytes(FoldedName.init)
+            guard let name else { preconditionFailure("name \($0.name)") }
             return name
         }
         var size = 16
@@ -94,6 +95,11 @@ public final class CommandTable: Sendable {
     /// The row index for a command name given as request bytes (any case), or nil. Runs for
     /// every request: the name is folded into four words at once, so a probe compares words.
     public func lookup(_ name: ArraySlice<UInt8>) -> Int? {
+        name.withUnsafeBytes { lookup($0) }
+    }
+
+    /// `lookup` of a name's bytes in place.
+    public func lookup(_ name: UnsafeRawBufferPointer) -> Int? {
         guard let folded = FoldedName(name) else { return nil }
         let mask = slots.count - 1
         var slot = folded.hashValue32 & mask
@@ -136,12 +142,10 @@ struct FoldedName: Equatable {
     var words: (UInt64, UInt64, UInt64, UInt64)
     var count: Int
 
-    init?(_ name: ArraySlice<UInt8>) {
+    init?(_ name: UnsafeRawBufferPointer) {
         if name.isEmpty || name.count > 32 { return nil }
         var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &words) { target in
-            name.withUnsafeBytes { target.copyMemory(from: $0) }
-        }
+        withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: name) }
         self.words = (Self.lowercased(words.0), Self.lowercased(words.1), Self.lowercased(words.2),
                       Self.lowercased(words.3))
         count = name.count

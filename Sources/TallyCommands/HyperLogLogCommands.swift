@@ -41,11 +41,14 @@ enum HyperLogLogCommands {
         // The value is checked where it is edited (copying it out first for checkValue cost a
         // lookup, a retain and a release per PFADD); a missing key comes in empty (minimumCount
         // 0) and becomes an empty sparse HLL, an existing empty string is not a HyperLogLog.
-        let arguments = context.arguments
         let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
+        let database = context.database
+        let now = context.now
         do {
+            // The elements are read from the context inside the edit: a copy of the arguments
+            // for the closure cost a retain and a release of both of their arrays.
             let (outcome, changed) = try shard.mutateString(
-                context.database, key, now: context.now, minimumCount: 0
+                database, key, now: now, minimumCount: 0
             ) { bytes, existed -> (result: (updated: Bool, corrupt: Bool, invalid: Bool), changed: Bool) in
                 var updated = false
                 if !existed {
@@ -55,8 +58,8 @@ enum HyperLogLogCommands {
                     return ((false, false, true), false)
                 }
                 var changedRegisters = false
-                for index in 2..<arguments.count {
-                    let result = arguments[index].withUnsafeBytes { element in
+                for index in 2..<context.arguments.count {
+                    let result = context.arguments[index].withUnsafeBytes { element in
                         HyperLogLog.add(&bytes, element, sparseMaxBytes: sparseMaxBytes)
                     }
                     if result < 0 { return ((updated, true, false), updated || changedRegisters) }

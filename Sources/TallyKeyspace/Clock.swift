@@ -6,6 +6,13 @@ import Synchronization
 public protocol Clock: Sendable {
     /// Milliseconds since the Unix epoch.
     func nowMilliseconds() -> Int64
+    /// Microseconds since the Unix epoch: a command's start time and its duration's ends, from
+    /// one reading each (server.c call() times commands with ustime()).
+    func nowMicroseconds() -> Int64
+}
+
+extension Clock {
+    public func nowMicroseconds() -> Int64 { nowMilliseconds() * 1000 }
 }
 
 /// The real wall clock (`clock_gettime(CLOCK_REALTIME)`).
@@ -17,6 +24,12 @@ public struct SystemClock: Clock {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+
+    public func nowMicroseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
     }
 }
 

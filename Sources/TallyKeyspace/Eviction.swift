@@ -105,11 +105,19 @@ extension Shard {
     /// `lookup` for a caller that needs only whether the key is live and its expiry (SET's NX,
     /// XX and KEEPTTL): the same lazy expiry and access stamp, without copying the value out.
     public func lookupPresence(_ database: Int, _ key: Key, now: Int64) -> KeyPresence? {
+        guard let index = presentIndex(database, key, now: now) else { return nil }
+        return KeyPresence(expiresAtMilliseconds: tables[database].expiresAtMilliseconds(at: index))
+    }
+
+    /// `lookupPresence` giving the key's slot in its table instead, for an edit in place that
+    /// then needs no second probe (valid until the table next changes).
+    func presentIndex(_ database: Int, _ key: Key, now: Int64) -> Int? {
         guard let index = tables[database].index(forKey: key) else { return nil }
-        let expiry = tables[database].expiresAtMilliseconds(at: index)
-        if let expiry, expiry <= now, expire(database, key) { return nil }
+        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now, expire(database, key) {
+            return nil
+        }
         stampAccess(database, at: index, now: now)
-        return KeyPresence(expiresAtMilliseconds: expiry)
+        return index
     }
 
     /// Applies `policy` to this shard (caller holds the lock): builds or drops the all-keys

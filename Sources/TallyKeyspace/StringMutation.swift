@@ -26,14 +26,14 @@ extension Shard {
         // Only the presence is looked up: a held `Entry` would keep a second reference to the
         // bytes and turn the first write into a copy of the whole string (and copying it out
         // costs a retain and a release besides).
-        if lookupPresence(database, key, now: now) == nil {
+        guard let index = presentIndex(database, key, now: now) else {
             var bytes = [UInt8](repeating: 0, count: minimumCount)
             let outcome = body(&bytes, false)
             store(database, key, Entry(value: bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)))
             return (outcome.result, true)
         }
+        // Serializing a pending snapshot image reads the table; it does not move keys.
         prepareWrite()
-        guard let index = tables[database].index(forKey: key) else { preconditionFailure("entry vanished") }
         var bytes: [UInt8]
         var integer: Int64?
         // Move the value out of the table (leaving a placeholder) so `bytes` is the array's only

@@ -38,6 +38,12 @@ public struct CommandArguments {
     /// Argument `index` as a slice of the shared storage (no copy).
     @inlinable public subscript(index: Int) -> ArraySlice<UInt8> { bytes[ranges[index]] }
 
+    /// Calls `body` with argument `index`'s bytes in place: unlike the subscript's slice, no
+    /// retain and release of the storage (the command-name lookup of every request).
+    @inlinable public func withUnsafeBytes<R>(of index: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[ranges[index]])) }
+    }
+
     /// A copy of argument `index`, for storing it in the keyspace.
     @inlinable public func copy(_ index: Int) -> [UInt8] { Array(bytes[ranges[index]]) }
 

@@ -36,6 +36,10 @@ final class IOThread: @unchecked Sendable {
     /// Connections parked in a blocking pop: checked every iteration for a published reply
     /// (a push on any thread wakes this loop) or a passed deadline.
     private var parked: [Connection] = []
+    /// The context this loop's last command ran in, reused by the next (see
+    /// `CommandEngine.execute(_:session:output:reusing:)`); it holds that command's session
+    /// until then, or until the client closes or leaves this loop.
+    private var spareContext: CommandContext?
     /// Connections whose current command CLIENT PAUSE holds back, in the order they were held.
     private var postponed: [Connection] = []
     /// Connections whose replies acknowledge writes the AOF failed to write; retried each
@@ -353,7 +357,7 @@ final class IOThread: @unchecked Sendable {
             let authenticated = session.isAuthenticated || !engine.requiresAuthentication
             switch connection.parser.next(into: &arguments, authenticated: authenticated) {
             case .command:
-                engine.execute(&arguments, session: session, output: &connection.output)
+                engine.execute(&arguments, session: session, output: &connection.output, reusing: &spareContext)
                 if session.handsOffConnection {
                     handOffToReplication(connection)
                     return
@@ -596,6 +600,7 @@ final class IOThread: @unchecked Sendable {
     /// subscriptions are released here, since a replica uses neither.
     private func handOffToReplication(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.descriptor) != nil else { return }
+        if spareContext?.session === connection.session { spareContext = nil }
         epoll.remove(connection.descriptor)
         let pending = Array(connection.output.storage[connection.output.readerIndex...])
         connection.output = OutputBuffer()
@@ -608,6 +613,7 @@ final class IOThread: @unchecked Sendable {
 
     private func close(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.descriptor) != nil else { return }
+        if spareContext?.session === connection.session { spareContext = nil }
         if connection.session.blockedWaiter != nil { parked.removeAll { $0 === connection } }
         if connection.session.isPostponed {
             postponed.removeAll { $0 === connection }
