@@ -80,6 +80,12 @@ public struct KeyTable: Sequence, @unchecked Sendable {
         storage.setValue(value, at: slot)
     }
 
+    /// Stores `value` at a slot `takeValue` emptied (`Shard.withAggregate`'s put-back).
+    mutating func restoreAggregate(_ value: consuming Value, at slot: Int) {
+        makeUnique()
+        storage.restoreAggregate(value, at: slot)
+    }
+
     /// Moves the value at an occupied slot out, leaving the integer 0 in its place, so the
     /// caller holds its only reference and can edit it in place.
     mutating func takeValue(at slot: Int) -> Value {
@@ -729,6 +735,42 @@ final class KeyTableStorage {
         cell.storeBytes(of: (form & Self.formKeyOutOfLine) | Self.formPayload | PayloadKind.integer.rawValue,
                         toByteOffset: 4, as: UInt8.self)
         return value
+    }
+
+    /// `setValue` for a slot `takeValue` left holding its placeholder (an integer payload) and
+    /// an aggregate: the aggregate is moved into the payload and the key left where it is,
+    /// where `setValue` copies the key out, rebuilds the cell and retains the value.
+    func restoreAggregate(_ value: consuming Value, at slot: Int) {
+        let cell = cell(slot)
+        let form = cell.load(fromByteOffset: 4, as: UInt8.self)
+        guard form & Self.formPayload != 0, form & 0x0F == PayloadKind.integer.rawValue else {
+            setValue(value, at: slot)
+            return
+        }
+        let payload = cell + Self.payloadOffset
+        let kind: PayloadKind
+        switch consume value {
+        case .hash(let hash):
+            payload.bindMemory(to: HashValue.self, capacity: 1).initialize(to: hash)
+            kind = .hash
+        case .list(let list):
+            payload.bindMemory(to: ListValue.self, capacity: 1).initialize(to: list)
+            kind = .list
+        case .set(let set):
+            payload.bindMemory(to: SetValue.self, capacity: 1).initialize(to: set)
+            kind = .set
+        case .sortedSet(let set):
+            payload.bindMemory(to: SortedSetValue.self, capacity: 1).initialize(to: set)
+            kind = .sortedSet
+        case .stream(let stream):
+            payload.bindMemory(to: StreamBox.self, capacity: 1).initialize(to: StreamBox(stream))
+            kind = .stream
+        case let other:
+            setValue(other, at: slot)
+            return
+        }
+        cell.storeBytes(of: (form & Self.formKeyOutOfLine) | Self.formPayload | kind.rawValue,
+                        toByteOffset: 4, as: UInt8.self)
     }
 
     /// Writes a fresh cell for `key` → `value` into uninitialized (or destroyed) memory.

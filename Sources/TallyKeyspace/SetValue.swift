@@ -621,10 +621,12 @@ func memcmpEqual(_ left: UnsafeRawPointer, _ right: UnsafeRawPointer, _ count: I
 }
 
 extension SetValue: AggregateValue {
-    public var wrapped: Value { .set(self) }
-    public static func unwrap(_ value: Value) -> SetValue? {
-        if case .set(let set) = value { return set }
-        return nil
+    public consuming func intoValue() -> Value { .set(self) }
+    public static func take(from value: inout Value) -> SetValue? {
+        guard case .set = value else { return nil }
+        guard case .set(let set) = consume value else { preconditionFailure("checked above") }
+        value = .integer(0)
+        return set
     }
 }
 

@@ -609,6 +609,12 @@ extension Shard {
         _ = try withAggregate(database, key, now: now, create: create, body)
     }
 
+    /// Stores the aggregate `withAggregate` took out of `slot` back into it and counts its bytes.
+    private func putBack(_ value: consuming Value, _ database: Int, at slot: Int) {
+        account(MemoryEstimate.bytes(of: value))
+        tables[database].restoreAggregate(value, at: slot)
+    }
+
     /// Applies `body` to the aggregate (hash, list...) at `key`, creating an empty one when
     /// `create`, and stores the result back; an emptied aggregate is removed, as Redis deletes
     /// empty aggregates. `body` sets its `changed` flag when it modified the value, so watchers
@@ -649,12 +655,13 @@ extension Shard {
         if let slot {
             // Leave a placeholder so `aggregate` holds the only reference; the estimate loses
             // the value's bytes until it is put back.
-            let taken = tables[database].takeValue(at: slot)
-            guard let existing = A.unwrap(taken) else {
+            var taken = tables[database].takeValue(at: slot)
+            account(-MemoryEstimate.bytes(of: taken))
+            guard let existing = A.take(from: &taken) else {
+                account(MemoryEstimate.bytes(of: taken))
                 tables[database].setValue(taken, at: slot)
                 throw .wrongType
             }
-            account(-MemoryEstimate.bytes(of: taken))
             aggregate = existing
         } else if !create {
             return nil
@@ -664,22 +671,18 @@ extension Shard {
         do {
             result = try body(&aggregate, &changed)
         } catch {
-            if let slot {
-                tables[database].setValue(aggregate.wrapped, at: slot)
-                account(MemoryEstimate.bytes(of: aggregate.wrapped))
-            }
+            if let slot { putBack(aggregate.intoValue(), database, at: slot) }
             throw error
         }
         if let slot {
             if aggregate.isEmpty {
                 remove(database, key)
             } else {
-                tables[database].setValue(aggregate.wrapped, at: slot)
-                account(MemoryEstimate.bytes(of: aggregate.wrapped))
+                putBack(aggregate.intoValue(), database, at: slot)
                 if changed { touch(database, key) }
             }
         } else if !aggregate.isEmpty {
-            store(database, key, Entry(value: aggregate.wrapped))
+            store(database, key, Entry(value: aggregate.intoValue()))
         }
         return result
     }

@@ -771,10 +771,12 @@ func virtualDictScan(cursor: UInt64, hashes: [UInt64], count wanted: Int) -> (in
 }
 
 extension SortedSetValue: AggregateValue {
-    public var wrapped: Value { .sortedSet(self) }
-    public static func unwrap(_ value: Value) -> SortedSetValue? {
-        if case .sortedSet(let set) = value { return set }
-        return nil
+    public consuming func intoValue() -> Value { .sortedSet(self) }
+    public static func take(from value: inout Value) -> SortedSetValue? {
+        guard case .sortedSet = value else { return nil }
+        guard case .sortedSet(let set) = consume value else { preconditionFailure("checked above") }
+        value = .integer(0)
+        return set
     }
 }
 

@@ -214,25 +214,31 @@ public protocol AggregateValue {
     init()
     /// True when it holds no elements (Redis deletes empty aggregates).
     var isEmpty: Bool { get }
-    /// The value as stored in an entry.
-    var wrapped: Value { get }
-    /// The aggregate a stored value holds, or nil for another kind of value.
-    static func unwrap(_ value: Value) -> Self?
+    /// The value as stored in an entry, the aggregate moved into it (not copied: a copy
+    /// retains what it holds, and the original's release follows).
+    consuming func intoValue() -> Value
+    /// Moves the aggregate out of a stored value, leaving the integer 0 there, or returns nil
+    /// and leaves `value` as it was when it is another kind of value.
+    static func take(from value: inout Value) -> Self?
 }
 
 extension HashValue: AggregateValue {
-    public var wrapped: Value { .hash(self) }
-    public static func unwrap(_ value: Value) -> HashValue? {
-        if case .hash(let hash) = value { return hash }
-        return nil
+    public consuming func intoValue() -> Value { .hash(self) }
+    public static func take(from value: inout Value) -> HashValue? {
+        guard case .hash = value else { return nil }
+        guard case .hash(let hash) = consume value else { preconditionFailure("checked above") }
+        value = .integer(0)
+        return hash
     }
 }
 
 extension ListValue: AggregateValue {
-    public var wrapped: Value { .list(self) }
-    public static func unwrap(_ value: Value) -> ListValue? {
-        if case .list(let list) = value { return list }
-        return nil
+    public consuming func intoValue() -> Value { .list(self) }
+    public static func take(from value: inout Value) -> ListValue? {
+        guard case .list = value else { return nil }
+        guard case .list(let list) = consume value else { preconditionFailure("checked above") }
+        value = .integer(0)
+        return list
     }
 }
 
@@ -240,10 +246,12 @@ extension ListValue: AggregateValue {
 /// entry, XGROUP CREATE ... MKSTREAM), so `isEmpty` is always false and nothing removes it.
 extension StreamValue: AggregateValue {
     public var isEmpty: Bool { false }
-    public var wrapped: Value { .stream(self) }
-    public static func unwrap(_ value: Value) -> StreamValue? {
-        if case .stream(let stream) = value { return stream }
-        return nil
+    public consuming func intoValue() -> Value { .stream(self) }
+    public static func take(from value: inout Value) -> StreamValue? {
+        guard case .stream = value else { return nil }
+        guard case .stream(let stream) = consume value else { preconditionFailure("checked above") }
+        value = .integer(0)
+        return stream
     }
 }
 
