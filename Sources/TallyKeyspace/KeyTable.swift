@@ -80,10 +80,11 @@ public struct KeyTable: Sequence, @unchecked Sendable {
         storage.setValue(value, at: slot)
     }
 
-    /// Stores `value` at a slot `takeValue` emptied (`Shard.withAggregate`'s put-back).
-    mutating func restoreAggregate(_ value: consuming Value, at slot: Int) {
+    /// Stores `value` at a slot `takeValue` emptied (the put-back of `Shard.withAggregate` and
+    /// `Shard.mutateString`).
+    mutating func restoreTaken(_ value: consuming Value, at slot: Int) {
         makeUnique()
-        storage.restoreAggregate(value, at: slot)
+        storage.restoreTaken(value, at: slot)
     }
 
     /// Moves the value at an occupied slot out, leaving the integer 0 in its place, so the
@@ -738,9 +739,10 @@ final class KeyTableStorage {
     }
 
     /// `setValue` for a slot `takeValue` left holding its placeholder (an integer payload) and
-    /// an aggregate: the aggregate is moved into the payload and the key left where it is,
-    /// where `setValue` copies the key out, rebuilds the cell and retains the value.
-    func restoreAggregate(_ value: consuming Value, at slot: Int) {
+    /// an aggregate or a string too long to be inline: the value is moved into the payload and
+    /// the key left where it is, where `setValue` copies the key out, rebuilds the cell and
+    /// retains the value.
+    func restoreTaken(_ value: consuming Value, at slot: Int) {
         let cell = cell(slot)
         let form = cell.load(fromByteOffset: 4, as: UInt8.self)
         guard form & Self.formPayload != 0, form & 0x0F == PayloadKind.integer.rawValue else {
@@ -765,12 +767,22 @@ final class KeyTableStorage {
         case .stream(let stream):
             payload.bindMemory(to: StreamBox.self, capacity: 1).initialize(to: StreamBox(stream))
             kind = .stream
+        case .string(let bytes) where bytes.count > Self.inlineBytes - keyLength(ofPayloadCell: cell, form: form):
+            payload.bindMemory(to: [UInt8].self, capacity: 1).initialize(to: bytes)
+            kind = .string
         case let other:
             setValue(other, at: slot)
             return
         }
         cell.storeBytes(of: (form & Self.formKeyOutOfLine) | Self.formPayload | kind.rawValue,
                         toByteOffset: 4, as: UInt8.self)
+    }
+
+    /// The key length of a cell with a payload (see `writePayloadKey`).
+    @inline(__always)
+    private func keyLength(ofPayloadCell cell: UnsafeMutableRawPointer, form: UInt8) -> Int {
+        if form & Self.formKeyOutOfLine == 0 { return Int(cell.load(fromByteOffset: 5, as: UInt8.self)) }
+        return (cell + Self.outOfLineKeyOffset).assumingMemoryBound(to: [UInt8].self).pointee.count
     }
 
     /// Writes a fresh cell for `key` → `value` into uninitialized (or destroyed) memory.

@@ -70,12 +70,16 @@ public enum MemoryEstimate {
         return entryOverheadBytes + keyHeap + bytes(of: value)
     }
 
+    /// Estimated heap bytes of a string value of `count` bytes (one buffer).
+    @inlinable
+    public static func bytes(ofStringCount count: Int) -> Int { bufferHeaderBytes + count }
+
     /// Estimated heap bytes of a value (an integer is stored inline: 0).
     @inlinable
     public static func bytes(of value: Value) -> Int {
         switch value {
         case .integer: return 0
-        case .string(let bytes): return bufferHeaderBytes + bytes.count
+        case .string(let string): return bytes(ofStringCount: string.count)
         case .hash(let hash):
             // The packed buffer (capacity), or the hashtable's box, arrays and per-field cost.
             return hash.heapBytes

@@ -612,7 +612,7 @@ extension Shard {
     /// Stores the aggregate `withAggregate` took out of `slot` back into it and counts its bytes.
     private func putBack(_ value: consuming Value, _ database: Int, at slot: Int) {
         account(MemoryEstimate.bytes(of: value))
-        tables[database].restoreAggregate(value, at: slot)
+        tables[database].restoreTaken(value, at: slot)
     }
 
     /// Applies `body` to the aggregate (hash, list...) at `key`, creating an empty one when

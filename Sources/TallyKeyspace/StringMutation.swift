@@ -54,7 +54,7 @@ extension Shard {
         case .hash, .list, .set, .sortedSet, .stream:
             preconditionFailure("checked above")
         }
-        let previousEstimate = integer == nil ? MemoryEstimate.bytes(of: .string(bytes)) : 0
+        let previousEstimate = integer == nil ? MemoryEstimate.bytes(ofStringCount: bytes.count) : 0
         let grew = bytes.count < minimumCount
         if grew { bytes.append(contentsOf: repeatElement(0, count: minimumCount - bytes.count)) }
         let outcome = body(&bytes, true)
@@ -66,8 +66,8 @@ extension Shard {
         } else {
             value = integer.map { .integer($0) } ?? .string(bytes)
         }
-        tables[database].setValue(value, at: index)
         account(MemoryEstimate.bytes(of: value) - previousEstimate)
+        tables[database].restoreTaken(value, at: index)
         if changed { touch(database, key) }
         return (outcome.result, changed)
     }

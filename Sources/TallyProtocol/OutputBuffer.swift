@@ -204,7 +204,7 @@ public struct OutputBuffer {
 
     /// `$len\r\nbytes\r\n`.
     public mutating func writeBulkString<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        let written = bytes.withContiguousStorageIfAvailable { writeBulkString(UnsafeRawBufferPointer($0)) }
+        let written: Void? = bytes.withContiguousStorageIfAvailable { writeBulkString(UnsafeRawBufferPointer($0)) }
         if written != nil { return }
         writeLine(UInt8(ascii: "$"), Int64(bytes.count))
         storage.append(contentsOf: bytes)
