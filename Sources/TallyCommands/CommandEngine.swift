@@ -1024,7 +1024,7 @@ public final class CommandEngine: Sendable {
                 session.slowBlockedCommand = ((0..<shown.count).map { Array(shown[$0]) }, elapsed)
             } else {
                 slowLog.record(shown, durationMicroseconds: elapsed, session: session,
-                               unixSeconds: clock.nowMilliseconds() / 1000)
+                               unixSeconds: end / 1_000_000)
             }
         }
         swap(&context.arguments, &arguments)

@@ -767,7 +767,7 @@ final class KeyTableStorage {
         case .stream(let stream):
             payload.bindMemory(to: StreamBox.self, capacity: 1).initialize(to: StreamBox(stream))
             kind = .stream
-        case .string(let bytes) where bytes.count > Self.inlineBytes - keyLength(ofPayloadCell: cell, form: form):
+        case .string(let bytes) where bytes.count > Self.inlineBytes - Self.withKeyBytes(cell, \.count):
             payload.bindMemory(to: [UInt8].self, capacity: 1).initialize(to: bytes)
             kind = .string
         case let other:
@@ -776,13 +776,6 @@ final class KeyTableStorage {
         }
         cell.storeBytes(of: (form & Self.formKeyOutOfLine) | Self.formPayload | kind.rawValue,
                         toByteOffset: 4, as: UInt8.self)
-    }
-
-    /// The key length of a cell with a payload (see `writePayloadKey`).
-    @inline(__always)
-    private func keyLength(ofPayloadCell cell: UnsafeMutableRawPointer, form: UInt8) -> Int {
-        if form & Self.formKeyOutOfLine == 0 { return Int(cell.load(fromByteOffset: 5, as: UInt8.self)) }
-        return (cell + Self.outOfLineKeyOffset).assumingMemoryBound(to: [UInt8].self).pointee.count
     }
 
     /// Writes a fresh cell for `key` → `value` into uninitialized (or destroyed) memory.

@@ -656,12 +656,12 @@ extension Shard {
             // Leave a placeholder so `aggregate` holds the only reference; the estimate loses
             // the value's bytes until it is put back.
             var taken = tables[database].takeValue(at: slot)
-            account(-MemoryEstimate.bytes(of: taken))
+            let takenBytes = MemoryEstimate.bytes(of: taken)
             guard let existing = A.take(from: &taken) else {
-                account(MemoryEstimate.bytes(of: taken))
                 tables[database].setValue(taken, at: slot)
                 throw .wrongType
             }
+            account(-takenBytes)
             aggregate = existing
         } else if !create {
             return nil
