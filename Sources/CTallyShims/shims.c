@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include "CTallyShims.h"
 
 int ctally_accept_nonblocking(int fd, struct sockaddr *address, socklen_t *length) {
@@ -35,4 +36,8 @@ char *ctally_malloc_info(size_t *length) {
 
 int ctally_malloc_trim(void) {
     return malloc_trim(0);
+}
+
+int ctally_thread_id(void) {
+    return (int)gettid();
 }

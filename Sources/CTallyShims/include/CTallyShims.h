@@ -25,4 +25,7 @@ char *ctally_malloc_info(size_t *length);
 /// malloc_trim(0): hands free heap memory back to the kernel; 1 if any was released.
 int ctally_malloc_trim(void);
 
+/// The calling thread's kernel id (gettid(2)), for per-thread scheduling calls.
+int ctally_thread_id(void);
+
 #endif
