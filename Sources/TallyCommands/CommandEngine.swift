@@ -906,7 +906,6 @@ public final class CommandEngine: Sendable {
     /// their own), which is left there afterwards.
     private func run(row: Int, _ arguments: inout CommandArguments, session: ClientSession,
                      output: inout OutputBuffer, insideExec: Bool, reusing spare: inout CommandContext?) {
-        let statistics = statistics(row: row, arguments)
         // One clock reading gives the command's time (expiry) and the start of its duration,
         // as Redis's call() takes both from one ustime(): clock_gettime was ~4% of a pipelined
         // PFADD's time when read three times per command. A wall clock stepped back during a
@@ -967,8 +966,17 @@ public final class CommandEngine: Sendable {
             if observed > session.observedLogOffset { session.observedLogOffset = observed }
         }
         swap(&context.output, &output)
+        if session.isReplayingLog {
+            // Redis's loader runs a logged command's proc directly, outside call() (aof.c
+            // loadSingleAppendOnlyFile): no command statistics, total_commands_processed,
+            // latency sample or slowlog entry, and no second clock reading.
+            swap(&context.arguments, &arguments)
+            spare = consume context
+            return
+        }
         let end = clock.nowMicroseconds()
         let elapsed = max(0, end - start)
+        let statistics = statistics(row: row, context.arguments)
         statistics.calls.add(1, ordering: .relaxed)
         statistics.microseconds.add(elapsed, ordering: .relaxed)
         if latencyTracking.load(ordering: .relaxed) {

@@ -69,4 +69,17 @@ import Testing
         #expect(incr?.failedCalls == 1)
         #expect(incr?.rejectedCalls == 1)
     }
+
+    /// Redis's AOF loader calls a command's proc directly (aof.c loadSingleAppendOnlyFile), so a
+    /// replayed log leaves INFO commandstats and total_commands_processed as they were.
+    @Test func replayedLogCommandsAreNotCounted() {
+        let h = CommandHarness()
+        h.session.isReplayingLog = true
+        h.run("SET", "k", "1")
+        h.run("INCR", "k")
+        h.session.isReplayingLog = false
+        #expect(h.engine.commandStatistics().allSatisfy { $0.calls == 0 })
+        #expect(h.reply("GET", "k") == "$1\r\n2\r\n")
+        #expect(h.engine.commandStatistics().first { $0.name == "get" }?.calls == 1)
+    }
 }

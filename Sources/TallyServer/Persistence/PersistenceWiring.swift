@@ -104,13 +104,15 @@ extension PersistenceEngine where S == PosixStorage {
         session.isAuthenticated = true
         session.isReplayingLog = true
         var output = OutputBuffer(initialCapacity: 1024)
+        var context: CommandContext?
         try load(into: engine) { arguments, database in
-            guard arguments.count > 0, engine.table.lookup(arguments[0]) != nil else {
+            guard arguments.count > 0, arguments.withUnsafeBytes(of: 0, { engine.table.lookup($0) }) != nil else {
                 let name = arguments.count > 0 ? String(decoding: arguments[0], as: UTF8.self) : ""
                 throw AOFReplayError(reason: "Unknown command '\(name)' reading the append only file")
             }
             session.database = database
-            engine.execute(arguments, session: session, output: &output)
+            var arguments = arguments
+            engine.execute(&arguments, session: session, output: &output, reusing: &context)
             output.readerIndex = output.writerIndex
             output.discardReadBytes()
         }
