@@ -137,7 +137,7 @@ enum StringCommands {
         }
         let newExpiry = expiry ?? (keepTTL ? existing?.expiresAtMilliseconds : nil)
         let value = Value.fromSlice(context.arguments[2])
-        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: newExpiry))
+        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: newExpiry), now: context.now)
         context.addChanges(1)
         context.notify(.string, "set", key)
         if expiry != nil { context.notify(.generic, "expire", key) }
@@ -163,7 +163,7 @@ enum StringCommands {
             context.output.writeInteger(0)
             return
         }
-        shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])))
+        shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])), now: context.now)
         context.addChanges(1)
         context.notify(.string, "set", key)
         context.output.writeInteger(1)
@@ -175,7 +175,7 @@ enum StringCommands {
         let key = context.key(1)
         let shard = context.lockShard(for: key)
         let value = Value.fromSlice(context.arguments[3])
-        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: expiry))
+        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: expiry), now: context.now)
         context.addChanges(1)
         context.notify(.string, "set", key)
         context.notify(.generic, "expire", key)
@@ -190,7 +190,7 @@ enum StringCommands {
         let (old, ok) = readString(&context, shard, key, nullReply: false)
         guard ok else { return }
         if let old { context.output.writeValue(old) } else { context.output.writeNull() }
-        shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])))
+        shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])), now: context.now)
         context.addChanges(1)
         context.notify(.string, "set", key)
         context.propagate([Words.set, key.bytes, context.arguments.copy(2)])

@@ -13,8 +13,8 @@ import Synchronization
 extension Shard {
     /// Access stamp for an entry being stored now (LRU: now; LFU: the previous counter,
     /// touched, as Redis keeps the LFU counter when a key is overwritten).
-    func accessStampForStore(_ database: Int, _ key: Key) -> UInt32 {
-        let now = accessClock?.nowMilliseconds() ?? 0
+    func accessStampForStore(_ database: Int, _ key: Key, now given: Int64? = nil) -> UInt32 {
+        let now = given ?? accessClock?.nowMilliseconds() ?? 0
         switch accessMode {
         case .lru:
             return UInt32(truncatingIfNeeded: now / 1000)

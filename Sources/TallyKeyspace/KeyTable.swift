@@ -18,7 +18,8 @@ import Synchronization
 
 /// The keys of one database in one shard (see the file comment). A value type with
 /// copy-on-write storage, as the Dictionary it replaces: a snapshot keeps a copy in O(1) and
-/// the first later mutation copies the table (or the writer serializes the image first).
+/// the first later mutation copies the table; a serializing snapshot instead attaches a
+/// `TableImage`, and a mutation first serializes only the page of slots it changes.
 ///
 /// Slot indices (`index(forKey:)`) stay valid until the next insertion of a new key or
 /// `shrinkIfSparse`; removing keys never moves the others.
@@ -77,6 +78,7 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     @inline(__always)
     mutating func setValue(_ value: Value, at slot: Int) {
         makeUnique()
+        storage.willWrite(slot)
         storage.setValue(value, at: slot)
     }
 
@@ -84,6 +86,7 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     /// `Shard.mutateString`).
     mutating func restoreTaken(_ value: consuming Value, at slot: Int) {
         makeUnique()
+        storage.willWrite(slot)
         storage.restoreTaken(value, at: slot)
     }
 
@@ -91,16 +94,19 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     /// caller holds its only reference and can edit it in place.
     mutating func takeValue(at slot: Int) -> Value {
         makeUnique()
+        storage.willWrite(slot)
         return storage.takeValue(at: slot)
     }
 
     /// Changes the expiry at an occupied slot (nil = none).
     mutating func setExpiry(_ milliseconds: Int64?, at slot: Int) {
         makeUnique()
+        storage.willWrite(slot)
         storage.setExpiryStorage(milliseconds.map { Swift.max($0, Entry.noExpiry + 1) } ?? Entry.noExpiry, at: slot)
     }
 
-    /// Changes the access stamp at an occupied slot.
+    /// Changes the access stamp at an occupied slot. A snapshot image does not see it change
+    /// (RDB files carry no access stamps here), so nothing is captured first.
     @inline(__always)
     mutating func setAccess(_ stamp: UInt32, at slot: Int) {
         makeUnique()
@@ -123,6 +129,7 @@ public struct KeyTable: Sequence, @unchecked Sendable {
         return key.withUnsafeBytes { bytes -> Replaced? in
             let hash = KeyTableStorage.hash(of: key)
             if let slot = storage.find(bytes, hash: hash) {
+                storage.willWrite(slot)
                 let previous = Replaced(estimatedBytes: storage.estimatedBytes(at: slot),
                                         expiresAtMilliseconds: expiresAtMilliseconds(at: slot))
                 storage.setValue(entry.value, at: slot)
@@ -140,9 +147,18 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     mutating func removeValue(forKey key: Key) -> Entry? {
         makeUnique()
         guard let slot = index(forKey: key) else { return nil }
+        storage.willWrite(slot)
         let previous = storage.entry(at: slot)
         storage.remove(at: slot)
         return previous
+    }
+
+    /// Grows the table at once to hold `keys` keys at its lowest load (a loader's size hint).
+    mutating func reserveCapacity(_ keys: Int) {
+        let groups = KeyTableStorage.groupsFor(keys)
+        guard groups > storage.groupCount else { return }
+        makeUnique()
+        storage.rehash(groupCount: groups)
     }
 
     /// Sets every entry's access stamp (an eviction policy change).
@@ -153,9 +169,11 @@ public struct KeyTable: Sequence, @unchecked Sendable {
 
     /// Gives back capacity when most slots are free after deletions (dict.c's htNeedsResize:
     /// Redis shrinks a table under 10% full). Moves keys: no slot index may be held across it.
+    /// Skipped while a snapshot still reads the table (copied or paged).
     mutating func shrinkIfSparse() {
         let capacity = storage.groupCount * KeyTableStorage.groupWidth
-        guard storage.groupCount > 1, storage.count * 10 < capacity, isKnownUniquelyReferenced(&storage) else { return }
+        guard storage.groupCount > 1, storage.count * 10 < capacity, storage.image == nil,
+              isKnownUniquelyReferenced(&storage) else { return }
         storage.rehash(groupCount: KeyTableStorage.groupsFor(storage.count))
     }
 
@@ -189,8 +207,21 @@ public struct KeyTable: Sequence, @unchecked Sendable {
 
     @inline(__always)
     mutating func makeUnique() {
-        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copyLeavingImage() }
     }
+
+    /// Starts serializing this table's current contents for a snapshot, page by page (caller
+    /// holds the shard lock). An image still attached from an earlier snapshot is completed
+    /// first. Returns nil for an empty table.
+    func beginImage(database: Int, serializer: @escaping ShardImageSerializer) -> TableImage? {
+        storage.image?.captureAll()
+        guard !isEmpty else { return nil }
+        return TableImage(database: database, storage: storage, serializer: serializer)
+    }
+
+    /// Before this table's storage leaves the shard (a flush): an attached image keeps the
+    /// storage alive and reads the pages it has not captured from it.
+    func handOffImage() { storage.handOffImage() }
 
     /// Iterates (key, entry) pairs in slot order.
     public struct Iterator: IteratorProtocol {
@@ -263,6 +294,13 @@ final class KeyTableStorage {
     private var blockBytes: Int
     private(set) var tags: UnsafeMutablePointer<UInt64>
     private(set) var expiries: UnsafeMutablePointer<Int64>?
+    /// The snapshot still reading this table's pre-image page by page (`TableImage`): a slot
+    /// is changed only after its page was captured (`willWrite`).
+    var image: TableImage?
+
+    /// Slots per page of a snapshot image: the most one mutation serializes for a snapshot
+    /// (about 800 keys at this table's load; well under a millisecond of work).
+    static let pageSlots = 256
 
     init(groupCount: Int) {
         self.groupCount = groupCount
@@ -270,8 +308,33 @@ final class KeyTableStorage {
     }
 
     deinit {
-        forEachOccupied { destroyCell(cell($0)) }
+        // Tables leave a shard through `handOffImage`; should one still go with an image
+        // attached, the image captures the rest while the cells are intact.
+        image?.captureAll()
+        forEachOccupied { Self.destroyCell(cell($0)) }
         releaseBuffers()
+    }
+
+    /// Call before changing slot `slot`'s cell, tag or expiry: an attached snapshot image
+    /// captures the slot's page first.
+    @inline(__always)
+    func willWrite(_ slot: Int) {
+        if let image { image.capture(page: slot / Self.pageSlots) }
+    }
+
+    /// Detaches the image (caller holds the shard lock): it keeps this storage, which the
+    /// shard no longer changes, and reads its uncaptured pages from it.
+    func handOffImage() {
+        guard let image else { return }
+        self.image = nil
+        image.adopt(owner: self)
+    }
+
+    /// `copy()` for a table about to change while something else holds this storage: the
+    /// attached image, if any, stays with this storage, which the shard stops changing.
+    func copyLeavingImage() -> KeyTableStorage {
+        handOffImage()
+        return copy()
     }
 
     private func releaseBuffers() {
@@ -321,6 +384,11 @@ final class KeyTableStorage {
     }
 
     @inline(__always) func cell(_ slot: Int) -> UnsafeMutableRawPointer { block + slot &* Self.cellBytes }
+
+    /// The buffers a `TableImage` reads while attached.
+    var buffers: (UnsafeMutableRawPointer, Int, UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int64>?) {
+        (block, blockBytes, tags, expiries)
+    }
 
     @inline(__always) func tag(_ slot: Int) -> UInt8 {
         UnsafeRawPointer(tags).load(fromByteOffset: slot, as: UInt8.self)
@@ -512,6 +580,7 @@ final class KeyTableStorage {
             rehash(groupCount: max(Self.groupsFor(count + 1), count * 2 < capacity ? 1 : groupCount + 1))
         }
         let slot = freeSlot(hash)
+        willWrite(slot)
         if tag(slot) == Self.deleted { tombstones -= 1 }
         setTag(Self.tagOf(hash), slot)
         count += 1
@@ -525,7 +594,7 @@ final class KeyTableStorage {
     /// Empties an occupied slot. A slot in a group that still has an empty byte becomes empty
     /// (no probe sequence passes that group); otherwise a tombstone keeps the probes going.
     func remove(at slot: Int) {
-        destroyCell(cell(slot))
+        Self.destroyCell(cell(slot))
         expiries?[slot] = Entry.noExpiry
         let group = slot / Self.groupWidth
         if Self.emptyBytes(tags[group]) != 0 {
@@ -566,6 +635,14 @@ final class KeyTableStorage {
                 Self.moveCell(from: source, to: cell(slot))
                 if let oldExpiries { expiries![slot] = oldExpiries[oldSlot] }
             }
+        }
+        if let image {
+            // The cells moved, so no page of the image can be captured from these buffers any
+            // more: the image takes the old ones (its uncaptured cells' references retained).
+            self.image = nil
+            image.adopt(block: oldBlock, bytes: oldBlockBytes, tags: oldTags, groupCount: oldGroups,
+                        expiries: oldExpiries)
+            return
         }
         Self.deallocateBuffer(oldBlock, bytes: oldBlockBytes)
         if let oldExpiries {
@@ -646,8 +723,11 @@ final class KeyTableStorage {
 
     /// The value of an occupied slot (a copy: payload references retained).
     @inline(__always)
-    func value(at slot: Int) -> Value {
-        let cell = cell(slot)
+    func value(at slot: Int) -> Value { Self.value(ofCell: cell(slot)) }
+
+    /// The value a cell holds (a copy: payload references retained).
+    @inline(__always)
+    static func value(ofCell cell: UnsafeMutableRawPointer) -> Value {
         let form = cell.load(fromByteOffset: 4, as: UInt8.self)
         if form < Self.formInteger {
             let keyLength = Int(cell.load(fromByteOffset: 5, as: UInt8.self))
@@ -697,7 +777,7 @@ final class KeyTableStorage {
         let access = cell.load(as: UInt32.self)
         if form & Self.formKeyOutOfLine != 0 {
             let keyArray = cell.load(fromByteOffset: Self.outOfLineKeyOffset, as: [UInt8].self)
-            destroyCell(cell)
+            Self.destroyCell(cell)
             keyArray.withUnsafeBytes { initializeCell(cell, key: $0, keyArray: keyArray, value: value, access: access) }
         } else {
             var key = InlineKeyBuffer()
@@ -705,7 +785,7 @@ final class KeyTableStorage {
             withUnsafeMutableBytes(of: &key) {
                 $0.baseAddress!.copyMemory(from: cell + Self.keyOffset, byteCount: length)
             }
-            destroyCell(cell)
+            Self.destroyCell(cell)
             withUnsafeBytes(of: &key) { initializeCell(cell, key: UnsafeRawBufferPointer(rebasing: $0[..<length]),
                                                           keyArray: nil, value: value, access: access) }
         }
@@ -851,7 +931,7 @@ final class KeyTableStorage {
 
     /// Releases what a cell references (payload, out-of-line key); the bytes stay garbage.
     @inline(__always)
-    func destroyCell(_ cell: UnsafeMutableRawPointer) {
+    static func destroyCell(_ cell: UnsafeMutableRawPointer) {
         let form = cell.load(fromByteOffset: 4, as: UInt8.self)
         guard form & Self.formPayload != 0 else { return }
         if form & Self.formKeyOutOfLine != 0 {
@@ -870,7 +950,7 @@ final class KeyTableStorage {
     }
 
     /// After a bitwise copy of a cell: takes the extra references the copy holds.
-    private static func retainCopiedCell(_ cell: UnsafeMutableRawPointer) {
+    static func retainCopiedCell(_ cell: UnsafeMutableRawPointer) {
         let form = cell.load(fromByteOffset: 4, as: UInt8.self)
         guard form & formPayload != 0 else { return }
         if form & formKeyOutOfLine != 0 {

@@ -259,36 +259,54 @@ public final class Keyspace: Sendable {
     }
 
     /// Takes a point-in-time copy of every database: all shards are locked together while
-    /// each shard's tables are captured (O(1) copy-on-write), then released.
+    /// each shard's tables are captured, then released.
     ///
-    /// With a `serializer`, a writer about to mutate a shard whose image the consumer has not
-    /// taken yet first turns that image into bytes and lets go of it, so the mutation works on
-    /// an unshared table instead of copying it: the save then costs about the serialized size
-    /// of the dataset in extra memory instead of a second copy of every table. Consume such a
-    /// snapshot with `forEachShardImage`.
+    /// Without a `serializer` the tables are copied (O(1) copy-on-write; the first later
+    /// mutation of a table copies it): consume with `forEachEntry`. With one, each table gets a
+    /// `TableImage` instead: a writer about to change a slot first serializes that slot's page
+    /// of the table, and the consumer (`forEachShardImage`) serializes the pages no writer
+    /// reached, so no command pays for more than one page and the save costs about the
+    /// serialized size of what writers reach first in extra memory, not a second table.
     public func image(serializer: ShardImageSerializer? = nil) -> KeyspaceImage {
         let locked = lockExclusive()
         var slots: [ShardImageSlot] = []
         slots.reserveCapacity(shards.count)
         for shard in shards {
-            // An earlier snapshot's pending image must not be captured by this one's slot.
-            shard.serializePendingImage()
-            let slot = ShardImageSlot(tables: shard.tables, serializer: serializer)
+            let slot = ShardImageSlot()
             slot.keyCounts = shard.tables.map(\.count)
             slot.expiringCounts = shard.expiring.map(\.count)
-            if serializer != nil { shard.pendingImage = slot }
+            if let serializer {
+                slot.images = shard.tables.indices.map {
+                    shard.tables[$0].beginImage(database: $0, serializer: serializer)
+                }
+            } else {
+                slot.tables = shard.tables
+            }
             slots.append(slot)
         }
         unlockExclusive(locked)
         return KeyspaceImage(keyspace: self, slots: slots, functionCodes: functionLibraries.codes)
     }
 
-    /// Inserts an entry read from an RDB or AOF base, replacing any existing one.
-    public func insertLoaded(database: Int, key: Key, entry: Entry) {
+    /// Inserts an entry read from an RDB or AOF base, replacing any existing one; `now` (Unix
+    /// ms, read once for the whole load) stamps its access time instead of a clock read a key.
+    public func insertLoaded(database: Int, key: Key, entry: Entry, now: Int64? = nil) {
         let shard = shards[shardIndex(for: key)]
         let locked = acquire(shard)
-        shard.store(database, key, entry)
+        shard.store(database, key, entry, now: now)
         if locked { shard.unlock() }
+    }
+
+    /// Sizes `database`'s tables for `keys` more keys spread over the shards (an RDB's
+    /// RESIZEDB hint), so loading them does not grow each table a quarter at a time.
+    public func reserve(database: Int, keys: Int) {
+        guard database >= 0, database < databaseCount, keys > 0 else { return }
+        let perShard = keys / shards.count + 1
+        for shard in shards {
+            let locked = acquire(shard)
+            shard.reserve(database, additionalKeys: perShard)
+            if locked { shard.unlock() }
+        }
     }
 
     /// Removes every key of every database (before loading, DEBUG RELOAD, FLUSHALL).
@@ -305,46 +323,23 @@ public final class Keyspace: Sendable {
     }
 }
 
-/// Turns one shard's point-in-time tables (index = database) into the bytes its consumer writes
-/// (for an RDB: one self-contained `FE db` section per non-empty database).
-public typealias ShardImageSerializer = @Sendable (_ tables: [KeyTable]) -> [UInt8]
-
-/// One shard's image in a snapshot, as the consumer receives it.
+/// A snapshot's content for one database of one shard, as `forEachShardImage` hands it out.
 public enum ShardImage {
-    /// The tables (index = database); the consumer serializes them.
-    case tables([KeyTable])
-    /// Already serialized by a writer that needed the shard (the serializer's output).
+    /// Starts the database's part in a shard: how many keys the chunks that follow, up to the
+    /// next `section`, hold together, and whether this is the database's first section.
+    case section(database: Int, keys: Int, first: Bool)
+    /// A page's entries as the serializer encoded them.
     case serialized([UInt8])
 }
 
-/// One shard's part of a snapshot. Every access holds that shard's lock: writers (through
-/// `Shard.serializePendingImage`) and the consumer (through `KeyspaceImage`) both reach it.
+/// One shard's part of a snapshot: copied tables or, for a serializing snapshot, one image per
+/// database. Every access holds that shard's lock except the key counts, fixed at the
+/// snapshot instant (and zeroed by `forEachEntry` as it goes, on the consumer's thread).
 final class ShardImageSlot: @unchecked Sendable {
     var tables: [KeyTable]?
-    var chunk: [UInt8]?
+    var images: [TableImage?] = []
     var keyCounts: [Int] = []
     var expiringCounts: [Int] = []
-    let serializer: ShardImageSerializer?
-
-    init(tables: [KeyTable], serializer: ShardImageSerializer?) {
-        self.tables = tables
-        self.serializer = serializer
-    }
-
-    /// Drops the image once handed out (caller holds the shard lock).
-    func forget() {
-        tables = nil
-        chunk = nil
-        keyCounts = keyCounts.map { _ in 0 }
-        expiringCounts = expiringCounts.map { _ in 0 }
-    }
-
-    /// Serializes the held tables and drops them (caller holds the shard lock).
-    func serialize() {
-        guard let serializer, let held = tables else { return }
-        tables = nil
-        chunk = serializer(held)
-    }
 }
 
 /// A point-in-time image of the keyspace for RDB saving and AOF rewrite.
@@ -369,12 +364,12 @@ public final class KeyspaceImage: @unchecked Sendable {
     deinit { release() }
 
     /// Keys in `database` at snapshot time (expired-but-unreclaimed keys included), less those
-    /// already handed to the consumer.
+    /// `forEachEntry` already visited.
     public func keyCount(database: Int) -> Int {
         slots.reduce(0) { $0 + $1.keyCounts[database] }
     }
 
-    /// Keys with a TTL in `database` at snapshot time, less those already handed out.
+    /// Keys with a TTL in `database` at snapshot time, less those `forEachEntry` already visited.
     public func expiringKeyCount(database: Int) -> Int {
         slots.reduce(0) { $0 + $1.expiringCounts[database] }
     }
@@ -387,30 +382,45 @@ public final class KeyspaceImage: @unchecked Sendable {
         return body(shard, slots[index])
     }
 
-    /// Hands each shard's image to `body`, in shard order, and forgets it (so memory falls as
-    /// the save progresses). Call once; it is the only consumer of a snapshot taken with a
-    /// serializer.
+    /// Hands the snapshot to `body`, shard by shard and database by database: a `section`,
+    /// then its pages as chunks, encoded by writers that reached them first or here, one page
+    /// per hold of the shard lock. Call once; it is the only consumer of a snapshot taken with
+    /// a serializer.
     public func forEachShardImage(_ body: (ShardImage) throws -> Void) throws {
         defer { release() }
+        var sectionStarted = Array(repeating: false, count: databaseCount)
         for index in slots.indices {
-            let image: ShardImage? = withShard(index) { shard, slot in
-                if shard.pendingImage === slot { shard.pendingImage = nil }
-                defer { slot.forget() }
-                if let chunk = slot.chunk { return .serialized(chunk) }
-                if let tables = slot.tables { return .tables(tables) }
-                return nil
+            let slot = slots[index]
+            for database in slot.images.indices where slot.images[database] != nil {
+                try body(.section(database: database, keys: slot.keyCounts[database],
+                                  first: !sectionStarted[database]))
+                sectionStarted[database] = true
+                var complete = false
+                while !complete {
+                    let chunks: [[UInt8]] = withShard(index) { _, slot in
+                        guard let image = slot.images[database] else {
+                            complete = true
+                            return []
+                        }
+                        image.captureNext()
+                        complete = image.isComplete
+                        if complete { slot.images[database] = nil }
+                        return image.takeChunks()
+                    }
+                    for chunk in chunks { try body(.serialized(chunk)) }
+                }
             }
-            if let image { try body(image) }
         }
     }
 
-    /// Detaches every image writers still hold back for and drops what is left (after the
+    /// Detaches every image writers still capture pages for and drops what is left (after the
     /// consumer finished or gave up).
     public func release() {
         for index in slots.indices {
-            withShard(index) { shard, slot in
-                if shard.pendingImage === slot { shard.pendingImage = nil }
-                slot.forget()
+            withShard(index) { _, slot in
+                for image in slot.images { image?.release() }
+                slot.images = []
+                slot.tables = nil
             }
         }
     }
@@ -421,7 +431,7 @@ public final class KeyspaceImage: @unchecked Sendable {
     public func forEachEntry(database: Int, _ body: (Key, Entry) throws -> Void) rethrows {
         for index in slots.indices {
             let slot = slots[index]
-            precondition(slot.serializer == nil, "forEachEntry needs a snapshot taken without a serializer")
+            precondition(slot.images.isEmpty, "forEachEntry needs a snapshot taken without a serializer")
             guard let tables = slot.tables else { continue }
             for (key, entry) in tables[database] { try body(key, entry) }
             slot.tables![database] = KeyTable()

@@ -157,9 +157,6 @@ public final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var fastRandom: FastRandom
     /// Keys removed by `maxmemory` eviction (INFO `evicted_keys`).
     @exclusivity(unchecked) public internal(set) var evictedKeys: Int64 = 0
-    /// This shard's image in a snapshot whose consumer has not taken it yet (snapshots taken
-    /// with a serializer only); the next mutation serializes it first (`prepareWrite`).
-    @exclusivity(unchecked) var pendingImage: ShardImageSlot?
 
     /// Set while clients are paused (CLIENT PAUSE): expired keys read as missing but stay
     /// stored, so a pause changes nothing (expire.c expireIfNeeded under a pause).
@@ -187,13 +184,10 @@ public final class Shard: @unchecked Sendable {
 
     // MARK: Primitive mutations
 
-    /// Call before mutating `tables`: if a snapshot still holds this shard's pre-image, turn it
-    /// into bytes and let go of it, so the mutation does not copy the whole table.
+    /// Call before mutating `tables` (a snapshot's pages are captured by the table itself,
+    /// slot by slot: see `TableImage`).
     @inline(__always)
-    func prepareWrite() {
-        markWritten()
-        if pendingImage != nil { serializePendingImage() }
-    }
+    func prepareWrite() { markWritten() }
 
     /// Moves `writeVersion` (caller holds the lock). Every mutation does, and a command that
     /// will write several shards does so for each of them as it takes their locks, before it
@@ -235,13 +229,6 @@ public final class Shard: @unchecked Sendable {
         return .found(touch ? recordAccess(database, at: index, now: now) : tables[database].entry(at: index))
     }
 
-    /// Serializes and detaches the pending snapshot image, if any (caller holds the lock).
-    func serializePendingImage() {
-        guard let slot = pendingImage else { return }
-        pendingImage = nil
-        slot.serialize()
-    }
-
     /// Marks every session watching `key` as dirty; called after each mutation of `key`. A
     /// registration made while the key was stale is only cleared when the key is gone (multi.c
     /// touchWatchedKey: an already expired key being deleted is no logical change).
@@ -269,11 +256,12 @@ public final class Shard: @unchecked Sendable {
         if cleared { watchers[watched] = registrations }
     }
 
-    /// Stores `entry` under `key`, replacing any previous entry and its TTL.
-    public func store(_ database: Int, _ key: Key, _ entry: Entry) {
+    /// Stores `entry` under `key`, replacing any previous entry and its TTL; `now` (Unix ms), if
+    /// the caller has it, saves the access stamp a clock read.
+    public func store(_ database: Int, _ key: Key, _ entry: Entry, now: Int64? = nil) {
         prepareWrite()
         var entry = entry
-        entry.access = accessStampForStore(database, key)
+        entry.access = accessStampForStore(database, key, now: now)
         let previous = tables[database].updateValue(entry, forKey: key)
         if let previous {
             account(MemoryEstimate.bytes(of: entry.value) - previous.estimatedBytes)
@@ -359,9 +347,8 @@ public final class Shard: @unchecked Sendable {
 
     /// Gives back the spare capacity of tables left mostly empty by deletions (server.c
     /// databasesCron's tryResizeHashTables; run from the active expiry cycle, under the lock,
-    /// where no slot index is held). Skipped while a snapshot still shares this shard's tables.
+    /// where no slot index is held). A table a snapshot still reads is left as it is.
     public func shrinkSparseTables() {
-        if pendingImage != nil { return }
         for database in tables.indices { tables[database].shrinkIfSparse() }
     }
 
@@ -442,9 +429,9 @@ public final class Shard: @unchecked Sendable {
     /// Empties `database` in this shard; returns how many keys it held.
     @discardableResult
     public func removeAll(_ database: Int, releasingTo lazyFree: LazyFree? = nil) -> Int {
-        // Emptying needs no serialization: the table is replaced, not copied, so a pending
-        // snapshot image can simply stay with its snapshot (detached from this shard).
-        pendingImage = nil
+        // Emptying needs no serialization: the table is replaced, not changed, so a snapshot
+        // still reading it keeps the old storage (detached from this shard).
+        tables[database].handOffImage()
         markWritten()
         touchAll(database)
         let count = tables[database].count
@@ -462,6 +449,12 @@ public final class Shard: @unchecked Sendable {
         expiring[database].removeAll()
         if sampledKeys != nil { sampledKeys![database].removeAll() }
         return count
+    }
+
+    /// Makes room in `database`'s table for `additionalKeys` more keys without growing.
+    func reserve(_ database: Int, additionalKeys: Int) {
+        prepareWrite()
+        tables[database].reserveCapacity(tables[database].count + additionalKeys)
     }
 
     /// Number of keys (expired ones not yet removed included, as Redis's DBSIZE counts them).

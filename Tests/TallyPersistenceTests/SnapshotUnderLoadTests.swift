@@ -167,6 +167,164 @@ func expectSameState(_ loaded: [Int: [Key: Entry]], _ expected: [Int: [Key: Entr
     }
 }
 
+/// The state of every database of `keyspace` (caller holds every shard or nothing runs).
+func stateOf(_ keyspace: Keyspace) -> [Int: [Key: Entry]] {
+    var state: [Int: [Key: Entry]] = [:]
+    for shard in keyspace.shards {
+        for database in 0..<keyspace.databaseCount {
+            for (key, entry) in shard.tables[database] { state[database, default: [:]][key] = entry }
+        }
+    }
+    return state
+}
+
+/// Saves `snapshot` to a simulated disk and loads it back, checking no key appears twice.
+func savedAndLoaded(_ snapshot: KeyspaceImage, options: RDBWriterOptions) throws -> [Int: [Key: Entry]] {
+    let disk = SimulatedDisk()
+    disk.installDirectory("data")
+    try saveSnapshot(snapshot, storage: disk, directory: "data", fileName: "dump.rdb", options: options)
+    var loaded: [Int: [Key: Entry]] = [:]
+    _ = try loadRDBFile(disk, path: "data/dump.rdb", options: RDBLoadOptions(), chunkBytes: 65536) {
+        database, key, entry in
+        #expect(loaded[database]?[key] == nil, "duplicate key in the dump")
+        loaded[database, default: [:]][key] = entry
+    }
+    return loaded
+}
+
+/// Large shards, so each table's image spans many pages and a writer captures one page, not the
+/// table: every way a table changes under a pending image leaves the dump at the instant.
+@Suite(.serialized) struct PagedSnapshotTests {
+    static let keys = 60_000
+
+    /// Two shards of about 30,000 keys a database: dozens of pages per table.
+    func loaded() -> Keyspace {
+        let keyspace = Keyspace(databases: 4, shards: 2)
+        for index in 0..<Self.keys {
+            let entry: Entry
+            switch index % 5 {
+            case 0: entry = Entry(value: .integer(Int64(index)), expiresAtMilliseconds: 4_000_000_000_000)
+            case 1: entry = Entry(value: .string(Array("long text value \(index) ".utf8) + Array(repeating: 46, count: 40)))
+            case 2:
+                var fields = HashValue()
+                fields.set(field: Array("f".utf8), value: Array("\(index)".utf8))
+                entry = Entry(value: .hash(fields))
+            default: entry = Entry(value: .integer(Int64(index)))
+            }
+            keyspace.insertLoaded(database: index % 2, key: Key(Array("key:\(index)".utf8)), entry: entry)
+        }
+        return keyspace
+    }
+
+    func withShard(of key: Key, in keyspace: Keyspace, _ body: (Shard) -> Void) {
+        let shard = keyspace.shard(for: key)
+        shard.lock()
+        body(shard)
+        shard.unlock()
+    }
+
+    @Test func writesGrowthFlushAndSwapAfterTheInstantStayOutOfTheDump() throws {
+        let keyspace = loaded()
+        let options = RDBWriterOptions()
+        let locked = keyspace.lockExclusive()
+        let expected = stateOf(keyspace)
+        let snapshot = keyspace.image(serializer: rdbShardSerializer(options: options))
+        keyspace.unlockExclusive(locked)
+        // Point writes on some pages: a counter, a value replaced, a TTL, a removal, a hash edit.
+        for index in stride(from: 0, to: Self.keys, by: 997) {
+            let key = Key(Array("key:\(index)".utf8))
+            withShard(of: key, in: keyspace) { shard in
+                switch index % 5 {
+                case 0: _ = shard.setExpiry(index % 2, key, nil)
+                case 1: _ = shard.remove(index % 2, key)
+                case 2: shard.store(index % 2, key, Entry(value: .string(Array("replaced".utf8))))
+                default: _ = try? shard.incrementBy(index % 2, key, delta: 1_000_000, now: 0)
+                }
+            }
+        }
+        // Growth: new keys until database 0 of every shard has rehashed at least once.
+        for index in 0..<(Self.keys / 2) {
+            let key = Key(Array("grown:\(index)".utf8))
+            withShard(of: key, in: keyspace) { $0.store(0, key, Entry(value: .integer(Int64(index)))) }
+        }
+        // Database 1 swapped into 3, then database 3 (the old 1) flushed; database 0 shrunk.
+        for shard in keyspace.shards {
+            shard.lock()
+            shard.swapDatabases(1, 3, now: 0)
+            shard.removeAll(3)
+            shard.shrinkSparseTables()
+            shard.unlock()
+        }
+        let loaded = try savedAndLoaded(snapshot, options: options)
+        expectSameState(loaded, expected)
+    }
+
+    @Test func aCopyingSnapshotBesideAPagedOneKeepsBothInstants() throws {
+        let keyspace = loaded()
+        let options = RDBWriterOptions()
+        let locked = keyspace.lockExclusive()
+        let expected = stateOf(keyspace)
+        let paged = keyspace.image(serializer: rdbShardSerializer(options: options))
+        let copying = keyspace.image()
+        keyspace.unlockExclusive(locked)
+        // The first write to each shared table copies it away from both snapshots.
+        for index in stride(from: 0, to: Self.keys, by: 13) {
+            let key = Key(Array("key:\(index)".utf8))
+            withShard(of: key, in: keyspace) { _ = $0.remove(index % 2, key) }
+        }
+        for database in 0..<2 {
+            var copied = 0
+            copying.forEachEntry(database: database) { key, entry in
+                #expect(expected[database]?[key].map { sameValue($0.value, entry.value) } == true)
+                copied += 1
+            }
+            #expect(copied == expected[database]?.count)
+        }
+        expectSameState(try savedAndLoaded(paged, options: options), expected)
+    }
+
+    @Test func concurrentWritersOnManyPagesLeaveTheInstant() throws {
+        let keyspace = loaded()
+        let stop = Atomic<Bool>(false)
+        let writes = Atomic<Int>(0)
+        let writers = DispatchGroup()
+        for writer in 0..<3 {
+            writers.enter()
+            runOnOwnThread {
+                defer { writers.leave() }
+                var round = writer
+                while !stop.load(ordering: .relaxed) {
+                    round += 3
+                    let index = (round &* 7919) % Self.keys
+                    let key = Key(Array(((round % 7 == 0) ? "fresh:\(round)" : "key:\(index)").utf8))
+                    let shard = keyspace.shard(for: key)
+                    shard.lock()
+                    switch round % 7 {
+                    case 0: shard.store(0, key, Entry(value: .integer(Int64(round))))
+                    case 1: _ = shard.remove(index % 2, key)
+                    default: _ = try? shard.incrementBy(index % 2, key, delta: 1, now: 0)
+                    }
+                    shard.unlock()
+                    writes.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        usleep(20_000)
+        let options = RDBWriterOptions()
+        let locked = keyspace.lockExclusive()
+        let expected = stateOf(keyspace)
+        let snapshot = keyspace.image(serializer: rdbShardSerializer(options: options))
+        keyspace.unlockExclusive(locked)
+        let before = writes.load(ordering: .relaxed)
+        for _ in 0..<500 where writes.load(ordering: .relaxed) - before < 20_000 { usleep(10_000) }
+        let loaded = try savedAndLoaded(snapshot, options: options)
+        stop.store(true, ordering: .relaxed)
+        writers.wait()
+        #expect(writes.load(ordering: .relaxed) - before >= 20_000, "the writers barely ran")
+        expectSameState(loaded, expected)
+    }
+}
+
 @Suite(.serialized, .enabled(if: redisBinariesPresent, "redis-server/redis-cli/redis-check-rdb not installed"))
 struct SnapshotUnderLoadInteropTests {
     @Test func redisLoadsADumpWrittenUnderConcurrentWrites() throws {

@@ -36,6 +36,7 @@ extension PersistenceEngine {
         options.sortedSetLimits = settings.sortedSetLimits
         options.listFill = settings.listFill
         options.hashLimits = settings.hashLimits
+        options.onDatabaseSize = { database, keys in keyspace.reserve(database: database, keys: keys) }
         loader.rdbReader = { [options] storage, path in
             let result = try loadRDBFile(
                 storage, path: path, options: options,

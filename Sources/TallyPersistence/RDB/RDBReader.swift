@@ -67,6 +67,10 @@ public struct RDBLoadOptions: Sendable {
     /// `hash-max-listpack-entries`/`-value`: which loaded hashes are hashtables (rdb.c's rules,
     /// see `readHashPairs` and `makeHash`).
     public var hashLimits = HashLimits.standard
+    /// Called with each RESIZEDB hint (database, key count) before that database's keys, so
+    /// the keyspace can size its tables once instead of growing them key by key (rdb.c
+    /// rdbLoadRio expands the db's dict on it).
+    public var onDatabaseSize: (@Sendable (_ database: Int, _ keys: Int) -> Void)?
 
     /// Default options: keep expired keys, 16 databases, verify the checksum.
     public init(dropExpiredBefore: Int64? = nil, databaseCount: Int = 16, verifyChecksum: Bool = true) {
@@ -355,8 +359,9 @@ public struct RDBReader<Source: ByteSource> {
                 database = selected
                 continue
             case RDBFormat.Opcode.resizeDatabase:
-                _ = try readPlainLength("database size")
+                let size = try readPlainLength("database size")
                 _ = try readPlainLength("expires size")
+                options.onDatabaseSize?(database, size)
                 continue
             case RDBFormat.Opcode.aux:
                 let key = try readString()

@@ -3,8 +3,9 @@ import Synchronization
 import TallyKeyspace
 
 /// Streams the keyspace `image` through an RDB writer (header and trailer included), one shard at a time:
-/// each shard's sections come either from a writer that serialized them early (see
-/// `Keyspace.image(serializer:)`) or are serialized here; each is released once written.
+/// per non-empty database of a shard an `FE db` section header, then its entries, a
+/// page of the table at a time, encoded by a writer that reached the page first (see
+/// `Keyspace.image(serializer:)`) or by the image on this thread; each page is released once written.
 public func writeSnapshot<Sink: ByteSink>(
     _ image: KeyspaceImage, to sink: Sink, options: RDBWriterOptions
 ) throws -> Sink {
@@ -13,32 +14,36 @@ public func writeSnapshot<Sink: ByteSink>(
     for code in image.functionCodes { try writer.writeFunction(code) }
     try image.forEachShardImage { shardImage in
         switch shardImage {
+        case .section(let database, let keys, let first):
+            // The database's sizes once, in its first section: redis-server and Tally size the
+            // database's table once on them (later sections for it carry only `FE db`).
+            var header: [UInt8] = []
+            let sizes = first ? (image.keyCount(database: database), image.expiringKeyCount(database: database)) : nil
+            RDBWriter<MemorySink>.appendSectionHeader(database: database, sizes: sizes, into: &header)
+            try writer.writeEncoded(header, keys: keys)
         case .serialized(let bytes):
             try CompactSections.expand(bytes) { chunk throws(StorageError) in try writer.writeEncoded(chunk, keys: 0) }
-        case .tables(let tables):
-            try writer.writeEncoded(RDBWriter<MemorySink>.shardSections(tables, options: options),
-                                    keys: tables.reduce(0) { $0 + $1.count })
         }
     }
     return try writer.finish()
 }
 
 /// The serializer to pass to `Keyspace.image(serializer:)` for a snapshot `writeSnapshot`
-/// will write with `options`: writers then turn a shard's pending image into these bytes.
+/// will write with `options`: each page of a table's image becomes these bytes.
 public func rdbShardSerializer(options: RDBWriterOptions) -> ShardImageSerializer {
-    { tables in CompactSections.encode(tables, options: options) }
+    { page in CompactSections.encode(page, options: options) }
 }
 
-/// A shard's RDB sections held in memory until the save writes them, prefix-compressed record
-/// by record: each record (a section header or one entry's RDB bytes) is stored as
+/// A page of a table's RDB entries held in memory until the save writes them, prefix-compressed
+/// record by record: each record (one entry's RDB bytes) is stored as
 /// `varint shared, varint suffixCount, suffix`, where `shared` bytes repeat the previous
 /// record's start. Counters named alike (`counter:000000123456`) share most of their encoding,
-/// so a held shard costs about 10 bytes a key instead of 24: the peak extra memory of a save
-/// under writes is the sum of these.
+/// so a held page costs about 10 bytes a key instead of 24: the peak extra memory of a save
+/// under writes is the sum of the pages writers reach before the save does.
 enum CompactSections {
-    static func encode(_ tables: [KeyTable], options: RDBWriterOptions) -> [UInt8] {
+    static func encode(_ page: TablePage, options: RDBWriterOptions) -> [UInt8] {
         var output: [UInt8] = []
-        output.reserveCapacity(tables.reduce(0) { $0 + $1.count } * 12 + 16)
+        output.reserveCapacity(page.slotCount * 10)
         var previous: [UInt8] = []
         var record: [UInt8] = []
         previous.reserveCapacity(64)
@@ -53,13 +58,9 @@ enum CompactSections {
             swap(&previous, &record)
             record.removeAll(keepingCapacity: true)
         }
-        for (database, table) in tables.enumerated() where !table.isEmpty {
-            RDBWriter<MemorySink>.appendSectionHeader(database: database, table: table, into: &record)
+        for (key, entry) in page {
+            RDBWriter<MemorySink>.appendEntry(key: key, entry: entry, options: options, into: &record)
             emit()
-            for (key, entry) in table {
-                RDBWriter<MemorySink>.appendEntry(key: key, entry: entry, options: options, into: &record)
-                emit()
-            }
         }
         return output
     }
@@ -146,8 +147,9 @@ public func loadSnapshotFile<S: Storage>(
     options.sortedSetLimits = sortedSetLimits
     options.listFill = listFill
     options.hashLimits = hashLimits
+    options.onDatabaseSize = { database, keys in keyspace.reserve(database: database, keys: keys) }
     let result = try reader.load(options: options) { database, key, entry in
-        keyspace.insertLoaded(database: database, key: key, entry: entry)
+        keyspace.insertLoaded(database: database, key: key, entry: entry, now: nowMilliseconds)
     }
     try loadFunctionLibraries(result.functionCodes, into: keyspace, path: path)
     return result

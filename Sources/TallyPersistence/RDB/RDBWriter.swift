@@ -129,35 +129,22 @@ public struct RDBWriter<Sink: ByteSink> {
         keysWritten += 1
     }
 
-    /// Writes bytes already in RDB form (a shard section from `shardSections`), counting `keys`.
+    /// Writes bytes already in RDB form (a section header or entries), counting `keys`.
     public mutating func writeEncoded(_ bytes: [UInt8], keys: Int) throws(StorageError) {
         try sink.write(bytes)
         keysWritten += keys
     }
 
-    /// One shard's point-in-time tables (index = database) as self-contained RDB sections (the same
-    /// for every `Sink`; call it as `RDBWriter<MemorySink>.shardSections`):
-    /// per non-empty database `FE db`, `FB keys expires`, then its entries. Several sections
-    /// for the same database load fine in redis-server and redis-check-rdb (NOTES.md).
-    public static func shardSections(_ tables: [KeyTable], options: RDBWriterOptions) -> [UInt8] {
-        var output: [UInt8] = []
-        // Counters take about 25 bytes each; reserving avoids repeated regrowth copies.
-        output.reserveCapacity(tables.reduce(0) { $0 + $1.count } * 28 + 16)
-        for (database, table) in tables.enumerated() where !table.isEmpty {
-            appendSectionHeader(database: database, table: table, into: &output)
-            for (key, entry) in table { appendEntry(key: key, entry: entry, options: options, into: &output) }
-        }
-        return output
-    }
-
-    /// `FE db FB keys expires` for one shard's table of `database`.
-    static func appendSectionHeader(database: Int, table: KeyTable, into output: inout [UInt8]) {
-        let expiring = table.expiringCount
+    /// `FE db`, then `FB keys expires` when `sizes` are given: the start of one shard's part of
+    /// `database`. Several sections for the same database load fine in redis-server and
+    /// redis-check-rdb; the sizes, when present, are the whole database's.
+    static func appendSectionHeader(database: Int, sizes: (keys: Int, expiring: Int)?, into output: inout [UInt8]) {
         output.append(RDBFormat.Opcode.selectDatabase)
         encodeLength(UInt64(database), into: &output)
+        guard let sizes else { return }
         output.append(RDBFormat.Opcode.resizeDatabase)
-        encodeLength(UInt64(table.count), into: &output)
-        encodeLength(UInt64(expiring), into: &output)
+        encodeLength(UInt64(sizes.keys), into: &output)
+        encodeLength(UInt64(sizes.expiring), into: &output)
     }
 
     /// Appends one key's encoding: `[FC ms] type key value`.
