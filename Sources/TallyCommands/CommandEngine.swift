@@ -904,7 +904,7 @@ public final class CommandEngine: Sendable {
 
     /// `run` in the context `spare` holds, if any (taken out meanwhile, so EXEC's commands build
     /// their own), which is left there afterwards.
-    private func run(row: Int, _ arguments: inout CommandArguments, session: ClientSession,
+    func run(row: Int, _ arguments: inout CommandArguments, session: ClientSession,
                      output: inout OutputBuffer, insideExec: Bool, reusing spare: inout CommandContext?) {
         // One clock reading gives the command's time (expiry) and the start of its duration,
         // as Redis's call() takes both from one ustime(): clock_gettime was ~4% of a pipelined

@@ -321,10 +321,12 @@ enum FunctionCommands {
         }
         let library = FunctionLibrary(name: name, code: code)
         runtime.loadingLibrary = library
+        runtime.useLoadTimeGlobals(true)
         runtime.loadStartedMicroseconds = monotonicMicroseconds()
         tally_lua_arm_hook(lua, 100_000)
         let result = lua_pcall(lua, 0, 0, 0)
         tally_lua_disarm_hook(lua)
+        runtime.useLoadTimeGlobals(false)
         runtime.loadingLibrary = nil
         var failure: [UInt8]?
         if result != 0 {

@@ -56,7 +56,8 @@ enum ScriptCalls {
         var output = OutputBuffer(initialCapacity: 128, protocolVersion: run.resp)
         let logged = run.session.propagation.records.count
         run.session.isScriptCall = true
-        engine.run(row: row, &arguments, session: run.session, output: &output, insideExec: true)
+        engine.run(row: row, &arguments, session: run.session, output: &output, insideExec: true,
+                   reusing: &runtime.callContext)
         run.session.isScriptCall = false
         if let keys = run.trackedKeys {
             engine.rememberScriptKeys(keys, innerRow: row, arguments, session: run.session)

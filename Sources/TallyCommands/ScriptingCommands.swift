@@ -211,6 +211,7 @@ enum ScriptingCommands {
         runtime.current = run
         let status = lua_pcall(lua, argumentCount, 1, -2 - argumentCount)
         runtime.current = nil
+        runtime.callContext = nil
         watch.end()
         if hooked { tally_lua_disarm_hook(lua) }
         session.database = callerDatabase

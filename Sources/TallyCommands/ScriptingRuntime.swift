@@ -120,11 +120,17 @@ public final class ScriptingRuntime: @unchecked Sendable {
     var random = Rand48()
     /// Scripts run since the last incremental garbage collection step.
     var callsSinceCollection = 0
+    /// The command context `redis.call` reuses from one call to the next instead of building
+    /// one a call (calls never nest: no command a script may call runs a script). Dropped when
+    /// the script ends, so it never holds a finished client's session.
+    var callContext: CommandContext?
     /// The interpreter; SCRIPT FLUSH replaces it.
     private(set) var lua: LuaState
     /// Registry references: the real globals table (behind the read-only proxy) and the error handler.
     private(set) var realGlobals: Int32 = 0
     private(set) var errorHandler: Int32 = 0
+    /// The metatable of the globals proxy, whose `__index` `useLoadTimeGlobals` switches.
+    private var globalsMetatable: Int32 = 0
 
     /// True for the functions interpreter (FUNCTION/FCALL), which Redis 7.0 keeps apart from EVAL's.
     let forFunctions: Bool
@@ -245,7 +251,9 @@ public final class ScriptingRuntime: @unchecked Sendable {
         precondition(loaded == 0, "the Lua sandbox does not compile")
         tally_lua_push_function(lua, redisAPIEntryPoint, RedisAPIEntry.globalIndex.rawValue)
         tally_lua_push_function(lua, redisAPIEntryPoint, RedisAPIEntry.readonlyWrite.rawValue)
-        precondition(lua_pcall(lua, 2, 3, 0) == 0, "the Lua sandbox failed to install")
+        tally_lua_push_function(lua, redisAPIEntryPoint, RedisAPIEntry.missingGlobal.rawValue)
+        precondition(lua_pcall(lua, 3, 4, 0) == 0, "the Lua sandbox failed to install")
+        globalsMetatable = luaL_ref(lua, tally_lua_registry_index())
         errorHandler = luaL_ref(lua, tally_lua_registry_index())
         realGlobals = luaL_ref(lua, tally_lua_registry_index())
         lua_replace(lua, tally_lua_globals_index())
@@ -278,12 +286,33 @@ public final class ScriptingRuntime: @unchecked Sendable {
         libraryAPI = luaL_ref(lua, tally_lua_registry_index())
     }
 
-    /// Builds the read-only environment (called with the two C entry points for a missing global
-    /// and a refused write: errors raised from C name the script's line, as Redis's do). Written
-    /// for Tally from Redis 7.0's observable behaviour:
+    /// Library code at load time sees only the `redis` load API (`true`, around a library's
+    /// load), scripts and functions the real globals (`false`): the globals proxy's `__index`
+    /// is then the C lookup that knows the difference, else the real globals table itself.
+    func useLoadTimeGlobals(_ loading: Bool) {
+        let registry = tally_lua_registry_index()
+        lua_rawgeti(lua, registry, globalsMetatable)
+        if loading {
+            tally_lua_push_function(lua, redisAPIEntryPoint, RedisAPIEntry.globalIndex.rawValue)
+        } else {
+            lua_rawgeti(lua, registry, realGlobals)
+        }
+        lua_setfield(lua, -2, "__index")
+        tally_lua_pop(lua, 1)
+    }
+
+    /// Builds the read-only environment (called with the C entry points for the globals lookup,
+    /// a refused write and a missing global: errors raised from C name the script's line, as
+    /// Redis's do). Written for Tally from Redis 7.0's observable behaviour:
     /// the globals Redis allows, `pcall` that turns error tables into their message, errors for
     /// undefined globals and for any write to globals or library tables, and the error handler
     /// that adds the failing line (source and line fields) to an error table.
+    ///
+    /// A global is found by a raw lookup in the real globals table (the proxy's `__index`), not a
+    /// call into C per access: `redis`, `KEYS` and `ARGV` in a rate-limiter script cost about
+    /// 5,000 instructions a run that way. A name the real table lacks reaches its own `__index`,
+    /// the missing-global error. `getmetatable(_G)` shows the C lookup as `__index`, so no script
+    /// can reach the real table and write to it.
     static let sandbox = """
     local real = {}
     local allowed = {
@@ -293,7 +322,7 @@ public final class ScriptingRuntime: @unchecked Sendable {
       'newproxy'
     }
     for _, name in ipairs(allowed) do real[name] = _G[name] end
-    local global_index, refuse_write = ...
+    local global_index, refuse_write, missing_global = ...
     local debug_library = debug
     local base_pcall = pcall
     local guarded = setmetatable({}, { __mode = 'k' })
@@ -331,7 +360,10 @@ public final class ScriptingRuntime: @unchecked Sendable {
       if type(source) == 'string' and source:byte(1) == 27 then return nil, 'binary chunks are not allowed' end
       return base_loadstring(source, name)
     end
-    local globals = setmetatable({}, seal({ __index = global_index, __newindex = refuse_write }))
+    local shown = { __index = global_index, __newindex = refuse_write }
+    local globals_metatable = { __index = real, __newindex = refuse_write,
+                                __metatable = setmetatable({}, { __index = shown, __newindex = refuse_write }) }
+    local globals = setmetatable({}, globals_metatable)
     guarded[globals] = true
     real._G = globals
     local function handler(failure)
@@ -344,7 +376,8 @@ public final class ScriptingRuntime: @unchecked Sendable {
       end
       return failure
     end
-    return globals, real, handler
+    setmetatable(real, { __index = missing_global })
+    return globals, real, handler, globals_metatable
     """
 
     // MARK: Scripts

@@ -89,6 +89,13 @@ import Testing
             == "-ERR user_script:1: Script attempted to access nonexistent global variable 'x' script: "
             + "03c387736bb5cc009ff35151572cee04677aa374, on @user_script:1.\r\n")
         #expect(h.reply("EVAL", "return os", "0").contains("nonexistent global variable 'os'"))
+        // Globals are looked up in the real table, which no script can reach to write to: the
+        // metatable _G shows still has a function as its __index.
+        #expect(h.reply("EVAL", "return type(getmetatable(_G).__index)", "0") == "$8\r\nfunction\r\n")
+        #expect(h.reply("EVAL", "return getmetatable(_G).__index(_G, 'KEYS')[1]", "1", "k") == "$1\r\nk\r\n")
+        #expect(h.reply("EVAL", "rawset(getmetatable(_G).__index, 'redis', 1)", "0").contains("table expected"))
+        #expect(h.reply("EVAL", "getmetatable(_G).__index = {}", "0").contains("Attempt to modify a readonly table"))
+        #expect(h.reply("EVAL", "return type(redis)", "0") == "$5\r\ntable\r\n")
         #expect(h.reply("EVAL", "syntax error here", "0")
             == "-ERR Error compiling script (new function): user_script:1: '=' expected near 'error'\r\n")
         #expect(h.reply("EVAL_RO", "return redis.call('set','a','b')", "0")
