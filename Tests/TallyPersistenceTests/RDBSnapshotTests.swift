@@ -128,6 +128,27 @@ import TallyTestSupport
         #expect(missing.info("rdb_last_load_keys_loaded") == "0")
     }
 
+    /// A RESIZEDB hint sizes the tables before the keys load, but only as far as the file can
+    /// hold keys: a hint of 2^40 keys in a 40-byte dump allocates nothing of that size.
+    @Test func resizeHintsAreCappedByTheFileSize() throws {
+        var dump = Array("REDIS0010".utf8)
+        dump += [0xFE, 0x00, 0xFB, 0x81, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
+        dump += [0x00, 0x01] + Array("k".utf8) + [0x01] + Array("v".utf8)
+        dump += [0xFF] + Array(repeating: 0, count: 8)
+        let disk = SimulatedDisk()
+        disk.installDirectory("data")
+        disk.install("data/dump.rdb", dump)
+        let keyspace = Keyspace(databases: 16, shards: 4)
+        let result = try loadSnapshotFile(storage: disk, directory: "data", fileName: "dump.rdb", into: keyspace,
+                                          nowMilliseconds: 0)
+        #expect(result?.keysLoaded == 1)
+        #expect(keyspace.shards.allSatisfy { $0.tables[0].capacity <= 64 })
+        // A truthful hint sizes every shard's table once for its share.
+        let loaded = Keyspace(databases: 16, shards: 4)
+        loaded.reserve(database: 0, keys: 4_000)
+        #expect(loaded.shards.allSatisfy { $0.tables[0].capacity >= 1_001 })
+    }
+
     @Test func saveRulesNeedBothTimeAndChanges() throws {
         let saver = try harness(settings(savePoints: [SavePoint(seconds: 300, changes: 100)]))
         let engine = saver.commands.engine

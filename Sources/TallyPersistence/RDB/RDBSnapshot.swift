@@ -147,7 +147,8 @@ public func loadSnapshotFile<S: Storage>(
     options.sortedSetLimits = sortedSetLimits
     options.listFill = listFill
     options.hashLimits = hashLimits
-    options.onDatabaseSize = { database, keys in keyspace.reserve(database: database, keys: keys) }
+    options.onDatabaseSize = cappedSizeHints({ database, keys in keyspace.reserve(database: database, keys: keys) },
+                                             fileBytes: try storage.size(file))
     let result = try reader.load(options: options) { database, key, entry in
         keyspace.insertLoaded(database: database, key: key, entry: entry, now: nowMilliseconds)
     }
@@ -173,7 +174,20 @@ public func loadRDBFile<S: Storage>(
     let file = try storage.openForReading(path)
     defer { storage.close(file) }
     var reader = RDBReader(source: StorageSource(storage: storage, file: file), name: path, chunkBytes: chunkBytes)
+    var options = options
+    options.onDatabaseSize = cappedSizeHints(options.onDatabaseSize, fileBytes: try storage.size(file))
     return try reader.load(options: options, body)
+}
+
+/// `hint` with every size capped at what a file of `fileBytes` can hold (a key takes at least
+/// three bytes: type, key length, value), so a damaged or hostile RESIZEDB cannot make the
+/// loader allocate tables for billions of keys before the file turns out to be short.
+func cappedSizeHints(
+    _ hint: (@Sendable (Int, Int) -> Void)?, fileBytes: Int64
+) -> (@Sendable (Int, Int) -> Void)? {
+    guard let hint else { return nil }
+    let most = Int(clamping: fileBytes / 3)
+    return { database, keys in hint(database, Swift.min(keys, most)) }
 }
 
 /// Counts the bytes read into `progress.loadedBytes` (INFO's `loading_loaded_bytes`).
