@@ -333,8 +333,9 @@ public enum ShardImage {
 }
 
 /// One shard's part of a snapshot: copied tables or, for a serializing snapshot, one image per
-/// database. Every access holds that shard's lock except the key counts, fixed at the
-/// snapshot instant (and zeroed by `forEachEntry` as it goes, on the consumer's thread).
+/// database. An image is only used under that shard's lock (writers reach it through their
+/// table); the arrays here are only changed by the consumer's thread, and the key counts are
+/// fixed at the snapshot instant (`forEachEntry` zeroes them as it goes).
 final class ShardImageSlot: @unchecked Sendable {
     var tables: [KeyTable]?
     var images: [TableImage?] = []
