@@ -283,6 +283,53 @@ func savedAndLoaded(_ snapshot: KeyspaceImage, options: RDBWriterOptions) throws
         expectSameState(try savedAndLoaded(paged, options: options), expected)
     }
 
+    /// The RESP base of a rewrite without an RDB preamble is taken page by page too.
+    @Test func aRESPBaseWrittenUnderWritesHoldsTheInstant() throws {
+        let keyspace = loaded()
+        let locked = keyspace.lockExclusive()
+        let expected = stateOf(keyspace)
+        let snapshot = keyspace.image(serializer: respShardSerializer())
+        keyspace.unlockExclusive(locked)
+        for index in stride(from: 0, to: Self.keys, by: 7) {
+            let key = Key(Array("key:\(index)".utf8))
+            withShard(of: key, in: keyspace) { shard in
+                if index % 2 == 0 {
+                    _ = shard.remove(0, key)
+                } else {
+                    _ = shard.setExpiry(1, key, 4_500_000_000_000)
+                }
+            }
+        }
+        for index in 0..<(Self.keys / 2) {
+            let key = Key(Array("grown:\(index)".utf8))
+            withShard(of: key, in: keyspace) { $0.store(1, key, Entry(value: .integer(1))) }
+        }
+        var sink = MemorySink()
+        try writeRESPBase(snapshot, into: &sink)
+        // Replays the base's commands (SELECT, SET, HSET, PEXPIREAT: what this dataset needs).
+        var replayed: [Int: [Key: Entry]] = [:]
+        var database = 0
+        for command in parseRESPCommands(sink.bytes) {
+            let name = String(decoding: command[0], as: UTF8.self)
+            if name == "SELECT" { database = Int(String(decoding: command[1], as: UTF8.self))!; continue }
+            let key = Key(command[1])
+            switch name {
+            case "SET":
+                let text = String(decoding: command[2], as: UTF8.self)
+                let value: Value = Int64(text).map { .integer($0) } ?? .string(command[2])
+                replayed[database, default: [:]][key] = Entry(value: value)
+            case "HSET":
+                var fields = HashValue()
+                fields.set(field: command[2], value: command[3])
+                replayed[database, default: [:]][key] = Entry(value: .hash(fields))
+            case "PEXPIREAT":
+                replayed[database]![key]!.expiresAtMilliseconds = Int64(String(decoding: command[2], as: UTF8.self))
+            default: Issue.record("unexpected command \(name)")
+            }
+        }
+        expectSameState(replayed, expected)
+    }
+
     @Test func concurrentWritersOnManyPagesLeaveTheInstant() throws {
         let keyspace = loaded()
         let stop = Atomic<Bool>(false)
@@ -352,4 +399,28 @@ struct SnapshotUnderLoadInteropTests {
         }
         #expect(try redis.cli("-n", "1", "GET", "key:3").hasSuffix("\n"))
     }
+}
+
+/// The commands of a RESP stream (arrays of bulk strings, as an AOF holds them).
+func parseRESPCommands(_ bytes: [UInt8]) -> [[[UInt8]]] {
+    var commands: [[[UInt8]]] = []
+    var position = 0
+    func line() -> Int {
+        var end = position
+        while bytes[end] != 13 { end += 1 }
+        let number = Int(String(decoding: bytes[(position + 1)..<end], as: UTF8.self))!
+        position = end + 2
+        return number
+    }
+    while position < bytes.count {
+        let count = line()
+        var command: [[UInt8]] = []
+        for _ in 0..<count {
+            let length = line()
+            command.append(Array(bytes[position..<(position + length)]))
+            position += length + 2
+        }
+        commands.append(command)
+    }
+    return commands
 }

@@ -79,104 +79,139 @@ public func writeRESPFunctions<Sink: ByteSink>(_ codes: [[UInt8]], into sink: in
 public func writeRESPBase<Sink: ByteSink>(_ walk: AOFEntryWalker, into sink: inout Sink) throws {
     var database = -1
     var scratch: [UInt8] = []
-    var digits: [UInt8] = []
     try walk { entryDatabase, key, entry in
         scratch.removeAll(keepingCapacity: true)
         if entryDatabase != database {
             RESPRecord.appendSelect(entryDatabase, to: &scratch)
             database = entryDatabase
         }
-        switch entry.value {
-        case .integer(let value):
-            digits.removeAll(keepingCapacity: true)
-            appendDecimal(Int(value), to: &digits)
-            RESPRecord.append([Array("SET".utf8), key, digits], to: &scratch)
-        case .string(let bytes):
-            RESPRecord.append([Array("SET".utf8), key, bytes], to: &scratch)
-        case .hash(let hash):
-            // HSET in chunks of `rewriteItemsPerCommand` pairs, in the hash's order.
-            var left = hash.count
-            var inCommand = 0
-            hash.forEach { field, value in
-                if inCommand == 0 {
-                    let pairs = Swift.min(rewriteItemsPerCommand, left)
-                    RESPRecord.appendHeader(count: 2 + 2 * pairs, to: &scratch)
-                    RESPRecord.appendBulk("HSET".utf8, to: &scratch)
-                    RESPRecord.appendBulk(key, to: &scratch)
-                    inCommand = pairs
-                }
-                RESPRecord.appendBulk(field, to: &scratch)
-                RESPRecord.appendBulk(value, to: &scratch)
-                inCommand -= 1
-                left -= 1
-            }
-        case .list(let list):
-            // RPUSH in chunks of 64 elements (aof.c rewriteListObject).
-            var left = list.count
-            var inCommand = 0
-            list.visit(from: 0) { _, element in
-                if inCommand == 0 {
-                    let items = Swift.min(left, rewriteItemsPerCommand)
-                    RESPRecord.appendHeader(count: 2 + items, to: &scratch)
-                    RESPRecord.appendBulk("RPUSH".utf8, to: &scratch)
-                    RESPRecord.appendBulk(key, to: &scratch)
-                    inCommand = items
-                }
-                switch element {
-                case .integer(let value):
-                    digits.removeAll(keepingCapacity: true)
-                    appendDecimal(Int(value), to: &digits)
-                    RESPRecord.appendBulk(digits, to: &scratch)
-                case .bytes(let bytes):
-                    RESPRecord.appendBulk(bytes, to: &scratch)
-                }
-                inCommand -= 1
-                left -= 1
-                return true
-            }
-        case .set(let set):
-            // SADD in chunks of 64 members (aof.c rewriteSetObject).
-            var left = set.count
-            var inCommand = 0
-            set.forEach { member in
-                if inCommand == 0 {
-                    let items = Swift.min(left, rewriteItemsPerCommand)
-                    RESPRecord.appendHeader(count: 2 + items, to: &scratch)
-                    RESPRecord.appendBulk("SADD".utf8, to: &scratch)
-                    RESPRecord.appendBulk(key, to: &scratch)
-                    inCommand = items
-                }
-                RESPRecord.appendBulk(member, to: &scratch)
-                inCommand -= 1
-                left -= 1
-            }
-        case .sortedSet(let set):
-            // ZADD in chunks of 64 score/member pairs (aof.c rewriteSortedSetObject); `%.17g`
-            // scores parse back to the exact double.
-            var left = set.count
-            var inCommand = 0
-            set.forEach { member, score in
-                if inCommand == 0 {
-                    let items = Swift.min(left, rewriteItemsPerCommand)
-                    RESPRecord.appendHeader(count: 2 + 2 * items, to: &scratch)
-                    RESPRecord.appendBulk("ZADD".utf8, to: &scratch)
-                    RESPRecord.appendBulk(key, to: &scratch)
-                    inCommand = items
-                }
-                RESPRecord.appendBulk(formatScore(score), to: &scratch)
-                RESPRecord.appendBulk(member, to: &scratch)
-                inCommand -= 1
-                left -= 1
-            }
-        case .stream(let stream):
-            appendStreamRewrite(stream, key: key, to: &scratch)
-        }
-        if let expiry = entry.expiresAtMilliseconds {
-            digits.removeAll(keepingCapacity: true)
-            appendDecimal(Int(expiry), to: &digits)
-            RESPRecord.append([Array("PEXPIREAT".utf8), key, digits], to: &scratch)
-        }
+        appendRESPEntry(key: key, entry: entry, to: &scratch)
         try sink.write(scratch)
+    }
+}
+
+/// Writes a snapshot taken with `respShardSerializer()` as a RESP base: a SELECT where the
+/// database changes, then each page's commands as a writer or the image encoded them.
+public func writeRESPBase<Sink: ByteSink>(_ image: KeyspaceImage, into sink: inout Sink) throws {
+    var database = -1
+    try image.forEachShardImage { part in
+        switch part {
+        case .section(let sectionDatabase, _, _):
+            guard sectionDatabase != database else { return }
+            var select: [UInt8] = []
+            RESPRecord.appendSelect(sectionDatabase, to: &select)
+            try sink.write(select)
+            database = sectionDatabase
+        case .serialized(let compact):
+            try CompactSections.expand(compact) { chunk throws(StorageError) in try sink.write(chunk) }
+        }
+    }
+}
+
+/// The serializer to pass to `Keyspace.image(serializer:)` for a RESP base (`writeRESPBase`): a
+/// page of a table becomes its keys' commands, prefix-compressed as `CompactSections` holds RDB
+/// records, so a rewrite under writes bounds what a command pays as a save does.
+public func respShardSerializer() -> ShardImageSerializer {
+    { page in
+        CompactSections.encode(page) { key, entry, record in
+            appendRESPEntry(key: key.bytes, entry: entry, to: &record)
+        }
+    }
+}
+
+/// Appends the commands that recreate one key: SET (integers in decimal), HSET/RPUSH/SADD/ZADD
+/// in chunks of 64 items (aof.c's rewrite*Object), a stream's commands, PEXPIREAT for a TTL.
+func appendRESPEntry(key: [UInt8], entry: Entry, to scratch: inout [UInt8]) {
+    var digits: [UInt8] = []
+    switch entry.value {
+    case .integer(let value):
+        digits.removeAll(keepingCapacity: true)
+        appendDecimal(Int(value), to: &digits)
+        RESPRecord.append([Array("SET".utf8), key, digits], to: &scratch)
+    case .string(let bytes):
+        RESPRecord.append([Array("SET".utf8), key, bytes], to: &scratch)
+    case .hash(let hash):
+        // HSET in chunks of `rewriteItemsPerCommand` pairs, in the hash's order.
+        var left = hash.count
+        var inCommand = 0
+        hash.forEach { field, value in
+            if inCommand == 0 {
+                let pairs = Swift.min(rewriteItemsPerCommand, left)
+                RESPRecord.appendHeader(count: 2 + 2 * pairs, to: &scratch)
+                RESPRecord.appendBulk("HSET".utf8, to: &scratch)
+                RESPRecord.appendBulk(key, to: &scratch)
+                inCommand = pairs
+            }
+            RESPRecord.appendBulk(field, to: &scratch)
+            RESPRecord.appendBulk(value, to: &scratch)
+            inCommand -= 1
+            left -= 1
+        }
+    case .list(let list):
+        // RPUSH in chunks of 64 elements (aof.c rewriteListObject).
+        var left = list.count
+        var inCommand = 0
+        list.visit(from: 0) { _, element in
+            if inCommand == 0 {
+                let items = Swift.min(left, rewriteItemsPerCommand)
+                RESPRecord.appendHeader(count: 2 + items, to: &scratch)
+                RESPRecord.appendBulk("RPUSH".utf8, to: &scratch)
+                RESPRecord.appendBulk(key, to: &scratch)
+                inCommand = items
+            }
+            switch element {
+            case .integer(let value):
+                digits.removeAll(keepingCapacity: true)
+                appendDecimal(Int(value), to: &digits)
+                RESPRecord.appendBulk(digits, to: &scratch)
+            case .bytes(let bytes):
+                RESPRecord.appendBulk(bytes, to: &scratch)
+            }
+            inCommand -= 1
+            left -= 1
+            return true
+        }
+    case .set(let set):
+        // SADD in chunks of 64 members (aof.c rewriteSetObject).
+        var left = set.count
+        var inCommand = 0
+        set.forEach { member in
+            if inCommand == 0 {
+                let items = Swift.min(left, rewriteItemsPerCommand)
+                RESPRecord.appendHeader(count: 2 + items, to: &scratch)
+                RESPRecord.appendBulk("SADD".utf8, to: &scratch)
+                RESPRecord.appendBulk(key, to: &scratch)
+                inCommand = items
+            }
+            RESPRecord.appendBulk(member, to: &scratch)
+            inCommand -= 1
+            left -= 1
+        }
+    case .sortedSet(let set):
+        // ZADD in chunks of 64 score/member pairs (aof.c rewriteSortedSetObject); `%.17g`
+        // scores parse back to the exact double.
+        var left = set.count
+        var inCommand = 0
+        set.forEach { member, score in
+            if inCommand == 0 {
+                let items = Swift.min(left, rewriteItemsPerCommand)
+                RESPRecord.appendHeader(count: 2 + 2 * items, to: &scratch)
+                RESPRecord.appendBulk("ZADD".utf8, to: &scratch)
+                RESPRecord.appendBulk(key, to: &scratch)
+                inCommand = items
+            }
+            RESPRecord.appendBulk(formatScore(score), to: &scratch)
+            RESPRecord.appendBulk(member, to: &scratch)
+            inCommand -= 1
+            left -= 1
+        }
+    case .stream(let stream):
+        appendStreamRewrite(stream, key: key, to: &scratch)
+    }
+    if let expiry = entry.expiresAtMilliseconds {
+        digits.removeAll(keepingCapacity: true)
+        appendDecimal(Int(expiry), to: &digits)
+        RESPRecord.append([Array("PEXPIREAT".utf8), key, digits], to: &scratch)
     }
 }
 

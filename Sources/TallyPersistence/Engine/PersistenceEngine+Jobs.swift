@@ -175,7 +175,7 @@ extension PersistenceEngine {
     private func takeRewriteSnapshot(_ dataset: any PersistedDataset) -> RewriteInput {
         let settings = settings
         guard settings.useRDBPreamble else {
-            return RewriteInput(image: dataset.keyspace.image(), rdbOptions: nil)
+            return RewriteInput(image: dataset.keyspace.image(serializer: respShardSerializer()), rdbOptions: nil)
         }
         let options = settings.rdbOptions(
             nowMilliseconds: clock.nowMilliseconds(), usedMemoryBytes: usedMemoryBytes(), aofBase: true)
@@ -211,7 +211,7 @@ extension PersistenceEngine {
                     // A RESP base carries integrity marks like incr files (AOFMarks.swift).
                     var marking = MarkingSink(base: sink, timestampSeconds: stamp)
                     try writeRESPFunctions(input.image.functionCodes, into: &marking)
-                    try writeRESPBase(entryWalker(input.image), into: &marking)
+                    try writeRESPBase(input.image, into: &marking)
                     try marking.finish()
                     sink = marking.base
                 }
@@ -360,14 +360,5 @@ extension PersistenceEngine {
         if let writer = current?.writer { _ = writer.shutdown() }
         dataset.attachLog(gateLogIfNeeded())
         dataset.keyspace.unlockExclusive(locked)
-    }
-}
-
-/// Visits a image database by database (the order a RESP base needs).
-func entryWalker(_ image: KeyspaceImage) -> AOFEntryWalker {
-    { visit in
-        for database in 0..<image.databaseCount {
-            try image.forEachEntry(database: database) { key, entry in try visit(database, key.bytes, entry) }
-        }
     }
 }

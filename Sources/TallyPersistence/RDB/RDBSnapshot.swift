@@ -34,14 +34,21 @@ public func rdbShardSerializer(options: RDBWriterOptions) -> ShardImageSerialize
     { page in CompactSections.encode(page, options: options) }
 }
 
-/// A page of a table's RDB entries held in memory until the save writes them, prefix-compressed
-/// record by record: each record (one entry's RDB bytes) is stored as
+/// A page of a table's entries (RDB records, or a RESP base's commands) held in memory until
+/// the save writes them, prefix-compressed record by record: each record (one entry's bytes) is stored as
 /// `varint shared, varint suffixCount, suffix`, where `shared` bytes repeat the previous
 /// record's start. Counters named alike (`counter:000000123456`) share most of their encoding,
 /// so a held page costs about 10 bytes a key instead of 24: the peak extra memory of a save
 /// under writes is the sum of the pages writers reach before the save does.
 enum CompactSections {
     static func encode(_ page: TablePage, options: RDBWriterOptions) -> [UInt8] {
+        encode(page) { key, entry, record in
+            RDBWriter<MemorySink>.appendEntry(key: key, entry: entry, options: options, into: &record)
+        }
+    }
+
+    /// `page`'s entries, each encoded by `encodeEntry` as one record.
+    static func encode(_ page: TablePage, _ encodeEntry: (Key, Entry, inout [UInt8]) -> Void) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(page.slotCount * 10)
         var previous: [UInt8] = []
@@ -59,7 +66,7 @@ enum CompactSections {
             record.removeAll(keepingCapacity: true)
         }
         for (key, entry) in page {
-            RDBWriter<MemorySink>.appendEntry(key: key, entry: entry, options: options, into: &record)
+            encodeEntry(key, entry, &record)
             emit()
         }
         return output
