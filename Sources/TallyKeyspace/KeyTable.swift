@@ -213,10 +213,10 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     /// Starts serializing this table's current contents for a snapshot, page by page (caller
     /// holds the shard lock). An image still attached from an earlier snapshot is completed
     /// first. Returns nil for an empty table.
-    func beginImage(database: Int, serializer: @escaping ShardImageSerializer) -> TableImage? {
+    func beginImage(serializer: @escaping ShardImageSerializer) -> TableImage? {
         storage.image?.captureAll()
         guard !isEmpty else { return nil }
-        return TableImage(database: database, storage: storage, serializer: serializer)
+        return TableImage(storage: storage, serializer: serializer)
     }
 
     /// Before this table's storage leaves the shard (a flush): an attached image keeps the

@@ -276,9 +276,7 @@ public final class Keyspace: Sendable {
             slot.keyCounts = shard.tables.map(\.count)
             slot.expiringCounts = shard.expiring.map(\.count)
             if let serializer {
-                slot.images = shard.tables.indices.map {
-                    shard.tables[$0].beginImage(database: $0, serializer: serializer)
-                }
+                slot.images = shard.tables.map { $0.beginImage(serializer: serializer) }
             } else {
                 slot.tables = shard.tables
             }

@@ -184,11 +184,6 @@ public final class Shard: @unchecked Sendable {
 
     // MARK: Primitive mutations
 
-    /// Call before mutating `tables` (a snapshot's pages are captured by the table itself,
-    /// slot by slot: see `TableImage`).
-    @inline(__always)
-    func prepareWrite() { markWritten() }
-
     /// Moves `writeVersion` (caller holds the lock). Every mutation does, and a command that
     /// will write several shards does so for each of them as it takes their locks, before it
     /// changes any: see `writeVersion`.
@@ -259,7 +254,7 @@ public final class Shard: @unchecked Sendable {
     /// Stores `entry` under `key`, replacing any previous entry and its TTL; `now` (Unix ms), if
     /// the caller has it, saves the access stamp a clock read.
     public func store(_ database: Int, _ key: Key, _ entry: Entry, now: Int64? = nil) {
-        prepareWrite()
+        markWritten()
         var entry = entry
         entry.access = accessStampForStore(database, key, now: now)
         let previous = tables[database].updateValue(entry, forKey: key)
@@ -284,7 +279,7 @@ public final class Shard: @unchecked Sendable {
     /// Removes `key`; returns the removed entry.
     @discardableResult
     public func remove(_ database: Int, _ key: Key) -> Entry? {
-        prepareWrite()
+        markWritten()
         guard let previous = tables[database].removeValue(forKey: key) else { return nil }
         account(-MemoryEstimate.bytes(key: key, value: previous.value))
         if sampledKeys != nil { sampledKeys![database].remove(key) }
@@ -296,7 +291,7 @@ public final class Shard: @unchecked Sendable {
     /// Changes the TTL of an existing key (nil = persist). Returns false if the key is absent.
     @discardableResult
     public func setExpiry(_ database: Int, _ key: Key, _ milliseconds: Int64?) -> Bool {
-        prepareWrite()
+        markWritten()
         guard let index = tables[database].index(forKey: key) else { return false }
         let had = tables[database].expiresAtMilliseconds(at: index) != nil
         tables[database].setExpiry(milliseconds, at: index)
@@ -412,7 +407,7 @@ public final class Shard: @unchecked Sendable {
     /// in either database before the swap (db.c dbSwapDatabases, multi.c touchAllWatchedKeysInDb;
     /// a key that was stale or missing on both sides does not change logically).
     public func swapDatabases(_ first: Int, _ second: Int, now: Int64) {
-        prepareWrite()
+        markWritten()
         if !watchers.isEmpty {
             for (watched, registrations) in watchers where watched.database == first || watched.database == second {
                 if peekLive(first, watched.key, now: now) || peekLive(second, watched.key, now: now) {
@@ -453,7 +448,7 @@ public final class Shard: @unchecked Sendable {
 
     /// Makes room in `database`'s table for `additionalKeys` more keys without growing.
     func reserve(_ database: Int, additionalKeys: Int) {
-        prepareWrite()
+        markWritten()
         tables[database].reserveCapacity(tables[database].count + additionalKeys)
     }
 
@@ -506,7 +501,7 @@ public final class Shard: @unchecked Sendable {
         // lookup plus a `store` (each hashing the key). The result equals what `store` writes:
         // same expiry, the access stamp of now, estimate minus the old value's bytes, watchers
         // touched; the key stays in the TTL and sampling indexes it is already in.
-        prepareWrite()
+        markWritten()
         if accessMode != .lfu, let index = tables[database].index(forKey: key) {
             let entry = tables[database].entry(at: index)
             if entry.expiresAtMilliseconds.map({ $0 > now }) ?? true {
@@ -629,7 +624,7 @@ extension Shard {
         // slot index serves the take-out and the write-back below (nothing else touches the
         // table meanwhile, so it stays valid).
         var slot: Int?
-        prepareWrite()
+        markWritten()
         if accessMode != .lfu {
             // A miss here is a miss for `lookup` too: no second probe (RPOP of a missing list).
             if let index = tables[database].index(forKey: key) {

@@ -33,7 +33,7 @@ extension Shard {
             return (outcome.result, true)
         }
         // Serializing a pending snapshot image reads the table; it does not move keys.
-        prepareWrite()
+        markWritten()
         var bytes: [UInt8]
         var integer: Int64?
         // Move the value out of the table (leaving a placeholder) so `bytes` is the array's only

@@ -59,7 +59,6 @@ public typealias ShardImageSerializer = @Sendable (_ page: TablePage) -> [UInt8]
 /// lock of the shard the table belongs to: writers reach it through `KeyTableStorage.image`,
 /// the consumer through `KeyspaceImage`.
 final class TableImage {
-    let database: Int
     private let serializer: ShardImageSerializer
     /// The live storage while attached (it holds this image; its buffers are the ones read).
     private var live: Unmanaged<KeyTableStorage>?
@@ -80,8 +79,7 @@ final class TableImage {
     private var chunks: [[UInt8]] = []
 
     /// Attaches a new image to `storage` (caller holds the shard lock; no image attached).
-    init(database: Int, storage: KeyTableStorage, serializer: @escaping ShardImageSerializer) {
-        self.database = database
+    init(storage: KeyTableStorage, serializer: @escaping ShardImageSerializer) {
         self.serializer = serializer
         (block, blockBytes, tags, expiries) = storage.buffers
         slotCount = storage.groupCount * KeyTableStorage.groupWidth
