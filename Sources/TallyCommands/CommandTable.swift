@@ -51,6 +51,9 @@ public final class CommandTable: Sendable {
     private let names: [FoldedName]
     /// Open-addressing slots holding row index + 1 (0 = empty); size is a power of two.
     private let slots: [Int32]
+    /// Per row, for a write whose keys sit at fixed positions: first, last (negative: from the
+    /// end) and step; nil otherwise. See `CommandEngine.confinedShard`.
+    let fixedWriteKeys: [FixedKeyPositions?]
 
     /// Builds the table; names must be unique (case-insensitively).
     public init(_ rows: [CommandSpec]) {
@@ -84,6 +87,12 @@ public final class CommandTable: Sendable {
             slots[slot] = Int32(row + 1)
         }
         self.slots = slots
+        fixedWriteKeys = rows.map { spec in
+            guard spec.flags.contains(.write), !spec.flags.contains(.movableKeys),
+                  !spec.flags.contains(.runsExclusive), spec.subcommands.isEmpty, spec.firstKey > 0,
+                  CommandKeys.counted[spec.name] == nil else { return nil }
+            return FixedKeyPositions(first: spec.firstKey, last: spec.lastKey, step: max(1, spec.step))
+        }
     }
 
     /// Number of top-level commands (COMMAND COUNT).
@@ -177,4 +186,13 @@ struct FoldedName: Equatable {
         left.count == right.count && left.words.0 == right.words.0 && left.words.1 == right.words.1
             && left.words.2 == right.words.2 && left.words.3 == right.words.3
     }
+}
+
+/// Where a command's keys are when they do not depend on its arguments (COMMAND INFO's
+/// first key, last key and step).
+struct FixedKeyPositions {
+    var first: Int
+    /// Negative: counted from the end of the arguments (-1 is the last).
+    var last: Int
+    var step: Int
 }

@@ -94,6 +94,9 @@ public struct AOFLoader<S: Storage> {
     public var log: PersistenceLogger
     /// Progress shared with INFO.
     public var status: AOFLoadingStatus
+    /// Called after each file's commands are handed to `replay`: a replay that runs commands on
+    /// other threads returns once they have all run, so each file's time is its whole replay.
+    public var replayBarrier: () -> Void = {}
 
     /// Creates a loader.
     public init(
@@ -155,6 +158,7 @@ public struct AOFLoader<S: Storage> {
             let path = storagePath(directory, info.name)
             let started = monotonicMilliseconds()
             let condition = loadOne(path: path, replayer: &replayer, replay: replay)
+            replayBarrier()
             let action = AOFRecoveryPlan.action(
                 file: info.name, condition: condition, isLastFile: isLast, loadTruncated: loadTruncated)
             switch action {
@@ -180,8 +184,11 @@ public struct AOFLoader<S: Storage> {
                 log(.warning, reason)
                 throw AOFLoadError(file: file, offset: offset, reason: reason)
             }
-            let seconds = Double(monotonicMilliseconds() - started) / 1000
-            let secondsText = String(Int(seconds)) + "." + String(Int(seconds * 1000) % 1000)
+            // "%.3f seconds", as aof.c loadAppendOnlyFiles logs it.
+            let milliseconds = monotonicMilliseconds() - started
+            let fraction = String(milliseconds % 1000)
+            let secondsText = String(milliseconds / 1000) + "." + String(repeating: "0", count: 3 - fraction.count)
+                + fraction
             if info.type == .base {
                 log(.notice, "DB loaded from base file \(info.name): \(secondsText) seconds")
             } else {

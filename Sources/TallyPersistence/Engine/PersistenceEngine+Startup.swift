@@ -5,15 +5,18 @@ import TallyProtocol
 extension PersistenceEngine {
     /// Loads the dataset into `dataset` before clients are served (Redis 7.0 loadDataFromDisk):
     /// with appendonly yes the AOF directory (dump.rdb is never read then), else dump.rdb with
-    /// already expired keys dropped. AOF commands are executed through `replay`.
-    public func load(into dataset: any PersistedDataset, replay: CommandReplay) throws(PersistenceStartupError) {
+    /// already expired keys dropped. AOF commands are executed through `replay`; a replay that
+    /// runs them on other threads gives a `replayBarrier` that returns once all have run.
+    public func load(
+        into dataset: any PersistedDataset, replay: CommandReplay, replayBarrier: @escaping () -> Void = {}
+    ) throws(PersistenceStartupError) {
         let settings = state.withLock { state -> PersistenceSettings in
             state.dataset = dataset
             state.loadStartedSeconds = clock.nowMilliseconds() / 1000
             return state.settings
         }
         if settings.appendOnly {
-            try loadAppendOnlyFile(dataset, settings: settings, replay: replay)
+            try loadAppendOnlyFile(dataset, settings: settings, replay: replay, replayBarrier: replayBarrier)
         } else {
             try loadDump(dataset, settings: settings)
         }
@@ -22,13 +25,15 @@ extension PersistenceEngine {
     }
 
     private func loadAppendOnlyFile(
-        _ dataset: any PersistedDataset, settings: PersistenceSettings, replay: CommandReplay
+        _ dataset: any PersistedDataset, settings: PersistenceSettings, replay: CommandReplay,
+        replayBarrier: @escaping () -> Void
     ) throws(PersistenceStartupError) {
         let keyspace = dataset.keyspace
         var keysLoaded = 0
         var loader = AOFLoader(
             storage: storage, directory: settings.appendDirectory, naming: settings.naming,
             loadTruncated: settings.loadTruncated, status: loading, log: log)
+        loader.replayBarrier = replayBarrier
         // An RDB base (or RDB preamble): keys with a past TTL are kept, as Redis does for AOF
         // preambles; the replayed tail or active expiry removes them.
         let chunkBytes = settings.loadChunkBytes

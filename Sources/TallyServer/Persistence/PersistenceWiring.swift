@@ -98,23 +98,19 @@ extension PersistenceEngine where S == PosixStorage {
     }
 
     /// Loads the dataset into `engine`, replaying AOF commands through it as a client would
-    /// (a client the -LOADING gate lets through: `isReplayingLog`).
-    func load(into engine: CommandEngine) throws(PersistenceStartupError) {
-        let session = ClientSession(id: 0)
-        session.isAuthenticated = true
-        session.isReplayingLog = true
-        var output = OutputBuffer(initialCapacity: 1024)
-        var context: CommandContext?
+    /// (a client the -LOADING gate lets through: `isReplayingLog`), on `lanes` threads
+    /// (`ParallelReplay`; 1 replays everything on the calling thread).
+    func load(into engine: CommandEngine, lanes: Int) throws(PersistenceStartupError) {
+        let replay = ParallelReplay(engine: engine, lanes: lanes)
+        defer { replay.finish() }
         try load(into: engine) { arguments, database in
-            guard arguments.count > 0, arguments.withUnsafeBytes(of: 0, { engine.table.lookup($0) }) != nil else {
+            guard arguments.count > 0, let row = arguments.withUnsafeBytes(of: 0, { engine.table.lookup($0) }) else {
                 let name = arguments.count > 0 ? String(decoding: arguments[0], as: UTF8.self) : ""
                 throw AOFReplayError(reason: "Unknown command '\(name)' reading the append only file")
             }
-            session.database = database
-            var arguments = arguments
-            engine.execute(&arguments, session: session, output: &output, reusing: &context)
-            output.readerIndex = output.writerIndex
-            output.discardReadBytes()
+            replay.replay(arguments, row: row, database: database)
+        } replayBarrier: {
+            replay.barrier()
         }
     }
 }
