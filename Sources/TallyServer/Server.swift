@@ -143,7 +143,7 @@ public final class Server: Sendable {
         // 4. Persistence: load the dataset, then start logging writes.
         do {
             let started = SystemClock().nowMilliseconds()
-            let lanes = ParallelReplay.defaultLanes(shards: engine.keyspace.shards.count)
+            let lanes = LoadLanes.available(shards: engine.keyspace.shards.count)
             try core.persistence.load(into: engine, lanes: lanes)
             let seconds = Double(SystemClock().nowMilliseconds() - started) / 1000
             log.log(.notice, "DB loaded from disk: \(fixed3(seconds)) seconds")

@@ -1,6 +1,7 @@
 // ParallelReplayTests: an AOF replayed on several threads leaves exactly the dataset a one-thread replay leaves.
 import Testing
 import TallyCommands
+import TallyKeyspace
 import TallyProtocol
 import TallyTestSupport
 @testable import TallyServer
@@ -102,10 +103,10 @@ import TallyTestSupport
     }
 
     @Test func theLoadingThreadKeepsAThirdOfTheShardsBesideOneWorker() {
-        #expect(ParallelReplay.lanes(shards: 16, lanes: 1) == [Int](repeating: 0, count: 16))
-        let two = ParallelReplay.lanes(shards: 16, lanes: 2)
+        #expect(LoadLanes.owners(shards: 16, lanes: 1) == [Int](repeating: 0, count: 16))
+        let two = LoadLanes.owners(shards: 16, lanes: 2)
         #expect(two.filter { $0 == 0 }.count == 5 && two.filter { $0 == 1 }.count == 11)
-        let four = ParallelReplay.lanes(shards: 16, lanes: 4)
+        let four = LoadLanes.owners(shards: 16, lanes: 4)
         #expect(four.filter { $0 == 0 }.count == 2 && Set(four) == [0, 1, 2, 3])
     }
 
