@@ -702,6 +702,9 @@ public final class CommandEngine: Sendable {
         calibrateMemoryLimit()
     }
 
+    /// True when `maxmemory` is set.
+    public var hasMemoryLimit: Bool { memoryLimit.load(ordering: .relaxed) > 0 }
+
     /// Keeps `maxmemory` a bound on the heap the process has allocated (INFO `used_memory`), as
     /// Redis bounds its used_memory, rather than on the keyspace's estimate: the estimate leaves
     /// out the tables' real per-key cost, client buffers and the Lua heap. The server calls this

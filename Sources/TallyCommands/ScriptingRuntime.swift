@@ -124,6 +124,9 @@ public final class ScriptingRuntime: @unchecked Sendable {
     /// one a call (calls never nest: no command a script may call runs a script). Dropped when
     /// the script ends, so it never holds a finished client's session.
     var callContext: CommandContext?
+    /// The arguments and reply buffer `redis.call` reuses (see `ScriptCalls.redisCall`).
+    var callArguments = CommandArguments()
+    var callOutput = OutputBuffer(initialCapacity: 128)
     /// The interpreter; SCRIPT FLUSH replaces it.
     private(set) var lua: LuaState
     /// Registry references: the real globals table (behind the read-only proxy) and the error handler.

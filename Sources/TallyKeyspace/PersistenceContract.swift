@@ -27,6 +27,9 @@ public struct PropagationBuffer {
     /// For each record, its database and where its bytes are.
     @inlinable public var records: [(database: Int, range: Range<Int>)] { recordList }
 
+    /// Number of records.
+    @inlinable public var recordCount: Int { recordList.count }
+
     /// True if nothing was recorded.
     @inlinable public var isEmpty: Bool { recordList.isEmpty }
 

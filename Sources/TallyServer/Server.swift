@@ -229,6 +229,7 @@ public final class Server: Sendable {
         let core = core
         startThread {
             var lastSampleMilliseconds: Int64 = 0
+            var heapSamples = 0
             var lastReplicationMilliseconds: Int64 = 0
             while true {
                 usleep(UInt32(1_000_000 / core.hz))
@@ -249,7 +250,11 @@ public final class Server: Sendable {
                 }
                 if now - lastSampleMilliseconds >= 100 {
                     lastSampleMilliseconds = now
-                    engine.calibrateMemoryLimit()
+                    // Reading the heap walks malloc's free lists (mallinfo2: about 3M instructions
+                    // after a load): ten times a second only when maxmemory needs it, else once
+                    // a second for used_memory_peak (INFO and MEMORY read it themselves too).
+                    heapSamples += 1
+                    if engine.hasMemoryLimit || heapSamples % 10 == 0 { engine.calibrateMemoryLimit() }
                     core.stats.sampleRates(commands: engine.totalCommandCalls(), nowMilliseconds: now)
                 }
             }
