@@ -31,7 +31,7 @@ final class IOThread: @unchecked Sendable {
     private let inbox = Mutex<[Int32]>([])
     /// Mailboxes of this loop's subscribers with messages waiting (filled by publishers).
     private let mailReady = Mutex<[PubSubMailbox]>([])
-    private var connections: [Int32: Connection] = [:]
+    private var connections = ConnectionsByDescriptor()
     private var pendingFlush: [Connection] = []
     /// Connections parked in a blocking pop: checked every iteration for a published reply
     /// (a push on any thread wakes this loop) or a passed deadline.
@@ -679,4 +679,38 @@ final class IOThread: @unchecked Sendable {
             close(connection)
         }
     }
+}
+
+/// A loop's connections by descriptor: an array indexed by the descriptor (the kernel hands out
+/// the lowest free number, so they stay small and dense). A Dictionary hashed the descriptor
+/// on every lookup, two per request (callgrind: ~300 of ~7,000 instructions a pipelined SET).
+struct ConnectionsByDescriptor {
+    private var slots: [Connection?] = []
+
+    /// The connection on `descriptor`, if this loop has one.
+    subscript(descriptor: Int32) -> Connection? {
+        get {
+            let index = Int(descriptor)
+            return index >= 0 && index < slots.count ? slots[index] : nil
+        }
+        set {
+            let index = Int(descriptor)
+            precondition(index >= 0, "negative descriptor")
+            if index >= slots.count {
+                guard newValue != nil else { return }
+                slots.append(contentsOf: repeatElement(nil, count: index + 1 - slots.count))
+            }
+            slots[index] = newValue
+        }
+    }
+
+    /// Removes and returns the connection on `descriptor`.
+    mutating func removeValue(forKey descriptor: Int32) -> Connection? {
+        guard let connection = self[descriptor] else { return nil }
+        self[descriptor] = nil
+        return connection
+    }
+
+    /// Every connection, in descriptor order.
+    var values: [Connection] { slots.compactMap { $0 } }
 }
