@@ -126,7 +126,15 @@ public struct KeyTable: Sequence, @unchecked Sendable {
     @discardableResult
     mutating func updateValue(_ entry: Entry, forKey key: Key) -> Replaced? {
         makeUnique()
-        return key.withUnsafeBytes { bytes -> Replaced? in
+        // The table holds `storage` throughout: borrowing it unretained saves a retain and a
+        // release (atomic, so the release also waited for the insert's stores to reach memory).
+        return Unmanaged.passUnretained(storage)._withUnsafeGuaranteedRef { storage in
+            updateValue(entry, forKey: key, in: storage)
+        }
+    }
+
+    private func updateValue(_ entry: Entry, forKey key: Key, in storage: KeyTableStorage) -> Replaced? {
+        key.withUnsafeBytes { bytes -> Replaced? in
             let hash = KeyTableStorage.hash(of: key)
             if let slot = storage.find(bytes, hash: hash) {
                 storage.willWrite(slot)
