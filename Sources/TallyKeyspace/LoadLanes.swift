@@ -25,7 +25,7 @@ public protocol LoadBatch: SendableMetatype {
 public enum LoadLanes {
     /// The lanes to use on this machine: one per online core, at most `shards` and 8.
     public static func available(shards: Int) -> Int {
-        return max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), shards, 8))
+        max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), shards, 8))
     }
 
     /// The lane owning each shard. The loading thread keeps about half a worker's share (a
