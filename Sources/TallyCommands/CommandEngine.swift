@@ -545,7 +545,10 @@ public final class CommandEngine: Sendable {
             return refuse(row, reason: Self.notInTransactionReason, session: session, statistics(), output: &output)
         }
         let role = ReplicaRole(rawValue: replicaRole.load(ordering: .relaxed))
-        if memoryLimit.load(ordering: .relaxed) != 0 && !role.contains(.ignoresMaxmemory) {
+        // A replayed AOF command is neither refused nor a reason to evict: aof.c's loader runs
+        // cmd->proc directly, outside processCommand's performEvictions, so a file written
+        // under a larger maxmemory loads whole (and replay lanes evict nothing in their own order).
+        if memoryLimit.load(ordering: .relaxed) != 0 && !role.contains(.ignoresMaxmemory) && !session.isReplayingLog {
             let fits = enforceMemoryLimit(flags, row: row, isExec: isExec, session: session)
             // Evicted keys' invalidations go before this command's reply (server.c
             // processCommand flushes them right after performEvictions).

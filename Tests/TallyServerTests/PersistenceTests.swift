@@ -243,6 +243,23 @@ final class PersistenceTests: XCTestCase {
         XCTAssertEqual(try RESPClient(port: fromDump.port).call("GET", "k3").text, "1960")
     }
 
+    func testAppendOnlyFileLoadsWholeUnderASmallerMaxmemory() throws {
+        // aof.c's loader runs each command's proc directly: replay neither evicts nor refuses
+        // with OOM, so a file written without a limit loads whole (redis-server 7.0.15 holds all
+        // of a 5,000-key file after the restart, and evicts on the first command).
+        let directory = try makeDirectory()
+        let server = try startTally(directory, ["--aof-use-rdb-preamble", "no"])
+        let client = try RESPClient(port: server.port)
+        let value = String(repeating: "x", count: 1000)
+        for index in 0..<3000 { _ = try client.call("SET", "key:\(index)", value) }
+        server.signal(SIGTERM)
+        XCTAssertEqual(server.waitForExit(), 0)
+        let restarted = try startTally(directory, ["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"])
+        let again = try RESPClient(port: restarted.port)
+        XCTAssertEqual(try again.call("DBSIZE"), .integer(3000))
+        XCTAssertEqual(try again.call("GET", "key:2999").text?.count, value.count)
+    }
+
     func testShutdownRefusedWhenTheFinalSaveFails() throws {
         let directory = try makeDirectory()
         let server = try startTally(directory, ["--dbfilename", "blocked"])
