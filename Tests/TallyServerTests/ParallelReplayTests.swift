@@ -1,7 +1,6 @@
 // ParallelReplayTests: an AOF replayed on several threads leaves exactly the dataset a one-thread replay leaves.
 import Testing
 import TallyCommands
-import TallyKeyspace
 import TallyProtocol
 import TallyTestSupport
 @testable import TallyServer

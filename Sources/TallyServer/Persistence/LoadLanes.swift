@@ -1,8 +1,10 @@
 // LoadLanes: worker threads fed batches by the loading thread, so a restart fills the shards on every core.
 import Glibc
+import TallyKeyspace
+import TallyPlatform
 
 /// A batch of loading work that the loading thread fills and a `LoadLane` runs.
-public protocol LoadBatch: SendableMetatype {
+protocol LoadBatch: SendableMetatype {
     /// An empty batch.
     init()
     /// Items in the batch (0: nothing to send).
@@ -22,16 +24,16 @@ public protocol LoadBatch: SendableMetatype {
 /// handing it to another core does. An RDB's keys are inserted on the loading thread: for 1M
 /// small keys, a worker inserting keys decoded on another core took as long as one thread
 /// decoding and inserting them all (the cache lines of every key cross cores).
-public enum LoadLanes {
+enum LoadLanes {
     /// The lanes to use on this machine: one per online core, at most `shards` and 8.
-    public static func available(shards: Int) -> Int {
+    static func available(shards: Int) -> Int {
         max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), shards, 8))
     }
 
     /// The lane owning each shard. The loading thread keeps about half a worker's share (a
     /// third of the shards with two lanes): reading and parsing the file is about a third of
     /// its time when it replays 1M SETs, so the lanes finish together.
-    public static func owners(shards: Int, lanes: Int) -> [Int] {
+    static func owners(shards: Int, lanes: Int) -> [Int] {
         guard lanes > 1 else { return [Int](repeating: 0, count: shards) }
         let kept = shards / (2 * lanes - 1)
         return (0..<shards).map { $0 < kept ? 0 : 1 + ($0 - kept) % (lanes - 1) }
@@ -40,11 +42,11 @@ public enum LoadLanes {
 
 /// One worker thread that runs the batches one loading thread sends it, in order. A few
 /// batches in flight keep it fed while bounding the memory; `flush` waits when it is behind.
-public final class LoadLane<Batch: LoadBatch>: @unchecked Sendable {
+final class LoadLane<Batch: LoadBatch>: @unchecked Sendable {
     private static var batchesInFlight: Int { 4 }
 
     /// The batch the loading thread is filling; only that thread touches it.
-    public var filling = Batch()
+    var filling = Batch()
 
     // Shared with the worker thread, under `lock`.
     private let lock = PosixLock(withCondition: true)
@@ -57,17 +59,17 @@ public final class LoadLane<Batch: LoadBatch>: @unchecked Sendable {
 
     /// Starts the worker thread; `makeRunner` runs on it first and returns what runs each batch
     /// (so per-thread state, such as a client session, is created on the thread that uses it).
-    public init(makeRunner: @escaping @Sendable () -> (inout Batch) -> Void) {
+    init(makeRunner: @escaping @Sendable () -> (inout Batch) -> Void) {
         self.makeRunner = makeRunner
         start()
     }
 
     private func start() {
-        startDetachedThread { [self] in run() }
+        startThread { [self] in run() }
     }
 
     /// Sends `filling` if it holds anything, waiting while the worker has enough queued.
-    public func flush() {
+    func flush() {
         guard filling.itemCount > 0 else { return }
         lock.lock()
         while queued.count >= Self.batchesInFlight { lock.wait() }
@@ -78,7 +80,7 @@ public final class LoadLane<Batch: LoadBatch>: @unchecked Sendable {
     }
 
     /// Sends what is being filled and waits until the worker has run everything sent.
-    public func drain() {
+    func drain() {
         flush()
         lock.lock()
         while !queued.isEmpty || running { lock.wait() }
@@ -86,7 +88,7 @@ public final class LoadLane<Batch: LoadBatch>: @unchecked Sendable {
     }
 
     /// Runs what was sent, then ends the thread and waits for that.
-    public func stop() {
+    func stop() {
         flush()
         lock.lock()
         stopping = true
@@ -116,22 +118,4 @@ public final class LoadLane<Batch: LoadBatch>: @unchecked Sendable {
         lock.broadcast()
         lock.unlock()
     }
-}
-
-/// Runs `body` on a new detached pthread (a C entry point cannot capture a generic context, so
-/// the generic lane hands its loop over as a closure).
-private func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let result = pthread_create(&thread, nil, { argument in
-        guard let argument else { return nil }
-        Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
-        return nil
-    }, box)
-    precondition(result == 0, "pthread_create failed: \(result)")
-    pthread_detach(thread)
 }
