@@ -39,3 +39,10 @@ public func parseRedisInteger<C: Collection>(_ bytes: C) -> Int64? where C.Eleme
     }
     return magnitude > UInt64(Int64.max) ? nil : Int64(magnitude)
 }
+
+/// `%.3f` of a non-negative `value` without Foundation (seconds in log lines).
+public func fixed3(_ value: Double) -> String {
+    let thousandths = Int64((value * 1000).rounded())
+    let fraction = String(thousandths % 1000)
+    return String(thousandths / 1000) + "." + String(repeating: "0", count: 3 - fraction.count) + fraction
+}

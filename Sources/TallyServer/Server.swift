@@ -4,6 +4,7 @@ import TallyCommands
 import TallyKeyspace
 import TallyPersistence
 import TallyPlatform
+import TallyProtocol
 
 /// Entry point used by `tally-server`'s main.swift.
 public enum ServerMain {
@@ -260,13 +261,6 @@ public final class Server: Sendable {
             }
         }
     }
-}
-
-/// `%.3f` without Foundation.
-func fixed3(_ value: Double) -> String {
-    let thousandths = Int64((value * 1000).rounded())
-    let fraction = String(thousandths % 1000)
-    return String(thousandths / 1000) + "." + String(repeating: "0", count: 3 - fraction.count) + fraction
 }
 
 private func writeStandardOutput(_ text: String) {

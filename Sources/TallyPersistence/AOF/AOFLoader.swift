@@ -185,10 +185,7 @@ public struct AOFLoader<S: Storage> {
                 throw AOFLoadError(file: file, offset: offset, reason: reason)
             }
             // "%.3f seconds", as aof.c loadAppendOnlyFiles logs it.
-            let milliseconds = monotonicMilliseconds() - started
-            let fraction = String(milliseconds % 1000)
-            let secondsText = String(milliseconds / 1000) + "." + String(repeating: "0", count: 3 - fraction.count)
-                + fraction
+            let secondsText = fixed3(Double(monotonicMilliseconds() - started) / 1000)
             if info.type == .base {
                 log(.notice, "DB loaded from base file \(info.name): \(secondsText) seconds")
             } else {
