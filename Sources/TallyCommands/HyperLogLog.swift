@@ -129,8 +129,12 @@ enum HyperLogLog {
         return UInt8(truncatingIfNeeded: (low | high) & 63)
     }
 
-    @inline(__always)
     static func setDenseRegister(_ bytes: inout [UInt8], _ index: Int, _ value: UInt8) {
+        bytes.withUnsafeMutableBytes { setDenseRegister($0, index, value) }
+    }
+
+    @inline(__always)
+    static func setDenseRegister(_ bytes: UnsafeMutableRawBufferPointer, _ index: Int, _ value: UInt8) {
         let bit = index * 6
         let byte = headerBytes + (bit >> 3)
         let shift = bit & 7
@@ -146,7 +150,8 @@ enum HyperLogLog {
     static func denseSet(_ bytes: inout [UInt8], _ index: Int, _ count: UInt8) -> Bool {
         let old = bytes.withUnsafeBytes { denseRegister($0, index) }
         if count <= old { return false }
-        setDenseRegister(&bytes, index, count)
+        // One uniqueness check for both bytes of the register (each subscript store checks).
+        bytes.withUnsafeMutableBytes { setDenseRegister($0, index, count) }
         return true
     }
 

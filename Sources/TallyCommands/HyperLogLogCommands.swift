@@ -59,7 +59,8 @@ enum HyperLogLogCommands {
                 }
                 var changedRegisters = false
                 for index in 2..<context.arguments.count {
-                    let result = context.arguments[index].withUnsafeBytes { element in
+                    // In place: a slice of the arguments retains and releases their storage.
+                    let result = context.arguments.withUnsafeBytes(of: index) { element in
                         HyperLogLog.add(&bytes, element, sparseMaxBytes: sparseMaxBytes)
                     }
                     if result < 0 { return ((updated, true, false), updated || changedRegisters) }

@@ -325,7 +325,7 @@ final class IOThread: @unchecked Sendable {
         // The arguments already parsed out of a request still in progress count too: otherwise
         // `*2147483647` followed by endless tiny bulks grows argv without bound while the
         // unparsed buffer stays small (ranges cost 16 bytes per argument).
-        let pendingArguments = connection.arguments.bytes.count + connection.arguments.count * 16
+        let pendingArguments = connection.arguments.byteCount + connection.arguments.count * 16
         if connection.parser.unparsedBytes + pendingArguments > server.queryBufferLimit {
             let queued = connection.parser.unparsedBytes
             server.log.log(.warning, "Closing client that reached max query buffer length (qbuf=\(queued))")
