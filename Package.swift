@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "CLuaLibraries"),
         .target(name: "TallyPlatform", dependencies: ["CTallyShims"]),
         .target(name: "TallyProtocol", swiftSettings: hotPathSettings),
-        .target(name: "TallyKeyspace", dependencies: ["TallyProtocol"], swiftSettings: hotPathSettings),
+        .target(name: "TallyKeyspace", dependencies: ["TallyProtocol", "CTallyShims"], swiftSettings: hotPathSettings),
         .target(
             name: "TallyPersistence",
             // Not TallyCommands: the command rows call PersistenceControl and AOF loading replays

@@ -269,8 +269,15 @@ public struct CommandContext {
 
     /// Moves keys deleted by lazy expiry in the shards this command holds into DEL records.
     mutating func drainExpiredKeys() {
-        let mask = keyspace.isExclusivelyHeldByCurrentThread ? keyspace.allShards : heldShards
+        let exclusive = keyspace.isExclusivelyHeldByCurrentThread
         // Nearly every command recorded nothing: return before building the lists below.
+        if exclusive {
+            // Every shard is held: nothing pending anywhere unless the keyspace's signal is up,
+            // and once these shards are drained nothing is (the signal goes down below).
+            if !keyspace.operationRecords.isRaised { return }
+            keyspace.operationRecords.lower()
+        }
+        let mask = exclusive ? keyspace.allShards : heldShards
         var recorded = false
         mask.forEach { index in recorded = recorded || keyspace.shards[index].hasOperationRecords }
         if !recorded { return }

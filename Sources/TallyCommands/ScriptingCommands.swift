@@ -97,21 +97,25 @@ enum ScriptingCommands {
         }
         runtime.lock.lock()
         defer { runtime.lock.unlock() }
-        let sha = bySHA
-            ? context.arguments[1].map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
-            : runtime.digest(ofEvalBody: context.arguments[1])
+        let sha: [UInt8]
         let flags: ScriptFlags
-        if let cached = runtime.scripts[ScriptDigest(sha)] {
-            flags = cached.flags
-        } else if bySHA {
-            context.output.writeError(noScript)
-            return
-        } else {
-            switch runtime.load(Array(context.arguments[1]), sha: sha) {
-            case .failure(let error):
-                context.output.writeError(error.message)
+        if bySHA {
+            guard let named = context.arguments.withUnsafeBytes(of: 1, runtime.script(namedBy:)) else {
+                context.output.writeError(noScript)
                 return
-            case .success(let loaded): flags = loaded
+            }
+            (sha, flags) = named
+        } else {
+            sha = runtime.digest(ofEvalBody: context.arguments[1])
+            if let cached = runtime.scripts[ScriptDigest(sha)] {
+                flags = cached.flags
+            } else {
+                switch runtime.load(Array(context.arguments[1]), sha: sha) {
+                case .failure(let error):
+                    context.output.writeError(error.message)
+                    return
+                case .success(let loaded): flags = loaded
+                }
             }
         }
         guard let run = prepareRun(&context, runtime: runtime, name: sha, flags: flags, readOnly: readOnly) else {

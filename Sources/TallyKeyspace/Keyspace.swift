@@ -95,8 +95,15 @@ public final class Keyspace: Sendable {
         shardMaskBits = UInt64(shards - 1)
         let gate = ExpiryGate()
         expiryGate = gate
-        self.shards = (0..<shards).map { Shard(index: $0, databases: databases, expiryGate: gate) }
+        let signal = OperationRecordSignal()
+        operationRecords = signal
+        self.shards = (0..<shards).map {
+            Shard(index: $0, databases: databases, expiryGate: gate, recordSignal: signal)
+        }
     }
+
+    /// Raised while some shard may hold undrained operation records (see `Shard.recordSignal`).
+    public let operationRecords: OperationRecordSignal
 
     /// Closed while clients are paused: expired keys are then neither deleted nor propagated.
     public let expiryGate: ExpiryGate

@@ -105,7 +105,7 @@ public final class Shard: @unchecked Sendable {
     /// This shard's position in the keyspace (locks are always taken in ascending index order).
     public let index: Int
     /// The mutex guarding everything below.
-    public let mutex = PosixLock()
+    public let mutex = ShardLock()
     /// Per-database tables.
     @exclusivity(unchecked) public internal(set) var tables: [KeyTable]
     @exclusivity(unchecked) var expiring: [ExpiringKeys]
@@ -125,6 +125,16 @@ public final class Shard: @unchecked Sendable {
     /// every shard (EXEC, scripts) skips the shards with nothing to drain with one load each,
     /// instead of reading three arrays (a retain and release apiece) per shard. Cleared by the drain.
     @exclusivity(unchecked) public var hasOperationRecords = false
+    /// Raised with `hasOperationRecords` in any shard of the keyspace: a command holding every
+    /// shard (scripts, EXEC) then looks at none of them while it is down, which is nearly always.
+    public let recordSignal: OperationRecordSignal
+
+    /// Notes that one of the operation record lists gained an entry (caller holds the lock).
+    @inline(__always)
+    func noteOperationRecord() {
+        hasOperationRecords = true
+        recordSignal.raise()
+    }
     static let missSequence = Atomic<UInt64>(0)
     /// Keys modified during the current command, recorded while any client of the process
     /// tracks keys (CLIENT TRACKING): the command layer drains them with the other operation
@@ -162,9 +172,11 @@ public final class Shard: @unchecked Sendable {
     /// stored, so a pause changes nothing (expire.c expireIfNeeded under a pause).
     let expiryGate: ExpiryGate
 
-    init(index: Int, databases: Int, expiryGate: ExpiryGate = ExpiryGate()) {
+    init(index: Int, databases: Int, expiryGate: ExpiryGate = ExpiryGate(),
+         recordSignal: OperationRecordSignal = OperationRecordSignal()) {
         self.index = index
         self.expiryGate = expiryGate
+        self.recordSignal = recordSignal
         tables = Array(repeating: KeyTable(), count: databases)
         expiring = Array(repeating: ExpiringKeys(), count: databases)
         averageTTL = Array(repeating: 0, count: databases)
@@ -231,7 +243,7 @@ public final class Shard: @unchecked Sendable {
     public func touch(_ database: Int, _ key: Key) {
         if Shard.trackingClients.load(ordering: .relaxed) > 0 {
             modifiedDuringOperation.append(key.bytes)
-            hasOperationRecords = true
+            noteOperationRecord()
         }
         if watchers.isEmpty { return }
         touchWatchers(DatabaseKey(database: database, key: key), removed: tables[database][key] == nil)
@@ -265,7 +277,7 @@ public final class Shard: @unchecked Sendable {
             if sampledKeys != nil { sampledKeys![database].insert(key) }
             if recordsCreatedKeys {
                 createdDuringOperation.append(DatabaseKey(database: database, key: key))
-                hasOperationRecords = true
+                noteOperationRecord()
             }
         }
         if entry.expiresAtMilliseconds != nil {
@@ -318,7 +330,7 @@ public final class Shard: @unchecked Sendable {
             if recordsMissedKeys {
                 let sequence = Shard.missSequence.add(1, ordering: .relaxed).newValue
                 missedDuringOperation.append((sequence, DatabaseKey(database: database, key: key)))
-                hasOperationRecords = true
+                noteOperationRecord()
             }
         } else {
             hits &+= 1
@@ -361,7 +373,7 @@ public final class Shard: @unchecked Sendable {
         remove(database, key)
         expiredKeys &+= 1
         expiredDuringOperation.append(DatabaseKey(database: database, key: key))
-        hasOperationRecords = true
+        noteOperationRecord()
         return true
     }
 
@@ -696,6 +708,29 @@ extension Shard {
         if case .list = entry.value { return false }
         return true
     }
+}
+
+/// Whether any shard of a keyspace may hold operation records (expired, missed, created or
+/// modified keys) not yet drained. Raised under a shard's lock; lowered only by a drain that
+/// holds every shard, so a command holding every shard finds nothing pending without visiting
+/// sixteen shards (`CommandContext.drainExpiredKeys`, after each command a script calls).
+public final class OperationRecordSignal: Sendable {
+    private let raised = Atomic<Bool>(false)
+
+    /// A lowered signal.
+    public init() {}
+
+    /// True when some shard may hold records.
+    @inline(__always) public var isRaised: Bool { raised.load(ordering: .relaxed) }
+
+    /// Raises the signal (a load first: shards of several threads then do not keep writing the
+    /// shared cache line while it is already raised).
+    @inline(__always) func raise() {
+        if !raised.load(ordering: .relaxed) { raised.store(true, ordering: .relaxed) }
+    }
+
+    /// Lowers the signal; the caller holds every shard of the keyspace and has drained them.
+    public func lower() { raised.store(false, ordering: .relaxed) }
 }
 
 /// Whether expired keys may be deleted now: closed while clients are paused and while this

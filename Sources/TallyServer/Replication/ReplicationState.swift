@@ -80,7 +80,7 @@ struct ReplicaSlot {
 /// The stream's state behind a pthread mutex. Why not `Synchronization.Mutex`: every write of
 /// every I/O thread and the replica threads take this lock, and on a busy 2-core box Mutex's
 /// spinning slow path took 18% of the CPU profile of `-P 16` INCR with one replica (cpu-clock
-/// samples, perf); the shards' and the AOF's PosixLock sleep in the kernel instead.
+/// samples, perf); the AOF's PosixLock and the shards' ShardLock sleep in the kernel instead.
 final class LockedCore: @unchecked Sendable {
     private let lock = PosixLock()
     private var value: ReplicationState.Core
