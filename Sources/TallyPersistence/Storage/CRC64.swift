@@ -11,23 +11,22 @@ public struct CRC64: Sendable {
 
     // Byte-at-a-time table for the reflected polynomial (bit-reversal of 0xad93d23594c935a9).
     // Eight tables (slicing-by-8) let the update loop consume a whole word per step, which matters
-    // because every byte of every snapshot passes through here.
-    @usableFromInline static let tables: [[UInt64]] = {
+    // because every byte of every snapshot and every checksummed AOF record passes through here.
+    // They are one flat array of 8 x 256 entries (table k at k * 256), read through a pointer: as
+    // eight nested arrays, each lookup paid a bounds check.
+    @usableFromInline static let tables: [UInt64] = {
         let reflected: UInt64 = 0x95ac_9329_ac4b_c9b5
-        var first = [UInt64](repeating: 0, count: 256)
+        var tables = [UInt64](repeating: 0, count: 8 * 256)
         for index in 0..<256 {
             var crc = UInt64(index)
             for _ in 0..<8 { crc = (crc & 1) != 0 ? (crc >> 1) ^ reflected : crc >> 1 }
-            first[index] = crc
+            tables[index] = crc
         }
-        var tables = [first]
         for level in 1..<8 {
-            var next = [UInt64](repeating: 0, count: 256)
             for index in 0..<256 {
-                let previous = tables[level - 1][index]
-                next[index] = (previous >> 8) ^ first[Int(previous & 0xff)]
+                let previous = tables[(level - 1) * 256 + index]
+                tables[level * 256 + index] = (previous >> 8) ^ tables[Int(previous & 0xff)]
             }
-            tables.append(next)
         }
         return tables
     }()
@@ -38,18 +37,17 @@ public struct CRC64: Sendable {
         var index = 0
         let count = bytes.count
         CRC64.tables.withUnsafeBufferPointer { tables in
-            let t0 = tables[0], t1 = tables[1], t2 = tables[2], t3 = tables[3]
-            let t4 = tables[4], t5 = tables[5], t6 = tables[6], t7 = tables[7]
+            let t = tables.baseAddress!
             while count - index >= 8 {
                 let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) ^ crc
-                crc = t7[Int(word & 0xff)] ^ t6[Int((word >> 8) & 0xff)]
-                    ^ t5[Int((word >> 16) & 0xff)] ^ t4[Int((word >> 24) & 0xff)]
-                    ^ t3[Int((word >> 32) & 0xff)] ^ t2[Int((word >> 40) & 0xff)]
-                    ^ t1[Int((word >> 48) & 0xff)] ^ t0[Int(word >> 56)]
+                crc = t[7 * 256 + Int(word & 0xff)] ^ t[6 * 256 + Int((word >> 8) & 0xff)]
+                    ^ t[5 * 256 + Int((word >> 16) & 0xff)] ^ t[4 * 256 + Int((word >> 24) & 0xff)]
+                    ^ t[3 * 256 + Int((word >> 32) & 0xff)] ^ t[2 * 256 + Int((word >> 40) & 0xff)]
+                    ^ t[256 + Int((word >> 48) & 0xff)] ^ t[Int(word >> 56)]
                 index += 8
             }
             while index < count {
-                crc = t0[Int((crc ^ UInt64(bytes[index])) & 0xff)] ^ (crc >> 8)
+                crc = t[Int((crc ^ UInt64(bytes[index])) & 0xff)] ^ (crc >> 8)
                 index += 1
             }
         }
