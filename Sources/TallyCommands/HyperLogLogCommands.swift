@@ -44,31 +44,38 @@ enum HyperLogLogCommands {
         let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
         let database = context.database
         let now = context.now
-        do {
-            // The elements are read from the context inside the edit: a copy of the arguments
-            // for the closure cost a retain and a release of both of their arrays.
-            let (outcome, changed) = try shard.mutateString(
-                database, key, now: now, minimumCount: 0
-            ) { bytes, existed -> (result: (updated: Bool, corrupt: Bool, invalid: Bool), changed: Bool) in
-                var updated = false
-                if !existed {
-                    bytes = HyperLogLog.makeEmpty()
-                    updated = true
-                } else if !bytes.withUnsafeBytes(HyperLogLog.isValid) {
-                    return ((false, false, true), false)
-                }
-                var changedRegisters = false
-                for index in 2..<context.arguments.count {
-                    // In place: a slice of the arguments retains and releases their storage.
-                    let result = context.arguments.withUnsafeBytes(of: index) { element in
-                        HyperLogLog.add(&bytes, element, sparseMaxBytes: sparseMaxBytes)
+        typealias Outcome = (updated: Bool, corrupt: Bool, invalid: Bool)
+        // The elements are read in place inside the edit: a closure reading them through the
+        // context copied the arguments (a retain and a release of both of their arrays).
+        let edited = context.arguments.withUnsafeArguments { arguments -> Result<(Outcome, Bool), KeyspaceError> in
+            do throws(KeyspaceError) {
+                return .success(try shard.mutateString(
+                    database, key, now: now, minimumCount: 0
+                ) { bytes, existed -> (result: Outcome, changed: Bool) in
+                    var updated = false
+                    if !existed {
+                        bytes = HyperLogLog.makeEmpty()
+                        updated = true
+                    } else if !bytes.withUnsafeBytes(HyperLogLog.isValid) {
+                        return ((false, false, true), false)
                     }
-                    if result < 0 { return ((updated, true, false), updated || changedRegisters) }
-                    if result == 1 { changedRegisters = true }
-                }
-                if updated || changedRegisters { HyperLogLog.invalidateCache(&bytes) }
-                return ((updated || changedRegisters, false, false), updated || changedRegisters)
+                    var changedRegisters = false
+                    for index in 2..<arguments.count {
+                        let result = HyperLogLog.add(&bytes, arguments[index], sparseMaxBytes: sparseMaxBytes)
+                        if result < 0 { return ((updated, true, false), updated || changedRegisters) }
+                        if result == 1 { changedRegisters = true }
+                    }
+                    if updated || changedRegisters { HyperLogLog.invalidateCache(&bytes) }
+                    return ((updated || changedRegisters, false, false), updated || changedRegisters)
+                })
+            } catch {
+                return .failure(error)
             }
+        }
+        switch edited {
+        case .failure(let error):
+            context.output.writeKeyspaceError(error)
+        case .success(let (outcome, changed)):
             if changed {
                 context.addChanges(1)
                 context.notify(.string, "pfadd", context.arguments[1])
@@ -80,8 +87,6 @@ enum HyperLogLogCommands {
             } else {
                 context.output.writeInteger(outcome.updated ? 1 : 0)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 

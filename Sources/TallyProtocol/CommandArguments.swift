@@ -55,6 +55,17 @@ public struct CommandArguments {
         return storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[bounds[index]])) }
     }
 
+    /// Calls `body` with every argument's bytes in place, valid only inside `body`: a handler
+    /// whose own closure reads the arguments (PFADD inside the shard's edit of the value) then
+    /// captures no copy of this value, whose two arrays a copy retains and releases.
+    @inlinable public func withUnsafeArguments<R>(_ body: (UnsafeArguments) -> R) -> R {
+        storage.withUnsafeBytes { raw in
+            bounds.withUnsafeBufferPointer { ranges in
+                body(UnsafeArguments(raw: raw, ranges: UnsafeBufferPointer(rebasing: ranges[..<count])))
+            }
+        }
+    }
+
     /// A copy of argument `index`, for storing it in the keyspace.
     @inlinable public func copy(_ index: Int) -> [UInt8] { Array(self[index]) }
 
@@ -174,6 +185,25 @@ public struct CommandArguments {
     public func encodeRESP(into output: inout [UInt8]) {
         RESPRecord.appendHeader(count: count, to: &output)
         for index in 0..<count { RESPRecord.appendBulk(storage[bounds[index]], to: &output) }
+    }
+}
+
+/// The arguments of a request as raw memory, lent by `CommandArguments.withUnsafeArguments`.
+public struct UnsafeArguments {
+    @usableFromInline let raw: UnsafeRawBufferPointer
+    @usableFromInline let ranges: UnsafeBufferPointer<Range<Int>>
+
+    @inlinable init(raw: UnsafeRawBufferPointer, ranges: UnsafeBufferPointer<Range<Int>>) {
+        self.raw = raw
+        self.ranges = ranges
+    }
+
+    /// Number of arguments including the command name.
+    @inlinable public var count: Int { ranges.count }
+
+    /// Argument `index`'s bytes.
+    @inlinable public subscript(index: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: raw[ranges[index]])
     }
 }
 
