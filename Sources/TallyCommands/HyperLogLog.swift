@@ -129,6 +129,8 @@ enum HyperLogLog {
         return UInt8(truncatingIfNeeded: (low | high) & 63)
     }
 
+    /// Sets register `index` of a dense array with one uniqueness check for both of its bytes
+    /// (each subscript store checks).
     static func setDenseRegister(_ bytes: inout [UInt8], _ index: Int, _ value: UInt8) {
         bytes.withUnsafeMutableBytes { setDenseRegister($0, index, value) }
     }
@@ -150,8 +152,7 @@ enum HyperLogLog {
     static func denseSet(_ bytes: inout [UInt8], _ index: Int, _ count: UInt8) -> Bool {
         let old = bytes.withUnsafeBytes { denseRegister($0, index) }
         if count <= old { return false }
-        // One uniqueness check for both bytes of the register (each subscript store checks).
-        bytes.withUnsafeMutableBytes { setDenseRegister($0, index, count) }
+        setDenseRegister(&bytes, index, count)
         return true
     }
 
