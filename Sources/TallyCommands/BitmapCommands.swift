@@ -70,26 +70,27 @@ enum BitmapCommands {
             return
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let byteIndex = Int(offset >> 3)
-        let mask = UInt8(1) << (7 - UInt8(offset & 7))
-        do {
-            let (previous, changed) = try shard.mutateString(
-                context.database, key, now: context.now, minimumCount: byteIndex + 1
-            ) { bytes -> (result: Bool, changed: Bool) in
-                let old = bytes[byteIndex]
-                let wasSet = old & mask != 0
-                if wasSet == (on == 1) { return (wasSet, false) }
-                bytes[byteIndex] = on == 1 ? old | mask : old & ~mask
-                return (wasSet, true)
+        context.withLockedShard(for: key) { shard, context in
+            let byteIndex = Int(offset >> 3)
+            let mask = UInt8(1) << (7 - UInt8(offset & 7))
+            do throws(KeyspaceError) {
+                let (previous, changed) = try shard.mutateString(
+                    context.database, key, now: context.now, minimumCount: byteIndex + 1
+                ) { bytes -> (result: Bool, changed: Bool) in
+                    let old = bytes[byteIndex]
+                    let wasSet = old & mask != 0
+                    if wasSet == (on == 1) { return (wasSet, false) }
+                    bytes[byteIndex] = on == 1 ? old | mask : old & ~mask
+                    return (wasSet, true)
+                }
+                if changed {
+                    context.addChanges(1)
+                    context.notify(.string, "setbit", key)
+                }
+                context.output.writeInteger(previous ? 1 : 0)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            if changed {
-                context.addChanges(1)
-                context.notify(.string, "setbit", key)
-            }
-            context.output.writeInteger(previous ? 1 : 0)
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -97,18 +98,19 @@ enum BitmapCommands {
     static func getBit(_ context: inout CommandContext) {
         guard let offset = bitOffset(&context, 2) else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (value, failed) = readValue(&context, shard, key)
-        if failed { return }
-        guard let value else {
-            context.output.writeInteger(0)
-            return
+        context.withLockedShard(for: key) { shard, context in
+            let (value, failed) = readValue(&context, shard, key)
+            if failed { return }
+            guard let value else {
+                context.output.writeInteger(0)
+                return
+            }
+            let byteIndex = Int(offset >> 3)
+            let isSet = value.withStringBytes { bytes -> Bool in
+                byteIndex < bytes.count && bytes[byteIndex] & (UInt8(0x80) >> UInt8(offset & 7)) != 0
+            }
+            context.output.writeInteger(isSet ? 1 : 0)
         }
-        let byteIndex = Int(offset >> 3)
-        let isSet = value.withStringBytes { bytes -> Bool in
-            byteIndex < bytes.count && bytes[byteIndex] & (UInt8(0x80) >> UInt8(offset & 7)) != 0
-        }
-        context.output.writeInteger(isSet ? 1 : 0)
     }
 
     // MARK: BITCOUNT / BITPOS
@@ -147,49 +149,50 @@ enum BitmapCommands {
     static func bitCount(_ context: inout CommandContext) {
         let count = context.arguments.count
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (value, failed) = readValue(&context, shard, key)
-        if failed { return }
-        guard let value else {
-            context.output.writeInteger(0)
-            return
-        }
-        var start: Int64 = 0
-        var end: Int64 = 0
-        var inBits = false
-        if count == 4 || count == 5 {
-            guard let first = context.integerArgument(2), let last = context.integerArgument(3) else { return }
-            if first < 0 && last < 0 && first > last {
+        context.withLockedShard(for: key) { shard, context in
+            let (value, failed) = readValue(&context, shard, key)
+            if failed { return }
+            guard let value else {
                 context.output.writeInteger(0)
                 return
             }
-            if count == 5 {
-                guard let unit = rangeUnit(context.arguments, 4) else {
-                    context.output.writeError(RedisError.syntax)
+            var start: Int64 = 0
+            var end: Int64 = 0
+            var inBits = false
+            if count == 4 || count == 5 {
+                guard let first = context.integerArgument(2), let last = context.integerArgument(3) else { return }
+                if first < 0 && last < 0 && first > last {
+                    context.output.writeInteger(0)
                     return
                 }
-                inBits = unit
+                if count == 5 {
+                    guard let unit = rangeUnit(context.arguments, 4) else {
+                        context.output.writeError(RedisError.syntax)
+                        return
+                    }
+                    inBits = unit
+                }
+                start = first
+                end = last
+            } else if count == 2 {
+                start = 0
+                end = -1
+            } else {
+                context.output.writeError(RedisError.syntax)
+                return
             }
-            start = first
-            end = last
-        } else if count == 2 {
-            start = 0
-            end = -1
-        } else {
-            context.output.writeError(RedisError.syntax)
-            return
+            let total = value.withStringBytes { bytes -> Int64 in
+                let range = normalizedRange(start: start, end: end, length: bytes.count, inBits: inBits)
+                if range.start > range.end { return 0 }
+                let lower = Int(range.start)
+                let upper = Int(range.end)
+                var bits = Int64(populationCount(UnsafeRawBufferPointer(rebasing: bytes[lower...upper])))
+                bits -= Int64((bytes[lower] & range.firstMask).nonzeroBitCount)
+                bits -= Int64((bytes[upper] & range.lastMask).nonzeroBitCount)
+                return bits
+            }
+            context.output.writeInteger(total)
         }
-        let total = value.withStringBytes { bytes -> Int64 in
-            let range = normalizedRange(start: start, end: end, length: bytes.count, inBits: inBits)
-            if range.start > range.end { return 0 }
-            let lower = Int(range.start)
-            let upper = Int(range.end)
-            var bits = Int64(populationCount(UnsafeRawBufferPointer(rebasing: bytes[lower...upper])))
-            bits -= Int64((bytes[lower] & range.firstMask).nonzeroBitCount)
-            bits -= Int64((bytes[upper] & range.lastMask).nonzeroBitCount)
-            return bits
-        }
-        context.output.writeInteger(total)
     }
 
     /// BYTE → false, BIT → true, anything else nil.

@@ -893,11 +893,17 @@ public final class CommandEngine: Sendable {
 
     /// The counters a call of `row` with `arguments` goes to: its subcommand's for a container.
     func statistics(row: Int, _ arguments: CommandArguments) -> CommandStatistics {
+        unretainedStatistics(row: row, arguments).takeUnretainedValue()
+    }
+
+    /// `statistics(row:_:)` without a retain: the table holds every counter for its lifetime.
+    @inline(__always)
+    private func unretainedStatistics(row: Int, _ arguments: CommandArguments) -> Unmanaged<CommandStatistics> {
         if table.hasSubcommands(row) && arguments.count >= 2,
            let sub = table.subcommand(of: row, named: arguments[1]) {
-            return table.subcommandStatistics[row][sub]
+            return Unmanaged.passUnretained(table.subcommandStatistics[row][sub])
         }
-        return table.statistics[row]
+        return table.unretainedStatistics[row]
     }
 
     /// Runs a looked-up, validated command (also used by EXEC for each queued command).
@@ -989,22 +995,24 @@ public final class CommandEngine: Sendable {
         }
         let end = clock.nowMicroseconds()
         let elapsed = max(0, end - start)
-        let statistics = statistics(row: row, context.arguments)
-        statistics.calls.add(1, ordering: .relaxed)
-        statistics.microseconds.add(elapsed, ordering: .relaxed)
-        if latencyTracking.load(ordering: .relaxed) {
-            if session.blockedWaiter == nil {
-                statistics.latency.record(microseconds: elapsed)
-            } else {
-                session.blockedLatency = (statistics, elapsed)
+        let tracksLatency = latencyTracking.load(ordering: .relaxed)
+        unretainedStatistics(row: row, context.arguments)._withUnsafeGuaranteedRef { statistics in
+            statistics.calls.add(1, ordering: .relaxed)
+            statistics.microseconds.add(elapsed, ordering: .relaxed)
+            if tracksLatency {
+                if session.blockedWaiter == nil {
+                    statistics.latency.record(microseconds: elapsed)
+                } else {
+                    session.blockedLatency = (statistics, elapsed)
+                }
             }
-        }
-        // Failed: it wrote an error reply of its own. A command EXEC or a script ran looked at
-        // the counter last, so EXEC fails only when it answers an error itself (server.c call()'s
-        // incrCommandStatsOnError).
-        if output.errorRepliesWritten != output.errorRepliesSeen {
-            statistics.failedCalls.add(1, ordering: .relaxed)
-            output.errorRepliesSeen = output.errorRepliesWritten
+            // Failed: it wrote an error reply of its own. A command EXEC or a script ran looked
+            // at the counter last, so EXEC fails only when it answers an error itself (server.c
+            // call()'s incrCommandStatsOnError).
+            if output.errorRepliesWritten != output.errorRepliesSeen {
+                statistics.failedCalls.add(1, ordering: .relaxed)
+                output.errorRepliesSeen = output.errorRepliesWritten
+            }
         }
         // CLIENT LIST's cmd= names a container's subcommand as "config|get" (the command's
         // fullname in Redis 7.0).

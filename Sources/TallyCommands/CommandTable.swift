@@ -35,6 +35,10 @@ public final class CommandTable: Sendable {
     public let rows: [CommandSpec]
     /// Counters, parallel to `rows`.
     public let statistics: [CommandStatistics]
+    /// `statistics` unretained, for counting every call: reading a class reference out of an
+    /// array retains and releases it (two atomic operations a command); these live as long as
+    /// the table, which holds them in `statistics`.
+    let unretainedStatistics: [Unmanaged<CommandStatistics>]
     /// A container's subcommands' counters (Redis reports `cmdstat_config|get`), parallel to
     /// `rows[row].subcommands`.
     public let subcommandStatistics: [[CommandStatistics]]
@@ -60,6 +64,7 @@ public final class CommandTable: Sendable {
         let rows = rows.map(DeclaredKeySpecs.apply)
         self.rows = rows
         statistics = rows.map { _ in CommandStatistics() }
+        unretainedStatistics = statistics.map(Unmanaged.passUnretained)
         subcommandStatistics = rows.map { $0.subcommands.map { _ in CommandStatistics() } }
         flags = rows.map(\.flags)
         isContainer = rows.map { !$0.subcommands.isEmpty }

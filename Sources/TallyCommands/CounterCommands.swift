@@ -32,14 +32,15 @@ enum CounterCommands {
     /// Adds `delta` to the integer at argv[1], keeping its TTL; replies with the new value.
     static func incrementDecrement(_ context: inout CommandContext, delta: Int64) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        do {
-            let result = try shard.incrementBy(context.database, key, delta: delta, now: context.now)
-            context.output.writeInteger(result)
-            context.addChanges(1)
-            context.notify(.string, "incrby", key)
-        } catch {
-            context.output.writeKeyspaceError(error)
+        context.withLockedShard(for: key) { shard, context in
+            do throws(KeyspaceError) {
+                let result = try shard.incrementBy(context.database, key, delta: delta, now: context.now)
+                context.output.writeInteger(result)
+                context.addChanges(1)
+                context.notify(.string, "incrby", key)
+            } catch {
+                context.output.writeKeyspaceError(error)
+            }
         }
     }
 

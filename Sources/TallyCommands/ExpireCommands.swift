@@ -80,50 +80,52 @@ enum ExpireCommands {
         }
         when += base
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookup(context.database, key, now: context.now) else {
-            context.output.writeInteger(0)
-            return
-        }
-        let current = entry.expiresAtMilliseconds
-        if (nx && current != nil) || (xx && current == nil)
-            || (gt && (current == nil || when <= current!)) || (lt && current != nil && when >= current!) {
-            context.output.writeInteger(0)
-            return
-        }
-        context.addChanges(1)
-        if when <= context.now {
-            shard.remove(context.database, key)
-            context.notify(.generic, "del", key)
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookup(context.database, key, now: context.now) else {
+                context.output.writeInteger(0)
+                return
+            }
+            let current = entry.expiresAtMilliseconds
+            if (nx && current != nil) || (xx && current == nil)
+                || (gt && (current == nil || when <= current!)) || (lt && current != nil && when >= current!) {
+                context.output.writeInteger(0)
+                return
+            }
+            context.addChanges(1)
+            if when <= context.now {
+                shard.remove(context.database, key)
+                context.notify(.generic, "del", key)
+                context.output.writeInteger(1)
+                context.propagate([Words.del, key.bytes])
+                return
+            }
+            shard.setExpiry(context.database, key, when)
+            context.notify(.generic, "expire", key)
             context.output.writeInteger(1)
-            context.propagate([Words.del, key.bytes])
-            return
+            guard context.recordsPropagation else { return context.propagate([]) }
+            var rewritten: [[UInt8]] = [Words.pexpireAt, key.bytes, decimalBytes(when)]
+            for index in 3..<context.arguments.count { rewritten.append(context.arguments.copy(index)) }
+            context.propagate(rewritten)
         }
-        shard.setExpiry(context.database, key, when)
-        context.notify(.generic, "expire", key)
-        context.output.writeInteger(1)
-        guard context.recordsPropagation else { return context.propagate([]) }
-        var rewritten: [[UInt8]] = [Words.pexpireAt, key.bytes, decimalBytes(when)]
-        for index in 3..<context.arguments.count { rewritten.append(context.arguments.copy(index)) }
-        context.propagate(rewritten)
     }
 
     /// TTL/PTTL (remaining, rounded like Redis) and EXPIRETIME/PEXPIRETIME (absolute);
     /// -2 for a missing key, -1 for a key without TTL.
     static func timeToLive(_ context: inout CommandContext, absolute: Bool, seconds: Bool) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookupRead(context.database, key, now: context.now, touch: false) else {
-            context.output.writeInteger(-2)
-            return
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookupRead(context.database, key, now: context.now, touch: false) else {
+                context.output.writeInteger(-2)
+                return
+            }
+            guard let expiry = entry.expiresAtMilliseconds else {
+                context.output.writeInteger(-1)
+                return
+            }
+            var value = absolute ? expiry : max(expiry - context.now, 0)
+            if seconds { value = (value + 500) / 1000 }
+            context.output.writeInteger(value)
         }
-        guard let expiry = entry.expiresAtMilliseconds else {
-            context.output.writeInteger(-1)
-            return
-        }
-        var value = absolute ? expiry : max(expiry - context.now, 0)
-        if seconds { value = (value + 500) / 1000 }
-        context.output.writeInteger(value)
     }
 
     static func persist(_ context: inout CommandContext) {

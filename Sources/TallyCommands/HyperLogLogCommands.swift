@@ -37,55 +37,56 @@ enum HyperLogLogCommands {
     /// PFADD key [element ...]: 1 when a register changed or the key was created.
     static func add(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        // The value is checked where it is edited (copying it out first for checkValue cost a
-        // lookup, a retain and a release per PFADD); a missing key comes in empty (minimumCount
-        // 0) and becomes an empty sparse HLL, an existing empty string is not a HyperLogLog.
-        let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
-        let database = context.database
-        let now = context.now
-        typealias Outcome = (updated: Bool, corrupt: Bool, invalid: Bool)
-        // The elements are read in place inside the edit: a closure reading them through the
-        // context copied the arguments (a retain and a release of both of their arrays).
-        let edited = context.arguments.withUnsafeArguments { arguments -> Result<(Outcome, Bool), KeyspaceError> in
-            do throws(KeyspaceError) {
-                return .success(try shard.mutateString(
-                    database, key, now: now, minimumCount: 0
-                ) { bytes, existed -> (result: Outcome, changed: Bool) in
-                    var updated = false
-                    if !existed {
-                        bytes = HyperLogLog.makeEmpty()
-                        updated = true
-                    } else if !bytes.withUnsafeBytes(HyperLogLog.isValid) {
-                        return ((false, false, true), false)
-                    }
-                    var changedRegisters = false
-                    for index in 2..<arguments.count {
-                        let result = HyperLogLog.add(&bytes, arguments[index], sparseMaxBytes: sparseMaxBytes)
-                        if result < 0 { return ((updated, true, false), updated || changedRegisters) }
-                        if result == 1 { changedRegisters = true }
-                    }
-                    if updated || changedRegisters { HyperLogLog.invalidateCache(&bytes) }
-                    return ((updated || changedRegisters, false, false), updated || changedRegisters)
-                })
-            } catch {
-                return .failure(error)
+        context.withLockedShard(for: key) { shard, context in
+            // The value is checked where it is edited (copying it out first for checkValue cost a
+            // lookup, a retain and a release per PFADD); a missing key comes in empty (minimumCount
+            // 0) and becomes an empty sparse HLL, an existing empty string is not a HyperLogLog.
+            let sparseMaxBytes = context.engine.hyperLogLogSparseMaxBytes
+            let database = context.database
+            let now = context.now
+            typealias Outcome = (updated: Bool, corrupt: Bool, invalid: Bool)
+            // The elements are read in place inside the edit: a closure reading them through the
+            // context copied the arguments (a retain and a release of both of their arrays).
+            let edited = context.arguments.withUnsafeArguments { arguments -> Result<(Outcome, Bool), KeyspaceError> in
+                do throws(KeyspaceError) {
+                    return .success(try shard.mutateString(
+                        database, key, now: now, minimumCount: 0
+                    ) { bytes, existed -> (result: Outcome, changed: Bool) in
+                        var updated = false
+                        if !existed {
+                            bytes = HyperLogLog.makeEmpty()
+                            updated = true
+                        } else if !bytes.withUnsafeBytes(HyperLogLog.isValid) {
+                            return ((false, false, true), false)
+                        }
+                        var changedRegisters = false
+                        for index in 2..<arguments.count {
+                            let result = HyperLogLog.add(&bytes, arguments[index], sparseMaxBytes: sparseMaxBytes)
+                            if result < 0 { return ((updated, true, false), updated || changedRegisters) }
+                            if result == 1 { changedRegisters = true }
+                        }
+                        if updated || changedRegisters { HyperLogLog.invalidateCache(&bytes) }
+                        return ((updated || changedRegisters, false, false), updated || changedRegisters)
+                    })
+                } catch {
+                    return .failure(error)
+                }
             }
-        }
-        switch edited {
-        case .failure(let error):
-            context.output.writeKeyspaceError(error)
-        case .success(let (outcome, changed)):
-            if changed {
-                context.addChanges(1)
-                context.notify(.string, "pfadd", context.arguments[1])
-            }
-            if outcome.invalid {
-                context.output.writeError(notHyperLogLog)
-            } else if outcome.corrupt {
-                context.output.writeError(corrupted)
-            } else {
-                context.output.writeInteger(outcome.updated ? 1 : 0)
+            switch edited {
+            case .failure(let error):
+                context.output.writeKeyspaceError(error)
+            case .success(let (outcome, changed)):
+                if changed {
+                    context.addChanges(1)
+                    context.notify(.string, "pfadd", context.arguments[1])
+                }
+                if outcome.invalid {
+                    context.output.writeError(notHyperLogLog)
+                } else if outcome.corrupt {
+                    context.output.writeError(corrupted)
+                } else {
+                    context.output.writeInteger(outcome.updated ? 1 : 0)
+                }
             }
         }
     }
@@ -102,22 +103,23 @@ enum HyperLogLogCommands {
             return
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        guard let (cached, computed) = readCardinality(&context, shard, key) else { return }
-        if let cached {
-            context.output.writeInteger(Int64(bitPattern: cached))
-            return
+        context.withLockedShard(for: key) { shard, context in
+            guard let (cached, computed) = readCardinality(&context, shard, key) else { return }
+            if let cached {
+                context.output.writeInteger(Int64(bitPattern: cached))
+                return
+            }
+            guard let computed else {
+                context.output.writeError(corrupted)
+                return
+            }
+            _ = try? shard.mutateString(context.database, key, now: context.now, minimumCount: 0) { bytes in
+                HyperLogLog.storeCardinality(&bytes, computed)
+                return ((), true)
+            }
+            context.addChanges(1)
+            context.output.writeInteger(Int64(bitPattern: computed))
         }
-        guard let computed else {
-            context.output.writeError(corrupted)
-            return
-        }
-        _ = try? shard.mutateString(context.database, key, now: context.now, minimumCount: 0) { bytes in
-            HyperLogLog.storeCardinality(&bytes, computed)
-            return ((), true)
-        }
-        context.addChanges(1)
-        context.output.writeInteger(Int64(bitPattern: computed))
     }
 
     /// The cached cardinality of the HLL at `key`, or (nil, its estimate), or (nil, nil) for a

@@ -141,40 +141,43 @@ enum IncrementWithExpiry {
             expiry = milliseconds
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let entry = shard.lookup(context.database, key, now: context.now)
-        if let entry, !entry.value.isString {
-            context.output.writeError(RedisError.wrongType)
-            return
+        context.withLockedShard(for: key) { shard, context in
+            let entry = shard.lookup(context.database, key, now: context.now)
+            if let entry, !entry.value.isString {
+                context.output.writeError(RedisError.wrongType)
+                return
+            }
+            // The TTL after the increment: the given one (unless ENX and the key has one), none
+            // with PERSIST, else the current one.
+            let currentExpiry = entry?.expiresAtMilliseconds
+            var newExpiry = currentExpiry
+            if options.persist {
+                newExpiry = nil
+            } else if let expiry, !(options.onlyIfNoTTL && currentExpiry != nil) {
+                newExpiry = expiry
+            }
+            let stored: [UInt8]
+            if options.isFloat {
+                guard let result = floatStep(&context, entry?.value, options, lowerFloat, upperFloat) else { return }
+                if result.skipped { return }
+                stored = result.text
+            } else {
+                guard let result = integerStep(&context, entry?.value, options, lowerInteger, upperInteger) else {
+                    return
+                }
+                if result.skipped { return }
+                stored = decimalBytes(result.value)
+            }
+            shard.store(context.database, key, Entry(value: .fromBytes(stored), expiresAtMilliseconds: newExpiry))
+            context.addChanges(1)
+            context.notify(.string, options.isFloat ? "incrbyfloat" : "incrby", key)
+            if newExpiry != currentExpiry {
+                context.notify(.generic, newExpiry == nil ? "persist" : "expire", key)
+            }
+            var record: [[UInt8]] = [Words.set, key.bytes, stored]
+            if let newExpiry { record += [Words.pxat, decimalBytes(newExpiry)] }
+            context.propagate(record)
         }
-        // The TTL after the increment: the given one (unless ENX and the key has one), none
-        // with PERSIST, else the current one.
-        let currentExpiry = entry?.expiresAtMilliseconds
-        var newExpiry = currentExpiry
-        if options.persist {
-            newExpiry = nil
-        } else if let expiry, !(options.onlyIfNoTTL && currentExpiry != nil) {
-            newExpiry = expiry
-        }
-        let stored: [UInt8]
-        if options.isFloat {
-            guard let result = floatStep(&context, entry?.value, options, lowerFloat, upperFloat) else { return }
-            if result.skipped { return }
-            stored = result.text
-        } else {
-            guard let result = integerStep(&context, entry?.value, options, lowerInteger, upperInteger) else { return }
-            if result.skipped { return }
-            stored = decimalBytes(result.value)
-        }
-        shard.store(context.database, key, Entry(value: .fromBytes(stored), expiresAtMilliseconds: newExpiry))
-        context.addChanges(1)
-        context.notify(.string, options.isFloat ? "incrbyfloat" : "incrby", key)
-        if newExpiry != currentExpiry {
-            context.notify(.generic, newExpiry == nil ? "persist" : "expire", key)
-        }
-        var record: [[UInt8]] = [Words.set, key.bytes, stored]
-        if let newExpiry { record += [Words.pxat, decimalBytes(newExpiry)] }
-        context.propagate(record)
     }
 
     /// The integer path: replies and returns the new value, or `skipped` after replying

@@ -255,70 +255,76 @@ enum ListCommands {
 
     static func push(_ context: inout CommandContext, _ end: ListEnd, onlyIfExists: Bool) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        let fill = context.engine.listFill
-        do {
-            let length = try shard.withList(context.database, key, now: context.now, create: !onlyIfExists) {
-                list, changed in
-                for index in 2..<arguments.count { list.push(arguments[index], at: end, fill: fill) }
-                changed = true
-                return list.count
+        context.withLockedShard(for: key) { shard, context in
+            let fill = context.engine.listFill
+            let (database, now) = (context.database, context.now)
+            // The elements are read in place: a closure reading them through a copy of the
+            // arguments retained and released their storage every push.
+            let pushed = context.arguments.withUnsafeArguments { arguments -> Result<Int?, KeyspaceError> in
+                Result { () throws(KeyspaceError) in
+                    try shard.withList(database, key, now: now, create: !onlyIfExists) { list, changed in
+                        for index in 2..<arguments.count { list.push(arguments[index], at: end, fill: fill) }
+                        changed = true
+                        return list.count
+                    }
+                }
             }
-            guard let length else {
-                context.output.writeInteger(0)
-                return
+            do throws(KeyspaceError) {
+                guard let length = try pushed.get() else {
+                    context.output.writeInteger(0)
+                    return
+                }
+                context.output.writeInteger(length)
+                context.addChanges(Int64(context.arguments.count - 2))
+                context.notify(.list, end == .head ? "lpush" : "rpush", key)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeInteger(length)
-            context.addChanges(Int64(arguments.count - 2))
-            context.notify(.list, end == .head ? "lpush" : "rpush", key)
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func pop(_ context: inout CommandContext, _ end: ListEnd) {
-        let arguments = context.arguments
-        if arguments.count > 3 {
+        if context.arguments.count > 3 {
             writeArityError(context.spec.name, into: &context.output)
             return
         }
         var count: Int?
-        if arguments.count == 3 {
+        if context.arguments.count == 3 {
             guard let parsed = nonNegativeArgument(&context, 2) else { return }
             count = parsed
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        // The reply buffer moves out of the context (the shard closure cannot capture it).
-        var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
-        swap(&output, &context.output)
-        defer { swap(&output, &context.output) }
-        do {
-            let popped = try shard.withList(context.database, key, now: context.now, create: false) {
-                list, changed in
-                guard let count else {
-                    list.pop(end) { write($0, into: &output) }
+        context.withLockedShard(for: key) { shard, context in
+            // The reply buffer moves out of the context (the shard closure cannot capture it).
+            var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+            swap(&output, &context.output)
+            defer { swap(&output, &context.output) }
+            do throws(KeyspaceError) {
+                let popped = try shard.withList(context.database, key, now: context.now, create: false) {
+                    list, changed in
+                    guard let count else {
+                        list.pop(end) { write($0, into: &output) }
+                        changed = true
+                        return 1
+                    }
+                    if count == 0 {
+                        output.writeArrayHeader(0)
+                        return 0
+                    }
                     changed = true
-                    return 1
+                    return popRange(&list, end, count: count, into: &output)
                 }
-                if count == 0 {
-                    output.writeArrayHeader(0)
-                    return 0
+                guard let popped else {
+                    if count == nil { output.writeNull() } else { output.writeNullArray() }
+                    return
                 }
-                changed = true
-                return popRange(&list, end, count: count, into: &output)
+                if popped > 0 {
+                    context.addChanges(Int64(popped))
+                    notifyPop(&context, end, key, shard)
+                }
+            } catch {
+                output.writeKeyspaceError(error)
             }
-            guard let popped else {
-                if count == nil { output.writeNull() } else { output.writeNullArray() }
-                return
-            }
-            if popped > 0 {
-                context.addChanges(Int64(popped))
-                notifyPop(&context, end, key, shard)
-            }
-        } catch {
-            output.writeKeyspaceError(error)
         }
     }
 
@@ -335,22 +341,23 @@ enum ListCommands {
     static func lrange(_ context: inout CommandContext) {
         guard let start = context.integerArgument(2), let end = context.integerArgument(3) else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        do {
-            guard let list = try shard.readList(context.database, key, now: context.now),
-                  let range = range(start: start, end: end, count: list.count) else {
-                context.output.writeArrayHeader(0)
-                return
+        context.withLockedShard(for: key) { shard, context in
+            do throws(KeyspaceError) {
+                guard let list = try shard.readList(context.database, key, now: context.now),
+                      let range = range(start: start, end: end, count: list.count) else {
+                    context.output.writeArrayHeader(0)
+                    return
+                }
+                context.output.writeArrayHeader(range.count)
+                // Written straight into context.output: a local copy of the buffer would make its
+                // first write copy every pending byte (copy-on-write), once per LRANGE.
+                list.visitViews(from: range.lowerBound) { index, element in
+                    write(element, into: &context.output)
+                    return index < range.upperBound
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeArrayHeader(range.count)
-            // Written straight into context.output: a local copy of the buffer would make its
-            // first write copy every pending byte (copy-on-write), once per LRANGE.
-            list.visitViews(from: range.lowerBound) { index, element in
-                write(element, into: &context.output)
-                return index < range.upperBound
-            }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 

@@ -79,12 +79,13 @@ enum StringCommands {
 
     static func get(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
-            context.output.writeNull()
-            return
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+                context.output.writeNull()
+                return
+            }
+            context.output.writeValue(entry.value)
         }
-        context.output.writeValue(entry.value)
     }
 
     /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL], following the option
@@ -125,25 +126,28 @@ enum StringCommands {
             expiry = milliseconds
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        if returnOld {
-            guard readString(&context, shard, key).ok else { return }
-            if let old = shard.lookup(context.database, key, now: context.now) { context.output.writeValue(old.value) }
-        }
-        let existing = shard.lookupPresence(context.database, key, now: context.now)
-        if (onlyIfAbsent && existing != nil) || (onlyIfPresent && existing == nil) {
-            if !returnOld { context.output.writeNull() }
-            return
-        }
-        let newExpiry = expiry ?? (keepTTL ? existing?.expiresAtMilliseconds : nil)
-        let value = Value.fromSlice(context.arguments[2])
-        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: newExpiry), now: context.now)
-        context.addChanges(1)
-        context.notify(.string, "set", key)
-        if expiry != nil { context.notify(.generic, "expire", key) }
-        if !returnOld { context.output.writeOK() }
-        if let expiry, unit != .unixMilliseconds {
-            context.propagate([Words.set, key.bytes, context.arguments.copy(2), Words.pxat, decimalBytes(expiry)])
+        context.withLockedShard(for: key) { shard, context in
+            if returnOld {
+                guard readString(&context, shard, key).ok else { return }
+                if let old = shard.lookup(context.database, key, now: context.now) {
+                    context.output.writeValue(old.value)
+                }
+            }
+            let existing = shard.lookupPresence(context.database, key, now: context.now)
+            if (onlyIfAbsent && existing != nil) || (onlyIfPresent && existing == nil) {
+                if !returnOld { context.output.writeNull() }
+                return
+            }
+            let newExpiry = expiry ?? (keepTTL ? existing?.expiresAtMilliseconds : nil)
+            let value = Value.fromSlice(context.arguments[2])
+            shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: newExpiry), now: context.now)
+            context.addChanges(1)
+            context.notify(.string, "set", key)
+            if expiry != nil { context.notify(.generic, "expire", key) }
+            if !returnOld { context.output.writeOK() }
+            if let expiry, unit != .unixMilliseconds {
+                context.propagate([Words.set, key.bytes, context.arguments.copy(2), Words.pxat, decimalBytes(expiry)])
+            }
         }
     }
 

@@ -72,8 +72,9 @@ extension Shard {
 
     /// `lookup`: the live entry, with the access recorded (LRU clock or LFU counter).
     func lookupTouching(_ database: Int, _ key: Key, now: Int64) -> Entry? {
-        guard let index = tables[database].index(forKey: key) else { return nil }
-        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now, expire(database, key) {
+        guard let index = withTable(database, { $0.index(forKey: key) }) else { return nil }
+        if let expiry = withTable(database, { $0.expiresAtMilliseconds(at: index) }), expiry <= now,
+           expire(database, key) {
             return nil
         }
         return recordAccess(database, at: index, now: now)
@@ -83,7 +84,7 @@ extension Shard {
     @inline(__always)
     func recordAccess(_ database: Int, at index: Int, now: Int64) -> Entry {
         stampAccess(database, at: index, now: now)
-        return tables[database].entry(at: index)
+        return withTable(database) { $0.entry(at: index) }
     }
 
     /// Stamps the entry at `index` as accessed now (LRU clock or LFU counter).
@@ -106,14 +107,15 @@ extension Shard {
     /// XX and KEEPTTL): the same lazy expiry and access stamp, without copying the value out.
     public func lookupPresence(_ database: Int, _ key: Key, now: Int64) -> KeyPresence? {
         guard let index = presentIndex(database, key, now: now) else { return nil }
-        return KeyPresence(expiresAtMilliseconds: tables[database].expiresAtMilliseconds(at: index))
+        return KeyPresence(expiresAtMilliseconds: withTable(database) { $0.expiresAtMilliseconds(at: index) })
     }
 
     /// `lookupPresence` giving the key's slot in its table instead, for an edit in place that
     /// then needs no second probe (valid until the table next changes).
     func presentIndex(_ database: Int, _ key: Key, now: Int64) -> Int? {
-        guard let index = tables[database].index(forKey: key) else { return nil }
-        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now, expire(database, key) {
+        guard let index = withTable(database, { $0.index(forKey: key) }) else { return nil }
+        if let expiry = withTable(database, { $0.expiresAtMilliseconds(at: index) }), expiry <= now,
+           expire(database, key) {
             return nil
         }
         stampAccess(database, at: index, now: now)

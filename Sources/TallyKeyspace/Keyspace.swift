@@ -76,6 +76,10 @@ public final class Keyspace: Sendable {
     public let functionLibraries = FunctionLibraries()
     /// The shards; `shards[i].index == i`.
     public let shards: [Shard]
+    /// `shards` unretained, for single-key commands: reading a class reference out of an array
+    /// retains it and its holder releases it later (two atomic operations a command). They
+    /// live as long as this keyspace, which holds them in `shards`.
+    public let unretainedShards: [Unmanaged<Shard>]
     /// Releases big deleted values and flushed databases in background (UNLINK, FLUSH ASYNC).
     public let lazyFree = LazyFree()
     /// Number of logical databases (SELECT range).
@@ -100,6 +104,7 @@ public final class Keyspace: Sendable {
         self.shards = (0..<shards).map {
             Shard(index: $0, databases: databases, expiryGate: gate, recordSignal: signal)
         }
+        unretainedShards = self.shards.map(Unmanaged.passUnretained)
     }
 
     /// Raised while some shard may hold undrained operation records (see `Shard.recordSignal`).

@@ -234,6 +234,11 @@ public struct ListValue: Sendable {
         pushElement(element, at: end, fill: fill)
     }
 
+    /// Adds the bytes of `element` at `end` (a request's argument read in place: LPUSH).
+    public mutating func push(_ element: UnsafeRawBufferPointer, at end: ListEnd, fill: ListFill = .standard) {
+        pushElement(element, at: end, fill: fill)
+    }
+
     /// Appends a whole chunk of `count` (1...65535) listpack entries after the last element, as
     /// they are: RDB loading keeps each QUICKLIST_2 node as it was saved (rdb.c appends a loaded
     /// listpack node to the quicklist whole), instead of decoding and re-pushing every element.

@@ -108,6 +108,14 @@ public final class Shard: @unchecked Sendable {
     public let mutex = ShardLock()
     /// Per-database tables.
     @exclusivity(unchecked) public internal(set) var tables: [KeyTable]
+
+    /// `body` with `database`'s table borrowed in place. A non-mutating call on
+    /// `tables[database]` copies the table out of the array first, a retain and a release of
+    /// its storage (two atomic operations) for each lookup on the hot path; an inout access
+    /// does not copy.
+    @inline(__always)
+    func withTable<R>(_ database: Int, _ body: (inout KeyTable) -> R) -> R { body(&tables[database]) }
+
     @exclusivity(unchecked) var expiring: [ExpiringKeys]
     @exclusivity(unchecked) var watchers: [DatabaseKey: [WatchRegistration]] = [:]
     /// Keys deleted by lazy expiry during the current command, to be propagated as DEL.
@@ -226,14 +234,17 @@ public final class Shard: @unchecked Sendable {
     /// LOOKUP_NOTOUCH) and the hit/miss counters, so the caller may release the lock right
     /// after it (no DEL or event is left to propagate).
     public func quietRead(_ database: Int, _ key: Key, now: Int64, touch: Bool = true) -> QuietRead {
-        guard let index = tables[database].index(forKey: key) else {
+        guard let index = withTable(database, { $0.index(forKey: key) }) else {
             if recordsMissedKeys { return .needsLockedPath }
             misses &+= 1
             return .missing
         }
-        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now { return .needsLockedPath }
+        if let expiry = withTable(database, { $0.expiresAtMilliseconds(at: index) }), expiry <= now {
+            return .needsLockedPath
+        }
         hits &+= 1
-        return .found(touch ? recordAccess(database, at: index, now: now) : tables[database].entry(at: index))
+        if !touch { return .found(withTable(database) { $0.entry(at: index) }) }
+        return .found(recordAccess(database, at: index, now: now))
     }
 
     /// Marks every session watching `key` as dirty; called after each mutation of `key`. A
@@ -347,8 +358,8 @@ public final class Shard: @unchecked Sendable {
 
     /// True if the key is stored and not past its expiry, without deleting or counting anything.
     public func peekLive(_ database: Int, _ key: Key, now: Int64) -> Bool {
-        guard let index = tables[database].index(forKey: key) else { return false }
-        if let expiry = tables[database].expiresAtMilliseconds(at: index), expiry <= now { return false }
+        guard let index = withTable(database, { $0.index(forKey: key) }) else { return false }
+        if let expiry = withTable(database, { $0.expiresAtMilliseconds(at: index) }), expiry <= now { return false }
         return true
     }
 
@@ -514,8 +525,8 @@ public final class Shard: @unchecked Sendable {
         // same expiry, the access stamp of now, estimate minus the old value's bytes, watchers
         // touched; the key stays in the TTL and sampling indexes it is already in.
         markWritten()
-        if accessMode != .lfu, let index = tables[database].index(forKey: key) {
-            let entry = tables[database].entry(at: index)
+        if accessMode != .lfu, let index = withTable(database, { $0.index(forKey: key) }) {
+            let entry = withTable(database) { $0.entry(at: index) }
             if entry.expiresAtMilliseconds.map({ $0 > now }) ?? true {
                 let value: Int64
                 switch entry.value {
@@ -639,8 +650,8 @@ extension Shard {
         markWritten()
         if accessMode != .lfu {
             // A miss here is a miss for `lookup` too: no second probe (RPOP of a missing list).
-            if let index = tables[database].index(forKey: key) {
-                if tables[database].expiresAtMilliseconds(at: index).map({ $0 > now }) ?? true {
+            if let index = withTable(database, { $0.index(forKey: key) }) {
+                if withTable(database, { $0.expiresAtMilliseconds(at: index) }).map({ $0 > now }) ?? true {
                     if accessMode == .lru {
                         tables[database].setAccess(UInt32(truncatingIfNeeded: now / 1000), at: index)
                     }
@@ -654,9 +665,11 @@ extension Shard {
         }
         if let slot {
             // Leave a placeholder so `aggregate` holds the only reference; the estimate loses
-            // the value's bytes until it is put back.
-            var taken = tables[database].takeValue(at: slot)
-            let takenBytes = MemoryEstimate.bytes(of: taken)
+            // the value's bytes until it is put back. Measured while a `let`: measuring the
+            // `var` copied the value (a retain and a release).
+            let takenValue = tables[database].takeValue(at: slot)
+            let takenBytes = MemoryEstimate.bytes(of: takenValue)
+            var taken = consume takenValue
             guard let existing = A.take(from: &taken) else {
                 tables[database].setValue(taken, at: slot)
                 throw .wrongType
@@ -671,18 +684,18 @@ extension Shard {
         do {
             result = try body(&aggregate, &changed)
         } catch {
-            if let slot { putBack(aggregate.intoValue(), database, at: slot) }
+            if let slot { putBack((consume aggregate).intoValue(), database, at: slot) }
             throw error
         }
         if let slot {
             if aggregate.isEmpty {
                 remove(database, key)
             } else {
-                putBack(aggregate.intoValue(), database, at: slot)
+                putBack((consume aggregate).intoValue(), database, at: slot)
                 if changed { touch(database, key) }
             }
         } else if !aggregate.isEmpty {
-            store(database, key, Entry(value: aggregate.intoValue()))
+            store(database, key, Entry(value: (consume aggregate).intoValue()))
         }
         return result
     }

@@ -25,6 +25,10 @@ final class IOThread: @unchecked Sendable {
     // `inbox` (a Mutex) and `wakeDescriptor` (an eventfd, written from any thread).
     let index: Int
     private let server: ServerCore
+    /// The server's output limits for normal and pubsub clients, unretained (the server holds
+    /// them for its lifetime): the check after every command retained and released them.
+    private let outputLimits: Unmanaged<OutputBufferLimits>
+    private let pubsubOutputLimits: Unmanaged<OutputBufferLimits>
     private let engine: CommandEngine
     private let epoll: Epoll
     let wakeDescriptor: Int32
@@ -61,6 +65,8 @@ final class IOThread: @unchecked Sendable {
     init(index: Int, server: ServerCore, engine: CommandEngine) throws(Errno) {
         self.index = index
         self.server = server
+        outputLimits = Unmanaged.passUnretained(server.outputLimits)
+        pubsubOutputLimits = Unmanaged.passUnretained(server.pubsubOutputLimits)
         self.engine = engine
         epoll = try Epoll(capacity: 1024)
         wakeDescriptor = try Posix.eventFD()
@@ -388,7 +394,11 @@ final class IOThread: @unchecked Sendable {
     /// `client-output-buffer-limit`; returns true if it was closed.
     private func outputLimitExceeded(_ connection: Connection) -> Bool {
         // Clients with subscriptions are Redis's pubsub class (getClientType).
-        let limits = connection.session.subscriptionTotal > 0 ? server.pubsubOutputLimits : server.outputLimits
+        let limits = connection.session.subscriptionTotal > 0 ? pubsubOutputLimits : outputLimits
+        return limits._withUnsafeGuaranteedRef { outputLimitExceeded(connection, $0) }
+    }
+
+    private func outputLimitExceeded(_ connection: Connection, _ limits: OutputBufferLimits) -> Bool {
         if limits.isUnlimited { return false }
         let now = engine.clock.nowMilliseconds()
         let pending = connection.output.readableBytes
