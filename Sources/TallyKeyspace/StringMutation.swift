@@ -60,11 +60,14 @@ extension Shard {
         let outcome = body(&bytes, true)
         let changed = grew || outcome.changed
         let value: Value
-        if changed {
+        if let integer, !changed {
+            value = .integer(integer)
+        } else if changed && bytes.count <= 20 {
             // A short result may read as a canonical integer: keep the one representation for it.
-            value = bytes.count <= 20 ? .fromBytes(bytes) : .string(bytes)
+            value = .fromBytes(bytes)
         } else {
-            value = integer.map { .integer($0) } ?? .string(bytes)
+            // Moved, not copied: a copy is a retain here and a release when `bytes` goes.
+            value = .string(consume bytes)
         }
         account(MemoryEstimate.bytes(of: value) - previousEstimate)
         tables[database].restoreTaken(value, at: index)
