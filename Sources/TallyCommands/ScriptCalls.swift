@@ -8,10 +8,14 @@ enum ScriptCalls {
     /// redis.call (`raise`) or redis.pcall: builds argv from the Lua arguments, refuses what a
     /// script may not run, runs the command as part of the script and pushes its reply.
     static func redisCall(_ lua: LuaState, runtime: ScriptingRuntime, raise: Bool) -> Int32 {
-        guard let run = runtime.current else {
+        guard let run = runtime.unretainedCurrent else {
             pushErrorTable(lua, Array("redis.call/pcall can only be called inside a script invocation".utf8))
             return -1
         }
+        return run._withUnsafeGuaranteedRef { redisCall(lua, runtime: runtime, run: $0, raise: raise) }
+    }
+
+    private static func redisCall(_ lua: LuaState, runtime: ScriptingRuntime, run: ScriptRun, raise: Bool) -> Int32 {
         let count = lua_gettop(lua)
         if count == 0 {
             pushErrorTable(lua, Array("Please specify at least one argument for this redis lib call".utf8))

@@ -582,11 +582,17 @@ func redisAPIEntryPoint(_ state: OpaquePointer?, _ selector: Int32) -> Int32 {
     let pointer = lua_touserdata(lua, -1)
     tally_lua_pop(lua, 1)
     guard let pointer else { return 0 }
-    let runtime = Unmanaged<ScriptingRuntime>.fromOpaque(pointer).takeUnretainedValue()
+    let unretained = Unmanaged<ScriptingRuntime>.fromOpaque(pointer)
+    if entry == .call || entry == .protectedCall {
+        // Without retaining the runtime (its owner outlives every script): two atomic
+        // operations fewer per redis.call.
+        return unretained._withUnsafeGuaranteedRef { ScriptCalls.redisCall(lua, runtime: $0, raise: entry == .call) }
+    }
+    let runtime = unretained.takeUnretainedValue()
     let argumentCount = lua_gettop(lua)
     switch entry {
     case .call, .protectedCall:
-        return ScriptCalls.redisCall(lua, runtime: runtime, raise: entry == .call)
+        preconditionFailure("served above")
     case .sha1hex:
         guard argumentCount == 1 else {
             pushErrorTable(lua, Array("wrong number of arguments".utf8))

@@ -136,7 +136,12 @@ public final class ScriptingRuntime: @unchecked Sendable {
         return sha
     }
     /// The script running now (nil between scripts).
-    var current: ScriptRun?
+    var current: ScriptRun? {
+        didSet { unretainedCurrent = current.map(Unmanaged.passUnretained) }
+    }
+    /// `current` unretained, for `redis.call`: reading `current` retained and released the run
+    /// (two atomic operations) every call, and `current` holds it while it is set.
+    private(set) var unretainedCurrent: Unmanaged<ScriptRun>?
     var random = Rand48()
     /// Scripts run since the last incremental garbage collection step.
     var callsSinceCollection = 0
