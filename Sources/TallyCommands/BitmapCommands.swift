@@ -60,6 +60,18 @@ enum BitmapCommands {
         return (value, !ok)
     }
 
+    /// `readValue` for GETBIT and BITCOUNT, which answer 0 for a missing key: the value, or nil
+    /// once the reply (0 or WRONGTYPE) is written.
+    static func valueOrZeroReply(_ context: inout CommandContext, _ shard: Shard, _ key: Key) -> Value? {
+        let (value, failed) = readValue(&context, shard, key)
+        if failed { return nil }
+        guard let value else {
+            context.output.writeInteger(0)
+            return nil
+        }
+        return value
+    }
+
     // MARK: SETBIT / GETBIT
 
     /// SETBIT key offset 0|1: replies with the previous bit; grows the string with zeros.
@@ -99,12 +111,7 @@ enum BitmapCommands {
         guard let offset = bitOffset(&context, 2) else { return }
         let key = context.key(1)
         context.withLockedShard(for: key) { shard, context in
-            let (value, failed) = readValue(&context, shard, key)
-            if failed { return }
-            guard let value else {
-                context.output.writeInteger(0)
-                return
-            }
+            guard let value = valueOrZeroReply(&context, shard, key) else { return }
             let byteIndex = Int(offset >> 3)
             let isSet = value.withStringBytes { bytes -> Bool in
                 byteIndex < bytes.count && bytes[byteIndex] & (UInt8(0x80) >> UInt8(offset & 7)) != 0
@@ -150,12 +157,7 @@ enum BitmapCommands {
         let count = context.arguments.count
         let key = context.key(1)
         context.withLockedShard(for: key) { shard, context in
-            let (value, failed) = readValue(&context, shard, key)
-            if failed { return }
-            guard let value else {
-                context.output.writeInteger(0)
-                return
-            }
+            guard let value = valueOrZeroReply(&context, shard, key) else { return }
             var start: Int64 = 0
             var end: Int64 = 0
             var inBits = false
