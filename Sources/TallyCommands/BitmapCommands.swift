@@ -215,52 +215,53 @@ enum BitmapCommands {
             return
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
-            context.output.writeInteger(bit == 1 ? -1 : 0)
-            return
-        }
-        let value = entry.value
-        if !value.isString {
-            context.output.writeError(RedisError.wrongType)
-            return
-        }
-        var start: Int64 = 0
-        var end: Int64 = -1
-        var endGiven = false
-        var inBits = false
-        if count >= 4 && count <= 6 {
-            guard let first = context.integerArgument(3) else { return }
-            start = first
-            if count == 6 {
-                guard let unit = rangeUnit(context.arguments, 5) else {
-                    context.output.writeError(RedisError.syntax)
-                    return
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+                context.output.writeInteger(bit == 1 ? -1 : 0)
+                return
+            }
+            let value = entry.value
+            if !value.isString {
+                context.output.writeError(RedisError.wrongType)
+                return
+            }
+            var start: Int64 = 0
+            var end: Int64 = -1
+            var endGiven = false
+            var inBits = false
+            if count >= 4 && count <= 6 {
+                guard let first = context.integerArgument(3) else { return }
+                start = first
+                if count == 6 {
+                    guard let unit = rangeUnit(context.arguments, 5) else {
+                        context.output.writeError(RedisError.syntax)
+                        return
+                    }
+                    inBits = unit
                 }
-                inBits = unit
+                if count >= 5 {
+                    guard let last = context.integerArgument(4) else { return }
+                    end = last
+                    endGiven = true
+                }
+            } else if count != 3 {
+                context.output.writeError(RedisError.syntax)
+                return
             }
-            if count >= 5 {
-                guard let last = context.integerArgument(4) else { return }
-                end = last
-                endGiven = true
+            let position = value.withStringBytes { bytes -> Int64 in
+                var range: ByteRange
+                if count == 3 {
+                    range = ByteRange(start: 0, end: Int64(bytes.count) - 1)
+                } else {
+                    // Without an explicit end, Redis sets it to the last byte (or last bit + 7).
+                    let last = endGiven ? end : (inBits ? (Int64(bytes.count) << 3) + 7 : Int64(bytes.count) - 1)
+                    range = normalizedRange(start: start, end: last, length: bytes.count, inBits: inBits)
+                }
+                if range.start > range.end { return -1 }
+                return searchBit(bytes, range, bit: bit == 1, endGiven: endGiven)
             }
-        } else if count != 3 {
-            context.output.writeError(RedisError.syntax)
-            return
+            context.output.writeInteger(position)
         }
-        let position = value.withStringBytes { bytes -> Int64 in
-            var range: ByteRange
-            if count == 3 {
-                range = ByteRange(start: 0, end: Int64(bytes.count) - 1)
-            } else {
-                // Without an explicit end, Redis sets it to the last byte (or last bit + 7).
-                let last = endGiven ? end : (inBits ? (Int64(bytes.count) << 3) + 7 : Int64(bytes.count) - 1)
-                range = normalizedRange(start: start, end: last, length: bytes.count, inBits: inBits)
-            }
-            if range.start > range.end { return -1 }
-            return searchBit(bytes, range, bit: bit == 1, endGiven: endGiven)
-        }
-        context.output.writeInteger(position)
     }
 
     /// The search of BITPOS over a normalized, non-empty range: the masked first byte, the
@@ -515,49 +516,50 @@ enum BitmapCommands {
             highestBit = max(highestBit, operation.offset + UInt64(operation.width) - 1)
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        if !writes {
-            let (value, failed) = readValue(&context, shard, key)
-            if failed { return }
-            context.output.writeArrayHeader(operations.count)
-            for operation in operations {
-                let field = value?.withStringBytes { readField($0, operation.offset, operation.width) } ?? 0
-                writeField(&context.output, field, operation)
-            }
-            return
-        }
-        if readOnly {
-            context.output.writeError(readOnlyBitfieldError)
-            return
-        }
-        // The replies are written while the bytes are out of the table, so the buffer moves
-        // into the closure's reach (an empty buffer takes its place: no copy, no allocation).
-        var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
-        swap(&output, &context.output)
-        defer { swap(&output, &context.output) }
-        do {
-            let (fieldChanges, grew) = try shard.mutateString(
-                context.database, key, now: context.now, minimumCount: Int(highestBit >> 3) + 1
-            ) { bytes -> (result: Int64, changed: Bool) in
-                output.writeArrayHeader(operations.count)
-                var changes: Int64 = 0
-                bytes.withUnsafeMutableBytes { buffer in
-                    for operation in operations {
-                        changes += apply(operation, buffer, &output)
-                    }
+        context.withLockedShard(for: key) { shard, context in
+            if !writes {
+                let (value, failed) = readValue(&context, shard, key)
+                if failed { return }
+                context.output.writeArrayHeader(operations.count)
+                for operation in operations {
+                    let field = value?.withStringBytes { readField($0, operation.offset, operation.width) } ?? 0
+                    writeField(&context.output, field, operation)
                 }
-                return (changes, changes > 0)
+                return
             }
-            // A string created or grown by operations that all failed (OVERFLOW FAIL) still
-            // changed the dataset; Redis leaves its dirty counter alone there, but the AOF must
-            // carry the new key, so it counts here.
-            let changes = max(fieldChanges, grew ? 1 : 0)
-            if changes > 0 {
-                context.addChanges(changes)
-                context.notify(.string, "setbit", context.arguments[1])
+            if readOnly {
+                context.output.writeError(readOnlyBitfieldError)
+                return
             }
-        } catch {
-            output.writeKeyspaceError(error)
+            // The replies are written while the bytes are out of the table, so the buffer moves
+            // into the closure's reach (an empty buffer takes its place: no copy, no allocation).
+            var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+            swap(&output, &context.output)
+            defer { swap(&output, &context.output) }
+            do throws(KeyspaceError) {
+                let (fieldChanges, grew) = try shard.mutateString(
+                    context.database, key, now: context.now, minimumCount: Int(highestBit >> 3) + 1
+                ) { bytes -> (result: Int64, changed: Bool) in
+                    output.writeArrayHeader(operations.count)
+                    var changes: Int64 = 0
+                    bytes.withUnsafeMutableBytes { buffer in
+                        for operation in operations {
+                            changes += apply(operation, buffer, &output)
+                        }
+                    }
+                    return (changes, changes > 0)
+                }
+                // A string created or grown by operations that all failed (OVERFLOW FAIL) still
+                // changed the dataset; Redis leaves its dirty counter alone there, but the AOF must
+                // carry the new key, so it counts here.
+                let changes = max(fieldChanges, grew ? 1 : 0)
+                if changes > 0 {
+                    context.addChanges(changes)
+                    context.notify(.string, "setbit", context.arguments[1])
+                }
+            } catch {
+                output.writeKeyspaceError(error)
+            }
         }
     }
 

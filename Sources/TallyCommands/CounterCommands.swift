@@ -48,39 +48,40 @@ enum CounterCommands {
     /// `SET key <result> KEEPTTL` so replay does not depend on float formatting.
     static func incrementByFloat(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        var current: Float80 = 0
-        var expiry: Int64?
-        if let entry = shard.lookup(context.database, key, now: context.now) {
-            expiry = entry.expiresAtMilliseconds
-            switch entry.value {
-            case .integer(let value): current = Float80(value)
-            case .string(let bytes):
-                guard let value = parseLongDouble(bytes[...]) else {
-                    context.output.writeError(RedisError.notFloat)
+        context.withLockedShard(for: key) { shard, context in
+            var current: Float80 = 0
+            var expiry: Int64?
+            if let entry = shard.lookup(context.database, key, now: context.now) {
+                expiry = entry.expiresAtMilliseconds
+                switch entry.value {
+                case .integer(let value): current = Float80(value)
+                case .string(let bytes):
+                    guard let value = parseLongDouble(bytes[...]) else {
+                        context.output.writeError(RedisError.notFloat)
+                        return
+                    }
+                    current = value
+                case .hash, .list, .set, .sortedSet, .stream:
+                    context.output.writeError(RedisError.wrongType)
                     return
                 }
-                current = value
-            case .hash, .list, .set, .sortedSet, .stream:
-                context.output.writeError(RedisError.wrongType)
+            }
+            // Redis checks the key's type and stored value before it parses the increment.
+            guard let increment = parseLongDouble(context.arguments[2]) else {
+                context.output.writeError(RedisError.notFloat)
                 return
             }
+            let result = current + increment
+            if result.isNaN || result.isInfinite {
+                context.output.writeError(RedisError.nanOrInfinity)
+                return
+            }
+            let formatted = formatLongDouble(result)
+            shard.store(context.database, key, Entry(value: .fromBytes(formatted), expiresAtMilliseconds: expiry))
+            context.output.writeBulkString(formatted)
+            context.addChanges(1)
+            context.notify(.string, "incrbyfloat", key)
+            context.propagate([Words.set, key.bytes, formatted, Words.keepTTL])
         }
-        // Redis checks the key's type and stored value before it parses the increment.
-        guard let increment = parseLongDouble(context.arguments[2]) else {
-            context.output.writeError(RedisError.notFloat)
-            return
-        }
-        let result = current + increment
-        if result.isNaN || result.isInfinite {
-            context.output.writeError(RedisError.nanOrInfinity)
-            return
-        }
-        let formatted = formatLongDouble(result)
-        shard.store(context.database, key, Entry(value: .fromBytes(formatted), expiresAtMilliseconds: expiry))
-        context.output.writeBulkString(formatted)
-        context.addChanges(1)
-        context.notify(.string, "incrbyfloat", key)
-        context.propagate([Words.set, key.bytes, formatted, Words.keepTTL])
     }
 }

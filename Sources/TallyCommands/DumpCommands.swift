@@ -58,37 +58,38 @@ public enum DumpCommands {
             index += 1
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let exists = shard.lookup(context.database, key, now: context.now) != nil
-        if exists && !replace { return context.output.writeError(RedisError.busyKey) }
-        guard var ttl = context.integerArgument(2) else { return }
-        if ttl < 0 { return context.output.writeError("ERR Invalid TTL value, must be >= 0") }
-        let value: Value
-        switch codec.value(fromPayload: Array(context.arguments[3])) {
-        case .value(let decoded): value = decoded
-        case .wrongVersionOrChecksum:
-            return context.output.writeError("ERR DUMP payload version or checksum are wrong")
-        case .badFormat: return context.output.writeError("ERR Bad data format")
-        }
-        if exists { _ = shard.remove(context.database, key) }
-        if ttl != 0 && !absoluteTTL { ttl = ttl &+ context.now }
-        if ttl != 0 && ttl <= context.now && !context.session.isReplayingLog {
-            if exists {
-                context.addChanges(1)
-                context.propagate([Array("DEL".utf8), Array(context.arguments[1])])
+        context.withLockedShard(for: key) { shard, context in
+            let exists = shard.lookup(context.database, key, now: context.now) != nil
+            if exists && !replace { return context.output.writeError(RedisError.busyKey) }
+            guard var ttl = context.integerArgument(2) else { return }
+            if ttl < 0 { return context.output.writeError("ERR Invalid TTL value, must be >= 0") }
+            let value: Value
+            switch codec.value(fromPayload: Array(context.arguments[3])) {
+            case .value(let decoded): value = decoded
+            case .wrongVersionOrChecksum:
+                return context.output.writeError("ERR DUMP payload version or checksum are wrong")
+            case .badFormat: return context.output.writeError("ERR Bad data format")
             }
-            return context.output.writeOK()
+            if exists { _ = shard.remove(context.database, key) }
+            if ttl != 0 && !absoluteTTL { ttl = ttl &+ context.now }
+            if ttl != 0 && ttl <= context.now && !context.session.isReplayingLog {
+                if exists {
+                    context.addChanges(1)
+                    context.propagate([Array("DEL".utf8), Array(context.arguments[1])])
+                }
+                return context.output.writeOK()
+            }
+            shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: ttl == 0 ? nil : ttl))
+            shard.setRestoredAccess(context.database, key, idleSeconds: idleSeconds, frequency: frequency,
+                                    now: context.now)
+            context.addChanges(1)
+            if ttl != 0 && !absoluteTTL {
+                var logged = (0..<context.arguments.count).map { Array(context.arguments[$0]) }
+                logged[2] = Array(String(ttl).utf8)
+                logged.append(Array("ABSTTL".utf8))
+                context.propagate(logged)
+            }
+            context.output.writeOK()
         }
-        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: ttl == 0 ? nil : ttl))
-        shard.setRestoredAccess(context.database, key, idleSeconds: idleSeconds, frequency: frequency,
-                                now: context.now)
-        context.addChanges(1)
-        if ttl != 0 && !absoluteTTL {
-            var logged = (0..<context.arguments.count).map { Array(context.arguments[$0]) }
-            logged[2] = Array(String(ttl).utf8)
-            logged.append(Array("ABSTTL".utf8))
-            context.propagate(logged)
-        }
-        context.output.writeOK()
     }
 }

@@ -130,15 +130,16 @@ enum ExpireCommands {
 
     static func persist(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookup(context.database, key, now: context.now),
-              entry.expiresAtMilliseconds != nil else {
-            context.output.writeInteger(0)
-            return
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookup(context.database, key, now: context.now),
+                  entry.expiresAtMilliseconds != nil else {
+                context.output.writeInteger(0)
+                return
+            }
+            shard.setExpiry(context.database, key, nil)
+            context.addChanges(1)
+            context.notify(.generic, "persist", key)
+            context.output.writeInteger(1)
         }
-        shard.setExpiry(context.database, key, nil)
-        context.addChanges(1)
-        context.notify(.generic, "persist", key)
-        context.output.writeInteger(1)
     }
 }

@@ -138,42 +138,43 @@ enum GeoCommands {
             scores.append(GeoHash.score(longitude: point.0, latitude: point.1))
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let limits = context.engine.sortedSetLimits
-        do {
-            let (added, updated) = try shard.withSortedSet(context.database, key, now: context.now, create: !xx) {
-                set, changed in
-                var added = 0, updated = 0
-                for (element, bits) in scores.enumerated() {
-                    let member = arguments[first + element * 3 + 2]
-                    let score = Double(bits)
-                    if let current = set.score(of: member) {
-                        if nx || score == current { continue }
-                        set.update(member, from: current, to: score)
-                        updated += 1
-                        changed = true
-                    } else if !xx {
-                        set.insert(member, score: score, limits: limits)
-                        added += 1
-                        changed = true
+        context.withLockedShard(for: key) { shard, context in
+            let limits = context.engine.sortedSetLimits
+            do throws(KeyspaceError) {
+                let (added, updated) = try shard.withSortedSet(context.database, key, now: context.now, create: !xx) {
+                    set, changed in
+                    var added = 0, updated = 0
+                    for (element, bits) in scores.enumerated() {
+                        let member = arguments[first + element * 3 + 2]
+                        let score = Double(bits)
+                        if let current = set.score(of: member) {
+                            if nx || score == current { continue }
+                            set.update(member, from: current, to: score)
+                            updated += 1
+                            changed = true
+                        } else if !xx {
+                            set.insert(member, score: score, limits: limits)
+                            added += 1
+                            changed = true
+                        }
                     }
+                    return (added, updated)
+                } ?? (0, 0)
+                if added + updated > 0 {
+                    context.addChanges(Int64(added + updated))
+                    var record: [[UInt8]] = [Array("zadd".utf8)]
+                    for index in 1..<first { record.append(arguments.copy(index)) }
+                    for (element, bits) in scores.enumerated() {
+                        record.append(decimalBytes(Int64(bits)))
+                        record.append(arguments.copy(first + element * 3 + 2))
+                    }
+                    context.propagate(record)
+                    context.notify(.zset, "zadd", key)
                 }
-                return (added, updated)
-            } ?? (0, 0)
-            if added + updated > 0 {
-                context.addChanges(Int64(added + updated))
-                var record: [[UInt8]] = [Array("zadd".utf8)]
-                for index in 1..<first { record.append(arguments.copy(index)) }
-                for (element, bits) in scores.enumerated() {
-                    record.append(decimalBytes(Int64(bits)))
-                    record.append(arguments.copy(first + element * 3 + 2))
-                }
-                context.propagate(record)
-                context.notify(.zset, "zadd", key)
+                context.output.writeInteger(ch ? added + updated : added)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeInteger(ch ? added + updated : added)
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -201,27 +202,28 @@ enum GeoCommands {
     /// GEOHASH and GEOPOS key member ...: one entry per member, null for a missing one.
     static func positions(_ context: inout CommandContext, hashes: Bool) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let set: SortedSetValue?
-        do {
-            set = try shard.readSortedSet(context.database, key, now: context.now)
-        } catch {
-            return context.output.writeKeyspaceError(error)
-        }
-        let arguments = context.arguments
-        context.output.writeArrayHeader(arguments.count - 2)
-        for index in 2..<arguments.count {
-            guard let score = set?.score(of: arguments[index]) else {
-                if hashes { context.output.writeNull() } else { context.output.writeNullArray() }
-                continue
+        context.withLockedShard(for: key) { shard, context in
+            let set: SortedSetValue?
+            do throws(KeyspaceError) {
+                set = try shard.readSortedSet(context.database, key, now: context.now)
+            } catch {
+                return context.output.writeKeyspaceError(error)
             }
-            if hashes {
-                context.output.writeBulkString(GeoHash.text(ofScore: score))
-            } else {
-                let (longitude, latitude) = GeoHash.position(ofScore: score)
-                context.output.writeArrayHeader(2)
-                writeCoordinate(longitude, into: &context.output)
-                writeCoordinate(latitude, into: &context.output)
+            let arguments = context.arguments
+            context.output.writeArrayHeader(arguments.count - 2)
+            for index in 2..<arguments.count {
+                guard let score = set?.score(of: arguments[index]) else {
+                    if hashes { context.output.writeNull() } else { context.output.writeNullArray() }
+                    continue
+                }
+                if hashes {
+                    context.output.writeBulkString(GeoHash.text(ofScore: score))
+                } else {
+                    let (longitude, latitude) = GeoHash.position(ofScore: score)
+                    context.output.writeArrayHeader(2)
+                    writeCoordinate(longitude, into: &context.output)
+                    writeCoordinate(latitude, into: &context.output)
+                }
             }
         }
     }

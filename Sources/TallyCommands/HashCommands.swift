@@ -177,119 +177,126 @@ enum HashCommands {
             return
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        let limits = context.engine.hashLimits
-        do {
-            let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
-                if hash.isEmpty {
-                    // A new key: size the packed buffer once for every pair (repeated fields
-                    // only over-reserve).
-                    var payload = 0
-                    for index in 2..<count { payload += arguments[index].count }
-                    hash.reserveCapacity(pairs: (count - 2) / 2, payloadBytes: payload)
-                }
-                var created = 0
-                var index = 2
-                while index < count {
-                    if hash.set(field: arguments[index], value: arguments[index + 1], limits: limits) {
-                        created += 1
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            let limits = context.engine.hashLimits
+            do throws(KeyspaceError) {
+                let created = try shard.withHash(context.database, key, now: context.now, create: true) {
+                    hash, changed in
+                    if hash.isEmpty {
+                        // A new key: size the packed buffer once for every pair (repeated fields
+                        // only over-reserve).
+                        var payload = 0
+                        for index in 2..<count { payload += arguments[index].count }
+                        hash.reserveCapacity(pairs: (count - 2) / 2, payloadBytes: payload)
                     }
-                    index += 2
-                }
-                changed = true
-                return created
-            } ?? 0
-            if legacy { context.output.writeOK() } else { context.output.writeInteger(created) }
-            context.addChanges(Int64((count - 2) / 2))
-            context.notify(.hash, "hset", key)
-        } catch {
-            context.output.writeKeyspaceError(error)
+                    var created = 0
+                    var index = 2
+                    while index < count {
+                        if hash.set(field: arguments[index], value: arguments[index + 1], limits: limits) {
+                            created += 1
+                        }
+                        index += 2
+                    }
+                    changed = true
+                    return created
+                } ?? 0
+                if legacy { context.output.writeOK() } else { context.output.writeInteger(created) }
+                context.addChanges(Int64((count - 2) / 2))
+                context.notify(.hash, "hset", key)
+            } catch {
+                context.output.writeKeyspaceError(error)
+            }
         }
     }
 
     static func hsetnx(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        let limits = context.engine.hashLimits
-        do {
-            let created = try shard.withHash(context.database, key, now: context.now, create: true) { hash, changed in
-                if hash.value(for: arguments[2]) != nil { return false }
-                hash.set(field: arguments[2], value: arguments[3], limits: limits)
-                changed = true
-                return true
-            } ?? false
-            context.output.writeInteger(created ? 1 : 0)
-            if created {
-                context.addChanges(1)
-                context.notify(.hash, "hset", key)
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            let limits = context.engine.hashLimits
+            do throws(KeyspaceError) {
+                let created = try shard.withHash(context.database, key, now: context.now, create: true) {
+                    hash, changed in
+                    if hash.value(for: arguments[2]) != nil { return false }
+                    hash.set(field: arguments[2], value: arguments[3], limits: limits)
+                    changed = true
+                    return true
+                } ?? false
+                context.output.writeInteger(created ? 1 : 0)
+                if created {
+                    context.addChanges(1)
+                    context.notify(.hash, "hset", key)
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func hdel(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        do {
-            let deleted = try shard.withHash(context.database, key, now: context.now, create: false) { hash, changed in
-                var deleted = 0
-                for index in 2..<arguments.count where hash.remove(field: arguments[index]) {
-                    deleted += 1
-                    changed = true
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            do throws(KeyspaceError) {
+                let deleted = try shard.withHash(context.database, key, now: context.now, create: false) {
+                    hash, changed in
+                    var deleted = 0
+                    for index in 2..<arguments.count where hash.remove(field: arguments[index]) {
+                        deleted += 1
+                        changed = true
+                    }
+                    return deleted
+                } ?? 0
+                context.output.writeInteger(deleted)
+                if deleted > 0 {
+                    context.addChanges(Int64(deleted))
+                    context.notify(.hash, "hdel", key)
+                    if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
                 }
-                return deleted
-            } ?? 0
-            context.output.writeInteger(deleted)
-            if deleted > 0 {
-                context.addChanges(Int64(deleted))
-                context.notify(.hash, "hdel", key)
-                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func hincrby(_ context: inout CommandContext) {
         guard let delta = context.integerArgument(3) else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        var failure: StaticString?
-        let limits = context.engine.hashLimits
-        do {
-            let result = try shard.withHash(context.database, key, now: context.now, create: true) {
-                (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> Int64 in
-                var current: Int64 = 0
-                if let existing = hash.value(for: arguments[2]) {
-                    guard let parsed = parseRedisInteger(existing) else {
-                        failure = RedisError.hashNotInteger
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            var failure: StaticString?
+            let limits = context.engine.hashLimits
+            do throws(KeyspaceError) {
+                let result = try shard.withHash(context.database, key, now: context.now, create: true) {
+                    (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> Int64 in
+                    var current: Int64 = 0
+                    if let existing = hash.value(for: arguments[2]) {
+                        guard let parsed = parseRedisInteger(existing) else {
+                            failure = RedisError.hashNotInteger
+                            return Int64(0)
+                        }
+                        current = parsed
+                    }
+                    let (sum, overflow) = current.addingReportingOverflow(delta)
+                    if overflow {
+                        failure = RedisError.overflow
                         return Int64(0)
                     }
-                    current = parsed
+                    hash.set(field: arguments[2], value: decimalBytes(sum), limits: limits)
+                    changed = true
+                    return sum
+                } ?? 0
+                if let failure {
+                    context.output.writeError(failure)
+                    return
                 }
-                let (sum, overflow) = current.addingReportingOverflow(delta)
-                if overflow {
-                    failure = RedisError.overflow
-                    return Int64(0)
-                }
-                hash.set(field: arguments[2], value: decimalBytes(sum), limits: limits)
-                changed = true
-                return sum
-            } ?? 0
-            if let failure {
-                context.output.writeError(failure)
-                return
+                context.output.writeInteger(result)
+                context.addChanges(1)
+                context.notify(.hash, "hincrby", key)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeInteger(result)
-            context.addChanges(1)
-            context.notify(.hash, "hincrby", key)
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -304,41 +311,42 @@ enum HashCommands {
             return
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        var failure: StaticString?
-        let limits = context.engine.hashLimits
-        do {
-            let result = try shard.withHash(context.database, key, now: context.now, create: true) {
-                (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> [UInt8] in
-                var current: Float80 = 0
-                if let existing = hash.value(for: arguments[2]) {
-                    guard let parsed = parseLongDouble(existing) else {
-                        failure = RedisError.hashNotFloat
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            var failure: StaticString?
+            let limits = context.engine.hashLimits
+            do throws(KeyspaceError) {
+                let result = try shard.withHash(context.database, key, now: context.now, create: true) {
+                    (hash: inout HashValue, changed: inout Bool) throws(KeyspaceError) -> [UInt8] in
+                    var current: Float80 = 0
+                    if let existing = hash.value(for: arguments[2]) {
+                        guard let parsed = parseLongDouble(existing) else {
+                            failure = RedisError.hashNotFloat
+                            return [UInt8]()
+                        }
+                        current = parsed
+                    }
+                    let sum = current + increment
+                    if sum.isNaN || sum.isInfinite {
+                        failure = RedisError.nanOrInfinity
                         return [UInt8]()
                     }
-                    current = parsed
+                    let formatted = formatLongDouble(sum)
+                    hash.set(field: arguments[2], value: formatted, limits: limits)
+                    changed = true
+                    return formatted
+                } ?? []
+                if let failure {
+                    context.output.writeError(failure)
+                    return
                 }
-                let sum = current + increment
-                if sum.isNaN || sum.isInfinite {
-                    failure = RedisError.nanOrInfinity
-                    return [UInt8]()
-                }
-                let formatted = formatLongDouble(sum)
-                hash.set(field: arguments[2], value: formatted, limits: limits)
-                changed = true
-                return formatted
-            } ?? []
-            if let failure {
-                context.output.writeError(failure)
-                return
+                context.output.writeBulkString(result)
+                context.addChanges(1)
+                context.notify(.hash, "hincrbyfloat", key)
+                context.propagate([Words.hset, key.bytes, context.arguments.copy(2), result])
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeBulkString(result)
-            context.addChanges(1)
-            context.notify(.hash, "hincrbyfloat", key)
-            context.propagate([Words.hset, key.bytes, context.arguments.copy(2), result])
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 }

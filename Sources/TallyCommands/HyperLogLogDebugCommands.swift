@@ -16,43 +16,44 @@ enum HyperLogLogDebugCommands {
     /// change (so the command is logged and replay converts it too), as in Redis.
     static func debug(_ context: inout CommandContext) {
         let key = context.key(2)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookup(context.database, key, now: context.now) else {
-            return context.output.writeError("ERR The specified key does not exist")
-        }
-        guard HyperLogLogCommands.checkValue(entry.value, &context.output),
-              case .string(let stored) = entry.value else { return }
-        let sparse = stored[4] == 1
-        if context.arguments.matches(1, "getreg") || context.arguments.matches(1, "todense") {
-            var converted = false
-            if sparse {
-                let corrupt = (try? shard.mutateString(context.database, key, now: context.now, minimumCount: 0) {
-                    bytes -> (result: Bool, changed: Bool) in
-                    let ok = HyperLogLog.sparseToDense(&bytes)
-                    return (!ok, ok)
-                })?.0 ?? true
-                if corrupt { return context.output.writeError(HyperLogLogCommands.corrupted) }
-                context.addChanges(1)
-                converted = true
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookup(context.database, key, now: context.now) else {
+                return context.output.writeError("ERR The specified key does not exist")
             }
-            if context.arguments.matches(1, "todense") { return context.output.writeInteger(converted ? 1 : 0) }
-            guard case .string(let dense)? = shard.lookup(context.database, key, now: context.now)?.value else {
-                return context.output.writeError(HyperLogLogCommands.corrupted)
-            }
-            context.output.writeArrayHeader(HyperLogLog.registerCount)
-            dense.withUnsafeBytes { bytes in
-                for register in 0..<HyperLogLog.registerCount {
-                    context.output.writeInteger(Int64(HyperLogLog.denseRegister(bytes, register)))
+            guard HyperLogLogCommands.checkValue(entry.value, &context.output),
+                  case .string(let stored) = entry.value else { return }
+            let sparse = stored[4] == 1
+            if context.arguments.matches(1, "getreg") || context.arguments.matches(1, "todense") {
+                var converted = false
+                if sparse {
+                    let corrupt = (try? shard.mutateString(context.database, key, now: context.now, minimumCount: 0) {
+                        bytes -> (result: Bool, changed: Bool) in
+                        let ok = HyperLogLog.sparseToDense(&bytes)
+                        return (!ok, ok)
+                    })?.0 ?? true
+                    if corrupt { return context.output.writeError(HyperLogLogCommands.corrupted) }
+                    context.addChanges(1)
+                    converted = true
                 }
+                if context.arguments.matches(1, "todense") { return context.output.writeInteger(converted ? 1 : 0) }
+                guard case .string(let dense)? = shard.lookup(context.database, key, now: context.now)?.value else {
+                    return context.output.writeError(HyperLogLogCommands.corrupted)
+                }
+                context.output.writeArrayHeader(HyperLogLog.registerCount)
+                dense.withUnsafeBytes { bytes in
+                    for register in 0..<HyperLogLog.registerCount {
+                        context.output.writeInteger(Int64(HyperLogLog.denseRegister(bytes, register)))
+                    }
+                }
+            } else if context.arguments.matches(1, "decode") {
+                guard sparse else { return context.output.writeError("ERR HLL encoding is not sparse") }
+                context.output.writeBulkString(Array(decodeSparse(stored).utf8))
+            } else if context.arguments.matches(1, "encoding") {
+                context.output.writeSimpleString(sparse ? "sparse" : "dense")
+            } else {
+                context.output.writeError(Array(
+                    "ERR Unknown PFDEBUG subcommand '\(String(decoding: context.arguments[1], as: UTF8.self))'".utf8))
             }
-        } else if context.arguments.matches(1, "decode") {
-            guard sparse else { return context.output.writeError("ERR HLL encoding is not sparse") }
-            context.output.writeBulkString(Array(decodeSparse(stored).utf8))
-        } else if context.arguments.matches(1, "encoding") {
-            context.output.writeSimpleString(sparse ? "sparse" : "dense")
-        } else {
-            context.output.writeError(Array(
-                "ERR Unknown PFDEBUG subcommand '\(String(decoding: context.arguments[1], as: UTF8.self))'".utf8))
         }
     }
 

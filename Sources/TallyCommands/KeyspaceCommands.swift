@@ -92,15 +92,16 @@ enum KeyspaceCommands {
 
     static func type(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        switch shard.lookupRead(context.database, key, now: context.now, touch: false)?.value {
-        case nil: context.output.writeStaticString("+none\r\n")
-        case .hash: context.output.writeStaticString("+hash\r\n")
-        case .list: context.output.writeStaticString("+list\r\n")
-        case .set: context.output.writeStaticString("+set\r\n")
-        case .sortedSet: context.output.writeStaticString("+zset\r\n")
-        case .stream: context.output.writeStaticString("+stream\r\n")
-        default: context.output.writeStaticString("+string\r\n")
+        context.withLockedShard(for: key) { shard, context in
+            switch shard.lookupRead(context.database, key, now: context.now, touch: false)?.value {
+            case nil: context.output.writeStaticString("+none\r\n")
+            case .hash: context.output.writeStaticString("+hash\r\n")
+            case .list: context.output.writeStaticString("+list\r\n")
+            case .set: context.output.writeStaticString("+set\r\n")
+            case .sortedSet: context.output.writeStaticString("+zset\r\n")
+            case .stream: context.output.writeStaticString("+stream\r\n")
+            default: context.output.writeStaticString("+string\r\n")
+            }
         }
     }
 
@@ -139,16 +140,17 @@ enum KeyspaceCommands {
         guard let target = context.databaseArgument(2) else { return }
         if target == context.database { return context.output.writeError(RedisError.sameObject) }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookup(context.database, key, now: context.now),
-              shard.lookup(target, key, now: context.now) == nil
-        else { return context.output.writeInteger(0) }
-        shard.store(target, key, entry)
-        shard.remove(context.database, key)
-        context.addChanges(1)
-        context.notify(.generic, "move_from", key)
-        context.notify(.generic, "move_to", key, database: target)
-        context.output.writeInteger(1)
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookup(context.database, key, now: context.now),
+                  shard.lookup(target, key, now: context.now) == nil
+            else { return context.output.writeInteger(0) }
+            shard.store(target, key, entry)
+            shard.remove(context.database, key)
+            context.addChanges(1)
+            context.notify(.generic, "move_from", key)
+            context.notify(.generic, "move_to", key, database: target)
+            context.output.writeInteger(1)
+        }
     }
 
     /// COPY source destination [DB db] [REPLACE] (db.c copyCommand): copies the value and its

@@ -330,11 +330,12 @@ enum ListCommands {
 
     static func llen(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        do {
-            context.output.writeInteger(try shard.readList(context.database, key, now: context.now)?.count ?? 0)
-        } catch {
-            context.output.writeKeyspaceError(error)
+        context.withLockedShard(for: key) { shard, context in
+            do throws(KeyspaceError) {
+                context.output.writeInteger(try shard.readList(context.database, key, now: context.now)?.count ?? 0)
+            } catch {
+                context.output.writeKeyspaceError(error)
+            }
         }
     }
 
@@ -363,58 +364,60 @@ enum ListCommands {
 
     static func lindex(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        do {
-            guard let list = try shard.readList(context.database, key, now: context.now) else {
-                context.output.writeNull()
-                return
+        context.withLockedShard(for: key) { shard, context in
+            do throws(KeyspaceError) {
+                guard let list = try shard.readList(context.database, key, now: context.now) else {
+                    context.output.writeNull()
+                    return
+                }
+                guard let index = context.integerArgument(2) else { return }
+                let position = index < 0 ? Int64(list.count) + index : index
+                if let element = list.element(at: Int(clamping: position)) {
+                    write(element, into: &context.output)
+                } else {
+                    context.output.writeNull()
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            guard let index = context.integerArgument(2) else { return }
-            let position = index < 0 ? Int64(list.count) + index : index
-            if let element = list.element(at: Int(clamping: position)) {
-                write(element, into: &context.output)
-            } else {
-                context.output.writeNull()
-            }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func lset(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        // The reply buffer moves out of the context (the shard closure cannot capture it).
-        var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
-        swap(&output, &context.output)
-        defer { swap(&output, &context.output) }
-        do {
-            let replaced = try shard.withList(context.database, key, now: context.now, create: false) {
-                list, changed in
-                guard let index = parseRedisInteger(arguments[2]) else {
-                    output.writeError(RedisError.notInteger)
-                    return false
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            // The reply buffer moves out of the context (the shard closure cannot capture it).
+            var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+            swap(&output, &context.output)
+            defer { swap(&output, &context.output) }
+            do throws(KeyspaceError) {
+                let replaced = try shard.withList(context.database, key, now: context.now, create: false) {
+                    list, changed in
+                    guard let index = parseRedisInteger(arguments[2]) else {
+                        output.writeError(RedisError.notInteger)
+                        return false
+                    }
+                    let position = index < 0 ? Int64(list.count) + index : index
+                    guard list.replace(at: Int(clamping: position), with: arguments[3]) else {
+                        output.writeError(RedisError.indexOutOfRange)
+                        return false
+                    }
+                    changed = true
+                    output.writeOK()
+                    return true
                 }
-                let position = index < 0 ? Int64(list.count) + index : index
-                guard list.replace(at: Int(clamping: position), with: arguments[3]) else {
-                    output.writeError(RedisError.indexOutOfRange)
-                    return false
+                guard let replaced else {
+                    output.writeError(RedisError.noSuchKey)
+                    return
                 }
-                changed = true
-                output.writeOK()
-                return true
+                if replaced {
+                    context.addChanges(1)
+                    context.notify(.list, "lset", key)
+                }
+            } catch {
+                output.writeKeyspaceError(error)
             }
-            guard let replaced else {
-                output.writeError(RedisError.noSuchKey)
-                return
-            }
-            if replaced {
-                context.addChanges(1)
-                context.notify(.list, "lset", key)
-            }
-        } catch {
-            output.writeKeyspaceError(error)
         }
     }
 
@@ -430,74 +433,77 @@ enum ListCommands {
         }
         let fill = context.engine.listFill
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        do {
-            let length = try shard.withList(context.database, key, now: context.now, create: false) {
-                list, changed in
-                guard list.insert(arguments[4], after: after, pivot: arguments[3], fill: fill) else { return -1 }
-                changed = true
-                return list.count
-            } ?? 0
-            context.output.writeInteger(length)
-            if length > 0 {
-                context.addChanges(1)
-                context.notify(.list, "linsert", key)
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            do throws(KeyspaceError) {
+                let length = try shard.withList(context.database, key, now: context.now, create: false) {
+                    list, changed in
+                    guard list.insert(arguments[4], after: after, pivot: arguments[3], fill: fill) else { return -1 }
+                    changed = true
+                    return list.count
+                } ?? 0
+                context.output.writeInteger(length)
+                if length > 0 {
+                    context.addChanges(1)
+                    context.notify(.list, "linsert", key)
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func lrem(_ context: inout CommandContext) {
         guard let limit = context.integerArgument(2) else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        do {
-            let removed = try shard.withList(context.database, key, now: context.now, create: false) {
-                list, changed in
-                let removed = list.removeAll(equalTo: arguments[3], limit: Int(clamping: limit.magnitude),
-                                             fromTail: limit < 0)
-                if removed > 0 { changed = true }
-                return removed
-            } ?? 0
-            context.output.writeInteger(removed)
-            if removed > 0 {
-                context.addChanges(Int64(removed))
-                context.notify(.list, "lrem", key)
-                notifyDeletedIfGone(&context, key, shard)
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            do throws(KeyspaceError) {
+                let removed = try shard.withList(context.database, key, now: context.now, create: false) {
+                    list, changed in
+                    let removed = list.removeAll(equalTo: arguments[3], limit: Int(clamping: limit.magnitude),
+                                                 fromTail: limit < 0)
+                    if removed > 0 { changed = true }
+                    return removed
+                } ?? 0
+                context.output.writeInteger(removed)
+                if removed > 0 {
+                    context.addChanges(Int64(removed))
+                    context.notify(.list, "lrem", key)
+                    notifyDeletedIfGone(&context, key, shard)
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func ltrim(_ context: inout CommandContext) {
         guard let start = context.integerArgument(2), let end = context.integerArgument(3) else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        do {
-            let result = try shard.withList(context.database, key, now: context.now, create: false) {
-                list, changed in
-                let total = list.count
-                let keep = range(start: start, end: end, count: total)
-                let left = keep?.lowerBound ?? total
-                let right = keep.map { total - $0.upperBound - 1 } ?? 0
-                list.remove(left, from: .head)
-                list.remove(right, from: .tail)
-                // Redis signals the key as modified even when nothing was trimmed.
-                changed = true
-                return left + right
+        context.withLockedShard(for: key) { shard, context in
+            do throws(KeyspaceError) {
+                let result = try shard.withList(context.database, key, now: context.now, create: false) {
+                    list, changed in
+                    let total = list.count
+                    let keep = range(start: start, end: end, count: total)
+                    let left = keep?.lowerBound ?? total
+                    let right = keep.map { total - $0.upperBound - 1 } ?? 0
+                    list.remove(left, from: .head)
+                    list.remove(right, from: .tail)
+                    // Redis signals the key as modified even when nothing was trimmed.
+                    changed = true
+                    return left + right
+                }
+                context.output.writeOK()
+                if let trimmed = result {
+                    if trimmed > 0 { context.addChanges(Int64(trimmed)) }
+                    context.notify(.list, "ltrim", key)
+                    notifyDeletedIfGone(&context, key, shard)
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeOK()
-            if let trimmed = result {
-                if trimmed > 0 { context.addChanges(Int64(trimmed)) }
-                context.notify(.list, "ltrim", key)
-                notifyDeletedIfGone(&context, key, shard)
-            }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -536,35 +542,36 @@ enum ListCommands {
         let wanted = rank == Int64.min ? 1 : Int(rank.magnitude)
         let countStops = rank != Int64.min
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        do {
-            guard let list = try shard.readList(context.database, key, now: context.now) else {
-                if count != -1 { context.output.writeArrayHeader(0) } else { context.output.writeNull() }
-                return
+        context.withLockedShard(for: key) { shard, context in
+            do throws(KeyspaceError) {
+                guard let list = try shard.readList(context.database, key, now: context.now) else {
+                    if count != -1 { context.output.writeArrayHeader(0) } else { context.output.writeNull() }
+                    return
+                }
+                var positions: [Int] = []
+                var matches = 0
+                var scanned = 0
+                list.visit(from: reverse ? list.count - 1 : 0, reverse: reverse) { position, element in
+                    if maxLength != 0 && scanned >= maxLength { return false }
+                    scanned += 1
+                    guard element.equals(arguments[2]) else { return true }
+                    matches += 1
+                    if matches < wanted { return true }
+                    positions.append(position)
+                    if count == -1 { return false }
+                    return count == 0 || !countStops || matches - wanted + 1 < count
+                }
+                if count != -1 {
+                    context.output.writeArrayHeader(positions.count)
+                    for position in positions { context.output.writeInteger(position) }
+                } else if let position = positions.first {
+                    context.output.writeInteger(position)
+                } else {
+                    context.output.writeNull()
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            var positions: [Int] = []
-            var matches = 0
-            var scanned = 0
-            list.visit(from: reverse ? list.count - 1 : 0, reverse: reverse) { position, element in
-                if maxLength != 0 && scanned >= maxLength { return false }
-                scanned += 1
-                guard element.equals(arguments[2]) else { return true }
-                matches += 1
-                if matches < wanted { return true }
-                positions.append(position)
-                if count == -1 { return false }
-                return count == 0 || !countStops || matches - wanted + 1 < count
-            }
-            if count != -1 {
-                context.output.writeArrayHeader(positions.count)
-                for position in positions { context.output.writeInteger(position) }
-            } else if let position = positions.first {
-                context.output.writeInteger(position)
-            } else {
-                context.output.writeNull()
-            }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 

@@ -79,36 +79,37 @@ enum ObjectCommands {
             return
         }
         let key = context.key(2)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.lookupWithoutTouching(context.database, key, now: context.now) else {
-            context.output.writeNull()
-            return
-        }
-        if arguments.matches(1, "encoding") {
-            switch entry.value {
-            case .integer: context.output.writeBulkString("int".utf8)
-            case .string: context.output.writeBulkString("raw".utf8)
-            case .hash(let hash): context.output.writeBulkString((hash.isListpack ? "listpack" : "hashtable").utf8)
-            case .list: context.output.writeBulkString("quicklist".utf8)
-            case .set(let set): context.output.writeBulkString(set.encodingName.utf8)
-            case .sortedSet(let set): context.output.writeBulkString((set.isCompact ? "listpack" : "skiplist").utf8)
-            case .stream: context.output.writeBulkString("stream".utf8)
-            }
-        } else if arguments.matches(1, "refcount") {
-            context.output.writeInteger(1)
-        } else if arguments.matches(1, "idletime") {
-            // The LRU clock is kept under every policy but the LFU ones, as in Redis.
-            guard let idle = shard.idleSeconds(of: entry, now: context.now) else {
-                context.output.writeError(lfuSelected)
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.lookupWithoutTouching(context.database, key, now: context.now) else {
+                context.output.writeNull()
                 return
             }
-            context.output.writeInteger(idle)
-        } else {
-            guard let frequency = shard.accessFrequency(of: entry, now: context.now) else {
-                context.output.writeError(lfuNotSelected)
-                return
+            if arguments.matches(1, "encoding") {
+                switch entry.value {
+                case .integer: context.output.writeBulkString("int".utf8)
+                case .string: context.output.writeBulkString("raw".utf8)
+                case .hash(let hash): context.output.writeBulkString((hash.isListpack ? "listpack" : "hashtable").utf8)
+                case .list: context.output.writeBulkString("quicklist".utf8)
+                case .set(let set): context.output.writeBulkString(set.encodingName.utf8)
+                case .sortedSet(let set): context.output.writeBulkString((set.isCompact ? "listpack" : "skiplist").utf8)
+                case .stream: context.output.writeBulkString("stream".utf8)
+                }
+            } else if arguments.matches(1, "refcount") {
+                context.output.writeInteger(1)
+            } else if arguments.matches(1, "idletime") {
+                // The LRU clock is kept under every policy but the LFU ones, as in Redis.
+                guard let idle = shard.idleSeconds(of: entry, now: context.now) else {
+                    context.output.writeError(lfuSelected)
+                    return
+                }
+                context.output.writeInteger(idle)
+            } else {
+                guard let frequency = shard.accessFrequency(of: entry, now: context.now) else {
+                    context.output.writeError(lfuNotSelected)
+                    return
+                }
+                context.output.writeInteger(frequency)
             }
-            context.output.writeInteger(frequency)
         }
     }
 
@@ -156,12 +157,13 @@ enum ObjectCommands {
             index += 2
         }
         let key = context.key(2)
-        let shard = context.lockShard(for: key)
-        guard let entry = shard.tables[context.database][key] else {
-            context.output.writeNull()
-            return
+        context.withLockedShard(for: key) { shard, context in
+            guard let entry = shard.tables[context.database][key] else {
+                context.output.writeNull()
+                return
+            }
+            context.output.writeInteger(MemoryEstimate.bytes(key: key, value: entry.value))
         }
-        context.output.writeInteger(MemoryEstimate.bytes(key: key, value: entry.value))
     }
 
 }

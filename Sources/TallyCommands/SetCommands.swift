@@ -79,50 +79,53 @@ enum SetCommands {
 
     static func sadd(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        let limit = context.engine.setMaxIntsetEntries
-        do {
-            let added = try shard.withSet(context.database, key, now: context.now, create: true) { set, changed in
-                var added = 0
-                for index in 2..<arguments.count where set.insert(arguments[index], maxIntsetEntries: limit) {
-                    added += 1
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            let limit = context.engine.setMaxIntsetEntries
+            do throws(KeyspaceError) {
+                let added = try shard.withSet(context.database, key, now: context.now, create: true) { set, changed in
+                    var added = 0
+                    for index in 2..<arguments.count where set.insert(arguments[index], maxIntsetEntries: limit) {
+                        added += 1
+                    }
+                    changed = added > 0
+                    return added
+                } ?? 0
+                context.output.writeInteger(added)
+                if added > 0 {
+                    context.addChanges(Int64(added))
+                    context.notify(.set, "sadd", key)
                 }
-                changed = added > 0
-                return added
-            } ?? 0
-            context.output.writeInteger(added)
-            if added > 0 {
-                context.addChanges(Int64(added))
-                context.notify(.set, "sadd", key)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func srem(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        do {
-            let removed = try shard.withSet(context.database, key, now: context.now, create: false) { set, changed in
-                var removed = 0
-                for index in 2..<arguments.count where set.remove(arguments[index]) {
-                    removed += 1
-                    if set.isEmpty { break }
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            do throws(KeyspaceError) {
+                let removed = try shard.withSet(context.database, key, now: context.now, create: false) {
+                    set, changed in
+                    var removed = 0
+                    for index in 2..<arguments.count where set.remove(arguments[index]) {
+                        removed += 1
+                        if set.isEmpty { break }
+                    }
+                    changed = removed > 0
+                    return removed
+                } ?? 0
+                context.output.writeInteger(removed)
+                if removed > 0 {
+                    context.addChanges(Int64(removed))
+                    context.notify(.set, "srem", key)
+                    if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
                 }
-                changed = removed > 0
-                return removed
-            } ?? 0
-            context.output.writeInteger(removed)
-            if removed > 0 {
-                context.addChanges(Int64(removed))
-                context.notify(.set, "srem", key)
-                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 

@@ -208,86 +208,88 @@ enum SortedSetCommands {
             index += 2
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let limits = context.engine.sortedSetLimits
-        struct Outcome { var added = 0, updated = 0, processed = 0, score = 0.0, nan = false }
-        do {
-            let outcome = try shard.withSortedSet(context.database, key, now: context.now, create: !xx) {
-                set, changed in
-                var outcome = Outcome()
-                for (pair, given) in scores.enumerated() {
-                    let member = arguments[scoreIndex + 2 * pair + 1]
-                    var score = given
-                    if let location = set.locate(member) {
-                        let current = location.score
-                        if nx { continue }
-                        if incr {
-                            score += current
-                            if score.isNaN {
-                                outcome.nan = true
-                                break
+        context.withLockedShard(for: key) { shard, context in
+            let limits = context.engine.sortedSetLimits
+            struct Outcome { var added = 0, updated = 0, processed = 0, score = 0.0, nan = false }
+            do throws(KeyspaceError) {
+                let outcome = try shard.withSortedSet(context.database, key, now: context.now, create: !xx) {
+                    set, changed in
+                    var outcome = Outcome()
+                    for (pair, given) in scores.enumerated() {
+                        let member = arguments[scoreIndex + 2 * pair + 1]
+                        var score = given
+                        if let location = set.locate(member) {
+                            let current = location.score
+                            if nx { continue }
+                            if incr {
+                                score += current
+                                if score.isNaN {
+                                    outcome.nan = true
+                                    break
+                                }
                             }
-                        }
-                        if (lt && score >= current) || (gt && score <= current) { continue }
-                        outcome.processed += 1
-                        outcome.score = score
-                        if score != current {
-                            set.update(at: location, member, to: score)
-                            outcome.updated += 1
+                            if (lt && score >= current) || (gt && score <= current) { continue }
+                            outcome.processed += 1
+                            outcome.score = score
+                            if score != current {
+                                set.update(at: location, member, to: score)
+                                outcome.updated += 1
+                                changed = true
+                            }
+                        } else if !xx {
+                            set.insert(member, score: score, limits: limits)
+                            outcome.added += 1
+                            outcome.processed += 1
+                            outcome.score = score
                             changed = true
                         }
-                    } else if !xx {
-                        set.insert(member, score: score, limits: limits)
-                        outcome.added += 1
-                        outcome.processed += 1
-                        outcome.score = score
-                        changed = true
                     }
+                    return outcome
+                } ?? Outcome()
+                if outcome.added + outcome.updated > 0 {
+                    context.addChanges(Int64(outcome.added + outcome.updated))
+                    context.notify(.zset, incr ? "zincr" : "zadd", key)
                 }
-                return outcome
-            } ?? Outcome()
-            if outcome.added + outcome.updated > 0 {
-                context.addChanges(Int64(outcome.added + outcome.updated))
-                context.notify(.zset, incr ? "zincr" : "zadd", key)
-            }
-            if outcome.nan { return context.output.writeError(nanError) }
-            if incr {
-                if outcome.processed > 0 {
-                    writeScore(outcome.score, into: &context.output)
+                if outcome.nan { return context.output.writeError(nanError) }
+                if incr {
+                    if outcome.processed > 0 {
+                        writeScore(outcome.score, into: &context.output)
+                    } else {
+                        context.output.writeNull()
+                    }
                 } else {
-                    context.output.writeNull()
+                    context.output.writeInteger(ch ? outcome.added + outcome.updated : outcome.added)
                 }
-            } else {
-                context.output.writeInteger(ch ? outcome.added + outcome.updated : outcome.added)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func zrem(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        do {
-            let removed = try shard.withSortedSet(context.database, key, now: context.now, create: false) {
-                set, changed in
-                var removed = 0
-                for index in 2..<arguments.count {
-                    if set.remove(arguments[index]) != nil { removed += 1 }
-                    if set.isEmpty { break }
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            do throws(KeyspaceError) {
+                let removed = try shard.withSortedSet(context.database, key, now: context.now, create: false) {
+                    set, changed in
+                    var removed = 0
+                    for index in 2..<arguments.count {
+                        if set.remove(arguments[index]) != nil { removed += 1 }
+                        if set.isEmpty { break }
+                    }
+                    if removed > 0 { changed = true }
+                    return removed
+                } ?? 0
+                if removed > 0 {
+                    context.addChanges(Int64(removed))
+                    context.notify(.zset, "zrem", key)
+                    if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
                 }
-                if removed > 0 { changed = true }
-                return removed
-            } ?? 0
-            if removed > 0 {
-                context.addChanges(Int64(removed))
-                context.notify(.zset, "zrem", key)
-                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+                context.output.writeInteger(removed)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeInteger(removed)
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -546,41 +548,42 @@ enum SortedSetCommands {
             end = parsedEnd
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        do {
-            let removed = try shard.withSortedSet(context.database, key, now: context.now, create: false) {
-                set, changed in
-                let ranks: Range<Int>
-                switch type {
-                case .score: ranks = set.ranks(in: scoreRange!)
-                case .lex: ranks = set.lexDeletionRanks(lexRange!)
-                default:
-                    let length = Int64(set.count)
-                    var low = start < 0 ? length + start : start
-                    var high = end < 0 ? length + end : end
-                    if low < 0 { low = 0 }
-                    if low > high || low >= length { return 0 }
-                    if high >= length { high = length - 1 }
-                    ranks = Int(low)..<Int(high + 1)
+        context.withLockedShard(for: key) { shard, context in
+            do throws(KeyspaceError) {
+                let removed = try shard.withSortedSet(context.database, key, now: context.now, create: false) {
+                    set, changed in
+                    let ranks: Range<Int>
+                    switch type {
+                    case .score: ranks = set.ranks(in: scoreRange!)
+                    case .lex: ranks = set.lexDeletionRanks(lexRange!)
+                    default:
+                        let length = Int64(set.count)
+                        var low = start < 0 ? length + start : start
+                        var high = end < 0 ? length + end : end
+                        if low < 0 { low = 0 }
+                        if low > high || low >= length { return 0 }
+                        if high >= length { high = length - 1 }
+                        ranks = Int(low)..<Int(high + 1)
+                    }
+                    if ranks.isEmpty { return 0 }
+                    changed = true
+                    return set.removeRanks(ranks)
+                } ?? 0
+                if removed > 0 {
+                    context.addChanges(Int64(removed))
+                    let event: StaticString
+                    switch type {
+                    case .score: event = "zremrangebyscore"
+                    case .lex: event = "zremrangebylex"
+                    default: event = "zremrangebyrank"
+                    }
+                    context.notify(.zset, event, key)
+                    if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
                 }
-                if ranks.isEmpty { return 0 }
-                changed = true
-                return set.removeRanks(ranks)
-            } ?? 0
-            if removed > 0 {
-                context.addChanges(Int64(removed))
-                let event: StaticString
-                switch type {
-                case .score: event = "zremrangebyscore"
-                case .lex: event = "zremrangebylex"
-                default: event = "zremrangebyrank"
-                }
-                context.notify(.zset, event, key)
-                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+                context.output.writeInteger(removed)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            context.output.writeInteger(removed)
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -637,29 +640,30 @@ enum SortedSetCommands {
         let nested = context.output.protocolVersion == .resp3 && count != -1
         let key = context.key(1)
         let keyBytes = context.arguments[1]
-        let shard = context.lockShard(for: key)
-        var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
-        swap(&output, &context.output)
-        defer { swap(&output, &context.output) }
-        do {
-            let popped = try shard.withSortedSet(context.database, key, now: context.now, create: false) {
-                set, changed in
-                if count == 0 {
-                    output.writeArrayHeader(0)
-                    return 0
+        context.withLockedShard(for: key) { shard, context in
+            var output = OutputBuffer(initialCapacity: 0, protocolVersion: context.output.protocolVersion)
+            swap(&output, &context.output)
+            defer { swap(&output, &context.output) }
+            do throws(KeyspaceError) {
+                let popped = try shard.withSortedSet(context.database, key, now: context.now, create: false) {
+                    set, changed in
+                    if count == 0 {
+                        output.writeArrayHeader(0)
+                        return 0
+                    }
+                    changed = true
+                    return pop(&set, key: keyBytes, max: max, count: count == -1 ? 1 : count,
+                               shape: .plain(nested: nested), into: &output)
                 }
-                changed = true
-                return pop(&set, key: keyBytes, max: max, count: count == -1 ? 1 : count,
-                           shape: .plain(nested: nested), into: &output)
+                guard let popped else { return output.writeArrayHeader(0) }
+                if popped > 0 {
+                    context.addChanges(Int64(popped))
+                    context.notify(.zset, max ? "zpopmax" : "zpopmin", key)
+                    if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
+                }
+            } catch {
+                output.writeKeyspaceError(error)
             }
-            guard let popped else { return output.writeArrayHeader(0) }
-            if popped > 0 {
-                context.addChanges(Int64(popped))
-                context.notify(.zset, max ? "zpopmax" : "zpopmin", key)
-                if !shard.contains(context.database, key, now: context.now) { context.notify(.generic, "del", key) }
-            }
-        } catch {
-            output.writeKeyspaceError(error)
         }
     }
 

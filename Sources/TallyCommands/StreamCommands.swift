@@ -348,108 +348,110 @@ enum StreamCommands {
             return
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let now = context.now
-        let logs = context.insideExec || context.engine.isLogAttached
-        var command: [[UInt8]] = []
-        var failure: StaticString?
-        var added: StreamID?
-        var trimmed = false
-        do {
-            let found = try shard.updateStream(context.database, key, now: now, create: !parsed.noCreate) {
-                stream, changed in
-                if stream.lastID == .max {
-                    failure = exhausted
-                    return
-                }
-                var id: StreamID
-                if let given = parsed.id {
-                    if parsed.seqGiven {
-                        id = given
-                    } else if stream.lastID.ms == given.ms {
-                        guard let next = stream.lastID.successor, next.ms == given.ms else {
-                            failure = idTooSmall
-                            return
-                        }
-                        id = next
-                    } else {
-                        id = given
+        context.withLockedShard(for: key) { shard, context in
+            let now = context.now
+            let logs = context.insideExec || context.engine.isLogAttached
+            var command: [[UInt8]] = []
+            var failure: StaticString?
+            var added: StreamID?
+            var trimmed = false
+            do throws(KeyspaceError) {
+                let found = try shard.updateStream(context.database, key, now: now, create: !parsed.noCreate) {
+                    stream, changed in
+                    if stream.lastID == .max {
+                        failure = exhausted
+                        return
                     }
-                } else {
-                    let clock = UInt64(max(now, 0))
-                    id = clock > stream.lastID.ms ? StreamID(clock, 0) : (stream.lastID.successor ?? .max)
+                    var id: StreamID
+                    if let given = parsed.id {
+                        if parsed.seqGiven {
+                            id = given
+                        } else if stream.lastID.ms == given.ms {
+                            guard let next = stream.lastID.successor, next.ms == given.ms else {
+                                failure = idTooSmall
+                                return
+                            }
+                            id = next
+                        } else {
+                            id = given
+                        }
+                    } else {
+                        let clock = UInt64(max(now, 0))
+                        id = clock > stream.lastID.ms ? StreamID(clock, 0) : (stream.lastID.successor ?? .max)
+                    }
+                    if id <= stream.lastID {
+                        failure = idTooSmall
+                        return
+                    }
+                    var pairs: [ArraySlice<UInt8>] = []
+                    pairs.reserveCapacity(arguments.count - fieldIndex)
+                    var total = 0
+                    for index in fieldIndex..<arguments.count {
+                        pairs.append(arguments[index])
+                        total += arguments[index].count
+                    }
+                    if total > 1 << 30 {
+                        failure = tooLarge
+                        return
+                    }
+                    stream.append(id: id, pairs: pairs)
+                    changed = true
+                    added = id
+                    // The record is only built when something will log it.
+                    if logs { command = (0..<arguments.count).map { arguments.copy($0) } }
+                    if let strategy = parsed.strategy {
+                        trimmed = stream.trim(strategy, approximate: parsed.approximate, limit: parsed.limit) > 0
+                        if logs { rewriteTrim(&command, parsed, stream) }
+                    }
+                    if logs && (parsed.id == nil || !parsed.seqGiven) { command[idIndex] = id.bytes }
                 }
-                if id <= stream.lastID {
-                    failure = idTooSmall
+                if !found {
+                    context.output.writeNull()
                     return
                 }
-                var pairs: [ArraySlice<UInt8>] = []
-                pairs.reserveCapacity(arguments.count - fieldIndex)
-                var total = 0
-                for index in fieldIndex..<arguments.count {
-                    pairs.append(arguments[index])
-                    total += arguments[index].count
-                }
-                if total > 1 << 30 {
-                    failure = tooLarge
-                    return
-                }
-                stream.append(id: id, pairs: pairs)
-                changed = true
-                added = id
-                // The record is only built when something will log it.
-                if logs { command = (0..<arguments.count).map { arguments.copy($0) } }
-                if let strategy = parsed.strategy {
-                    trimmed = stream.trim(strategy, approximate: parsed.approximate, limit: parsed.limit) > 0
-                    if logs { rewriteTrim(&command, parsed, stream) }
-                }
-                if logs && (parsed.id == nil || !parsed.seqGiven) { command[idIndex] = id.bytes }
-            }
-            if !found {
-                context.output.writeNull()
+            } catch {
+                context.output.writeKeyspaceError(error)
                 return
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
-            return
+            if let failure {
+                context.output.writeError(failure)
+                return
+            }
+            guard let added else { return }
+            writeID(added, into: &context.output)
+            context.addChanges(1)
+            if logs { context.propagate(command) } else { context.preventPropagation() }
+            context.notify(.stream, "xadd", key)
+            if trimmed { context.notify(.stream, "xtrim", key) }
         }
-        if let failure {
-            context.output.writeError(failure)
-            return
-        }
-        guard let added else { return }
-        writeID(added, into: &context.output)
-        context.addChanges(1)
-        if logs { context.propagate(command) } else { context.preventPropagation() }
-        context.notify(.stream, "xadd", key)
-        if trimmed { context.notify(.stream, "xtrim", key) }
     }
 
     static func xtrim(_ context: inout CommandContext) {
         guard let (parsed, _) = parseAddOrTrim(&context, xadd: false), let strategy = parsed.strategy else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let arguments = context.arguments
-        var command: [[UInt8]] = []
-        do {
-            let removed = try shard.withStream(context.database, key, now: context.now, create: false) {
-                stream, changed -> Int64 in
-                let removed = stream.trim(strategy, approximate: parsed.approximate, limit: parsed.limit)
+        context.withLockedShard(for: key) { shard, context in
+            let arguments = context.arguments
+            var command: [[UInt8]] = []
+            do throws(KeyspaceError) {
+                let removed = try shard.withStream(context.database, key, now: context.now, create: false) {
+                    stream, changed -> Int64 in
+                    let removed = stream.trim(strategy, approximate: parsed.approximate, limit: parsed.limit)
+                    if removed > 0 {
+                        changed = true
+                        command = (0..<arguments.count).map { arguments.copy($0) }
+                        rewriteTrim(&command, parsed, stream)
+                    }
+                    return removed
+                } ?? 0
+                context.output.writeInteger(removed)
                 if removed > 0 {
-                    changed = true
-                    command = (0..<arguments.count).map { arguments.copy($0) }
-                    rewriteTrim(&command, parsed, stream)
+                    context.addChanges(removed)
+                    context.propagate(command)
+                    context.notify(.stream, "xtrim", key)
                 }
-                return removed
-            } ?? 0
-            context.output.writeInteger(removed)
-            if removed > 0 {
-                context.addChanges(removed)
-                context.propagate(command)
-                context.notify(.stream, "xtrim", key)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -491,50 +493,51 @@ enum StreamCommands {
 
     static func xdel(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        // Scoped: a held copy of the value would make the edit below copy the stream.
-        do {
-            guard let entry = shard.lookup(context.database, key, now: context.now) else {
-                context.output.writeInteger(0)
-                return
-            }
-            guard case .stream = entry.value else {
-                context.output.writeError(RedisError.wrongType)
-                return
-            }
-        }
-        var ids: [StreamID] = []
-        for index in 2..<context.arguments.count {
-            guard let id = strictID(&context, index) else { return }
-            ids.append(id)
-        }
-        do {
-            let deleted = try shard.withStream(context.database, key, now: context.now, create: false) {
-                stream, changed in
-                var deleted = 0
-                var firstEntry = false
-                for id in ids where stream.delete(id) {
-                    if id == stream.firstID { firstEntry = true }
-                    if id > stream.maxDeletedID { stream.maxDeletedID = id }
-                    deleted += 1
+        context.withLockedShard(for: key) { shard, context in
+            // Scoped: a held copy of the value would make the edit below copy the stream.
+            do {
+                guard let entry = shard.lookup(context.database, key, now: context.now) else {
+                    context.output.writeInteger(0)
+                    return
                 }
-                if deleted > 0 {
-                    changed = true
-                    if stream.length == 0 {
-                        stream.firstID = .zero
-                    } else if firstEntry {
-                        stream.firstID = stream.firstLiveID ?? .zero
+                guard case .stream = entry.value else {
+                    context.output.writeError(RedisError.wrongType)
+                    return
+                }
+            }
+            var ids: [StreamID] = []
+            for index in 2..<context.arguments.count {
+                guard let id = strictID(&context, index) else { return }
+                ids.append(id)
+            }
+            do throws(KeyspaceError) {
+                let deleted = try shard.withStream(context.database, key, now: context.now, create: false) {
+                    stream, changed in
+                    var deleted = 0
+                    var firstEntry = false
+                    for id in ids where stream.delete(id) {
+                        if id == stream.firstID { firstEntry = true }
+                        if id > stream.maxDeletedID { stream.maxDeletedID = id }
+                        deleted += 1
                     }
+                    if deleted > 0 {
+                        changed = true
+                        if stream.length == 0 {
+                            stream.firstID = .zero
+                        } else if firstEntry {
+                            stream.firstID = stream.firstLiveID ?? .zero
+                        }
+                    }
+                    return deleted
+                } ?? 0
+                context.output.writeInteger(deleted)
+                if deleted > 0 {
+                    context.addChanges(Int64(deleted))
+                    context.notify(.stream, "xdel", key)
                 }
-                return deleted
-            } ?? 0
-            context.output.writeInteger(deleted)
-            if deleted > 0 {
-                context.addChanges(Int64(deleted))
-                context.notify(.stream, "xdel", key)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
@@ -569,41 +572,43 @@ enum StreamCommands {
             }
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        var failure: StaticString?
-        do {
-            let found: Void? = try shard.withStream(context.database, key, now: context.now, create: false) {
-                stream, changed in
-                if stream.length > 0 {
-                    if let last = stream.lastLiveID, id < last {
-                        failure = "ERR The ID specified in XSETID is smaller than the target stream top item"
-                        return
+        context.withLockedShard(for: key) { shard, context in
+            var failure: StaticString?
+            do throws(KeyspaceError) {
+                let found: Void? = try shard.withStream(context.database, key, now: context.now, create: false) {
+                    stream, changed in
+                    if stream.length > 0 {
+                        if let last = stream.lastLiveID, id < last {
+                            failure = "ERR The ID specified in XSETID is smaller than the target stream top item"
+                            return
+                        }
+                        if entriesAdded != -1 && stream.length > entriesAdded {
+                            failure =
+                                "ERR The entries_added specified in XSETID is smaller than the target stream length"
+                            return
+                        }
                     }
-                    if entriesAdded != -1 && stream.length > entriesAdded {
-                        failure = "ERR The entries_added specified in XSETID is smaller than the target stream length"
-                        return
-                    }
+                    stream.lastID = id
+                    if entriesAdded != -1 { stream.entriesAdded = entriesAdded }
+                    if maxDeleted != .zero { stream.maxDeletedID = maxDeleted }
+                    changed = true
                 }
-                stream.lastID = id
-                if entriesAdded != -1 { stream.entriesAdded = entriesAdded }
-                if maxDeleted != .zero { stream.maxDeletedID = maxDeleted }
-                changed = true
-            }
-            if found == nil {
-                context.output.writeError(RedisError.noSuchKey)
+                if found == nil {
+                    context.output.writeError(RedisError.noSuchKey)
+                    return
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
                 return
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
-            return
+            if let failure {
+                context.output.writeError(failure)
+                return
+            }
+            context.output.writeOK()
+            context.addChanges(1)
+            context.notify(.stream, "xsetid", key)
         }
-        if let failure {
-            context.output.writeError(failure)
-            return
-        }
-        context.output.writeOK()
-        context.addChanges(1)
-        context.notify(.stream, "xsetid", key)
     }
 
     // MARK: XREAD / XREADGROUP
@@ -941,120 +946,123 @@ enum StreamCommands {
         let key = context.key(2)
         let keyBytes = arguments.copy(2)
         let groupName = arguments.copy(3)
-        let shard = context.lockShard(for: key)
-        var stream: StreamValue?
-        if let entry = shard.lookup(context.database, key, now: context.now) {
-            guard case .stream(let value) = entry.value else {
-                context.output.writeError(RedisError.wrongType)
-                return
-            }
-            stream = value
-        }
-        var groupFound = false
-        if !makeStream {
-            guard let stream else {
-                context.output.writeError(groupNeedsKey)
-                return
-            }
-            groupFound = stream.groupIndex(groupName).found
-            let needsGroup = isSetID || arguments.matches(1, "createconsumer") || arguments.matches(1, "delconsumer")
-            if !groupFound && needsGroup {
-                noGroupError([Array("NOGROUP No such consumer group '".utf8), groupName,
-                              Array("' for key name '".utf8), keyBytes, [UInt8(ascii: "'")]], into: &context.output)
-                return
-            }
-        }
-        let now = context.now
-        do {
-            if isCreate && arguments.count >= 5 && arguments.count <= 8 {
-                var id: StreamID
-                if arguments[4].elementsEqual("$".utf8) {
-                    id = stream?.lastID ?? .zero
-                } else {
-                    guard let parsed = strictID(&context, 4) else { return }
-                    id = parsed
-                }
-                let created = try shard.withStream(context.database, key, now: now, create: true) { stream, changed in
-                    let (position, found) = stream.groupIndex(groupName)
-                    if found { return false }
-                    stream.groups.insert(StreamGroup(name: groupName, lastID: id, entriesRead: entriesRead),
-                                         at: position)
-                    changed = true
-                    return true
-                } ?? false
-                if created {
-                    context.output.writeOK()
-                    context.addChanges(1)
-                    context.notify(.stream, "xgroup-create", key)
-                } else {
-                    context.output.writeError("BUSYGROUP Consumer Group name already exists")
-                }
-            } else if isSetID && (arguments.count == 5 || arguments.count == 7) {
-                var id: StreamID
-                if arguments[4].elementsEqual("$".utf8) {
-                    id = stream?.lastID ?? .zero
-                } else {
-                    guard let parsed = parseID(arguments[4], strict: false, missingSequence: 0) else {
-                        context.output.writeError(invalidID)
-                        return
-                    }
-                    id = parsed.id
-                }
-                _ = try shard.withStream(context.database, key, now: now, create: false) { stream, changed in
-                    let (position, _) = stream.groupIndex(groupName)
-                    stream.groups[position].lastID = id
-                    stream.groups[position].entriesRead = entriesRead
-                    changed = true
-                }
-                context.output.writeOK()
-                context.addChanges(1)
-                context.notify(.stream, "xgroup-setid", key)
-            } else if arguments.matches(1, "destroy") && arguments.count == 4 {
-                guard groupFound else {
-                    context.output.writeInteger(0)
+        context.withLockedShard(for: key) { shard, context in
+            var stream: StreamValue?
+            if let entry = shard.lookup(context.database, key, now: context.now) {
+                guard case .stream(let value) = entry.value else {
+                    context.output.writeError(RedisError.wrongType)
                     return
                 }
-                _ = try shard.withStream(context.database, key, now: now, create: false) { stream, changed in
-                    stream.groups.remove(at: stream.groupIndex(groupName).index)
-                    changed = true
-                }
-                context.output.writeInteger(1)
-                context.addChanges(1)
-                context.notify(.stream, "xgroup-destroy", key)
-            } else if arguments.matches(1, "createconsumer") && arguments.count == 5 {
-                let consumer = arguments.copy(4)
-                let created = try shard.withStream(context.database, key, now: now, create: false) {
-                    stream, changed in
-                    let position = stream.groupIndex(groupName).index
-                    let created = stream.groups[position].ensureConsumer(consumer, now: now).created
-                    if created { changed = true }
-                    return created
-                } ?? false
-                context.output.writeInteger(created ? 1 : 0)
-                if created {
-                    context.addChanges(1)
-                    context.notify(.stream, "xgroup-createconsumer", key)
-                }
-            } else if arguments.matches(1, "delconsumer") && arguments.count == 5 {
-                let consumer = arguments.copy(4)
-                let removed = try shard.withStream(context.database, key, now: now, create: false) {
-                    stream, changed -> Int? in
-                    let position = stream.groupIndex(groupName).index
-                    let (consumerIndex, found) = stream.groups[position].consumerIndex(consumer)
-                    guard found else { return nil }
-                    changed = true
-                    return stream.groups[position].removeConsumer(consumerIndex)
-                } ?? nil
-                context.output.writeInteger(removed ?? 0)
-                if removed != nil {
-                    context.addChanges(1)
-                    context.notify(.stream, "xgroup-delconsumer", key)
-                }
-            } else {
-                subcommandSyntaxError(&context)
+                stream = value
             }
-        } catch {
-            context.output.writeKeyspaceError(error)
+            var groupFound = false
+            if !makeStream {
+                guard let stream else {
+                    context.output.writeError(groupNeedsKey)
+                    return
+                }
+                groupFound = stream.groupIndex(groupName).found
+                let needsGroup = isSetID || arguments.matches(1, "createconsumer")
+                    || arguments.matches(1, "delconsumer")
+                if !groupFound && needsGroup {
+                    noGroupError([Array("NOGROUP No such consumer group '".utf8), groupName,
+                                  Array("' for key name '".utf8), keyBytes, [UInt8(ascii: "'")]], into: &context.output)
+                    return
+                }
+            }
+            let now = context.now
+            do throws(KeyspaceError) {
+                if isCreate && arguments.count >= 5 && arguments.count <= 8 {
+                    var id: StreamID
+                    if arguments[4].elementsEqual("$".utf8) {
+                        id = stream?.lastID ?? .zero
+                    } else {
+                        guard let parsed = strictID(&context, 4) else { return }
+                        id = parsed
+                    }
+                    let created = try shard.withStream(context.database, key, now: now, create: true) {
+                        stream, changed in
+                        let (position, found) = stream.groupIndex(groupName)
+                        if found { return false }
+                        stream.groups.insert(StreamGroup(name: groupName, lastID: id, entriesRead: entriesRead),
+                                             at: position)
+                        changed = true
+                        return true
+                    } ?? false
+                    if created {
+                        context.output.writeOK()
+                        context.addChanges(1)
+                        context.notify(.stream, "xgroup-create", key)
+                    } else {
+                        context.output.writeError("BUSYGROUP Consumer Group name already exists")
+                    }
+                } else if isSetID && (arguments.count == 5 || arguments.count == 7) {
+                    var id: StreamID
+                    if arguments[4].elementsEqual("$".utf8) {
+                        id = stream?.lastID ?? .zero
+                    } else {
+                        guard let parsed = parseID(arguments[4], strict: false, missingSequence: 0) else {
+                            context.output.writeError(invalidID)
+                            return
+                        }
+                        id = parsed.id
+                    }
+                    _ = try shard.withStream(context.database, key, now: now, create: false) { stream, changed in
+                        let (position, _) = stream.groupIndex(groupName)
+                        stream.groups[position].lastID = id
+                        stream.groups[position].entriesRead = entriesRead
+                        changed = true
+                    }
+                    context.output.writeOK()
+                    context.addChanges(1)
+                    context.notify(.stream, "xgroup-setid", key)
+                } else if arguments.matches(1, "destroy") && arguments.count == 4 {
+                    guard groupFound else {
+                        context.output.writeInteger(0)
+                        return
+                    }
+                    _ = try shard.withStream(context.database, key, now: now, create: false) { stream, changed in
+                        stream.groups.remove(at: stream.groupIndex(groupName).index)
+                        changed = true
+                    }
+                    context.output.writeInteger(1)
+                    context.addChanges(1)
+                    context.notify(.stream, "xgroup-destroy", key)
+                } else if arguments.matches(1, "createconsumer") && arguments.count == 5 {
+                    let consumer = arguments.copy(4)
+                    let created = try shard.withStream(context.database, key, now: now, create: false) {
+                        stream, changed in
+                        let position = stream.groupIndex(groupName).index
+                        let created = stream.groups[position].ensureConsumer(consumer, now: now).created
+                        if created { changed = true }
+                        return created
+                    } ?? false
+                    context.output.writeInteger(created ? 1 : 0)
+                    if created {
+                        context.addChanges(1)
+                        context.notify(.stream, "xgroup-createconsumer", key)
+                    }
+                } else if arguments.matches(1, "delconsumer") && arguments.count == 5 {
+                    let consumer = arguments.copy(4)
+                    let removed = try shard.withStream(context.database, key, now: now, create: false) {
+                        stream, changed -> Int? in
+                        let position = stream.groupIndex(groupName).index
+                        let (consumerIndex, found) = stream.groups[position].consumerIndex(consumer)
+                        guard found else { return nil }
+                        changed = true
+                        return stream.groups[position].removeConsumer(consumerIndex)
+                    } ?? nil
+                    context.output.writeInteger(removed ?? 0)
+                    if removed != nil {
+                        context.addChanges(1)
+                        context.notify(.stream, "xgroup-delconsumer", key)
+                    }
+                } else {
+                    subcommandSyntaxError(&context)
+                }
+            } catch {
+                context.output.writeKeyspaceError(error)
+            }
         }
     }
 
@@ -1062,41 +1070,42 @@ enum StreamCommands {
 
     static func xack(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let groupName = context.arguments.copy(2)
-        // Scoped: a held copy of the stream would make the acknowledgement below copy it.
-        do {
-            guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
-                context.output.writeInteger(0)
-                return
+        context.withLockedShard(for: key) { shard, context in
+            let groupName = context.arguments.copy(2)
+            // Scoped: a held copy of the stream would make the acknowledgement below copy it.
+            do {
+                guard let entry = shard.lookupRead(context.database, key, now: context.now) else {
+                    context.output.writeInteger(0)
+                    return
+                }
+                guard case .stream(let stream) = entry.value else {
+                    context.output.writeError(RedisError.wrongType)
+                    return
+                }
+                guard stream.groupIndex(groupName).found else {
+                    context.output.writeInteger(0)
+                    return
+                }
             }
-            guard case .stream(let stream) = entry.value else {
-                context.output.writeError(RedisError.wrongType)
-                return
+            var ids: [StreamID] = []
+            for index in 3..<context.arguments.count {
+                guard let id = strictID(&context, index) else { return }
+                ids.append(id)
             }
-            guard stream.groupIndex(groupName).found else {
-                context.output.writeInteger(0)
-                return
+            do throws(KeyspaceError) {
+                let acknowledged = try shard.withStream(context.database, key, now: context.now, create: false) {
+                    stream, changed in
+                    let position = stream.groupIndex(groupName).index
+                    var acknowledged = 0
+                    for id in ids where stream.groups[position].acknowledge(id) { acknowledged += 1 }
+                    if acknowledged > 0 { changed = true }
+                    return acknowledged
+                } ?? 0
+                context.output.writeInteger(acknowledged)
+                if acknowledged > 0 { context.addChanges(Int64(acknowledged)) }
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-        }
-        var ids: [StreamID] = []
-        for index in 3..<context.arguments.count {
-            guard let id = strictID(&context, index) else { return }
-            ids.append(id)
-        }
-        do {
-            let acknowledged = try shard.withStream(context.database, key, now: context.now, create: false) {
-                stream, changed in
-                let position = stream.groupIndex(groupName).index
-                var acknowledged = 0
-                for id in ids where stream.groups[position].acknowledge(id) { acknowledged += 1 }
-                if acknowledged > 0 { changed = true }
-                return acknowledged
-            } ?? 0
-            context.output.writeInteger(acknowledged)
-            if acknowledged > 0 { context.addChanges(Int64(acknowledged)) }
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 

@@ -162,54 +162,58 @@ enum StringCommands {
 
     static func setNX(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        if shard.contains(context.database, key, now: context.now) {
-            context.output.writeInteger(0)
-            return
+        context.withLockedShard(for: key) { shard, context in
+            if shard.contains(context.database, key, now: context.now) {
+                context.output.writeInteger(0)
+                return
+            }
+            shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])), now: context.now)
+            context.addChanges(1)
+            context.notify(.string, "set", key)
+            context.output.writeInteger(1)
         }
-        shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])), now: context.now)
-        context.addChanges(1)
-        context.notify(.string, "set", key)
-        context.output.writeInteger(1)
     }
 
     /// SETEX key seconds value / PSETEX key ms value, propagated as SET key value PXAT ms.
     static func setWithExpire(_ context: inout CommandContext, unit: ExpireUnit) {
         guard let expiry = context.expireArgument(2, unit) else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let value = Value.fromSlice(context.arguments[3])
-        shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: expiry), now: context.now)
-        context.addChanges(1)
-        context.notify(.string, "set", key)
-        context.notify(.generic, "expire", key)
-        context.output.writeOK()
-        context.propagate([Words.set, key.bytes, context.arguments.copy(3), Words.pxat, decimalBytes(expiry)])
+        context.withLockedShard(for: key) { shard, context in
+            let value = Value.fromSlice(context.arguments[3])
+            shard.store(context.database, key, Entry(value: value, expiresAtMilliseconds: expiry), now: context.now)
+            context.addChanges(1)
+            context.notify(.string, "set", key)
+            context.notify(.generic, "expire", key)
+            context.output.writeOK()
+            context.propagate([Words.set, key.bytes, context.arguments.copy(3), Words.pxat, decimalBytes(expiry)])
+        }
     }
 
     /// GETSET: replies with the old value, sets the new one and drops the TTL.
     static func getSet(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (old, ok) = readString(&context, shard, key, nullReply: false)
-        guard ok else { return }
-        if let old { context.output.writeValue(old) } else { context.output.writeNull() }
-        shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])), now: context.now)
-        context.addChanges(1)
-        context.notify(.string, "set", key)
-        context.propagate([Words.set, key.bytes, context.arguments.copy(2)])
+        context.withLockedShard(for: key) { shard, context in
+            let (old, ok) = readString(&context, shard, key, nullReply: false)
+            guard ok else { return }
+            if let old { context.output.writeValue(old) } else { context.output.writeNull() }
+            shard.store(context.database, key, Entry(value: .fromSlice(context.arguments[2])), now: context.now)
+            context.addChanges(1)
+            context.notify(.string, "set", key)
+            context.propagate([Words.set, key.bytes, context.arguments.copy(2)])
+        }
     }
 
     static func getDel(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (old, ok) = readString(&context, shard, key)
-        guard ok, let old else { return }
-        context.output.writeValue(old)
-        shard.remove(context.database, key)
-        context.addChanges(1)
-        context.notify(.generic, "del", key)
-        context.propagate([Words.del, key.bytes])
+        context.withLockedShard(for: key) { shard, context in
+            let (old, ok) = readString(&context, shard, key)
+            guard ok, let old else { return }
+            context.output.writeValue(old)
+            shard.remove(context.database, key)
+            context.addChanges(1)
+            context.notify(.generic, "del", key)
+            context.propagate([Words.del, key.bytes])
+        }
     }
 
     /// GETEX key [EX|PX|EXAT|PXAT t | PERSIST]: a past absolute time deletes the key (logged
@@ -236,35 +240,36 @@ enum StringCommands {
             index += 1
         }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (value, ok) = readString(&context, shard, key)
-        guard ok, let value else { return }
-        // Like Redis, the expire value is only checked once the key is known to be a string:
-        // a missing key answers nil even for `EX abc`.
-        var expiry: Int64?
-        if let unit {
-            guard let milliseconds = context.expireArgument(expireIndex, unit) else { return }
-            expiry = milliseconds
-        }
-        context.output.writeValue(value)
-        if let expiry {
-            if (unit == .unixSeconds || unit == .unixMilliseconds) && expiry <= context.now {
-                shard.remove(context.database, key)
-                context.addChanges(1)
-                context.notify(.generic, "del", key)
-                context.propagate([Words.del, key.bytes])
-            } else {
-                shard.setExpiry(context.database, key, expiry)
-                context.addChanges(1)
-                context.notify(.generic, "expire", key)
-                context.propagate([Words.pexpireAt, key.bytes, decimalBytes(expiry)])
+        context.withLockedShard(for: key) { shard, context in
+            let (value, ok) = readString(&context, shard, key)
+            guard ok, let value else { return }
+            // Like Redis, the expire value is only checked once the key is known to be a string:
+            // a missing key answers nil even for `EX abc`.
+            var expiry: Int64?
+            if let unit {
+                guard let milliseconds = context.expireArgument(expireIndex, unit) else { return }
+                expiry = milliseconds
             }
-        } else if persist {
-            if shard.lookup(context.database, key, now: context.now)?.expiresAtMilliseconds != nil {
-                shard.setExpiry(context.database, key, nil)
-                context.addChanges(1)
-                context.notify(.generic, "persist", key)
-                context.propagate([Words.persist, key.bytes])
+            context.output.writeValue(value)
+            if let expiry {
+                if (unit == .unixSeconds || unit == .unixMilliseconds) && expiry <= context.now {
+                    shard.remove(context.database, key)
+                    context.addChanges(1)
+                    context.notify(.generic, "del", key)
+                    context.propagate([Words.del, key.bytes])
+                } else {
+                    shard.setExpiry(context.database, key, expiry)
+                    context.addChanges(1)
+                    context.notify(.generic, "expire", key)
+                    context.propagate([Words.pexpireAt, key.bytes, decimalBytes(expiry)])
+                }
+            } else if persist {
+                if shard.lookup(context.database, key, now: context.now)?.expiresAtMilliseconds != nil {
+                    shard.setExpiry(context.database, key, nil)
+                    context.addChanges(1)
+                    context.notify(.generic, "persist", key)
+                    context.propagate([Words.persist, key.bytes])
+                }
             }
         }
     }
@@ -333,60 +338,63 @@ enum StringCommands {
     /// quadratic (1,400 appends/s at 1.6 MB where redis-server does 600,000).
     static func append(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let suffix = context.arguments[2]
-        let limit = context.engine.configuration.maxStringBytes
-        do {
-            // t_string.c appendCommand: a new key takes the argument as it is; an existing one is
-            // checked against proto-max-bulk-len first.
-            let (length, _) = try shard.mutateString(context.database, key, now: context.now, minimumCount: 0) {
-                bytes, existed -> (result: Int?, changed: Bool) in
-                if existed && bytes.count + suffix.count > limit { return (nil, false) }
-                bytes.append(contentsOf: suffix)
-                return (bytes.count, true)
+        context.withLockedShard(for: key) { shard, context in
+            let suffix = context.arguments[2]
+            let limit = context.engine.configuration.maxStringBytes
+            do throws(KeyspaceError) {
+                // t_string.c appendCommand: a new key takes the argument as it is; an existing one is
+                // checked against proto-max-bulk-len first.
+                let (length, _) = try shard.mutateString(context.database, key, now: context.now, minimumCount: 0) {
+                    bytes, existed -> (result: Int?, changed: Bool) in
+                    if existed && bytes.count + suffix.count > limit { return (nil, false) }
+                    bytes.append(contentsOf: suffix)
+                    return (bytes.count, true)
+                }
+                guard let length else { return context.output.writeError(RedisError.tooLarge) }
+                context.addChanges(1)
+                context.notify(.string, "append", key)
+                context.output.writeInteger(length)
+            } catch {
+                context.output.writeKeyspaceError(error)
             }
-            guard let length else { return context.output.writeError(RedisError.tooLarge) }
-            context.addChanges(1)
-            context.notify(.string, "append", key)
-            context.output.writeInteger(length)
-        } catch {
-            context.output.writeKeyspaceError(error)
         }
     }
 
     static func strlen(_ context: inout CommandContext) {
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (value, ok) = readString(&context, shard, key, nullReply: false)
-        guard ok else { return }
-        context.output.writeInteger(value?.stringLength ?? 0)
+        context.withLockedShard(for: key) { shard, context in
+            let (value, ok) = readString(&context, shard, key, nullReply: false)
+            guard ok else { return }
+            context.output.writeInteger(value?.stringLength ?? 0)
+        }
     }
 
     /// GETRANGE key start end with Redis's index clamping (negative = from the end).
     static func getRange(_ context: inout CommandContext) {
         guard var start = context.integerArgument(2), var end = context.integerArgument(3) else { return }
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let (value, ok) = readString(&context, shard, key, nullReply: false)
-        guard ok else { return }
-        guard let value, let bytes = value.stringBytes else {
-            context.output.writeStaticString("$0\r\n\r\n")
-            return
-        }
-        let length = Int64(bytes.count)
-        if start < 0 && end < 0 && start > end {
-            context.output.writeStaticString("$0\r\n\r\n")
-            return
-        }
-        if start < 0 { start = length + start }
-        if end < 0 { end = length + end }
-        if start < 0 { start = 0 }
-        if end < 0 { end = 0 }
-        if end >= length { end = length - 1 }
-        if start > end || length == 0 {
-            context.output.writeStaticString("$0\r\n\r\n")
-        } else {
-            context.output.writeBulkString(bytes[Int(start)...Int(end)])
+        context.withLockedShard(for: key) { shard, context in
+            let (value, ok) = readString(&context, shard, key, nullReply: false)
+            guard ok else { return }
+            guard let value, let bytes = value.stringBytes else {
+                context.output.writeStaticString("$0\r\n\r\n")
+                return
+            }
+            let length = Int64(bytes.count)
+            if start < 0 && end < 0 && start > end {
+                context.output.writeStaticString("$0\r\n\r\n")
+                return
+            }
+            if start < 0 { start = length + start }
+            if end < 0 { end = length + end }
+            if start < 0 { start = 0 }
+            if end < 0 { end = 0 }
+            if end >= length { end = length - 1 }
+            if start > end || length == 0 {
+                context.output.writeStaticString("$0\r\n\r\n")
+            } else {
+                context.output.writeBulkString(bytes[Int(start)...Int(end)])
+            }
         }
     }
 
@@ -401,38 +409,39 @@ enum StringCommands {
         }
         let patch = context.arguments[3]
         let key = context.key(1)
-        let shard = context.lockShard(for: key)
-        let currentLength: Int
-        do {
-            // Scoped: a held entry would share the bytes and make the edit below copy them.
-            let value = shard.lookup(context.database, key, now: context.now)?.value
-            if let value, !value.isString {
-                context.output.writeError(RedisError.wrongType)
+        context.withLockedShard(for: key) { shard, context in
+            let currentLength: Int
+            do {
+                // Scoped: a held entry would share the bytes and make the edit below copy them.
+                let value = shard.lookup(context.database, key, now: context.now)?.value
+                if let value, !value.isString {
+                    context.output.writeError(RedisError.wrongType)
+                    return
+                }
+                currentLength = value?.stringLength ?? 0
+            }
+            if patch.isEmpty {
+                context.output.writeInteger(currentLength)
                 return
             }
-            currentLength = value?.stringLength ?? 0
-        }
-        if patch.isEmpty {
-            context.output.writeInteger(currentLength)
-            return
-        }
-        let (needed, overflow) = offset.addingReportingOverflow(Int64(patch.count))
-        if overflow || needed > Int64(context.engine.configuration.maxStringBytes) {
-            context.output.writeError(RedisError.tooLarge)
-            return
-        }
-        let end = Int(needed)
-        do {
-            let (length, _) = try shard.mutateString(context.database, key, now: context.now, minimumCount: end) {
-                bytes -> (result: Int, changed: Bool) in
-                bytes.replaceSubrange(Int(offset)..<end, with: patch)
-                return (bytes.count, true)
+            let (needed, overflow) = offset.addingReportingOverflow(Int64(patch.count))
+            if overflow || needed > Int64(context.engine.configuration.maxStringBytes) {
+                context.output.writeError(RedisError.tooLarge)
+                return
             }
-            context.addChanges(1)
-            context.notify(.string, "setrange", key)
-            context.output.writeInteger(length)
-        } catch {
-            context.output.writeKeyspaceError(error)
+            let end = Int(needed)
+            do throws(KeyspaceError) {
+                let (length, _) = try shard.mutateString(context.database, key, now: context.now, minimumCount: end) {
+                    bytes -> (result: Int, changed: Bool) in
+                    bytes.replaceSubrange(Int(offset)..<end, with: patch)
+                    return (bytes.count, true)
+                }
+                context.addChanges(1)
+                context.notify(.string, "setrange", key)
+                context.output.writeInteger(length)
+            } catch {
+                context.output.writeKeyspaceError(error)
+            }
         }
     }
 }
