@@ -592,7 +592,7 @@ func redisAPIEntryPoint(_ state: OpaquePointer?, _ selector: Int32) -> Int32 {
     let argumentCount = lua_gettop(lua)
     switch entry {
     case .call, .protectedCall:
-        preconditionFailure("served above")
+        preconditionFailure("redis.call and redis.pcall return above, without retaining the runtime")
     case .sha1hex:
         guard argumentCount == 1 else {
             pushErrorTable(lua, Array("wrong number of arguments".utf8))
